@@ -1,0 +1,154 @@
+package dump
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+	"golang.org/x/term"
+
+	"github.com/crs-tool/crs/format"
+)
+
+// ErrOptions is wrapped by errors about option values.
+var ErrOptions = errors.New("bad option")
+
+// ErrTerminal is returned when compressed output would go to a terminal.
+var ErrTerminal = errors.New("refusing to write compressed data to a terminal: redirect it (crsdump > FILE), use -o FILE, or --compress=none")
+
+// Run dumps the server to opts.Output (or stdout) and prints a summary to
+// stderr. With an output file, the dump is written to FILE.tmp, synced,
+// and renamed to FILE only when it is complete; the file is mode 0600.
+func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) (err error) {
+	var level zstd.EncoderLevel
+	switch opts.Compress {
+	case "zstd":
+		if opts.ZstdLevel < 1 || opts.ZstdLevel > 4 {
+			return fmt.Errorf("%w: --zstd-level must be 1 to 4, not %d", ErrOptions, opts.ZstdLevel)
+		}
+		level = zstd.EncoderLevel(opts.ZstdLevel)
+	case "none":
+	default:
+		return fmt.Errorf("%w: --compress must be zstd or none, not %q", ErrOptions, opts.Compress)
+	}
+
+	var out io.Writer
+	var file *os.File
+	var tmp string
+	if opts.Output == "" || opts.Output == "-" {
+		if opts.Compress != "none" && isTerminal(stdout) {
+			return ErrTerminal
+		}
+		out = stdout
+	} else {
+		tmp = opts.Output + ".tmp"
+		file, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return fmt.Errorf("create output: %w", err)
+		}
+		if err := file.Chmod(0o600); err != nil {
+			file.Close()
+			os.Remove(tmp)
+			return fmt.Errorf("create output: %w", err)
+		}
+		defer func() {
+			if err != nil {
+				file.Close()
+				os.Remove(tmp)
+			}
+		}()
+		out = file
+	}
+
+	compressed := &countingWriter{w: out}
+	var enc *zstd.Encoder
+	raw := &countingWriter{w: compressed}
+	if opts.Compress == "zstd" {
+		enc, err = zstd.NewWriter(compressed, zstd.WithEncoderLevel(level))
+		if err != nil {
+			return fmt.Errorf("zstd: %w", err)
+		}
+		raw.w = enc
+	}
+
+	st, err := Dump(ctx, format.NewWriter(raw), opts)
+	st.Bytes = raw.n
+	if enc != nil {
+		// Close the zstd frame even after a failure, so that what was
+		// written reads back as a dump without a trailer: a loader then
+		// reports it as truncated rather than as corrupt.
+		if cerr := enc.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("write: %w", cerr)
+		}
+	}
+	if err == nil && file != nil {
+		if err = file.Sync(); err == nil {
+			err = file.Close()
+		}
+		if err == nil {
+			err = os.Rename(tmp, opts.Output)
+		}
+		if err != nil {
+			err = fmt.Errorf("write %s: %w", opts.Output, err)
+		}
+	}
+	if !opts.Quiet {
+		fmt.Fprintln(stderr, summary(st, compressed.n, err))
+	}
+	return err
+}
+
+func summary(st Stats, outBytes int64, err error) string {
+	var b strings.Builder
+	if err != nil {
+		b.WriteString("crsdump: FAILED after ")
+	} else {
+		b.WriteString("crsdump: dumped ")
+	}
+	fmt.Fprintf(&b, "%d keys", st.Keys)
+	if len(st.ByType) > 0 {
+		types := make([]string, 0, len(st.ByType))
+		for t := range st.ByType {
+			types = append(types, t)
+		}
+		sort.Strings(types)
+		b.WriteString(" (")
+		for i, t := range types {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%s %d", t, st.ByType[t])
+		}
+		b.WriteString(")")
+	}
+	fmt.Fprintf(&b, " from %d databases, %s of JSON, %s written, in %.2fs",
+		st.Databases, humanBytes(st.Bytes), humanBytes(outBytes), st.Elapsed.Seconds())
+	if s := st.Elapsed.Seconds(); s > 0 {
+		fmt.Fprintf(&b, " (%.0f keys/s)", float64(st.Keys)/s)
+	}
+	fmt.Fprintf(&b, "; %d vanished while dumping, %d returned twice by SCAN", st.Vanished, st.Duplicates)
+	return b.String()
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

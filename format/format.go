@@ -1,0 +1,140 @@
+// Package format reads and writes crs dump files: newline-delimited JSON,
+// one header line, one line per key record, and a trailer line that carries
+// the record count and a CRC-32C of everything before it.
+//
+// The package knows nothing of Redis and nothing of compression: a Writer
+// writes lines to an io.Writer and a Reader reads them from an io.Reader,
+// in the manner of encoding/csv. FORMAT.md at the root of the repository is
+// the specification; this package is one implementation of it.
+//
+// Byte strings (keys, values, fields, members) are Go strings holding
+// arbitrary bytes. A record whose byte strings are all valid UTF-8 is written
+// as plain JSON; any other record is written with "enc":"base64" and every
+// byte string in it base64-encoded, so no byte is ever replaced or lost.
+package format
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Name is the value of the header's "format" field.
+const Name = "crs"
+
+// Version is the format version this package writes and the newest it reads.
+const Version = 1
+
+// Value types carried by a record's "type" field.
+const (
+	TypeString = "string"
+	TypeList   = "list"
+	TypeSet    = "set"
+	TypeHash   = "hash"
+	TypeZSet   = "zset"
+	TypeStream = "stream"
+)
+
+// Header is the first line of a dump.
+type Header struct {
+	// Version is the format version; Writer always writes Version.
+	Version int
+	// CreatedMs is when the dump started, in unix milliseconds.
+	CreatedMs int64
+	// Source is the address of the server dumped, without credentials.
+	Source string
+	// ServerVersion is the source's version string, such as "7.0.15".
+	ServerVersion string
+	// Engine is "redis" or "valkey" (or another engine's name).
+	Engine string
+	// Databases lists the databases the dump covers, in the order they
+	// are written, with their key counts when the dump started. The counts
+	// are estimates: keys may come and go while a dump runs.
+	Databases []Database
+}
+
+// Database is one database named in the header.
+type Database struct {
+	DB   int
+	Keys int64
+}
+
+// Record is one key, or one part of a key written in several parts.
+//
+// Exactly one of the value fields is used, as Type says: Str for string,
+// Elems for list (in order) and set, Hash for hash, ZSet for zset (in rank
+// order).
+type Record struct {
+	DB  int
+	Key string
+	// Type is one of the Type constants.
+	Type string
+	// ExpireAtMs is the absolute expiry in unix milliseconds, or 0 when the
+	// key does not expire.
+	ExpireAtMs int64
+
+	Str   string
+	Elems []string
+	Hash  []Field
+	ZSet  []Member
+}
+
+// Field is one field of a hash.
+type Field struct {
+	Name, Value string
+}
+
+// Member is one member of a sorted set with its score. Score may be
+// positive or negative infinity; it is never NaN.
+type Member struct {
+	Member string
+	Score  float64
+}
+
+// Trailer is the last line of a dump.
+type Trailer struct {
+	// Records is the number of record lines between header and trailer.
+	Records int64
+	// Keys is the number of keys those records carry.
+	Keys int64
+	// CRC32C is the CRC-32C (Castagnoli) of every byte before the trailer
+	// line, header included, newlines included.
+	CRC32C uint32
+}
+
+// Errors that a ParseError may wrap; test for them with errors.Is.
+var (
+	// ErrNotDump means the first line is not a crs header.
+	ErrNotDump = errors.New("not a crs dump")
+	// ErrVersion means the header names a format version this package
+	// does not read.
+	ErrVersion = errors.New("unsupported format version")
+	// ErrTruncated means the input ended before the trailer.
+	ErrTruncated = errors.New("dump is truncated: no trailer")
+	// ErrChecksum means the trailer's count or checksum does not match
+	// what was read.
+	ErrChecksum = errors.New("dump does not match its trailer")
+	// ErrSyntax means a line is not well-formed JSON.
+	ErrSyntax = errors.New("malformed JSON")
+	// ErrRecord means a line is JSON but not a valid record.
+	ErrRecord = errors.New("invalid record")
+	// ErrLineTooLong means a line is longer than Reader.MaxLineSize.
+	ErrLineTooLong = errors.New("line too long")
+	// ErrRead means the underlying io.Reader failed, for example on a
+	// corrupt compressed stream.
+	ErrRead = errors.New("cannot read input")
+	// ErrUnsupported means the record uses a part of the format that this
+	// version of crs does not implement yet.
+	ErrUnsupported = errors.New("not supported by this version of crs")
+)
+
+// A ParseError is returned for a problem with one line of the input.
+type ParseError struct {
+	Line int   // 1-based line number
+	Err  error // wraps one of the Err values above
+}
+
+func (e *ParseError) Error() string {
+	return fmt.Sprintf("line %d: %v", e.Line, e.Err)
+}
+
+func (e *ParseError) Unwrap() error { return e.Err }

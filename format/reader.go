@@ -1,0 +1,610 @@
+package format
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"math"
+	"strconv"
+)
+
+// DefaultMaxLineSize is the longest line a Reader accepts unless its
+// MaxLineSize says otherwise.
+const DefaultMaxLineSize = 1 << 30
+
+// A Reader reads a dump written by a Writer (or by any implementation of
+// FORMAT.md). Read returns records one at a time and io.EOF at the clean
+// end, after the trailer has been read and checked. Every other error is a
+// *ParseError naming the line, or an error from the underlying io.Reader.
+type Reader struct {
+	// MaxLineSize bounds the length of one line, so that input without
+	// newlines cannot exhaust memory. Zero means DefaultMaxLineSize.
+	MaxLineSize int
+
+	br      *bufio.Reader
+	crc     hash.Hash32
+	buf     []byte
+	line    int
+	header  *Header
+	trailer *Trailer
+	records int64
+	keys    int64
+	err     error // sticky
+}
+
+// NewReader returns a Reader that reads from r.
+func NewReader(r io.Reader) *Reader {
+	return &Reader{
+		br:  bufio.NewReaderSize(r, 256<<10),
+		crc: crc32.New(castagnoli),
+	}
+}
+
+// Line returns the line number of the last line read.
+func (r *Reader) Line() int { return r.line }
+
+// Header reads the header line, if it has not been read yet, and returns it.
+func (r *Reader) Header() (Header, error) {
+	if r.header != nil {
+		return *r.header, nil
+	}
+	if r.err != nil {
+		return Header{}, r.err
+	}
+	b, err := r.readLine()
+	if err == io.EOF {
+		if r.line == 0 {
+			r.line = 1
+		}
+		return Header{}, r.fail(fmt.Errorf("%w: the input is empty", ErrNotDump))
+	}
+	if err != nil {
+		return Header{}, r.fail(err)
+	}
+	h, err := parseHeader(b)
+	if err != nil {
+		return Header{}, r.fail(err)
+	}
+	r.crc.Write(b)
+	r.header = &h
+	return h, nil
+}
+
+// Trailer returns the trailer once Read has returned io.EOF.
+func (r *Reader) Trailer() (Trailer, bool) {
+	if r.trailer == nil {
+		return Trailer{}, false
+	}
+	return *r.trailer, true
+}
+
+// Read returns the next record. At the end of a complete, intact dump it
+// returns nil, io.EOF.
+func (r *Reader) Read() (*Record, error) {
+	if _, err := r.Header(); err != nil {
+		return nil, err
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if r.trailer != nil {
+		return nil, io.EOF
+	}
+	b, err := r.readLine()
+	if err == io.EOF {
+		r.line++
+		return nil, r.fail(fmt.Errorf("%w after %d records", ErrTruncated, r.records))
+	}
+	if err != nil {
+		return nil, r.fail(err)
+	}
+	rec, tr, err := parseLine(b)
+	if err != nil {
+		return nil, r.fail(err)
+	}
+	if tr != nil {
+		if err := r.finish(tr); err != nil {
+			return nil, r.fail(err)
+		}
+		return nil, io.EOF
+	}
+	r.crc.Write(b)
+	r.records++
+	r.keys++
+	return rec, nil
+}
+
+func (r *Reader) finish(tr *Trailer) error {
+	if tr.Records != r.records {
+		return fmt.Errorf("%w: trailer counts %d records, read %d", ErrChecksum, tr.Records, r.records)
+	}
+	if tr.Keys != r.keys {
+		return fmt.Errorf("%w: trailer counts %d keys, read %d", ErrChecksum, tr.Keys, r.keys)
+	}
+	if sum := r.crc.Sum32(); tr.CRC32C != sum {
+		return fmt.Errorf("%w: trailer checksum %08x, computed %08x", ErrChecksum, tr.CRC32C, sum)
+	}
+	// Nothing may follow the trailer.
+	for {
+		b, err := r.readLine()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if len(bytes.TrimSpace(b)) > 0 {
+			return fmt.Errorf("%w: data after the trailer", ErrRecord)
+		}
+	}
+	r.trailer = tr
+	return nil
+}
+
+// fail records err and returns it as a *ParseError. An error from the
+// underlying reader (a corrupt compressed stream, say) names the line that
+// was being read.
+func (r *Reader) fail(err error) error {
+	var pe *ParseError
+	switch {
+	case errors.As(err, &pe):
+	case isFormatError(err):
+		err = &ParseError{Line: r.line, Err: err}
+	default:
+		err = &ParseError{Line: r.line + 1, Err: fmt.Errorf("%w: %v", ErrRead, err)}
+	}
+	r.err = err
+	return err
+}
+
+func isFormatError(err error) bool {
+	for _, e := range []error{ErrNotDump, ErrVersion, ErrTruncated, ErrChecksum, ErrSyntax, ErrRecord, ErrLineTooLong, ErrUnsupported, ErrRead} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// readLine returns the next line including its newline. The slice is valid
+// until the next call. A final line without a newline is a truncation.
+func (r *Reader) readLine() ([]byte, error) {
+	max := r.MaxLineSize
+	if max <= 0 {
+		max = DefaultMaxLineSize
+	}
+	r.buf = r.buf[:0]
+	for {
+		frag, err := r.br.ReadSlice('\n')
+		if len(r.buf)+len(frag) > max {
+			r.line++
+			return nil, fmt.Errorf("%w: more than %d bytes", ErrLineTooLong, max)
+		}
+		if err == nil {
+			if len(r.buf) == 0 {
+				r.line++
+				return frag, nil
+			}
+			r.buf = append(r.buf, frag...)
+			r.line++
+			return r.buf, nil
+		}
+		r.buf = append(r.buf, frag...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err == io.EOF {
+			if len(r.buf) > 0 {
+				r.line++
+				if r.header == nil {
+					return nil, fmt.Errorf("%w: the first line has no newline", ErrNotDump)
+				}
+				return nil, fmt.Errorf("%w: the last line has no newline", ErrTruncated)
+			}
+			return nil, io.EOF
+		}
+		return nil, err
+	}
+}
+
+func parseHeader(b []byte) (Header, error) {
+	var h Header
+	s := &scanner{b: b}
+	if s.peek() != '{' {
+		return h, fmt.Errorf("%w: the first line is not a JSON object", ErrNotDump)
+	}
+	var name string
+	version := int64(-1)
+	err := s.object(func(field string) error {
+		var err error
+		switch field {
+		case "format":
+			name, err = s.str()
+		case "version":
+			version, err = s.int()
+		case "created_ms":
+			h.CreatedMs, err = s.int()
+		case "source":
+			h.Source, err = s.str()
+		case "server_version":
+			h.ServerVersion, err = s.str()
+		case "engine":
+			h.Engine, err = s.str()
+		case "databases":
+			err = s.array(func(int) error {
+				var d Database
+				var db int64 = -1
+				err := s.object(func(f string) error {
+					var err error
+					switch f {
+					case "db":
+						db, err = s.int()
+					case "keys":
+						d.Keys, err = s.int()
+					default:
+						err = s.skip()
+					}
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				if db < 0 || db > math.MaxInt32 {
+					return fmt.Errorf("%w: bad database in header", ErrNotDump)
+				}
+				d.DB = int(db)
+				h.Databases = append(h.Databases, d)
+				return nil
+			})
+		default:
+			// Readers ignore header fields they do not know.
+			err = s.skip()
+		}
+		if err == errNotInteger {
+			err = fmt.Errorf("header field %q is not an integer", field)
+		}
+		return err
+	})
+	if err != nil {
+		return h, fmt.Errorf("%w: %v", ErrNotDump, err)
+	}
+	if s.peek() != 0 {
+		return h, fmt.Errorf("%w: trailing data after the header object", ErrNotDump)
+	}
+	if name != Name {
+		return h, fmt.Errorf("%w: the header's format is %q, want %q", ErrNotDump, name, Name)
+	}
+	if version < 1 {
+		return h, fmt.Errorf("%w: the header has no valid version", ErrNotDump)
+	}
+	if version > Version {
+		return h, fmt.Errorf("%w: the dump is format version %d, this crs reads up to %d; use a newer crs", ErrVersion, version, Version)
+	}
+	h.Version = int(version)
+	return h, nil
+}
+
+// parseLine parses a record line or the trailer.
+func parseLine(b []byte) (*Record, *Trailer, error) {
+	s := &scanner{b: b}
+	if c := s.peek(); c != '{' {
+		if c == 0 {
+			return nil, nil, fmt.Errorf("%w: empty line", ErrRecord)
+		}
+		return nil, nil, fmt.Errorf("%w: the line is not a JSON object", ErrRecord)
+	}
+	// First pass: note where each member's value starts, checking syntax.
+	spans := make(map[string]int, 8)
+	err := s.object(func(name string) error {
+		if _, dup := spans[name]; dup {
+			return fmt.Errorf("%w: field %q appears twice", ErrRecord, name)
+		}
+		spans[name] = s.i
+		return s.skip()
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.peek() != 0 {
+		return nil, nil, s.errorf("trailing data after the object")
+	}
+	at := func(name string) (*scanner, bool) {
+		i, ok := spans[name]
+		if !ok {
+			return nil, false
+		}
+		return &scanner{b: b, i: i}, true
+	}
+	if _, ok := spans["end"]; ok {
+		tr, err := parseTrailer(spans, at)
+		return nil, tr, err
+	}
+	for name := range spans {
+		switch name {
+		case "db", "enc", "key", "type", "expire_at_ms", "value":
+		case "part", "more", "dump", "rdb_version", "field_expire_at_ms":
+			return nil, nil, fmt.Errorf("%w: record field %q", ErrUnsupported, name)
+		default:
+			return nil, nil, fmt.Errorf("%w: unknown field %q", ErrRecord, name)
+		}
+	}
+	rec := &Record{}
+	// db
+	sc, ok := at("db")
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: missing field \"db\"", ErrRecord)
+	}
+	db, err := sc.int()
+	if err != nil || db < 0 || db > math.MaxInt32 {
+		return nil, nil, fmt.Errorf("%w: \"db\" must be a non-negative integer, found %s", ErrRecord, sc.kind())
+	}
+	rec.DB = int(db)
+	// enc
+	b64 := false
+	if sc, ok := at("enc"); ok {
+		enc, err := sc.str()
+		if err != nil || enc != "base64" {
+			return nil, nil, fmt.Errorf("%w: \"enc\" must be \"base64\"", ErrRecord)
+		}
+		b64 = true
+	}
+	bs := byteStrings{b64: b64}
+	str := bs.read
+	// key
+	sc, ok = at("key")
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: missing field \"key\"", ErrRecord)
+	}
+	if rec.Key, err = str(sc, "\"key\""); err != nil {
+		return nil, nil, err
+	}
+	// type
+	sc, ok = at("type")
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: missing field \"type\"", ErrRecord)
+	}
+	if sc.peek() != '"' {
+		return nil, nil, fmt.Errorf("%w: \"type\" must be a string, found %s", ErrRecord, sc.kind())
+	}
+	if rec.Type, err = sc.str(); err != nil {
+		return nil, nil, err
+	}
+	// expire_at_ms
+	if sc, ok := at("expire_at_ms"); ok {
+		ms, err := sc.int()
+		if err != nil || ms <= 0 {
+			return nil, nil, fmt.Errorf("%w: \"expire_at_ms\" must be a positive integer (unix ms)", ErrRecord)
+		}
+		rec.ExpireAtMs = ms
+	}
+	// value
+	sc, ok = at("value")
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: missing field \"value\"", ErrRecord)
+	}
+	if err := parseValue(sc, rec, bs); err != nil {
+		return nil, nil, err
+	}
+	return rec, nil, nil
+}
+
+// byteStrings reads the byte strings of one record, which are base64 when
+// the record says "enc":"base64".
+type byteStrings struct{ b64 bool }
+
+// decode turns the JSON string value v into the bytes it carries.
+func (bs byteStrings) decode(v, what string) (string, error) {
+	if !bs.b64 {
+		return v, nil
+	}
+	d, err := base64.StdEncoding.Strict().DecodeString(v)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s is not valid base64: %v", ErrRecord, what, err)
+	}
+	return string(d), nil
+}
+
+// read reads a JSON string from s and decodes it.
+func (bs byteStrings) read(s *scanner, what string) (string, error) {
+	if s.peek() != '"' {
+		return "", fmt.Errorf("%w: %s must be a string, found %s", ErrRecord, what, s.kind())
+	}
+	v, err := s.str()
+	if err != nil {
+		return "", err
+	}
+	return bs.decode(v, what)
+}
+
+func parseValue(s *scanner, rec *Record, bs byteStrings) error {
+	str := bs.read
+	wrongShape := func(want string) error {
+		return fmt.Errorf("%w: a %s value must be %s, found %s", ErrRecord, rec.Type, want, s.kind())
+	}
+	switch rec.Type {
+	case TypeString:
+		if s.peek() != '"' {
+			return wrongShape("a string")
+		}
+		v, err := str(s, "the value")
+		rec.Str = v
+		return err
+	case TypeList, TypeSet:
+		if s.peek() != '[' {
+			return wrongShape("an array of strings")
+		}
+		rec.Elems = []string{}
+		return s.array(func(i int) error {
+			v, err := str(s, fmt.Sprintf("element %d", i))
+			rec.Elems = append(rec.Elems, v)
+			return err
+		})
+	case TypeHash:
+		if s.peek() != '{' {
+			return wrongShape("an object")
+		}
+		rec.Hash = []Field{}
+		err := s.object(func(name string) error {
+			name, err := bs.decode(name, "a field name")
+			if err != nil {
+				return err
+			}
+			v, err := str(s, fmt.Sprintf("field %q", name))
+			rec.Hash = append(rec.Hash, Field{Name: name, Value: v})
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if i, j := findDup(len(rec.Hash), func(i int) string { return rec.Hash[i].Name }); i >= 0 {
+			return fmt.Errorf("%w: hash field %q appears twice (fields %d and %d)", ErrRecord, rec.Hash[i].Name, i, j)
+		}
+		return nil
+	case TypeZSet:
+		if s.peek() != '[' {
+			return wrongShape("an array of [member, score] pairs")
+		}
+		rec.ZSet = []Member{}
+		err := s.array(func(i int) error {
+			if s.peek() != '[' {
+				return fmt.Errorf("%w: zset element %d must be a [member, score] pair, found %s", ErrRecord, i, s.kind())
+			}
+			var m Member
+			items := 0
+			err := s.array(func(j int) error {
+				items++
+				switch j {
+				case 0:
+					v, err := str(s, fmt.Sprintf("zset element %d's member", i))
+					m.Member = v
+					return err
+				case 1:
+					f, err := parseScore(s)
+					if err != nil {
+						return fmt.Errorf("%w: zset element %d: %v", ErrRecord, i, err)
+					}
+					m.Score = f
+					return nil
+				}
+				return fmt.Errorf("%w: zset element %d has more than two items", ErrRecord, i)
+			})
+			if err != nil {
+				return err
+			}
+			if items != 2 {
+				return fmt.Errorf("%w: zset element %d must be a [member, score] pair, found %d items", ErrRecord, i, items)
+			}
+			rec.ZSet = append(rec.ZSet, m)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if i, j := findDup(len(rec.ZSet), func(i int) string { return rec.ZSet[i].Member }); i >= 0 {
+			return fmt.Errorf("%w: zset member %q appears twice (elements %d and %d)", ErrRecord, rec.ZSet[i].Member, i, j)
+		}
+		return nil
+	case TypeStream:
+		return fmt.Errorf("%w: type %q", ErrUnsupported, rec.Type)
+	}
+	return fmt.Errorf("%w: unknown type %q", ErrRecord, rec.Type)
+}
+
+// parseScore reads a score: a JSON number, or "inf" or "-inf".
+func parseScore(s *scanner) (float64, error) {
+	switch c := s.peek(); {
+	case c == '"':
+		v, err := s.str()
+		if err != nil {
+			return 0, err
+		}
+		switch v {
+		case "inf":
+			return math.Inf(1), nil
+		case "-inf":
+			return math.Inf(-1), nil
+		}
+		return 0, fmt.Errorf("score %q is not a number (only \"inf\" and \"-inf\" may be strings)", v)
+	case c == '-' || ('0' <= c && c <= '9'):
+		t, err := s.number()
+		if err != nil {
+			return 0, err
+		}
+		f, err := strconv.ParseFloat(string(t), 64)
+		if err != nil {
+			return 0, fmt.Errorf("score %s is out of range", t)
+		}
+		return f, nil
+	}
+	return 0, fmt.Errorf("score must be a number, found %s", s.kind())
+}
+
+// findDup returns the indexes of two equal names, or -1, -1.
+func findDup(n int, name func(int) string) (int, int) {
+	if n <= 8 {
+		for i := 0; i < n; i++ {
+			for j := i + 1; j < n; j++ {
+				if name(i) == name(j) {
+					return i, j
+				}
+			}
+		}
+		return -1, -1
+	}
+	seen := make(map[string]int, n)
+	for j := 0; j < n; j++ {
+		if i, ok := seen[name(j)]; ok {
+			return i, j
+		}
+		seen[name(j)] = j
+	}
+	return -1, -1
+}
+
+func parseTrailer(spans map[string]int, at func(string) (*scanner, bool)) (*Trailer, error) {
+	tr := &Trailer{}
+	for name := range spans {
+		switch name {
+		case "end", "records", "keys", "crc32c":
+		default:
+			return nil, fmt.Errorf("%w: unknown trailer field %q", ErrRecord, name)
+		}
+	}
+	sc, _ := at("end")
+	if v, err := sc.literal(); err != nil || v != "true" {
+		return nil, fmt.Errorf("%w: trailer \"end\" must be true", ErrRecord)
+	}
+	for _, f := range []struct {
+		name string
+		dst  *int64
+	}{{"records", &tr.Records}, {"keys", &tr.Keys}} {
+		sc, ok := at(f.name)
+		if !ok {
+			return nil, fmt.Errorf("%w: trailer has no %q", ErrRecord, f.name)
+		}
+		n, err := sc.int()
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("%w: trailer %q must be a non-negative integer", ErrRecord, f.name)
+		}
+		*f.dst = n
+	}
+	sc, ok := at("crc32c")
+	if !ok {
+		return nil, fmt.Errorf("%w: trailer has no \"crc32c\"", ErrRecord)
+	}
+	v, err := sc.str()
+	if err != nil {
+		return nil, fmt.Errorf("%w: trailer \"crc32c\" must be a string", ErrRecord)
+	}
+	sum, err := strconv.ParseUint(v, 16, 32)
+	if err != nil || len(v) != 8 {
+		return nil, fmt.Errorf("%w: trailer \"crc32c\" must be 8 hex digits, found %q", ErrRecord, v)
+	}
+	tr.CRC32C = uint32(sum)
+	return tr, nil
+}

@@ -1,0 +1,283 @@
+// Package redisconn turns crs's connection flags (a redis-cli style URL,
+// host, port, password, user, database) into go-redis clients, and gives
+// connection failures one clear, password-free error.
+package redisconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+func init() {
+	// go-redis logs some connection trouble on its own; crs reports errors
+	// itself, once, so silence it.
+	redis.SetLogger(quietLogger{})
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...interface{}) {}
+
+// Options says how to reach a server. Fields left at their zero value
+// (Port 0, DB -1) fall back to the URL, then to 127.0.0.1:6379 and db 0.
+type Options struct {
+	URL      string // redis://, rediss:// or unix:// URL
+	Host     string
+	Port     int
+	User     string
+	Password string
+	// DB is the database named by -n, or -1. A database in the URL's
+	// path counts as -n too; DBFromFlags reports which applies.
+	DB int
+	// Retries is how many times go-redis retries a failed command on a new
+	// connection. Loads set it to -1: a retried RPUSH would append twice.
+	Retries int
+}
+
+// NewOptions returns the defaults: no URL, default host and port, no db.
+func NewOptions() Options {
+	return Options{DB: -1}
+}
+
+// ClientOptions builds go-redis options, without the database: callers
+// choose the database per client.
+func (o Options) ClientOptions() (*redis.Options, error) {
+	ro := &redis.Options{Addr: "127.0.0.1:6379"}
+	if o.URL != "" {
+		u, err := redis.ParseURL(o.URL)
+		if err != nil {
+			return nil, fmt.Errorf("bad url %s: %w", Redact(o.URL), err)
+		}
+		ro = u
+	}
+	if o.Host != "" || o.Port != 0 {
+		host, port, err := net.SplitHostPort(ro.Addr)
+		if err != nil || ro.Network == "unix" {
+			host, port = "127.0.0.1", "6379"
+		}
+		if o.Host != "" {
+			host = o.Host
+		}
+		if o.Port != 0 {
+			port = strconv.Itoa(o.Port)
+		}
+		ro.Network = "tcp"
+		ro.Addr = net.JoinHostPort(host, port)
+	}
+	if o.User != "" {
+		ro.Username = o.User
+	}
+	if o.Password != "" {
+		ro.Password = o.Password
+	}
+	ro.DB = 0
+	ro.Protocol = 2 // RESP2: scores arrive as the server's exact text
+	ro.DisableIdentity = true
+	ro.DialTimeout = 5 * time.Second
+	ro.ReadTimeout = 60 * time.Second
+	ro.WriteTimeout = 60 * time.Second
+	ro.MaxRetries = o.Retries
+	return ro, nil
+}
+
+// URLDB returns the database named in the URL's path or query, or -1.
+func (o Options) URLDB() (int, error) {
+	if o.URL == "" {
+		return -1, nil
+	}
+	u, err := url.Parse(o.URL)
+	if err != nil {
+		return -1, fmt.Errorf("bad url %s", Redact(o.URL))
+	}
+	if d := u.Query().Get("db"); d != "" {
+		n, err := strconv.Atoi(d)
+		if err != nil || n < 0 {
+			return -1, fmt.Errorf("bad database %q in url", d)
+		}
+		return n, nil
+	}
+	if u.Scheme == "unix" {
+		return -1, nil
+	}
+	p := strings.Trim(u.Path, "/")
+	if p == "" {
+		return -1, nil
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 0 {
+		return -1, fmt.Errorf("bad database %q in url", p)
+	}
+	return n, nil
+}
+
+// SelectedDB returns the database chosen by -n or, failing that, the URL,
+// or -1 when neither names one.
+func (o Options) SelectedDB() (int, error) {
+	if o.DB >= 0 {
+		return o.DB, nil
+	}
+	return o.URLDB()
+}
+
+// Address returns where the options point, without credentials.
+func (o Options) Address() string {
+	ro, err := o.ClientOptions()
+	if err != nil {
+		return Redact(o.URL)
+	}
+	if ro.Network == "unix" {
+		return "unix://" + ro.Addr
+	}
+	if ro.TLSConfig != nil {
+		return "rediss://" + ro.Addr
+	}
+	return ro.Addr
+}
+
+// Redact removes the password from a URL.
+func Redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		if i := strings.LastIndex(s, "@"); i >= 0 {
+			if j := strings.Index(s, "://"); j >= 0 && j < i {
+				return s[:j+3] + "xxxxx" + s[i:]
+			}
+			return "xxxxx" + s[i:]
+		}
+		return s
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// Error is a failure to connect to or authenticate with a server.
+type Error struct {
+	Addr string
+	Err  error
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("cannot use %s: %v", e.Addr, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Server describes a connected server.
+type Server struct {
+	Version string // such as "7.0.15"
+	Engine  string // "redis" or "valkey"
+	Major   int
+	Minor   int
+}
+
+// AtLeast reports whether the server's version is at least major.minor.
+func (s Server) AtLeast(major, minor int) bool {
+	return s.Major > major || (s.Major == major && s.Minor >= minor)
+}
+
+// Open connects a client to database db, checks that the server answers,
+// and reads its version. poolSize bounds the connections the client opens.
+func Open(ctx context.Context, o Options, db, poolSize int) (*redis.Client, Server, error) {
+	ro, err := o.ClientOptions()
+	if err != nil {
+		return nil, Server{}, err
+	}
+	ro.DB = db
+	ro.PoolSize = poolSize
+	c := redis.NewClient(ro)
+	info, err := c.Info(ctx, "server").Result()
+	if err != nil {
+		c.Close()
+		return nil, Server{}, &Error{Addr: o.Address(), Err: explain(err)}
+	}
+	return c, ParseServer(info), nil
+}
+
+// ParseServer reads the version and engine from INFO server output.
+func ParseServer(info string) Server {
+	f := InfoFields(info)
+	s := Server{Version: f["redis_version"], Engine: "redis"}
+	if v, ok := f["valkey_version"]; ok {
+		s.Version, s.Engine = v, "valkey"
+	} else if n := f["server_name"]; n != "" {
+		s.Engine = n
+	}
+	parts := strings.SplitN(s.Version, ".", 3)
+	if len(parts) >= 2 {
+		s.Major, _ = strconv.Atoi(parts[0])
+		s.Minor, _ = strconv.Atoi(parts[1])
+	}
+	return s
+}
+
+// InfoFields parses INFO output into its name:value pairs.
+func InfoFields(info string) map[string]string {
+	m := make(map[string]string)
+	for _, line := range strings.Split(info, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// Keyspace returns the number of keys in each database that has any, from
+// INFO keyspace.
+func Keyspace(ctx context.Context, c *redis.Client) (map[int]int64, error) {
+	info, err := c.Info(ctx, "keyspace").Result()
+	if err != nil {
+		return nil, fmt.Errorf("info keyspace: %w", err)
+	}
+	out := make(map[int]int64)
+	for k, v := range InfoFields(info) {
+		if !strings.HasPrefix(k, "db") {
+			continue
+		}
+		db, err := strconv.Atoi(k[2:])
+		if err != nil {
+			continue
+		}
+		for _, kv := range strings.Split(v, ",") {
+			if n, ok := strings.CutPrefix(kv, "keys="); ok {
+				out[db], _ = strconv.ParseInt(n, 10, 64)
+			}
+		}
+	}
+	return out, nil
+}
+
+// explain turns common connection errors into short sentences.
+func explain(err error) error {
+	var ne net.Error
+	msg := err.Error()
+	switch {
+	case strings.HasPrefix(msg, "WRONGPASS"), strings.HasPrefix(msg, "NOAUTH"),
+		strings.Contains(msg, "invalid password"), strings.Contains(msg, "invalid username-password"):
+		return fmt.Errorf("authentication failed: %w", err)
+	case strings.Contains(msg, "connection refused"):
+		return fmt.Errorf("connection refused (is the server running, and is the address right?)")
+	case errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("timed out: %w", err)
+	}
+	return err
+}
+
+// IsUnknownCommand reports whether err is the server's reply to a command
+// it does not have.
+func IsUnknownCommand(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "ERR unknown command")
+}

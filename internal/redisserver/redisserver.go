@@ -1,0 +1,171 @@
+// Package redisserver starts throwaway redis-server processes on loopback
+// for crs's tests, demo and benchmarks. A server it starts keeps nothing on
+// disk (--save "" --appendonly no) and is killed by Close.
+package redisserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ErrNotInstalled means no redis-server is on the PATH.
+var ErrNotInstalled = errors.New("redis-server is not installed (Debian: apt-get install redis-server)")
+
+// Server is a running redis-server.
+type Server struct {
+	// Addr is host:port on 127.0.0.1.
+	Addr string
+	// URL is a redis:// URL for Addr.
+	URL string
+	// Dir is the server's working directory, removed by Close.
+	Dir string
+
+	cmd  *exec.Cmd
+	done chan error
+	log  *os.File
+}
+
+// Start starts a redis-server on a free loopback port with the extra
+// config arguments given (as on the redis-server command line, such as
+// "--maxmemory", "10mb"), and waits until it answers.
+func Start(ctx context.Context, args ...string) (*Server, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, ErrNotInstalled
+	}
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		s, err := start(ctx, bin, args)
+		if err == nil {
+			return s, nil
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
+func start(ctx context.Context, bin string, extra []string) (*Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "crs-redis-")
+	if err != nil {
+		return nil, err
+	}
+	log, err := os.Create(filepath.Join(dir, "redis.log"))
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	args := []string{
+		"--port", strconv.Itoa(port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", dir,
+		"--daemonize", "no",
+		"--protected-mode", "no",
+		"--databases", "16",
+	}
+	args = append(args, extra...)
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout = log
+	cmd.Stderr = log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("start redis-server: %w", err)
+	}
+	s := &Server{
+		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		Dir:  dir,
+		cmd:  cmd,
+		done: make(chan error, 1),
+		log:  log,
+	}
+	s.URL = "redis://" + s.Addr
+	go func() { s.done <- cmd.Wait() }()
+	if err := s.waitReady(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitReady polls with PING until the server answers +PONG.
+func (s *Server) waitReady(ctx context.Context) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-s.done:
+			s.done <- err
+			return fmt.Errorf("redis-server exited: %v: %s", err, s.Log())
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		c, err := net.DialTimeout("tcp", s.Addr, time.Second)
+		if err != nil {
+			continue
+		}
+		c.SetDeadline(time.Now().Add(time.Second))
+		_, err = c.Write([]byte("PING\r\n"))
+		buf := make([]byte, 7)
+		if err == nil {
+			_, err = c.Read(buf)
+		}
+		c.Close()
+		if err == nil && strings.HasPrefix(string(buf), "+PONG") {
+			return nil
+		}
+	}
+	return fmt.Errorf("redis-server on %s did not answer within 10s: %s", s.Addr, s.Log())
+}
+
+// Log returns the end of the server's log, for error messages.
+func (s *Server) Log() string {
+	b, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(b)
+}
+
+// Kill stops the server with SIGKILL, as a crash would, and waits for it.
+func (s *Server) Kill() {
+	if s.cmd.Process != nil {
+		s.cmd.Process.Kill()
+	}
+	err := <-s.done
+	s.done <- err
+}
+
+// Close kills the server and removes its directory.
+func (s *Server) Close() error {
+	s.Kill()
+	s.log.Close()
+	return os.RemoveAll(s.Dir)
+}

@@ -1,0 +1,199 @@
+// Package redistest starts real redis-server processes for tests and
+// compares two servers key by key.
+//
+// Without redis-server on the PATH a test fails when the environment
+// variable CI is set, and is skipped otherwise.
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/crs-tool/crs/internal/redisserver"
+)
+
+// Start starts a throwaway redis-server for t, with extra config
+// arguments, and kills it when t ends.
+func Start(t testing.TB, args ...string) *redisserver.Server {
+	t.Helper()
+	s, err := redisserver.Start(context.Background(), args...)
+	if err == redisserver.ErrNotInstalled && os.Getenv("CI") == "" {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// Client returns a client for database db of s, closed when t ends.
+func Client(t testing.TB, s *redisserver.Server, db int) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, DB: db, Protocol: 2, DisableIdentity: true})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Key is everything crs carries of one key, read back from a server.
+type Key struct {
+	Type     string
+	Value    []string // string: one item; list: in order; set: sorted; hash: sorted field, value pairs; zset: member, score text in rank order
+	ExpireAt int64    // PEXPIRETIME: -1 for none
+}
+
+// Read reads one key from c.
+func Read(ctx context.Context, c *redis.Client, key string) (Key, error) {
+	var k Key
+	t, err := c.Type(ctx, key).Result()
+	if err != nil {
+		return k, err
+	}
+	k.Type = t
+	switch t {
+	case "none":
+		return k, nil
+	case "string":
+		v, err := c.Get(ctx, key).Result()
+		if err != nil {
+			return k, err
+		}
+		k.Value = []string{v}
+	case "list":
+		k.Value, err = c.LRange(ctx, key, 0, -1).Result()
+	case "set":
+		k.Value, err = c.SMembers(ctx, key).Result()
+		sort.Strings(k.Value)
+	case "hash":
+		var m map[string]string
+		m, err = c.HGetAll(ctx, key).Result()
+		names := make([]string, 0, len(m))
+		for f := range m {
+			names = append(names, f)
+		}
+		sort.Strings(names)
+		for _, f := range names {
+			k.Value = append(k.Value, f, m[f])
+		}
+	case "zset":
+		// The server's own score text, so that any change shows.
+		k.Value, err = c.Do(ctx, "ZRANGE", key, 0, -1, "WITHSCORES").StringSlice()
+	default:
+		return k, fmt.Errorf("key %q: type %s not compared", key, t)
+	}
+	if err != nil {
+		return k, err
+	}
+	k.ExpireAt, err = c.Do(ctx, "PEXPIRETIME", key).Int64()
+	return k, err
+}
+
+// Keys returns every key of database db.
+func Keys(ctx context.Context, c *redis.Client) ([]string, error) {
+	var out []string
+	iter := c.Scan(ctx, 0, "", 1000).Iterator()
+	for iter.Next(ctx) {
+		out = append(out, iter.Val())
+	}
+	sort.Strings(out)
+	// SCAN may repeat a key; keep one.
+	uniq := out[:0]
+	for i, k := range out {
+		if i == 0 || k != out[i-1] {
+			uniq = append(uniq, k)
+		}
+	}
+	return uniq, iter.Err()
+}
+
+// Diff compares every key of databases 0 to 15 on a and b and returns one
+// line per difference: a key missing on either side, a different type,
+// value or expiry (more than tolerance ms apart).
+func Diff(ctx context.Context, a, b *redisserver.Server, tolerance int64) ([]string, error) {
+	var diffs []string
+	for db := 0; db < 16; db++ {
+		ca := redis.NewClient(&redis.Options{Addr: a.Addr, DB: db, Protocol: 2, DisableIdentity: true})
+		cb := redis.NewClient(&redis.Options{Addr: b.Addr, DB: db, Protocol: 2, DisableIdentity: true})
+		d, err := diffDB(ctx, ca, cb, tolerance)
+		ca.Close()
+		cb.Close()
+		if err != nil {
+			return nil, fmt.Errorf("db %d: %w", db, err)
+		}
+		for _, line := range d {
+			diffs = append(diffs, fmt.Sprintf("db %d: %s", db, line))
+		}
+	}
+	return diffs, nil
+}
+
+func diffDB(ctx context.Context, ca, cb *redis.Client, tolerance int64) ([]string, error) {
+	ka, err := Keys(ctx, ca)
+	if err != nil {
+		return nil, err
+	}
+	kb, err := Keys(ctx, cb)
+	if err != nil {
+		return nil, err
+	}
+	var diffs []string
+	inB := make(map[string]bool, len(kb))
+	for _, k := range kb {
+		inB[k] = true
+	}
+	for _, k := range ka {
+		if !inB[k] {
+			diffs = append(diffs, fmt.Sprintf("key %q missing from target", k))
+			continue
+		}
+		delete(inB, k)
+		va, err := Read(ctx, ca, k)
+		if err != nil {
+			return nil, err
+		}
+		vb, err := Read(ctx, cb, k)
+		if err != nil {
+			return nil, err
+		}
+		diffs = append(diffs, compare(k, va, vb, tolerance)...)
+	}
+	extra := make([]string, 0, len(inB))
+	for k := range inB {
+		extra = append(extra, k)
+	}
+	sort.Strings(extra)
+	for _, k := range extra {
+		diffs = append(diffs, fmt.Sprintf("key %q only in target", k))
+	}
+	return diffs, nil
+}
+
+func compare(k string, a, b Key, tolerance int64) []string {
+	var d []string
+	if a.Type != b.Type {
+		return []string{fmt.Sprintf("key %q: type %s, target %s", k, a.Type, b.Type)}
+	}
+	if len(a.Value) != len(b.Value) {
+		d = append(d, fmt.Sprintf("key %q: %d items, target %d", k, len(a.Value), len(b.Value)))
+	} else {
+		for i := range a.Value {
+			if a.Value[i] != b.Value[i] {
+				d = append(d, fmt.Sprintf("key %q: item %d is %s, target %s", k, i, strconv.Quote(a.Value[i]), strconv.Quote(b.Value[i])))
+				break
+			}
+		}
+	}
+	switch {
+	case (a.ExpireAt < 0) != (b.ExpireAt < 0):
+		d = append(d, fmt.Sprintf("key %q: expiry %d, target %d", k, a.ExpireAt, b.ExpireAt))
+	case a.ExpireAt >= 0 && (a.ExpireAt-b.ExpireAt > tolerance || b.ExpireAt-a.ExpireAt > tolerance):
+		d = append(d, fmt.Sprintf("key %q: expiry %d, target %d", k, a.ExpireAt, b.ExpireAt))
+	}
+	return d
+}

@@ -1,0 +1,149 @@
+// Command crs moves Redis data between servers through a newline-delimited
+// JSON dump, compressed with zstd, that loses nothing: every byte of every
+// key and value, exact sorted-set scores, millisecond expiries, every
+// database.
+//
+//	crsdump -u redis://old-host:6380 > crs.jsonl.zst
+//	crsload -u redis://new-host:6380 < crs.jsonl.zst
+//	zstd -dc crs.jsonl.zst | jq -r 'select(.type=="hash") | .key'
+//
+// The one binary answers as crsdump and crsload (by the name it is run
+// under) and as "crs dump" and "crs load". Exit codes: 0 success, 1 failure,
+// 2 bad usage, 3 bad input (the dump is malformed, truncated or corrupt),
+// 4 refused (the target holds keys, or data this crs cannot carry),
+// 5 cannot connect or authenticate, 130 interrupted.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/crs-tool/crs/dump"
+	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/load"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	args := os.Args
+	name := "crs"
+	switch base := filepath.Base(args[0]); base {
+	case "crsdump", "crsload":
+		name = base
+		args = append([]string{"crs", strings.TrimPrefix(base, "crs")}, args[1:]...)
+	}
+	err := newApp().RunContext(ctx, args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+	}
+	os.Exit(exitCode(ctx, err))
+}
+
+// usageError marks a mistake in the command line.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+func exitCode(ctx context.Context, err error) int {
+	var (
+		parseErr *format.ParseError
+		connErr  *redisconn.Error
+		usage    usageError
+	)
+	switch {
+	case err == nil:
+		return 0
+	case ctx.Err() != nil || errors.Is(err, context.Canceled):
+		return 130
+	case errors.As(err, &usage), errors.Is(err, dump.ErrOptions), errors.Is(err, load.ErrOptions):
+		return 2
+	case errors.As(err, &parseErr), errors.Is(err, load.ErrNoInput):
+		return 3
+	case errors.Is(err, load.ErrTargetNotEmpty), errors.Is(err, dump.ErrUnsupportedType), errors.Is(err, dump.ErrTerminal):
+		return 4
+	case errors.As(err, &connErr):
+		return 5
+	}
+	return 1
+}
+
+func newApp() *cli.App {
+	// -h is the host, as in redis-cli; help is --help only.
+	cli.HelpFlag = &cli.BoolFlag{Name: "help", Usage: "show help"}
+	onUsage := func(_ *cli.Context, err error, _ bool) error { return usageError{err} }
+	dumpOpts := dump.NewOptions()
+	loadOpts := load.NewOptions()
+	return &cli.App{
+		Name:            "crs",
+		Usage:           "move Redis data between servers through a lossless JSON-lines dump",
+		HideHelpCommand: true,
+		OnUsageError:    onUsage,
+		Commands: []*cli.Command{
+			{
+				Name:         "dump",
+				Usage:        "write every key of a server as JSON lines, zstd-compressed, to stdout or -o FILE",
+				UsageText:    "crsdump [options] > FILE.jsonl.zst\ncrs dump [options] -o FILE.jsonl.zst",
+				OnUsageError: onUsage,
+				Flags: append(connFlags(&dumpOpts.Conn),
+					&cli.StringFlag{Name: "match", Usage: "dump only keys matching this SCAN `PATTERN`", Destination: &dumpOpts.Match},
+					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` (mode 0600, via FILE.tmp, renamed when complete)", Destination: &dumpOpts.Output},
+					&cli.StringFlag{Name: "compress", Value: dumpOpts.Compress, Usage: "zstd or none", Destination: &dumpOpts.Compress},
+					&cli.IntFlag{Name: "zstd-level", Value: dumpOpts.ZstdLevel, Usage: "zstd level, 1 (fastest) to 4 (smallest)", Destination: &dumpOpts.ZstdLevel},
+					&cli.IntFlag{Name: "scan-count", Value: dumpOpts.ScanCount, Usage: "SCAN COUNT hint: about how many keys are read per pipelined batch", Destination: &dumpOpts.ScanCount},
+					&cli.IntFlag{Name: "concurrency", Value: dumpOpts.Concurrency, Usage: "batches read at once, each on its own connection", Destination: &dumpOpts.Concurrency},
+					&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors", Destination: &dumpOpts.Quiet},
+				),
+				Action: func(c *cli.Context) error {
+					if c.NArg() > 0 {
+						return usageError{fmt.Errorf("unexpected argument %q (the dump goes to stdout or -o FILE)", c.Args().First())}
+					}
+					return dump.Run(c.Context, dumpOpts, os.Stdout, os.Stderr)
+				},
+			},
+			{
+				Name:         "load",
+				Usage:        "replay a dump (zstd or plain, from FILE or stdin) into a server",
+				UsageText:    "crsload [options] < FILE.jsonl.zst\ncrs load [options] FILE.jsonl.zst",
+				OnUsageError: onUsage,
+				Flags: append(connFlags(&loadOpts.Conn),
+					&cli.StringFlag{Name: "ttl", Value: loadOpts.TTL, Usage: "keep (expire at the same instant), shift (by the time since the dump) or none", Destination: &loadOpts.TTL},
+					&cli.BoolFlag{Name: "replace", Usage: "delete a key that exists in the target before writing it", Destination: &loadOpts.Replace},
+					&cli.BoolFlag{Name: "skip-existing", Usage: "leave a key that exists in the target as it is", Destination: &loadOpts.SkipExisting},
+					&cli.IntFlag{Name: "concurrency", Value: loadOpts.Concurrency, Usage: "writers at once, each with its own connection", Destination: &loadOpts.Concurrency},
+					&cli.IntFlag{Name: "pipeline", Value: loadOpts.Pipeline, Usage: "most keys one writer sends per round trip", Destination: &loadOpts.Pipeline},
+					&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors", Destination: &loadOpts.Quiet},
+				),
+				Action: func(c *cli.Context) error {
+					if c.NArg() > 1 {
+						return usageError{fmt.Errorf("one input file at most, got %d", c.NArg())}
+					}
+					loadOpts.Input = c.Args().First()
+					return load.Run(c.Context, loadOpts, os.Stdin, os.Stderr)
+				},
+			},
+		},
+	}
+}
+
+// connFlags are the connection flags both commands take, as redis-cli
+// names them.
+func connFlags(o *redisconn.Options) []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "url", Aliases: []string{"u"}, Usage: "server `URL`: redis://[user:password@]host:port[/db], rediss://… or unix:///path.sock", Destination: &o.URL},
+		&cli.StringFlag{Name: "host", Aliases: []string{"h"}, Usage: "server host (default 127.0.0.1)", Destination: &o.Host},
+		&cli.IntFlag{Name: "port", Aliases: []string{"p"}, Usage: "server port (default 6379)", Destination: &o.Port},
+		&cli.StringFlag{Name: "pass", Aliases: []string{"a"}, EnvVars: []string{"REDISCLI_AUTH"}, Usage: "password (better: the REDISCLI_AUTH environment variable, which stays out of the process list)", Destination: &o.Password},
+		&cli.StringFlag{Name: "user", Usage: "ACL user name", Destination: &o.User},
+		&cli.IntFlag{Name: "db", Aliases: []string{"n"}, Value: -1, DefaultText: "every database", Usage: "dump only this database / load everything into this database", Destination: &o.DB},
+	}
+}

@@ -390,6 +390,9 @@ func parseLine(b []byte) (*Record, *Trailer, error) {
 	if err := parseValue(sc, rec, bs); err != nil {
 		return nil, nil, err
 	}
+	if rec.Type != TypeString && len(rec.Elems)+len(rec.Hash)+len(rec.ZSet) == 0 {
+		return nil, nil, fmt.Errorf("%w: an empty %s value (Redis holds no empty %ss)", ErrRecord, rec.Type, rec.Type)
+	}
 	return rec, nil, nil
 }
 

@@ -75,8 +75,8 @@ var ErrUnsupportedType = errors.New("type not supported")
 // Dump reads the server that opts.Conn points at and writes a header, one
 // record per key, and (on success) the trailer to fw. It returns what it
 // did even when it fails part way.
-func Dump(ctx context.Context, fw *format.Writer, opts Options) (Stats, error) {
-	st := Stats{ByType: make(map[string]int64)}
+func Dump(ctx context.Context, fw *format.Writer, opts Options) (st Stats, err error) {
+	st = Stats{ByType: make(map[string]int64)}
 	start := time.Now()
 	defer func() { st.Elapsed = time.Since(start) }()
 

@@ -107,8 +107,8 @@ type item struct {
 
 // Load reads records from fr and writes them to the server. It returns
 // what it did even when it fails part way.
-func Load(ctx context.Context, fr *format.Reader, opts Options) (Stats, error) {
-	st := Stats{ByType: make(map[string]int64)}
+func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err error) {
+	st = Stats{ByType: make(map[string]int64)}
 	start := time.Now()
 	defer func() { st.Elapsed = time.Since(start) }()
 	if opts.Replace && opts.SkipExisting {

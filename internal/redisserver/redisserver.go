@@ -138,7 +138,8 @@ func (s *Server) waitReady(ctx context.Context) error {
 			_, err = c.Read(buf)
 		}
 		c.Close()
-		if err == nil && strings.HasPrefix(string(buf), "+PONG") {
+		// A server with a password answers -NOAUTH: it is up all the same.
+		if err == nil && (strings.HasPrefix(string(buf), "+PONG") || strings.HasPrefix(string(buf), "-NOAUTH")) {
 			return nil
 		}
 	}

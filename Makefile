@@ -1,0 +1,36 @@
+# crs: make build | test | demo | bench | fuzz
+GO ?= go
+FUZZTIME ?= 10s
+
+.PHONY: build test demo bench fuzz deps clean
+
+build:
+	$(GO) build -o bin/crs .
+	ln -f bin/crs bin/crsdump
+	ln -f bin/crs bin/crsload
+
+deps:
+	@./scripts/deps.sh
+
+# The test command of the README and of CI. Tests start their own
+# redis-servers on free loopback ports; with CI set, a missing
+# redis-server fails them instead of skipping.
+test: deps
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+	$(GO) test -run=NONE -fuzz=FuzzReader -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./format
+
+# Two throwaway servers, a guide-shaped keyspace, dump, load, counts.
+demo: deps build
+	$(GO) run ./internal/cmd/demo -bin bin
+
+bench: deps
+	$(GO) test -run=NONE -bench=. -benchmem ./format
+
+# A longer fuzz run: make fuzz FUZZTIME=10m
+fuzz:
+	$(GO) test -run=NONE -fuzz=FuzzReader -fuzztime=$(FUZZTIME) -fuzzminimizetime=10s ./format
+
+clean:
+	rm -rf bin

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/crs-tool/crs/internal/redistest"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// binaries builds crs once per test run, and names it crsdump and crsload
+// too, as make build does.
+func binaries(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "crs-bin-")
+		if buildErr != nil {
+			return
+		}
+		out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, "crs"), ".").CombinedOutput()
+		if err != nil {
+			buildErr = errors.New(string(out))
+			return
+		}
+		for _, name := range []string{"crsdump", "crsload"} {
+			if buildErr = os.Link(filepath.Join(binDir, "crs"), filepath.Join(binDir, name)); buildErr != nil {
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build: %v", buildErr)
+	}
+	return binDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// sh runs a shell command line with the binaries first on the PATH and
+// returns its combined output and exit code.
+func sh(t *testing.T, dir, script string, env ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PATH="+binaries(t)+":"+os.Getenv("PATH"))
+	cmd.Env = append(cmd.Env, env...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(out), ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), 0
+}
+
+// TestREADMEPipeline runs the commands at the top of the README.
+func TestREADMEPipeline(t *testing.T) {
+	for _, tool := range []string{"zstd", "jq"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s is not installed", tool)
+			}
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+	binaries(t) // before fill: its short expiries must not pass during the build
+	src, dst := redistest.Start(t), redistest.Start(t)
+	fill(t, src)
+	dir := t.TempDir()
+	out, code := sh(t, dir, `crsdump -u `+src.URL+` > crs.jsonl.zst && crsload -u `+dst.URL+` < crs.jsonl.zst`)
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if !strings.Contains(out, "crsdump: dumped 26 keys") || !strings.Contains(out, "crsload: loaded") {
+		t.Errorf("summaries:\n%s", out)
+	}
+	assertNoDiffExceptSoon(t, src, dst)
+
+	out, code = sh(t, dir, `zstd -dc crs.jsonl.zst | jq -r 'select(.type=="hash") | .key' | sort`)
+	// hash:binary and hash:small hold bytes that are not UTF-8, so their
+	// records (keys included) are base64.
+	if want := "aGFzaDpiaW5hcnk=\naGFzaDpzbWFsbA==\ndb15:hash\nhash:big\n"; code != 0 || out != want {
+		t.Errorf("jq recipe: exit %d, got %q, want %q", code, out, want)
+	}
+
+	// The same through "crs dump" / "crs load", a file argument, plain
+	// output, and the password from REDISCLI_AUTH on a server that wants it.
+	auth := redistest.Start(t, "--requirepass", "s3cret")
+	out, code = sh(t, dir, `crs dump -h 127.0.0.1 -p `+port(src.Addr)+` --compress=none -o plain.jsonl && crs load -p `+port(auth.Addr)+` plain.jsonl`, "REDISCLI_AUTH=s3cret")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if strings.Contains(out, "s3cret") {
+		t.Errorf("password printed:\n%s", out)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "plain.jsonl"))
+	if err != nil || !strings.HasPrefix(string(b), `{"format":"crs","version":1,`) {
+		t.Errorf("plain output starts %.60q (%v)", b, err)
+	}
+}
+
+func port(addr string) string { return addr[strings.LastIndex(addr, ":")+1:] }
+
+func TestExitCodes(t *testing.T) {
+	src := redistest.Start(t)
+	redistest.Client(t, src, 0).Set(context.Background(), "k", "v", 0)
+	auth := redistest.Start(t, "--requirepass", "right")
+	dir := t.TempDir()
+	if out, code := sh(t, dir, `crsdump -u `+src.URL+` -o good.zst`); code != 0 {
+		t.Fatalf("dump: exit %d: %s", code, out)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "notdump.json"), []byte(`{"users":[]}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		script string
+		code   int
+		output string
+	}{
+		{"unknown flag", `crsload --nope`, 2, "flag provided but not defined"},
+		{"bad ttl", `crsload --ttl=forever good.zst`, 2, "--ttl must be"},
+		{"two policies", `crsload -u ` + src.URL + ` --replace --skip-existing good.zst`, 2, "cannot be used together"},
+		{"not a dump", `crsload -u ` + src.URL + ` notdump.json`, 3, "line 1: not a crs dump"},
+		{"truncated", `head -c 60 good.zst > cut.zst; crsload -u ` + src.URL + ` cut.zst`, 3, "line "},
+		{"corrupt zstd", `printf '\050\265\057\375garbage' > bad.zst; crsload -u ` + src.URL + ` bad.zst`, 3, "line 1: cannot read input"},
+		{"target not empty", `crsload -u ` + src.URL + ` good.zst`, 4, "db 0 has 1 keys"},
+		{"connection refused", `crsload -p 1 good.zst`, 5, "connection refused"},
+		{"wrong password", `crsdump -u redis://:wrong@` + auth.Addr + ` -o x.zst`, 5, "authentication failed"},
+		{"no password", `crsdump -u ` + auth.URL + ` -o x.zst`, 5, "authentication failed"},
+		{"missing file", `crsload nosuchfile`, 1, "no such file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, code := sh(t, dir, tt.script)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d:\n%s", code, tt.code, out)
+			}
+			if !strings.Contains(out, tt.output) {
+				t.Errorf("output does not mention %q:\n%s", tt.output, out)
+			}
+			if strings.Contains(out, "goroutine ") || strings.Contains(out, "panic:") {
+				t.Errorf("stack trace:\n%s", out)
+			}
+			if strings.Contains(out, ":wrong@") {
+				t.Errorf("password printed:\n%s", out)
+			}
+		})
+	}
+}

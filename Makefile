@@ -18,8 +18,8 @@ deps:
 test: deps
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
-	$(GO) test -count=1 ./...
 	$(GO) test -run=NONE -fuzz=FuzzReader -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./format
+	$(GO) test -count=1 ./...
 
 # Two throwaway servers, a guide-shaped keyspace, dump, load, counts.
 demo: deps build

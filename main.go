@@ -94,7 +94,7 @@ func newApp() *cli.App {
 				Usage:        "write every key of a server as JSON lines, zstd-compressed, to stdout or -o FILE",
 				UsageText:    "crsdump [options] > FILE.jsonl.zst\ncrs dump [options] -o FILE.jsonl.zst",
 				OnUsageError: onUsage,
-				Flags: append(connFlags(&dumpOpts.Conn),
+				Flags: append(connFlags(&dumpOpts.Conn, "dump only this database (a database in the URL does the same)", "every database"),
 					&cli.StringFlag{Name: "match", Usage: "dump only keys matching this SCAN `PATTERN`", Destination: &dumpOpts.Match},
 					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` (mode 0600, via FILE.tmp, renamed when complete)", Destination: &dumpOpts.Output},
 					&cli.StringFlag{Name: "compress", Value: dumpOpts.Compress, Usage: "zstd or none", Destination: &dumpOpts.Compress},
@@ -115,7 +115,7 @@ func newApp() *cli.App {
 				Usage:        "replay a dump (zstd or plain, from FILE or stdin) into a server",
 				UsageText:    "crsload [options] < FILE.jsonl.zst\ncrs load [options] FILE.jsonl.zst",
 				OnUsageError: onUsage,
-				Flags: append(connFlags(&loadOpts.Conn),
+				Flags: append(connFlags(&loadOpts.Conn, "load every record into this database (a database in the URL does the same)", "each record's own"),
 					&cli.StringFlag{Name: "ttl", Value: loadOpts.TTL, Usage: "keep (expire at the same instant), shift (by the time since the dump) or none", Destination: &loadOpts.TTL},
 					&cli.BoolFlag{Name: "replace", Usage: "delete a key that exists in the target before writing it", Destination: &loadOpts.Replace},
 					&cli.BoolFlag{Name: "skip-existing", Usage: "leave a key that exists in the target as it is", Destination: &loadOpts.SkipExisting},
@@ -137,13 +137,13 @@ func newApp() *cli.App {
 
 // connFlags are the connection flags both commands take, as redis-cli
 // names them.
-func connFlags(o *redisconn.Options) []cli.Flag {
+func connFlags(o *redisconn.Options, dbUsage, dbDefault string) []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "url", Aliases: []string{"u"}, Usage: "server `URL`: redis://[user:password@]host:port[/db], rediss://… or unix:///path.sock", Destination: &o.URL},
-		&cli.StringFlag{Name: "host", Aliases: []string{"h"}, Usage: "server host (default 127.0.0.1)", Destination: &o.Host},
-		&cli.IntFlag{Name: "port", Aliases: []string{"p"}, Usage: "server port (default 6379)", Destination: &o.Port},
+		&cli.StringFlag{Name: "host", Aliases: []string{"h"}, DefaultText: "127.0.0.1", Usage: "server host", Destination: &o.Host},
+		&cli.IntFlag{Name: "port", Aliases: []string{"p"}, DefaultText: "6379", Usage: "server port", Destination: &o.Port},
 		&cli.StringFlag{Name: "pass", Aliases: []string{"a"}, EnvVars: []string{"REDISCLI_AUTH"}, Usage: "password (better: the REDISCLI_AUTH environment variable, which stays out of the process list)", Destination: &o.Password},
 		&cli.StringFlag{Name: "user", Usage: "ACL user name", Destination: &o.User},
-		&cli.IntFlag{Name: "db", Aliases: []string{"n"}, Value: -1, DefaultText: "every database", Usage: "dump only this database / load everything into this database", Destination: &o.DB},
+		&cli.IntFlag{Name: "db", Aliases: []string{"n"}, Value: -1, DefaultText: dbDefault, Usage: dbUsage, Destination: &o.DB},
 	}
 }

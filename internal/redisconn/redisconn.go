@@ -50,7 +50,7 @@ func NewOptions() Options {
 // ClientOptions builds go-redis options, without the database: callers
 // choose the database per client.
 func (o Options) ClientOptions() (*redis.Options, error) {
-	ro := &redis.Options{Addr: "127.0.0.1:6379"}
+	ro := &redis.Options{Network: "tcp", Addr: "127.0.0.1:6379"}
 	if o.URL != "" {
 		u, err := redis.ParseURL(o.URL)
 		if err != nil {

@@ -1,0 +1,90 @@
+package load
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/redistest"
+)
+
+// handWritten builds a plain dump as another writer might: a header
+// without a database list, and a correct trailer.
+func handWritten(lines ...string) string {
+	body := strings.Join(lines, "\n") + "\n"
+	sum := crc32.Checksum([]byte(body), crc32.MakeTable(crc32.Castagnoli))
+	return body + fmt.Sprintf(`{"end":true,"records":%d,"keys":%d,"crc32c":"%08x"}`, len(lines)-1, len(lines)-1, sum) + "\n"
+}
+
+func TestHeaderWithoutDatabasesChecksEveryDatabase(t *testing.T) {
+	s := redistest.Start(t)
+	ctx := context.Background()
+	redistest.Client(t, s, 5).Set(ctx, "there", "already", 0)
+	in := handWritten(`{"format":"crs","version":1}`, `{"db":0,"key":"k","type":"string","value":"v"}`)
+	opts := NewOptions()
+	opts.Conn.URL = s.URL
+	_, err := Load(ctx, format.NewReader(strings.NewReader(in)), opts)
+	if !errors.Is(err, ErrTargetNotEmpty) || !strings.Contains(err.Error(), "db 5 has 1 keys") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestRecordForUnlistedDatabaseIsChecked(t *testing.T) {
+	s := redistest.Start(t)
+	ctx := context.Background()
+	redistest.Client(t, s, 7).Set(ctx, "there", "already", 0)
+	in := handWritten(`{"format":"crs","version":1,"databases":[{"db":0,"keys":1}]}`,
+		`{"db":0,"key":"k","type":"string","value":"v"}`,
+		`{"db":7,"key":"k","type":"string","value":"v"}`)
+	opts := NewOptions()
+	opts.Conn.URL = s.URL
+	_, err := Load(ctx, format.NewReader(strings.NewReader(in)), opts)
+	if !errors.Is(err, ErrTargetNotEmpty) || !strings.Contains(err.Error(), "db 7 has 1 keys") {
+		t.Fatalf("err = %v", err)
+	}
+	if v, _ := redistest.Client(t, s, 7).Get(ctx, "there").Result(); v != "already" {
+		t.Errorf("db 7 touched: %q", v)
+	}
+}
+
+func TestTargetRefusalNamesKeyAndLine(t *testing.T) {
+	// A target that refuses writes (here: out of memory) gives one error
+	// naming the line and key, and the summary counts what was written.
+	s := redistest.Start(t, "--maxmemory", "1mb", "--maxmemory-policy", "noeviction")
+	big := strings.Repeat("x", 100_000)
+	lines := []string{`{"format":"crs","version":1}`}
+	for i := 0; i < 40; i++ {
+		lines = append(lines, fmt.Sprintf(`{"db":0,"key":"k%02d","type":"string","value":"%s"}`, i, big))
+	}
+	opts := NewOptions()
+	opts.Conn.URL = s.URL
+	opts.Concurrency = 1
+	var stderr bytes.Buffer
+	err := Run(context.Background(), opts, strings.NewReader(handWritten(lines...)), &stderr)
+	var ke *KeyError
+	if !errors.As(err, &ke) || !strings.Contains(err.Error(), "OOM") {
+		t.Fatalf("err = %v", err)
+	}
+	if ke.Line < 2 || ke.Key != fmt.Sprintf("k%02d", ke.Line-2) {
+		t.Errorf("error names line %d key %q", ke.Line, ke.Key)
+	}
+	if !strings.Contains(stderr.String(), "FAILED after writing") {
+		t.Errorf("summary: %s", stderr.String())
+	}
+}
+
+func TestFormatScore(t *testing.T) {
+	for f, want := range map[float64]string{
+		0.1: "0.1", 5e-324: "5e-324", math.Inf(1): "inf", math.Inf(-1): "-inf", 1e21: "1e+21", -3: "-3",
+	} {
+		if got := formatScore(f); got != want {
+			t.Errorf("formatScore(%v) = %q, want %q", f, got, want)
+		}
+	}
+}

@@ -167,3 +167,31 @@ func TestExitCodes(t *testing.T) {
 		})
 	}
 }
+
+func TestDumpRefusesTerminalAndHidesPassword(t *testing.T) {
+	s := redistest.Start(t, "--requirepass", "hunter2")
+	dir := t.TempDir()
+	if _, err := exec.LookPath("script"); err == nil {
+		// script(1) gives crsdump a terminal as its standard output.
+		out, code := sh(t, dir, `script -qec "crsdump -u redis://:hunter2@`+s.Addr+`" /dev/null`)
+		if code != 4 || !strings.Contains(out, "refusing to write compressed data to a terminal") {
+			t.Errorf("exit %d:\n%s", code, out)
+		}
+		out, code = sh(t, dir, `script -qec "crsdump --compress=none -u redis://:hunter2@`+s.Addr+`" /dev/null`)
+		if code != 0 || !strings.Contains(out, `{"format":"crs"`) {
+			t.Errorf("plain output to a terminal: exit %d:\n%s", code, out)
+		}
+	} else if os.Getenv("CI") != "" {
+		t.Error("script(1) is not installed")
+	}
+	out, code := sh(t, dir, `crsdump -u redis://:hunter2@`+s.Addr+` --compress=none -o d.jsonl && cat d.jsonl`)
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if strings.Contains(out, "hunter2") {
+		t.Errorf("password in dump or output:\n%s", out)
+	}
+	if !strings.Contains(out, `"source":"`+s.Addr+`"`) {
+		t.Errorf("header does not name the source:\n%s", out)
+	}
+}

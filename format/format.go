@@ -34,6 +34,16 @@ const (
 	TypeStream = "stream"
 )
 
+// IsNative reports whether t is a type the format carries as a value
+// (rather than as a DUMP payload).
+func IsNative(t string) bool {
+	switch t {
+	case TypeString, TypeList, TypeSet, TypeHash, TypeZSet, TypeStream:
+		return true
+	}
+	return false
+}
+
 // Header is the first line of a dump.
 type Header struct {
 	// Version is the format version; Writer always writes Version.
@@ -72,10 +82,80 @@ type Record struct {
 	// key does not expire.
 	ExpireAtMs int64
 
-	Str   string
-	Elems []string
-	Hash  []Field
-	ZSet  []Member
+	Str    string
+	Elems  []string
+	Hash   []Field
+	ZSet   []Member
+	Stream *Stream
+
+	// FieldExpire holds the expiries of single hash fields (Redis 7.4+),
+	// for fields of this record's Hash that have one.
+	FieldExpire []FieldExpiry
+
+	// Dump is a DUMP payload, for a key of a type the format cannot
+	// express; Type is then the server's type name and no value field is
+	// used. RDBVersion is the RDB version the payload carries.
+	Dump       string
+	RDBVersion int
+
+	// Part numbers the records of a key written in several records: 0 for
+	// a key in one record, else 1, 2, 3, ... More is true on every part
+	// but the last. Only the first part carries ExpireAtMs.
+	Part int
+	More bool
+}
+
+// FieldExpiry is the absolute expiry of one hash field, in unix ms.
+type FieldExpiry struct {
+	Field string
+	AtMs  int64
+}
+
+// Stream is a stream's value, or one part of it.
+type Stream struct {
+	// Entries in ID order.
+	Entries []StreamEntry
+	// LastID, EntriesAdded and MaxDeletedID are the stream's metadata;
+	// they are set in a whole stream's record or its last part. LastID ""
+	// means absent; EntriesAdded -1 means absent; MaxDeletedID "" means
+	// absent.
+	LastID       string
+	EntriesAdded int64
+	MaxDeletedID string
+	Groups       []Group
+}
+
+// StreamEntry is one entry. Fields holds field, value, field, value...
+// Deleted marks an entry that is gone from the stream but still pending
+// in a group: a loader creates it, claims it and deletes it again.
+type StreamEntry struct {
+	ID      string
+	Fields  []string
+	Deleted bool
+}
+
+// Group is a consumer group.
+type Group struct {
+	Name            string
+	LastDeliveredID string // "" in a part that continues a group
+	EntriesRead     int64  // -1 when unknown
+	Consumers       []Consumer
+	Pending         []Pending
+}
+
+// Consumer is a member of a group.
+type Consumer struct {
+	Name         string
+	SeenTimeMs   int64
+	ActiveTimeMs int64 // 0 when the source does not report it
+}
+
+// Pending is an entry delivered to a consumer and not yet acknowledged.
+type Pending struct {
+	ID             string
+	Consumer       string
+	DeliveryTimeMs int64
+	DeliveryCount  int64
 }
 
 // Field is one field of a hash.

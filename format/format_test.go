@@ -55,6 +55,35 @@ var records = []*format.Record{
 		{"e21", 1e21}, {"max", math.MaxFloat64}, {"inf", math.Inf(1)},
 	}},
 	{DB: 15, Key: "db15", Type: format.TypeZSet, ExpireAtMs: 1, ZSet: []format.Member{{"\x00", 1}}},
+	{DB: 0, Key: "session", Type: format.TypeHash, Hash: []format.Field{{"token", "t"}, {"user", "u"}},
+		FieldExpire: []format.FieldExpiry{{Field: "token", AtMs: 1764000099000}}},
+	{DB: 0, Key: "doc:1", Type: "ReJSON-RL", RDBVersion: 10, Dump: "\x07\x81\x00payload\x0a\x00crc64...", ExpireAtMs: 1764000060123},
+	{DB: 0, Key: "events", Type: format.TypeStream, Stream: &format.Stream{
+		Entries: []format.StreamEntry{
+			{ID: "1764000000000-0", Fields: []string{"user", "u1", "action", "login"}},
+			{ID: "1764000000000-1", Deleted: true},
+			{ID: "1764000000000-2", Fields: []string{"f", "v", "f", "repeated"}},
+		},
+		LastID: "1764000000000-5", EntriesAdded: 6, MaxDeletedID: "1764000000000-4",
+		Groups: []format.Group{
+			{Name: "workers", LastDeliveredID: "1764000000000-1", EntriesRead: 2,
+				Consumers: []format.Consumer{{Name: "w1", SeenTimeMs: 1764000000500, ActiveTimeMs: 1764000000400}, {Name: "idle", SeenTimeMs: 1764000000100}},
+				Pending:   []format.Pending{{ID: "1764000000000-0", Consumer: "w1", DeliveryTimeMs: 1764000000400, DeliveryCount: 3}, {ID: "1764000000000-1", Consumer: "w1", DeliveryTimeMs: 1764000000401, DeliveryCount: 1}}},
+			{Name: "new", LastDeliveredID: "0-0", EntriesRead: -1, Consumers: []format.Consumer{}, Pending: []format.Pending{}},
+		},
+	}},
+	{DB: 0, Key: "emptied", Type: format.TypeStream, Stream: &format.Stream{
+		LastID: "5-0", EntriesAdded: 5, MaxDeletedID: "5-0",
+		Groups: []format.Group{{Name: "g\xff", LastDeliveredID: "5-0", EntriesRead: 5, Consumers: []format.Consumer{}, Pending: []format.Pending{}}},
+	}},
+	{DB: 0, Key: "big-list", Type: format.TypeList, Part: 1, More: true, ExpireAtMs: 1764000060123, Elems: []string{"a", "b"}},
+	{DB: 0, Key: "big-list", Type: format.TypeList, Part: 2, More: true, Elems: []string{"c"}},
+	{DB: 0, Key: "big-list", Type: format.TypeList, Part: 3, Elems: []string{"d", "\xff"}},
+	{DB: 0, Key: "big-stream", Type: format.TypeStream, Part: 1, More: true, Stream: &format.Stream{EntriesAdded: -1,
+		Entries: []format.StreamEntry{{ID: "1-0", Fields: []string{"a", "1"}}}}},
+	{DB: 0, Key: "big-stream", Type: format.TypeStream, Part: 2, Stream: &format.Stream{LastID: "2-0", EntriesAdded: 2,
+		Entries: []format.StreamEntry{{ID: "2-0", Fields: []string{"b", "2"}}},
+		Groups:  []format.Group{{Name: "g", LastDeliveredID: "2-0", EntriesRead: 2, Consumers: []format.Consumer{{Name: "c", SeenTimeMs: 7}}, Pending: []format.Pending{{ID: "2-0", Consumer: "c", DeliveryTimeMs: 7, DeliveryCount: 1}}}}}},
 }
 
 func encode(t testing.TB, h format.Header, recs []*format.Record) []byte {
@@ -215,8 +244,24 @@ func TestReaderErrors(t *testing.T) {
 		{"key is a number", dumpOf(hdr, `{"db":0,"key":7,"type":"string","value":"v"}`), 2, format.ErrRecord, `"key" must be a string`},
 		{"unknown type", dumpOf(hdr, `{"db":0,"key":"k","type":"bitmap","value":"v"}`), 2, format.ErrRecord, `unknown type "bitmap"`},
 		{"unknown field", dumpOf(hdr, `{"db":0,"key":"k","type":"string","value":"v","ttl":5}`), 2, format.ErrRecord, `unknown field "ttl"`},
-		{"reserved field", dumpOf(hdr, `{"db":0,"key":"k","type":"string","value":"v","part":1}`), 2, format.ErrUnsupported, `"part"`},
-		{"stream", dumpOf(hdr, `{"db":0,"key":"k","type":"stream","value":{}}`), 2, format.ErrUnsupported, "stream"},
+		{"part 2 first", dumpOf(hdr, `{"db":0,"key":"k","type":"list","part":2,"value":["a"]}`), 2, format.ErrRecord, "without the parts before it"},
+		{"parts interleaved", dumpOf(hdr, `{"db":0,"key":"k","type":"list","part":1,"more":true,"value":["a"]}`, `{"db":0,"key":"x","type":"list","value":["a"]}`), 3, format.ErrRecord, `expected part 2 of key "k"`},
+		{"ends inside a key", dumpOf(hdr, `{"db":0,"key":"k","type":"list","part":1,"more":true,"value":["a"]}`), 3, format.ErrTruncated, `inside key "k"`},
+		{"trailer inside a key", dumpOf(hdr, `{"db":0,"key":"k","type":"list","part":1,"more":true,"value":["a"]}`, `{"end":true,"records":1,"keys":1,"crc32c":"00000000"}`), 3, format.ErrTruncated, `last part of key "k"`},
+		{"more without part", dumpOf(hdr, `{"db":0,"key":"k","type":"list","more":true,"value":["a"]}`), 2, format.ErrRecord, `"more" must be true`},
+		{"expiry on part 2", dumpOf(hdr, `{"db":0,"key":"k","type":"list","part":1,"more":true,"value":["a"]}`, `{"db":0,"key":"k","type":"list","part":2,"expire_at_ms":5,"value":["a"]}`), 3, format.ErrRecord, "only the first part"},
+		{"dump with value", dumpOf(hdr, `{"db":0,"key":"k","type":"ReJSON-RL","rdb_version":10,"dump":"AAE=","value":"x"}`), 2, format.ErrRecord, `no "value"`},
+		{"dump of a native type", dumpOf(hdr, `{"db":0,"key":"k","type":"hash","rdb_version":10,"dump":"AAE="}`), 2, format.ErrRecord, `found "hash"`},
+		{"dump without rdb_version", dumpOf(hdr, `{"db":0,"key":"k","type":"ReJSON-RL","dump":"AAE="}`), 2, format.ErrRecord, `missing field "rdb_version"`},
+		{"rdb_version without dump", dumpOf(hdr, `{"db":0,"key":"k","type":"string","rdb_version":10,"value":""}`), 2, format.ErrRecord, `without "dump"`},
+		{"module type without dump", dumpOf(hdr, `{"db":0,"key":"k","type":"ReJSON-RL","value":""}`), 2, format.ErrRecord, `needs "dump"`},
+		{"field expiry of a missing field", dumpOf(hdr, `{"db":0,"key":"k","type":"hash","field_expire_at_ms":{"b":5},"value":{"a":"1"}}`), 2, format.ErrRecord, `field "b" has an expiry but is not in the value`},
+		{"field expiry on a list", dumpOf(hdr, `{"db":0,"key":"k","type":"list","field_expire_at_ms":{"b":5},"value":["b"]}`), 2, format.ErrRecord, `on a list`},
+		{"stream bad ID", dumpOf(hdr, `{"db":0,"key":"k","type":"stream","value":{"entries":[["1-x",["f","v"]]]}}`), 2, format.ErrRecord, `"1-x" is not a stream ID`},
+		{"stream odd fields", dumpOf(hdr, `{"db":0,"key":"k","type":"stream","value":{"entries":[["1-1",["f"]]]}}`), 2, format.ErrRecord, "at least one pair"},
+		{"stream unknown field", dumpOf(hdr, `{"db":0,"key":"k","type":"stream","value":{"length":3}}`), 2, format.ErrRecord, `unknown stream field "length"`},
+		{"stream pending short", dumpOf(hdr, `{"db":0,"key":"k","type":"stream","value":{"groups":[{"name":"g","pending":[["1-1","c",5]]}]}}`), 2, format.ErrRecord, "[id, consumer, delivery ms, count]"},
+		{"group without name", dumpOf(hdr, `{"db":0,"key":"k","type":"stream","value":{"groups":[{"last_delivered_id":"0-0"}]}}`), 2, format.ErrRecord, "no name"},
 		{"wrong shape", dumpOf(hdr, `{"db":0,"key":"k","type":"list","value":"v"}`), 2, format.ErrRecord, "must be an array of strings, found a string"},
 		{"hash as array", dumpOf(hdr, `{"db":0,"key":"k","type":"hash","value":["a"]}`), 2, format.ErrRecord, "must be an object"},
 		{"duplicate hash field", dumpOf(hdr, `{"db":0,"key":"k","type":"hash","value":{"a":"1","a":"2"}}`), 2, format.ErrRecord, `field "a" appears twice`},
@@ -371,6 +416,9 @@ func Example() {
 func jsonValid(b []byte) bool { return json.Valid(b) }
 
 func validUTF8(r *format.Record) bool {
+	if r.Key == "emptied" || r.Key == "big-list" && r.Part == 3 {
+		return false // binary group name; binary element
+	}
 	ss := []string{r.Key, r.Str}
 	ss = append(ss, r.Elems...)
 	for _, f := range r.Hash {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 )
 
 // DefaultMaxLineSize is the longest line a Reader accepts unless its
@@ -34,7 +35,8 @@ type Reader struct {
 	trailer *Trailer
 	records int64
 	keys    int64
-	err     error // sticky
+	open    *Record // the key whose next part must follow, if any
+	err     error   // sticky
 }
 
 // NewReader returns a Reader that reads from r.
@@ -98,6 +100,9 @@ func (r *Reader) Read() (*Record, error) {
 	b, err := r.readLine()
 	if err == io.EOF {
 		r.line++
+		if r.open != nil {
+			return nil, r.fail(fmt.Errorf("%w: it ends inside key %q, after part %d", ErrTruncated, r.open.Key, r.open.Part))
+		}
 		return nil, r.fail(fmt.Errorf("%w after %d records", ErrTruncated, r.records))
 	}
 	if err != nil {
@@ -108,15 +113,39 @@ func (r *Reader) Read() (*Record, error) {
 		return nil, r.fail(err)
 	}
 	if tr != nil {
+		if r.open != nil {
+			return nil, r.fail(fmt.Errorf("%w: the trailer comes before the last part of key %q", ErrTruncated, r.open.Key))
+		}
 		if err := r.finish(tr); err != nil {
 			return nil, r.fail(err)
 		}
 		return nil, io.EOF
 	}
+	if err := r.sequence(rec); err != nil {
+		return nil, r.fail(err)
+	}
 	r.crc.Write(b)
 	r.records++
-	r.keys++
+	if rec.Part <= 1 {
+		r.keys++
+	}
 	return rec, nil
+}
+
+// sequence checks that the parts of a key come together and in order.
+func (r *Reader) sequence(rec *Record) error {
+	if o := r.open; o != nil {
+		if rec.DB != o.DB || rec.Key != o.Key || rec.Type != o.Type || rec.Part != o.Part+1 {
+			return fmt.Errorf("%w: expected part %d of key %q (db %d), found part %d of key %q (db %d)", ErrRecord, o.Part+1, o.Key, o.DB, rec.Part, rec.Key, rec.DB)
+		}
+	} else if rec.Part > 1 {
+		return fmt.Errorf("%w: part %d of key %q without the parts before it", ErrRecord, rec.Part, rec.Key)
+	}
+	r.open = nil
+	if rec.More {
+		r.open = &Record{DB: rec.DB, Key: rec.Key, Type: rec.Type, Part: rec.Part}
+	}
+	return nil
 }
 
 func (r *Reader) finish(tr *Trailer) error {
@@ -326,9 +355,7 @@ func parseLine(b []byte) (*Record, *Trailer, error) {
 	}
 	for name := range spans {
 		switch name {
-		case "db", "enc", "key", "type", "expire_at_ms", "value":
-		case "part", "more", "dump", "rdb_version", "field_expire_at_ms":
-			return nil, nil, fmt.Errorf("%w: record field %q", ErrUnsupported, name)
+		case "db", "enc", "key", "type", "expire_at_ms", "value", "part", "more", "dump", "rdb_version", "field_expire_at_ms":
 		default:
 			return nil, nil, fmt.Errorf("%w: unknown field %q", ErrRecord, name)
 		}
@@ -353,7 +380,7 @@ func parseLine(b []byte) (*Record, *Trailer, error) {
 		}
 		b64 = true
 	}
-	bs := byteStrings{b64: b64}
+	bs := strDecoder{b64: b64}
 	str := bs.read
 	// key
 	sc, ok = at("key")
@@ -382,6 +409,52 @@ func parseLine(b []byte) (*Record, *Trailer, error) {
 		}
 		rec.ExpireAtMs = ms
 	}
+	// part, more
+	if sc, ok := at("part"); ok {
+		n, err := sc.int()
+		if err != nil || n < 1 || n > math.MaxInt32 {
+			return nil, nil, fmt.Errorf("%w: \"part\" must be a positive integer", ErrRecord)
+		}
+		rec.Part = int(n)
+	}
+	if sc, ok := at("more"); ok {
+		if v, err := sc.literal(); err != nil || v != "true" || rec.Part == 0 {
+			return nil, nil, fmt.Errorf("%w: \"more\" must be true, and only on a record with \"part\"", ErrRecord)
+		}
+		rec.More = true
+	}
+	if rec.Part > 1 && rec.ExpireAtMs != 0 {
+		return nil, nil, fmt.Errorf("%w: only the first part of a key may carry \"expire_at_ms\"", ErrRecord)
+	}
+	// dump: a payload instead of a value
+	if sc, ok := at("dump"); ok {
+		if _, has := spans["value"]; has || rec.Part != 0 || IsNative(rec.Type) {
+			return nil, nil, fmt.Errorf("%w: a record with \"dump\" has no \"value\" and no parts, and its type is not one the format carries (found %q)", ErrRecord, rec.Type)
+		}
+		if _, has := spans["field_expire_at_ms"]; has {
+			return nil, nil, fmt.Errorf("%w: \"field_expire_at_ms\" on a DUMP payload", ErrRecord)
+		}
+		rec.Dump, err = strDecoder{b64: true}.read(sc, "\"dump\"")
+		if err != nil {
+			return nil, nil, err
+		}
+		if rec.Dump == "" {
+			return nil, nil, fmt.Errorf("%w: empty \"dump\"", ErrRecord)
+		}
+		sc, ok := at("rdb_version")
+		if !ok {
+			return nil, nil, fmt.Errorf("%w: missing field \"rdb_version\"", ErrRecord)
+		}
+		v, err := sc.int()
+		if err != nil || v < 0 || v > math.MaxInt32 {
+			return nil, nil, fmt.Errorf("%w: \"rdb_version\" must be a non-negative integer", ErrRecord)
+		}
+		rec.RDBVersion = int(v)
+		return rec, nil, nil
+	}
+	if _, has := spans["rdb_version"]; has {
+		return nil, nil, fmt.Errorf("%w: \"rdb_version\" without \"dump\"", ErrRecord)
+	}
 	// value
 	sc, ok = at("value")
 	if !ok {
@@ -390,18 +463,23 @@ func parseLine(b []byte) (*Record, *Trailer, error) {
 	if err := parseValue(sc, rec, bs); err != nil {
 		return nil, nil, err
 	}
-	if rec.Type != TypeString && len(rec.Elems)+len(rec.Hash)+len(rec.ZSet) == 0 {
+	if rec.Type != TypeString && rec.Type != TypeStream && rec.Part <= 1 && len(rec.Elems)+len(rec.Hash)+len(rec.ZSet) == 0 {
 		return nil, nil, fmt.Errorf("%w: an empty %s value (Redis holds no empty %ss)", ErrRecord, rec.Type, rec.Type)
+	}
+	if sc, ok := at("field_expire_at_ms"); ok {
+		if err := parseFieldExpire(sc, rec, bs); err != nil {
+			return nil, nil, err
+		}
 	}
 	return rec, nil, nil
 }
 
-// byteStrings reads the byte strings of one record, which are base64 when
+// strDecoder reads the byte strings of one record, which are base64 when
 // the record says "enc":"base64".
-type byteStrings struct{ b64 bool }
+type strDecoder struct{ b64 bool }
 
 // decode turns the JSON string value v into the bytes it carries.
-func (bs byteStrings) decode(v, what string) (string, error) {
+func (bs strDecoder) decode(v, what string) (string, error) {
 	if !bs.b64 {
 		return v, nil
 	}
@@ -413,7 +491,7 @@ func (bs byteStrings) decode(v, what string) (string, error) {
 }
 
 // read reads a JSON string from s and decodes it.
-func (bs byteStrings) read(s *scanner, what string) (string, error) {
+func (bs strDecoder) read(s *scanner, what string) (string, error) {
 	if s.peek() != '"' {
 		return "", fmt.Errorf("%w: %s must be a string, found %s", ErrRecord, what, s.kind())
 	}
@@ -424,7 +502,7 @@ func (bs byteStrings) read(s *scanner, what string) (string, error) {
 	return bs.decode(v, what)
 }
 
-func parseValue(s *scanner, rec *Record, bs byteStrings) error {
+func parseValue(s *scanner, rec *Record, bs strDecoder) error {
 	str := bs.read
 	wrongShape := func(want string) error {
 		return fmt.Errorf("%w: a %s value must be %s, found %s", ErrRecord, rec.Type, want, s.kind())
@@ -513,9 +591,233 @@ func parseValue(s *scanner, rec *Record, bs byteStrings) error {
 		}
 		return nil
 	case TypeStream:
-		return fmt.Errorf("%w: type %q", ErrUnsupported, rec.Type)
+		if s.peek() != '{' {
+			return wrongShape("an object")
+		}
+		st, err := parseStream(s, bs)
+		rec.Stream = st
+		return err
 	}
-	return fmt.Errorf("%w: unknown type %q", ErrRecord, rec.Type)
+	return fmt.Errorf("%w: unknown type %q (a type the format does not carry needs \"dump\")", ErrRecord, rec.Type)
+}
+
+func parseFieldExpire(s *scanner, rec *Record, bs strDecoder) error {
+	if rec.Type != TypeHash {
+		return fmt.Errorf("%w: \"field_expire_at_ms\" on a %s", ErrRecord, rec.Type)
+	}
+	if s.peek() != '{' {
+		return fmt.Errorf("%w: \"field_expire_at_ms\" must be an object, found %s", ErrRecord, s.kind())
+	}
+	fields := make(map[string]bool, len(rec.Hash))
+	for _, f := range rec.Hash {
+		fields[f.Name] = true
+	}
+	return s.object(func(name string) error {
+		name, err := bs.decode(name, "a field name")
+		if err != nil {
+			return err
+		}
+		ms, err := s.int()
+		if err != nil || ms <= 0 {
+			return fmt.Errorf("%w: the expiry of field %q must be a positive integer (unix ms)", ErrRecord, name)
+		}
+		if !fields[name] {
+			return fmt.Errorf("%w: field %q has an expiry but is not in the value", ErrRecord, name)
+		}
+		delete(fields, name) // a second expiry for it finds it missing
+		rec.FieldExpire = append(rec.FieldExpire, FieldExpiry{Field: name, AtMs: ms})
+		return nil
+	})
+}
+
+// streamID reads a stream ID: "ms-seq", two unsigned decimal integers.
+func streamID(s *scanner, what string) (string, error) {
+	if s.peek() != '"' {
+		return "", fmt.Errorf("%w: %s must be a string, found %s", ErrRecord, what, s.kind())
+	}
+	v, err := s.str()
+	if err != nil {
+		return "", err
+	}
+	ms, seq, ok := strings.Cut(v, "-")
+	if !ok || !isUint64(ms) || !isUint64(seq) {
+		return "", fmt.Errorf("%w: %s %q is not a stream ID (ms-seq)", ErrRecord, what, v)
+	}
+	return v, nil
+}
+
+func isUint64(s string) bool {
+	_, err := strconv.ParseUint(s, 10, 64)
+	return err == nil && s != "" && s[0] != '+'
+}
+
+func nonNegative(s *scanner, what string) (int64, error) {
+	n, err := s.int()
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%w: %s must be a non-negative integer", ErrRecord, what)
+	}
+	return n, nil
+}
+
+func parseStream(s *scanner, bs strDecoder) (*Stream, error) {
+	st := &Stream{EntriesAdded: -1}
+	err := s.object(func(name string) error {
+		var err error
+		switch name {
+		case "entries":
+			if s.peek() != '[' {
+				return fmt.Errorf("%w: stream entries must be an array", ErrRecord)
+			}
+			return s.array(func(i int) error {
+				var e StreamEntry
+				items := 0
+				if s.peek() != '[' {
+					return fmt.Errorf("%w: stream entry %d must be [id, fields]", ErrRecord, i)
+				}
+				err := s.array(func(j int) error {
+					items++
+					switch j {
+					case 0:
+						e.ID, err = streamID(s, fmt.Sprintf("entry %d's ID", i))
+						return err
+					case 1:
+						if s.peek() == 'n' {
+							_, err := s.literal()
+							e.Deleted = true
+							return err
+						}
+						if s.peek() != '[' {
+							return fmt.Errorf("%w: entry %d's fields must be an array or null", ErrRecord, i)
+						}
+						e.Fields = []string{}
+						return s.array(func(k int) error {
+							v, err := bs.read(s, fmt.Sprintf("entry %d's field %d", i, k))
+							e.Fields = append(e.Fields, v)
+							return err
+						})
+					}
+					return fmt.Errorf("%w: stream entry %d has more than two items", ErrRecord, i)
+				})
+				if err != nil {
+					return err
+				}
+				if items != 2 || (!e.Deleted && (len(e.Fields) == 0 || len(e.Fields)%2 != 0)) {
+					return fmt.Errorf("%w: stream entry %d must be [id, [field, value, ...]] with at least one pair, or [id, null]", ErrRecord, i)
+				}
+				st.Entries = append(st.Entries, e)
+				return nil
+			})
+		case "last_id":
+			st.LastID, err = streamID(s, "last_id")
+		case "max_deleted_id":
+			st.MaxDeletedID, err = streamID(s, "max_deleted_id")
+		case "entries_added":
+			st.EntriesAdded, err = nonNegative(s, "entries_added")
+		case "groups":
+			if s.peek() != '[' {
+				return fmt.Errorf("%w: stream groups must be an array", ErrRecord)
+			}
+			return s.array(func(i int) error {
+				g, err := parseGroup(s, bs, i)
+				st.Groups = append(st.Groups, g)
+				return err
+			})
+		default:
+			return fmt.Errorf("%w: unknown stream field %q", ErrRecord, name)
+		}
+		return err
+	})
+	return st, err
+}
+
+func parseGroup(s *scanner, bs strDecoder, i int) (Group, error) {
+	g := Group{EntriesRead: -1}
+	if s.peek() != '{' {
+		return g, fmt.Errorf("%w: group %d must be an object", ErrRecord, i)
+	}
+	named := false
+	err := s.object(func(name string) error {
+		var err error
+		switch name {
+		case "name":
+			g.Name, err = bs.read(s, fmt.Sprintf("group %d's name", i))
+			named = true
+		case "last_delivered_id":
+			g.LastDeliveredID, err = streamID(s, fmt.Sprintf("group %d's last_delivered_id", i))
+		case "entries_read":
+			g.EntriesRead, err = nonNegative(s, fmt.Sprintf("group %d's entries_read", i))
+		case "consumers":
+			if s.peek() != '[' {
+				return fmt.Errorf("%w: group %d's consumers must be an array", ErrRecord, i)
+			}
+			g.Consumers = []Consumer{}
+			return s.array(func(j int) error {
+				var c Consumer
+				what := fmt.Sprintf("group %d's consumer %d", i, j)
+				if s.peek() != '{' {
+					return fmt.Errorf("%w: %s must be an object", ErrRecord, what)
+				}
+				err := s.object(func(f string) error {
+					var err error
+					switch f {
+					case "name":
+						c.Name, err = bs.read(s, what+"'s name")
+					case "seen_time_ms":
+						c.SeenTimeMs, err = nonNegative(s, what+"'s seen_time_ms")
+					case "active_time_ms":
+						c.ActiveTimeMs, err = nonNegative(s, what+"'s active_time_ms")
+					default:
+						err = fmt.Errorf("%w: unknown field %q in %s", ErrRecord, f, what)
+					}
+					return err
+				})
+				g.Consumers = append(g.Consumers, c)
+				return err
+			})
+		case "pending":
+			if s.peek() != '[' {
+				return fmt.Errorf("%w: group %d's pending must be an array", ErrRecord, i)
+			}
+			g.Pending = []Pending{}
+			return s.array(func(j int) error {
+				var p Pending
+				what := fmt.Sprintf("group %d's pending entry %d", i, j)
+				if s.peek() != '[' {
+					return fmt.Errorf("%w: %s must be [id, consumer, delivery ms, count]", ErrRecord, what)
+				}
+				items := 0
+				err := s.array(func(k int) error {
+					items++
+					var err error
+					switch k {
+					case 0:
+						p.ID, err = streamID(s, what+"'s ID")
+					case 1:
+						p.Consumer, err = bs.read(s, what+"'s consumer")
+					case 2:
+						p.DeliveryTimeMs, err = nonNegative(s, what+"'s delivery time")
+					case 3:
+						p.DeliveryCount, err = nonNegative(s, what+"'s delivery count")
+					default:
+						err = fmt.Errorf("%w: %s has more than four items", ErrRecord, what)
+					}
+					return err
+				})
+				if err == nil && items != 4 {
+					err = fmt.Errorf("%w: %s must be [id, consumer, delivery ms, count]", ErrRecord, what)
+				}
+				g.Pending = append(g.Pending, p)
+				return err
+			})
+		default:
+			err = fmt.Errorf("%w: unknown field %q in group %d", ErrRecord, name, i)
+		}
+		return err
+	})
+	if err == nil && !named {
+		err = fmt.Errorf("%w: group %d has no name", ErrRecord, i)
+	}
+	return g, err
 }
 
 // parseScore reads a score: a JSON number, or "inf" or "-inf".

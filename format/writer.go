@@ -87,7 +87,9 @@ func (w *Writer) Write(r *Record) error {
 	}
 	w.buf = appendRecord(w.buf[:0], r)
 	w.records++
-	w.keys++
+	if r.Part <= 1 {
+		w.keys++
+	}
 	return w.line(w.buf)
 }
 
@@ -146,6 +148,18 @@ func checkRecord(r *Record) error {
 	if r.ExpireAtMs < 0 {
 		return fmt.Errorf("negative expiry %d", r.ExpireAtMs)
 	}
+	if r.Part < 0 || (r.More && r.Part == 0) || (r.Part > 1 && r.ExpireAtMs != 0) {
+		return fmt.Errorf("bad part %d (more %v, expiry %d)", r.Part, r.More, r.ExpireAtMs)
+	}
+	if r.Dump != "" {
+		if IsNative(r.Type) || r.Type == "" || r.Part != 0 {
+			return fmt.Errorf("a DUMP payload needs a non-native type and no parts, not type %q part %d", r.Type, r.Part)
+		}
+		return nil
+	}
+	if len(r.FieldExpire) > 0 && r.Type != TypeHash {
+		return fmt.Errorf("field expiries on a %s", r.Type)
+	}
 	switch r.Type {
 	case TypeString, TypeList, TypeSet, TypeHash:
 	case TypeZSet:
@@ -154,40 +168,77 @@ func checkRecord(r *Record) error {
 				return fmt.Errorf("member %q has a NaN score", m.Member)
 			}
 		}
+	case TypeStream:
+		if r.Stream == nil {
+			return errors.New("stream record without a stream")
+		}
 	default:
-		return fmt.Errorf("cannot write type %q", r.Type)
+		return fmt.Errorf("cannot write type %q without a DUMP payload", r.Type)
 	}
 	return nil
 }
 
-// needsBase64 reports whether any byte string in r is not valid UTF-8.
-func needsBase64(r *Record) bool {
-	if !utf8.ValidString(r.Key) {
+// byteStrings calls fn for every byte string in r until fn returns false.
+func byteStrings(r *Record, fn func(string) bool) {
+	each := func(ss []string) bool {
+		for _, s := range ss {
+			if !fn(s) {
+				return false
+			}
+		}
 		return true
 	}
-	switch r.Type {
-	case TypeString:
-		return !utf8.ValidString(r.Str)
-	case TypeList, TypeSet:
-		for _, e := range r.Elems {
-			if !utf8.ValidString(e) {
-				return true
+	if !fn(r.Key) || !fn(r.Str) || !each(r.Elems) {
+		return
+	}
+	for _, f := range r.Hash {
+		if !fn(f.Name) || !fn(f.Value) {
+			return
+		}
+	}
+	for _, f := range r.FieldExpire {
+		if !fn(f.Field) {
+			return
+		}
+	}
+	for _, m := range r.ZSet {
+		if !fn(m.Member) {
+			return
+		}
+	}
+	if r.Stream == nil {
+		return
+	}
+	for _, e := range r.Stream.Entries {
+		if !each(e.Fields) {
+			return
+		}
+	}
+	for _, g := range r.Stream.Groups {
+		if !fn(g.Name) {
+			return
+		}
+		for _, c := range g.Consumers {
+			if !fn(c.Name) {
+				return
 			}
 		}
-	case TypeHash:
-		for _, f := range r.Hash {
-			if !utf8.ValidString(f.Name) || !utf8.ValidString(f.Value) {
-				return true
-			}
-		}
-	case TypeZSet:
-		for _, m := range r.ZSet {
-			if !utf8.ValidString(m.Member) {
-				return true
+		for _, p := range g.Pending {
+			if !fn(p.Consumer) {
+				return
 			}
 		}
 	}
-	return false
+}
+
+// needsBase64 reports whether any byte string in r is not valid UTF-8.
+func needsBase64(r *Record) bool {
+	valid := true
+	byteStrings(r, func(s string) bool {
+		valid = utf8.ValidString(s)
+		return valid
+	})
+	return !valid
 }
 
 func appendRecord(b []byte, r *Record) []byte {
@@ -203,26 +254,54 @@ func appendRecord(b []byte, r *Record) []byte {
 	}
 	b = append(b, `,"key":`...)
 	b = str(b, r.Key)
-	b = append(b, `,"type":"`...)
-	b = append(b, r.Type...)
-	b = append(b, '"')
+	b = append(b, `,"type":`...)
+	b = appendString(b, r.Type)
+	if r.Part > 0 {
+		b = append(b, `,"part":`...)
+		b = strconv.AppendInt(b, int64(r.Part), 10)
+		if r.More {
+			b = append(b, `,"more":true`...)
+		}
+	}
 	if r.ExpireAtMs > 0 {
 		b = append(b, `,"expire_at_ms":`...)
 		b = strconv.AppendInt(b, r.ExpireAtMs, 10)
 	}
+	if r.Dump != "" {
+		b = append(b, `,"rdb_version":`...)
+		b = strconv.AppendInt(b, int64(r.RDBVersion), 10)
+		b = append(b, `,"dump":`...)
+		b = appendBase64(b, r.Dump)
+		return append(b, "}\n"...)
+	}
+	if len(r.FieldExpire) > 0 {
+		b = append(b, `,"field_expire_at_ms":{`...)
+		for i, f := range r.FieldExpire {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = str(b, f.Field)
+			b = append(b, ':')
+			b = strconv.AppendInt(b, f.AtMs, 10)
+		}
+		b = append(b, '}')
+	}
 	b = append(b, `,"value":`...)
-	switch r.Type {
-	case TypeString:
-		b = str(b, r.Str)
-	case TypeList, TypeSet:
+	strs := func(b []byte, ss []string) []byte {
 		b = append(b, '[')
-		for i, e := range r.Elems {
+		for i, e := range ss {
 			if i > 0 {
 				b = append(b, ',')
 			}
 			b = str(b, e)
 		}
-		b = append(b, ']')
+		return append(b, ']')
+	}
+	switch r.Type {
+	case TypeString:
+		b = str(b, r.Str)
+	case TypeList, TypeSet:
+		b = strs(b, r.Elems)
 	case TypeHash:
 		b = append(b, '{')
 		for i, f := range r.Hash {
@@ -247,8 +326,92 @@ func appendRecord(b []byte, r *Record) []byte {
 			b = append(b, ']')
 		}
 		b = append(b, ']')
+	case TypeStream:
+		b = appendStream(b, r.Stream, str, strs)
 	}
 	return append(b, "}\n"...)
+}
+
+func appendStream(b []byte, st *Stream, str func([]byte, string) []byte, strs func([]byte, []string) []byte) []byte {
+	b = append(b, `{"entries":[`...)
+	for i, e := range st.Entries {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		b = appendString(b, e.ID)
+		b = append(b, ',')
+		if e.Deleted {
+			b = append(b, "null"...)
+		} else {
+			b = strs(b, e.Fields)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, ']')
+	if st.LastID != "" {
+		b = append(b, `,"last_id":`...)
+		b = appendString(b, st.LastID)
+	}
+	if st.EntriesAdded >= 0 {
+		b = append(b, `,"entries_added":`...)
+		b = strconv.AppendInt(b, st.EntriesAdded, 10)
+	}
+	if st.MaxDeletedID != "" {
+		b = append(b, `,"max_deleted_id":`...)
+		b = appendString(b, st.MaxDeletedID)
+	}
+	if len(st.Groups) > 0 {
+		b = append(b, `,"groups":[`...)
+		for i, g := range st.Groups {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"name":`...)
+			b = str(b, g.Name)
+			if g.LastDeliveredID != "" {
+				b = append(b, `,"last_delivered_id":`...)
+				b = appendString(b, g.LastDeliveredID)
+			}
+			if g.EntriesRead >= 0 {
+				b = append(b, `,"entries_read":`...)
+				b = strconv.AppendInt(b, g.EntriesRead, 10)
+			}
+			b = append(b, `,"consumers":[`...)
+			for j, c := range g.Consumers {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, `{"name":`...)
+				b = str(b, c.Name)
+				b = append(b, `,"seen_time_ms":`...)
+				b = strconv.AppendInt(b, c.SeenTimeMs, 10)
+				if c.ActiveTimeMs > 0 {
+					b = append(b, `,"active_time_ms":`...)
+					b = strconv.AppendInt(b, c.ActiveTimeMs, 10)
+				}
+				b = append(b, '}')
+			}
+			b = append(b, `],"pending":[`...)
+			for j, p := range g.Pending {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, '[')
+				b = appendString(b, p.ID)
+				b = append(b, ',')
+				b = str(b, p.Consumer)
+				b = append(b, ',')
+				b = strconv.AppendInt(b, p.DeliveryTimeMs, 10)
+				b = append(b, ',')
+				b = strconv.AppendInt(b, p.DeliveryCount, 10)
+				b = append(b, ']')
+			}
+			b = append(b, "]}"...)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
 }
 
 func appendBase64(b []byte, s string) []byte {

@@ -69,7 +69,7 @@ func exitCode(ctx context.Context, err error) int {
 		return 2
 	case errors.As(err, &parseErr), errors.Is(err, load.ErrNoInput):
 		return 3
-	case errors.Is(err, load.ErrTargetNotEmpty), errors.Is(err, dump.ErrUnsupportedType), errors.Is(err, dump.ErrTerminal):
+	case errors.Is(err, load.ErrTargetNotEmpty), errors.Is(err, load.ErrTargetLacks), errors.Is(err, dump.ErrTerminal):
 		return 4
 	case errors.As(err, &connErr):
 		return 5
@@ -101,6 +101,8 @@ func newApp() *cli.App {
 					&cli.IntFlag{Name: "zstd-level", Value: dumpOpts.ZstdLevel, Usage: "zstd level, 1 (fastest) to 4 (smallest)", Destination: &dumpOpts.ZstdLevel},
 					&cli.IntFlag{Name: "scan-count", Value: dumpOpts.ScanCount, Usage: "SCAN COUNT hint: about how many keys are read per pipelined batch", Destination: &dumpOpts.ScanCount},
 					&cli.IntFlag{Name: "concurrency", Value: dumpOpts.Concurrency, Usage: "batches read at once, each on its own connection", Destination: &dumpOpts.Concurrency},
+					&cli.IntFlag{Name: "part-elems", Value: dumpOpts.PartElems, Usage: "a key with more elements is read in windows and written in parts of this many", Destination: &dumpOpts.PartElems},
+					&cli.Int64Flag{Name: "part-bytes", Value: dumpOpts.PartBytes, Usage: "a key larger than this (estimated) is read in windows and written in parts of about this size", Destination: &dumpOpts.PartBytes},
 					&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors", Destination: &dumpOpts.Quiet},
 				),
 				Action: func(c *cli.Context) error {
@@ -119,6 +121,8 @@ func newApp() *cli.App {
 					&cli.StringFlag{Name: "ttl", Value: loadOpts.TTL, Usage: "keep (expire at the same instant), shift (by the time since the dump) or none", Destination: &loadOpts.TTL},
 					&cli.BoolFlag{Name: "replace", Usage: "delete a key that exists in the target before writing it", Destination: &loadOpts.Replace},
 					&cli.BoolFlag{Name: "skip-existing", Usage: "leave a key that exists in the target as it is", Destination: &loadOpts.SkipExisting},
+					&cli.BoolFlag{Name: "drop-field-expiry", Usage: "load hashes without their field expiries when the target cannot set them (Redis before 7.4), counting them", Destination: &loadOpts.DropFieldExpiry},
+					&cli.BoolFlag{Name: "skip-unsupported", Usage: "skip, and count, keys whose DUMP payload the target refuses (another RDB version, a missing module)", Destination: &loadOpts.SkipUnsupported},
 					&cli.IntFlag{Name: "concurrency", Value: loadOpts.Concurrency, Usage: "writers at once, each with its own connection", Destination: &loadOpts.Concurrency},
 					&cli.IntFlag{Name: "pipeline", Value: loadOpts.Pipeline, Usage: "most keys one writer sends per round trip", Destination: &loadOpts.Pipeline},
 					&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors", Destination: &loadOpts.Quiet},

@@ -9,15 +9,12 @@ package dump
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
-	"strconv"
-	"strings"
+	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/crs-tool/crs/format"
@@ -36,6 +33,11 @@ type Options struct {
 	// Concurrency is how many batches are read at once, each on its own
 	// connection.
 	Concurrency int
+	// PartElems and PartBytes bound one record: a key with more elements
+	// or bytes is read in windows and written as several records (parts),
+	// so memory does not grow with the size of a key.
+	PartElems int
+	PartBytes int64
 
 	// Output is a file to write; empty or "-" means standard output.
 	Output string
@@ -53,6 +55,8 @@ func NewOptions() Options {
 		Conn:        redisconn.NewOptions(),
 		ScanCount:   1000,
 		Concurrency: 4,
+		PartElems:   5000,
+		PartBytes:   1 << 20,
 		Compress:    "zstd",
 		ZstdLevel:   1,
 	}
@@ -60,7 +64,8 @@ func NewOptions() Options {
 
 // Stats counts what a dump did.
 type Stats struct {
-	Keys       int64            // key records written
+	Keys       int64            // keys written
+	Records    int64            // records written (a key in parts has several)
 	ByType     map[string]int64 // keys written per type
 	Vanished   int64            // keys SCAN returned that were gone when read
 	Duplicates int64            // keys SCAN returned more than once
@@ -68,9 +73,6 @@ type Stats struct {
 	Databases  int              // databases dumped
 	Elapsed    time.Duration
 }
-
-// ErrUnsupportedType is returned for a key whose type crs cannot carry yet.
-var ErrUnsupportedType = errors.New("type not supported")
 
 // Dump reads the server that opts.Conn points at and writes a header, one
 // record per key, and (on success) the trailer to fw. It returns what it
@@ -103,7 +105,7 @@ func Dump(ctx context.Context, fw *format.Writer, opts Options) (st Stats, err e
 		}
 		sort.Slice(dbs, func(i, j int) bool { return dbs[i].DB < dbs[j].DB })
 	}
-	hasExpireTime, err := probe(ctx, base, "PEXPIRETIME", "crs:probe")
+	cp, err := probeCaps(ctx, base)
 	if err != nil {
 		return st, err
 	}
@@ -118,7 +120,7 @@ func Dump(ctx context.Context, fw *format.Writer, opts Options) (st Stats, err e
 		return st, fmt.Errorf("write: %w", err)
 	}
 	for _, d := range dbs {
-		if err := dumpDB(ctx, fw, opts, d.DB, hasExpireTime, &st); err != nil {
+		if err := dumpDB(ctx, fw, opts, d.DB, cp, &st); err != nil {
 			return st, err
 		}
 		st.Databases++
@@ -129,34 +131,19 @@ func Dump(ctx context.Context, fw *format.Writer, opts Options) (st Stats, err e
 	return st, nil
 }
 
-// probe reports whether the server has the command, by calling it.
-func probe(ctx context.Context, c *redis.Client, args ...interface{}) (bool, error) {
-	err := c.Do(ctx, args...).Err()
-	switch {
-	case err == nil || err == redis.Nil:
-		return true, nil
-	case redisconn.IsUnknownCommand(err):
-		return false, nil
-	}
-	return false, fmt.Errorf("%s: %w", args[0], err)
-}
-
-// batch is one SCAN reply's worth of keys, read by one worker.
+// batch is one SCAN reply's worth of keys, read by one worker, which
+// sends their records on out and closes it.
 type batch struct {
 	keys []string
-	out  chan result // receives exactly one result
-}
-
-type result struct {
-	recs     []*format.Record
-	vanished int64
-	err      error
+	out  chan *format.Record
 }
 
 // dumpDB scans one database. A scanner goroutine produces batches of new
-// keys, workers read them concurrently, and this goroutine writes their
-// records in SCAN order through an ordered channel of result channels.
-func dumpDB(ctx context.Context, fw *format.Writer, opts Options, db int, hasExpireTime bool, st *Stats) error {
+// keys, workers read them concurrently, and one goroutine writes their
+// records in SCAN order, draining each batch's channel in turn. A worker
+// blocks once its channel's few slots are full, so memory stays bounded
+// by the workers' windows, not by the data.
+func dumpDB(ctx context.Context, fw *format.Writer, opts Options, db int, cp caps, st *Stats) error {
 	conc := max(opts.Concurrency, 1)
 	c, _, err := redisconn.Open(ctx, opts.Conn, db, conc+1)
 	if err != nil {
@@ -166,8 +153,9 @@ func dumpDB(ctx context.Context, fw *format.Writer, opts Options, db int, hasExp
 
 	g, gctx := errgroup.WithContext(ctx)
 	work := make(chan batch)
-	order := make(chan chan result, conc)
+	order := make(chan chan *format.Record, conc)
 	var dups int64
+	var vanished atomic.Int64
 	g.Go(func() error {
 		defer close(work)
 		defer close(order)
@@ -187,8 +175,12 @@ func dumpDB(ctx context.Context, fw *format.Writer, opts Options, db int, hasExp
 				}
 			}
 			if len(fresh) > 0 {
-				b := batch{keys: fresh, out: make(chan result, 1)}
-				if !send(gctx, order, b.out) || !send(gctx, work, b) {
+				b := batch{keys: fresh, out: make(chan *format.Record, 16)}
+				if !send(gctx, order, b.out) {
+					return gctx.Err()
+				}
+				if !send(gctx, work, b) {
+					close(b.out) // the writer waits on it; no worker will
 					return gctx.Err()
 				}
 			}
@@ -201,8 +193,12 @@ func dumpDB(ctx context.Context, fw *format.Writer, opts Options, db int, hasExp
 	for i := 0; i < conc; i++ {
 		g.Go(func() error {
 			for b := range work {
-				recs, vanished, err := readKeys(gctx, c, db, b.keys, hasExpireTime)
-				b.out <- result{recs: recs, vanished: vanished, err: err}
+				rd := &reader{c: c, db: db, caps: cp, opts: opts,
+					emit:     func(rec *format.Record) error { return sendCtx(gctx, b.out, rec) },
+					vanished: func() { vanished.Add(1) },
+				}
+				err := rd.readBatch(gctx, b.keys)
+				close(b.out)
 				if err != nil {
 					return err
 				}
@@ -212,29 +208,35 @@ func dumpDB(ctx context.Context, fw *format.Writer, opts Options, db int, hasExp
 	}
 	g.Go(func() error {
 		for out := range order {
-			var r result
-			select {
-			case r = <-out:
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-			if r.err != nil {
-				return r.err
-			}
-			st.Vanished += r.vanished
-			for _, rec := range r.recs {
+			for rec := range out {
 				if err := fw.Write(rec); err != nil {
 					return fmt.Errorf("write: %w", err)
 				}
-				st.Keys++
-				st.ByType[rec.Type]++
+				st.Records++
+				if rec.Part <= 1 {
+					st.Keys++
+					st.ByType[rec.Type]++
+				}
+			}
+			if err := gctx.Err(); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
 	err = g.Wait()
 	st.Duplicates += dups
+	st.Vanished += vanished.Load()
 	return err
+}
+
+func sendCtx(ctx context.Context, ch chan<- *format.Record, rec *format.Record) error {
+	select {
+	case ch <- rec:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func send[T any](ctx context.Context, ch chan<- T, v T) bool {
@@ -244,172 +246,6 @@ func send[T any](ctx context.Context, ch chan<- T, v T) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// readKeys reads the type, value and expiry of keys in two pipelined round
-// trips. Keys that are gone by the time they are read are counted, not
-// returned. A key whose type changed between the two round trips is read
-// again on its own.
-func readKeys(ctx context.Context, c *redis.Client, db int, keys []string, hasExpireTime bool) ([]*format.Record, int64, error) {
-	var vanished int64
-	recs := make([]*format.Record, 0, len(keys))
-	pending := keys
-	for attempt := 0; len(pending) > 0; attempt++ {
-		if attempt == 3 {
-			return nil, vanished, fmt.Errorf("db %d: key %q keeps changing type while it is read", db, pending[0])
-		}
-		got, gone, retry, err := readOnce(ctx, c, db, pending, hasExpireTime)
-		if err != nil {
-			return nil, vanished, err
-		}
-		recs = append(recs, got...)
-		vanished += gone
-		pending = retry
-	}
-	return recs, vanished, nil
-}
-
-func readOnce(ctx context.Context, c *redis.Client, db int, keys []string, hasExpireTime bool) (recs []*format.Record, vanished int64, retry []string, err error) {
-	types := make([]*redis.StatusCmd, len(keys))
-	var timeCmd *redis.TimeCmd
-	_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range keys {
-			types[i] = p.Type(ctx, k)
-		}
-		if !hasExpireTime {
-			timeCmd = p.Time(ctx)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, 0, nil, fmt.Errorf("db %d: read types: %w", db, err)
-	}
-	var nowMs int64
-	if timeCmd != nil {
-		nowMs = timeCmd.Val().UnixMilli()
-	}
-	vals := make([]*redis.Cmd, len(keys))
-	exps := make([]*redis.IntCmd, len(keys))
-	_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range keys {
-			var args []interface{}
-			switch t := types[i].Val(); t {
-			case "none":
-				continue
-			case format.TypeString:
-				args = []interface{}{"GET", k}
-			case format.TypeList:
-				args = []interface{}{"LRANGE", k, 0, -1}
-			case format.TypeSet:
-				args = []interface{}{"SMEMBERS", k}
-			case format.TypeHash:
-				args = []interface{}{"HGETALL", k}
-			case format.TypeZSet:
-				args = []interface{}{"ZRANGE", k, 0, -1, "WITHSCORES"}
-			default:
-				return fmt.Errorf("db %d: key %q has type %q: %w by this version of crs", db, k, t, ErrUnsupportedType)
-			}
-			vals[i] = p.Do(ctx, args...)
-			expCmd := "PTTL"
-			if hasExpireTime {
-				expCmd = "PEXPIRETIME"
-			}
-			exps[i] = redis.NewIntCmd(ctx, expCmd, k)
-			p.Process(ctx, exps[i])
-		}
-		return nil
-	})
-	if err != nil && !isReplyError(err) {
-		return nil, 0, nil, err
-	}
-	for i, k := range keys {
-		if vals[i] == nil {
-			vanished++
-			continue
-		}
-		t := types[i].Val()
-		rec := &format.Record{DB: db, Key: k, Type: t}
-		ok, err := fillValue(rec, vals[i])
-		if err != nil {
-			if strings.HasPrefix(err.Error(), "WRONGTYPE") {
-				retry = append(retry, k)
-				continue
-			}
-			return nil, 0, nil, fmt.Errorf("db %d: read key %q: %w", db, k, err)
-		}
-		if !ok {
-			vanished++
-			continue
-		}
-		ms, err := exps[i].Result()
-		if err != nil {
-			return nil, 0, nil, fmt.Errorf("db %d: read expiry of %q: %w", db, k, err)
-		}
-		switch {
-		case ms == -2:
-			vanished++
-			continue
-		case ms == -1:
-		case hasExpireTime:
-			rec.ExpireAtMs = ms
-		default:
-			rec.ExpireAtMs = nowMs + ms
-		}
-		recs = append(recs, rec)
-	}
-	return recs, vanished, retry, nil
-}
-
-// isReplyError reports whether err is a reply from the server (such as
-// WRONGTYPE for one command of a pipeline), not a connection failure.
-func isReplyError(err error) bool {
-	var re redis.Error
-	return errors.As(err, &re)
-}
-
-// fillValue sets rec's value from a read reply. It reports false when the
-// key was gone: Redis never keeps an empty list, set, hash or zset.
-func fillValue(rec *format.Record, cmd *redis.Cmd) (bool, error) {
-	if rec.Type == format.TypeString {
-		s, err := cmd.Text()
-		if err == redis.Nil {
-			return false, nil
-		}
-		rec.Str = s
-		return err == nil, err
-	}
-	items, err := cmd.StringSlice()
-	if err != nil {
-		return false, err
-	}
-	if len(items) == 0 {
-		return false, nil
-	}
-	switch rec.Type {
-	case format.TypeList, format.TypeSet:
-		rec.Elems = items
-	case format.TypeHash:
-		if len(items)%2 != 0 {
-			return false, fmt.Errorf("HGETALL returned %d items", len(items))
-		}
-		rec.Hash = make([]format.Field, len(items)/2)
-		for i := range rec.Hash {
-			rec.Hash[i] = format.Field{Name: items[2*i], Value: items[2*i+1]}
-		}
-	case format.TypeZSet:
-		if len(items)%2 != 0 {
-			return false, fmt.Errorf("ZRANGE returned %d items", len(items))
-		}
-		rec.ZSet = make([]format.Member, len(items)/2)
-		for i := range rec.ZSet {
-			f, err := strconv.ParseFloat(items[2*i+1], 64)
-			if err != nil {
-				return false, fmt.Errorf("score %q of member %q: %w", items[2*i+1], items[2*i], err)
-			}
-			rec.ZSet[i] = format.Member{Member: items[2*i], Score: f}
-		}
-	}
-	return true, nil
 }
 
 // countingWriter counts the bytes written through it.

@@ -2,13 +2,13 @@ package dump
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/crs-tool/crs/format"
-	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/redistest"
 )
 
@@ -27,7 +27,7 @@ func TestReadKeys(t *testing.T) {
 	for _, hasExpireTime := range []bool{true, false} {
 		// "gone" stands for a key deleted between SCAN and the read.
 		keys := []string{"s", "gone", "l", "h", "ttl"}
-		recs, vanished, err := readKeys(ctx, c, 0, keys, hasExpireTime)
+		recs, vanished, err := readAll(ctx, c, keys, caps{expireTime: hasExpireTime}, NewOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -55,21 +55,43 @@ func TestReadKeys(t *testing.T) {
 	}
 }
 
-func TestDumpRefusesUnsupportedType(t *testing.T) {
-	s := redistest.Start(t)
-	c := redistest.Client(t, s, 0)
-	ctx := context.Background()
-	if err := c.Do(ctx, "XADD", "events", "*", "f", "v").Err(); err != nil {
-		t.Fatal(err)
+// readAll runs a reader over keys of db 0 and collects what it emits.
+func readAll(ctx context.Context, c *redis.Client, keys []string, cp caps, opts Options) ([]*format.Record, int64, error) {
+	var recs []*format.Record
+	var vanished int64
+	r := &reader{c: c, db: 0, caps: cp, opts: opts,
+		emit:     func(rec *format.Record) error { recs = append(recs, rec); return nil },
+		vanished: func() { vanished++ },
 	}
-	opts := NewOptions()
-	opts.Conn = redisconn.Options{URL: s.URL, DB: -1}
-	_, err := Dump(ctx, format.NewWriter(discard{}), opts)
-	if !errors.Is(err, ErrUnsupportedType) || !strings.Contains(err.Error(), `"events"`) {
-		t.Fatalf("err = %v", err)
-	}
+	err := r.readBatch(ctx, keys)
+	return recs, vanished, err
 }
 
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestUnknownTypeCarriedAsDump drives the reader as if TYPE had answered
+// with a module type: the key must come out as its DUMP payload with the
+// payload's RDB version.
+func TestUnknownTypeCarriedAsDump(t *testing.T) {
+	s := redistest.Start(t)
+	c := redistest.Client(t, s, 0)
+	ctx := context.Background()
+	c.Set(ctx, "doc", "stand-in for a module value", 0)
+	want, _ := c.Dump(ctx, "doc").Result()
+	var recs []*format.Record
+	r := &reader{c: c, db: 0, opts: NewOptions(),
+		emit:     func(rec *format.Record) error { recs = append(recs, rec); return nil },
+		vanished: func() { t.Error("vanished") },
+	}
+	if _, err := r.readSmall(ctx, []probed{{key: "doc", typ: "ReJSON-RL", exp: 42}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Dump != want || recs[0].Type != "ReJSON-RL" || recs[0].ExpireAtMs != 42 {
+		t.Fatalf("records %+v", recs)
+	}
+	if v := recs[0].RDBVersion; v < 9 || v > 20 {
+		t.Errorf("RDB version %d", v)
+	}
+}

@@ -35,6 +35,7 @@ type Reader struct {
 	trailer *Trailer
 	records int64
 	keys    int64
+	size    int
 	open    *Record // the key whose next part must follow, if any
 	err     error   // sticky
 }
@@ -49,6 +50,9 @@ func NewReader(r io.Reader) *Reader {
 
 // Line returns the line number of the last line read.
 func (r *Reader) Line() int { return r.line }
+
+// LineSize returns the length in bytes of the last record line read.
+func (r *Reader) LineSize() int { return r.size }
 
 // Header reads the header line, if it has not been read yet, and returns it.
 func (r *Reader) Header() (Header, error) {
@@ -125,6 +129,7 @@ func (r *Reader) Read() (*Record, error) {
 		return nil, r.fail(err)
 	}
 	r.crc.Write(b)
+	r.size = len(b)
 	r.records++
 	if rec.Part <= 1 {
 		r.keys++

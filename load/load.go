@@ -1,7 +1,9 @@
 // Package load replays a crs dump into a Redis (or Valkey) server: each
 // record becomes the commands that rebuild its key (SET, RPUSH, SADD, HSET,
-// ZADD) and its expiry (PXAT or PEXPIREAT), sent in pipelines by a bounded
-// set of workers. All records of one key go to the same worker, in order.
+// ZADD, XADD and the stream group commands, RESTORE for DUMP payloads) and
+// its expiry, sent in pipelines by a bounded set of workers. All records
+// of one key go to the same worker, in order, and the expiry of a key in
+// parts is set after its last part, so it never expires half-built.
 //
 // Run is what crsload runs: it opens the input (zstd or plain, detected by
 // the zstd magic bytes), loads, and prints a summary. Load is the core,
@@ -16,7 +18,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
-	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/keyset"
@@ -43,17 +45,25 @@ type Options struct {
 	Conn redisconn.Options
 	// Input is the dump file to read; empty or "-" means standard input.
 	Input string
-	// TTL is TTLKeep, TTLShift or TTLNone.
+	// TTL is TTLKeep, TTLShift or TTLNone. It applies to hash field
+	// expiries too.
 	TTL string
 	// Replace deletes a key that exists in the target before writing it.
 	Replace bool
 	// SkipExisting leaves a key that exists in the target alone.
 	SkipExisting bool
-	// Concurrency is how many workers write at once, each with its own
-	// connection per database.
+	// DropFieldExpiry loads hashes without their field expiries when the
+	// target cannot set them, counting what it drops.
+	DropFieldExpiry bool
+	// SkipUnsupported skips, and counts, keys whose DUMP payload the
+	// target refuses (another RDB version, a missing module).
+	SkipUnsupported bool
+	// Concurrency is how many workers write at once.
 	Concurrency int
 	// Pipeline is the most records one worker sends in one round trip.
 	Pipeline int
+	// MaxInFlight bounds the bytes of records read but not yet written.
+	MaxInFlight int64
 	// Quiet suppresses the summary.
 	Quiet bool
 }
@@ -65,6 +75,7 @@ func NewOptions() Options {
 		TTL:         TTLKeep,
 		Concurrency: 4,
 		Pipeline:    256,
+		MaxInFlight: 16 << 20,
 	}
 	o.Conn.Retries = -1 // a retried RPUSH would append twice
 	return o
@@ -72,14 +83,27 @@ func NewOptions() Options {
 
 // Stats counts what a load did.
 type Stats struct {
-	Records  int64            // records read
-	Keys     int64            // keys written
-	ByType   map[string]int64 // keys written per type
-	Expired  int64            // keys skipped because their expiry had passed
-	Existing int64            // keys skipped because they existed (--skip-existing)
-	Replaced int64            // keys that existed and were replaced (--replace)
-	Bytes    int64            // bytes of input read (compressed, as given)
-	Elapsed  time.Duration
+	Records      int64            // records read
+	Keys         int64            // keys written
+	ByType       map[string]int64 // keys written per type
+	Expired      int64            // keys skipped because their expiry had passed
+	Existing     int64            // keys skipped because they existed (--skip-existing)
+	Replaced     int64            // keys that existed and were replaced (--replace)
+	Unsupported  int64            // keys skipped because the target refused their DUMP payload
+	DroppedField int64            // field expiries dropped (--drop-field-expiry)
+	Bytes        int64            // bytes of input read (compressed, as given)
+	Elapsed      time.Duration
+}
+
+func (s *Stats) add(o *Stats) {
+	s.Keys += o.Keys
+	s.Existing += o.Existing
+	s.Replaced += o.Replaced
+	s.Unsupported += o.Unsupported
+	s.DroppedField += o.DroppedField
+	for t, n := range o.ByType {
+		s.ByType[t] += n
+	}
 }
 
 // ErrOptions is wrapped by errors about option values.
@@ -93,6 +117,10 @@ var ErrTargetNotEmpty = errors.New("the target database is not empty")
 // one target database (as when --db merges two source databases).
 var ErrDuplicateKey = errors.New("key appears twice in the input")
 
+// ErrTargetLacks is returned when the dump holds data the target has no
+// command to write, such as hash field expiries before Redis 7.4.
+var ErrTargetLacks = errors.New("the target cannot hold this data")
+
 // elemsPerCommand bounds the elements of one RPUSH, SADD, HSET or ZADD, so
 // that a large value is sent as several moderate commands.
 const elemsPerCommand = 1024
@@ -101,8 +129,16 @@ const elemsPerCommand = 1024
 type item struct {
 	rec  *format.Record
 	db   int   // target database
-	exp  int64 // expiry to set, unix ms, or 0
+	exp  int64 // expiry to set after this record, unix ms, or 0
+	last bool  // the record ends its key (a whole key, or its last part)
 	line int
+	size int64 // bytes held against MaxInFlight
+}
+
+// target is what the loader knows of the server it writes to.
+type target struct {
+	redisconn.Server
+	fieldExpiry bool // HPEXPIREAT (Redis 7.4+)
 }
 
 // Load reads records from fr and writes them to the server. It returns
@@ -111,19 +147,14 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 	st = Stats{ByType: make(map[string]int64)}
 	start := time.Now()
 	defer func() { st.Elapsed = time.Since(start) }()
-	if opts.Replace && opts.SkipExisting {
-		return st, fmt.Errorf("%w: --replace and --skip-existing cannot be used together", ErrOptions)
-	}
-	switch opts.TTL {
-	case TTLKeep, TTLShift, TTLNone:
-	default:
-		return st, fmt.Errorf("%w: --ttl must be keep, shift or none, not %q", ErrOptions, opts.TTL)
+	if err := checkOptions(opts); err != nil {
+		return st, err
 	}
 	hdr, err := fr.Header()
 	if err != nil {
 		return st, err
 	}
-	target, err := opts.Conn.SelectedDB()
+	targetDB, err := opts.Conn.SelectedDB()
 	if err != nil {
 		return st, err
 	}
@@ -134,7 +165,10 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 	if err != nil {
 		return st, err
 	}
-	srv := pool.srv
+	tgt, err := probeTarget(ctx, base, pool.srv)
+	if err != nil {
+		return st, err
+	}
 	clock, err := serverClock(ctx, base)
 	if err != nil {
 		return st, err
@@ -148,35 +182,34 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 	checked := make(map[int]bool)
 	strict := !opts.Replace && !opts.SkipExisting
 	if strict {
+		all := hdr.Databases == nil && targetDB < 0
 		var dbs []int
-		switch {
-		case target >= 0:
-			dbs = []int{target}
-		case hdr.Databases != nil:
+		if targetDB >= 0 {
+			dbs = []int{targetDB}
+		} else {
 			for _, d := range hdr.Databases {
 				dbs = append(dbs, d.DB)
 			}
-		default:
-			dbs = nil // every database: checked below from the keyspace
 		}
-		if err := checkEmpty(ctx, base, dbs, hdr.Databases == nil && target < 0); err != nil {
+		if err := checkEmpty(ctx, base, dbs, all); err != nil {
 			return st, err
 		}
 		for _, db := range dbs {
 			checked[db] = true
 		}
-		if hdr.Databases == nil && target < 0 {
-			checked = nil // all checked
+		if all {
+			checked = nil
 		}
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	inFlight := semaphore.NewWeighted(max(opts.MaxInFlight, 1))
 	workers := make([]chan item, conc)
 	results := make([]Stats, conc)
 	for i := range workers {
-		workers[i] = make(chan item, 2*max(opts.Pipeline, 1))
-		w := &worker{pool: pool, srv: srv, opts: opts, st: &results[i]}
-		w.st.ByType = make(map[string]int64)
+		workers[i] = make(chan item, max(opts.Pipeline, 1))
+		results[i].ByType = make(map[string]int64)
+		w := &worker{pool: pool, tgt: tgt, opts: opts, st: &results[i], inFlight: inFlight}
 		ch := workers[i]
 		g.Go(func() error { return w.run(gctx, ch) })
 	}
@@ -188,6 +221,10 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 				close(ch)
 			}
 		}()
+		var (
+			skipping bool  // the parts of the current key are being skipped
+			keyExp   int64 // the expiry of the current key, set after its last part
+		)
 		for {
 			rec, err := fr.Read()
 			if err == io.EOF {
@@ -197,33 +234,43 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 				return err
 			}
 			st.Records++
-			it := item{rec: rec, db: rec.DB, exp: rec.ExpireAtMs, line: fr.Line()}
-			if target >= 0 {
-				it.db = target
+			it := item{rec: rec, db: rec.DB, line: fr.Line(), last: !rec.More}
+			if targetDB >= 0 {
+				it.db = targetDB
 			}
-			if strict && checked != nil && !checked[it.db] {
-				if err := checkEmpty(gctx, base, []int{it.db}, false); err != nil {
-					return err
+			if rec.Part > 1 {
+				if skipping {
+					continue
 				}
-				checked[it.db] = true
-			}
-			if seen[it.db] == nil {
-				seen[it.db] = keyset.New()
-			}
-			if !seen[it.db].Add(rec.Key) {
-				return &format.ParseError{Line: it.line, Err: fmt.Errorf("%w: %q for db %d", ErrDuplicateKey, rec.Key, it.db)}
-			}
-			switch opts.TTL {
-			case TTLShift:
-				if it.exp > 0 {
-					it.exp += shift
+			} else {
+				if strict && checked != nil && !checked[it.db] {
+					if err := checkEmpty(gctx, base, []int{it.db}, false); err != nil {
+						return err
+					}
+					checked[it.db] = true
 				}
-			case TTLNone:
-				it.exp = 0
+				if seen[it.db] == nil {
+					seen[it.db] = keyset.New()
+				}
+				if !seen[it.db].Add(rec.Key) {
+					return &format.ParseError{Line: it.line, Err: fmt.Errorf("%w: %q for db %d", ErrDuplicateKey, rec.Key, it.db)}
+				}
+				keyExp = applyTTL(opts.TTL, rec.ExpireAtMs, shift)
+				for i := range rec.FieldExpire {
+					rec.FieldExpire[i].AtMs = applyTTL(opts.TTL, rec.FieldExpire[i].AtMs, shift)
+				}
+				skipping = keyExp > 0 && keyExp <= clock()
+				if skipping {
+					st.Expired++
+					continue
+				}
 			}
-			if it.exp > 0 && it.exp <= clock() {
-				st.Expired++
-				continue
+			if it.last {
+				it.exp = keyExp
+			}
+			it.size = min(int64(fr.LineSize()), max(opts.MaxInFlight, 1))
+			if err := inFlight.Acquire(gctx, it.size); err != nil {
+				return err
 			}
 			var h maphash.Hash
 			h.SetSeed(seed)
@@ -235,15 +282,39 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 		}
 	})
 	err = g.Wait()
-	for _, r := range results {
-		st.Keys += r.Keys
-		st.Existing += r.Existing
-		st.Replaced += r.Replaced
-		for t, n := range r.ByType {
-			st.ByType[t] += n
-		}
+	for i := range results {
+		st.add(&results[i])
 	}
 	return st, err
+}
+
+func checkOptions(opts Options) error {
+	if opts.Replace && opts.SkipExisting {
+		return fmt.Errorf("%w: --replace and --skip-existing cannot be used together", ErrOptions)
+	}
+	switch opts.TTL {
+	case TTLKeep, TTLShift, TTLNone:
+	default:
+		return fmt.Errorf("%w: --ttl must be keep, shift or none, not %q", ErrOptions, opts.TTL)
+	}
+	return nil
+}
+
+func applyTTL(policy string, at, shift int64) int64 {
+	switch {
+	case at <= 0 || policy == TTLNone:
+		return 0
+	case policy == TTLShift:
+		return at + shift
+	}
+	return at
+}
+
+func probeTarget(ctx context.Context, c *redis.Client, srv redisconn.Server) (target, error) {
+	t := target{Server: srv}
+	err := c.Do(ctx, "HPEXPIRETIME", "crs:probe", "FIELDS", 1, "f").Err()
+	t.fieldExpiry = err == nil || err == redis.Nil || !redisconn.IsUnknownCommand(err)
+	return t, nil
 }
 
 func sendItem(ctx context.Context, ch chan<- item, it item) bool {
@@ -327,124 +398,8 @@ func (p *clients) close() {
 	}
 }
 
-// worker writes the records it is sent, a pipeline at a time.
-type worker struct {
-	pool *clients
-	srv  redisconn.Server
-	opts Options
-	st   *Stats
-}
-
-func (w *worker) run(ctx context.Context, ch <-chan item) error {
-	limit := max(w.opts.Pipeline, 1)
-	batch := make([]item, 0, limit)
-	for it := range ch {
-		batch = append(batch[:0], it)
-		// Take whatever else is already waiting, up to the limit.
-	fill:
-		for len(batch) < limit {
-			select {
-			case it, ok := <-ch:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, it)
-			default:
-				break fill
-			}
-		}
-		if err := w.flush(ctx, batch); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// flush writes a batch, one pipeline per target database.
-func (w *worker) flush(ctx context.Context, batch []item) error {
-	for len(batch) > 0 {
-		db := batch[0].db
-		n := 1
-		for n < len(batch) && batch[n].db == db {
-			n++
-		}
-		if err := w.write(ctx, db, batch[:n]); err != nil {
-			return err
-		}
-		batch = batch[n:]
-	}
-	return nil
-}
-
-// write sends the commands for items, all for database db, in one pipeline
-// (two with --skip-existing: EXISTS first).
-func (w *worker) write(ctx context.Context, db int, items []item) error {
-	c, err := w.pool.get(ctx, db)
-	if err != nil {
-		return err
-	}
-	if w.opts.SkipExisting {
-		exists := make([]*redis.IntCmd, len(items))
-		_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, it := range items {
-				exists[i] = p.Exists(ctx, it.rec.Key)
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("db %d: exists: %w", db, err)
-		}
-		kept := items[:0:0]
-		for i, it := range items {
-			if exists[i].Val() > 0 {
-				w.st.Existing++
-				continue
-			}
-			kept = append(kept, it)
-		}
-		items = kept
-		if len(items) == 0 {
-			return nil
-		}
-	}
-	type keyCmds struct {
-		del  *redis.IntCmd
-		cmds []redis.Cmder
-	}
-	per := make([]keyCmds, len(items))
-	_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, it := range items {
-			if w.opts.Replace {
-				per[i].del = p.Del(ctx, it.rec.Key)
-			}
-			for _, args := range w.commands(it) {
-				cmd := redis.NewCmd(ctx, args...)
-				p.Process(ctx, cmd)
-				per[i].cmds = append(per[i].cmds, cmd)
-			}
-		}
-		return nil
-	})
-	// Check each command: the first failure names its key and line.
-	for i, it := range items {
-		for _, cmd := range per[i].cmds {
-			if cerr := cmd.Err(); cerr != nil {
-				return &KeyError{Line: it.line, DB: db, Key: it.rec.Key, Cmd: cmd.Name(), Err: cerr}
-			}
-		}
-		if per[i].del != nil && per[i].del.Val() > 0 {
-			w.st.Replaced++
-		}
-		w.st.Keys++
-		w.st.ByType[it.rec.Type]++
-	}
-	if err != nil {
-		return fmt.Errorf("db %d: %w", db, err)
-	}
-	return nil
-}
-
-// KeyError is a command the target refused while writing one key.
+// KeyError is a command the target refused while writing one key, or a
+// record the target cannot hold.
 type KeyError struct {
 	Line int
 	DB   int
@@ -454,80 +409,13 @@ type KeyError struct {
 }
 
 func (e *KeyError) Error() string {
+	if e.Cmd == "" {
+		return fmt.Sprintf("line %d: db %d key %q: %v", e.Line, e.DB, e.Key, e.Err)
+	}
 	return fmt.Sprintf("line %d: db %d key %q: %s: %v", e.Line, e.DB, e.Key, strings.ToUpper(e.Cmd), e.Err)
 }
 
 func (e *KeyError) Unwrap() error { return e.Err }
-
-// commands returns the commands that build the item's key.
-func (w *worker) commands(it item) [][]interface{} {
-	r := it.rec
-	var out [][]interface{}
-	expireSet := false
-	switch r.Type {
-	case format.TypeString:
-		if it.exp > 0 && w.srv.AtLeast(6, 2) {
-			out = append(out, []interface{}{"SET", r.Key, r.Str, "PXAT", it.exp})
-			expireSet = true
-		} else {
-			out = append(out, []interface{}{"SET", r.Key, r.Str})
-		}
-	case format.TypeList, format.TypeSet:
-		cmd := "RPUSH"
-		if r.Type == format.TypeSet {
-			cmd = "SADD"
-		}
-		for i := 0; i < len(r.Elems); i += elemsPerCommand {
-			part := r.Elems[i:min(i+elemsPerCommand, len(r.Elems))]
-			args := make([]interface{}, 0, 2+len(part))
-			args = append(args, cmd, r.Key)
-			for _, e := range part {
-				args = append(args, e)
-			}
-			out = append(out, args)
-		}
-	case format.TypeHash:
-		cmd := "HSET"
-		if !w.srv.AtLeast(4, 0) {
-			cmd = "HMSET"
-		}
-		for i := 0; i < len(r.Hash); i += elemsPerCommand {
-			part := r.Hash[i:min(i+elemsPerCommand, len(r.Hash))]
-			args := make([]interface{}, 0, 2+2*len(part))
-			args = append(args, cmd, r.Key)
-			for _, f := range part {
-				args = append(args, f.Name, f.Value)
-			}
-			out = append(out, args)
-		}
-	case format.TypeZSet:
-		for i := 0; i < len(r.ZSet); i += elemsPerCommand {
-			part := r.ZSet[i:min(i+elemsPerCommand, len(r.ZSet))]
-			args := make([]interface{}, 0, 2+2*len(part))
-			args = append(args, "ZADD", r.Key)
-			for _, m := range part {
-				args = append(args, formatScore(m.Score), m.Member)
-			}
-			out = append(out, args)
-		}
-	}
-	if it.exp > 0 && !expireSet {
-		out = append(out, []interface{}{"PEXPIREAT", r.Key, it.exp})
-	}
-	return out
-}
-
-// formatScore writes a score the way Redis reads it back exactly: the
-// shortest decimal form, and "inf" / "-inf".
-func formatScore(f float64) string {
-	switch {
-	case math.IsInf(f, 1):
-		return "inf"
-	case math.IsInf(f, -1):
-		return "-inf"
-	}
-	return strconv.FormatFloat(f, 'g', -1, 64)
-}
 
 // zstdMagic starts every zstd frame.
 var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/redisconn"
 )
 
 // ErrNoInput is returned when crsload would read a dump from a terminal.
@@ -22,35 +23,148 @@ var ErrNoInput = errors.New("no input: give a dump file, or pipe one in (crsload
 // Run loads the dump in opts.Input (or stdin) and prints a summary to
 // stderr. Compressed and plain input are told apart by the zstd magic
 // bytes.
+//
+// When the target cannot set hash field expiries and --drop-field-expiry
+// is not given, Run first reads the whole dump (spooling standard input to
+// a private temporary file) and refuses, naming the keys, if any has them:
+// nothing is written.
 func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) error {
+	if err := checkOptions(opts); err != nil {
+		return err
+	}
+	path := opts.Input
+	if path == "-" {
+		path = ""
+	}
+	if path == "" {
+		if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			return ErrNoInput
+		}
+	} else if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("open input: %w", err)
+	}
+	if !opts.DropFieldExpiry {
+		lacks, err := targetLacksFieldExpiry(ctx, opts)
+		if err != nil {
+			return err
+		}
+		if lacks {
+			if path == "" {
+				spool, err := spoolToFile(stdin)
+				if err != nil {
+					return err
+				}
+				defer os.Remove(spool)
+				path = spool
+			}
+			if err := refuseFieldExpiry(path); err != nil {
+				return err
+			}
+		}
+	}
 	in := stdin
-	if opts.Input != "" && opts.Input != "-" {
-		f, err := os.Open(opts.Input)
+	if path != "" {
+		f, err := os.Open(path)
 		if err != nil {
 			return fmt.Errorf("open input: %w", err)
 		}
 		defer f.Close()
 		in = f
-	} else if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		return ErrNoInput
 	}
 	counted := &countingReader{r: in}
-	br := bufio.NewReaderSize(counted, 1<<20)
-	var r io.Reader = br
-	if isZstd(br) {
-		dec, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(2), zstd.WithDecoderLowmem(true))
-		if err != nil {
-			return fmt.Errorf("zstd: %w", err)
-		}
-		defer dec.Close()
-		r = dec
+	r, closeInput, err := decompress(counted)
+	if err != nil {
+		return err
 	}
+	defer closeInput()
 	st, err := Load(ctx, format.NewReader(r), opts)
 	st.Bytes = counted.n
 	if !opts.Quiet {
 		fmt.Fprintln(stderr, summary(st, err))
 	}
 	return err
+}
+
+// decompress returns the plain lines of in, whether zstd or plain.
+func decompress(in io.Reader) (io.Reader, func(), error) {
+	br := bufio.NewReaderSize(in, 1<<20)
+	if !isZstd(br) {
+		return br, func() {}, nil
+	}
+	dec, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(2), zstd.WithDecoderLowmem(true))
+	if err != nil {
+		return nil, nil, fmt.Errorf("zstd: %w", err)
+	}
+	return dec, dec.Close, nil
+}
+
+func targetLacksFieldExpiry(ctx context.Context, opts Options) (bool, error) {
+	c, srv, err := redisconn.Open(ctx, opts.Conn, 0, 1)
+	if err != nil {
+		return false, err
+	}
+	defer c.Close()
+	t, err := probeTarget(ctx, c, srv)
+	return !t.fieldExpiry, err
+}
+
+// spoolToFile copies r to a new temporary file, mode 0600, and returns its
+// name.
+func spoolToFile(r io.Reader) (string, error) {
+	f, err := os.CreateTemp("", "crsload-*.spool")
+	if err != nil {
+		return "", fmt.Errorf("spool input: %w", err)
+	}
+	_, err = io.Copy(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("spool input: %w", err)
+	}
+	return f.Name(), nil
+}
+
+// refuseFieldExpiry reads the whole dump at path and fails, naming them,
+// if any of its keys has hash field expiries.
+func refuseFieldExpiry(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open input: %w", err)
+	}
+	defer f.Close()
+	r, closeInput, err := decompress(f)
+	if err != nil {
+		return err
+	}
+	defer closeInput()
+	fr := format.NewReader(r)
+	var keys []string
+	n := 0
+	for {
+		rec, err := fr.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if len(rec.FieldExpire) > 0 {
+			if n < 10 {
+				keys = append(keys, fmt.Sprintf("%q (db %d)", rec.Key, rec.DB))
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	more := ""
+	if n > len(keys) {
+		more = fmt.Sprintf(" and %d more", n-len(keys))
+	}
+	return fmt.Errorf("%w: %d keys have hash field expiries, which the target cannot set (HPEXPIREAT needs Redis 7.4+): %s%s; nothing was written. Use --drop-field-expiry to load them without", ErrTargetLacks, n, strings.Join(keys, ", "), more)
 }
 
 func summary(st Stats, err error) string {
@@ -84,8 +198,14 @@ func summary(st Stats, err error) string {
 	if st.Existing > 0 {
 		fmt.Fprintf(&b, ", %d existing (--skip-existing)", st.Existing)
 	}
+	if st.Unsupported > 0 {
+		fmt.Fprintf(&b, ", %d whose DUMP payload the target refused (--skip-unsupported)", st.Unsupported)
+	}
 	if st.Replaced > 0 {
 		fmt.Fprintf(&b, "; replaced %d existing keys", st.Replaced)
+	}
+	if st.DroppedField > 0 {
+		fmt.Fprintf(&b, "; DROPPED %d hash field expiries (--drop-field-expiry)", st.DroppedField)
 	}
 	return b.String()
 }

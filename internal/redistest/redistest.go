@@ -84,6 +84,8 @@ func Read(ctx context.Context, c *redis.Client, key string) (Key, error) {
 	case "zset":
 		// The server's own score text, so that any change shows.
 		k.Value, err = c.Do(ctx, "ZRANGE", key, 0, -1, "WITHSCORES").StringSlice()
+	case "stream":
+		k.Value, err = readStream(ctx, c, key)
 	default:
 		return k, fmt.Errorf("key %q: type %s not compared", key, t)
 	}
@@ -92,6 +94,55 @@ func Read(ctx context.Context, c *redis.Client, key string) (Key, error) {
 	}
 	k.ExpireAt, err = c.Do(ctx, "PEXPIRETIME", key).Int64()
 	return k, err
+}
+
+// readStream flattens XINFO STREAM FULL into comparable lines: entries
+// with their fields in order, the stream's IDs and counters, each group's
+// last-delivered ID and entries-read, its pending entries with consumer,
+// delivery time and count, and its consumers with their pending counts.
+// Consumers' seen and active times are left out: no command sets them, so
+// a load cannot carry them.
+func readStream(ctx context.Context, c *redis.Client, key string) ([]string, error) {
+	res, err := c.Do(ctx, "XINFO", "STREAM", key, "FULL", "COUNT", 0).Slice()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	info := pairs(res)
+	for _, f := range []string{"length", "last-generated-id", "max-deleted-entry-id", "entries-added"} {
+		out = append(out, fmt.Sprintf("%s=%v", f, info[f]))
+	}
+	for _, e := range list(info["entries"]) {
+		out = append(out, fmt.Sprintf("entry %q", e))
+	}
+	for _, gv := range list(info["groups"]) {
+		g := pairs(gv)
+		out = append(out, fmt.Sprintf("group %q last-delivered-id=%v entries-read=%v pel-count=%v", g["name"], g["last-delivered-id"], g["entries-read"], g["pel-count"]))
+		for _, p := range list(g["pending"]) {
+			out = append(out, fmt.Sprintf("  pending %q", p))
+		}
+		for _, cv := range list(g["consumers"]) {
+			cm := pairs(cv)
+			out = append(out, fmt.Sprintf("  consumer %q pel-count=%v pending=%q", cm["name"], cm["pel-count"], cm["pending"]))
+		}
+	}
+	return out, nil
+}
+
+func pairs(v interface{}) map[string]interface{} {
+	a := list(v)
+	m := make(map[string]interface{}, len(a)/2)
+	for i := 0; i+1 < len(a); i += 2 {
+		if k, ok := a[i].(string); ok {
+			m[k] = a[i+1]
+		}
+	}
+	return m
+}
+
+func list(v interface{}) []interface{} {
+	a, _ := v.([]interface{})
+	return a
 }
 
 // Keys returns every key of database db.

@@ -25,8 +25,12 @@ test: deps
 demo: deps build
 	$(GO) run ./internal/cmd/demo -bin bin
 
-bench: deps
+# Go benchmarks of the format, then the tools on throwaway servers: peak
+# RSS while moving huge keys (make bench SCALE=0.1 for a quick run).
+SCALE ?= 1
+bench: deps build
 	$(GO) test -run=NONE -bench=. -benchmem ./format
+	$(GO) run ./internal/cmd/bench -bin bin -scale $(SCALE)
 
 # A longer fuzz run: make fuzz FUZZTIME=10m
 fuzz:

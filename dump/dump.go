@@ -115,6 +115,7 @@ func Dump(ctx context.Context, fw *format.Writer, opts Options) (st Stats, err e
 		ServerVersion: srv.Version,
 		Engine:        srv.Engine,
 		Databases:     dbs,
+		NoFieldExpiry: !cp.fieldExpiry,
 	})
 	if err != nil {
 		return st, fmt.Errorf("write: %w", err)
@@ -175,7 +176,7 @@ func dumpDB(ctx context.Context, fw *format.Writer, opts Options, db int, cp cap
 				}
 			}
 			if len(fresh) > 0 {
-				b := batch{keys: fresh, out: make(chan *format.Record, 16)}
+				b := batch{keys: fresh, out: make(chan *format.Record, 2)}
 				if !send(gctx, order, b.out) {
 					return gctx.Err()
 				}

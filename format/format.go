@@ -60,6 +60,10 @@ type Header struct {
 	// are written, with their key counts when the dump started. The counts
 	// are estimates: keys may come and go while a dump runs.
 	Databases []Database
+	// NoFieldExpiry says that the source cannot hold hash field expiries
+	// (it has no HPEXPIRETIME), so no record carries them. A loader need
+	// not look for them before writing.
+	NoFieldExpiry bool
 }
 
 // Database is one database named in the header.

@@ -37,6 +37,9 @@ var header = format.Header{
 	Databases:     []format.Database{{DB: 0, Keys: 10}, {DB: 15, Keys: 1}},
 }
 
+// headerNoFE is a header from a source without hash field expiry.
+var headerNoFE = format.Header{Version: 1, CreatedMs: 5, Source: "h:1", Engine: "redis", Databases: []format.Database{}, NoFieldExpiry: true}
+
 // records covers every value shape and the byte strings JSON tools lose.
 var records = []*format.Record{
 	{DB: 0, Key: "client_keys:sk-cli-v1-8d56", Type: format.TypeHash, Hash: []format.Field{{"tier", "high"}, {"created", "1764000000"}, {"", ""}}},
@@ -178,6 +181,17 @@ func TestGolden(t *testing.T) {
 	}
 }
 
+func TestHeaderFieldExpiry(t *testing.T) {
+	b := encode(t, headerNoFE, records[:1])
+	if !bytes.Contains(b, []byte(`,"field_expiry":false}`)) {
+		t.Errorf("header: %s", b)
+	}
+	h, _, err := decode(t, b)
+	if err != nil || !reflect.DeepEqual(h, headerNoFE) {
+		t.Errorf("header %+v (%v), want %+v", h, err, headerNoFE)
+	}
+}
+
 func TestScoreText(t *testing.T) {
 	for _, tt := range []struct {
 		score float64
@@ -257,6 +271,7 @@ func TestReaderErrors(t *testing.T) {
 		{"module type without dump", dumpOf(hdr, `{"db":0,"key":"k","type":"ReJSON-RL","value":""}`), 2, format.ErrRecord, `needs "dump"`},
 		{"field expiry of a missing field", dumpOf(hdr, `{"db":0,"key":"k","type":"hash","field_expire_at_ms":{"b":5},"value":{"a":"1"}}`), 2, format.ErrRecord, `field "b" has an expiry but is not in the value`},
 		{"field expiry on a list", dumpOf(hdr, `{"db":0,"key":"k","type":"list","field_expire_at_ms":{"b":5},"value":["b"]}`), 2, format.ErrRecord, `on a list`},
+		{"field expiry despite header", dumpOf(`{"format":"crs","version":1,"field_expiry":false}`, `{"db":0,"key":"k","type":"hash","field_expire_at_ms":{"a":5},"value":{"a":"1"}}`), 2, format.ErrRecord, "says it has none"},
 		{"stream bad ID", dumpOf(hdr, `{"db":0,"key":"k","type":"stream","value":{"entries":[["1-x",["f","v"]]]}}`), 2, format.ErrRecord, `"1-x" is not a stream ID`},
 		{"stream odd fields", dumpOf(hdr, `{"db":0,"key":"k","type":"stream","value":{"entries":[["1-1",["f"]]]}}`), 2, format.ErrRecord, "at least one pair"},
 		{"stream unknown field", dumpOf(hdr, `{"db":0,"key":"k","type":"stream","value":{"length":3}}`), 2, format.ErrRecord, `unknown stream field "length"`},

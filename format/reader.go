@@ -128,6 +128,9 @@ func (r *Reader) Read() (*Record, error) {
 	if err := r.sequence(rec); err != nil {
 		return nil, r.fail(err)
 	}
+	if r.header.NoFieldExpiry && len(rec.FieldExpire) > 0 {
+		return nil, r.fail(fmt.Errorf("%w: field expiries in a dump whose header says it has none", ErrRecord))
+	}
 	r.crc.Write(b)
 	r.size = len(b)
 	r.records++
@@ -270,6 +273,7 @@ func parseHeader(b []byte) (Header, error) {
 		case "engine":
 			h.Engine, err = s.str()
 		case "databases":
+			h.Databases = []Database{} // present, even when empty
 			err = s.array(func(int) error {
 				var d Database
 				var db int64 = -1
@@ -295,6 +299,12 @@ func parseHeader(b []byte) (Header, error) {
 				h.Databases = append(h.Databases, d)
 				return nil
 			})
+		case "field_expiry":
+			var v string
+			if v, err = s.literal(); err == nil && v != "true" && v != "false" {
+				err = fmt.Errorf("header field \"field_expiry\" must be true or false")
+			}
+			h.NoFieldExpiry = v == "false"
 		default:
 			// Readers ignore header fields they do not know.
 			err = s.skip()

@@ -68,7 +68,11 @@ func (w *Writer) WriteHeader(h Header) error {
 		b = strconv.AppendInt(b, d.Keys, 10)
 		b = append(b, '}')
 	}
-	b = append(b, "]}\n"...)
+	b = append(b, ']')
+	if h.NoFieldExpiry {
+		b = append(b, `,"field_expiry":false`...)
+	}
+	b = append(b, "}\n"...)
 	w.buf = b
 	return w.line(b)
 }

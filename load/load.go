@@ -75,7 +75,7 @@ func NewOptions() Options {
 		TTL:         TTLKeep,
 		Concurrency: 4,
 		Pipeline:    256,
-		MaxInFlight: 16 << 20,
+		MaxInFlight: 1 << 20,
 	}
 	o.Conn.Retries = -1 // a retried RPUSH would append twice
 	return o

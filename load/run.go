@@ -2,6 +2,7 @@ package load
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -43,25 +44,6 @@ func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) e
 	} else if _, err := os.Stat(path); err != nil {
 		return fmt.Errorf("open input: %w", err)
 	}
-	if !opts.DropFieldExpiry {
-		lacks, err := targetLacksFieldExpiry(ctx, opts)
-		if err != nil {
-			return err
-		}
-		if lacks {
-			if path == "" {
-				spool, err := spoolToFile(stdin)
-				if err != nil {
-					return err
-				}
-				defer os.Remove(spool)
-				path = spool
-			}
-			if err := refuseFieldExpiry(path); err != nil {
-				return err
-			}
-		}
-	}
 	in := stdin
 	if path != "" {
 		f, err := os.Open(path)
@@ -72,7 +54,43 @@ func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) e
 		in = f
 	}
 	counted := &countingReader{r: in}
-	r, closeInput, err := decompress(counted)
+	br := bufio.NewReaderSize(counted, 1<<20)
+	if !opts.DropFieldExpiry {
+		// A dump may hold hash field expiries unless its header says the
+		// source could not; a target without HPEXPIREAT then needs the
+		// whole dump read before anything is written.
+		hdr, err := peekHeader(br)
+		if err != nil {
+			return err
+		}
+		if !hdr.NoFieldExpiry {
+			lacks, err := targetLacksFieldExpiry(ctx, opts)
+			if err != nil {
+				return err
+			}
+			if lacks {
+				if path == "" {
+					spool, err := spoolToFile(br)
+					if err != nil {
+						return err
+					}
+					defer os.Remove(spool)
+					path = spool
+				}
+				if err := refuseFieldExpiry(path); err != nil {
+					return err
+				}
+				f, err := os.Open(path)
+				if err != nil {
+					return fmt.Errorf("open input: %w", err)
+				}
+				defer f.Close()
+				counted = &countingReader{r: f}
+				br = bufio.NewReaderSize(counted, 1<<20)
+			}
+		}
+	}
+	r, closeInput, err := decompress(br)
 	if err != nil {
 		return err
 	}
@@ -85,9 +103,34 @@ func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) e
 	return err
 }
 
+// peekHeader reads the header at the start of br without consuming
+// anything: it decompresses just the first bytes when they are zstd.
+func peekHeader(br *bufio.Reader) (format.Header, error) {
+	raw, _ := br.Peek(256 << 10) // at least one whole zstd block, if there is one
+	var plain io.Reader = bytes.NewReader(raw)
+	if bytes.HasPrefix(raw, zstdMagic) {
+		dec, err := zstd.NewReader(plain, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return format.Header{}, fmt.Errorf("zstd: %w", err)
+		}
+		defer dec.Close()
+		plain = dec
+	}
+	// The header is the first line; a cut-off prefix may end in an error
+	// after it, which the header reader does not reach.
+	line, err := bufio.NewReader(plain).ReadBytes('\n')
+	if err != nil && err != io.EOF && len(line) == 0 {
+		return format.Header{}, &format.ParseError{Line: 1, Err: fmt.Errorf("%w: %v", format.ErrRead, err)}
+	}
+	return format.NewReader(bytes.NewReader(line)).Header()
+}
+
 // decompress returns the plain lines of in, whether zstd or plain.
 func decompress(in io.Reader) (io.Reader, func(), error) {
-	br := bufio.NewReaderSize(in, 1<<20)
+	br, ok := in.(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReaderSize(in, 1<<20)
+	}
 	if !isZstd(br) {
 		return br, func() {}, nil
 	}

@@ -1,0 +1,236 @@
+// Command bench is what make bench runs after the Go benchmarks. It starts
+// its own throwaway redis-servers, fills the source, runs the built
+// crsdump and crsload as a user would, and prints what the OS measured:
+// wall time and peak RSS (getrusage of each child process).
+//
+// The "bigkeys" scenario moves one huge key of each kind and checks that
+// each tool's peak RSS stays under 64 MiB, and that every key arrives
+// intact (DEBUG DIGEST-VALUE on both servers).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/crs-tool/crs/internal/redisserver"
+)
+
+const rssLimit = 64 << 20
+
+func main() {
+	bin := flag.String("bin", "bin", "directory holding crsdump and crsload")
+	scale := flag.Float64("scale", 1, "multiply the sizes by this (0.01 for a quick run)")
+	keep := flag.String("keep", "", "keep the dump file at this path, for profiling")
+	flag.Parse()
+	ctx := context.Background()
+	if err := bigKeys(ctx, *bin, *scale, *keep); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// measured is one run of a tool.
+type measured struct {
+	wall   time.Duration
+	maxRSS int64 // bytes
+	out    string
+}
+
+// run runs a command line through sh with bin first on the PATH and
+// returns its wall time and peak RSS.
+func run(ctx context.Context, bin, script string) (measured, error) {
+	cmd := exec.CommandContext(ctx, "sh", "-c", "exec "+script)
+	cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	var out strings.Builder
+	cmd.Stderr = &out
+	start := time.Now()
+	err := cmd.Run()
+	m := measured{wall: time.Since(start), out: out.String()}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		m.maxRSS = ru.Maxrss * 1024 // kilobytes on Linux
+	}
+	if err != nil {
+		return m, fmt.Errorf("%s: %w\n%s", script, err, m.out)
+	}
+	return m, nil
+}
+
+func bigKeys(ctx context.Context, bin string, scale float64, keep string) error {
+	bin, err := filepath.Abs(bin)
+	if err != nil {
+		return err
+	}
+	n := func(x int) int { return max(int(float64(x)*scale), 1) }
+	src, err := redisserver.Start(ctx, "--enable-debug-command", "yes")
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := redisserver.Start(ctx, "--enable-debug-command", "yes")
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	sc := redis.NewClient(&redis.Options{Addr: src.Addr, Protocol: 2, ReadTimeout: time.Minute})
+	defer sc.Close()
+	dc := redis.NewClient(&redis.Options{Addr: dst.Addr, Protocol: 2, ReadTimeout: time.Minute})
+	defer dc.Close()
+
+	sizes := []struct {
+		key, what string
+		count     int
+	}{
+		{"big:hash", "fields", n(2_000_000)},
+		{"big:list", "items", n(2_000_000)},
+		{"big:zset", "members", n(1_000_000)},
+		{"big:stream", "entries", n(1_000_000)},
+		{"big:string", "MiB", n(256)},
+	}
+	fmt.Printf("filling the source: ")
+	start := time.Now()
+	for _, s := range sizes {
+		if err := fillBig(ctx, sc, s.key, s.count); err != nil {
+			return fmt.Errorf("fill %s: %w", s.key, err)
+		}
+		fmt.Printf("%s %d %s; ", s.key, s.count, s.what)
+	}
+	used, _ := sc.Info(ctx, "memory").Result()
+	fmt.Printf("in %.1fs (%s)\n", time.Since(start).Seconds(), infoField(used, "used_memory_human"))
+
+	dir, err := os.MkdirTemp("", "crs-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	file := filepath.Join(dir, "big.jsonl.zst")
+	if keep != "" {
+		file = keep
+	}
+	d, err := run(ctx, bin, fmt.Sprintf("crsdump -u %s -o %s", src.URL, file))
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(file)
+	if err != nil {
+		return err
+	}
+	l, err := run(ctx, bin, fmt.Sprintf("crsload -u %s %s", dst.URL, file))
+	if err != nil {
+		return err
+	}
+
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nbig keys\twall\tpeak RSS\tlimit\tresult")
+	ok := true
+	for _, row := range []struct {
+		name string
+		m    measured
+	}{{"crsdump", d}, {"crsload", l}} {
+		verdict := "under the limit"
+		if row.m.maxRSS >= rssLimit {
+			verdict, ok = "OVER THE LIMIT", false
+		}
+		fmt.Fprintf(tw, "%s\t%.1fs\t%.1f MiB\t%d MiB\t%s\n", row.name, row.m.wall.Seconds(), float64(row.m.maxRSS)/(1<<20), rssLimit>>20, verdict)
+	}
+	tw.Flush()
+	fmt.Printf("dump file: %.1f MiB\n", float64(fi.Size())/(1<<20))
+	fmt.Print(strings.TrimSpace(d.out) + "\n" + strings.TrimSpace(l.out) + "\n")
+
+	for _, s := range sizes {
+		a, err := sc.Do(ctx, "DEBUG", "DIGEST-VALUE", s.key).StringSlice()
+		if err != nil {
+			return err
+		}
+		b, err := dc.Do(ctx, "DEBUG", "DIGEST-VALUE", s.key).StringSlice()
+		if err != nil {
+			return err
+		}
+		same := len(a) == 1 && len(b) == 1 && a[0] == b[0] && !strings.HasPrefix(a[0], "00000000")
+		fmt.Printf("%s: digest %s on both servers: %v\n", s.key, a, same)
+		if !same {
+			ok = false
+		}
+	}
+	if !ok {
+		return fmt.Errorf("a key differs or a tool went over %d MiB", rssLimit>>20)
+	}
+	return nil
+}
+
+// fillBig writes one key of count elements (MiB for the string),
+// pipelined.
+func fillBig(ctx context.Context, c *redis.Client, key string, count int) error {
+	p := c.Pipeline()
+	flush := func(force bool) error {
+		if p.Len() < 100 && !force {
+			return nil
+		}
+		_, err := p.Exec(ctx)
+		return err
+	}
+	const batch = 1000
+	for i := 0; i < count; i += batch {
+		args := []interface{}{}
+		for j := i; j < min(i+batch, count); j++ {
+			switch key {
+			case "big:hash":
+				args = append(args, fmt.Sprintf("field:%09d", j), fmt.Sprintf("value-%d-%x", j, j*7919))
+			case "big:list":
+				args = append(args, fmt.Sprintf("item-%d", j))
+			case "big:zset":
+				args = append(args, float64(j)/3, fmt.Sprintf("member:%09d", j))
+			}
+		}
+		switch key {
+		case "big:hash":
+			p.Do(ctx, append([]interface{}{"HSET", key}, args...)...)
+		case "big:list":
+			p.Do(ctx, append([]interface{}{"RPUSH", key}, args...)...)
+		case "big:zset":
+			p.Do(ctx, append([]interface{}{"ZADD", key}, args...)...)
+		case "big:stream":
+			for j := i; j < min(i+batch, count); j++ {
+				p.Do(ctx, "XADD", key, fmt.Sprintf("%d-1", j+1), "n", j, "payload", "abcdefghij")
+			}
+		case "big:string":
+			if i > 0 {
+				return flush(true)
+			}
+			chunk := strings.Repeat("0123456789abcdef", 1<<16) // 1 MiB
+			for j := 0; j < count; j++ {
+				p.Do(ctx, "APPEND", key, chunk)
+				if err := flush(false); err != nil {
+					return err
+				}
+			}
+		}
+		if err := flush(false); err != nil {
+			return err
+		}
+	}
+	if key == "big:stream" {
+		// A group with pending entries, so the bench covers them too.
+		p.Do(ctx, "XGROUP", "CREATE", key, "g", "0")
+		p.Do(ctx, "XREADGROUP", "GROUP", "g", "c", "COUNT", 1000, "STREAMS", key, ">")
+	}
+	return flush(true)
+}
+
+func infoField(info, name string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return v
+		}
+	}
+	return "?"
+}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // This file holds the small JSON writer and reader the format needs.
@@ -91,9 +92,36 @@ func appendScore(b []byte, f float64) []byte {
 
 // scanner reads JSON values from one line. It is strict: it accepts only
 // RFC 8259 JSON, rejects lone surrogate escapes, and rejects invalid UTF-8.
+//
+// Decoded strings are carved from arena, one buffer per record, instead of
+// being allocated one by one: the strings of a record share the buffer
+// and live as long as any of them does. The line itself cannot be used for
+// this, because the Reader reuses its buffer for the next line.
 type scanner struct {
-	b []byte
-	i int
+	b     []byte
+	i     int
+	arena []byte
+}
+
+// intern returns a string holding a copy of v, from the arena.
+func (s *scanner) intern(v []byte) string {
+	if len(v) == 0 {
+		return ""
+	}
+	dst := s.alloc(len(v))
+	copy(dst, v)
+	return unsafe.String(&dst[0], len(dst))
+}
+
+// alloc returns n bytes from the arena, starting a new one when it is full.
+// Bytes handed out are never written again, so strings over them are safe.
+func (s *scanner) alloc(n int) []byte {
+	if cap(s.arena)-len(s.arena) < n {
+		s.arena = make([]byte, 0, max(n, 4096, len(s.b)))
+	}
+	start := len(s.arena)
+	s.arena = s.arena[:start+n]
+	return s.arena[start : start+n : start+n]
 }
 
 var errEnd = errors.New("unexpected end of line")
@@ -212,7 +240,7 @@ func (s *scanner) str() (string, error) {
 				return "", s.errorf("invalid UTF-8 in string")
 			}
 			s.i++
-			return string(v), nil
+			return s.intern(v), nil
 		}
 		if c == '\\' || c < 0x20 {
 			break
@@ -232,7 +260,7 @@ func (s *scanner) str() (string, error) {
 			if !utf8.Valid(buf) {
 				return "", s.errorf("invalid UTF-8 in string")
 			}
-			return string(buf), nil
+			return s.intern(buf), nil
 		case c < 0x20:
 			return "", s.errorf("control character in string")
 		case c != '\\':
@@ -363,6 +391,17 @@ func (s *scanner) int() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	// Fast path: up to 18 digits cannot overflow.
+	if d := t; len(d) > 0 && len(d) <= 18 && d[0] != '-' {
+		var n int64
+		for _, c := range d {
+			if c < '0' || c > '9' {
+				return 0, errNotInteger
+			}
+			n = n*10 + int64(c-'0')
+		}
+		return n, nil
+	}
 	n, err := strconv.ParseInt(string(t), 10, 64)
 	if err != nil {
 		return 0, errNotInteger
@@ -393,8 +432,7 @@ func (s *scanner) skip() error {
 	case c == '[':
 		return s.array(func(int) error { return s.skip() })
 	case c == '"':
-		_, err := s.str()
-		return err
+		return s.skipStr()
 	case c == '-' || ('0' <= c && c <= '9'):
 		_, err := s.number()
 		return err
@@ -402,6 +440,32 @@ func (s *scanner) skip() error {
 		_, err := s.literal()
 		return err
 	}
+}
+
+// skipStr checks and passes over a string without copying it; a string
+// with escapes is checked by str.
+func (s *scanner) skipStr() error {
+	if err := s.expect('"'); err != nil {
+		return err
+	}
+	start := s.i
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		if c == '"' {
+			if !utf8.Valid(s.b[start:s.i]) {
+				return s.errorf("invalid UTF-8 in string")
+			}
+			s.i++
+			return nil
+		}
+		if c == '\\' || c < 0x20 {
+			s.i = start - 1
+			_, err := s.str()
+			return err
+		}
+		s.i++
+	}
+	return s.errorf("unterminated string")
 }
 
 // kind names the JSON kind of the next value, for error messages.

@@ -12,7 +12,14 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unsafe"
 )
+
+// member is where a record member's value starts in its line.
+type member struct {
+	name string
+	at   int
+}
 
 // DefaultMaxLineSize is the longest line a Reader accepts unless its
 // MaxLineSize says otherwise.
@@ -335,20 +342,68 @@ func parseHeader(b []byte) (Header, error) {
 
 // parseLine parses a record line or the trailer.
 func parseLine(b []byte) (*Record, *Trailer, error) {
-	s := &scanner{b: b}
+	// Decoded strings never outgrow their JSON text; the half on top
+	// covers the key, read twice when it comes before "enc".
+	s := &scanner{b: b, arena: make([]byte, 0, len(b)+len(b)/2)}
 	if c := s.peek(); c != '{' {
 		if c == 0 {
 			return nil, nil, fmt.Errorf("%w: empty line", ErrRecord)
 		}
 		return nil, nil, fmt.Errorf("%w: the line is not a JSON object", ErrRecord)
 	}
-	// First pass: note where each member's value starts, checking syntax.
-	spans := make(map[string]int, 8)
+	// One pass over the members, noting where each value starts. "type"
+	// and "enc" are read as they come, so that the value, which writers put
+	// last, is parsed in the same pass; it is parsed again only if an "enc"
+	// after it says otherwise, or skipped and parsed later if "type" comes
+	// after it.
+	rec := &Record{}
+	var (
+		members     [16]member
+		n           int
+		enc         string
+		valueDone   bool
+		valueB64    bool
+		valueErr    error
+		typeIsValid bool
+	)
 	err := s.object(func(name string) error {
-		if _, dup := spans[name]; dup {
-			return fmt.Errorf("%w: field %q appears twice", ErrRecord, name)
+		for _, m := range members[:n] {
+			if m.name == name {
+				return fmt.Errorf("%w: field %q appears twice", ErrRecord, name)
+			}
 		}
-		spans[name] = s.i
+		if n == len(members) {
+			return fmt.Errorf("%w: unknown field %q", ErrRecord, name)
+		}
+		members[n] = member{name, s.i}
+		n++
+		switch name {
+		case "type":
+			if s.peek() == '"' {
+				t, err := s.str()
+				rec.Type, typeIsValid = t, err == nil
+				return err
+			}
+		case "enc":
+			if s.peek() == '"' {
+				e, err := s.str()
+				enc = e
+				return err
+			}
+		case "value":
+			if typeIsValid && rec.Type != "" {
+				valueDone, valueB64 = true, enc == "base64"
+				start := s.i
+				valueErr = parseValue(s, rec, strDecoder{b64: valueB64, s: s})
+				if valueErr != nil {
+					// Report it after the record's other checks; carry on
+					// past the value to check the rest of the line.
+					s.i = start
+					return s.skip()
+				}
+				return nil
+			}
+		}
 		return s.skip()
 	})
 	if err != nil {
@@ -357,25 +412,35 @@ func parseLine(b []byte) (*Record, *Trailer, error) {
 	if s.peek() != 0 {
 		return nil, nil, s.errorf("trailing data after the object")
 	}
+	spans := members[:n]
 	at := func(name string) (*scanner, bool) {
-		i, ok := spans[name]
-		if !ok {
-			return nil, false
+		for _, m := range spans {
+			if m.name == name {
+				s.i = m.at
+				return s, true
+			}
 		}
-		return &scanner{b: b, i: i}, true
+		return nil, false
 	}
-	if _, ok := spans["end"]; ok {
+	has := func(name string) bool {
+		for _, m := range spans {
+			if m.name == name {
+				return true
+			}
+		}
+		return false
+	}
+	if has("end") {
 		tr, err := parseTrailer(spans, at)
 		return nil, tr, err
 	}
-	for name := range spans {
-		switch name {
+	for _, m := range spans {
+		switch m.name {
 		case "db", "enc", "key", "type", "expire_at_ms", "value", "part", "more", "dump", "rdb_version", "field_expire_at_ms":
 		default:
-			return nil, nil, fmt.Errorf("%w: unknown field %q", ErrRecord, name)
+			return nil, nil, fmt.Errorf("%w: unknown field %q", ErrRecord, m.name)
 		}
 	}
-	rec := &Record{}
 	// db
 	sc, ok := at("db")
 	if !ok {
@@ -388,14 +453,13 @@ func parseLine(b []byte) (*Record, *Trailer, error) {
 	rec.DB = int(db)
 	// enc
 	b64 := false
-	if sc, ok := at("enc"); ok {
-		enc, err := sc.str()
-		if err != nil || enc != "base64" {
+	if has("enc") {
+		if enc != "base64" {
 			return nil, nil, fmt.Errorf("%w: \"enc\" must be \"base64\"", ErrRecord)
 		}
 		b64 = true
 	}
-	bs := strDecoder{b64: b64}
+	bs := strDecoder{b64: b64, s: s}
 	str := bs.read
 	// key
 	sc, ok = at("key")
@@ -410,11 +474,13 @@ func parseLine(b []byte) (*Record, *Trailer, error) {
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: missing field \"type\"", ErrRecord)
 	}
-	if sc.peek() != '"' {
-		return nil, nil, fmt.Errorf("%w: \"type\" must be a string, found %s", ErrRecord, sc.kind())
-	}
-	if rec.Type, err = sc.str(); err != nil {
-		return nil, nil, err
+	if !typeIsValid {
+		if sc.peek() != '"' {
+			return nil, nil, fmt.Errorf("%w: \"type\" must be a string, found %s", ErrRecord, sc.kind())
+		}
+		if _, err := sc.str(); err != nil {
+			return nil, nil, err
+		}
 	}
 	// expire_at_ms
 	if sc, ok := at("expire_at_ms"); ok {
@@ -443,13 +509,13 @@ func parseLine(b []byte) (*Record, *Trailer, error) {
 	}
 	// dump: a payload instead of a value
 	if sc, ok := at("dump"); ok {
-		if _, has := spans["value"]; has || rec.Part != 0 || IsNative(rec.Type) {
+		if has("value") || rec.Part != 0 || IsNative(rec.Type) {
 			return nil, nil, fmt.Errorf("%w: a record with \"dump\" has no \"value\" and no parts, and its type is not one the format carries (found %q)", ErrRecord, rec.Type)
 		}
-		if _, has := spans["field_expire_at_ms"]; has {
+		if has("field_expire_at_ms") {
 			return nil, nil, fmt.Errorf("%w: \"field_expire_at_ms\" on a DUMP payload", ErrRecord)
 		}
-		rec.Dump, err = strDecoder{b64: true}.read(sc, "\"dump\"")
+		rec.Dump, err = strDecoder{b64: true, s: s}.read(sc, "\"dump\"")
 		if err != nil {
 			return nil, nil, err
 		}
@@ -467,16 +533,20 @@ func parseLine(b []byte) (*Record, *Trailer, error) {
 		rec.RDBVersion = int(v)
 		return rec, nil, nil
 	}
-	if _, has := spans["rdb_version"]; has {
+	if has("rdb_version") {
 		return nil, nil, fmt.Errorf("%w: \"rdb_version\" without \"dump\"", ErrRecord)
 	}
-	// value
+	// value (parsed above unless "type" or "enc" came after it)
 	sc, ok = at("value")
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: missing field \"value\"", ErrRecord)
 	}
-	if err := parseValue(sc, rec, bs); err != nil {
-		return nil, nil, err
+	if !valueDone || valueB64 != b64 {
+		rec.Str, rec.Elems, rec.Hash, rec.ZSet, rec.Stream = "", nil, nil, nil, nil
+		valueErr = parseValue(sc, rec, bs)
+	}
+	if valueErr != nil {
+		return nil, nil, valueErr
 	}
 	if rec.Type != TypeString && rec.Type != TypeStream && rec.Part <= 1 && len(rec.Elems)+len(rec.Hash)+len(rec.ZSet) == 0 {
 		return nil, nil, fmt.Errorf("%w: an empty %s value (Redis holds no empty %ss)", ErrRecord, rec.Type, rec.Type)
@@ -491,18 +561,40 @@ func parseLine(b []byte) (*Record, *Trailer, error) {
 
 // strDecoder reads the byte strings of one record, which are base64 when
 // the record says "enc":"base64".
-type strDecoder struct{ b64 bool }
+type strDecoder struct {
+	b64 bool
+	s   *scanner // its arena holds the decoded bytes
+}
+
+var strictBase64 = base64.StdEncoding.Strict()
 
 // decode turns the JSON string value v into the bytes it carries.
 func (bs strDecoder) decode(v, what string) (string, error) {
-	if !bs.b64 {
+	if !bs.b64 || v == "" {
 		return v, nil
 	}
-	d, err := base64.StdEncoding.Strict().DecodeString(v)
+	dst := bs.s.alloc(strictBase64.DecodedLen(len(v)))
+	n, err := strictBase64.Decode(dst, unsafe.Slice(unsafe.StringData(v), len(v)))
 	if err != nil {
 		return "", fmt.Errorf("%w: %s is not valid base64: %v", ErrRecord, what, err)
 	}
-	return string(d), nil
+	if n == 0 {
+		return "", nil
+	}
+	return unsafe.String(&dst[0], n), nil
+}
+
+// readAs reads like read, and builds the description for an error
+// message only when there is an error: formatting one for every element
+// of every record cost more than the parsing.
+func (bs strDecoder) readAs(s *scanner, what func() string) (string, error) {
+	start := s.i
+	v, err := bs.read(s, "")
+	if err == nil {
+		return v, nil
+	}
+	s.i = start
+	return bs.read(s, what())
 }
 
 // read reads a JSON string from s and decodes it.
@@ -536,7 +628,7 @@ func parseValue(s *scanner, rec *Record, bs strDecoder) error {
 		}
 		rec.Elems = []string{}
 		return s.array(func(i int) error {
-			v, err := str(s, fmt.Sprintf("element %d", i))
+			v, err := bs.readAs(s, func() string { return fmt.Sprintf("element %d", i) })
 			rec.Elems = append(rec.Elems, v)
 			return err
 		})
@@ -550,7 +642,7 @@ func parseValue(s *scanner, rec *Record, bs strDecoder) error {
 			if err != nil {
 				return err
 			}
-			v, err := str(s, fmt.Sprintf("field %q", name))
+			v, err := bs.readAs(s, func() string { return fmt.Sprintf("field %q", name) })
 			rec.Hash = append(rec.Hash, Field{Name: name, Value: v})
 			return err
 		})
@@ -576,7 +668,7 @@ func parseValue(s *scanner, rec *Record, bs strDecoder) error {
 				items++
 				switch j {
 				case 0:
-					v, err := str(s, fmt.Sprintf("zset element %d's member", i))
+					v, err := bs.readAs(s, func() string { return fmt.Sprintf("zset element %d's member", i) })
 					m.Member = v
 					return err
 				case 1:
@@ -693,7 +785,11 @@ func parseStream(s *scanner, bs strDecoder) (*Stream, error) {
 					items++
 					switch j {
 					case 0:
-						e.ID, err = streamID(s, fmt.Sprintf("entry %d's ID", i))
+						start := s.i
+						if e.ID, err = streamID(s, ""); err != nil {
+							s.i = start
+							e.ID, err = streamID(s, fmt.Sprintf("entry %d's ID", i))
+						}
 						return err
 					case 1:
 						if s.peek() == 'n' {
@@ -706,7 +802,7 @@ func parseStream(s *scanner, bs strDecoder) (*Stream, error) {
 						}
 						e.Fields = []string{}
 						return s.array(func(k int) error {
-							v, err := bs.read(s, fmt.Sprintf("entry %d's field %d", i, k))
+							v, err := bs.readAs(s, func() string { return fmt.Sprintf("entry %d's field %d", i, k) })
 							e.Fields = append(e.Fields, v)
 							return err
 						})
@@ -886,13 +982,13 @@ func findDup(n int, name func(int) string) (int, int) {
 	return -1, -1
 }
 
-func parseTrailer(spans map[string]int, at func(string) (*scanner, bool)) (*Trailer, error) {
+func parseTrailer(spans []member, at func(string) (*scanner, bool)) (*Trailer, error) {
 	tr := &Trailer{}
-	for name := range spans {
-		switch name {
+	for _, m := range spans {
+		switch m.name {
 		case "end", "records", "keys", "crc32c":
 		default:
-			return nil, fmt.Errorf("%w: unknown trailer field %q", ErrRecord, name)
+			return nil, fmt.Errorf("%w: unknown trailer field %q", ErrRecord, m.name)
 		}
 	}
 	sc, _ := at("end")

@@ -250,7 +250,7 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 					checked[it.db] = true
 				}
 				if seen[it.db] == nil {
-					seen[it.db] = keyset.New()
+					seen[it.db] = keyset.NewSize(sizeHint(hdr, rec.DB))
 				}
 				if !seen[it.db].Add(rec.Key) {
 					return &format.ParseError{Line: it.line, Err: fmt.Errorf("%w: %q for db %d", ErrDuplicateKey, rec.Key, it.db)}
@@ -286,6 +286,17 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 		st.add(&results[i])
 	}
 	return st, err
+}
+
+// sizeHint is the number of keys the header expects in db, capped so that
+// a wrong header cannot make the loader reserve much memory up front.
+func sizeHint(h format.Header, db int) int {
+	for _, d := range h.Databases {
+		if d.DB == db {
+			return int(min(max(d.Keys, 0), 4<<20))
+		}
+	}
+	return 0
 }
 
 func checkOptions(opts Options) error {

@@ -14,8 +14,12 @@ type Set struct {
 }
 
 // New returns an empty set.
-func New() *Set {
-	return &Set{s1: maphash.MakeSeed(), s2: maphash.MakeSeed(), m: make(map[[2]uint64]struct{})}
+func New() *Set { return NewSize(0) }
+
+// NewSize returns an empty set with room for about n keys, so that a set
+// whose size is known ahead does not grow (and rehash) step by step.
+func NewSize(n int) *Set {
+	return &Set{s1: maphash.MakeSeed(), s2: maphash.MakeSeed(), m: make(map[[2]uint64]struct{}, n)}
 }
 
 // Add adds k and reports whether it was new.

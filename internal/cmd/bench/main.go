@@ -3,6 +3,12 @@
 // crsdump and crsload as a user would, and prints what the OS measured:
 // wall time and peak RSS (getrusage of each child process).
 //
+// The "keyspace" scenario fills a server with about 500,000 keys shaped
+// like the migration guide's and measures, side by side on the same data,
+// crsdump against redis-cli --rdb (the RDB snapshot) and crsload against
+// redis-cli --pipe (mass insertion of RESP the bench writes itself, one
+// command per key plus its expiry).
+//
 // The "bigkeys" scenario moves one huge key of each kind and checks that
 // each tool's peak RSS stays under 64 MiB, and that every key arrives
 // intact (DEBUG DIGEST-VALUE on both servers).
@@ -28,13 +34,29 @@ import (
 const rssLimit = 64 << 20
 
 func main() {
+	if len(os.Args) > 2 && os.Args[1] == rssWrap {
+		os.Exit(wrap(os.Args[2]))
+	}
 	bin := flag.String("bin", "bin", "directory holding crsdump and crsload")
 	scale := flag.Float64("scale", 1, "multiply the sizes by this (0.01 for a quick run)")
 	keep := flag.String("keep", "", "keep the dump file at this path, for profiling")
+	scenario := flag.String("scenario", "all", "keyspace, bigkeys or all")
 	flag.Parse()
 	ctx := context.Background()
-	if err := bigKeys(ctx, *bin, *scale, *keep); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
+	var failed bool
+	if *scenario == "all" || *scenario == "keyspace" {
+		if err := keyspaceBench(ctx, *bin, *scale, *keep); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			failed = true
+		}
+	}
+	if *scenario == "all" || *scenario == "bigkeys" {
+		if err := bigKeys(ctx, *bin, *scale, *keep); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			failed = true
+		}
+	}
+	if failed {
 		os.Exit(1)
 	}
 }
@@ -46,23 +68,57 @@ type measured struct {
 	out    string
 }
 
+// rssWrap is the first argument under which the bench runs itself as a
+// small wrapper around one command.
+const rssWrap = "-rss-wrap"
+
 // run runs a command line through sh with bin first on the PATH and
 // returns its wall time and peak RSS.
+//
+// The peak RSS comes from getrusage of the command, as a fresh copy of
+// this program (started before it holds any data) reports it: Linux
+// carries a process's memory high-water mark across exec, so a command
+// started straight from this process, which has filled servers by then,
+// would be charged with this process's own RSS.
 func run(ctx context.Context, bin, script string) (measured, error) {
-	cmd := exec.CommandContext(ctx, "sh", "-c", "exec "+script)
-	cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	self, err := os.Executable()
+	if err != nil {
+		return measured{}, err
+	}
+	rssFile, err := os.CreateTemp("", "crs-bench-rss-")
+	if err != nil {
+		return measured{}, err
+	}
+	rssFile.Close()
+	defer os.Remove(rssFile.Name())
+	cmd := exec.CommandContext(ctx, self, rssWrap, script)
+	cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "CRS_BENCH_RSS="+rssFile.Name())
 	var out strings.Builder
 	cmd.Stderr = &out
 	start := time.Now()
-	err := cmd.Run()
+	err = cmd.Run()
 	m := measured{wall: time.Since(start), out: out.String()}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		m.maxRSS = ru.Maxrss * 1024 // kilobytes on Linux
-	}
+	b, _ := os.ReadFile(rssFile.Name())
+	fmt.Sscan(string(b), &m.maxRSS)
 	if err != nil {
 		return m, fmt.Errorf("%s: %w\n%s", script, err, m.out)
 	}
 	return m, nil
+}
+
+// wrap runs script with sh, writes its peak RSS in bytes to the file
+// named by CRS_BENCH_RSS, and returns its exit code.
+func wrap(script string) int {
+	cmd := exec.Command("sh", "-c", "exec "+script)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	err := cmd.Run()
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		os.WriteFile(os.Getenv("CRS_BENCH_RSS"), []byte(fmt.Sprint(ru.Maxrss*1024)), 0o600) // kilobytes on Linux
+	}
+	if err != nil {
+		return 1
+	}
+	return 0
 }
 
 func bigKeys(ctx context.Context, bin string, scale float64, keep string) error {

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/keyspace"
+	"github.com/crs-tool/crs/internal/redisserver"
+)
+
+func keyspaceBench(ctx context.Context, bin string, scale float64, keep string) error {
+	bin, err := filepath.Abs(bin)
+	if err != nil {
+		return err
+	}
+	src, err := redisserver.Start(ctx, "--repl-diskless-sync-delay", "0")
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	sc := redis.NewClient(&redis.Options{Addr: src.Addr, Protocol: 2, ReadTimeout: time.Minute})
+	defer sc.Close()
+	start := time.Now()
+	if _, err := keyspace.Fill(ctx, sc, max(int(450_000*scale), 1)); err != nil {
+		return fmt.Errorf("fill: %w", err)
+	}
+	keys, _ := sc.DBSize(ctx).Result()
+	fmt.Printf("keyspace: %d keys shaped like the migration guide's, filled in %.1fs\n", keys, time.Since(start).Seconds())
+
+	dir, err := os.MkdirTemp("", "crs-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	file := filepath.Join(dir, "keyspace.jsonl.zst")
+	if keep != "" {
+		file = keep + ".keyspace"
+	}
+	rdb := filepath.Join(dir, "dump.rdb")
+	resp := filepath.Join(dir, "keyspace.resp")
+
+	// The two reads, one after the other on the same idle server.
+	d, err := run(ctx, bin, fmt.Sprintf("crsdump -q -u %s -o %s", src.URL, file))
+	if err != nil {
+		return err
+	}
+	r, err := run(ctx, bin, fmt.Sprintf("redis-cli -h 127.0.0.1 -p %s --rdb %s", port(src.Addr), rdb))
+	if err != nil {
+		return err
+	}
+	if err := writeRESP(file, resp); err != nil {
+		return err
+	}
+
+	// The two writes, each into an empty server.
+	loadInto := func(script func(url, port string) string) (measured, int64, error) {
+		dst, err := redisserver.Start(ctx)
+		if err != nil {
+			return measured{}, 0, err
+		}
+		defer dst.Close()
+		m, err := run(ctx, bin, script(dst.URL, port(dst.Addr)))
+		if err != nil {
+			return m, 0, err
+		}
+		dc := redis.NewClient(&redis.Options{Addr: dst.Addr})
+		defer dc.Close()
+		n, err := dc.DBSize(ctx).Result()
+		return m, n, err
+	}
+	l, lkeys, err := loadInto(func(url, _ string) string { return fmt.Sprintf("crsload -q -u %s %s", url, file) })
+	if err != nil {
+		return err
+	}
+	p, pkeys, err := loadInto(func(_, port string) string {
+		return fmt.Sprintf("redis-cli -h 127.0.0.1 -p %s --pipe < %s", port, resp)
+	})
+	if err != nil {
+		return err
+	}
+
+	size := func(f string) int64 { fi, _ := os.Stat(f); return fi.Size() }
+	mib := func(n int64) float64 { return float64(n) / (1 << 20) }
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "\tkeys\twall\tkeys/s\toutput MiB/s\tpeak RSS\tfile\t")
+	row := func(name string, n int64, m measured, file string) {
+		out, rate := "", ""
+		if file != "" {
+			out = fmt.Sprintf("%.1f MiB", mib(size(file)))
+			rate = fmt.Sprintf("%.1f", mib(size(file))/m.wall.Seconds())
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.2fs\t%.0f\t%s\t%.1f MiB\t%s\t\n", name, n, m.wall.Seconds(), float64(n)/m.wall.Seconds(), rate, mib(m.maxRSS), out)
+	}
+	row("crsdump", keys, d, file)
+	row("redis-cli --rdb", keys, r, rdb)
+	row("crsload", lkeys, l, "")
+	row("redis-cli --pipe", pkeys, p, "")
+	tw.Flush()
+
+	dumpRatio := d.wall.Seconds() / r.wall.Seconds()
+	loadRatio := l.wall.Seconds() / p.wall.Seconds()
+	sizeRatio := float64(size(file)) / float64(size(rdb))
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "NOT MET"
+	}
+	fmt.Printf("crsdump / rdb snapshot:     %.2f (target <= 2.0: %s)\n", dumpRatio, verdict(dumpRatio <= 2))
+	fmt.Printf("crsload / redis-cli --pipe: %.2f (target <= 1.0: %s)\n", loadRatio, verdict(loadRatio <= 1))
+	fmt.Printf("dump file / rdb file:       %.2f (target <= 0.5: %s)\n", sizeRatio, verdict(sizeRatio <= 0.5))
+	fmt.Printf("peak RSS crsdump %.1f MiB, crsload %.1f MiB (target < 64: %s)\n", mib(d.maxRSS), mib(l.maxRSS), verdict(d.maxRSS < rssLimit && l.maxRSS < rssLimit))
+	if lkeys != keys || pkeys != keys {
+		return fmt.Errorf("keys loaded: crsload %d, redis-cli --pipe %d, source %d", lkeys, pkeys, keys)
+	}
+	return nil
+}
+
+func port(addr string) string {
+	for i := len(addr) - 1; i >= 0; i-- {
+		if addr[i] == ':' {
+			return addr[i+1:]
+		}
+	}
+	return addr
+}
+
+// writeRESP turns the keys of a crs dump into the commands a
+// mass-insertion guide would send: one command per key (HSET with all
+// fields, SET with PXAT), plus PEXPIREAT for a hash with an expiry.
+func writeRESP(dumpFile, respFile string) error {
+	in, err := os.Open(dumpFile)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	dec, err := zstd.NewReader(bufio.NewReader(in))
+	if err != nil {
+		return err
+	}
+	defer dec.Close()
+	out, err := os.Create(respFile)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	w := bufio.NewWriterSize(out, 1<<20)
+	cmd := func(args ...string) {
+		w.WriteString("*" + strconv.Itoa(len(args)) + "\r\n")
+		for _, a := range args {
+			w.WriteString("$" + strconv.Itoa(len(a)) + "\r\n" + a + "\r\n")
+		}
+	}
+	fr := format.NewReader(dec)
+	for {
+		rec, err := fr.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		exp := strconv.FormatInt(rec.ExpireAtMs, 10)
+		switch rec.Type {
+		case format.TypeString:
+			if rec.ExpireAtMs > 0 {
+				cmd("SET", rec.Key, rec.Str, "PXAT", exp)
+			} else {
+				cmd("SET", rec.Key, rec.Str)
+			}
+		case format.TypeHash:
+			args := []string{"HSET", rec.Key}
+			for _, f := range rec.Hash {
+				args = append(args, f.Name, f.Value)
+			}
+			cmd(args...)
+			if rec.ExpireAtMs > 0 {
+				cmd("PEXPIREAT", rec.Key, exp)
+			}
+		default:
+			return fmt.Errorf("keyspace bench: unexpected type %s", rec.Type)
+		}
+	}
+	return w.Flush()
+}

@@ -159,7 +159,7 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 		return st, err
 	}
 	conc := max(opts.Concurrency, 1)
-	pool := &clients{opts: opts.Conn, size: conc + 1, m: make(map[int]*redis.Client)}
+	pool := &clients{opts: opts.Conn, size: 2, m: make(map[int]*redis.Client)}
 	defer pool.close()
 	base, err := pool.get(ctx, 0)
 	if err != nil {
@@ -209,7 +209,7 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 	for i := range workers {
 		workers[i] = make(chan item, max(opts.Pipeline, 1))
 		results[i].ByType = make(map[string]int64)
-		w := &worker{pool: pool, tgt: tgt, opts: opts, st: &results[i], inFlight: inFlight}
+		w := &worker{conn: opts.Conn, tgt: tgt, opts: opts, st: &results[i], inFlight: inFlight}
 		ch := workers[i]
 		g.Go(func() error { return w.run(gctx, ch) })
 	}

@@ -2,37 +2,54 @@ package load
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 
-	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/internal/resp"
 )
 
 // loadingGroup is a consumer group crsload creates so that a stream
-// exists from its first part on (XADD needs no group, but a stream with no
-// entries would not exist otherwise), and destroys after the last part.
+// exists from its first part on (a stream with no entries would not exist
+// otherwise), and destroys after the last part.
 const loadingGroup = "\x00crsload\x00"
 
 // placeholderField marks the entries crsload adds, and deletes again, to
 // restore pending entries whose messages were deleted on the source.
 const placeholderField = "\x00crsload-deleted\x00"
 
-// worker writes the records it is sent, a pipeline at a time.
+// worker writes the records it is sent, a pipeline at a time, on its own
+// connections (one per target database).
 type worker struct {
-	pool     *clients
+	conn     redisconn.Options
 	tgt      target
 	opts     Options
 	st       *Stats
 	inFlight *semaphore.Weighted
+	conns    map[int]*resp.Conn
 	// open is the key whose later parts are still to come, if any.
 	open *keyState
+	// sent describes each command of the pipeline being built.
+	sent []sentCmd
 }
+
+// sentCmd is one command in a pipeline: its name and the plan it writes.
+type sentCmd struct {
+	name string
+	plan int32
+	kind int8
+}
+
+const (
+	cmdWrite   = iota
+	cmdDel     // DEL before a replaced key
+	cmdExists  // EXISTS for --skip-existing
+	cmdRestore // RESTORE of a DUMP payload
+)
 
 // keyState is what a worker remembers of a key between its parts.
 type keyState struct {
@@ -40,7 +57,14 @@ type keyState struct {
 	placeholders []string // stream entries to delete after the last part
 }
 
+func (w *worker) close() {
+	for _, c := range w.conns {
+		c.Close()
+	}
+}
+
 func (w *worker) run(ctx context.Context, ch <-chan item) error {
+	defer w.close()
 	limit := max(w.opts.Pipeline, 1)
 	batch := make([]item, 0, limit)
 	for it := range ch {
@@ -87,36 +111,64 @@ func (w *worker) flush(ctx context.Context, batch []item) error {
 	return nil
 }
 
-// planned is one item's commands in a pipeline.
+func (w *worker) connFor(ctx context.Context, db int) (*resp.Conn, error) {
+	if c := w.conns[db]; c != nil {
+		return c, nil
+	}
+	o, err := w.conn.RESP(db)
+	if err != nil {
+		return nil, err
+	}
+	c, err := resp.Dial(ctx, o)
+	if err != nil {
+		return nil, &redisconn.Error{Addr: w.conn.Address(), Err: err}
+	}
+	if w.conns == nil {
+		w.conns = make(map[int]*resp.Conn)
+	}
+	w.conns[db] = c
+	return c, nil
+}
+
+// planned is one item on its way into a pipeline.
 type planned struct {
 	it      item
 	state   *keyState
-	del     *redis.IntCmd
-	cmds    []*redis.Cmd
-	restore *redis.Cmd // the RESTORE of a DUMP payload
-	args    [][]interface{}
+	failed  bool // the target refused its DUMP payload (--skip-unsupported)
+	existed bool // DEL found it (--replace)
+}
+
+// begin starts a command for plan p.
+func (w *worker) begin(c *resp.Conn, p int, kind int8, name string, args int) *resp.Conn {
+	w.sent = append(w.sent, sentCmd{name: name, plan: int32(p), kind: kind})
+	return c.Begin(name, args)
 }
 
 // write sends the commands for items, all for database db, in one
 // pipeline (two with --skip-existing: EXISTS first).
 func (w *worker) write(ctx context.Context, db int, items []item) error {
-	c, err := w.pool.get(ctx, db)
+	c, err := w.connFor(ctx, db)
 	if err != nil {
 		return err
 	}
-	var exists map[int]*redis.IntCmd
+	var existing map[int]bool
 	if w.opts.SkipExisting {
-		exists = make(map[int]*redis.IntCmd)
-		_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, it := range items {
-				if it.rec.Part <= 1 {
-					exists[i] = p.Exists(ctx, it.rec.Key)
-				}
+		w.sent = w.sent[:0]
+		for i, it := range items {
+			if it.rec.Part <= 1 {
+				w.begin(c, i, cmdExists, "EXISTS", 1).Str(it.rec.Key)
 			}
+		}
+		existing = make(map[int]bool)
+		err := c.Exec(func(j int, r resp.Reply) error {
+			if r.Kind == resp.KindError {
+				return fmt.Errorf("db %d: EXISTS: %w", db, r.Err())
+			}
+			existing[int(w.sent[j].plan)] = r.Int > 0
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("db %d: exists: %w", db, err)
+			return err
 		}
 	}
 	plans := make([]planned, 0, len(items))
@@ -124,7 +176,7 @@ func (w *worker) write(ctx context.Context, db int, items []item) error {
 		st := w.open
 		if it.rec.Part <= 1 {
 			st = &keyState{}
-			if e := exists[i]; e != nil && e.Val() > 0 {
+			if existing[i] {
 				st.skip = true
 				w.st.Existing++
 			}
@@ -140,48 +192,49 @@ func (w *worker) write(ctx context.Context, db int, items []item) error {
 			plans = append(plans, planned{it: it, state: st})
 		}
 	}
-	// Build every key's commands first; a key the target cannot hold
-	// stops the batch there, after what came before it is written.
+	// Build every key's commands; a key the target cannot hold stops the
+	// batch before any of its commands, after what came before it.
+	w.sent = w.sent[:0]
 	var planErr error
 	for i := range plans {
-		args, err := w.commands(plans[i].it, plans[i].state)
-		if err != nil {
-			planErr = &KeyError{Line: plans[i].it.line, DB: db, Key: plans[i].it.rec.Key, Err: err}
+		pl := &plans[i]
+		if err := w.check(pl.it); err != nil {
+			planErr = &KeyError{Line: pl.it.line, DB: db, Key: pl.it.rec.Key, Err: err}
 			plans = plans[:i]
 			break
 		}
-		plans[i].args = args
+		if w.opts.Replace && pl.it.rec.Part <= 1 {
+			w.begin(c, i, cmdDel, "DEL", 1).Str(pl.it.rec.Key)
+		}
+		w.commands(c, i, pl.it, pl.state)
 	}
-	_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i := range plans {
-			pl := &plans[i]
-			if w.opts.Replace && pl.it.rec.Part <= 1 {
-				pl.del = p.Del(ctx, pl.it.rec.Key)
-			}
-			for _, a := range pl.args {
-				cmd := redis.NewCmd(ctx, a...)
-				p.Process(ctx, cmd)
-				pl.cmds = append(pl.cmds, cmd)
-				if pl.it.rec.Dump != "" && a[0] == "RESTORE" {
-					pl.restore = cmd
-				}
-			}
+	err = c.Exec(func(j int, r resp.Reply) error {
+		sc := w.sent[j]
+		pl := &plans[sc.plan]
+		switch {
+		case sc.kind == cmdDel:
+			pl.existed = r.Int > 0
+		case r.Kind != resp.KindError:
+		case sc.kind == cmdRestore && w.opts.SkipUnsupported:
+			pl.failed = true
+		case !pl.failed:
+			return &KeyError{Line: pl.it.line, DB: db, Key: pl.it.rec.Key, Cmd: sc.name, Err: w.explain(pl.it.rec, sc, r.Err())}
 		}
 		return nil
 	})
-	// Check each command: the first failure names its key and line.
+	if err != nil {
+		if _, ok := err.(*KeyError); !ok {
+			delete(w.conns, db) // the connection is gone
+		}
+		return err
+	}
 	for i := range plans {
 		pl := &plans[i]
-		if pl.restore != nil && pl.restore.Err() != nil && w.opts.SkipUnsupported {
+		switch {
+		case pl.failed:
 			w.st.Unsupported++
 			continue
-		}
-		for _, cmd := range pl.cmds {
-			if cerr := cmd.Err(); cerr != nil {
-				return &KeyError{Line: pl.it.line, DB: db, Key: pl.it.rec.Key, Cmd: cmd.Name(), Err: w.explain(pl.it.rec, cmd, cerr)}
-			}
-		}
-		if pl.del != nil && pl.del.Val() > 0 {
+		case pl.existed:
 			w.st.Replaced++
 		}
 		if pl.it.last {
@@ -189,113 +242,116 @@ func (w *worker) write(ctx context.Context, db int, items []item) error {
 			w.st.ByType[pl.it.rec.Type]++
 		}
 	}
-	if err != nil && !isReplyError(err) {
-		return fmt.Errorf("db %d: %w", db, err)
-	}
 	return planErr
 }
 
-// isReplyError reports whether err is a reply from the server to one
-// command (checked per command above), not a connection failure.
-func isReplyError(err error) bool {
-	var re redis.Error
-	return errors.As(err, &re)
-}
-
 // explain adds what the user needs to a refused command.
-func (w *worker) explain(rec *format.Record, cmd *redis.Cmd, err error) error {
-	if rec.Dump != "" && strings.EqualFold(cmd.Name(), "restore") {
+func (w *worker) explain(rec *format.Record, sc sentCmd, err error) error {
+	if sc.kind == cmdRestore {
 		return fmt.Errorf("the target (%s %s) refused the DUMP payload of this %s key, made with RDB version %d: %w (use --skip-unsupported to skip such keys and count them)",
 			w.tgt.Engine, w.tgt.Version, rec.Type, rec.RDBVersion, err)
 	}
 	return err
 }
 
-// commands returns the commands that write the item's record, and those that
-// finish its key when it is the key's last record.
-func (w *worker) commands(it item, st *keyState) ([][]interface{}, error) {
+// check reports data in it that the target has no command for.
+func (w *worker) check(it item) error {
 	r := it.rec
-	var out [][]interface{}
+	if len(r.FieldExpire) > 0 && !w.tgt.fieldExpiry && !w.opts.DropFieldExpiry {
+		return fmt.Errorf("%w: %d hash field expiries, and %s %s has no HPEXPIREAT (Redis 7.4+); use --drop-field-expiry to load the fields without them", ErrTargetLacks, len(r.FieldExpire), w.tgt.Engine, w.tgt.Version)
+	}
+	if r.Stream == nil {
+		return nil
+	}
+	for _, g := range r.Stream.Groups {
+		if g.LastDeliveredID != "" && g.EntriesRead >= 0 && !w.tgt.AtLeast(7, 0) {
+			return fmt.Errorf("%w: group %q has an entries-read counter, which needs XGROUP CREATE ... ENTRIESREAD (Redis 7.0+); the target is %s %s", ErrTargetLacks, g.Name, w.tgt.Engine, w.tgt.Version)
+		}
+		if len(g.Consumers) > 0 && !w.tgt.AtLeast(6, 2) {
+			return fmt.Errorf("%w: group %q has consumers, which need XGROUP CREATECONSUMER (Redis 6.2+); the target is %s %s", ErrTargetLacks, g.Name, w.tgt.Engine, w.tgt.Version)
+		}
+	}
+	if s := r.Stream; it.last && s.LastID != "" && (s.EntriesAdded >= 0 || s.MaxDeletedID != "") && !w.tgt.AtLeast(7, 0) {
+		return fmt.Errorf("%w: the stream's entries-added and max-deleted-entry-id need XSETID ... ENTRIESADDED MAXDELETEDID (Redis 7.0+); the target is %s %s", ErrTargetLacks, w.tgt.Engine, w.tgt.Version)
+	}
+	return nil
+}
+
+// commands writes to c the commands for plan p's record, and those that
+// finish its key when it is the key's last record. check has passed.
+func (w *worker) commands(c *resp.Conn, p int, it item, st *keyState) {
+	r := it.rec
 	expireSet := false
 	switch {
 	case r.Dump != "":
 		if it.exp > 0 && w.tgt.AtLeast(5, 0) {
-			out = append(out, []interface{}{"RESTORE", r.Key, it.exp, r.Dump, "ABSTTL"})
+			w.begin(c, p, cmdRestore, "RESTORE", 4).Str(r.Key).Int(it.exp).Str(r.Dump).Str("ABSTTL")
 			expireSet = true
 		} else {
-			out = append(out, []interface{}{"RESTORE", r.Key, 0, r.Dump})
+			w.begin(c, p, cmdRestore, "RESTORE", 3).Str(r.Key).Int(0).Str(r.Dump)
 		}
 	case r.Type == format.TypeString:
 		switch {
 		case r.Part > 1:
-			out = append(out, []interface{}{"APPEND", r.Key, r.Str})
+			w.begin(c, p, cmdWrite, "APPEND", 2).Str(r.Key).Str(r.Str)
 		case it.exp > 0 && it.last && w.tgt.AtLeast(6, 2):
-			out = append(out, []interface{}{"SET", r.Key, r.Str, "PXAT", it.exp})
+			w.begin(c, p, cmdWrite, "SET", 4).Str(r.Key).Str(r.Str).Str("PXAT").Int(it.exp)
 			expireSet = true
 		default:
-			out = append(out, []interface{}{"SET", r.Key, r.Str})
+			w.begin(c, p, cmdWrite, "SET", 2).Str(r.Key).Str(r.Str)
 		}
 	case r.Type == format.TypeList || r.Type == format.TypeSet:
 		cmd := "RPUSH"
 		if r.Type == format.TypeSet {
 			cmd = "SADD"
 		}
-		out = appendChunked(out, cmd, r.Key, len(r.Elems), 1, func(i int) []interface{} { return []interface{}{r.Elems[i]} })
+		for i := 0; i < len(r.Elems); i += elemsPerCommand {
+			part := r.Elems[i:min(i+elemsPerCommand, len(r.Elems))]
+			w.begin(c, p, cmdWrite, cmd, 1+len(part)).Str(r.Key)
+			for _, e := range part {
+				c.Str(e)
+			}
+		}
 	case r.Type == format.TypeHash:
 		cmd := "HSET"
 		if !w.tgt.AtLeast(4, 0) {
 			cmd = "HMSET"
 		}
-		out = appendChunked(out, cmd, r.Key, len(r.Hash), 2, func(i int) []interface{} { return []interface{}{r.Hash[i].Name, r.Hash[i].Value} })
-		fe, err := w.fieldExpiry(r)
-		if err != nil {
-			return nil, err
+		for i := 0; i < len(r.Hash); i += elemsPerCommand {
+			part := r.Hash[i:min(i+elemsPerCommand, len(r.Hash))]
+			w.begin(c, p, cmdWrite, cmd, 1+2*len(part)).Str(r.Key)
+			for _, f := range part {
+				c.Str(f.Name).Str(f.Value)
+			}
 		}
-		out = append(out, fe...)
+		w.fieldExpiry(c, p, r)
 	case r.Type == format.TypeZSet:
-		out = appendChunked(out, "ZADD", r.Key, len(r.ZSet), 2, func(i int) []interface{} { return []interface{}{formatScore(r.ZSet[i].Score), r.ZSet[i].Member} })
-	case r.Type == format.TypeStream:
-		s, err := w.streamCommands(it, st)
-		if err != nil {
-			return nil, err
+		for i := 0; i < len(r.ZSet); i += elemsPerCommand {
+			part := r.ZSet[i:min(i+elemsPerCommand, len(r.ZSet))]
+			w.begin(c, p, cmdWrite, "ZADD", 1+2*len(part)).Str(r.Key)
+			for _, m := range part {
+				c.Str(formatScore(m.Score)).Str(m.Member)
+			}
 		}
-		out = append(out, s...)
+	case r.Type == format.TypeStream:
+		w.streamCommands(c, p, it, st)
 	}
 	if it.last && it.exp > 0 && !expireSet {
-		out = append(out, []interface{}{"PEXPIREAT", r.Key, it.exp})
+		w.begin(c, p, cmdWrite, "PEXPIREAT", 2).Str(r.Key).Int(it.exp)
 	}
-	return out, nil
 }
 
-// appendChunked adds cmd key followed by n items (each of width
-// arguments), split into commands of at most elemsPerCommand items.
-func appendChunked(out [][]interface{}, cmd, key string, n, width int, item func(int) []interface{}) [][]interface{} {
-	for i := 0; i < n; i += elemsPerCommand {
-		end := min(i+elemsPerCommand, n)
-		args := make([]interface{}, 0, 2+width*(end-i))
-		args = append(args, cmd, key)
-		for j := i; j < end; j++ {
-			args = append(args, item(j)...)
-		}
-		out = append(out, args)
-	}
-	return out
-}
-
-// fieldExpiry returns HPEXPIREAT commands for r's field expiries, one per
-// distinct instant.
-func (w *worker) fieldExpiry(r *format.Record) ([][]interface{}, error) {
+// fieldExpiry writes HPEXPIREAT commands for r's field expiries, one per
+// distinct instant, or counts them as dropped (--drop-field-expiry).
+func (w *worker) fieldExpiry(c *resp.Conn, p int, r *format.Record) {
 	if len(r.FieldExpire) == 0 {
-		return nil, nil
+		return
 	}
 	if !w.tgt.fieldExpiry {
-		if w.opts.DropFieldExpiry {
-			w.st.DroppedField += int64(len(r.FieldExpire))
-			return nil, nil
-		}
-		return nil, fmt.Errorf("%w: %d hash field expiries, and %s %s has no HPEXPIREAT (Redis 7.4+); use --drop-field-expiry to load the fields without them", ErrTargetLacks, len(r.FieldExpire), w.tgt.Engine, w.tgt.Version)
+		w.st.DroppedField += int64(len(r.FieldExpire))
+		return
 	}
-	byTime := make(map[int64][]interface{})
+	byTime := make(map[int64][]string)
 	var order []int64
 	for _, f := range r.FieldExpire {
 		if f.AtMs <= 0 {
@@ -306,13 +362,13 @@ func (w *worker) fieldExpiry(r *format.Record) ([][]interface{}, error) {
 		}
 		byTime[f.AtMs] = append(byTime[f.AtMs], f.Field)
 	}
-	var out [][]interface{}
 	for _, at := range order {
 		fields := byTime[at]
-		args := append([]interface{}{"HPEXPIREAT", r.Key, at, "FIELDS", len(fields)}, fields...)
-		out = append(out, args)
+		w.begin(c, p, cmdWrite, "HPEXPIREAT", 4+len(fields)).Str(r.Key).Int(at).Str("FIELDS").Int(int64(len(fields)))
+		for _, f := range fields {
+			c.Str(f)
+		}
 	}
-	return out, nil
 }
 
 // streamCommands rebuilds a stream part: entries with XADD at their IDs
@@ -320,87 +376,79 @@ func (w *worker) fieldExpiry(r *format.Record) ([][]interface{}, error) {
 // XGROUP CREATE and CREATECONSUMER, pending entries with XCLAIM ... FORCE
 // at their delivery time and count; after the last part, the placeholders
 // are deleted and XSETID restores the last ID and counters.
-func (w *worker) streamCommands(it item, st *keyState) ([][]interface{}, error) {
+func (w *worker) streamCommands(c *resp.Conn, p int, it item, st *keyState) {
 	r, s := it.rec, it.rec.Stream
-	var out [][]interface{}
 	if r.Part <= 1 {
-		out = append(out, []interface{}{"XGROUP", "CREATE", r.Key, loadingGroup, "$", "MKSTREAM"})
+		w.begin(c, p, cmdWrite, "XGROUP", 5).Str("CREATE").Str(r.Key).Str(loadingGroup).Str("$").Str("MKSTREAM")
 	}
 	for _, e := range s.Entries {
 		if e.Deleted {
-			out = append(out, []interface{}{"XADD", r.Key, e.ID, placeholderField, ""})
+			w.begin(c, p, cmdWrite, "XADD", 4).Str(r.Key).Str(e.ID).Str(placeholderField).Str("")
 			st.placeholders = append(st.placeholders, e.ID)
 			continue
 		}
-		args := make([]interface{}, 0, 3+len(e.Fields))
-		args = append(args, "XADD", r.Key, e.ID)
+		w.begin(c, p, cmdWrite, "XADD", 2+len(e.Fields)).Str(r.Key).Str(e.ID)
 		for _, f := range e.Fields {
-			args = append(args, f)
+			c.Str(f)
 		}
-		out = append(out, args)
 	}
 	for _, g := range s.Groups {
 		if g.LastDeliveredID != "" {
-			args := []interface{}{"XGROUP", "CREATE", r.Key, g.Name, g.LastDeliveredID}
 			if g.EntriesRead >= 0 {
-				if !w.tgt.AtLeast(7, 0) {
-					return nil, fmt.Errorf("%w: group %q has an entries-read counter, which needs XGROUP CREATE ... ENTRIESREAD (Redis 7.0+); the target is %s %s", ErrTargetLacks, g.Name, w.tgt.Engine, w.tgt.Version)
-				}
-				args = append(args, "ENTRIESREAD", g.EntriesRead)
+				w.begin(c, p, cmdWrite, "XGROUP", 6).Str("CREATE").Str(r.Key).Str(g.Name).Str(g.LastDeliveredID).Str("ENTRIESREAD").Int(g.EntriesRead)
+			} else {
+				w.begin(c, p, cmdWrite, "XGROUP", 4).Str("CREATE").Str(r.Key).Str(g.Name).Str(g.LastDeliveredID)
 			}
-			out = append(out, args)
 		}
-		if len(g.Consumers) > 0 && !w.tgt.AtLeast(6, 2) {
-			return nil, fmt.Errorf("%w: group %q has consumers, which need XGROUP CREATECONSUMER (Redis 6.2+); the target is %s %s", ErrTargetLacks, g.Name, w.tgt.Engine, w.tgt.Version)
-		}
-		for _, c := range g.Consumers {
-			out = append(out, []interface{}{"XGROUP", "CREATECONSUMER", r.Key, g.Name, c.Name})
+		for _, cs := range g.Consumers {
+			w.begin(c, p, cmdWrite, "XGROUP", 4).Str("CREATECONSUMER").Str(r.Key).Str(g.Name).Str(cs.Name)
 		}
 		// One XCLAIM for each run of entries with the same consumer,
 		// delivery time and count.
 		for i := 0; i < len(g.Pending); {
-			p := g.Pending[i]
-			args := []interface{}{"XCLAIM", r.Key, g.Name, p.Consumer, 0}
+			pe := g.Pending[i]
 			j := i
-			for ; j < len(g.Pending) && j-i < elemsPerCommand; j++ {
+			for j < len(g.Pending) && j-i < elemsPerCommand {
 				q := g.Pending[j]
-				if q.Consumer != p.Consumer || q.DeliveryTimeMs != p.DeliveryTimeMs || q.DeliveryCount != p.DeliveryCount {
+				if q.Consumer != pe.Consumer || q.DeliveryTimeMs != pe.DeliveryTimeMs || q.DeliveryCount != pe.DeliveryCount {
 					break
 				}
-				args = append(args, q.ID)
+				j++
 			}
-			args = append(args, "TIME", p.DeliveryTimeMs, "RETRYCOUNT", p.DeliveryCount, "FORCE", "JUSTID")
-			out = append(out, args)
+			w.begin(c, p, cmdWrite, "XCLAIM", 4+(j-i)+6).Str(r.Key).Str(g.Name).Str(pe.Consumer).Int(0)
+			for _, q := range g.Pending[i:j] {
+				c.Str(q.ID)
+			}
+			c.Str("TIME").Int(pe.DeliveryTimeMs).Str("RETRYCOUNT").Int(pe.DeliveryCount).Str("FORCE").Str("JUSTID")
 			i = j
 		}
 	}
 	if !it.last {
-		return out, nil
+		return
 	}
 	if len(st.placeholders) > 0 {
-		args := []interface{}{"XDEL", r.Key}
+		w.begin(c, p, cmdWrite, "XDEL", 1+len(st.placeholders)).Str(r.Key)
 		for _, id := range st.placeholders {
-			args = append(args, id)
+			c.Str(id)
 		}
-		out = append(out, args)
 	}
 	if s.LastID != "" {
-		args := []interface{}{"XSETID", r.Key, s.LastID}
-		if s.EntriesAdded >= 0 || s.MaxDeletedID != "" {
-			if !w.tgt.AtLeast(7, 0) {
-				return nil, fmt.Errorf("%w: the stream's entries-added and max-deleted-entry-id need XSETID ... ENTRIESADDED MAXDELETEDID (Redis 7.0+); the target is %s %s", ErrTargetLacks, w.tgt.Engine, w.tgt.Version)
-			}
-			if s.EntriesAdded >= 0 {
-				args = append(args, "ENTRIESADDED", s.EntriesAdded)
-			}
-			if s.MaxDeletedID != "" {
-				args = append(args, "MAXDELETEDID", s.MaxDeletedID)
-			}
+		n := 2
+		if s.EntriesAdded >= 0 {
+			n += 2
 		}
-		out = append(out, args)
+		if s.MaxDeletedID != "" {
+			n += 2
+		}
+		w.begin(c, p, cmdWrite, "XSETID", n).Str(r.Key).Str(s.LastID)
+		if s.EntriesAdded >= 0 {
+			c.Str("ENTRIESADDED").Int(s.EntriesAdded)
+		}
+		if s.MaxDeletedID != "" {
+			c.Str("MAXDELETEDID").Str(s.MaxDeletedID)
+		}
 	}
-	out = append(out, []interface{}{"XGROUP", "DESTROY", r.Key, loadingGroup})
-	return out, nil
+	w.begin(c, p, cmdWrite, "XGROUP", 3).Str("DESTROY").Str(r.Key).Str(loadingGroup)
 }
 
 // formatScore writes a score the way Redis reads it back exactly: the
@@ -414,3 +462,4 @@ func formatScore(f float64) string {
 	}
 	return strconv.FormatFloat(f, 'g', -1, 64)
 }
+

@@ -24,12 +24,9 @@ func NewSize(n int) *Set {
 
 // Add adds k and reports whether it was new.
 func (s *Set) Add(k string) bool {
-	fp := [2]uint64{maphash.String(s.s1, k), maphash.String(s.s2, k)}
-	if _, ok := s.m[fp]; ok {
-		return false
-	}
-	s.m[fp] = struct{}{}
-	return true
+	n := len(s.m)
+	s.m[[2]uint64{maphash.String(s.s1, k), maphash.String(s.s2, k)}] = struct{}{}
+	return len(s.m) > n // one map operation, not a lookup and an insert
 }
 
 // Len returns the number of keys added.

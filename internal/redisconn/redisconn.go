@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/crs-tool/crs/internal/resp"
 )
 
 func init() {
@@ -158,6 +160,19 @@ func Redact(s string) string {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
 	}
 	return u.String()
+}
+
+// RESP returns options for a raw pipeline connection to database db.
+func (o Options) RESP(db int) (resp.Options, error) {
+	ro, err := o.ClientOptions()
+	if err != nil {
+		return resp.Options{}, err
+	}
+	return resp.Options{
+		Network: ro.Network, Addr: ro.Addr, TLS: ro.TLSConfig,
+		Username: ro.Username, Password: ro.Password, DB: db,
+		DialTimeout: ro.DialTimeout, IOTimeout: ro.ReadTimeout,
+	}, nil
 }
 
 // Error is a failure to connect to or authenticate with a server.

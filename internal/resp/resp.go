@@ -1,0 +1,239 @@
+// Package resp is a minimal RESP2 pipeline connection for crsload's write
+// path: commands are appended to one buffer, sent together, and their
+// replies read in order, with no allocation per command or argument.
+// go-redis does the rest of crs's talking; its per-command objects and
+// boxed arguments cost more than the loading itself on large dumps.
+package resp
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Options say where and how to connect.
+type Options struct {
+	Network, Addr      string
+	TLS                *tls.Config
+	Username, Password string
+	DB                 int
+	DialTimeout        time.Duration
+	IOTimeout          time.Duration
+}
+
+// Conn is one connection. It is not safe for concurrent use.
+type Conn struct {
+	c       net.Conn
+	r       *bufio.Reader
+	buf     []byte
+	pending int // commands written to buf, not yet sent
+	opts    Options
+}
+
+// Dial connects, authenticates and selects the database.
+func Dial(ctx context.Context, o Options) (*Conn, error) {
+	d := net.Dialer{Timeout: o.DialTimeout}
+	var nc net.Conn
+	var err error
+	if o.TLS != nil {
+		td := tls.Dialer{NetDialer: &d, Config: o.TLS}
+		nc, err = td.DialContext(ctx, o.Network, o.Addr)
+	} else {
+		nc, err = d.DialContext(ctx, o.Network, o.Addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c := &Conn{c: nc, r: bufio.NewReaderSize(nc, 64<<10), opts: o}
+	if o.Password != "" {
+		if o.Username != "" {
+			c.Begin("AUTH", 2).Str(o.Username).Str(o.Password)
+		} else {
+			c.Begin("AUTH", 1).Str(o.Password)
+		}
+	}
+	if o.DB != 0 {
+		c.Begin("SELECT", 1).Int(int64(o.DB))
+	}
+	if c.pending > 0 {
+		err := c.Exec(func(i int, r Reply) error {
+			if r.Kind == KindError {
+				return r.Err()
+			}
+			return nil
+		})
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Close closes the connection.
+func (c *Conn) Close() error { return c.c.Close() }
+
+// Begin starts a command with its name and the number of arguments that
+// follow it.
+func (c *Conn) Begin(name string, args int) *Conn {
+	c.buf = append(c.buf, '*')
+	c.buf = strconv.AppendInt(c.buf, int64(args+1), 10)
+	c.buf = append(c.buf, '\r', '\n')
+	c.pending++
+	return c.Str(name)
+}
+
+// Str appends a bulk string argument.
+func (c *Conn) Str(s string) *Conn {
+	c.buf = append(c.buf, '$')
+	c.buf = strconv.AppendInt(c.buf, int64(len(s)), 10)
+	c.buf = append(c.buf, '\r', '\n')
+	c.buf = append(c.buf, s...)
+	c.buf = append(c.buf, '\r', '\n')
+	return c
+}
+
+// Int appends an integer argument.
+func (c *Conn) Int(n int64) *Conn {
+	var tmp [20]byte
+	d := strconv.AppendInt(tmp[:0], n, 10)
+	c.buf = append(c.buf, '$')
+	c.buf = strconv.AppendInt(c.buf, int64(len(d)), 10)
+	c.buf = append(c.buf, '\r', '\n')
+	c.buf = append(c.buf, d...)
+	c.buf = append(c.buf, '\r', '\n')
+	return c
+}
+
+// Pending returns the number of commands written and not yet sent.
+func (c *Conn) Pending() int { return c.pending }
+
+// Reply kinds.
+const (
+	KindStatus = '+'
+	KindError  = '-'
+	KindInt    = ':'
+	KindBulk   = '$'
+	KindArray  = '*'
+)
+
+// Reply is what one command answered. Status and error text and integers
+// are kept; bulk strings and arrays are read and dropped (Len says their
+// length, -1 for nil).
+type Reply struct {
+	Kind byte
+	Text string // error text
+	Int  int64  // integer, or length of a bulk string or array
+}
+
+// Err returns the reply as an error, for KindError.
+func (r Reply) Err() error { return ServerError(r.Text) }
+
+// ServerError is an error reply.
+type ServerError string
+
+func (e ServerError) Error() string { return string(e) }
+
+// Exec sends the pending commands and calls fn with each reply, in order.
+// An error from fn stops the reading but not before every reply has been
+// read, so the connection stays usable. A connection failure is returned
+// as is.
+func (c *Conn) Exec(fn func(i int, r Reply) error) error {
+	n := c.pending
+	c.pending = 0
+	if n == 0 {
+		return nil
+	}
+	if c.opts.IOTimeout > 0 {
+		c.c.SetDeadline(time.Now().Add(c.opts.IOTimeout))
+	}
+	// Send while reading, as redis-cli --pipe does: a large batch of
+	// commands could otherwise fill both sides' buffers and stall.
+	werr := make(chan error, 1)
+	buf := c.buf
+	go func() {
+		_, err := c.c.Write(buf)
+		werr <- err
+	}()
+	var first error
+	var rerr error
+	for i := 0; i < n; i++ {
+		r, err := c.read()
+		if err != nil {
+			rerr = err
+			break
+		}
+		if first == nil {
+			first = fn(i, r)
+		}
+	}
+	if err := <-werr; err != nil && rerr == nil {
+		rerr = err
+	}
+	c.buf = c.buf[:0]
+	if rerr != nil {
+		c.c.Close()
+		return fmt.Errorf("connection to %s: %w", c.opts.Addr, rerr)
+	}
+	return first
+}
+
+var errProtocol = errors.New("protocol error")
+
+// read reads one reply.
+func (c *Conn) read() (Reply, error) {
+	line, err := c.line()
+	if err != nil {
+		return Reply{}, err
+	}
+	if len(line) == 0 {
+		return Reply{}, errProtocol
+	}
+	r := Reply{Kind: line[0]}
+	switch r.Kind {
+	case KindStatus:
+		// Not kept: callers check only errors, and +OK per SET would
+		// otherwise cost an allocation each.
+	case KindError:
+		r.Text = string(line[1:])
+	case KindInt:
+		r.Int, err = strconv.ParseInt(string(line[1:]), 10, 64)
+	case KindBulk:
+		r.Int, err = strconv.ParseInt(string(line[1:]), 10, 64)
+		if err == nil && r.Int >= 0 {
+			_, err = c.r.Discard(int(r.Int) + 2)
+		}
+	case KindArray:
+		r.Int, err = strconv.ParseInt(string(line[1:]), 10, 64)
+		for i := int64(0); err == nil && i < r.Int; i++ {
+			_, err = c.read()
+		}
+	default:
+		err = fmt.Errorf("%w: reply starts with %q", errProtocol, r.Kind)
+	}
+	return r, err
+}
+
+// line reads a line without its CRLF.
+func (c *Conn) line() ([]byte, error) {
+	line, err := c.r.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		return nil, fmt.Errorf("%w: reply line too long", errProtocol)
+	}
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	if len(line) < 2 || line[len(line)-2] != '\r' {
+		return nil, errProtocol
+	}
+	return line[:len(line)-2], nil
+}

@@ -30,6 +30,15 @@ func (r *reader) windowElems(p probed) int {
 // memory does not grow with the key. It reports retry when the key turned
 // out to have another type before anything was emitted.
 func (r *reader) readBig(ctx context.Context, p probed) (retry bool, err error) {
+	if p.size == 0 && p.typ != format.TypeString {
+		// Probed with MEMORY USAGE only: count the elements, to size the
+		// windows.
+		n, err := r.c.Do(ctx, lengthCommand(p.typ), p.key).Int64()
+		if err != nil && !strings.HasPrefix(err.Error(), "WRONGTYPE") {
+			return false, fmt.Errorf("db %d: key %q: %w", r.db, p.key, err)
+		}
+		p.size = n
+	}
 	next := r.windows(p)
 	var held *format.Record
 	part := 0

@@ -20,6 +20,7 @@ import (
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/keyset"
 	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/internal/resp"
 )
 
 // Options configure a dump. NewOptions holds the defaults.
@@ -193,8 +194,17 @@ func dumpDB(ctx context.Context, fw *format.Writer, opts Options, db int, cp cap
 	})
 	for i := 0; i < conc; i++ {
 		g.Go(func() error {
+			ro, err := opts.Conn.RESP(db)
+			if err != nil {
+				return err
+			}
+			rc, err := resp.Dial(gctx, ro)
+			if err != nil {
+				return &redisconn.Error{Addr: opts.Conn.Address(), Err: err}
+			}
+			defer rc.Close()
 			for b := range work {
-				rd := &reader{c: c, db: db, caps: cp, opts: opts,
+				rd := &reader{c: c, rc: rc, db: db, caps: cp, opts: opts,
 					emit:     func(rec *format.Record) error { return sendCtx(gctx, b.out, rec) },
 					vanished: func() { vanished.Add(1) },
 				}

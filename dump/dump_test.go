@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/resp"
 	"github.com/crs-tool/crs/internal/redistest"
 )
 
@@ -27,7 +28,7 @@ func TestReadKeys(t *testing.T) {
 	for _, hasExpireTime := range []bool{true, false} {
 		// "gone" stands for a key deleted between SCAN and the read.
 		keys := []string{"s", "gone", "l", "h", "ttl"}
-		recs, vanished, err := readAll(ctx, c, keys, caps{expireTime: hasExpireTime}, NewOptions())
+		recs, vanished, err := readAll(t, ctx, c, keys, caps{expireTime: hasExpireTime, memoryUsage: true}, NewOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -55,11 +56,22 @@ func TestReadKeys(t *testing.T) {
 	}
 }
 
+// rawConn dials a RESP connection to db 0 of the server c talks to.
+func rawConn(t *testing.T, c *redis.Client) *resp.Conn {
+	t.Helper()
+	rc, err := resp.Dial(context.Background(), resp.Options{Network: "tcp", Addr: c.Options().Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rc.Close() })
+	return rc
+}
+
 // readAll runs a reader over keys of db 0 and collects what it emits.
-func readAll(ctx context.Context, c *redis.Client, keys []string, cp caps, opts Options) ([]*format.Record, int64, error) {
+func readAll(t *testing.T, ctx context.Context, c *redis.Client, keys []string, cp caps, opts Options) ([]*format.Record, int64, error) {
 	var recs []*format.Record
 	var vanished int64
-	r := &reader{c: c, db: 0, caps: cp, opts: opts,
+	r := &reader{c: c, rc: rawConn(t, c), db: 0, caps: cp, opts: opts,
 		emit:     func(rec *format.Record) error { recs = append(recs, rec); return nil },
 		vanished: func() { vanished++ },
 	}
@@ -81,7 +93,7 @@ func TestUnknownTypeCarriedAsDump(t *testing.T) {
 	c.Set(ctx, "doc", "stand-in for a module value", 0)
 	want, _ := c.Dump(ctx, "doc").Result()
 	var recs []*format.Record
-	r := &reader{c: c, db: 0, opts: NewOptions(),
+	r := &reader{c: c, rc: rawConn(t, c), db: 0, opts: NewOptions(),
 		emit:     func(rec *format.Record) error { recs = append(recs, rec); return nil },
 		vanished: func() { t.Error("vanished") },
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/internal/resp"
 )
 
 // caps are what the source server can do, probed once per dump.
@@ -39,6 +40,7 @@ func probeCaps(ctx context.Context, c *redis.Client) (caps, error) {
 // reader reads keys of one database and emits their records.
 type reader struct {
 	c    *redis.Client
+	rc   *resp.Conn // the hot path: probes and whole values
 	db   int
 	caps caps
 	opts Options
@@ -120,20 +122,79 @@ func (r *reader) isBig(p probed) bool {
 }
 
 // probe learns each key's type, size and expiry. Keys already gone are
-// counted and left out.
+// counted and left out. With MEMORY USAGE (nearly every server) this is
+// one round trip of three commands a key; without it, a second round trip
+// asks each key's length by its type.
 func (r *reader) probe(ctx context.Context, keys []string) ([]probed, error) {
-	types := make([]*redis.StatusCmd, len(keys))
-	var timeCmd *redis.TimeCmd
-	_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range keys {
-			types[i] = p.Type(ctx, k)
+	if !r.caps.memoryUsage || !r.caps.expireTime {
+		return r.probeSlow(ctx, keys)
+	}
+	for _, k := range keys {
+		r.rc.Begin("TYPE", 1).Str(k)
+		r.rc.Begin("MEMORY", 2).Str("USAGE").Str(k)
+		r.rc.Begin("PEXPIRETIME", 1).Str(k)
+	}
+	out := make([]probed, 0, len(keys))
+	var p probed
+	gone := false
+	err := r.rc.ExecValues(func(i int, v resp.Value) error {
+		k := keys[i/3]
+		if v.Kind == resp.KindError && i%3 != 0 {
+			return fmt.Errorf("db %d: key %q: %s", r.db, k, v.Str)
 		}
-		if !r.caps.expireTime {
-			timeCmd = p.Time(ctx)
+		switch i % 3 {
+		case 0:
+			if v.Kind != resp.KindStatus {
+				return fmt.Errorf("db %d: key %q: TYPE: %s", r.db, k, v.Str)
+			}
+			p, gone = probed{key: k, typ: v.Str}, v.Str == "none"
+		case 1:
+			gone = gone || v.Nil // gone between TYPE and MEMORY USAGE
+			p.bytes = v.Int
+		case 2:
+			switch {
+			case gone || v.Int == -2:
+				r.vanished()
+				return nil
+			case v.Int > 0:
+				p.exp = v.Int
+			}
+			out = append(out, p)
 		}
 		return nil
 	})
 	if err != nil {
+		return nil, err
+	}
+	return out, r.countLarge(ctx, out)
+}
+
+// probeSlow is probe for servers without MEMORY USAGE or PEXPIRETIME.
+func (r *reader) probeSlow(ctx context.Context, keys []string) ([]probed, error) {
+	types := make([]*redis.StatusCmd, len(keys))
+	mems := make([]*redis.IntCmd, len(keys))
+	exps := make([]*redis.IntCmd, len(keys))
+	expCmd := "PTTL"
+	if r.caps.expireTime {
+		expCmd = "PEXPIRETIME"
+	}
+	var timeCmd *redis.TimeCmd
+	_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if !r.caps.expireTime {
+			timeCmd = p.Time(ctx)
+		}
+		for i, k := range keys {
+			types[i] = p.Type(ctx, k)
+			if r.caps.memoryUsage {
+				mems[i] = redis.NewIntCmd(ctx, "MEMORY", "USAGE", k)
+				p.Process(ctx, mems[i])
+				exps[i] = redis.NewIntCmd(ctx, expCmd, k)
+				p.Process(ctx, exps[i])
+			}
+		}
+		return nil
+	})
+	if err != nil && !isReplyError(err) {
 		return nil, fmt.Errorf("db %d: read types: %w", r.db, err)
 	}
 	var nowMs int64
@@ -141,64 +202,53 @@ func (r *reader) probe(ctx context.Context, keys []string) ([]probed, error) {
 		nowMs = timeCmd.Val().UnixMilli()
 	}
 	sizes := make([]*redis.IntCmd, len(keys))
-	mems := make([]*redis.IntCmd, len(keys))
-	exps := make([]*redis.IntCmd, len(keys))
-	_, err = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range keys {
-			var cmd string
-			switch types[i].Val() {
-			case "none":
-				continue
-			case format.TypeString:
-				cmd = "STRLEN"
-			case format.TypeList:
-				cmd = "LLEN"
-			case format.TypeSet:
-				cmd = "SCARD"
-			case format.TypeHash:
-				cmd = "HLEN"
-			case format.TypeZSet:
-				cmd = "ZCARD"
-			case format.TypeStream:
-				cmd = "XLEN"
+	if !r.caps.memoryUsage {
+		_, err = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, k := range keys {
+				if types[i].Val() == "none" {
+					continue
+				}
+				if cmd := lengthCommand(types[i].Val()); cmd != "" {
+					sizes[i] = redis.NewIntCmd(ctx, cmd, k)
+					p.Process(ctx, sizes[i])
+				}
+				exps[i] = redis.NewIntCmd(ctx, expCmd, k)
+				p.Process(ctx, exps[i])
 			}
-			if cmd != "" {
-				sizes[i] = redis.NewIntCmd(ctx, cmd, k)
-				p.Process(ctx, sizes[i])
-			}
-			if cmd != "STRLEN" && r.caps.memoryUsage {
-				mems[i] = redis.NewIntCmd(ctx, "MEMORY", "USAGE", k)
-				p.Process(ctx, mems[i])
-			}
-			expCmd := "PTTL"
-			if r.caps.expireTime {
-				expCmd = "PEXPIRETIME"
-			}
-			exps[i] = redis.NewIntCmd(ctx, expCmd, k)
-			p.Process(ctx, exps[i])
+			return nil
+		})
+		if err != nil && !isReplyError(err) {
+			return nil, fmt.Errorf("db %d: read sizes: %w", r.db, err)
 		}
-		return nil
-	})
-	if err != nil && !isReplyError(err) {
-		return nil, fmt.Errorf("db %d: read sizes: %w", r.db, err)
 	}
 	out := make([]probed, 0, len(keys))
 	for i, k := range keys {
-		if exps[i] == nil {
+		t, err := types[i].Result()
+		if err != nil {
+			return nil, fmt.Errorf("db %d: key %q: TYPE: %w", r.db, k, err)
+		}
+		if t == "none" {
 			r.vanished()
 			continue
 		}
-		p := probed{key: k, typ: types[i].Val()}
+		p := probed{key: k, typ: t}
 		if sizes[i] != nil {
 			n, err := sizes[i].Result()
 			if err != nil && !strings.HasPrefix(err.Error(), "WRONGTYPE") {
 				return nil, fmt.Errorf("db %d: key %q: %w", r.db, k, err)
 			}
-			p.size = n
-			p.bytes = n
+			p.size, p.bytes = n, n
 		}
 		if mems[i] != nil {
-			p.bytes, _ = mems[i].Result() // nil for a vanished key
+			n, err := mems[i].Result()
+			if err == redis.Nil {
+				r.vanished() // gone between TYPE and MEMORY USAGE
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("db %d: key %q: MEMORY USAGE: %w", r.db, k, err)
+			}
+			p.bytes = n
 		}
 		ms, err := exps[i].Result()
 		if err != nil {
@@ -216,7 +266,57 @@ func (r *reader) probe(ctx context.Context, keys []string) ([]probed, error) {
 		}
 		out = append(out, p)
 	}
-	return out, nil
+	return out, r.countLarge(ctx, out)
+}
+
+// countLarge asks the element count of keys whose size in bytes allows
+// more than PartElems elements (an element takes at least 2 bytes), so
+// that --part-elems holds; most keys are far smaller and skip this.
+func (r *reader) countLarge(ctx context.Context, ps []probed) error {
+	var idx []int
+	for i, p := range ps {
+		if p.size == 0 && p.typ != format.TypeString && p.typ != format.TypeStream && lengthCommand(p.typ) != "" && p.bytes > 2*int64(r.opts.PartElems) {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 {
+		return nil
+	}
+	cmds := make([]*redis.IntCmd, len(idx))
+	_, err := r.c.Pipelined(ctx, func(pp redis.Pipeliner) error {
+		for j, i := range idx {
+			cmds[j] = redis.NewIntCmd(ctx, lengthCommand(ps[i].typ), ps[i].key)
+			pp.Process(ctx, cmds[j])
+		}
+		return nil
+	})
+	if err != nil && !isReplyError(err) {
+		return fmt.Errorf("db %d: read sizes: %w", r.db, err)
+	}
+	for j, i := range idx {
+		ps[i].size, _ = cmds[j].Result() // a WRONGTYPE is caught when the value is read
+	}
+	return nil
+}
+
+// lengthCommand returns the command that counts a type's elements (bytes
+// for a string), or "".
+func lengthCommand(typ string) string {
+	switch typ {
+	case format.TypeString:
+		return "STRLEN"
+	case format.TypeList:
+		return "LLEN"
+	case format.TypeSet:
+		return "SCARD"
+	case format.TypeHash:
+		return "HLEN"
+	case format.TypeZSet:
+		return "ZCARD"
+	case format.TypeStream:
+		return "XLEN"
+	}
+	return ""
 }
 
 // readSmall reads whole values of keys in one pipeline (two for hashes
@@ -226,52 +326,48 @@ func (r *reader) readSmall(ctx context.Context, ps []probed) (retry []string, er
 	if len(ps) == 0 {
 		return nil, nil
 	}
-	vals := make([]*redis.Cmd, len(ps))
-	_, err = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range ps {
-			var args []interface{}
-			switch k.typ {
-			case format.TypeString:
-				args = []interface{}{"GET", k.key}
-			case format.TypeList:
-				args = []interface{}{"LRANGE", k.key, 0, -1}
-			case format.TypeSet:
-				args = []interface{}{"SMEMBERS", k.key}
-			case format.TypeHash:
-				args = []interface{}{"HGETALL", k.key}
-			case format.TypeZSet:
-				args = []interface{}{"ZRANGE", k.key, 0, -1, "WITHSCORES"}
-			case format.TypeStream:
-				continue // read by readStream below
-			default:
-				args = []interface{}{"DUMP", k.key}
-			}
-			vals[i] = p.Do(ctx, args...)
+	for _, k := range ps {
+		switch k.typ {
+		case format.TypeString:
+			r.rc.Begin("GET", 1).Str(k.key)
+		case format.TypeList:
+			r.rc.Begin("LRANGE", 3).Str(k.key).Int(0).Int(-1)
+		case format.TypeSet:
+			r.rc.Begin("SMEMBERS", 1).Str(k.key)
+		case format.TypeHash:
+			r.rc.Begin("HGETALL", 1).Str(k.key)
+		case format.TypeZSet:
+			r.rc.Begin("ZRANGE", 4).Str(k.key).Int(0).Int(-1).Str("WITHSCORES")
+		case format.TypeStream:
+			r.rc.Begin("PING", 0) // read by readStream below; keeps replies in step
+		default:
+			r.rc.Begin("DUMP", 1).Str(k.key)
 		}
-		return nil
-	})
-	if err != nil && !isReplyError(err) {
-		return nil, fmt.Errorf("db %d: read values: %w", r.db, err)
 	}
 	recs := make([]*format.Record, len(ps))
-	for i, k := range ps {
+	err = r.rc.ExecValues(func(i int, v resp.Value) error {
+		k := ps[i]
 		if k.typ == format.TypeStream {
-			continue
+			return nil
 		}
 		rec := &format.Record{DB: r.db, Key: k.key, Type: k.typ, ExpireAtMs: k.exp}
-		ok, err := fillValue(rec, vals[i])
+		ok, err := fillValue(rec, v)
 		if err != nil {
 			if strings.HasPrefix(err.Error(), "WRONGTYPE") {
 				retry = append(retry, k.key)
-				continue
+				return nil
 			}
-			return nil, fmt.Errorf("db %d: read key %q: %w", r.db, k.key, err)
+			return fmt.Errorf("db %d: read key %q: %w", r.db, k.key, err)
 		}
 		if !ok {
 			r.vanished()
-			continue
+			return nil
 		}
 		recs[i] = rec
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if r.caps.fieldExpiry {
 		if err := r.readFieldExpiry(ctx, recs); err != nil {
@@ -356,24 +452,27 @@ func isReplyError(err error) bool {
 
 // fillValue sets rec's value from a read reply. It reports false when the
 // key was gone: Redis never keeps an empty list, set, hash or zset.
-func fillValue(rec *format.Record, cmd *redis.Cmd) (bool, error) {
+func fillValue(rec *format.Record, v resp.Value) (bool, error) {
+	if v.Kind == resp.KindError {
+		return false, resp.ServerError(v.Str)
+	}
 	if rec.Type == format.TypeString || !format.IsNative(rec.Type) {
-		s, err := cmd.Text()
-		if err == redis.Nil {
+		if v.Nil {
 			return false, nil
 		}
-		if err != nil {
-			return false, err
+		if v.Kind != resp.KindBulk {
+			return false, fmt.Errorf("unexpected reply %q", v.Kind)
 		}
 		if rec.Type == format.TypeString {
-			rec.Str = s
+			rec.Str = v.Str
 			return true, nil
 		}
-		rec.Dump = s
-		rec.RDBVersion, err = rdbVersion(s)
+		var err error
+		rec.Dump = v.Str
+		rec.RDBVersion, err = rdbVersion(v.Str)
 		return err == nil, err
 	}
-	items, err := cmd.StringSlice()
+	items, err := v.Strings()
 	if err != nil {
 		return false, err
 	}

@@ -14,7 +14,9 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"time"
+	"unsafe"
 )
 
 // Options say where and how to connect.
@@ -33,6 +35,7 @@ type Conn struct {
 	r       *bufio.Reader
 	buf     []byte
 	pending int // commands written to buf, not yet sent
+	arena   []byte
 	opts    Options
 }
 
@@ -63,7 +66,9 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 	}
 	if c.pending > 0 {
 		err := c.Exec(func(i int, r Reply) error {
-			if r.Kind == KindError {
+			// A password sent to a server that has none is no error
+			// (go-redis and redis-cli let it pass too).
+			if r.Kind == KindError && !strings.Contains(r.Text, "without any password configured") {
 				return r.Err()
 			}
 			return nil
@@ -145,6 +150,19 @@ func (e ServerError) Error() string { return string(e) }
 // read, so the connection stays usable. A connection failure is returned
 // as is.
 func (c *Conn) Exec(fn func(i int, r Reply) error) error {
+	return c.exec(func(i int) error {
+		r, err := c.read()
+		if err != nil {
+			return errConn{err}
+		}
+		return fn(i, r)
+	})
+}
+
+// exec sends the pending commands and calls one for each reply, in order.
+// After fn's first error it keeps reading, without calling fn, so the
+// connection stays in step; it returns that first error.
+func (c *Conn) exec(one func(i int) error) error {
 	n := c.pending
 	c.pending = 0
 	if n == 0 {
@@ -161,16 +179,23 @@ func (c *Conn) Exec(fn func(i int, r Reply) error) error {
 		_, err := c.c.Write(buf)
 		werr <- err
 	}()
-	var first error
-	var rerr error
+	var first, rerr error
 	for i := 0; i < n; i++ {
-		r, err := c.read()
-		if err != nil {
-			rerr = err
+		var err error
+		if first == nil {
+			err = one(i)
+		} else {
+			_, err = c.read()
+			if err != nil {
+				err = errConn{err}
+			}
+		}
+		if ce, ok := err.(errConn); ok {
+			rerr = ce.error
 			break
 		}
-		if first == nil {
-			first = fn(i, r)
+		if err != nil && first == nil {
+			first = err
 		}
 	}
 	if err := <-werr; err != nil && rerr == nil {
@@ -236,4 +261,110 @@ func (c *Conn) line() ([]byte, error) {
 		return nil, errProtocol
 	}
 	return line[:len(line)-2], nil
+}
+
+// Value is a whole reply, for callers that need its content.
+type Value struct {
+	Kind  byte
+	Nil   bool    // a nil bulk string or array
+	Int   int64   // an integer
+	Str   string  // a status, error or bulk string
+	Array []Value // an array's elements
+}
+
+// Strings returns an array of bulk strings as strings.
+func (v Value) Strings() ([]string, error) {
+	if v.Kind != KindArray {
+		return nil, fmt.Errorf("expected an array, got %q", v.Kind)
+	}
+	out := make([]string, len(v.Array))
+	for i, e := range v.Array {
+		if e.Kind != KindBulk || e.Nil {
+			return nil, fmt.Errorf("array item %d is not a string", i)
+		}
+		out[i] = e.Str
+	}
+	return out, nil
+}
+
+// ExecValues sends the pending commands and calls fn with each whole
+// reply, in order, as Exec does.
+func (c *Conn) ExecValues(fn func(i int, v Value) error) error {
+	return c.exec(func(i int) error {
+		v, err := c.readValue()
+		if err != nil {
+			return errConn{err}
+		}
+		return fn(i, v)
+	})
+}
+
+// alloc returns n bytes for a bulk string from the connection's arena:
+// one allocation per 64 KiB of replies rather than two per string. Bytes
+// handed out are never written again, so strings over them stay valid for
+// as long as anything refers to them.
+func (c *Conn) alloc(n int) []byte {
+	if n > 16<<10 {
+		return make([]byte, n)
+	}
+	if cap(c.arena)-len(c.arena) < n {
+		c.arena = make([]byte, 0, 64<<10)
+	}
+	start := len(c.arena)
+	c.arena = c.arena[:start+n]
+	return c.arena[start : start+n : start+n]
+}
+
+// errConn marks a failure of the connection, as opposed to fn's own.
+type errConn struct{ error }
+
+func (c *Conn) readValue() (Value, error) {
+	line, err := c.line()
+	if err != nil {
+		return Value{}, err
+	}
+	if len(line) == 0 {
+		return Value{}, errProtocol
+	}
+	v := Value{Kind: line[0]}
+	switch v.Kind {
+	case KindStatus, KindError:
+		v.Str = string(line[1:])
+	case KindInt:
+		v.Int, err = strconv.ParseInt(string(line[1:]), 10, 64)
+	case KindBulk:
+		n, err := strconv.ParseInt(string(line[1:]), 10, 64)
+		if err != nil {
+			return v, err
+		}
+		if n < 0 {
+			v.Nil = true
+			return v, nil
+		}
+		b := c.alloc(int(n) + 2)
+		if _, err := io.ReadFull(c.r, b); err != nil {
+			return v, err
+		}
+		if n > 0 {
+			v.Str = unsafe.String(&b[0], n)
+		}
+	case KindArray:
+		n, err := strconv.ParseInt(string(line[1:]), 10, 64)
+		if err != nil {
+			return v, err
+		}
+		if n < 0 {
+			v.Nil = true
+			return v, nil
+		}
+		v.Array = make([]Value, n)
+		for i := range v.Array {
+			if v.Array[i], err = c.readValue(); err != nil {
+				return v, err
+			}
+		}
+	default:
+		err = fmt.Errorf("%w: reply starts with %q", errProtocol, v.Kind)
+	}
+	return v, err
 }

@@ -9,8 +9,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crs-tool/crs/format"
-	"github.com/crs-tool/crs/internal/resp"
 	"github.com/crs-tool/crs/internal/redistest"
+	"github.com/crs-tool/crs/internal/resp"
 )
 
 func TestReadKeys(t *testing.T) {

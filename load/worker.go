@@ -462,4 +462,3 @@ func formatScore(f float64) string {
 	}
 	return strconv.FormatFloat(f, 'g', -1, 64)
 }
-

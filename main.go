@@ -21,7 +21,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -29,20 +28,13 @@ import (
 
 	"github.com/crs-tool/crs/dump"
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/memlimit"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/load"
 )
 
-// memoryLimit is the Go runtime's soft memory limit unless GOMEMLIMIT
-// says otherwise. The tools' live heap stays near 20 MiB whatever the size
-// of the keys; the limit makes the runtime collect and return freed memory
-// to the OS before the process grows past that much.
-const memoryLimit = 40 << 20
-
 func main() {
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(memoryLimit)
-	}
+	memlimit.Set(0) // dump and load raise it once they know the key count
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	args := os.Args

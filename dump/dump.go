@@ -19,6 +19,7 @@ import (
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/keyset"
+	"github.com/crs-tool/crs/internal/memlimit"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/resp"
 )
@@ -106,6 +107,11 @@ func Dump(ctx context.Context, fw *format.Writer, opts Options) (st Stats, err e
 		}
 		sort.Slice(dbs, func(i, j int) bool { return dbs[i].DB < dbs[j].DB })
 	}
+	var most int64 // one database's set of seen keys is kept at a time
+	for _, d := range dbs {
+		most = max(most, d.Keys)
+	}
+	memlimit.Set(most)
 	cp, err := probeCaps(ctx, base)
 	if err != nil {
 		return st, err
@@ -122,7 +128,7 @@ func Dump(ctx context.Context, fw *format.Writer, opts Options) (st Stats, err e
 		return st, fmt.Errorf("write: %w", err)
 	}
 	for _, d := range dbs {
-		if err := dumpDB(ctx, fw, opts, d.DB, cp, &st); err != nil {
+		if err := dumpDB(ctx, fw, opts, d, cp, &st); err != nil {
 			return st, err
 		}
 		st.Databases++
@@ -145,7 +151,8 @@ type batch struct {
 // records in SCAN order, draining each batch's channel in turn. A worker
 // blocks once its channel's few slots are full, so memory stays bounded
 // by the workers' windows, not by the data.
-func dumpDB(ctx context.Context, fw *format.Writer, opts Options, db int, cp caps, st *Stats) error {
+func dumpDB(ctx context.Context, fw *format.Writer, opts Options, d format.Database, cp caps, st *Stats) error {
+	db := d.DB
 	conc := max(opts.Concurrency, 1)
 	c, _, err := redisconn.Open(ctx, opts.Conn, db, conc+1)
 	if err != nil {
@@ -161,7 +168,7 @@ func dumpDB(ctx context.Context, fw *format.Writer, opts Options, db int, cp cap
 	g.Go(func() error {
 		defer close(work)
 		defer close(order)
-		seen := keyset.New()
+		seen := keyset.NewSize(int(min(d.Keys, 4<<20)))
 		var cursor uint64
 		for {
 			keys, next, err := c.Scan(gctx, cursor, opts.Match, int64(max(opts.ScanCount, 1))).Result()

@@ -30,6 +30,7 @@ import (
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/keyset"
+	"github.com/crs-tool/crs/internal/memlimit"
 	"github.com/crs-tool/crs/internal/redisconn"
 )
 
@@ -158,6 +159,11 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 	if err != nil {
 		return st, err
 	}
+	var keys int64 // every target database's set of seen keys is kept
+	for _, d := range hdr.Databases {
+		keys += d.Keys
+	}
+	memlimit.Set(keys)
 	conc := max(opts.Concurrency, 1)
 	pool := &clients{opts: opts.Conn, size: 2, m: make(map[int]*redis.Client)}
 	defer pool.close()

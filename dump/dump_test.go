@@ -107,3 +107,23 @@ func TestUnknownTypeCarriedAsDump(t *testing.T) {
 		t.Errorf("RDB version %d", v)
 	}
 }
+
+// TestBigStringInParts guards the probe's size check for strings: one
+// larger than a part must be read in windows, not with one GET.
+func TestBigStringInParts(t *testing.T) {
+	s := redistest.Start(t)
+	c := redistest.Client(t, s, 0)
+	ctx := context.Background()
+	c.Set(ctx, "big", strings.Repeat("x", 10_000), 0)
+	opts := NewOptions()
+	opts.PartBytes = 1000
+	for _, cp := range []caps{{expireTime: true, memoryUsage: true}, {expireTime: true}} {
+		recs, _, err := readAll(t, ctx, c, []string{"big"}, cp, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) < 10 || recs[0].Part != 1 || len(recs[0].Str) > 1000 {
+			t.Errorf("caps %+v: %d records, first part %d of %d bytes", cp, len(recs), recs[0].Part, len(recs[0].Str))
+		}
+	}
+}

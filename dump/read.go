@@ -114,7 +114,8 @@ func (r *reader) readBatch(ctx context.Context, keys []string) error {
 func (r *reader) isBig(p probed) bool {
 	switch p.typ {
 	case format.TypeString:
-		return p.size > r.opts.PartBytes
+		// size is STRLEN when the probe asked it; bytes is MEMORY USAGE.
+		return p.size > r.opts.PartBytes || p.bytes > r.opts.PartBytes
 	case format.TypeList, format.TypeSet, format.TypeHash, format.TypeZSet:
 		return p.size > int64(r.opts.PartElems) || p.bytes > r.opts.PartBytes
 	}

@@ -45,7 +45,10 @@ func main() {
 		args = append([]string{"crs", strings.TrimPrefix(base, "crs")}, args[1:]...)
 	}
 	err := newApp().RunContext(ctx, args)
-	if err != nil {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		fmt.Fprintf(os.Stderr, "%s: interrupted\n", name)
+	case err != nil:
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 	}
 	os.Exit(exitCode(ctx, err))
@@ -123,6 +126,7 @@ func newApp() *cli.App {
 					&cli.StringFlag{Name: "ttl", Value: loadOpts.TTL, Usage: "keep (expire at the same instant), shift (by the time since the dump) or none", Destination: &loadOpts.TTL},
 					&cli.BoolFlag{Name: "replace", Usage: "delete a key that exists in the target before writing it", Destination: &loadOpts.Replace},
 					&cli.BoolFlag{Name: "skip-existing", Usage: "leave a key that exists in the target as it is", Destination: &loadOpts.SkipExisting},
+					&cli.BoolFlag{Name: "check", Aliases: []string{"dry-run"}, Usage: "read and validate the whole dump (format, count, checksum) and print what it holds; touch no server", Destination: &loadOpts.Check},
 					&cli.BoolFlag{Name: "drop-field-expiry", Usage: "load hashes without their field expiries when the target cannot set them (Redis before 7.4), counting them", Destination: &loadOpts.DropFieldExpiry},
 					&cli.BoolFlag{Name: "skip-unsupported", Usage: "skip, and count, keys whose DUMP payload the target refuses (another RDB version, a missing module)", Destination: &loadOpts.SkipUnsupported},
 					&cli.IntFlag{Name: "concurrency", Value: loadOpts.Concurrency, Usage: "writers at once, each with its own connection", Destination: &loadOpts.Concurrency},

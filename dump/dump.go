@@ -128,10 +128,10 @@ func Dump(ctx context.Context, fw *format.Writer, opts Options) (st Stats, err e
 		return st, fmt.Errorf("write: %w", err)
 	}
 	for _, d := range dbs {
+		st.Databases++ // counted once begun, so a failure's summary names it
 		if err := dumpDB(ctx, fw, opts, d, cp, &st); err != nil {
 			return st, err
 		}
-		st.Databases++
 	}
 	if err := fw.Close(); err != nil {
 		return st, fmt.Errorf("write: %w", err)

@@ -199,6 +199,9 @@ func (r *Reader) fail(err error) error {
 	case errors.As(err, &pe):
 	case isFormatError(err):
 		err = &ParseError{Line: r.line, Err: err}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		// A compressed stream cut short.
+		err = &ParseError{Line: r.line + 1, Err: fmt.Errorf("%w: the input ends in the middle of a line (%v)", ErrTruncated, err)}
 	default:
 		err = &ParseError{Line: r.line + 1, Err: fmt.Errorf("%w: %v", ErrRead, err)}
 	}

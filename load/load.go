@@ -65,6 +65,9 @@ type Options struct {
 	Pipeline int
 	// MaxInFlight bounds the bytes of records read but not yet written.
 	MaxInFlight int64
+	// Check reads and validates the whole dump and prints what it holds,
+	// without connecting to any server.
+	Check bool
 	// Quiet suppresses the summary.
 	Quiet bool
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/term"
@@ -32,6 +33,9 @@ var ErrNoInput = errors.New("no input: give a dump file, or pipe one in (crsload
 func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) error {
 	if err := checkOptions(opts); err != nil {
 		return err
+	}
+	if opts.Check {
+		return check(ctx, opts, stdin, stderr)
 	}
 	path := opts.Input
 	if path == "-" {
@@ -101,6 +105,88 @@ func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) e
 		fmt.Fprintln(stderr, summary(st, err))
 	}
 	return err
+}
+
+// check reads and validates a whole dump, touching no server, and prints
+// what it holds.
+func check(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) error {
+	in := stdin
+	if opts.Input != "" && opts.Input != "-" {
+		f, err := os.Open(opts.Input)
+		if err != nil {
+			return fmt.Errorf("open input: %w", err)
+		}
+		defer f.Close()
+		in = f
+	} else if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return ErrNoInput
+	}
+	r, closeInput, err := decompress(in)
+	if err != nil {
+		return err
+	}
+	defer closeInput()
+	fr := format.NewReader(r)
+	hdr, err := fr.Header()
+	if err != nil {
+		return err
+	}
+	byType := make(map[string]int64)
+	var expiring, parts int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rec, err := fr.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if rec.Part > 0 {
+			parts++
+		}
+		if rec.Part <= 1 {
+			byType[rec.Type]++
+			if rec.ExpireAtMs > 0 {
+				expiring++
+			}
+		}
+	}
+	tr, _ := fr.Trailer()
+	st := Stats{ByType: byType}
+	var b strings.Builder
+	fmt.Fprintf(&b, "crsload --check: the dump is intact: %d keys", tr.Keys)
+	b.WriteString(typeCounts(st.ByType))
+	fmt.Fprintf(&b, " in %d records (%d of them parts of large keys), %d with an expiry; crc32c %08x matches.", tr.Records, parts, expiring, tr.CRC32C)
+	fmt.Fprintf(&b, " Made %s from %s (%s %s), format version %d.", time.UnixMilli(hdr.CreatedMs).UTC().Format(time.RFC3339), hdr.Source, hdr.Engine, hdr.ServerVersion, hdr.Version)
+	if !opts.Quiet {
+		fmt.Fprintln(stderr, b.String())
+	}
+	return nil
+}
+
+// typeCounts formats keys per type as " (hash 3, string 2)".
+func typeCounts(byType map[string]int64) string {
+	if len(byType) == 0 {
+		return ""
+	}
+	types := make([]string, 0, len(byType))
+	for t := range byType {
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	var b strings.Builder
+	b.WriteString(" (")
+	for i, t := range types {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %d", t, byType[t])
+	}
+	b.WriteString(")")
+	return b.String()
 }
 
 // peekHeader reads the header at the start of br without consuming
@@ -218,21 +304,7 @@ func summary(st Stats, err error) string {
 		b.WriteString("crsload: loaded ")
 	}
 	fmt.Fprintf(&b, "%d keys", st.Keys)
-	if len(st.ByType) > 0 {
-		types := make([]string, 0, len(st.ByType))
-		for t := range st.ByType {
-			types = append(types, t)
-		}
-		sort.Strings(types)
-		b.WriteString(" (")
-		for i, t := range types {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			fmt.Fprintf(&b, "%s %d", t, st.ByType[t])
-		}
-		b.WriteString(")")
-	}
+	b.WriteString(typeCounts(st.ByType))
 	fmt.Fprintf(&b, " from %d records, %d bytes read, in %.2fs", st.Records, st.Bytes, st.Elapsed.Seconds())
 	if s := st.Elapsed.Seconds(); s > 0 {
 		fmt.Fprintf(&b, " (%.0f keys/s)", float64(st.Keys)/s)

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/crs-tool/crs/internal/keyspace"
+	"github.com/crs-tool/crs/internal/redisserver"
+	"github.com/crs-tool/crs/internal/redistest"
+)
+
+// fillMany fills s with n guide-shaped keys, enough for a dump or load to
+// take a while.
+func fillMany(t *testing.T, s *redisserver.Server, n int) {
+	t.Helper()
+	if _, err := keyspace.Fill(context.Background(), redistest.Client(t, s, 0), n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// start runs a command line in the background with the binaries first on
+// the PATH, its own process group, and combined output in a file.
+func start(t *testing.T, dir, script string) (*exec.Cmd, func() string) {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", "exec "+script)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PATH="+binaries(t)+":"+os.Getenv("PATH"))
+	out, err := os.Create(filepath.Join(dir, "output.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, func() string { b, _ := os.ReadFile(out.Name()); return string(b) }
+}
+
+func exitCodeOf(err error) int {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	return 0
+}
+
+// digest is DEBUG DIGEST of s: one hash of every key, value and expiry.
+func digest(t *testing.T, s *redisserver.Server) string {
+	t.Helper()
+	d, err := redistest.Client(t, s, 0).Do(context.Background(), "DEBUG", "DIGEST").Text()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestInterrupted(t *testing.T) {
+	src := redistest.Start(t, "--enable-debug-command", "yes")
+	fillMany(t, src, 100_000)
+	dir := t.TempDir()
+	if out, code := sh(t, dir, "crsdump -u "+src.URL+" -o full.zst"); code != 0 {
+		t.Fatalf("dump: %d %s", code, out)
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run("dump "+sig.String(), func(t *testing.T) {
+			cmd, output := start(t, dir, "crsdump -u "+src.URL+" -o part.zst")
+			time.Sleep(250 * time.Millisecond)
+			cmd.Process.Signal(sig)
+			err := cmd.Wait()
+			if code := exitCodeOf(err); code != 130 {
+				t.Errorf("exit %d, want 130:\n%s", code, output())
+			}
+			if !strings.Contains(output(), "crsdump: FAILED after") || !strings.Contains(output(), "crsdump: interrupted") {
+				t.Errorf("output:\n%s", output())
+			}
+			for _, f := range []string{"part.zst", "part.zst.tmp"} {
+				if _, err := os.Stat(filepath.Join(dir, f)); !os.IsNotExist(err) {
+					t.Errorf("%s exists after the interruption", f)
+				}
+			}
+		})
+		t.Run("load "+sig.String(), func(t *testing.T) {
+			dst := redistest.Start(t, "--enable-debug-command", "yes")
+			cmd, output := start(t, dir, "crsload -u "+dst.URL+" full.zst")
+			time.Sleep(250 * time.Millisecond)
+			cmd.Process.Signal(sig)
+			err := cmd.Wait()
+			if code := exitCodeOf(err); code != 130 {
+				t.Errorf("exit %d, want 130:\n%s", code, output())
+			}
+			if !strings.Contains(output(), "crsload: FAILED after writing") || !strings.Contains(output(), "crsload: interrupted") {
+				t.Errorf("output:\n%s", output())
+			}
+			if n, _ := redistest.Client(t, dst, 0).DBSize(context.Background()).Result(); n == 0 {
+				t.Errorf("nothing was loaded before the signal: the test did not interrupt a load")
+			}
+			// Re-running with --replace completes the migration.
+			if out, code := sh(t, dir, "crsload --replace -q -u "+dst.URL+" full.zst"); code != 0 {
+				t.Fatalf("re-run: %d %s", code, out)
+			}
+			if a, b := digest(t, src), digest(t, dst); a != b {
+				t.Errorf("dataset digest %s, target %s", a, b)
+			}
+		})
+	}
+}
+
+func TestSourceDiesMidDump(t *testing.T) {
+	for _, to := range []string{"stdout", "file"} {
+		t.Run(to, func(t *testing.T) {
+			dir := t.TempDir()
+			src := redistest.Start(t)
+			fillMany(t, src, 200_000)
+			script := "crsdump -u " + src.URL + " -o out.zst"
+			if to == "stdout" {
+				script = "crsdump -u " + src.URL + " > out.zst"
+			}
+			cmd := exec.Command("sh", "-c", script)
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "PATH="+binaries(t)+":"+os.Getenv("PATH"))
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(300 * time.Millisecond)
+			src.Kill()
+			err := cmd.Wait()
+			if code := exitCodeOf(err); code == 0 || code == 130 {
+				t.Fatalf("exit %d after the source died:\n%s", code, stderr.String())
+			}
+			t.Logf("what the user sees:\n%s", stderr.String())
+			if !strings.Contains(stderr.String(), "crsdump: FAILED after") || strings.Contains(stderr.String(), "goroutine ") {
+				t.Errorf("stderr:\n%s", stderr.String())
+			}
+			_, statErr := os.Stat(filepath.Join(dir, "out.zst"))
+			switch to {
+			case "file":
+				if !os.IsNotExist(statErr) {
+					t.Errorf("out.zst exists under its final name")
+				}
+			case "stdout":
+				// What reached stdout has no trailer: a loader says so.
+				out, code := sh(t, dir, "crsload --check out.zst")
+				if code != 3 || !strings.Contains(out, "truncated") {
+					t.Errorf("check: exit %d: %s", code, out)
+				}
+			}
+		})
+	}
+}
+
+func TestCheck(t *testing.T) {
+	src := redistest.Start(t)
+	fill(t, src)
+	dir := t.TempDir()
+	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" --part-elems 100 -o d.zst"); code != 0 {
+		t.Fatalf("dump: %d %s", code, out)
+	}
+	out, code := sh(t, dir, "crsload --check d.zst")
+	if code != 0 || !strings.Contains(out, "the dump is intact: 26 keys (hash 4, list 3, set 3, string 13, zset 3)") || !strings.Contains(out, "matches") {
+		t.Errorf("exit %d: %s", code, out)
+	}
+	// No server was needed: the default address has none in this test.
+	out, code = sh(t, dir, "head -c 2000 d.zst > cut.zst; crsload --check cut.zst")
+	if code != 3 || !strings.Contains(out, "truncated") {
+		t.Errorf("cut dump: exit %d: %s", code, out)
+	}
+}

@@ -154,7 +154,14 @@ func connFlags(o *redisconn.Options, dbUsage, dbDefault string) []cli.Flag {
 		&cli.StringFlag{Name: "host", Aliases: []string{"h"}, DefaultText: "127.0.0.1", Usage: "server host", Destination: &o.Host},
 		&cli.IntFlag{Name: "port", Aliases: []string{"p"}, DefaultText: "6379", Usage: "server port", Destination: &o.Port},
 		&cli.StringFlag{Name: "pass", Aliases: []string{"a"}, EnvVars: []string{"REDISCLI_AUTH"}, Usage: "password (better: the REDISCLI_AUTH environment variable, which stays out of the process list)", Destination: &o.Password},
+		&cli.StringFlag{Name: "password-file", Usage: "read the password from the first line of `FILE`", Destination: &o.PasswordFile},
 		&cli.StringFlag{Name: "user", Usage: "ACL user name", Destination: &o.User},
+		&cli.BoolFlag{Name: "tls", Usage: "use TLS (rediss:// URLs do too); the server certificate is verified", Destination: &o.TLS},
+		&cli.StringFlag{Name: "cacert", Usage: "trust the CA certificate(s) in this PEM `FILE`", Destination: &o.CACert},
+		&cli.StringFlag{Name: "cert", Usage: "client certificate PEM `FILE`, for servers that ask for one", Destination: &o.Cert},
+		&cli.StringFlag{Name: "key", Usage: "client key PEM `FILE`", Destination: &o.Key},
+		&cli.StringFlag{Name: "sni", Usage: "server `NAME` to send and verify, when not the host", Destination: &o.SNI},
+		&cli.BoolFlag{Name: "insecure", Usage: "do not verify the server certificate (not for production)", Destination: &o.Insecure},
 		&cli.IntFlag{Name: "db", Aliases: []string{"n"}, Value: -1, DefaultText: dbDefault, Usage: dbUsage, Destination: &o.DB},
 	}
 }

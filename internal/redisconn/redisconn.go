@@ -5,10 +5,13 @@ package redisconn
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +42,18 @@ type Options struct {
 	// DB is the database named by -n, or -1. A database in the URL's
 	// path counts as -n too; DBFromFlags reports which applies.
 	DB int
+	// PasswordFile names a file whose first line is the password, so that
+	// it stays out of the process list and the shell history.
+	PasswordFile string
+	// TLS turns TLS on for a redis:// URL or host and port; rediss://
+	// turns it on too. The server's certificate is verified unless
+	// Insecure: against CACert when given, else the system's roots.
+	TLS      bool
+	CACert   string // PEM file of the CA(s) to trust
+	Cert     string // PEM client certificate, with Key, for servers that ask
+	Key      string
+	SNI      string // server name to send and verify, when not the host
+	Insecure bool   // skip verification (say so explicitly; never default)
 	// Retries is how many times go-redis retries a failed command on a new
 	// connection. Loads set it to -1: a retried RPUSH would append twice.
 	Retries int
@@ -80,6 +95,17 @@ func (o Options) ClientOptions() (*redis.Options, error) {
 	if o.Password != "" {
 		ro.Password = o.Password
 	}
+	if o.PasswordFile != "" {
+		b, err := os.ReadFile(o.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("password file: %w", err)
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		ro.Password = strings.TrimRight(line, "\r")
+	}
+	if err := o.tlsConfig(ro); err != nil {
+		return nil, err
+	}
 	ro.DB = 0
 	ro.Protocol = 2 // RESP2: scores arrive as the server's exact text
 	ro.DisableIdentity = true
@@ -88,6 +114,48 @@ func (o Options) ClientOptions() (*redis.Options, error) {
 	ro.WriteTimeout = 60 * time.Second
 	ro.MaxRetries = o.Retries
 	return ro, nil
+}
+
+// tlsConfig sets up TLS on ro from the flags.
+func (o Options) tlsConfig(ro *redis.Options) error {
+	if !o.TLS && ro.TLSConfig == nil && o.CACert == "" && o.Cert == "" && o.SNI == "" && !o.Insecure {
+		return nil
+	}
+	if ro.Network == "unix" {
+		return errors.New("TLS over a unix socket is not supported")
+	}
+	cfg := ro.TLSConfig
+	if cfg == nil {
+		host, _, err := net.SplitHostPort(ro.Addr)
+		if err != nil {
+			host = ro.Addr
+		}
+		cfg = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	}
+	if o.SNI != "" {
+		cfg.ServerName = o.SNI
+	}
+	if o.CACert != "" {
+		pem, err := os.ReadFile(o.CACert)
+		if err != nil {
+			return fmt.Errorf("--cacert: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--cacert %s: no PEM certificate in it", o.CACert)
+		}
+		cfg.RootCAs = pool
+	}
+	if o.Cert != "" || o.Key != "" {
+		cert, err := tls.LoadX509KeyPair(o.Cert, o.Key)
+		if err != nil {
+			return fmt.Errorf("--cert/--key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	cfg.InsecureSkipVerify = o.Insecure
+	ro.TLSConfig = cfg
+	return nil
 }
 
 // URLDB returns the database named in the URL's path or query, or -1.
@@ -283,6 +351,8 @@ func explain(err error) error {
 	case strings.HasPrefix(msg, "WRONGPASS"), strings.HasPrefix(msg, "NOAUTH"),
 		strings.Contains(msg, "invalid password"), strings.Contains(msg, "invalid username-password"):
 		return fmt.Errorf("authentication failed: %w", err)
+	case strings.Contains(msg, "certificate"):
+		return fmt.Errorf("TLS: %w (give the CA with --cacert; --insecure skips the check)", err)
 	case strings.Contains(msg, "connection refused"):
 		return fmt.Errorf("connection refused (is the server running, and is the address right?)")
 	case errors.As(err, &ne) && ne.Timeout():

@@ -106,6 +106,10 @@ func start(ctx context.Context, bin string, extra []string) (*Server, error) {
 	return s, nil
 }
 
+// FreePort returns a loopback port that was free a moment ago, for a
+// second listener such as --tls-port.
+func FreePort() (int, error) { return freePort() }
+
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -172,3 +172,53 @@ func TestCheck(t *testing.T) {
 		t.Errorf("cut dump: exit %d: %s", code, out)
 	}
 }
+
+func TestTargetDiesMidLoad(t *testing.T) {
+	src := redistest.Start(t, "--enable-debug-command", "yes")
+	fillMany(t, src, 100_000)
+	dir := t.TempDir()
+	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o full.zst"); code != 0 {
+		t.Fatalf("dump: %d %s", code, out)
+	}
+	dst := redistest.Start(t)
+	cmd, output := start(t, dir, "crsload -u "+dst.URL+" full.zst")
+	time.Sleep(250 * time.Millisecond)
+	dst.Kill()
+	err := cmd.Wait()
+	t.Logf("what the user sees:\n%s", output())
+	if code := exitCodeOf(err); code == 0 || code == 130 {
+		t.Errorf("exit %d after the target died", code)
+	}
+	if !strings.Contains(output(), "crsload: FAILED after writing") || strings.Contains(output(), "goroutine ") {
+		t.Errorf("output:\n%s", output())
+	}
+	// The same load into a new target completes the migration.
+	again := redistest.Start(t, "--enable-debug-command", "yes")
+	if out, code := sh(t, dir, "crsload --replace -q -u "+again.URL+" full.zst"); code != 0 {
+		t.Fatalf("re-run: %d %s", code, out)
+	}
+	if a, b := digest(t, src), digest(t, again); a != b {
+		t.Errorf("dataset digest %s, target %s", a, b)
+	}
+}
+
+func TestACLUser(t *testing.T) {
+	src, dst := redistest.Start(t), redistest.Start(t)
+	for _, s := range []*redisserver.Server{src, dst} {
+		c := redistest.Client(t, s, 0)
+		if err := c.Do(context.Background(), "ACL", "SETUSER", "migrator", "on", ">mig-pass", "~*", "&*", "+@all").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	redistest.Client(t, src, 0).Set(context.Background(), "k", "v", 0)
+	dir := t.TempDir()
+	out, code := sh(t, dir, "crsdump --user migrator -p "+port(src.Addr)+" -o d.zst && crsload -u redis://migrator@"+dst.Addr+" d.zst", "REDISCLI_AUTH=mig-pass")
+	if code != 0 || strings.Contains(out, "mig-pass") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	out, code = sh(t, dir, "crsdump --user migrator -a wrong -p "+port(src.Addr)+" -o e.zst")
+	if code != 5 || !strings.Contains(out, "authentication failed") {
+		t.Errorf("wrong password: exit %d:\n%s", code, out)
+	}
+	assertNoDiff(t, src, dst)
+}

@@ -204,7 +204,7 @@ func (c *Conn) exec(one func(i int) error) error {
 	c.buf = c.buf[:0]
 	if rerr != nil {
 		c.c.Close()
-		return fmt.Errorf("connection to %s: %w", c.opts.Addr, rerr)
+		return fmt.Errorf("lost the connection to %s: %w", c.opts.Addr, rerr)
 	}
 	return first
 }

@@ -181,7 +181,7 @@ func TestTargetDiesMidLoad(t *testing.T) {
 		t.Fatalf("dump: %d %s", code, out)
 	}
 	dst := redistest.Start(t)
-	cmd, output := start(t, dir, "crsload -u "+dst.URL+" full.zst")
+	cmd, output := start(t, dir, "crsload --retry-for 1s -u "+dst.URL+" full.zst")
 	time.Sleep(250 * time.Millisecond)
 	dst.Kill()
 	err := cmd.Wait()
@@ -189,7 +189,7 @@ func TestTargetDiesMidLoad(t *testing.T) {
 	if code := exitCodeOf(err); code == 0 || code == 130 {
 		t.Errorf("exit %d after the target died", code)
 	}
-	if !strings.Contains(output(), "crsload: FAILED after writing") || strings.Contains(output(), "goroutine ") {
+	if !strings.Contains(output(), "crsload: FAILED after writing") || !strings.Contains(output(), "gave up after retrying for 1s") || strings.Contains(output(), "goroutine ") {
 		t.Errorf("output:\n%s", output())
 	}
 	// The same load into a new target completes the migration.
@@ -221,4 +221,45 @@ func TestACLUser(t *testing.T) {
 		t.Errorf("wrong password: exit %d:\n%s", code, out)
 	}
 	assertNoDiff(t, src, dst)
+}
+
+func TestDroppedConnectionsAreRetried(t *testing.T) {
+	src := redistest.Start(t, "--enable-debug-command", "yes")
+	fillMany(t, src, 100_000)
+	dir := t.TempDir()
+	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o full.zst"); code != 0 {
+		t.Fatalf("dump: %d %s", code, out)
+	}
+	for _, policy := range []string{"", "--replace", "--skip-existing"} {
+		t.Run("policy "+policy, func(t *testing.T) {
+			dst := redistest.Start(t, "--enable-debug-command", "yes")
+			killer := redistest.Client(t, dst, 0)
+			cmd, output := start(t, dir, "crsload --pipeline 64 "+policy+" -u "+dst.URL+" full.zst")
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			// Drop every client connection but this one, again and again.
+			var err error
+			killed := 0
+		loop:
+			for {
+				select {
+				case err = <-done:
+					break loop
+				case <-time.After(40 * time.Millisecond):
+					n, _ := killer.Do(context.Background(), "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").Int()
+					killed += n
+				}
+			}
+			t.Logf("killed %d connections; the user sees:\n%s", killed, output())
+			if code := exitCodeOf(err); code != 0 {
+				t.Fatalf("exit %d", code)
+			}
+			if killed == 0 || !strings.Contains(output(), "reconnected and resent") {
+				t.Errorf("no connection was dropped during the load: the test tested nothing")
+			}
+			if a, b := digest(t, src), digest(t, dst); a != b {
+				t.Errorf("dataset digest %s, target %s", a, b)
+			}
+		})
+	}
 }

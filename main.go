@@ -132,6 +132,7 @@ func newApp() *cli.App {
 					&cli.IntFlag{Name: "concurrency", Value: loadOpts.Concurrency, Usage: "writers at once, each with its own connection", Destination: &loadOpts.Concurrency},
 					&cli.IntFlag{Name: "pipeline", Value: loadOpts.Pipeline, Usage: "most keys one writer sends per round trip", Destination: &loadOpts.Pipeline},
 					&cli.Int64Flag{Name: "max-in-flight", Value: loadOpts.MaxInFlight, Usage: "most bytes of records read and not yet written, across all writers", Destination: &loadOpts.MaxInFlight},
+					&cli.DurationFlag{Name: "retry-for", Value: loadOpts.RetryFor, Usage: "keep reconnecting and resending this long after a lost connection", Destination: &loadOpts.RetryFor},
 					&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors", Destination: &loadOpts.Quiet},
 				),
 				Action: func(c *cli.Context) error {

@@ -65,6 +65,9 @@ type Options struct {
 	Pipeline int
 	// MaxInFlight bounds the bytes of records read but not yet written.
 	MaxInFlight int64
+	// RetryFor is how long a writer keeps reconnecting and resending
+	// after its connection fails, before it gives up.
+	RetryFor time.Duration
 	// Check reads and validates the whole dump and prints what it holds,
 	// without connecting to any server.
 	Check bool
@@ -80,6 +83,7 @@ func NewOptions() Options {
 		Concurrency: 4,
 		Pipeline:    256,
 		MaxInFlight: 1 << 20,
+		RetryFor:    30 * time.Second,
 	}
 	o.Conn.Retries = -1 // a retried RPUSH would append twice
 	return o
@@ -95,6 +99,7 @@ type Stats struct {
 	Replaced     int64            // keys that existed and were replaced (--replace)
 	Unsupported  int64            // keys skipped because the target refused their DUMP payload
 	DroppedField int64            // field expiries dropped (--drop-field-expiry)
+	Retries      int64            // batches sent again after a lost connection
 	Bytes        int64            // bytes of input read (compressed, as given)
 	Elapsed      time.Duration
 }
@@ -105,6 +110,7 @@ func (s *Stats) add(o *Stats) {
 	s.Replaced += o.Replaced
 	s.Unsupported += o.Unsupported
 	s.DroppedField += o.DroppedField
+	s.Retries += o.Retries
 	for t, n := range o.ByType {
 		s.ByType[t] += n
 	}

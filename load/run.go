@@ -319,6 +319,9 @@ func summary(st Stats, err error) string {
 	if st.Replaced > 0 {
 		fmt.Fprintf(&b, "; replaced %d existing keys", st.Replaced)
 	}
+	if st.Retries > 0 {
+		fmt.Fprintf(&b, "; reconnected and resent %d times", st.Retries)
+	}
 	if st.DroppedField > 0 {
 		fmt.Fprintf(&b, "; DROPPED %d hash field expiries (--drop-field-expiry)", st.DroppedField)
 	}

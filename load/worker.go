@@ -2,9 +2,11 @@ package load
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
+	"time"
 
 	"golang.org/x/sync/semaphore"
 
@@ -49,6 +51,7 @@ const (
 	cmdDel     // DEL before a replaced key
 	cmdExists  // EXISTS for --skip-existing
 	cmdRestore // RESTORE of a DUMP payload
+	cmdRedo    // DEL before a key is sent again after a lost connection
 )
 
 // keyState is what a worker remembers of a key between its parts.
@@ -103,12 +106,68 @@ func (w *worker) flush(ctx context.Context, batch []item) error {
 		for n < len(batch) && batch[n].db == db {
 			n++
 		}
-		if err := w.write(ctx, db, batch[:n]); err != nil {
+		if err := w.writeRetrying(ctx, db, batch[:n]); err != nil {
 			return err
 		}
 		batch = batch[n:]
 	}
 	return nil
+}
+
+// connError marks a failure of the connection (the server went away, the
+// network dropped), which may pass; the server's own refusals do not.
+type connError struct{ error }
+
+func (e connError) Unwrap() error { return e.error }
+
+// writeRetrying writes items, and when the connection fails, reconnects
+// and sends them again with backoff for up to RetryFor. A resend rewrites
+// each whole key (or first part) from scratch, after a DEL; a batch that
+// holds a later part of a list, string or stream cannot be sent twice
+// without doubling it, so that fails at once, saying how to finish.
+func (w *worker) writeRetrying(ctx context.Context, db int, items []item) error {
+	open := w.open
+	plans, err := w.plan(ctx, db, items)
+	deadline := time.Now().Add(w.opts.RetryFor)
+	backoff := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		if err == nil {
+			err = w.send(ctx, db, plans, attempt > 0)
+		}
+		var ce connError
+		if err == nil || !errors.As(err, &ce) {
+			return err
+		}
+		if it, ok := notResendable(plans); ok && plans != nil {
+			return fmt.Errorf("%w; it was writing line %d, a later part of key %q, which cannot be sent twice: load the dump again with --replace", err, it.line, it.rec.Key)
+		}
+		if time.Now().Add(backoff).After(deadline) {
+			return fmt.Errorf("%w (gave up after retrying for %s)", err, w.opts.RetryFor)
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, 2*time.Second)
+		w.st.Retries++
+		err = nil
+		if plans == nil { // the EXISTS round trip failed: plan again
+			w.open = open
+			plans, err = w.plan(ctx, db, items)
+		}
+	}
+}
+
+// notResendable returns a record whose commands would double if sent twice.
+func notResendable(plans []planned) (item, bool) {
+	for _, pl := range plans {
+		r := pl.it.rec
+		if r.Part > 1 && (r.Type == format.TypeList || r.Type == format.TypeString || r.Type == format.TypeStream) {
+			return pl.it, true
+		}
+	}
+	return item{}, false
 }
 
 func (w *worker) connFor(ctx context.Context, db int) (*resp.Conn, error) {
@@ -144,12 +203,13 @@ func (w *worker) begin(c *resp.Conn, p int, kind int8, name string, args int) *r
 	return c.Begin(name, args)
 }
 
-// write sends the commands for items, all for database db, in one
-// pipeline (two with --skip-existing: EXISTS first).
-func (w *worker) write(ctx context.Context, db int, items []item) error {
+// plan decides, for items all of database db, which keys to write (with
+// --skip-existing, after an EXISTS round trip) and carries each key's
+// state across its parts.
+func (w *worker) plan(ctx context.Context, db int, items []item) ([]planned, error) {
 	c, err := w.connFor(ctx, db)
 	if err != nil {
-		return err
+		return nil, connError{err}
 	}
 	var existing map[int]bool
 	if w.opts.SkipExisting {
@@ -167,8 +227,12 @@ func (w *worker) write(ctx context.Context, db int, items []item) error {
 			existing[int(w.sent[j].plan)] = r.Int > 0
 			return nil
 		})
+		if errors.Is(err, resp.ErrLost) {
+			delete(w.conns, db)
+			return nil, connError{err}
+		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
 	plans := make([]planned, 0, len(items))
@@ -182,7 +246,7 @@ func (w *worker) write(ctx context.Context, db int, items []item) error {
 			}
 		}
 		if st == nil {
-			return &KeyError{Line: it.line, DB: db, Key: it.rec.Key, Err: fmt.Errorf("part %d without its first part", it.rec.Part)}
+			return nil, &KeyError{Line: it.line, DB: db, Key: it.rec.Key, Err: fmt.Errorf("part %d without its first part", it.rec.Part)}
 		}
 		w.open = st
 		if it.last {
@@ -191,6 +255,16 @@ func (w *worker) write(ctx context.Context, db int, items []item) error {
 		if !st.skip {
 			plans = append(plans, planned{it: it, state: st})
 		}
+	}
+	return plans, nil
+}
+
+// send writes the planned keys in one pipeline. A resend first deletes
+// each whole key or first part it writes, so that nothing is doubled.
+func (w *worker) send(ctx context.Context, db int, plans []planned, resend bool) error {
+	c, err := w.connFor(ctx, db)
+	if err != nil {
+		return connError{err}
 	}
 	// Build every key's commands; a key the target cannot hold stops the
 	// batch before any of its commands, after what came before it.
@@ -203,7 +277,11 @@ func (w *worker) write(ctx context.Context, db int, items []item) error {
 			plans = plans[:i]
 			break
 		}
-		if w.opts.Replace && pl.it.rec.Part <= 1 {
+		switch {
+		case resend && pl.it.rec.Part <= 1:
+			w.begin(c, i, cmdRedo, "DEL", 1).Str(pl.it.rec.Key)
+			pl.state.placeholders = nil
+		case w.opts.Replace && pl.it.rec.Part <= 1:
 			w.begin(c, i, cmdDel, "DEL", 1).Str(pl.it.rec.Key)
 		}
 		w.commands(c, i, pl.it, pl.state)
@@ -222,10 +300,11 @@ func (w *worker) write(ctx context.Context, db int, items []item) error {
 		}
 		return nil
 	})
+	if errors.Is(err, resp.ErrLost) {
+		delete(w.conns, db)
+		return connError{err}
+	}
 	if err != nil {
-		if _, ok := err.(*KeyError); !ok {
-			delete(w.conns, db) // the connection is gone
-		}
 		return err
 	}
 	for i := range plans {

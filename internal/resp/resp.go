@@ -204,12 +204,16 @@ func (c *Conn) exec(one func(i int) error) error {
 	c.buf = c.buf[:0]
 	if rerr != nil {
 		c.c.Close()
-		return fmt.Errorf("lost the connection to %s: %w", c.opts.Addr, rerr)
+		return fmt.Errorf("%w to %s: %w", ErrLost, c.opts.Addr, rerr)
 	}
 	return first
 }
 
 var errProtocol = errors.New("protocol error")
+
+// ErrLost is wrapped by the error of an Exec whose connection failed:
+// some, all or none of its commands may have run.
+var ErrLost = errors.New("lost the connection")
 
 // read reads one reply.
 func (c *Conn) read() (Reply, error) {

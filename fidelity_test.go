@@ -419,3 +419,45 @@ func TestDiffSeesStreamChanges(t *testing.T) {
 		})
 	}
 }
+
+func TestConflictPoliciesForStreams(t *testing.T) {
+	src := redistest.Start(t)
+	fillStreams(t, src)
+	ctx := context.Background()
+	for _, parts := range []int{5000, 3} {
+		file, _ := runDump(t, src, func(o *dump.Options) { o.PartElems = parts })
+		prepare := func(t *testing.T) *redisserver.Server {
+			dst := redistest.Start(t)
+			d := redistest.Client(t, dst, 0)
+			d.Do(ctx, "XADD", "events", "1-1", "old", "entry")
+			d.Do(ctx, "XGROUP", "CREATE", "events", "old-group", "0")
+			return dst
+		}
+		t.Run(fmt.Sprintf("replace, parts of %d", parts), func(t *testing.T) {
+			dst := prepare(t)
+			if out, err := runLoad(t, dst, file, func(o *load.Options) { o.Replace = true }); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			assertNoDiff(t, src, dst) // no old entry, no old group
+		})
+		t.Run(fmt.Sprintf("skip existing, parts of %d", parts), func(t *testing.T) {
+			dst := prepare(t)
+			if out, err := runLoad(t, dst, file, func(o *load.Options) { o.SkipExisting = true }); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			d := redistest.Client(t, dst, 0)
+			if n, _ := d.XLen(ctx, "events").Result(); n != 1 {
+				t.Errorf("the existing stream has %d entries: parts were written into it", n)
+			}
+			if n, _ := d.Exists(ctx, "trimmed", "emptied", "never-written").Result(); n != 3 {
+				t.Errorf("%d of the other streams loaded", n)
+			}
+		})
+		t.Run(fmt.Sprintf("refuse, parts of %d", parts), func(t *testing.T) {
+			dst := prepare(t)
+			if _, err := runLoad(t, dst, file, nil); !errors.Is(err, load.ErrTargetNotEmpty) {
+				t.Fatalf("err = %v", err)
+			}
+		})
+	}
+}

@@ -11,7 +11,8 @@
 // under) and as "crs dump" and "crs load". Exit codes: 0 success, 1 failure,
 // 2 bad usage, 3 bad input (the dump is malformed, truncated or corrupt),
 // 4 refused (the target holds keys, or data this crs cannot carry),
-// 5 cannot connect or authenticate, 130 interrupted.
+// 5 cannot connect or authenticate, 6 verify found differences,
+// 130 interrupted.
 package main
 
 import (
@@ -31,6 +32,7 @@ import (
 	"github.com/crs-tool/crs/internal/memlimit"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/load"
+	"github.com/crs-tool/crs/verify"
 )
 
 func main() {
@@ -78,6 +80,8 @@ func exitCode(ctx context.Context, err error) int {
 		return 4
 	case errors.As(err, &connErr):
 		return 5
+	case errors.Is(err, verify.ErrDifferent):
+		return 6
 	}
 	return 1
 }
@@ -88,6 +92,8 @@ func newApp() *cli.App {
 	onUsage := func(_ *cli.Context, err error, _ bool) error { return usageError{err} }
 	dumpOpts := dump.NewOptions()
 	loadOpts := load.NewOptions()
+	verifyOpts := verify.NewOptions()
+	var verifyAfterLoad bool
 	return &cli.App{
 		Name:            "crs",
 		Usage:           "move Redis data between servers through a lossless JSON-lines dump",
@@ -126,6 +132,7 @@ func newApp() *cli.App {
 					&cli.StringFlag{Name: "ttl", Value: loadOpts.TTL, Usage: "keep (expire at the same instant), shift (by the time since the dump) or none", Destination: &loadOpts.TTL},
 					&cli.BoolFlag{Name: "replace", Usage: "delete a key that exists in the target before writing it", Destination: &loadOpts.Replace},
 					&cli.BoolFlag{Name: "skip-existing", Usage: "leave a key that exists in the target as it is", Destination: &loadOpts.SkipExisting},
+					&cli.BoolFlag{Name: "verify", Usage: "after loading, check that the target holds every key of the dump (crs verify)", Destination: &verifyAfterLoad},
 					&cli.BoolFlag{Name: "check", Aliases: []string{"dry-run"}, Usage: "read and validate the whole dump (format, count, checksum) and print what it holds; touch no server", Destination: &loadOpts.Check},
 					&cli.BoolFlag{Name: "drop-field-expiry", Usage: "load hashes without their field expiries when the target cannot set them (Redis before 7.4), counting them", Destination: &loadOpts.DropFieldExpiry},
 					&cli.BoolFlag{Name: "skip-unsupported", Usage: "skip, and count, keys whose DUMP payload the target refuses (another RDB version, a missing module)", Destination: &loadOpts.SkipUnsupported},
@@ -140,7 +147,35 @@ func newApp() *cli.App {
 						return usageError{fmt.Errorf("one input file at most, got %d", c.NArg())}
 					}
 					loadOpts.Input = c.Args().First()
-					return load.Run(c.Context, loadOpts, os.Stdin, os.Stderr)
+					if verifyAfterLoad && (loadOpts.Input == "" || loadOpts.Input == "-") {
+						return usageError{errors.New("--verify needs the dump as a file argument, to read it again")}
+					}
+					if err := load.Run(c.Context, loadOpts, os.Stdin, os.Stderr); err != nil || !verifyAfterLoad {
+						return err
+					}
+					vo := verify.NewOptions()
+					vo.Target, vo.Input = loadOpts.Conn, loadOpts.Input
+					return verify.Run(c.Context, vo, os.Stderr)
+				},
+			},
+			{
+				Name:         "verify",
+				Usage:        "check that a server holds every key of a dump (or of another server) with the same type, value and expiry",
+				UsageText:    "crs verify [options] FILE -u TARGET_URL\ncrs verify --source URL --target URL",
+				OnUsageError: onUsage,
+				Flags: append(connFlags(&verifyOpts.Target, "the target database to check every record against", "each record's own"),
+					&cli.StringFlag{Name: "target", Usage: "the server to check (the same as -u)", Destination: &verifyOpts.Target.URL},
+					&cli.StringFlag{Name: "source", Usage: "compare against this server's keys instead of a dump file", Destination: &verifyOpts.Source.URL},
+					&cli.DurationFlag{Name: "tolerance", Value: verifyOpts.Tolerance, Usage: "how far apart two expiries may be and still match", Destination: &verifyOpts.Tolerance},
+					&cli.IntFlag{Name: "show", Value: verifyOpts.Show, Usage: "list this many differences, count the rest", Destination: &verifyOpts.Show},
+					&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the summary", Destination: &verifyOpts.Quiet},
+				),
+				Action: func(c *cli.Context) error {
+					verifyOpts.Input = c.Args().First()
+					if (verifyOpts.Input == "") == (verifyOpts.Source.URL == "") {
+						return usageError{errors.New("give either a dump FILE or --source URL")}
+					}
+					return verify.Run(c.Context, verifyOpts, os.Stderr)
 				},
 			},
 		},

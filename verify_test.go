@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/crs-tool/crs/dump"
+	"github.com/crs-tool/crs/internal/redistest"
+)
+
+func TestVerify(t *testing.T) {
+	src := redistest.Start(t)
+	fill(t, src)
+	fillStreams(t, src)
+	dir := t.TempDir()
+	file, _ := runDump(t, src, func(o *dump.Options) { o.PartElems = 50 })
+	dst := redistest.Start(t)
+	if out, err := runLoad(t, dst, file, nil); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	ctx := context.Background()
+
+	out, code := sh(t, dir, "crs verify -u "+dst.URL+" "+file)
+	if code != 0 || !strings.Contains(out, "0 differences") {
+		t.Fatalf("clean target: exit %d:\n%s", code, out)
+	}
+	out, code = sh(t, dir, "crs verify --source "+src.URL+" --target "+dst.URL)
+	if code != 0 || !strings.Contains(out, "0 differences") {
+		t.Fatalf("two servers: exit %d:\n%s", code, out)
+	}
+
+	// Plant one difference of each kind.
+	d := redistest.Client(t, dst, 0)
+	d.HSet(ctx, "hash:small", "f", "changed value")
+	d.Del(ctx, "zero-padded")
+	d.PExpireAt(ctx, "hash:big", time.Now().Add(time.Hour))
+	d.ZAdd(ctx, "zset:scores", redis.Z{Score: 0.30000000000000004, Member: "tenth"})
+	d.Del(ctx, "set:intset")
+	d.Set(ctx, "set:intset", "now a string", 0)
+	d.RPop(ctx, "list:long")
+	want := []string{
+		`key "hash:small": field "f" differs`,
+		`key "zero-padded": missing from the target`,
+		`key "hash:big": no expiry in the dump, target expires at`,
+		`key "zset:scores": member "tenth": score 0.1, target 0.30000000000000004`,
+		`key "set:intset": type set, target string`,
+		`key "list:long": element 4999 differs`,
+	}
+	for _, args := range []string{"crs verify -u " + dst.URL + " " + file, "crs verify --source " + src.URL + " --target " + dst.URL} {
+		out, code = sh(t, dir, args)
+		if code != 6 || !strings.Contains(out, "6 differences (1 keys missing)") {
+			t.Errorf("%s: exit %d:\n%s", args, code, out)
+		}
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s: does not report %s:\n%s", args, w, out)
+			}
+		}
+	}
+
+	// crsload --verify runs the same check right after a load.
+	again := redistest.Start(t)
+	out, code = sh(t, dir, "crsload --verify -u "+again.URL+" "+file)
+	if code != 0 || !strings.Contains(out, "crs verify:") || !strings.Contains(out, "0 differences") {
+		t.Errorf("crsload --verify: exit %d:\n%s", code, out)
+	}
+}

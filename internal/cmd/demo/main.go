@@ -1,8 +1,8 @@
 // Command demo is what make demo runs: it starts two throwaway
 // redis-servers, fills the first with a keyspace shaped like the migration
 // guide's, moves it to the second with the real crsdump and crsload
-// through a shell, prints the key counts per pattern on both sides, and
-// stops the servers.
+// through a shell, verifies the target with crs verify, prints the key
+// counts per pattern on both sides, and stops the servers.
 package main
 
 import (
@@ -71,6 +71,8 @@ func run(ctx context.Context, bin string, n int) error {
 		fmt.Sprintf("crsload -u %s < %s", dst.URL, file),
 		fmt.Sprintf(`zstd -dc %s | head -n 3 | cut -c 1-160`, file),
 		fmt.Sprintf(`zstd -dc %s | jq -r 'select(.type=="hash") | .key' | grep -c '^client_keys:'`, file),
+		fmt.Sprintf("crs verify -u %s %s", dst.URL, file),
+		fmt.Sprintf("crs verify --source %s --target %s", src.URL, dst.URL),
 	}
 	for _, s := range steps {
 		fmt.Println("$", s)

@@ -32,6 +32,7 @@ import (
 	"github.com/crs-tool/crs/internal/memlimit"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/load"
+	"github.com/crs-tool/crs/stats"
 	"github.com/crs-tool/crs/verify"
 )
 
@@ -93,6 +94,8 @@ func newApp() *cli.App {
 	dumpOpts := dump.NewOptions()
 	loadOpts := load.NewOptions()
 	verifyOpts := verify.NewOptions()
+	statsOpts := stats.NewOptions()
+	var statsPatterns cli.StringSlice
 	var verifyAfterLoad bool
 	return &cli.App{
 		Name:            "crs",
@@ -144,7 +147,7 @@ func newApp() *cli.App {
 				),
 				Action: func(c *cli.Context) error {
 					if c.NArg() > 1 {
-						return usageError{fmt.Errorf("one input file at most, got %d", c.NArg())}
+						return usageError{fmt.Errorf("one input file at most, and options go before it (found %q)", c.Args().Get(1))}
 					}
 					loadOpts.Input = c.Args().First()
 					if verifyAfterLoad && (loadOpts.Input == "" || loadOpts.Input == "-") {
@@ -159,9 +162,28 @@ func newApp() *cli.App {
 				},
 			},
 			{
+				Name:         "stats",
+				Usage:        "count keys per database, type, expiry and pattern, and list the biggest, from a dump FILE or a server",
+				UsageText:    "crs stats [options] FILE\ncrs stats [options] -u URL",
+				OnUsageError: onUsage,
+				Flags: append(connFlags(&statsOpts.Conn, "only this database, from a server", "every database"),
+					&cli.StringSliceFlag{Name: "pattern", Usage: "count the keys matching this SCAN MATCH `PATTERN` (repeatable) instead of the patterns found", Destination: &statsPatterns},
+					&cli.IntFlag{Name: "top", Value: statsOpts.Top, Usage: "list this many of the biggest keys", Destination: &statsOpts.Top},
+					&cli.BoolFlag{Name: "json", Usage: "print one JSON object", Destination: &statsOpts.JSON},
+				),
+				Action: func(c *cli.Context) error {
+					if c.NArg() > 1 {
+						return usageError{fmt.Errorf("one dump FILE at most, and options go before it (found %q)", c.Args().Get(1))}
+					}
+					statsOpts.Input = c.Args().First()
+					statsOpts.Patterns = statsPatterns.Value()
+					return stats.Run(c.Context, statsOpts, os.Stdout)
+				},
+			},
+			{
 				Name:         "verify",
 				Usage:        "check that a server holds every key of a dump (or of another server) with the same type, value and expiry",
-				UsageText:    "crs verify [options] FILE -u TARGET_URL\ncrs verify --source URL --target URL",
+				UsageText:    "crs verify [options] -u TARGET_URL FILE\ncrs verify --source URL --target URL",
 				OnUsageError: onUsage,
 				Flags: append(connFlags(&verifyOpts.Target, "the target database to check every record against", "each record's own"),
 					&cli.StringFlag{Name: "target", Usage: "the server to check (the same as -u)", Destination: &verifyOpts.Target.URL},
@@ -171,6 +193,9 @@ func newApp() *cli.App {
 					&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the summary", Destination: &verifyOpts.Quiet},
 				),
 				Action: func(c *cli.Context) error {
+					if c.NArg() > 1 {
+						return usageError{fmt.Errorf("one dump FILE at most, and options go before it (found %q)", c.Args().Get(1))}
+					}
 					verifyOpts.Input = c.Args().First()
 					if (verifyOpts.Input == "") == (verifyOpts.Source.URL == "") {
 						return usageError{errors.New("give either a dump FILE or --source URL")}

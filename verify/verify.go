@@ -14,16 +14,15 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"strconv"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/crs-tool/crs/dump"
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/dumpfile"
 	"github.com/crs-tool/crs/internal/redisconn"
 )
 
@@ -92,26 +91,11 @@ func Run(ctx context.Context, opts Options, w io.Writer) error {
 }
 
 func verifyFile(ctx context.Context, opts Options) (Result, error) {
-	f, err := os.Open(opts.Input)
+	r, done, err := dumpfile.Open(opts.Input)
 	if err != nil {
-		return Result{}, fmt.Errorf("open input: %w", err)
-	}
-	defer f.Close()
-	var r io.Reader = f
-	var magic [4]byte
-	if n, _ := io.ReadFull(f, magic[:]); n == 4 && string(magic[:]) == "\x28\xb5\x2f\xfd" {
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return Result{}, err
-		}
-		dec, err := zstd.NewReader(f)
-		if err != nil {
-			return Result{}, fmt.Errorf("zstd: %w", err)
-		}
-		defer dec.Close()
-		r = dec
-	} else if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return Result{}, err
 	}
+	defer done()
 	return Verify(ctx, format.NewReader(r), opts)
 }
 

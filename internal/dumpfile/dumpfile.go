@@ -1,0 +1,34 @@
+// Package dumpfile opens a dump file for reading, zstd or plain, told
+// apart by the zstd magic bytes.
+package dumpfile
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+
+// Open returns the plain lines of the dump at path and a function that
+// closes it.
+func Open(path string) (io.Reader, func(), error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open input: %w", err)
+	}
+	br := bufio.NewReaderSize(f, 1<<20)
+	if b, _ := br.Peek(len(zstdMagic)); !bytes.Equal(b, zstdMagic) {
+		return br, func() { f.Close() }, nil
+	}
+	dec, err := zstd.NewReader(br)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("zstd: %w", err)
+	}
+	return dec, func() { dec.Close(); f.Close() }, nil
+}

@@ -1,0 +1,402 @@
+// Package stats summarises a keyspace, from a dump file or from a live
+// server (through a dump of it, read as it is made): per database the
+// number of keys, keys per type, keys with an expiry, bytes (of the dump's
+// records), the biggest keys, and key counts grouped by pattern.
+//
+// Patterns are found without being told: keys are split at ':', and a
+// segment position that takes more than two distinct values among keys of
+// the same shape (segment count and first segment) becomes '*', so client_keys:sk-... keys count as
+// client_keys:* and high_rate_limit:<key>:<model>:window as
+// high_rate_limit:*:*:window. Patterns given with --pattern (SCAN MATCH
+// syntax) count the keys matching each instead. Memory is bounded: at
+// most a few distinct values are remembered per segment position.
+package stats
+
+import (
+	"container/heap"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/crs-tool/crs/dump"
+	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/dumpfile"
+	"github.com/crs-tool/crs/internal/redisconn"
+)
+
+// Options configure stats. NewOptions holds the defaults.
+type Options struct {
+	// Input is a dump file; empty means the server Conn points at.
+	Input string
+	Conn  redisconn.Options
+	// Patterns, when given, are counted instead of the patterns found.
+	Patterns []string
+	// Top is how many of the biggest keys are listed.
+	Top int
+	// JSON prints one JSON object instead of tables.
+	JSON bool
+}
+
+// NewOptions returns the defaults.
+func NewOptions() Options {
+	return Options{Conn: redisconn.NewOptions(), Top: 10}
+}
+
+// DB is what stats found in one database.
+type DB struct {
+	DB       int              `json:"db"`
+	Keys     int64            `json:"keys"`
+	ByType   map[string]int64 `json:"keys_by_type"`
+	Expiring int64            `json:"keys_with_expiry"`
+	Bytes    int64            `json:"bytes"`
+	Patterns []Count          `json:"patterns"`
+	Biggest  []Key            `json:"biggest_keys"`
+
+	shapes  map[string]*shape
+	given   []int64
+	biggest keyHeap
+}
+
+// Count is a pattern and the number of keys it matches.
+type Count struct {
+	Pattern string `json:"pattern"`
+	Keys    int64  `json:"keys"`
+}
+
+// Key is one key with its size: the bytes of its records in the dump.
+type Key struct {
+	Key   string `json:"key"`
+	Type  string `json:"type"`
+	Bytes int64  `json:"bytes"`
+}
+
+// distinctLimit is how many distinct values a segment position may take
+// before it counts as varying. Two keeps "window" and "count" apart in
+// high_rate_limit:<key>:<model>:window|count while the model (three or
+// more values) becomes '*', as the issue's example has it.
+const distinctLimit = 2
+
+// shape gathers keys with the same number of segments and the same first
+// segment.
+type shape struct {
+	n       int
+	values  []map[string]bool // per position, until it varies (then nil)
+	varying []bool
+	counts  map[string]int64 // by projection: the non-varying segments
+}
+
+func (s *shape) add(segs []string) {
+	for i, v := range segs {
+		if s.varying[i] {
+			continue
+		}
+		s.values[i][v] = true
+		if len(s.values[i]) > distinctLimit {
+			s.varying[i], s.values[i] = true, nil
+			s.collapse(i)
+		}
+	}
+	s.counts[s.project(segs)]++
+}
+
+// project is the key with its varying segments replaced by '*'.
+func (s *shape) project(segs []string) string {
+	out := make([]string, len(segs))
+	for i, v := range segs {
+		if s.varying[i] {
+			out[i] = "*"
+		} else {
+			out[i] = v
+		}
+	}
+	return strings.Join(out, ":")
+}
+
+// collapse merges the counts after position i began to vary.
+func (s *shape) collapse(i int) {
+	merged := make(map[string]int64, len(s.counts))
+	for p, n := range s.counts {
+		segs := strings.Split(p, ":")
+		if i < len(segs) {
+			segs[i] = "*"
+		}
+		merged[strings.Join(segs, ":")] += n
+	}
+	s.counts = merged
+}
+
+// keyHeap keeps the biggest keys, smallest on top.
+type keyHeap []Key
+
+func (h keyHeap) Len() int           { return len(h) }
+func (h keyHeap) Less(i, j int) bool { return h[i].Bytes < h[j].Bytes }
+func (h keyHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *keyHeap) Push(x any)        { *h = append(*h, x.(Key)) }
+func (h *keyHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// Collect reads every record of fr.
+func Collect(ctx context.Context, fr *format.Reader, opts Options) ([]*DB, error) {
+	if _, err := fr.Header(); err != nil {
+		return nil, err
+	}
+	dbs := map[int]*DB{}
+	var cur *Key // the key whose parts are being added up
+	var curDB *DB
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		rec, err := fr.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		d := dbs[rec.DB]
+		if d == nil {
+			d = &DB{DB: rec.DB, ByType: map[string]int64{}, shapes: map[string]*shape{}, given: make([]int64, len(opts.Patterns))}
+			dbs[rec.DB] = d
+		}
+		size := int64(fr.LineSize())
+		d.Bytes += size
+		if rec.Part > 1 {
+			cur.Bytes += size
+		} else {
+			d.Keys++
+			d.ByType[rec.Type]++
+			if rec.ExpireAtMs > 0 {
+				d.Expiring++
+			}
+			d.addKey(rec.Key, opts.Patterns)
+			cur, curDB = &Key{Key: rec.Key, Type: rec.Type, Bytes: size}, d
+		}
+		if !rec.More {
+			curDB.keep(*cur, opts.Top)
+		}
+	}
+	out := make([]*DB, 0, len(dbs))
+	for _, d := range dbs {
+		d.finish(opts.Patterns)
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].DB < out[j].DB })
+	return out, nil
+}
+
+func (d *DB) addKey(key string, patterns []string) {
+	if len(patterns) > 0 {
+		for i, p := range patterns {
+			if Match(p, key) {
+				d.given[i]++
+			}
+		}
+		return
+	}
+	segs := strings.Split(key, ":")
+	id := fmt.Sprintf("%d:%s", len(segs), segs[0])
+	s := d.shapes[id]
+	if s == nil {
+		s = &shape{n: len(segs), values: make([]map[string]bool, len(segs)), varying: make([]bool, len(segs)), counts: map[string]int64{}}
+		for i := range s.values {
+			s.values[i] = map[string]bool{}
+		}
+		s.varying[0] = false
+		d.shapes[id] = s
+	}
+	s.add(segs)
+}
+
+func (d *DB) keep(k Key, top int) {
+	if top <= 0 {
+		return
+	}
+	if len(d.biggest) < top {
+		heap.Push(&d.biggest, k)
+	} else if k.Bytes > d.biggest[0].Bytes {
+		d.biggest[0] = k
+		heap.Fix(&d.biggest, 0)
+	}
+}
+
+func (d *DB) finish(patterns []string) {
+	if len(patterns) > 0 {
+		for i, p := range patterns {
+			d.Patterns = append(d.Patterns, Count{Pattern: p, Keys: d.given[i]})
+		}
+	} else {
+		for _, s := range d.shapes {
+			for p, n := range s.counts {
+				d.Patterns = append(d.Patterns, Count{Pattern: p, Keys: n})
+			}
+		}
+		sort.Slice(d.Patterns, func(i, j int) bool {
+			if d.Patterns[i].Keys != d.Patterns[j].Keys {
+				return d.Patterns[i].Keys > d.Patterns[j].Keys
+			}
+			return d.Patterns[i].Pattern < d.Patterns[j].Pattern
+		})
+	}
+	d.Biggest = append([]Key(nil), d.biggest...)
+	sort.Slice(d.Biggest, func(i, j int) bool { return d.Biggest[i].Bytes > d.Biggest[j].Bytes })
+}
+
+// Run collects from the file or the server and prints the result to w.
+func Run(ctx context.Context, opts Options, w io.Writer) error {
+	var dbs []*DB
+	var err error
+	if opts.Input != "" {
+		dbs, err = fromFile(ctx, opts)
+	} else {
+		dbs, err = fromServer(ctx, opts)
+	}
+	if err != nil {
+		return err
+	}
+	if opts.JSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"databases": dbs})
+	}
+	for _, d := range dbs {
+		printDB(w, d)
+	}
+	return nil
+}
+
+func printDB(w io.Writer, d *DB) {
+	types := make([]string, 0, len(d.ByType))
+	for t := range d.ByType {
+		types = append(types, fmt.Sprintf("%s %d", t, d.ByType[t]))
+	}
+	sort.Strings(types)
+	fmt.Fprintf(w, "db %d: %d keys (%s), %d with an expiry, %d bytes of records\n", d.DB, d.Keys, strings.Join(types, ", "), d.Expiring, d.Bytes)
+	width := len("pattern")
+	for _, p := range d.Patterns {
+		width = max(width, len(printable(p.Pattern)))
+	}
+	fmt.Fprintf(w, "  %-*s  %10s\n", width, "pattern", "keys")
+	for _, p := range d.Patterns {
+		fmt.Fprintf(w, "  %-*s  %10d\n", width, printable(p.Pattern), p.Keys)
+	}
+	if len(d.Biggest) > 0 {
+		fmt.Fprintln(w, "  biggest keys:")
+		for _, k := range d.Biggest {
+			fmt.Fprintf(w, "    %10d bytes  %-6s %q\n", k.Bytes, k.Type, k.Key)
+		}
+	}
+}
+
+// printable is s as it is when it prints as itself, else quoted.
+func printable(s string) string {
+	if q := strconv.Quote(s); q[1:len(q)-1] != s {
+		return q
+	}
+	return s
+}
+
+func fromFile(ctx context.Context, opts Options) ([]*DB, error) {
+	r, done, err := dumpfile.Open(opts.Input)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return Collect(ctx, format.NewReader(r), opts)
+}
+
+// fromServer collects from a dump of the server, read as it is made.
+func fromServer(ctx context.Context, opts Options) ([]*DB, error) {
+	pr, pw := io.Pipe()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		do := dump.NewOptions()
+		do.Conn = opts.Conn
+		_, err := dump.Dump(gctx, format.NewWriter(pw), do)
+		pw.CloseWithError(err)
+		return err
+	})
+	var dbs []*DB
+	g.Go(func() error {
+		var err error
+		dbs, err = Collect(gctx, format.NewReader(pr), opts)
+		pr.CloseWithError(err)
+		return err
+	})
+	return dbs, g.Wait()
+}
+
+// Match reports whether key matches a SCAN MATCH pattern: '*' any run of
+// bytes, '?' one byte, [abc], [^abc] and [a-z] one byte of a class, and
+// '\' to quote the next byte.
+func Match(pattern, key string) bool {
+	for len(pattern) > 0 {
+		switch pattern[0] {
+		case '*':
+			for len(pattern) > 1 && pattern[1] == '*' {
+				pattern = pattern[1:]
+			}
+			if len(pattern) == 1 {
+				return true
+			}
+			for i := 0; i <= len(key); i++ {
+				if Match(pattern[1:], key[i:]) {
+					return true
+				}
+			}
+			return false
+		case '?':
+			if key == "" {
+				return false
+			}
+		case '[':
+			if key == "" {
+				return false
+			}
+			end := strings.IndexByte(pattern[1:], ']')
+			if end < 0 {
+				return pattern == key // an unclosed class is literal
+			}
+			class := pattern[1 : 1+end]
+			negate := strings.HasPrefix(class, "^")
+			if negate {
+				class = class[1:]
+			}
+			in := false
+			for i := 0; i < len(class); i++ {
+				if i+2 < len(class) && class[i+1] == '-' {
+					lo, hi := min(class[i], class[i+2]), max(class[i], class[i+2])
+					in = in || (key[0] >= lo && key[0] <= hi)
+					i += 2
+				} else {
+					in = in || key[0] == class[i]
+				}
+			}
+			if in == negate {
+				return false
+			}
+			pattern = pattern[1+end:]
+		case '\\':
+			if len(pattern) > 1 {
+				pattern = pattern[1:]
+			}
+			fallthrough
+		default:
+			if key == "" || key[0] != pattern[0] {
+				return false
+			}
+		}
+		pattern, key = pattern[1:], key[1:]
+	}
+	return key == ""
+}

@@ -77,7 +77,7 @@ func exitCode(ctx context.Context, err error) int {
 		return 2
 	case errors.As(err, &parseErr), errors.Is(err, load.ErrNoInput):
 		return 3
-	case errors.Is(err, load.ErrTargetNotEmpty), errors.Is(err, load.ErrTargetLacks), errors.Is(err, dump.ErrTerminal):
+	case errors.Is(err, load.ErrTargetNotEmpty), errors.Is(err, load.ErrTargetLacks), errors.Is(err, load.ErrTargetMemory), errors.Is(err, dump.ErrTerminal):
 		return 4
 	case errors.As(err, &connErr):
 		return 5
@@ -118,6 +118,8 @@ func newApp() *cli.App {
 					&cli.IntFlag{Name: "part-elems", Value: dumpOpts.PartElems, Usage: "a key with more elements is read in windows and written in parts of this many", Destination: &dumpOpts.PartElems},
 					&cli.Int64Flag{Name: "part-bytes", Value: dumpOpts.PartBytes, Usage: "a key larger than this (estimated) is read in windows and written in parts of about this size", Destination: &dumpOpts.PartBytes},
 					&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors", Destination: &dumpOpts.Quiet},
+					progressFlag(&dumpOpts.Progress),
+					&cli.BoolFlag{Name: "json", Usage: "print the summary as one JSON object (on stderr)", Destination: &dumpOpts.JSON},
 				),
 				Action: func(c *cli.Context) error {
 					if c.NArg() > 0 {
@@ -143,7 +145,10 @@ func newApp() *cli.App {
 					&cli.IntFlag{Name: "pipeline", Value: loadOpts.Pipeline, Usage: "most keys one writer sends per round trip", Destination: &loadOpts.Pipeline},
 					&cli.Int64Flag{Name: "max-in-flight", Value: loadOpts.MaxInFlight, Usage: "most bytes of records read and not yet written, across all writers", Destination: &loadOpts.MaxInFlight},
 					&cli.DurationFlag{Name: "retry-for", Value: loadOpts.RetryFor, Usage: "keep reconnecting and resending this long after a lost connection", Destination: &loadOpts.RetryFor},
+					&cli.BoolFlag{Name: "ignore-memory", Usage: "load even when the target's maxmemory looks too small for the dump", Destination: &loadOpts.IgnoreMemory},
 					&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors", Destination: &loadOpts.Quiet},
+					progressFlag(&loadOpts.Progress),
+					&cli.BoolFlag{Name: "json", Usage: "print the summary as one JSON object (on stderr)", Destination: &loadOpts.JSON},
 				),
 				Action: func(c *cli.Context) error {
 					if c.NArg() > 1 {
@@ -205,6 +210,11 @@ func newApp() *cli.App {
 			},
 		},
 	}
+}
+
+// progressFlag is --progress, for both tools.
+func progressFlag(mode *string) cli.Flag {
+	return &cli.StringFlag{Name: "progress", Value: *mode, Usage: "auto (a bar when stderr is a terminal), bar, plain (a line every 5s, for logs) or none", Destination: mode}
 }
 
 // connFlags are the connection flags both commands take, as redis-cli

@@ -12,14 +12,17 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/keyset"
 	"github.com/crs-tool/crs/internal/memlimit"
+	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/resp"
 )
@@ -47,8 +50,16 @@ type Options struct {
 	Compress string
 	// ZstdLevel is the zstd encoder level, 1 (fastest) to 4 (best).
 	ZstdLevel int
-	// Quiet suppresses the summary.
+	// Quiet suppresses the summary and the progress display.
 	Quiet bool
+	// Progress is the progress display's mode on stderr: progress.Auto
+	// (a bar on a terminal), Bar, Plain or None.
+	Progress string
+	// JSON prints the summary as one JSON object.
+	JSON bool
+	// Counter, if not nil, counts keys as they are written, of the total
+	// DBSIZE gave (unknown with Match).
+	Counter *progress.Counter
 }
 
 // NewOptions returns the default options.
@@ -61,19 +72,20 @@ func NewOptions() Options {
 		PartBytes:   1 << 20,
 		Compress:    "zstd",
 		ZstdLevel:   1,
+		Progress:    progress.Auto,
 	}
 }
 
 // Stats counts what a dump did.
 type Stats struct {
-	Keys       int64            // keys written
-	Records    int64            // records written (a key in parts has several)
-	ByType     map[string]int64 // keys written per type
-	Vanished   int64            // keys SCAN returned that were gone when read
-	Duplicates int64            // keys SCAN returned more than once
-	Bytes      int64            // uncompressed bytes of the dump
-	Databases  int              // databases dumped
-	Elapsed    time.Duration
+	Keys       int64            `json:"keys"`            // keys written
+	Records    int64            `json:"records"`         // records written (a key in parts has several)
+	ByType     map[string]int64 `json:"keys_by_type"`    // keys written per type
+	Vanished   int64            `json:"vanished"`        // keys SCAN returned that were gone when read
+	Duplicates int64            `json:"scan_duplicates"` // keys SCAN returned more than once
+	Bytes      int64            `json:"json_bytes"`      // uncompressed bytes of the dump
+	Databases  int              `json:"databases"`       // databases dumped
+	Elapsed    time.Duration    `json:"-"`
 }
 
 // Dump reads the server that opts.Conn points at and writes a header, one
@@ -107,14 +119,24 @@ func Dump(ctx context.Context, fw *format.Writer, opts Options) (st Stats, err e
 		}
 		sort.Slice(dbs, func(i, j int) bool { return dbs[i].DB < dbs[j].DB })
 	}
-	var most int64 // one database's set of seen keys is kept at a time
+	var most, total int64 // one database's set of seen keys is kept at a time
 	for _, d := range dbs {
 		most = max(most, d.Keys)
+		total += d.Keys
+	}
+	if opts.Match == "" {
+		opts.Counter.SetTotal(total)
 	}
 	memlimit.Set(most)
 	cp, err := probeCaps(ctx, base)
 	if err != nil {
 		return st, err
+	}
+	var memory int64
+	if opts.Match == "" {
+		if memory, err = dataMemory(ctx, base, keyspace, total); err != nil {
+			return st, err
+		}
 	}
 	err = fw.WriteHeader(format.Header{
 		CreatedMs:     start.UnixMilli(),
@@ -123,6 +145,7 @@ func Dump(ctx context.Context, fw *format.Writer, opts Options) (st Stats, err e
 		Engine:        srv.Engine,
 		Databases:     dbs,
 		NoFieldExpiry: !cp.fieldExpiry,
+		MemoryBytes:   memory,
 	})
 	if err != nil {
 		return st, fmt.Errorf("write: %w", err)
@@ -137,6 +160,24 @@ func Dump(ctx context.Context, fw *format.Writer, opts Options) (st Stats, err e
 		return st, fmt.Errorf("write: %w", err)
 	}
 	return st, nil
+}
+
+// dataMemory estimates the memory that the keys being dumped (dumped of
+// all) take on the server: its used_memory_dataset, in proportion.
+func dataMemory(ctx context.Context, c *redis.Client, keyspace map[int]int64, dumped int64) (int64, error) {
+	info, err := c.Info(ctx, "memory").Result()
+	if err != nil {
+		return 0, fmt.Errorf("info memory: %w", err)
+	}
+	dataset, _ := strconv.ParseInt(redisconn.InfoFields(info)["used_memory_dataset"], 10, 64)
+	var all int64
+	for _, n := range keyspace {
+		all += n
+	}
+	if all == 0 || dataset <= 0 {
+		return 0, nil
+	}
+	return int64(float64(dataset) * float64(dumped) / float64(all)), nil
 }
 
 // batch is one SCAN reply's worth of keys, read by one worker, which
@@ -234,6 +275,9 @@ func dumpDB(ctx context.Context, fw *format.Writer, opts Options, d format.Datab
 				if rec.Part <= 1 {
 					st.Keys++
 					st.ByType[rec.Type]++
+				}
+				if !rec.More {
+					opts.Counter.Add(1)
 				}
 			}
 			if err := gctx.Err(); err != nil {

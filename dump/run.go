@@ -2,6 +2,7 @@ package dump
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/progress"
 )
 
 // ErrOptions is wrapped by errors about option values.
@@ -25,6 +27,9 @@ var ErrTerminal = errors.New("refusing to write compressed data to a terminal: r
 // stderr. With an output file, the dump is written to FILE.tmp, synced,
 // and renamed to FILE only when it is complete; the file is mode 0600.
 func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) (err error) {
+	if err := progress.CheckMode(opts.Progress); err != nil {
+		return fmt.Errorf("%w: %v", ErrOptions, err)
+	}
 	var level zstd.EncoderLevel
 	switch opts.Compress {
 	case "zstd":
@@ -76,7 +81,15 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) (err error
 		raw.w = enc
 	}
 
+	if !opts.Quiet && opts.Counter == nil {
+		opts.Counter = &progress.Counter{}
+	}
+	stopProgress := func() {}
+	if !opts.Quiet {
+		stopProgress = progress.Show(stderr, opts.Progress, "crsdump", opts.Counter)
+	}
 	st, err := Dump(ctx, format.NewWriter(raw), opts)
+	stopProgress()
 	st.Bytes = raw.n
 	if enc != nil {
 		// Close the zstd frame even after a failure, so that what was
@@ -97,10 +110,30 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) (err error
 			err = fmt.Errorf("write %s: %w", opts.Output, err)
 		}
 	}
-	if !opts.Quiet {
+	switch {
+	case opts.JSON:
+		writeJSON(stderr, st, compressed.n, err)
+	case !opts.Quiet:
 		fmt.Fprintln(stderr, summary(st, compressed.n, err))
 	}
 	return err
+}
+
+// writeJSON prints the summary as one JSON object on one line.
+func writeJSON(w io.Writer, st Stats, outBytes int64, err error) {
+	v := struct {
+		Tool  string `json:"tool"`
+		OK    bool   `json:"ok"`
+		Error string `json:"error,omitempty"`
+		Stats
+		Written int64   `json:"written_bytes"`
+		Seconds float64 `json:"seconds"`
+	}{Tool: "crsdump", OK: err == nil, Stats: st, Written: outBytes, Seconds: st.Elapsed.Seconds()}
+	if err != nil {
+		v.Error = err.Error()
+	}
+	b, _ := json.Marshal(v)
+	fmt.Fprintf(w, "%s\n", b)
 }
 
 func summary(st Stats, outBytes int64, err error) string {

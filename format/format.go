@@ -64,6 +64,10 @@ type Header struct {
 	// (it has no HPEXPIRETIME), so no record carries them. A loader need
 	// not look for them before writing.
 	NoFieldExpiry bool
+	// MemoryBytes estimates the memory the dumped keys took on the
+	// source, in bytes; 0 means unknown. A loader may compare it with the
+	// target's free memory before writing.
+	MemoryBytes int64
 }
 
 // Database is one database named in the header.

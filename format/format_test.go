@@ -35,6 +35,7 @@ var header = format.Header{
 	ServerVersion: "7.0.15",
 	Engine:        "redis",
 	Databases:     []format.Database{{DB: 0, Keys: 10}, {DB: 15, Keys: 1}},
+	MemoryBytes:   1 << 20,
 }
 
 // headerNoFE is a header from a source without hash field expiry.
@@ -271,6 +272,7 @@ func TestReaderErrors(t *testing.T) {
 		{"module type without dump", dumpOf(hdr, `{"db":0,"key":"k","type":"ReJSON-RL","value":""}`), 2, format.ErrRecord, `needs "dump"`},
 		{"field expiry of a missing field", dumpOf(hdr, `{"db":0,"key":"k","type":"hash","field_expire_at_ms":{"b":5},"value":{"a":"1"}}`), 2, format.ErrRecord, `field "b" has an expiry but is not in the value`},
 		{"field expiry on a list", dumpOf(hdr, `{"db":0,"key":"k","type":"list","field_expire_at_ms":{"b":5},"value":["b"]}`), 2, format.ErrRecord, `on a list`},
+		{"negative memory_bytes", dumpOf(`{"format":"crs","version":1,"memory_bytes":-1}`), 1, format.ErrNotDump, "negative"},
 		{"field expiry despite header", dumpOf(`{"format":"crs","version":1,"field_expiry":false}`, `{"db":0,"key":"k","type":"hash","field_expire_at_ms":{"a":5},"value":{"a":"1"}}`), 2, format.ErrRecord, "says it has none"},
 		{"stream bad ID", dumpOf(hdr, `{"db":0,"key":"k","type":"stream","value":{"entries":[["1-x",["f","v"]]]}}`), 2, format.ErrRecord, `"1-x" is not a stream ID`},
 		{"stream odd fields", dumpOf(hdr, `{"db":0,"key":"k","type":"stream","value":{"entries":[["1-1",["f"]]]}}`), 2, format.ErrRecord, "at least one pair"},

@@ -315,6 +315,10 @@ func parseHeader(b []byte) (Header, error) {
 				err = fmt.Errorf("header field \"field_expiry\" must be true or false")
 			}
 			h.NoFieldExpiry = v == "false"
+		case "memory_bytes":
+			if h.MemoryBytes, err = s.int(); err == nil && h.MemoryBytes < 0 {
+				err = fmt.Errorf("header field \"memory_bytes\" is negative")
+			}
 		default:
 			// Readers ignore header fields they do not know.
 			err = s.skip()

@@ -72,6 +72,10 @@ func (w *Writer) WriteHeader(h Header) error {
 	if h.NoFieldExpiry {
 		b = append(b, `,"field_expiry":false`...)
 	}
+	if h.MemoryBytes > 0 {
+		b = append(b, `,"memory_bytes":`...)
+		b = strconv.AppendInt(b, h.MemoryBytes, 10)
+	}
 	b = append(b, "}\n"...)
 	w.buf = b
 	return w.line(b)

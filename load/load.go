@@ -31,6 +31,7 @@ import (
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/keyset"
 	"github.com/crs-tool/crs/internal/memlimit"
+	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/redisconn"
 )
 
@@ -56,6 +57,9 @@ type Options struct {
 	// DropFieldExpiry loads hashes without their field expiries when the
 	// target cannot set them, counting what it drops.
 	DropFieldExpiry bool
+	// IgnoreMemory loads even when the target's maxmemory looks too small
+	// for the dump.
+	IgnoreMemory bool
 	// SkipUnsupported skips, and counts, keys whose DUMP payload the
 	// target refuses (another RDB version, a missing module).
 	SkipUnsupported bool
@@ -71,8 +75,16 @@ type Options struct {
 	// Check reads and validates the whole dump and prints what it holds,
 	// without connecting to any server.
 	Check bool
-	// Quiet suppresses the summary.
+	// Quiet suppresses the summary and the progress display.
 	Quiet bool
+	// Progress is the progress display's mode on stderr: progress.Auto
+	// (a bar on a terminal), Bar, Plain or None.
+	Progress string
+	// JSON prints the summary as one JSON object.
+	JSON bool
+	// Counter, if not nil, counts keys as they are finished (written,
+	// skipped or found expired), of the total the header gives.
+	Counter *progress.Counter
 }
 
 // NewOptions returns the default options.
@@ -84,6 +96,7 @@ func NewOptions() Options {
 		Pipeline:    256,
 		MaxInFlight: 1 << 20,
 		RetryFor:    30 * time.Second,
+		Progress:    progress.Auto,
 	}
 	o.Conn.Retries = -1 // a retried RPUSH would append twice
 	return o
@@ -91,17 +104,17 @@ func NewOptions() Options {
 
 // Stats counts what a load did.
 type Stats struct {
-	Records      int64            // records read
-	Keys         int64            // keys written
-	ByType       map[string]int64 // keys written per type
-	Expired      int64            // keys skipped because their expiry had passed
-	Existing     int64            // keys skipped because they existed (--skip-existing)
-	Replaced     int64            // keys that existed and were replaced (--replace)
-	Unsupported  int64            // keys skipped because the target refused their DUMP payload
-	DroppedField int64            // field expiries dropped (--drop-field-expiry)
-	Retries      int64            // batches sent again after a lost connection
-	Bytes        int64            // bytes of input read (compressed, as given)
-	Elapsed      time.Duration
+	Records      int64            `json:"records"`                // records read
+	Keys         int64            `json:"keys"`                   // keys written
+	ByType       map[string]int64 `json:"keys_by_type"`           // keys written per type
+	Expired      int64            `json:"skipped_expired"`        // keys skipped because their expiry had passed
+	Existing     int64            `json:"skipped_existing"`       // keys skipped because they existed (--skip-existing)
+	Replaced     int64            `json:"replaced"`               // keys that existed and were replaced (--replace)
+	Unsupported  int64            `json:"skipped_unsupported"`    // keys skipped because the target refused their DUMP payload
+	DroppedField int64            `json:"dropped_field_expiries"` // field expiries dropped (--drop-field-expiry)
+	Retries      int64            `json:"retries"`                // batches sent again after a lost connection
+	Bytes        int64            `json:"input_bytes"`            // bytes of input read (compressed, as given)
+	Elapsed      time.Duration    `json:"-"`
 }
 
 func (s *Stats) add(o *Stats) {
@@ -173,8 +186,9 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 		keys += d.Keys
 	}
 	memlimit.Set(keys)
+	opts.Counter.SetTotal(keys)
 	conc := max(opts.Concurrency, 1)
-	pool := &clients{opts: opts.Conn, size: 2, m: make(map[int]*redis.Client)}
+	pool := &clients{opts: readOnly(opts.Conn), size: 2, m: make(map[int]*redis.Client)}
 	defer pool.close()
 	base, err := pool.get(ctx, 0)
 	if err != nil {
@@ -277,6 +291,7 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 				skipping = keyExp > 0 && keyExp <= clock()
 				if skipping {
 					st.Expired++
+					opts.Counter.Add(1)
 					continue
 				}
 			}
@@ -323,6 +338,9 @@ func checkOptions(opts Options) error {
 	default:
 		return fmt.Errorf("%w: --ttl must be keep, shift or none, not %q", ErrOptions, opts.TTL)
 	}
+	if err := progress.CheckMode(opts.Progress); err != nil {
+		return fmt.Errorf("%w: %v", ErrOptions, err)
+	}
 	return nil
 }
 
@@ -359,23 +377,15 @@ func checkEmpty(ctx context.Context, c *redis.Client, dbs []int, all bool) error
 	if err != nil {
 		return err
 	}
-	var busy []string
 	if all {
-		for db, n := range ks {
-			if n > 0 {
-				busy = append(busy, fmt.Sprintf("db %d has %d keys", db, n))
-			}
+		dbs = dbs[:0]
+		for db := range ks {
+			dbs = append(dbs, db)
 		}
-		sort.Strings(busy)
-	} else {
-		for _, db := range dbs {
-			if n := ks[db]; n > 0 {
-				busy = append(busy, fmt.Sprintf("db %d has %d keys", db, n))
-			}
-		}
+		sort.Ints(dbs)
 	}
-	if len(busy) > 0 {
-		return fmt.Errorf("%w (%s): use --replace to overwrite the keys the dump holds, or --skip-existing to keep the target's", ErrTargetNotEmpty, strings.Join(busy, ", "))
+	if busy := busyDatabases(ks, dbs); len(busy) > 0 {
+		return notEmpty(busy)
 	}
 	return nil
 }
@@ -390,6 +400,13 @@ func serverClock(ctx context.Context, c *redis.Client) (func() int64, error) {
 	local := time.Now()
 	base := t.UnixMilli()
 	return func() int64 { return base + time.Since(local).Milliseconds() }, nil
+}
+
+// readOnly returns o for a client that only reads (INFO, TIME, probes),
+// whose commands may be retried after a lost connection, unlike writes.
+func readOnly(o redisconn.Options) redisconn.Options {
+	o.Retries = 3
+	return o
 }
 
 // clients holds one go-redis client per target database, made on demand.

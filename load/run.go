@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/crs-tool/crs/format"
-	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/internal/progress"
 )
 
 // ErrNoInput is returned when crsload would read a dump from a terminal.
@@ -26,10 +27,12 @@ var ErrNoInput = errors.New("no input: give a dump file, or pipe one in (crsload
 // stderr. Compressed and plain input are told apart by the zstd magic
 // bytes.
 //
-// When the target cannot set hash field expiries and --drop-field-expiry
-// is not given, Run first reads the whole dump (spooling standard input to
-// a private temporary file) and refuses, naming the keys, if any has them:
-// nothing is written.
+// Before it writes anything, Run checks the target against the dump's
+// header (databases that already hold keys, maxmemory) and, when the
+// target may lack a command the data needs (hash field expiries before
+// Redis 7.4, stream features before 7.0), reads the whole dump first,
+// spooling standard input to a private temporary file. It reports every
+// problem found at once in a PreflightError.
 func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) error {
 	if err := checkOptions(opts); err != nil {
 		return err
@@ -45,8 +48,6 @@ func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) e
 		if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 			return ErrNoInput
 		}
-	} else if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("open input: %w", err)
 	}
 	in := stdin
 	if path != "" {
@@ -59,52 +60,109 @@ func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) e
 	}
 	counted := &countingReader{r: in}
 	br := bufio.NewReaderSize(counted, 1<<20)
-	if !opts.DropFieldExpiry {
-		// A dump may hold hash field expiries unless its header says the
-		// source could not; a target without HPEXPIREAT then needs the
-		// whole dump read before anything is written.
-		hdr, err := peekHeader(br)
-		if err != nil {
-			return err
-		}
-		if !hdr.NoFieldExpiry {
-			lacks, err := targetLacksFieldExpiry(ctx, opts)
+	hdr, err := peekHeader(br)
+	if err != nil {
+		return err
+	}
+	ti, err := probe(ctx, opts)
+	if err != nil {
+		return err
+	}
+	problems := preflight(hdr, ti, opts)
+	if needsScan(hdr, ti.target, opts) {
+		if path == "" {
+			spool, err := spoolToFile(br)
 			if err != nil {
 				return err
 			}
-			if lacks {
-				if path == "" {
-					spool, err := spoolToFile(br)
-					if err != nil {
-						return err
-					}
-					defer os.Remove(spool)
-					path = spool
-				}
-				if err := refuseFieldExpiry(path); err != nil {
-					return err
-				}
-				f, err := os.Open(path)
-				if err != nil {
-					return fmt.Errorf("open input: %w", err)
-				}
-				defer f.Close()
-				counted = &countingReader{r: f}
-				br = bufio.NewReaderSize(counted, 1<<20)
-			}
+			defer os.Remove(spool)
+			path = spool
 		}
+		more, err := scanNeeds(ctx, path, ti.target, opts)
+		if err != nil {
+			return err
+		}
+		problems = append(problems, more...)
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("open input: %w", err)
+		}
+		defer f.Close()
+		counted = &countingReader{r: f}
+		br = bufio.NewReaderSize(counted, 1<<20)
 	}
+	if len(problems) > 0 {
+		err := &PreflightError{Problems: problems}
+		if opts.JSON {
+			writeJSON(stderr, Stats{ByType: map[string]int64{}}, err)
+		}
+		return err
+	}
+	if !opts.Quiet && !opts.JSON {
+		fmt.Fprintln(stderr, preflightReport(hdr, ti))
+	}
+
 	r, closeInput, err := decompress(br)
 	if err != nil {
 		return err
 	}
 	defer closeInput()
-	st, err := Load(ctx, format.NewReader(r), opts)
-	st.Bytes = counted.n
+	if !opts.Quiet && opts.Counter == nil {
+		opts.Counter = &progress.Counter{}
+	}
+	stopProgress := func() {}
 	if !opts.Quiet {
+		stopProgress = progress.Show(stderr, opts.Progress, "crsload", opts.Counter)
+	}
+	st, err := Load(ctx, format.NewReader(r), opts)
+	stopProgress()
+	st.Bytes = counted.n
+	switch {
+	case opts.JSON:
+		writeJSON(stderr, st, err)
+	case !opts.Quiet:
 		fmt.Fprintln(stderr, summary(st, err))
 	}
 	return err
+}
+
+// preflightReport says what the checks before the load found.
+func preflightReport(hdr format.Header, ti targetInfo) string {
+	var keys int64
+	for _, d := range hdr.Databases {
+		keys += d.Keys
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "crsload: pre-flight ok: the dump holds about %d keys in %d databases", keys, len(hdr.Databases))
+	if hdr.ServerVersion != "" {
+		fmt.Fprintf(&b, " from %s %s", hdr.Engine, hdr.ServerVersion)
+	}
+	if hdr.MemoryBytes > 0 {
+		fmt.Fprintf(&b, ", about %s of data there", mib(hdr.MemoryBytes))
+	}
+	fmt.Fprintf(&b, "; the target is %s %s, %s in use", ti.Engine, ti.Version, mib(ti.used))
+	if ti.maxmemory > 0 {
+		fmt.Fprintf(&b, " of maxmemory %s (%s)", mib(ti.maxmemory), ti.policy)
+	} else {
+		b.WriteString(", no maxmemory")
+	}
+	return b.String()
+}
+
+// writeJSON prints the summary as one JSON object on one line.
+func writeJSON(w io.Writer, st Stats, err error) {
+	v := struct {
+		Tool  string `json:"tool"`
+		OK    bool   `json:"ok"`
+		Error string `json:"error,omitempty"`
+		Stats
+		Seconds float64 `json:"seconds"`
+	}{Tool: "crsload", OK: err == nil, Stats: st, Seconds: st.Elapsed.Seconds()}
+	if err != nil {
+		v.Error = err.Error()
+	}
+	b, _ := json.Marshal(v)
+	fmt.Fprintf(w, "%s\n", b)
 }
 
 // check reads and validates a whole dump, touching no server, and prints
@@ -227,16 +285,6 @@ func decompress(in io.Reader) (io.Reader, func(), error) {
 	return dec, dec.Close, nil
 }
 
-func targetLacksFieldExpiry(ctx context.Context, opts Options) (bool, error) {
-	c, srv, err := redisconn.Open(ctx, opts.Conn, 0, 1)
-	if err != nil {
-		return false, err
-	}
-	defer c.Close()
-	t, err := probeTarget(ctx, c, srv)
-	return !t.fieldExpiry, err
-}
-
 // spoolToFile copies r to a new temporary file, mode 0600, and returns its
 // name.
 func spoolToFile(r io.Reader) (string, error) {
@@ -253,47 +301,6 @@ func spoolToFile(r io.Reader) (string, error) {
 		return "", fmt.Errorf("spool input: %w", err)
 	}
 	return f.Name(), nil
-}
-
-// refuseFieldExpiry reads the whole dump at path and fails, naming them,
-// if any of its keys has hash field expiries.
-func refuseFieldExpiry(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("open input: %w", err)
-	}
-	defer f.Close()
-	r, closeInput, err := decompress(f)
-	if err != nil {
-		return err
-	}
-	defer closeInput()
-	fr := format.NewReader(r)
-	var keys []string
-	n := 0
-	for {
-		rec, err := fr.Read()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if len(rec.FieldExpire) > 0 {
-			if n < 10 {
-				keys = append(keys, fmt.Sprintf("%q (db %d)", rec.Key, rec.DB))
-			}
-			n++
-		}
-	}
-	if n == 0 {
-		return nil
-	}
-	more := ""
-	if n > len(keys) {
-		more = fmt.Sprintf(" and %d more", n-len(keys))
-	}
-	return fmt.Errorf("%w: %d keys have hash field expiries, which the target cannot set (HPEXPIREAT needs Redis 7.4+): %s%s; nothing was written. Use --drop-field-expiry to load them without", ErrTargetLacks, n, strings.Join(keys, ", "), more)
 }
 
 func summary(st Stats, err error) string {

@@ -86,10 +86,14 @@ func (w *worker) run(ctx context.Context, ch <-chan item) error {
 			}
 		}
 		err := w.flush(ctx, batch)
-		var held int64
+		var held, done int64
 		for _, it := range batch {
 			held += it.size
+			if it.last {
+				done++
+			}
 		}
+		w.opts.Counter.Add(done)
 		w.inFlight.Release(held)
 		if err != nil {
 			return err

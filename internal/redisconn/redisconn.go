@@ -295,12 +295,19 @@ func ParseServer(info string) Server {
 	} else if n := f["server_name"]; n != "" {
 		s.Engine = n
 	}
-	parts := strings.SplitN(s.Version, ".", 3)
-	if len(parts) >= 2 {
-		s.Major, _ = strconv.Atoi(parts[0])
-		s.Minor, _ = strconv.Atoi(parts[1])
-	}
+	s.Major, s.Minor = ParseVersion(s.Version)
 	return s
+}
+
+// ParseVersion returns the major and minor numbers of a version string
+// such as "7.0.15", or zeros.
+func ParseVersion(v string) (major, minor int) {
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) >= 2 {
+		major, _ = strconv.Atoi(parts[0])
+		minor, _ = strconv.Atoi(parts[1])
+	}
+	return major, minor
 }
 
 // InfoFields parses INFO output into its name:value pairs.

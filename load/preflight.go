@@ -1,0 +1,234 @@
+package load
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/redisconn"
+)
+
+// ErrTargetMemory is returned when the target's maxmemory leaves too
+// little room for the dump.
+var ErrTargetMemory = errors.New("the target has too little memory")
+
+// PreflightError lists every problem the checks before a load found;
+// nothing was written. It matches ErrTargetNotEmpty, ErrTargetLacks and
+// ErrTargetMemory with errors.Is, as its problems do.
+type PreflightError struct {
+	Problems []error
+}
+
+func (e *PreflightError) Error() string {
+	var b strings.Builder
+	if len(e.Problems) == 1 {
+		fmt.Fprintf(&b, "%v; nothing was written", e.Problems[0])
+		return b.String()
+	}
+	fmt.Fprintf(&b, "%d problems, nothing was written:", len(e.Problems))
+	for _, p := range e.Problems {
+		fmt.Fprintf(&b, "\n  - %v", p)
+	}
+	return b.String()
+}
+
+func (e *PreflightError) Unwrap() []error { return e.Problems }
+
+// targetInfo is what the checks before a load learn of the target.
+type targetInfo struct {
+	target
+	keyspace  map[int]int64 // keys per database
+	maxmemory int64         // 0: no limit
+	used      int64         // used_memory
+	policy    string        // maxmemory_policy
+}
+
+// probe connects to the target and reads what the checks need.
+func probe(ctx context.Context, opts Options) (targetInfo, error) {
+	c, srv, err := redisconn.Open(ctx, readOnly(opts.Conn), 0, 1)
+	if err != nil {
+		return targetInfo{}, err
+	}
+	defer c.Close()
+	var ti targetInfo
+	if ti.target, err = probeTarget(ctx, c, srv); err != nil {
+		return ti, err
+	}
+	if ti.keyspace, err = redisconn.Keyspace(ctx, c); err != nil {
+		return ti, err
+	}
+	info, err := c.Info(ctx, "memory").Result()
+	if err != nil {
+		return ti, fmt.Errorf("info memory: %w", err)
+	}
+	f := redisconn.InfoFields(info)
+	ti.maxmemory, _ = strconv.ParseInt(f["maxmemory"], 10, 64)
+	ti.used, _ = strconv.ParseInt(f["used_memory"], 10, 64)
+	ti.policy = f["maxmemory_policy"]
+	return ti, nil
+}
+
+// preflight lists the problems that the header alone shows: target
+// databases that hold keys, and too little memory.
+func preflight(hdr format.Header, ti targetInfo, opts Options) []error {
+	var problems []error
+	if !opts.Replace && !opts.SkipExisting {
+		db, _ := opts.Conn.SelectedDB()
+		var dbs []int
+		switch {
+		case db >= 0:
+			dbs = []int{db}
+		case hdr.Databases != nil:
+			for _, d := range hdr.Databases {
+				dbs = append(dbs, d.DB)
+			}
+		default: // the dump does not say: every database must be empty
+			for d := range ti.keyspace {
+				dbs = append(dbs, d)
+			}
+			sort.Ints(dbs)
+		}
+		if busy := busyDatabases(ti.keyspace, dbs); len(busy) > 0 {
+			problems = append(problems, notEmpty(busy))
+		}
+	}
+	if need := hdr.MemoryBytes; need > 0 && ti.maxmemory > 0 && ti.used+need > ti.maxmemory && !opts.IgnoreMemory {
+		what := "the load would stop part way with OOM errors"
+		if ti.policy != "" && ti.policy != "noeviction" {
+			what = fmt.Sprintf("maxmemory-policy %s would evict keys, losing data without an error", ti.policy)
+		}
+		problems = append(problems, fmt.Errorf("%w: the dump's keys took about %s on the source, and the target has %s in use of maxmemory %s: %s. Raise maxmemory (or --ignore-memory to load anyway)",
+			ErrTargetMemory, mib(need), mib(ti.used), mib(ti.maxmemory), what))
+	}
+	return problems
+}
+
+func notEmpty(busy []string) error {
+	return fmt.Errorf("%w (%s): use --replace to overwrite the keys the dump holds, or --skip-existing to keep the target's", ErrTargetNotEmpty, strings.Join(busy, ", "))
+}
+
+// busyDatabases describes those of dbs that hold keys.
+func busyDatabases(keyspace map[int]int64, dbs []int) []string {
+	var busy []string
+	for _, db := range dbs {
+		if n := keyspace[db]; n > 0 {
+			busy = append(busy, fmt.Sprintf("db %d has %d keys", db, n))
+		}
+	}
+	return busy
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// needsScan reports whether the target may lack a command the dump's
+// records need, which only reading every record can tell.
+func needsScan(hdr format.Header, t target, opts Options) bool {
+	if !hdr.NoFieldExpiry && !t.fieldExpiry && !opts.DropFieldExpiry {
+		return true
+	}
+	// Streams came with 5.0, consumers without pending entries with 6.2,
+	// their counters with 7.0; a source older than 5.0 has no streams.
+	major, minor := redisconn.ParseVersion(hdr.ServerVersion)
+	srcMayHaveStreams := hdr.ServerVersion == "" || major > 5 || major == 5 && minor >= 0
+	return !t.AtLeast(7, 0) && srcMayHaveStreams
+}
+
+// need is one kind of data a target must have a command for, and the keys
+// that have it.
+type need struct {
+	what  string // what the keys have
+	cmd   string // the command, and the version that brought it
+	lacks bool   // the target lacks it
+	n     int
+	keys  []string // the first few
+
+	lastDB  int // the key counted last, whose later parts count no more
+	lastKey string
+}
+
+// add counts rec's key, once however many of its parts (or groups) have
+// the data: a key's records are consecutive.
+func (n *need) add(rec *format.Record) {
+	if !n.lacks || (n.n > 0 && n.lastDB == rec.DB && n.lastKey == rec.Key) {
+		return
+	}
+	n.lastDB, n.lastKey = rec.DB, rec.Key
+	if n.n < 10 {
+		n.keys = append(n.keys, fmt.Sprintf("%q (db %d)", rec.Key, rec.DB))
+	}
+	n.n++
+}
+
+// scanNeeds reads the whole dump at path and returns the problems of the
+// data the target has no command for.
+func scanNeeds(ctx context.Context, path string, t target, opts Options) ([]error, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open input: %w", err)
+	}
+	defer f.Close()
+	r, closeInput, err := decompress(f)
+	if err != nil {
+		return nil, err
+	}
+	defer closeInput()
+	fieldExp := &need{what: "hash field expiries", cmd: "HPEXPIREAT (Redis 7.4+)", lacks: !t.fieldExpiry && !opts.DropFieldExpiry}
+	streams := &need{what: "streams", cmd: "XADD (Redis 5.0+)", lacks: !t.AtLeast(5, 0)}
+	consumers := &need{what: "stream consumers", cmd: "XGROUP CREATECONSUMER (Redis 6.2+)", lacks: !t.AtLeast(6, 2)}
+	counters := &need{what: "stream counters (entries-read, entries-added, max-deleted-entry-id)", cmd: "XSETID ... ENTRIESADDED MAXDELETEDID and XGROUP CREATE ... ENTRIESREAD (Redis 7.0+)", lacks: !t.AtLeast(7, 0)}
+	fr := format.NewReader(r)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		rec, err := fr.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(rec.FieldExpire) > 0 {
+			fieldExp.add(rec)
+		}
+		s := rec.Stream
+		if s == nil {
+			continue
+		}
+		streams.add(rec)
+		if s.LastID != "" && (s.EntriesAdded >= 0 || s.MaxDeletedID != "") {
+			counters.add(rec)
+		}
+		for _, g := range s.Groups {
+			if len(g.Consumers) > 0 {
+				consumers.add(rec)
+			}
+			if g.LastDeliveredID != "" && g.EntriesRead >= 0 {
+				counters.add(rec)
+			}
+		}
+	}
+	var problems []error
+	for _, n := range []*need{fieldExp, streams, consumers, counters} {
+		if !n.lacks || n.n == 0 {
+			continue
+		}
+		more := ""
+		if n.n > len(n.keys) {
+			more = fmt.Sprintf(" and %d more", n.n-len(n.keys))
+		}
+		hint := ""
+		if n == fieldExp {
+			hint = "; use --drop-field-expiry to load them without"
+		}
+		problems = append(problems, fmt.Errorf("%w: %d keys have %s, which need %s, and the target is %s %s: %s%s%s",
+			ErrTargetLacks, n.n, n.what, n.cmd, t.Engine, t.Version, strings.Join(n.keys, ", "), more, hint))
+	}
+	return problems, nil
+}

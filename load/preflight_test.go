@@ -1,0 +1,130 @@
+package load
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/internal/redistest"
+)
+
+// streamDump holds a plain stream, one with a consumer, and one with the
+// 7.0 counters, the last in two parts.
+var streamDump = handWritten(`{"format":"crs","version":1,"server_version":"7.0.15","field_expiry":false}`,
+	`{"db":0,"key":"plain","type":"stream","value":{"entries":[["1-0",["a","1"]]],"last_id":"1-0"}}`,
+	`{"db":0,"key":"consumer","type":"stream","value":{"entries":[["1-0",["a","1"]]],"last_id":"1-0","groups":[{"name":"g","last_delivered_id":"0-0","consumers":[{"name":"c","seen_time_ms":1}],"pending":[]}]}}`,
+	`{"db":1,"key":"counters","type":"stream","part":1,"more":true,"value":{"entries":[["1-0",["a","1"]]],"groups":[{"name":"g","last_delivered_id":"1-0","entries_read":1,"consumers":[{"name":"c","seen_time_ms":1}],"pending":[]}]}}`,
+	`{"db":1,"key":"counters","type":"stream","part":2,"value":{"entries":[["2-0",["a","2"]]],"last_id":"2-0","entries_added":2,"max_deleted_id":"0-0"}}`,
+	`{"db":1,"key":"string","type":"string","value":"v"}`,
+)
+
+func TestScanNeeds(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d.jsonl")
+	if err := os.WriteFile(path, []byte(streamDump), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		version string
+		want    []string // one problem each, in order
+	}{
+		{"7.0.15", nil},
+		{"6.2.14", []string{`1 keys have stream counters (entries-read, entries-added, max-deleted-entry-id), which need XSETID ... ENTRIESADDED MAXDELETEDID and XGROUP CREATE ... ENTRIESREAD (Redis 7.0+), and the target is redis 6.2.14: "counters" (db 1)`}},
+		{"6.0.20", []string{`2 keys have stream consumers`, `"consumer" (db 0), "counters" (db 1)`, `1 keys have stream counters`}},
+		{"4.0.14", []string{`3 keys have streams, which need XADD (Redis 5.0+), and the target is redis 4.0.14: "plain" (db 0), "consumer" (db 0), "counters" (db 1)`, `2 keys have stream consumers`, `1 keys have stream counters`}},
+	} {
+		major, minor := redisconn.ParseVersion(tt.version)
+		tgt := target{Server: redisconn.Server{Version: tt.version, Engine: "redis", Major: major, Minor: minor}, fieldExpiry: false}
+		problems, err := scanNeeds(context.Background(), path, tgt, NewOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, p := range problems {
+			if !errors.Is(p, ErrTargetLacks) {
+				t.Errorf("%s: %v is not ErrTargetLacks", tt.version, p)
+			}
+			got = append(got, p.Error())
+		}
+		joined := strings.Join(got, "\n")
+		for _, w := range tt.want {
+			if !strings.Contains(joined, w) {
+				t.Errorf("target %s: problems do not say %q:\n%s", tt.version, w, joined)
+			}
+		}
+		if tt.want == nil && len(got) > 0 {
+			t.Errorf("target %s: problems %q, want none", tt.version, got)
+		}
+		if tt.want != nil && len(got) != strings.Count(strings.Join(tt.want, "\n"), "keys have") {
+			t.Errorf("target %s: %d problems:\n%s", tt.version, len(got), joined)
+		}
+		// Only a target older than 7.0 makes a load read the dump first.
+		if want := tt.version != "7.0.15"; needsScan(headerOf(t, streamDump), tgt, NewOptions()) != want {
+			t.Errorf("target %s: needsScan = %v, want %v", tt.version, !want, want)
+		}
+	}
+}
+
+// TestPreflightListsEveryProblem plants three problems in one target and
+// expects one run to name them all and write nothing.
+func TestPreflightListsEveryProblem(t *testing.T) {
+	for _, policy := range []string{"noeviction", "allkeys-lru"} {
+		t.Run(policy, func(t *testing.T) {
+			s := redistest.Start(t, "--maxmemory", "4mb", "--maxmemory-policy", policy)
+			ctx := context.Background()
+			redistest.Client(t, s, 0).Set(ctx, "there", "already", 0)
+			in := handWritten(`{"format":"crs","version":1,"databases":[{"db":0,"keys":2}],"memory_bytes":104857600}`,
+				`{"db":0,"key":"h","type":"hash","field_expire_at_ms":{"f":99999999999999},"value":{"f":"1","g":"2"}}`,
+				`{"db":0,"key":"s","type":"string","value":"v"}`)
+			opts := NewOptions()
+			opts.Conn.URL = s.URL
+			var stderr bytes.Buffer
+			err := Run(ctx, opts, strings.NewReader(in), &stderr)
+			var pe *PreflightError
+			if !errors.As(err, &pe) || len(pe.Problems) != 3 {
+				t.Fatalf("err = %v", err)
+			}
+			for _, sentinel := range []error{ErrTargetNotEmpty, ErrTargetMemory, ErrTargetLacks} {
+				if !errors.Is(err, sentinel) {
+					t.Errorf("err does not match %v", sentinel)
+				}
+			}
+			msg := err.Error()
+			for _, want := range []string{"3 problems, nothing was written", "db 0 has 1 keys", "about 100.0 MiB on the source", "maxmemory 4.0 MiB", `1 keys have hash field expiries`, `"h" (db 0)`, "--drop-field-expiry"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error does not say %q:\n%s", want, msg)
+				}
+			}
+			if policy != "noeviction" && !strings.Contains(msg, "would evict keys") {
+				t.Errorf("error does not warn of eviction:\n%s", msg)
+			}
+			if n, _ := redistest.Client(t, s, 0).DBSize(ctx).Result(); n != 1 {
+				t.Errorf("the target holds %d keys, want its 1", n)
+			}
+
+			// Each problem answered, the load goes through.
+			opts.Replace, opts.IgnoreMemory, opts.DropFieldExpiry = true, true, true
+			stderr.Reset()
+			if err := Run(ctx, opts, strings.NewReader(in), &stderr); err != nil {
+				t.Fatalf("%v\n%s", err, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), "pre-flight ok") || !strings.Contains(stderr.String(), "DROPPED 1 hash field expiries") {
+				t.Errorf("summary: %s", stderr.String())
+			}
+		})
+	}
+}
+
+func headerOf(t *testing.T, dump string) format.Header {
+	t.Helper()
+	h, err := format.NewReader(strings.NewReader(dump)).Header()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}

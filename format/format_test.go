@@ -456,3 +456,22 @@ func validUTF8(r *format.Record) bool {
 	}
 	return true
 }
+
+// TestSpecExample reads the example of FORMAT.md §9, which must be a
+// valid dump whose trailer matches.
+func TestSpecExample(t *testing.T) {
+	spec, err := os.ReadFile(filepath.Join("..", "FORMAT.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(spec), "## 9. Example")
+	_, block, _ := strings.Cut(section, "```\n")
+	block, _, _ = strings.Cut(block, "```")
+	h, recs, err := decode(t, []byte(block))
+	if err != nil {
+		t.Fatalf("the example does not read: %v\n%s", err, block)
+	}
+	if len(recs) != 2 || recs[1].Key != "bin\xff" || recs[1].Elems[0] != "a" || len(h.Databases) != 1 {
+		t.Errorf("the example reads as %+v %+v", h, recs)
+	}
+}

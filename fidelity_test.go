@@ -461,3 +461,33 @@ func TestConflictPoliciesForStreams(t *testing.T) {
 		})
 	}
 }
+
+// TestRoundTripFromOlderSource dumps a server without PEXPIRETIME and
+// MEMORY USAGE, as servers before 7.0 (and some managed services) are:
+// expiries then come from the server's TIME plus PTTL, and sizes from
+// each type's length command.
+func TestRoundTripFromOlderSource(t *testing.T) {
+	src, dst := redistest.Start(t, oldCommands...), redistest.Start(t)
+	fill(t, src)
+	fillStreams(t, src)
+	file, summary := runDump(t, src, func(o *dump.Options) { o.PartElems = 50 })
+	if !strings.Contains(summary, "crsdump: dumped") {
+		t.Fatalf("dump: %s", summary)
+	}
+	if out, err := runLoad(t, dst, file, nil); err != nil {
+		t.Fatalf("load: %v\n%s", err, out)
+	}
+	// Expiries computed from TIME and PTTL may be a few ms off.
+	diffs, err := redistest.Diff(context.Background(), src, dst, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range diffs {
+		if !strings.Contains(d, "expires-soon:") {
+			t.Error(d)
+		}
+	}
+	if n, _ := redistest.Client(t, dst, 0).DBSize(context.Background()).Result(); n < 20 {
+		t.Errorf("the target holds %d keys", n)
+	}
+}

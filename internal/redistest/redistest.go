@@ -11,6 +11,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -92,8 +93,25 @@ func Read(ctx context.Context, c *redis.Client, key string) (Key, error) {
 	if err != nil {
 		return k, err
 	}
-	k.ExpireAt, err = c.Do(ctx, "PEXPIRETIME", key).Int64()
+	k.ExpireAt, err = expireAt(ctx, c, key)
 	return k, err
+}
+
+// expireAt is the key's PEXPIRETIME, or, on a server without it, the
+// server's TIME plus its PTTL.
+func expireAt(ctx context.Context, c *redis.Client, key string) (int64, error) {
+	ms, err := c.Do(ctx, "PEXPIRETIME", key).Int64()
+	if err == nil || !strings.HasPrefix(err.Error(), "ERR unknown command") {
+		return ms, err
+	}
+	now, err := c.Time(ctx).Result()
+	if err != nil {
+		return 0, err
+	}
+	if ms, err = c.Do(ctx, "PTTL", key).Int64(); err != nil || ms < 0 {
+		return ms, err
+	}
+	return now.UnixMilli() + ms, nil
 }
 
 // readStream flattens XINFO STREAM FULL into comparable lines: entries

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -19,7 +20,7 @@ import (
 	"github.com/crs-tool/crs/internal/redisserver"
 )
 
-func keyspaceBench(ctx context.Context, bin string, scale float64, keep string) error {
+func keyspaceBench(ctx context.Context, bin string, scale float64, keep string, rounds int) error {
 	bin, err := filepath.Abs(bin)
 	if err != nil {
 		return err
@@ -35,8 +36,13 @@ func keyspaceBench(ctx context.Context, bin string, scale float64, keep string) 
 	if _, err := keyspace.Fill(ctx, sc, max(int(450_000*scale), 1)); err != nil {
 		return fmt.Errorf("fill: %w", err)
 	}
+	// The guide's rate-limit windows expire after a minute; moved three
+	// hours ahead, every round moves the same keys.
+	if err := stretchExpiries(ctx, sc, 3*time.Hour); err != nil {
+		return err
+	}
 	keys, _ := sc.DBSize(ctx).Result()
-	fmt.Printf("keyspace: %d keys shaped like the migration guide's, filled in %.1fs\n", keys, time.Since(start).Seconds())
+	fmt.Printf("keyspace: %d keys shaped like the migration guide's, filled in %.1fs; %d rounds, each tool's best round counts\n", keys, time.Since(start).Seconds(), rounds)
 
 	dir, err := os.MkdirTemp("", "crs-bench-")
 	if err != nil {
@@ -50,20 +56,7 @@ func keyspaceBench(ctx context.Context, bin string, scale float64, keep string) 
 	rdb := filepath.Join(dir, "dump.rdb")
 	resp := filepath.Join(dir, "keyspace.resp")
 
-	// The two reads, one after the other on the same idle server.
-	d, err := run(ctx, bin, fmt.Sprintf("crsdump -q -u %s -o %s", src.URL, file))
-	if err != nil {
-		return err
-	}
-	r, err := run(ctx, bin, fmt.Sprintf("redis-cli -h 127.0.0.1 -p %s --rdb %s", port(src.Addr), rdb))
-	if err != nil {
-		return err
-	}
-	if err := writeRESP(file, resp); err != nil {
-		return err
-	}
-
-	// The two writes, each into an empty server.
+	// Each write goes into an empty server of its own.
 	loadInto := func(script func(url, port string) string) (measured, int64, error) {
 		dst, err := redisserver.Start(ctx)
 		if err != nil {
@@ -79,21 +72,54 @@ func keyspaceBench(ctx context.Context, bin string, scale float64, keep string) 
 		n, err := dc.DBSize(ctx).Result()
 		return m, n, err
 	}
-	l, lkeys, err := loadInto(func(url, _ string) string { return fmt.Sprintf("crsload -q -u %s %s", url, file) })
-	if err != nil {
-		return err
+	best := func(a, b measured) measured {
+		if b.wall == 0 || (a.wall != 0 && a.wall < b.wall) {
+			a.maxRSS = max(a.maxRSS, b.maxRSS)
+			return a
+		}
+		b.maxRSS = max(a.maxRSS, b.maxRSS)
+		return b
 	}
-	p, pkeys, err := loadInto(func(_, port string) string {
-		return fmt.Sprintf("redis-cli -h 127.0.0.1 -p %s --pipe < %s", port, resp)
-	})
-	if err != nil {
-		return err
+	var d, r, l, p measured
+	var lkeys, pkeys int64
+	var dumpRatios, loadRatios []string
+	for round := 0; round < rounds; round++ {
+		// The two reads, one after the other on the same idle server, then
+		// the two writes; the same order each round.
+		rd, err := run(ctx, bin, fmt.Sprintf("crsdump -q -u %s -o %s", src.URL, file))
+		if err != nil {
+			return err
+		}
+		rr, err := run(ctx, bin, fmt.Sprintf("redis-cli -h 127.0.0.1 -p %s --rdb %s", port(src.Addr), rdb))
+		if err != nil {
+			return err
+		}
+		if round == 0 {
+			if err := writeRESP(file, resp); err != nil {
+				return err
+			}
+		}
+		rl, n, err := loadInto(func(url, _ string) string { return fmt.Sprintf("crsload -q -u %s %s", url, file) })
+		if err != nil {
+			return err
+		}
+		lkeys = n
+		rp, n, err := loadInto(func(_, port string) string {
+			return fmt.Sprintf("redis-cli -h 127.0.0.1 -p %s --pipe < %s", port, resp)
+		})
+		if err != nil {
+			return err
+		}
+		pkeys = n
+		dumpRatios = append(dumpRatios, fmt.Sprintf("%.2f", rd.wall.Seconds()/rr.wall.Seconds()))
+		loadRatios = append(loadRatios, fmt.Sprintf("%.2f", rl.wall.Seconds()/rp.wall.Seconds()))
+		d, r, l, p = best(d, rd), best(r, rr), best(l, rl), best(p, rp)
 	}
 
 	size := func(f string) int64 { fi, _ := os.Stat(f); return fi.Size() }
 	mib := func(n int64) float64 { return float64(n) / (1 << 20) }
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "\tkeys\twall\tkeys/s\toutput MiB/s\tpeak RSS\tfile\t")
+	fmt.Fprintln(tw, "\tkeys\tbest wall\tkeys/s\toutput MiB/s\tpeak RSS\tfile\t")
 	row := func(name string, n int64, m measured, file string) {
 		out, rate := "", ""
 		if file != "" {
@@ -117,14 +143,44 @@ func keyspaceBench(ctx context.Context, bin string, scale float64, keep string) 
 		}
 		return "NOT MET"
 	}
-	fmt.Printf("crsdump / rdb snapshot:     %.2f (target <= 2.0: %s)\n", dumpRatio, verdict(dumpRatio <= 2))
-	fmt.Printf("crsload / redis-cli --pipe: %.2f (target <= 1.0: %s)\n", loadRatio, verdict(loadRatio <= 1))
+	fmt.Printf("crsdump / rdb snapshot:     %.2f best against best (target <= 2.0: %s); round by round %s\n", dumpRatio, verdict(dumpRatio <= 2), strings.Join(dumpRatios, " "))
+	fmt.Printf("crsload / redis-cli --pipe: %.2f best against best (target <= 1.0: %s); round by round %s\n", loadRatio, verdict(loadRatio <= 1), strings.Join(loadRatios, " "))
 	fmt.Printf("dump file / rdb file:       %.2f (target <= 0.5: %s)\n", sizeRatio, verdict(sizeRatio <= 0.5))
-	fmt.Printf("peak RSS crsdump %.1f MiB, crsload %.1f MiB (target < 64: %s)\n", mib(d.maxRSS), mib(l.maxRSS), verdict(d.maxRSS < rssLimit && l.maxRSS < rssLimit))
+	fmt.Printf("peak RSS crsdump %.1f MiB, crsload %.1f MiB, the highest of all rounds (target < 64: %s)\n", mib(d.maxRSS), mib(l.maxRSS), verdict(d.maxRSS < rssLimit && l.maxRSS < rssLimit))
 	if lkeys != keys || pkeys != keys {
 		return fmt.Errorf("keys loaded: crsload %d, redis-cli --pipe %d, source %d", lkeys, pkeys, keys)
 	}
 	return nil
+}
+
+// stretchExpiries moves every expiry on c d later, keeping their spread.
+func stretchExpiries(ctx context.Context, c *redis.Client, d time.Duration) error {
+	var cursor uint64
+	for {
+		keys, next, err := c.Scan(ctx, cursor, "", 1000).Result()
+		if err != nil {
+			return err
+		}
+		p := c.Pipeline()
+		cmds := make([]*redis.Cmd, len(keys))
+		for i, k := range keys {
+			cmds[i] = p.Do(ctx, "PEXPIRETIME", k)
+		}
+		if _, err := p.Exec(ctx); err != nil {
+			return err
+		}
+		for i, k := range keys {
+			if at, _ := cmds[i].Int64(); at > 0 {
+				p.Do(ctx, "PEXPIREAT", k, at+d.Milliseconds())
+			}
+		}
+		if _, err := p.Exec(ctx); err != nil && err != redis.Nil {
+			return err
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
 }
 
 func port(addr string) string {

@@ -41,11 +41,12 @@ func main() {
 	scale := flag.Float64("scale", 1, "multiply the sizes by this (0.01 for a quick run)")
 	keep := flag.String("keep", "", "keep the dump file at this path, for profiling")
 	scenario := flag.String("scenario", "all", "keyspace, bigkeys or all")
+	rounds := flag.Int("rounds", 3, "keyspace: run each tool this many times, and count its best")
 	flag.Parse()
 	ctx := context.Background()
 	var failed bool
 	if *scenario == "all" || *scenario == "keyspace" {
-		if err := keyspaceBench(ctx, *bin, *scale, *keep); err != nil {
+		if err := keyspaceBench(ctx, *bin, *scale, *keep, max(*rounds, 1)); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			failed = true
 		}

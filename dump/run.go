@@ -15,6 +15,7 @@ import (
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/progress"
+	"github.com/crs-tool/crs/internal/redisconn"
 )
 
 // ErrOptions is wrapped by errors about option values.
@@ -30,6 +31,7 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) (err error
 	if err := progress.CheckMode(opts.Progress); err != nil {
 		return fmt.Errorf("%w: %v", ErrOptions, err)
 	}
+	redisconn.ShareCores(opts.Conn)
 	var level zstd.EncoderLevel
 	switch opts.Compress {
 	case "zstd":

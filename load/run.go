@@ -18,6 +18,7 @@ import (
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/progress"
+	"github.com/crs-tool/crs/internal/redisconn"
 )
 
 // ErrNoInput is returned when crsload would read a dump from a terminal.
@@ -40,6 +41,7 @@ func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) e
 	if opts.Check {
 		return check(ctx, opts, stdin, stderr)
 	}
+	redisconn.ShareCores(opts.Conn)
 	path := opts.Input
 	if path == "-" {
 		path = ""

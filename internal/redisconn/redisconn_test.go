@@ -89,3 +89,23 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
+
+func TestLocal(t *testing.T) {
+	for _, tt := range []struct {
+		o    Options
+		want bool
+	}{
+		{Options{DB: -1}, true},
+		{Options{URL: "redis://localhost:6380", DB: -1}, true},
+		{Options{URL: "redis://[::1]:6380", DB: -1}, true},
+		{Options{URL: "unix:///tmp/r.sock", DB: -1}, true},
+		{Options{Host: "127.0.0.2", DB: -1}, true},
+		{Options{URL: "redis://db.example:6380", DB: -1}, false},
+		{Options{Host: "10.0.0.5", DB: -1}, false},
+		{Options{URL: "rediss://h:6380", DB: -1}, false},
+	} {
+		if got := tt.o.Local(); got != tt.want {
+			t.Errorf("%+v: Local() = %v, want %v", tt.o, got, tt.want)
+		}
+	}
+}

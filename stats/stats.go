@@ -9,7 +9,10 @@
 // client_keys:* and high_rate_limit:<key>:<model>:window as
 // high_rate_limit:*:*:window. Patterns given with --pattern (SCAN MATCH
 // syntax) count the keys matching each instead. Memory is bounded: at
-// most a few distinct values are remembered per segment position.
+// most two distinct values are remembered per segment position, keys are
+// looked at up to their 16th segment, and keys of one segment count whose
+// first segments take more than 64 values (ids without a prefix) count
+// as one pattern whose first segment is '*'.
 package stats
 
 import (
@@ -59,6 +62,8 @@ type DB struct {
 	Biggest  []Key            `json:"biggest_keys"`
 
 	shapes  map[string]*shape
+	firsts  map[int]int  // distinct first segments seen, by segment count
+	merged  map[int]bool // segment counts whose shapes were merged
 	given   []int64
 	biggest keyHeap
 }
@@ -166,7 +171,7 @@ func Collect(ctx context.Context, fr *format.Reader, opts Options) ([]*DB, error
 		}
 		d := dbs[rec.DB]
 		if d == nil {
-			d = &DB{DB: rec.DB, ByType: map[string]int64{}, shapes: map[string]*shape{}, given: make([]int64, len(opts.Patterns))}
+			d = &DB{DB: rec.DB, ByType: map[string]int64{}, shapes: map[string]*shape{}, firsts: map[int]int{}, merged: map[int]bool{}, given: make([]int64, len(opts.Patterns))}
 			dbs[rec.DB] = d
 		}
 		size := int64(fr.LineSize())
@@ -205,17 +210,83 @@ func (d *DB) addKey(key string, patterns []string) {
 		return
 	}
 	segs := strings.Split(key, ":")
-	id := fmt.Sprintf("%d:%s", len(segs), segs[0])
+	if len(segs) > maxSegments {
+		segs = append(segs[:maxSegments], "*") // the rest, whatever it is
+	}
+	n := len(segs)
+	id := fmt.Sprintf("%d:%s", n, segs[0])
+	if d.merged[n] {
+		id = fmt.Sprintf("%d:*", n)
+	}
 	s := d.shapes[id]
 	if s == nil {
-		s = &shape{n: len(segs), values: make([]map[string]bool, len(segs)), varying: make([]bool, len(segs)), counts: map[string]int64{}}
-		for i := range s.values {
-			s.values[i] = map[string]bool{}
+		if d.firsts[n]++; d.firsts[n] > maxFirsts {
+			d.merge(n)
+			d.addKey(key, patterns)
+			return
 		}
-		s.varying[0] = false
+		s = newShape(n)
 		d.shapes[id] = s
 	}
 	s.add(segs)
+}
+
+// Bounds on what pattern finding remembers, so that memory stays bounded
+// whatever the keys: keys of more segments are counted by their first
+// maxSegments, and when keys of one segment count start with more than
+// maxFirsts distinct first segments (keys that are ids, say), the first
+// segment of those keys counts as varying.
+const (
+	maxSegments = 16
+	maxFirsts   = 64
+)
+
+func newShape(n int) *shape {
+	s := &shape{n: n, values: make([]map[string]bool, n), varying: make([]bool, n), counts: map[string]int64{}}
+	for i := range s.values {
+		s.values[i] = map[string]bool{}
+	}
+	return s
+}
+
+// merge folds every shape of n segments into one whose first segment
+// varies.
+func (d *DB) merge(n int) {
+	m := newShape(n)
+	m.varying[0], m.values[0] = true, nil
+	for id, s := range d.shapes {
+		if s.n != n {
+			continue
+		}
+		delete(d.shapes, id)
+		for i := 1; i < n; i++ {
+			if s.varying[i] && !m.varying[i] {
+				m.varying[i], m.values[i] = true, nil
+			}
+		}
+		for i := 1; i < n; i++ {
+			if m.varying[i] {
+				continue
+			}
+			for v := range s.values[i] {
+				m.values[i][v] = true
+			}
+			if len(m.values[i]) > distinctLimit {
+				m.varying[i], m.values[i] = true, nil
+			}
+		}
+		for p, c := range s.counts {
+			m.counts[p] += c
+		}
+	}
+	// Re-project the counts with every position that now varies.
+	for i := 0; i < n; i++ {
+		if m.varying[i] {
+			m.collapse(i)
+		}
+	}
+	d.shapes[fmt.Sprintf("%d:*", n)] = m
+	d.merged[n] = true
 }
 
 func (d *DB) keep(k Key, top int) {

@@ -148,6 +148,9 @@ func TestExitCodes(t *testing.T) {
 		{"wrong password", `crsdump -u redis://:wrong@` + auth.Addr + ` -o x.zst`, 5, "authentication failed"},
 		{"no password", `crsdump -u ` + auth.URL + ` -o x.zst`, 5, "authentication failed"},
 		{"missing file", `crsload nosuchfile`, 1, "no such file"},
+		{"verify, connection refused", `crs verify -p 1 good.zst`, 5, "crs verify: FAILED after 0 keys checked"},
+		{"stats of a plain JSON file", `crs stats notdump.json`, 3, "line 1: not a crs dump"},
+		{"verify without input", `crs verify -u ` + src.URL, 2, "give either a dump FILE or --source URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

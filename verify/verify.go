@@ -83,8 +83,12 @@ func Run(ctx context.Context, opts Options, w io.Writer) error {
 			fmt.Fprintf(w, "... and %d more differences\n", more)
 		}
 	}
-	fmt.Fprintf(w, "crs verify: %d keys checked, %d differences (%d keys missing), %d keys expired since the dump (not differences)\n",
-		res.Keys, res.Differences, res.Missing, res.Expired)
+	status := "crs verify: "
+	if err != nil {
+		status = "crs verify: FAILED after " // the summary counts only what was checked
+	}
+	fmt.Fprintf(w, "%s%d keys checked, %d differences (%d keys missing), %d keys expired since the dump (not differences)\n",
+		status, res.Keys, res.Differences, res.Missing, res.Expired)
 	if err == nil && res.Differences > 0 {
 		err = fmt.Errorf("%w: %d differences", ErrDifferent, res.Differences)
 	}

@@ -76,7 +76,7 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) (err error
 	var enc *zstd.Encoder
 	raw := &countingWriter{w: compressed}
 	if opts.Compress == "zstd" {
-		enc, err = zstd.NewWriter(compressed, zstd.WithEncoderLevel(level))
+		enc, err = zstd.NewWriter(compressed, zstd.WithEncoderLevel(level), zstd.WithWindowSize(1<<20))
 		if err != nil {
 			return fmt.Errorf("zstd: %w", err)
 		}

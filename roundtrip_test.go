@@ -357,7 +357,14 @@ func TestRoundTripOptions(t *testing.T) {
 // expire soon (they may or may not have gone by now).
 func assertNoDiffExceptSoon(t *testing.T, a, b *redisserver.Server) {
 	t.Helper()
-	diffs, err := redistest.Diff(context.Background(), a, b, 0)
+	assertNoDiffWithin(t, a, b, 0)
+}
+
+// assertNoDiffWithin fails on any difference but the expires-soon: keys,
+// and on expiries more than tolerance ms apart.
+func assertNoDiffWithin(t *testing.T, a, b *redisserver.Server, tolerance int64) {
+	t.Helper()
+	diffs, err := redistest.Diff(context.Background(), a, b, tolerance)
 	if err != nil {
 		t.Fatal(err)
 	}

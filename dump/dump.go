@@ -162,6 +162,25 @@ func Dump(ctx context.Context, fw *format.Writer, opts Options) (st Stats, err e
 	return st, nil
 }
 
+// Read dumps the server that opts.Conn points at into a pipe and calls
+// read with a Reader of the records as they are made: a live dump, read
+// without a file. It returns the first error of the two sides.
+func Read(ctx context.Context, opts Options, read func(ctx context.Context, fr *format.Reader) error) error {
+	pr, pw := io.Pipe()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		_, err := Dump(gctx, format.NewWriter(pw), opts)
+		pw.CloseWithError(err)
+		return err
+	})
+	g.Go(func() error {
+		err := read(gctx, format.NewReader(pr))
+		pr.CloseWithError(err)
+		return err
+	})
+	return g.Wait()
+}
+
 // dataMemory estimates the memory that the keys being dumped (dumped of
 // all) take on the server: its used_memory_dataset, in proportion.
 func dataMemory(ctx context.Context, c *redis.Client, keyspace map[int]int64, dumped int64) (int64, error) {

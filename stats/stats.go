@@ -25,8 +25,6 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/crs-tool/crs/dump"
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/dumpfile"
@@ -388,23 +386,15 @@ func fromFile(ctx context.Context, opts Options) ([]*DB, error) {
 
 // fromServer collects from a dump of the server, read as it is made.
 func fromServer(ctx context.Context, opts Options) ([]*DB, error) {
-	pr, pw := io.Pipe()
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		do := dump.NewOptions()
-		do.Conn = opts.Conn
-		_, err := dump.Dump(gctx, format.NewWriter(pw), do)
-		pw.CloseWithError(err)
-		return err
-	})
+	do := dump.NewOptions()
+	do.Conn = opts.Conn
 	var dbs []*DB
-	g.Go(func() error {
+	err := dump.Read(ctx, do, func(ctx context.Context, fr *format.Reader) error {
 		var err error
-		dbs, err = Collect(gctx, format.NewReader(pr), opts)
-		pr.CloseWithError(err)
+		dbs, err = Collect(ctx, fr, opts)
 		return err
 	})
-	return dbs, g.Wait()
+	return dbs, err
 }
 
 // Match reports whether key matches a SCAN MATCH pattern: '*' any run of

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/crs-tool/crs/dump"
 	"github.com/crs-tool/crs/format"
@@ -104,25 +103,16 @@ func verifyFile(ctx context.Context, opts Options) (Result, error) {
 	return Verify(ctx, format.NewReader(r), opts)
 }
 
-// verifySource dumps the source into a pipe and verifies what comes out.
+// verifySource verifies a live dump of the source.
 func verifySource(ctx context.Context, opts Options) (Result, error) {
-	pr, pw := io.Pipe()
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		do := dump.NewOptions()
-		do.Conn = opts.Source
-		_, err := dump.Dump(gctx, format.NewWriter(pw), do)
-		pw.CloseWithError(err)
-		return err
-	})
+	do := dump.NewOptions()
+	do.Conn = opts.Source
 	var res Result
-	g.Go(func() error {
+	err := dump.Read(ctx, do, func(ctx context.Context, fr *format.Reader) error {
 		var err error
-		res, err = Verify(gctx, format.NewReader(pr), opts)
-		pr.CloseWithError(err)
+		res, err = Verify(ctx, fr, opts)
 		return err
 	})
-	err := g.Wait()
 	return res, err
 }
 

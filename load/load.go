@@ -92,7 +92,7 @@ func NewOptions() Options {
 	o := Options{
 		Conn:        redisconn.NewOptions(),
 		TTL:         TTLKeep,
-		Concurrency: 4,
+		Concurrency: 8,
 		Pipeline:    256,
 		MaxInFlight: 1 << 20,
 		RetryFor:    30 * time.Second,

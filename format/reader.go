@@ -633,26 +633,33 @@ func parseValue(s *scanner, rec *Record, bs strDecoder) error {
 		if s.peek() != '[' {
 			return wrongShape("an array of strings")
 		}
-		rec.Elems = []string{}
-		return s.array(func(i int) error {
+		var scratch [32]string
+		elems := scratch[:0]
+		err := s.array(func(i int) error {
 			v, err := bs.readAs(s, func() string { return fmt.Sprintf("element %d", i) })
-			rec.Elems = append(rec.Elems, v)
+			elems = append(elems, v)
 			return err
 		})
+		rec.Elems = append(make([]string, 0, len(elems)), elems...)
+		return err
 	case TypeHash:
 		if s.peek() != '{' {
 			return wrongShape("an object")
 		}
-		rec.Hash = []Field{}
+		// Gathered on the stack, then copied once: one allocation, not
+		// one per doubling.
+		var scratch [16]Field
+		fields := scratch[:0]
 		err := s.object(func(name string) error {
 			name, err := bs.decode(name, "a field name")
 			if err != nil {
 				return err
 			}
 			v, err := bs.readAs(s, func() string { return fmt.Sprintf("field %q", name) })
-			rec.Hash = append(rec.Hash, Field{Name: name, Value: v})
+			fields = append(fields, Field{Name: name, Value: v})
 			return err
 		})
+		rec.Hash = append(make([]Field, 0, len(fields)), fields...)
 		if err != nil {
 			return err
 		}

@@ -516,8 +516,8 @@ func parseLine(b []byte) (*Record, *Trailer, error) {
 	}
 	// dump: a payload instead of a value
 	if sc, ok := at("dump"); ok {
-		if has("value") || rec.Part != 0 || IsNative(rec.Type) {
-			return nil, nil, fmt.Errorf("%w: a record with \"dump\" has no \"value\" and no parts, and its type is not one the format carries (found %q)", ErrRecord, rec.Type)
+		if has("value") || rec.Part != 0 || IsNative(rec.Type) || rec.Type == "" {
+			return nil, nil, fmt.Errorf("%w: a record with \"dump\" has no \"value\" and no parts, and its type is a type name the format does not carry (found %q)", ErrRecord, rec.Type)
 		}
 		if has("field_expire_at_ms") {
 			return nil, nil, fmt.Errorf("%w: \"field_expire_at_ms\" on a DUMP payload", ErrRecord)

@@ -133,10 +133,10 @@ func needsScan(hdr format.Header, t target, opts Options) bool {
 		return true
 	}
 	// Streams came with 5.0, consumers without pending entries with 6.2,
-	// their counters with 7.0; a source older than 5.0 has no streams.
-	major, minor := redisconn.ParseVersion(hdr.ServerVersion)
-	srcMayHaveStreams := hdr.ServerVersion == "" || major > 5 || major == 5 && minor >= 0
-	return !t.AtLeast(7, 0) && srcMayHaveStreams
+	// their counters with 7.0; a source older than 5.0 has no streams. A
+	// version that does not parse (major 0) may have anything.
+	major, _ := redisconn.ParseVersion(hdr.ServerVersion)
+	return !t.AtLeast(7, 0) && (major == 0 || major >= 5)
 }
 
 // need is one kind of data a target must have a command for, and the keys

@@ -272,6 +272,7 @@ func TestReaderErrors(t *testing.T) {
 		{"module type without dump", dumpOf(hdr, `{"db":0,"key":"k","type":"ReJSON-RL","value":""}`), 2, format.ErrRecord, `needs "dump"`},
 		{"field expiry of a missing field", dumpOf(hdr, `{"db":0,"key":"k","type":"hash","field_expire_at_ms":{"b":5},"value":{"a":"1"}}`), 2, format.ErrRecord, `field "b" has an expiry but is not in the value`},
 		{"field expiry on a list", dumpOf(hdr, `{"db":0,"key":"k","type":"list","field_expire_at_ms":{"b":5},"value":["b"]}`), 2, format.ErrRecord, `on a list`},
+		{"group without last_delivered_id", dumpOf(hdr, `{"db":0,"key":"s","type":"stream","value":{"last_id":"1-0","groups":[{"name":"g"}]}}`), 2, format.ErrRecord, "no last_delivered_id"},
 		{"dump with an empty type", dumpOf(hdr, `{"db":0,"key":"","type":"","rdb_version":0,"dump":"0000"}`), 2, format.ErrRecord, "type name"},
 		{"negative memory_bytes", dumpOf(`{"format":"crs","version":1,"memory_bytes":-1}`), 1, format.ErrNotDump, "negative"},
 		{"field expiry despite header", dumpOf(`{"format":"crs","version":1,"field_expiry":false}`, `{"db":0,"key":"k","type":"hash","field_expire_at_ms":{"a":5},"value":{"a":"1"}}`), 2, format.ErrRecord, "says it has none"},

@@ -558,6 +558,15 @@ func parseLine(b []byte) (*Record, *Trailer, error) {
 	if rec.Type != TypeString && rec.Type != TypeStream && rec.Part <= 1 && len(rec.Elems)+len(rec.Hash)+len(rec.ZSet) == 0 {
 		return nil, nil, fmt.Errorf("%w: an empty %s value (Redis holds no empty %ss)", ErrRecord, rec.Type, rec.Type)
 	}
+	if rec.Stream != nil && rec.Part <= 1 {
+		// A group first named here must say where it stands; only a later
+		// part may continue a group without it.
+		for _, g := range rec.Stream.Groups {
+			if g.LastDeliveredID == "" {
+				return nil, nil, fmt.Errorf("%w: stream group %q has no last_delivered_id", ErrRecord, g.Name)
+			}
+		}
+	}
 	if sc, ok := at("field_expire_at_ms"); ok {
 		if err := parseFieldExpire(sc, rec, bs); err != nil {
 			return nil, nil, err
@@ -856,7 +865,8 @@ func parseStream(s *scanner, bs strDecoder) (*Stream, error) {
 }
 
 func parseGroup(s *scanner, bs strDecoder, i int) (Group, error) {
-	g := Group{EntriesRead: -1}
+	// Absent lists read as empty ones, as the writer writes them.
+	g := Group{EntriesRead: -1, Consumers: []Consumer{}, Pending: []Pending{}}
 	if s.peek() != '{' {
 		return g, fmt.Errorf("%w: group %d must be an object", ErrRecord, i)
 	}

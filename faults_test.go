@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -170,6 +171,22 @@ func TestCheck(t *testing.T) {
 	out, code = sh(t, dir, "head -c 2000 d.zst > cut.zst; crsload --check cut.zst")
 	if code != 3 || !strings.Contains(out, "truncated") {
 		t.Errorf("cut dump: exit %d: %s", code, out)
+	}
+	// --json, for scripts: the same counts, or the failure.
+	for _, tt := range []struct {
+		file string
+		code int
+		want string
+	}{
+		{"d.zst", 0, `"ok":true,"keys":26,`},
+		{"cut.zst", 3, `"ok":false,"error":"line `},
+	} {
+		out, code = sh(t, dir, "crsload --check --json "+tt.file)
+		first, _, _ := strings.Cut(out, "\n") // the JSON; then, on failure, the error line
+		var v map[string]any
+		if code != tt.code || !strings.Contains(first, tt.want) || json.Unmarshal([]byte(first), &v) != nil {
+			t.Errorf("--check --json %s: exit %d: %s", tt.file, code, out)
+		}
 	}
 }
 

@@ -30,9 +30,12 @@ var allBytes = func() string {
 }()
 
 // fill writes the corner cases every round trip must carry. It returns the
-// names of keys (db 0) that expire about 1.5 s after fill returns.
+// names of keys (db 0) that expire about 1.5 s after fill returns. It
+// builds the binaries first, so that a test's first shell command does
+// not spend those 1.5 s compiling.
 func fill(t *testing.T, s *redisserver.Server) (expiringSoon []string) {
 	t.Helper()
+	binaries(t)
 	ctx := context.Background()
 	c := redistest.Client(t, s, 0)
 	c15 := redistest.Client(t, s, 15)

@@ -170,61 +170,94 @@ func writeJSON(w io.Writer, st Stats, err error) {
 // check reads and validates a whole dump, touching no server, and prints
 // what it holds.
 func check(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) error {
+	c, err := checkDump(ctx, opts, stdin)
+	switch {
+	case opts.JSON:
+		v := struct {
+			Tool  string `json:"tool"`
+			OK    bool   `json:"ok"`
+			Error string `json:"error,omitempty"`
+			checked
+		}{Tool: "crsload --check", OK: err == nil, checked: c}
+		if err != nil {
+			v.Error = err.Error()
+		}
+		b, _ := json.Marshal(v)
+		fmt.Fprintf(stderr, "%s\n", b)
+	case err == nil && !opts.Quiet:
+		var b strings.Builder
+		fmt.Fprintf(&b, "crsload --check: the dump is intact: %d keys", c.Keys)
+		b.WriteString(typeCounts(c.ByType))
+		fmt.Fprintf(&b, " in %d records (%d of them parts of large keys), %d with an expiry; crc32c %s matches.", c.Records, c.Parts, c.Expiring, c.CRC32C)
+		fmt.Fprintf(&b, " Made %s from %s (%s %s), format version %d.", time.UnixMilli(c.CreatedMs).UTC().Format(time.RFC3339), c.Source, c.Engine, c.ServerVersion, c.Version)
+		fmt.Fprintln(stderr, b.String())
+	}
+	return err
+}
+
+// checked is what crsload --check found in a dump.
+type checked struct {
+	Keys          int64            `json:"keys"`
+	Records       int64            `json:"records"`
+	Parts         int64            `json:"parts"`
+	Expiring      int64            `json:"keys_with_expiry"`
+	ByType        map[string]int64 `json:"keys_by_type"`
+	CRC32C        string           `json:"crc32c"`
+	Version       int              `json:"format_version"`
+	CreatedMs     int64            `json:"created_ms"`
+	Source        string           `json:"source"`
+	Engine        string           `json:"engine"`
+	ServerVersion string           `json:"server_version"`
+}
+
+func checkDump(ctx context.Context, opts Options, stdin io.Reader) (checked, error) {
+	c := checked{ByType: map[string]int64{}}
 	in := stdin
 	if opts.Input != "" && opts.Input != "-" {
 		f, err := os.Open(opts.Input)
 		if err != nil {
-			return fmt.Errorf("open input: %w", err)
+			return c, fmt.Errorf("open input: %w", err)
 		}
 		defer f.Close()
 		in = f
 	} else if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		return ErrNoInput
+		return c, ErrNoInput
 	}
 	r, closeInput, err := decompress(in)
 	if err != nil {
-		return err
+		return c, err
 	}
 	defer closeInput()
 	fr := format.NewReader(r)
 	hdr, err := fr.Header()
 	if err != nil {
-		return err
+		return c, err
 	}
-	byType := make(map[string]int64)
-	var expiring, parts int64
+	c.Version, c.CreatedMs, c.Source, c.Engine, c.ServerVersion = hdr.Version, hdr.CreatedMs, hdr.Source, hdr.Engine, hdr.ServerVersion
 	for {
 		if err := ctx.Err(); err != nil {
-			return err
+			return c, err
 		}
 		rec, err := fr.Read()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return err
+			return c, err
 		}
 		if rec.Part > 0 {
-			parts++
+			c.Parts++
 		}
 		if rec.Part <= 1 {
-			byType[rec.Type]++
+			c.ByType[rec.Type]++
 			if rec.ExpireAtMs > 0 {
-				expiring++
+				c.Expiring++
 			}
 		}
 	}
 	tr, _ := fr.Trailer()
-	st := Stats{ByType: byType}
-	var b strings.Builder
-	fmt.Fprintf(&b, "crsload --check: the dump is intact: %d keys", tr.Keys)
-	b.WriteString(typeCounts(st.ByType))
-	fmt.Fprintf(&b, " in %d records (%d of them parts of large keys), %d with an expiry; crc32c %08x matches.", tr.Records, parts, expiring, tr.CRC32C)
-	fmt.Fprintf(&b, " Made %s from %s (%s %s), format version %d.", time.UnixMilli(hdr.CreatedMs).UTC().Format(time.RFC3339), hdr.Source, hdr.Engine, hdr.ServerVersion, hdr.Version)
-	if !opts.Quiet {
-		fmt.Fprintln(stderr, b.String())
-	}
-	return nil
+	c.Keys, c.Records, c.CRC32C = tr.Keys, tr.Records, fmt.Sprintf("%08x", tr.CRC32C)
+	return c, nil
 }
 
 // typeCounts formats keys per type as " (hash 3, string 2)".

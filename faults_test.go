@@ -17,10 +17,15 @@ import (
 )
 
 // fillMany fills s with n guide-shaped keys, enough for a dump or load to
-// take a while.
+// take a while. Their expiries are moved an hour later, so that none
+// passes while a slow machine runs the test.
 func fillMany(t *testing.T, s *redisserver.Server, n int) {
 	t.Helper()
-	if _, err := keyspace.Fill(context.Background(), redistest.Client(t, s, 0), n); err != nil {
+	c := redistest.Client(t, s, 0)
+	if _, err := keyspace.Fill(context.Background(), c, n); err != nil {
+		t.Fatal(err)
+	}
+	if err := keyspace.Stretch(context.Background(), c, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -146,3 +146,35 @@ func Count(ctx context.Context, c *redis.Client, pattern string) (int64, error) 
 	}
 	return n, iter.Err()
 }
+
+// Stretch moves every expiry in c's database d later, keeping their
+// spread: the guide's one-minute windows would otherwise expire while a
+// test or a benchmark still compares the keys.
+func Stretch(ctx context.Context, c *redis.Client, d time.Duration) error {
+	var cursor uint64
+	for {
+		keys, next, err := c.Scan(ctx, cursor, "", 1000).Result()
+		if err != nil {
+			return err
+		}
+		p := c.Pipeline()
+		cmds := make([]*redis.Cmd, len(keys))
+		for i, k := range keys {
+			cmds[i] = p.Do(ctx, "PEXPIRETIME", k)
+		}
+		if _, err := p.Exec(ctx); err != nil {
+			return err
+		}
+		for i, k := range keys {
+			if at, _ := cmds[i].Int64(); at > 0 {
+				p.Do(ctx, "PEXPIREAT", k, at+d.Milliseconds())
+			}
+		}
+		if _, err := p.Exec(ctx); err != nil && err != redis.Nil {
+			return err
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
+}

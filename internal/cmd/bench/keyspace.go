@@ -38,7 +38,7 @@ func keyspaceBench(ctx context.Context, bin string, scale float64, keep string, 
 	}
 	// The guide's rate-limit windows expire after a minute; moved three
 	// hours ahead, every round moves the same keys.
-	if err := stretchExpiries(ctx, sc, 3*time.Hour); err != nil {
+	if err := keyspace.Stretch(ctx, sc, 3*time.Hour); err != nil {
 		return err
 	}
 	keys, _ := sc.DBSize(ctx).Result()
@@ -151,36 +151,6 @@ func keyspaceBench(ctx context.Context, bin string, scale float64, keep string, 
 		return fmt.Errorf("keys loaded: crsload %d, redis-cli --pipe %d, source %d", lkeys, pkeys, keys)
 	}
 	return nil
-}
-
-// stretchExpiries moves every expiry on c d later, keeping their spread.
-func stretchExpiries(ctx context.Context, c *redis.Client, d time.Duration) error {
-	var cursor uint64
-	for {
-		keys, next, err := c.Scan(ctx, cursor, "", 1000).Result()
-		if err != nil {
-			return err
-		}
-		p := c.Pipeline()
-		cmds := make([]*redis.Cmd, len(keys))
-		for i, k := range keys {
-			cmds[i] = p.Do(ctx, "PEXPIRETIME", k)
-		}
-		if _, err := p.Exec(ctx); err != nil {
-			return err
-		}
-		for i, k := range keys {
-			if at, _ := cmds[i].Int64(); at > 0 {
-				p.Do(ctx, "PEXPIREAT", k, at+d.Milliseconds())
-			}
-		}
-		if _, err := p.Exec(ctx); err != nil && err != redis.Nil {
-			return err
-		}
-		if cursor = next; cursor == 0 {
-			return nil
-		}
-	}
 }
 
 func port(addr string) string {

@@ -30,6 +30,7 @@ import (
 	"github.com/crs-tool/crs/dump"
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/memlimit"
+	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/load"
 	"github.com/crs-tool/crs/stats"
@@ -163,6 +164,7 @@ func newApp() *cli.App {
 					}
 					vo := verify.NewOptions()
 					vo.Target, vo.Input = loadOpts.Conn, loadOpts.Input
+					vo.Progress, vo.Quiet = loadOpts.Progress, loadOpts.Quiet
 					return verify.Run(c.Context, vo, os.Stderr)
 				},
 			},
@@ -196,6 +198,7 @@ func newApp() *cli.App {
 					&cli.DurationFlag{Name: "tolerance", Value: verifyOpts.Tolerance, Usage: "how far apart two expiries may be and still match", Destination: &verifyOpts.Tolerance},
 					&cli.IntFlag{Name: "show", Value: verifyOpts.Show, Usage: "list this many differences, count the rest", Destination: &verifyOpts.Show},
 					&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the summary", Destination: &verifyOpts.Quiet},
+					progressFlag(&verifyOpts.Progress),
 				),
 				Action: func(c *cli.Context) error {
 					if c.NArg() > 1 {
@@ -204,6 +207,9 @@ func newApp() *cli.App {
 					verifyOpts.Input = c.Args().First()
 					if (verifyOpts.Input == "") == (verifyOpts.Source.URL == "") {
 						return usageError{errors.New("give either a dump FILE or --source URL")}
+					}
+					if err := progress.CheckMode(verifyOpts.Progress); err != nil {
+						return usageError{err}
 					}
 					return verify.Run(c.Context, verifyOpts, os.Stderr)
 				},

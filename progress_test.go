@@ -98,4 +98,13 @@ func TestProgressAndJSON(t *testing.T) {
 	if !strings.Contains(out, "\r\x1b[Kcrsload: loaded") {
 		t.Errorf("the bar is not erased before the summary:\n%q", out)
 	}
+
+	// crs verify draws one too, against the header's count, and erases it.
+	out, code = sh(t, dir, `script -qec "crs verify -u `+again.URL+` d.zst" /dev/null`)
+	if code != 0 || !strings.Contains(out, "\r\x1b[Kcrs verify: "+strconv.FormatInt(want, 10)+" keys checked, 0 differences") {
+		t.Errorf("crs verify on a terminal: exit %d:\n%q", code, out)
+	}
+	if out, code := sh(t, dir, "crs verify --progress=sometimes -u "+again.URL+" d.zst"); code != 2 {
+		t.Errorf("bad --progress: exit %d: %s", code, out)
+	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/crs-tool/crs/dump"
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/dumpfile"
+	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/redisconn"
 )
 
@@ -38,8 +39,14 @@ type Options struct {
 	Tolerance time.Duration
 	// Show is how many differences are listed; the rest are counted.
 	Show int
-	// Quiet prints only the summary line.
+	// Quiet prints only the summary line, and no progress.
 	Quiet bool
+	// Progress is the progress display's mode on w: progress.Auto (a bar
+	// on a terminal), Bar, Plain or None.
+	Progress string
+	// Counter, if not nil, counts the keys checked, of the total the
+	// dump's header gives.
+	Counter *progress.Counter
 }
 
 // NewOptions returns the defaults.
@@ -49,6 +56,7 @@ func NewOptions() Options {
 		Source:    redisconn.NewOptions(),
 		Tolerance: time.Second,
 		Show:      20,
+		Progress:  progress.Auto,
 	}
 }
 
@@ -67,6 +75,16 @@ type Result struct {
 
 // Run verifies and prints the differences and a summary to w.
 func Run(ctx context.Context, opts Options, w io.Writer) error {
+	if err := progress.CheckMode(opts.Progress); err != nil {
+		return err
+	}
+	if !opts.Quiet && opts.Counter == nil {
+		opts.Counter = &progress.Counter{}
+	}
+	stopProgress := func() {}
+	if !opts.Quiet {
+		stopProgress = progress.Show(w, opts.Progress, "crs verify", opts.Counter)
+	}
 	var res Result
 	var err error
 	if opts.Input != "" {
@@ -74,6 +92,7 @@ func Run(ctx context.Context, opts Options, w io.Writer) error {
 	} else {
 		res, err = verifySource(ctx, opts)
 	}
+	stopProgress()
 	if !opts.Quiet {
 		for _, d := range res.Shown {
 			fmt.Fprintln(w, d)
@@ -127,9 +146,15 @@ const (
 // records at a time.
 func Verify(ctx context.Context, fr *format.Reader, opts Options) (Result, error) {
 	var res Result
-	if _, err := fr.Header(); err != nil {
+	hdr, err := fr.Header()
+	if err != nil {
 		return res, err
 	}
+	var total int64
+	for _, d := range hdr.Databases {
+		total += d.Keys
+	}
+	opts.Counter.SetTotal(total)
 	clients := map[int]*redis.Client{}
 	defer func() {
 		for _, c := range clients {
@@ -393,6 +418,7 @@ func (v *verifier) judge(rec *format.Record, q *pending) error {
 	if rec.Part <= 1 {
 		*v = verifier{opts: v.opts, res: v.res, caps: v.caps, probed: v.probed, exp: rec.ExpireAtMs}
 		v.res.Keys++
+		v.opts.Counter.Add(1)
 		typ, err := q.typ.Result()
 		if err != nil {
 			return fmt.Errorf("TYPE: %w", err)

@@ -152,8 +152,8 @@ func newApp() *cli.App {
 					&cli.BoolFlag{Name: "json", Usage: "print the summary as one JSON object (on stderr)", Destination: &loadOpts.JSON},
 				),
 				Action: func(c *cli.Context) error {
-					if c.NArg() > 1 {
-						return usageError{fmt.Errorf("one input file at most, and options go before it (found %q)", c.Args().Get(1))}
+					if err := atMostOneFile(c); err != nil {
+						return err
 					}
 					loadOpts.Input = c.Args().First()
 					if verifyAfterLoad && (loadOpts.Input == "" || loadOpts.Input == "-") {
@@ -179,8 +179,8 @@ func newApp() *cli.App {
 					&cli.BoolFlag{Name: "json", Usage: "print one JSON object", Destination: &statsOpts.JSON},
 				),
 				Action: func(c *cli.Context) error {
-					if c.NArg() > 1 {
-						return usageError{fmt.Errorf("one dump FILE at most, and options go before it (found %q)", c.Args().Get(1))}
+					if err := atMostOneFile(c); err != nil {
+						return err
 					}
 					statsOpts.Input = c.Args().First()
 					statsOpts.Patterns = statsPatterns.Value()
@@ -201,8 +201,8 @@ func newApp() *cli.App {
 					progressFlag(&verifyOpts.Progress),
 				),
 				Action: func(c *cli.Context) error {
-					if c.NArg() > 1 {
-						return usageError{fmt.Errorf("one dump FILE at most, and options go before it (found %q)", c.Args().Get(1))}
+					if err := atMostOneFile(c); err != nil {
+						return err
 					}
 					verifyOpts.Input = c.Args().First()
 					if (verifyOpts.Input == "") == (verifyOpts.Source.URL == "") {
@@ -216,6 +216,15 @@ func newApp() *cli.App {
 			},
 		},
 	}
+}
+
+// atMostOneFile refuses a second argument: urfave/cli stops reading
+// flags at the first argument, so a flag after the file lands here.
+func atMostOneFile(c *cli.Context) error {
+	if c.NArg() > 1 {
+		return usageError{fmt.Errorf("one dump FILE at most, and options go before it (found %q)", c.Args().Get(1))}
+	}
+	return nil
 }
 
 // progressFlag is --progress, for both tools.

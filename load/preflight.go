@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/dumpfile"
 	"github.com/crs-tool/crs/internal/redisconn"
 )
 
@@ -182,24 +182,13 @@ func scanNeeds(ctx context.Context, path string, t target, opts Options) ([]erro
 	streams := &need{what: "streams", cmd: "XADD (Redis 5.0+)", lacks: !t.AtLeast(5, 0)}
 	consumers := &need{what: "stream consumers", cmd: "XGROUP CREATECONSUMER (Redis 6.2+)", lacks: !t.AtLeast(6, 2)}
 	counters := &need{what: "stream counters (entries-read, entries-added, max-deleted-entry-id)", cmd: "XSETID ... ENTRIESADDED MAXDELETEDID and XGROUP CREATE ... ENTRIESREAD (Redis 7.0+)", lacks: !t.AtLeast(7, 0)}
-	fr := format.NewReader(r)
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		rec, err := fr.Read()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
+	err = dumpfile.Each(ctx, format.NewReader(r), func(rec *format.Record) error {
 		if len(rec.FieldExpire) > 0 {
 			fieldExp.add(rec)
 		}
 		s := rec.Stream
 		if s == nil {
-			continue
+			return nil
 		}
 		streams.add(rec)
 		if s.LastID != "" && (s.EntriesAdded >= 0 || s.MaxDeletedID != "") {
@@ -213,6 +202,10 @@ func scanNeeds(ctx context.Context, path string, t target, opts Options) ([]erro
 				counters.add(rec)
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	var problems []error
 	for _, n := range []*need{fieldExp, streams, consumers, counters} {

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/dumpfile"
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/redisconn"
 )
@@ -234,17 +235,7 @@ func checkDump(ctx context.Context, opts Options, stdin io.Reader) (checked, err
 		return c, err
 	}
 	c.Version, c.CreatedMs, c.Source, c.Engine, c.ServerVersion = hdr.Version, hdr.CreatedMs, hdr.Source, hdr.Engine, hdr.ServerVersion
-	for {
-		if err := ctx.Err(); err != nil {
-			return c, err
-		}
-		rec, err := fr.Read()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return c, err
-		}
+	err = dumpfile.Each(ctx, fr, func(rec *format.Record) error {
 		if rec.Part > 0 {
 			c.Parts++
 		}
@@ -254,6 +245,10 @@ func checkDump(ctx context.Context, opts Options, stdin io.Reader) (checked, err
 				c.Expiring++
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return c, err
 	}
 	tr, _ := fr.Trailer()
 	c.Keys, c.Records, c.CRC32C = tr.Keys, tr.Records, fmt.Sprintf("%08x", tr.CRC32C)

@@ -156,17 +156,7 @@ func Collect(ctx context.Context, fr *format.Reader, opts Options) ([]*DB, error
 	dbs := map[int]*DB{}
 	var cur *Key // the key whose parts are being added up
 	var curDB *DB
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		rec, err := fr.Read()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
+	err := dumpfile.Each(ctx, fr, func(rec *format.Record) error {
 		d := dbs[rec.DB]
 		if d == nil {
 			d = &DB{DB: rec.DB, ByType: map[string]int64{}, shapes: map[string]*shape{}, firsts: map[int]int{}, merged: map[int]bool{}, given: make([]int64, len(opts.Patterns))}
@@ -188,6 +178,10 @@ func Collect(ctx context.Context, fr *format.Reader, opts Options) ([]*DB, error
 		if !rec.More {
 			curDB.keep(*cur, opts.Top)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := make([]*DB, 0, len(dbs))
 	for _, d := range dbs {

@@ -366,6 +366,17 @@ func FuzzReader(f *testing.F) {
 	f.Add([]byte(dumpOf(hdr, `{"db":0,"key":"k","type":"zset","value":[["m","inf"]]}`)))
 	f.Add([]byte(dumpOf(hdr, `{"db":0,"enc":"base64","key":"/w==","type":"hash","value":{"AA==":""}}`)))
 	f.Add([]byte(""))
+	// Every header, record, stream-group and trailer member, whole and
+	// cut at each line's middle, so that the fuzzer starts inside them.
+	for _, seed := range memberSeeds(f) {
+		f.Add(seed)
+		for _, line := range bytes.SplitAfter(seed, []byte("\n")) {
+			f.Add(line[:len(line)/2])
+			if i := bytes.IndexByte(line, ':'); i > 0 {
+				f.Add(line[:i+1])
+			}
+		}
+	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		r := format.NewReader(bytes.NewReader(in))
 		r.MaxLineSize = 1 << 20

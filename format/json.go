@@ -419,6 +419,9 @@ func (s *scanner) literal() (string, error) {
 			return lit, nil
 		}
 	}
+	if s.i >= len(s.b) {
+		return "", s.errorf("expected a value, found end of line")
+	}
 	return "", s.errorf("unexpected character %q", s.b[s.i])
 }
 

@@ -72,14 +72,29 @@ func TestInterrupted(t *testing.T) {
 	if out, code := sh(t, dir, "crsdump -u "+src.URL+" -o full.zst"); code != 0 {
 		t.Fatalf("dump: %d %s", code, out)
 	}
+	// SIGINT comes while the server is stalled (SIGSTOP): the tool must
+	// not wait out its 60 s timeout. SIGTERM comes while it works.
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
-		t.Run("dump "+sig.String(), func(t *testing.T) {
-			cmd, output := start(t, dir, "crsdump -u "+src.URL+" -o part.zst")
-			time.Sleep(250 * time.Millisecond)
+		stall := sig == syscall.SIGINT
+		interrupt := func(t *testing.T, cmd *exec.Cmd, s *redisserver.Server) (int, time.Duration) {
+			if stall {
+				s.Pause()
+				defer s.Resume()
+			}
+			begin := time.Now()
 			cmd.Process.Signal(sig)
 			err := cmd.Wait()
-			if code := exitCodeOf(err); code != 130 {
+			return exitCodeOf(err), time.Since(begin)
+		}
+		t.Run("dump "+sig.String(), func(t *testing.T) {
+			cmd, output := start(t, dir, "crsdump -u "+src.URL+" -o part.zst")
+			redistest.WaitFor(t, "the dump's first bytes", redistest.FileHasBytes(filepath.Join(dir, "part.zst.tmp")))
+			code, took := interrupt(t, cmd, src)
+			if code != 130 {
 				t.Errorf("exit %d, want 130:\n%s", code, output())
+			}
+			if took > 15*time.Second {
+				t.Errorf("took %s to stop after the signal (stalled server: %v)", took, stall)
 			}
 			if !strings.Contains(output(), "crsdump: FAILED after") || !strings.Contains(output(), "crsdump: interrupted") {
 				t.Errorf("output:\n%s", output())
@@ -93,11 +108,17 @@ func TestInterrupted(t *testing.T) {
 		t.Run("load "+sig.String(), func(t *testing.T) {
 			dst := redistest.Start(t, "--enable-debug-command", "yes")
 			cmd, output := start(t, dir, "crsload -u "+dst.URL+" full.zst")
-			time.Sleep(250 * time.Millisecond)
-			cmd.Process.Signal(sig)
-			err := cmd.Wait()
-			if code := exitCodeOf(err); code != 130 {
+			c := redistest.Client(t, dst, 0)
+			redistest.WaitFor(t, "keys on the target", func() bool {
+				n, _ := c.DBSize(context.Background()).Result()
+				return n > 0
+			})
+			code, took := interrupt(t, cmd, dst)
+			if code != 130 {
 				t.Errorf("exit %d, want 130:\n%s", code, output())
+			}
+			if took > 15*time.Second {
+				t.Errorf("took %s to stop after the signal (stalled server: %v)", took, stall)
 			}
 			if !strings.Contains(output(), "crsload: FAILED after writing") || !strings.Contains(output(), "crsload: interrupted") {
 				t.Errorf("output:\n%s", output())
@@ -134,7 +155,9 @@ func TestSourceDiesMidDump(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(300 * time.Millisecond)
+			// The source dies once the dump has written its first bytes
+			// (the header among them).
+			redistest.WaitFor(t, "the dump's first bytes", redistest.FileHasBytes(filepath.Join(dir, "out.zst"), filepath.Join(dir, "out.zst.tmp")))
 			src.Kill()
 			err := cmd.Wait()
 			if code := exitCodeOf(err); code == 0 || code == 130 {
@@ -283,5 +306,38 @@ func TestDroppedConnectionsAreRetried(t *testing.T) {
 				t.Errorf("dataset digest %s, target %s", a, b)
 			}
 		})
+	}
+}
+
+// TestFailureSummaryCountsWrittenKeys: when the target refuses a key part
+// way through a load (here: out of memory), the keys the summary says were
+// written are exactly the keys on the target, though the refusal came in
+// the middle of pipelines of other keys that the target took.
+func TestFailureSummaryCountsWrittenKeys(t *testing.T) {
+	src := redistest.Start(t)
+	fillMany(t, src, 30_000)
+	dir := t.TempDir()
+	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o full.zst"); code != 0 {
+		t.Fatalf("dump: %d %s", code, out)
+	}
+	dst := redistest.Start(t, "--maxmemory", "3mb", "--maxmemory-policy", "noeviction")
+	out, code := sh(t, dir, "crsload --json --ignore-memory -u "+dst.URL+" full.zst")
+	if code != 1 || !strings.Contains(out, "OOM") {
+		t.Fatalf("exit %d, want 1 with an OOM error: %s", code, out)
+	}
+	first, _, _ := strings.Cut(out, "\n")
+	var v struct {
+		OK   bool  `json:"ok"`
+		Keys int64 `json:"keys"`
+	}
+	if err := json.Unmarshal([]byte(first), &v); err != nil {
+		t.Fatalf("summary %q: %v", first, err)
+	}
+	n, err := redistest.Client(t, dst, 0).DBSize(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.OK || v.Keys == 0 || v.Keys != n {
+		t.Errorf("summary says %d keys written (ok %v), the target holds %d", v.Keys, v.OK, n)
 	}
 }

@@ -22,9 +22,11 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v2"
 
 	"github.com/crs-tool/crs/dump"
@@ -38,9 +40,12 @@ import (
 )
 
 func main() {
-	memlimit.Set(0) // dump and load raise it once they know the key count
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// Process-wide settings are main's: the libraries take options.
+	memlimit.Set(0) // raised through KeysKnown once a run knows its key count
+	redis.SetLogger(redisconn.QuietLogger{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	interrupts(cancel)
 	args := os.Args
 	name := "crs"
 	switch base := filepath.Base(args[0]); base {
@@ -48,7 +53,8 @@ func main() {
 		name = base
 		args = append([]string{"crs", strings.TrimPrefix(base, "crs")}, args[1:]...)
 	}
-	err := newApp().RunContext(ctx, args)
+	app := newApp()
+	err := app.RunContext(ctx, flagsFirst(app, args))
 	switch {
 	case err != nil && ctx.Err() != nil:
 		fmt.Fprintf(os.Stderr, "%s: interrupted\n", name)
@@ -56,6 +62,29 @@ func main() {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 	}
 	os.Exit(exitCode(ctx, err))
+}
+
+// interrupts cancels the run at the first SIGINT or SIGTERM, so that it
+// stops, cleans up and reports within about a second; a second signal
+// ends the process at once.
+func interrupts(cancel context.CancelFunc) {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		cancel()
+		<-sigs
+		fmt.Fprintln(os.Stderr, "crs: interrupted twice; exiting at once")
+		os.Exit(130)
+	}()
+}
+
+// shareCores leaves a core to a server on this machine; GOMAXPROCS, when
+// set, wins.
+func shareCores(o redisconn.Options) {
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(redisconn.Cores(o))
+	}
 }
 
 // usageError marks a mistake in the command line.
@@ -94,6 +123,7 @@ func newApp() *cli.App {
 	onUsage := func(_ *cli.Context, err error, _ bool) error { return usageError{err} }
 	dumpOpts := dump.NewOptions()
 	loadOpts := load.NewOptions()
+	dumpOpts.KeysKnown, loadOpts.KeysKnown = memlimit.Set, memlimit.Set
 	verifyOpts := verify.NewOptions()
 	statsOpts := stats.NewOptions()
 	var statsPatterns cli.StringSlice
@@ -126,6 +156,7 @@ func newApp() *cli.App {
 					if c.NArg() > 0 {
 						return usageError{fmt.Errorf("unexpected argument %q (the dump goes to stdout or -o FILE)", c.Args().First())}
 					}
+					shareCores(dumpOpts.Conn)
 					return dump.Run(c.Context, dumpOpts, os.Stdout, os.Stderr)
 				},
 			},
@@ -159,6 +190,7 @@ func newApp() *cli.App {
 					if verifyAfterLoad && (loadOpts.Input == "" || loadOpts.Input == "-") {
 						return usageError{errors.New("--verify needs the dump as a file argument, to read it again")}
 					}
+					shareCores(loadOpts.Conn)
 					if err := load.Run(c.Context, loadOpts, os.Stdin, os.Stderr); err != nil || !verifyAfterLoad {
 						return err
 					}
@@ -218,13 +250,59 @@ func newApp() *cli.App {
 	}
 }
 
-// atMostOneFile refuses a second argument: urfave/cli stops reading
-// flags at the first argument, so a flag after the file lands here.
+// atMostOneFile refuses a second file argument.
 func atMostOneFile(c *cli.Context) error {
 	if c.NArg() > 1 {
-		return usageError{fmt.Errorf("one dump FILE at most, and options go before it (found %q)", c.Args().Get(1))}
+		return usageError{fmt.Errorf("one dump FILE at most (found %q after %q)", c.Args().Get(1), c.Args().First())}
 	}
 	return nil
+}
+
+// flagsFirst moves a command's flags before its other arguments, so that
+// "crsload dump.zst -u URL" reads as "crsload -u URL dump.zst", as git,
+// kubectl and redis-cli users expect: urfave/cli stops reading flags at
+// the first argument that is not one. A flag's value is the next argument
+// unless the flag is a boolean or written as --name=value; "--" ends the
+// flags, and "-" alone is an argument (standard input).
+func flagsFirst(app *cli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	cmd := app.Command(args[1])
+	if cmd == nil {
+		return args
+	}
+	boolean := map[string]bool{"help": true}
+	for _, f := range cmd.Flags {
+		if _, ok := f.(*cli.BoolFlag); ok {
+			for _, n := range f.Names() {
+				boolean[n] = true
+			}
+		}
+	}
+	flags := []string{args[0], args[1]}
+	var rest []string
+	for i := 2; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			rest = append(rest, args[i+1:]...)
+			i = len(args)
+		case len(a) > 1 && a[0] == '-':
+			flags = append(flags, a)
+			name := strings.TrimLeft(a, "-")
+			if !strings.Contains(name, "=") && !boolean[name] && i+1 < len(args) {
+				i++
+				flags = append(flags, args[i])
+			}
+		default:
+			rest = append(rest, a)
+		}
+	}
+	if len(rest) == 0 {
+		return flags
+	}
+	return append(append(flags, "--"), rest...)
 }
 
 // progressFlag is --progress, for both tools.

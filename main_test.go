@@ -150,6 +150,14 @@ func TestExitCodes(t *testing.T) {
 		{"verify, connection refused", `crs verify -p 1 good.zst`, 5, "crs verify: FAILED after 0 keys checked"},
 		{"stats of a plain JSON file", `crs stats notdump.json`, 3, "line 1: not a crs dump"},
 		{"verify without input", `crs verify -u ` + src.URL, 2, "give either a dump FILE or --source URL"},
+		{"header cut after a member name", `printf '{"format":"crs","version":1,"field_expiry":\n' > cuthdr.jsonl; crsload --check cuthdr.jsonl`, 3, "line 1: "},
+		{"header cut, stats", `printf '{"format":"crs","version":1,"field_expiry":\n' > cuthdr.jsonl; crs stats cuthdr.jsonl`, 3, "line 1: "},
+		{"header cut, load", `printf '{"format":"crs","version":1,"field_expiry":\n' > cuthdr.jsonl; crsload -u ` + src.URL + ` cuthdr.jsonl`, 3, "line 1: "},
+		// Flags after the file, as git, kubectl and redis-cli users write them.
+		{"load, flags after the file", `crsload good.zst -u ` + src.URL + ` --skip-existing --json`, 0, `"skipped_existing":1`},
+		{"stats, flags after the file", `crs stats good.zst --top 5 --json`, 0, `"biggest_keys"`},
+		{"verify, flags after the file", `crs verify good.zst -u ` + src.URL, 0, "1 keys checked, 0 differences"},
+		{"two files", `crs stats good.zst --top 5 good.zst`, 2, "one dump FILE at most"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

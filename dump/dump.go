@@ -21,7 +21,6 @@ import (
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/keyset"
-	"github.com/crs-tool/crs/internal/memlimit"
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/resp"
@@ -60,6 +59,10 @@ type Options struct {
 	// Counter, if not nil, counts keys as they are written, of the total
 	// DBSIZE gave (unknown with Match).
 	Counter *progress.Counter
+	// KeysKnown, if not nil, is called once the dump knows the most keys
+	// it must remember at a time (one database's seen-keys set), so that
+	// the caller can size process-wide settings such as the memory limit.
+	KeysKnown func(keys int64)
 }
 
 // NewOptions returns the default options.
@@ -127,7 +130,9 @@ func Dump(ctx context.Context, fw *format.Writer, opts Options) (st Stats, err e
 	if opts.Match == "" {
 		opts.Counter.SetTotal(total)
 	}
-	memlimit.Set(most)
+	if opts.KeysKnown != nil {
+		opts.KeysKnown(most)
+	}
 	cp, err := probeCaps(ctx, base)
 	if err != nil {
 		return st, err

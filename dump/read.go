@@ -138,7 +138,7 @@ func (r *reader) probe(ctx context.Context, keys []string) ([]probed, error) {
 	out := make([]probed, 0, len(keys))
 	var p probed
 	gone := false
-	err := r.rc.ExecValues(func(i int, v resp.Value) error {
+	err := r.rc.ExecValues(ctx, func(i int, v resp.Value) error {
 		k := keys[i/3]
 		if v.Kind == resp.KindError && i%3 != 0 {
 			return fmt.Errorf("db %d: key %q: %s", r.db, k, v.Str)
@@ -346,7 +346,7 @@ func (r *reader) readSmall(ctx context.Context, ps []probed) (retry []string, er
 		}
 	}
 	recs := make([]*format.Record, len(ps))
-	err = r.rc.ExecValues(func(i int, v resp.Value) error {
+	err = r.rc.ExecValues(ctx, func(i int, v resp.Value) error {
 		k := ps[i]
 		if k.typ == format.TypeStream {
 			return nil

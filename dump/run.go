@@ -15,7 +15,6 @@ import (
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/progress"
-	"github.com/crs-tool/crs/internal/redisconn"
 )
 
 // ErrOptions is wrapped by errors about option values.
@@ -31,7 +30,6 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) (err error
 	if err := progress.CheckMode(opts.Progress); err != nil {
 		return fmt.Errorf("%w: %v", ErrOptions, err)
 	}
-	redisconn.ShareCores(opts.Conn)
 	var level zstd.EncoderLevel
 	switch opts.Compress {
 	case "zstd":

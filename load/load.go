@@ -30,7 +30,6 @@ import (
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/keyset"
-	"github.com/crs-tool/crs/internal/memlimit"
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/redisconn"
 )
@@ -85,6 +84,10 @@ type Options struct {
 	// Counter, if not nil, counts keys as they are finished (written,
 	// skipped or found expired), of the total the header gives.
 	Counter *progress.Counter
+	// KeysKnown, if not nil, is called once the load knows how many keys
+	// it must remember (every target database's seen-keys set), so that
+	// the caller can size process-wide settings such as the memory limit.
+	KeysKnown func(keys int64)
 }
 
 // NewOptions returns the default options.
@@ -185,7 +188,9 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 	for _, d := range hdr.Databases {
 		keys += d.Keys
 	}
-	memlimit.Set(keys)
+	if opts.KeysKnown != nil {
+		opts.KeysKnown(keys)
+	}
 	opts.Counter.SetTotal(keys)
 	conc := max(opts.Concurrency, 1)
 	pool := &clients{opts: readOnly(opts.Conn), size: 2, m: make(map[int]*redis.Client)}
@@ -240,7 +245,7 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 		results[i].ByType = make(map[string]int64)
 		w := &worker{conn: opts.Conn, tgt: tgt, opts: opts, st: &results[i], inFlight: inFlight}
 		ch := workers[i]
-		g.Go(func() error { return w.run(gctx, ch) })
+		g.Go(func() error { return w.run(ctx, gctx, ch) })
 	}
 	seed := maphash.MakeSeed()
 	seen := make(map[int]*keyset.Set)

@@ -19,7 +19,6 @@ import (
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/dumpfile"
 	"github.com/crs-tool/crs/internal/progress"
-	"github.com/crs-tool/crs/internal/redisconn"
 )
 
 // ErrNoInput is returned when crsload would read a dump from a terminal.
@@ -42,7 +41,6 @@ func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) e
 	if opts.Check {
 		return check(ctx, opts, stdin, stderr)
 	}
-	redisconn.ShareCores(opts.Conn)
 	path := opts.Input
 	if path == "-" {
 		path = ""

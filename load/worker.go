@@ -66,11 +66,19 @@ func (w *worker) close() {
 	}
 }
 
-func (w *worker) run(ctx context.Context, ch <-chan item) error {
+// run writes the batches that ch brings until it is closed or group is
+// done (another writer failed). Writes run under ctx, the caller's own: a
+// batch under way when another writer fails is finished and its replies
+// read, so that the summary counts every key written; an interrupt (ctx
+// done) stops it at once.
+func (w *worker) run(ctx, group context.Context, ch <-chan item) error {
 	defer w.close()
 	limit := max(w.opts.Pipeline, 1)
 	batch := make([]item, 0, limit)
 	for it := range ch {
+		if err := group.Err(); err != nil {
+			return err
+		}
 		batch = append(batch[:0], it)
 		// Take whatever else is already waiting, up to the limit.
 	fill:
@@ -142,15 +150,20 @@ func (w *worker) writeRetrying(ctx context.Context, db int, items []item) error 
 		if err == nil || !errors.As(err, &ce) {
 			return err
 		}
+		// The connection failed: what it confirmed is written, and is
+		// counted if the batch is not sent again.
 		if it, ok := notResendable(plans); ok && plans != nil {
+			w.tally(plans)
 			return fmt.Errorf("%w; it was writing line %d, a later part of key %q, which cannot be sent twice: load the dump again with --replace", err, it.line, it.rec.Key)
 		}
 		if time.Now().Add(backoff).After(deadline) {
+			w.tally(plans)
 			return fmt.Errorf("%w (gave up after retrying for %s)", err, w.opts.RetryFor)
 		}
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
+			w.tally(plans)
 			return ctx.Err()
 		}
 		backoff = min(2*backoff, 2*time.Second)
@@ -199,6 +212,33 @@ type planned struct {
 	state   *keyState
 	failed  bool // the target refused its DUMP payload (--skip-unsupported)
 	existed bool // DEL found it (--replace)
+	// cmds counts the commands sent for it in the last attempt, replies
+	// the replies read back; refused is set by an error reply. Only a
+	// plan whose every command was answered without one is counted, so
+	// that a summary after a failure says what was written.
+	cmds, replies int
+	refused       bool
+}
+
+// tally counts the plans of the last attempt that the target confirmed.
+func (w *worker) tally(plans []planned) {
+	for i := range plans {
+		pl := &plans[i]
+		if pl.replies < pl.cmds || pl.cmds == 0 || pl.refused {
+			continue
+		}
+		switch {
+		case pl.failed:
+			w.st.Unsupported++
+			continue
+		case pl.existed:
+			w.st.Replaced++
+		}
+		if pl.it.last {
+			w.st.Keys++
+			w.st.ByType[pl.it.rec.Type]++
+		}
+	}
 }
 
 // begin starts a command for plan p.
@@ -224,7 +264,7 @@ func (w *worker) plan(ctx context.Context, db int, items []item) ([]planned, err
 			}
 		}
 		existing = make(map[int]bool)
-		err := c.Exec(func(j int, r resp.Reply) error {
+		err := c.Exec(ctx, func(j int, r resp.Reply) error {
 			if r.Kind == resp.KindError {
 				return fmt.Errorf("db %d: EXISTS: %w", db, r.Err())
 			}
@@ -276,6 +316,7 @@ func (w *worker) send(ctx context.Context, db int, plans []planned, resend bool)
 	var planErr error
 	for i := range plans {
 		pl := &plans[i]
+		pl.cmds, pl.replies, pl.refused, pl.failed = 0, 0, false, false
 		if err := w.check(pl.it); err != nil {
 			planErr = &KeyError{Line: pl.it.line, DB: db, Key: pl.it.rec.Key, Err: err}
 			plans = plans[:i]
@@ -290,9 +331,17 @@ func (w *worker) send(ctx context.Context, db int, plans []planned, resend bool)
 		}
 		w.commands(c, i, pl.it, pl.state)
 	}
-	err = c.Exec(func(j int, r resp.Reply) error {
+	for _, sc := range w.sent {
+		plans[sc.plan].cmds++
+	}
+	// Every reply is read and judged, so that after a refusal the keys
+	// the target did take are still counted; the first refusal is the
+	// error.
+	var refusal error
+	err = c.Exec(ctx, func(j int, r resp.Reply) error {
 		sc := w.sent[j]
 		pl := &plans[sc.plan]
+		pl.replies++
 		switch {
 		case sc.kind == cmdDel:
 			pl.existed = r.Int > 0
@@ -300,7 +349,10 @@ func (w *worker) send(ctx context.Context, db int, plans []planned, resend bool)
 		case sc.kind == cmdRestore && w.opts.SkipUnsupported:
 			pl.failed = true
 		case !pl.failed:
-			return &KeyError{Line: pl.it.line, DB: db, Key: pl.it.rec.Key, Cmd: sc.name, Err: w.explain(pl.it.rec, sc, r.Err())}
+			pl.refused = true
+			if refusal == nil {
+				refusal = &KeyError{Line: pl.it.line, DB: db, Key: pl.it.rec.Key, Cmd: sc.name, Err: w.explain(pl.it.rec, sc, r.Err())}
+			}
 		}
 		return nil
 	})
@@ -308,22 +360,12 @@ func (w *worker) send(ctx context.Context, db int, plans []planned, resend bool)
 		delete(w.conns, db)
 		return connError{err}
 	}
-	if err != nil {
+	w.tally(plans)
+	switch {
+	case err != nil:
 		return err
-	}
-	for i := range plans {
-		pl := &plans[i]
-		switch {
-		case pl.failed:
-			w.st.Unsupported++
-			continue
-		case pl.existed:
-			w.st.Replaced++
-		}
-		if pl.it.last {
-			w.st.Keys++
-			w.st.ByType[pl.it.rec.Type]++
-		}
+	case refusal != nil:
+		return refusal
 	}
 	return planErr
 }

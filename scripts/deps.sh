@@ -11,5 +11,24 @@ command -v jq >/dev/null 2>&1 || need+=(jq)
 echo "installing ${need[*]}" >&2
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+# On a freshly booted machine another apt process (unattended upgrades, a
+# first update) often holds the dpkg or lists lock: wait for it, up to 10
+# minutes, instead of failing at once.
+apt() {
+  local i
+  for i in $(seq 1 120); do
+    if out=$($sudo env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=5 "$@" 2>&1); then
+      return 0
+    fi
+    case "$out" in
+      *"Could not get lock"*|*"Unable to lock"*|*"is another process using it"*)
+        [ "$i" -eq 1 ] && echo "waiting for another apt process to let go of its lock" >&2
+        sleep 5 ;;
+      *) printf '%s\n' "$out" >&2; return 1 ;;
+    esac
+  done
+  printf '%s\n' "$out" >&2
+  return 1
+}
+apt update -qq
+apt install -y -qq "${need[@]}" >/dev/null

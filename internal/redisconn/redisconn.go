@@ -22,15 +22,13 @@ import (
 	"github.com/crs-tool/crs/internal/resp"
 )
 
-func init() {
-	// go-redis logs some connection trouble on its own; crs reports errors
-	// itself, once, so silence it.
-	redis.SetLogger(quietLogger{})
-}
+// QuietLogger is a go-redis logger that prints nothing. go-redis logs
+// some connection trouble on its own; crs reports errors itself, once, so
+// main installs this with redis.SetLogger.
+type QuietLogger struct{}
 
-type quietLogger struct{}
-
-func (quietLogger) Printf(context.Context, string, ...interface{}) {}
+// Printf discards its arguments.
+func (QuietLogger) Printf(context.Context, string, ...interface{}) {}
 
 // Options says how to reach a server. Fields left at their zero value
 // (Port 0, DB -1) fall back to the URL, then to 127.0.0.1:6379 and db 0.
@@ -234,15 +232,17 @@ func (o Options) Local() bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// ShareCores leaves one of this machine's cores to a server on it: Redis
-// runs commands on one thread, and a core that crs takes from it slows
-// the server more than it speeds crs. Measured on the 2-core bench
+// Cores is how many of this machine's cores crs should use against the
+// server o points at: all but one when the server is on this machine.
+// Redis runs commands on one thread, and a core that crs takes from it
+// slows the server more than it speeds crs. Measured on the 2-core bench
 // machine, crsdump and crsload ran 5-10% faster against a local server.
-// GOMAXPROCS, when set, wins.
-func ShareCores(o Options) {
-	if os.Getenv("GOMAXPROCS") == "" && o.Local() && runtime.NumCPU() > 1 {
-		runtime.GOMAXPROCS(runtime.NumCPU() - 1)
+func Cores(o Options) int {
+	n := runtime.NumCPU()
+	if o.Local() && n > 1 {
+		return n - 1
 	}
+	return n
 }
 
 // Redact removes the password from a URL.
@@ -303,6 +303,10 @@ func (s Server) AtLeast(major, minor int) bool {
 
 // Open connects a client to database db, checks that the server answers,
 // and reads its version. poolSize bounds the connections the client opens.
+//
+// The client lives no longer than ctx: go-redis bounds a call by its
+// timeouts, not by its context, so when ctx ends the client is closed,
+// which ends any call still waiting on a stalled server at once.
 func Open(ctx context.Context, o Options, db, poolSize int) (*redis.Client, Server, error) {
 	ro, err := o.ClientOptions()
 	if err != nil {
@@ -311,6 +315,7 @@ func Open(ctx context.Context, o Options, db, poolSize int) (*redis.Client, Serv
 	ro.DB = db
 	ro.PoolSize = poolSize
 	c := redis.NewClient(ro)
+	context.AfterFunc(ctx, func() { c.Close() })
 	info, err := c.Info(ctx, "server").Result()
 	if err != nil {
 		c.Close()

@@ -168,6 +168,13 @@ func (s *Server) Kill() {
 	s.done <- err
 }
 
+// Pause stops the server with SIGSTOP, as a stalled host would: it keeps
+// its connections and answers nothing until Resume.
+func (s *Server) Pause() { s.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server.
+func (s *Server) Resume() { s.cmd.Process.Signal(syscall.SIGCONT) }
+
 // Close kills the server and removes its directory.
 func (s *Server) Close() error {
 	s.Kill()

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -32,6 +33,33 @@ func Start(t testing.TB, args ...string) *redisserver.Server {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// WaitFor polls cond until it holds, failing t after a minute: tests wait
+// for a condition (keys on the target, bytes written), never for a fixed
+// time, so that a busy machine slows them without failing them.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after a minute waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// FileHasBytes returns a condition that holds once one of the files
+// exists and is not empty.
+func FileHasBytes(paths ...string) func() bool {
+	return func() bool {
+		for _, p := range paths {
+			if fi, err := os.Stat(p); err == nil && fi.Size() > 0 {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // Client returns a client for database db of s, closed when t ends.

@@ -65,7 +65,7 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 		c.Begin("SELECT", 1).Int(int64(o.DB))
 	}
 	if c.pending > 0 {
-		err := c.Exec(func(i int, r Reply) error {
+		err := c.Exec(ctx, func(i int, r Reply) error {
 			// A password sent to a server that has none is no error
 			// (go-redis and redis-cli let it pass too).
 			if r.Kind == KindError && !strings.Contains(r.Text, "without any password configured") {
@@ -149,8 +149,8 @@ func (e ServerError) Error() string { return string(e) }
 // An error from fn stops the reading but not before every reply has been
 // read, so the connection stays usable. A connection failure is returned
 // as is.
-func (c *Conn) Exec(fn func(i int, r Reply) error) error {
-	return c.exec(func(i int) error {
+func (c *Conn) Exec(ctx context.Context, fn func(i int, r Reply) error) error {
+	return c.exec(ctx, func(i int) error {
 		r, err := c.read()
 		if err != nil {
 			return errConn{err}
@@ -161,16 +161,29 @@ func (c *Conn) Exec(fn func(i int, r Reply) error) error {
 
 // exec sends the pending commands and calls one for each reply, in order.
 // After fn's first error it keeps reading, without calling fn, so the
-// connection stays in step; it returns that first error.
-func (c *Conn) exec(one func(i int) error) error {
+// connection stays in step; it returns that first error. When ctx ends,
+// the connection's deadline is moved to now, so a stalled server cannot
+// hold the call: it returns ctx's error and the connection is closed.
+func (c *Conn) exec(ctx context.Context, one func(i int) error) (err error) {
 	n := c.pending
 	c.pending = 0
 	if n == 0 {
 		return nil
 	}
+	if err := ctx.Err(); err != nil {
+		c.buf = c.buf[:0]
+		return err
+	}
 	if c.opts.IOTimeout > 0 {
 		c.c.SetDeadline(time.Now().Add(c.opts.IOTimeout))
 	}
+	stop := context.AfterFunc(ctx, func() { c.c.SetDeadline(time.Now()) })
+	defer func() {
+		if !stop() && ctx.Err() != nil {
+			c.c.Close()
+			err = ctx.Err()
+		}
+	}()
 	// Send while reading, as redis-cli --pipe does: a large batch of
 	// commands could otherwise fill both sides' buffers and stall.
 	werr := make(chan error, 1)
@@ -293,8 +306,8 @@ func (v Value) Strings() ([]string, error) {
 
 // ExecValues sends the pending commands and calls fn with each whole
 // reply, in order, as Exec does.
-func (c *Conn) ExecValues(fn func(i int, v Value) error) error {
-	return c.exec(func(i int) error {
+func (c *Conn) ExecValues(ctx context.Context, fn func(i int, v Value) error) error {
+	return c.exec(ctx, func(i int) error {
 		v, err := c.readValue()
 		if err != nil {
 			return errConn{err}

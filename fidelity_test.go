@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -9,21 +8,19 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/crs-tool/crs/dump"
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/redisserver"
 	"github.com/crs-tool/crs/internal/redistest"
 	"github.com/crs-tool/crs/load"
+	"github.com/crs-tool/crs/source/dumpfile"
 )
 
 // fillStreams makes streams in every state the issue names.
@@ -76,11 +73,11 @@ func TestRoundTripStreams(t *testing.T) {
 	fillStreams(t, src)
 	for _, tt := range []struct {
 		name string
-		dump func(*dump.Options)
+		dump func(*dumpSetup)
 	}{
 		{"whole records", nil},
-		{"in parts", func(o *dump.Options) { o.PartElems = 4 }},
-		{"in parts, pending read with XPENDING", func(o *dump.Options) { o.PartElems = 2 }},
+		{"in parts", func(o *dumpSetup) { o.PartElems = 4 }},
+		{"in parts, pending read with XPENDING", func(o *dumpSetup) { o.PartElems = 2 }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dst := redistest.Start(t)
@@ -143,9 +140,9 @@ func TestRoundTripInParts(t *testing.T) {
 	fillStreams(t, src)
 
 	dir := t.TempDir()
-	file, summary := runDump(t, src, func(o *dump.Options) {
+	file, summary := runDump(t, src, func(o *dumpSetup) {
 		o.PartElems, o.PartBytes = 7, 100
-		o.Output = filepath.Join(dir, "parts.jsonl.zst")
+		o.Out.Output = filepath.Join(dir, "parts.jsonl.zst")
 	})
 	records, keys := countRecords(t, file)
 	if records <= keys+100 {
@@ -172,7 +169,7 @@ func countRecords(t *testing.T, file string) (records, keys int64) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	r, done, err := loadDecompress(f)
+	r, done, err := dumpfile.Decompress(f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +197,7 @@ func TestReplaceChunkedKey(t *testing.T) {
 	}
 	redistest.Client(t, src, 0).RPush(ctx, "list", items...)
 	redistest.Client(t, src, 0).HSet(ctx, "hash", "a", "new", "b", "new", "c", "new")
-	file, _ := runDump(t, src, func(o *dump.Options) { o.PartElems = 2 })
+	file, _ := runDump(t, src, func(o *dumpSetup) { o.PartElems = 2 })
 
 	prepare := func(t *testing.T) *redisserver.Server {
 		dst := redistest.Start(t)
@@ -369,19 +366,6 @@ func TestDumpPayloads(t *testing.T) {
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
-// loadDecompress opens a dump, zstd or plain, as crsload does.
-func loadDecompress(r io.Reader) (io.Reader, func(), error) {
-	br := bufio.NewReader(r)
-	if b, _ := br.Peek(4); bytes.Equal(b, []byte{0x28, 0xb5, 0x2f, 0xfd}) {
-		dec, err := zstd.NewReader(br)
-		if err != nil {
-			return nil, nil, err
-		}
-		return dec, dec.Close, nil
-	}
-	return br, func() {}, nil
-}
-
 // TestDiffSeesStreamChanges guards the stream comparison the tests above
 // rely on: each planted change must show as a difference.
 func TestDiffSeesStreamChanges(t *testing.T) {
@@ -425,7 +409,7 @@ func TestConflictPoliciesForStreams(t *testing.T) {
 	fillStreams(t, src)
 	ctx := context.Background()
 	for _, parts := range []int{5000, 3} {
-		file, _ := runDump(t, src, func(o *dump.Options) { o.PartElems = parts })
+		file, _ := runDump(t, src, func(o *dumpSetup) { o.PartElems = parts })
 		prepare := func(t *testing.T) *redisserver.Server {
 			dst := redistest.Start(t)
 			d := redistest.Client(t, dst, 0)
@@ -470,7 +454,7 @@ func TestRoundTripFromOlderSource(t *testing.T) {
 	src, dst := redistest.Start(t, oldCommands...), redistest.Start(t)
 	fill(t, src)
 	fillStreams(t, src)
-	file, summary := runDump(t, src, func(o *dump.Options) { o.PartElems = 50 })
+	file, summary := runDump(t, src, func(o *dumpSetup) { o.PartElems = 50 })
 	if !strings.Contains(summary, "crsdump: dumped") {
 		t.Fatalf("dump: %s", summary)
 	}

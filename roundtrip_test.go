@@ -18,6 +18,7 @@ import (
 	"github.com/crs-tool/crs/internal/redisserver"
 	"github.com/crs-tool/crs/internal/redistest"
 	"github.com/crs-tool/crs/load"
+	"github.com/crs-tool/crs/source/scan"
 )
 
 // allBytes holds each of the 256 byte values once.
@@ -155,19 +156,25 @@ func TestFillHasEveryEncoding(t *testing.T) {
 	}
 }
 
-func runDump(t *testing.T, s *redisserver.Server, mod func(*dump.Options)) (string, string) {
+// dumpSetup is crsdump's options: the live source's and the output's.
+type dumpSetup struct {
+	scan.Options
+	Out dump.Options
+}
+
+func runDump(t *testing.T, s *redisserver.Server, mod func(*dumpSetup)) (string, string) {
 	t.Helper()
-	opts := dump.NewOptions()
+	opts := dumpSetup{scan.NewOptions(), dump.NewOptions()}
 	opts.Conn.URL = s.URL
-	opts.Output = filepath.Join(t.TempDir(), "dump.jsonl.zst")
+	opts.Out.Output = filepath.Join(t.TempDir(), "dump.jsonl.zst")
 	if mod != nil {
 		mod(&opts)
 	}
 	var stderr bytes.Buffer
-	if err := dump.Run(context.Background(), opts, nil, &stderr); err != nil {
+	if err := dump.Run(context.Background(), scan.New(opts.Options), opts.Out, nil, &stderr); err != nil {
 		t.Fatalf("dump: %v\n%s", err, stderr.String())
 	}
-	return opts.Output, stderr.String()
+	return opts.Out.Output, stderr.String()
 }
 
 func runLoad(t *testing.T, s *redisserver.Server, file string, mod func(*load.Options)) (string, error) {
@@ -276,14 +283,14 @@ func TestRoundTripOptions(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		name string
-		dump func(*dump.Options)
+		dump func(*dumpSetup)
 		load func(*load.Options)
 		// check runs against the target after the load.
 		check func(t *testing.T, dst *redisserver.Server)
 	}{
 		{
 			name: "uncompressed, one reader, tiny scans",
-			dump: func(o *dump.Options) { o.Compress = "none"; o.Concurrency = 1; o.ScanCount = 3 },
+			dump: func(o *dumpSetup) { o.Out.Compress = "none"; o.Concurrency = 1; o.ScanCount = 3 },
 			load: func(o *load.Options) { o.Concurrency = 1; o.Pipeline = 1 },
 			check: func(t *testing.T, dst *redisserver.Server) {
 				assertNoDiffExceptSoon(t, src, dst)
@@ -291,7 +298,7 @@ func TestRoundTripOptions(t *testing.T) {
 		},
 		{
 			name: "zstd level 4, many workers",
-			dump: func(o *dump.Options) { o.ZstdLevel = 4; o.Concurrency = 8 },
+			dump: func(o *dumpSetup) { o.Out.ZstdLevel = 4; o.Concurrency = 8 },
 			load: func(o *load.Options) { o.Concurrency = 16; o.Pipeline = 7 },
 			check: func(t *testing.T, dst *redisserver.Server) {
 				assertNoDiffExceptSoon(t, src, dst)
@@ -299,7 +306,7 @@ func TestRoundTripOptions(t *testing.T) {
 		},
 		{
 			name: "one database dumped, loaded into another",
-			dump: func(o *dump.Options) { o.Conn.DB = 15 },
+			dump: func(o *dumpSetup) { o.Conn.DB = 15 },
 			load: func(o *load.Options) { o.Conn.DB = 3 },
 			check: func(t *testing.T, dst *redisserver.Server) {
 				c3 := redistest.Client(t, dst, 3)
@@ -314,7 +321,7 @@ func TestRoundTripOptions(t *testing.T) {
 		},
 		{
 			name: "match pattern",
-			dump: func(o *dump.Options) { o.Match = "zset:*" },
+			dump: func(o *dumpSetup) { o.Match = "zset:*" },
 			check: func(t *testing.T, dst *redisserver.Server) {
 				keys, _ := redistest.Keys(ctx, redistest.Client(t, dst, 0))
 				if got := strings.Join(keys, ","); got != "zset:binary,zset:scores,zset:skiplist" {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/crs-tool/crs/dump"
 	"github.com/crs-tool/crs/internal/redisserver"
 	"github.com/crs-tool/crs/internal/redistest"
 )
@@ -22,7 +21,7 @@ func TestVerify(t *testing.T) {
 	fill(t, src)
 	fillStreams(t, src)
 	dir := t.TempDir()
-	file, _ := runDump(t, src, func(o *dump.Options) { o.PartElems = 50 })
+	file, _ := runDump(t, src, func(o *dumpSetup) { o.PartElems = 50 })
 	for _, kind := range []string{"current", "without PEXPIRETIME, SMISMEMBER, ZMSCORE"} {
 		t.Run(kind, func(t *testing.T) {
 			var dst *redisserver.Server

@@ -1,13 +1,14 @@
+// Package dump is crsdump: it writes the dump of a source (a live server,
+// an RDB file, …; see package source) to stdout or a file, compressed
+// with zstd, and prints a summary.
 package dump
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
@@ -15,7 +16,39 @@ import (
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/progress"
+	"github.com/crs-tool/crs/internal/report"
+	"github.com/crs-tool/crs/source"
 )
+
+// Options configure crsdump's output. NewOptions holds the defaults.
+type Options struct {
+	// Output is a file to write; empty or "-" means standard output.
+	Output string
+	// Compress is "zstd" or "none".
+	Compress string
+	// ZstdLevel is the zstd encoder level, 1 (fastest) to 4 (best).
+	ZstdLevel int
+	// Quiet suppresses the summary and the progress display.
+	Quiet bool
+	// Progress is the progress display's mode on stderr: progress.Auto
+	// (a bar on a terminal), Bar, Plain or None.
+	Progress string
+	// JSON prints the summary as one JSON object.
+	JSON bool
+	// Counter, if not nil, counts keys as they are written.
+	Counter *progress.Counter
+}
+
+// NewOptions returns the default options.
+func NewOptions() Options {
+	return Options{Compress: "zstd", ZstdLevel: 1, Progress: progress.Auto}
+}
+
+// Stats counts what a dump did.
+type Stats struct {
+	source.Stats
+	Bytes int64 `json:"json_bytes"` // uncompressed bytes of the dump
+}
 
 // ErrOptions is wrapped by errors about option values.
 var ErrOptions = errors.New("bad option")
@@ -26,7 +59,7 @@ var ErrTerminal = errors.New("refusing to write compressed data to a terminal: r
 // Run dumps the server to opts.Output (or stdout) and prints a summary to
 // stderr. With an output file, the dump is written to FILE.tmp, synced,
 // and renamed to FILE only when it is complete; the file is mode 0600.
-func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) (err error) {
+func Run(ctx context.Context, src source.Source, opts Options, stdout, stderr io.Writer) (err error) {
 	if err := progress.CheckMode(opts.Progress); err != nil {
 		return fmt.Errorf("%w: %v", ErrOptions, err)
 	}
@@ -88,7 +121,8 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) (err error
 	if !opts.Quiet {
 		stopProgress = progress.Show(stderr, opts.Progress, "crsdump", opts.Counter)
 	}
-	st, err := Dump(ctx, format.NewWriter(raw), opts)
+	var st Stats
+	st.Stats, err = src.Dump(ctx, format.NewWriter(raw), opts.Counter)
 	stopProgress()
 	st.Bytes = raw.n
 	if enc != nil {
@@ -112,28 +146,15 @@ func Run(ctx context.Context, opts Options, stdout, stderr io.Writer) (err error
 	}
 	switch {
 	case opts.JSON:
-		writeJSON(stderr, st, compressed.n, err)
+		report.JSON(stderr, "crsdump", struct {
+			Stats
+			Written int64   `json:"written_bytes"`
+			Seconds float64 `json:"seconds"`
+		}{st, compressed.n, st.Elapsed.Seconds()}, err)
 	case !opts.Quiet:
 		fmt.Fprintln(stderr, summary(st, compressed.n, err))
 	}
 	return err
-}
-
-// writeJSON prints the summary as one JSON object on one line.
-func writeJSON(w io.Writer, st Stats, outBytes int64, err error) {
-	v := struct {
-		Tool  string `json:"tool"`
-		OK    bool   `json:"ok"`
-		Error string `json:"error,omitempty"`
-		Stats
-		Written int64   `json:"written_bytes"`
-		Seconds float64 `json:"seconds"`
-	}{Tool: "crsdump", OK: err == nil, Stats: st, Written: outBytes, Seconds: st.Elapsed.Seconds()}
-	if err != nil {
-		v.Error = err.Error()
-	}
-	b, _ := json.Marshal(v)
-	fmt.Fprintf(w, "%s\n", b)
 }
 
 func summary(st Stats, outBytes int64, err error) string {
@@ -144,23 +165,9 @@ func summary(st Stats, outBytes int64, err error) string {
 		b.WriteString("crsdump: dumped ")
 	}
 	fmt.Fprintf(&b, "%d keys", st.Keys)
-	if len(st.ByType) > 0 {
-		types := make([]string, 0, len(st.ByType))
-		for t := range st.ByType {
-			types = append(types, t)
-		}
-		sort.Strings(types)
-		b.WriteString(" (")
-		for i, t := range types {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			fmt.Fprintf(&b, "%s %d", t, st.ByType[t])
-		}
-		b.WriteString(")")
-	}
+	b.WriteString(report.TypeCounts(st.ByType))
 	fmt.Fprintf(&b, " from %d databases, %s of JSON, %s written, in %.2fs",
-		st.Databases, humanBytes(st.Bytes), humanBytes(outBytes), st.Elapsed.Seconds())
+		st.Databases, report.Bytes(st.Bytes), report.Bytes(outBytes), st.Elapsed.Seconds())
 	if s := st.Elapsed.Seconds(); s > 0 {
 		fmt.Fprintf(&b, " (%.0f keys/s)", float64(st.Keys)/s)
 	}
@@ -168,20 +175,19 @@ func summary(st Stats, outBytes int64, err error) string {
 	return b.String()
 }
 
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }

@@ -11,17 +11,10 @@
 package load
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
-	"io"
-	"sort"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -161,10 +154,10 @@ type item struct {
 	size int64 // bytes held against MaxInFlight
 }
 
-// target is what the loader knows of the server it writes to.
-type target struct {
+// serverInfo is what the loader knows of a server it writes to.
+type serverInfo struct {
 	redisconn.Server
-	fieldExpiry bool // HPEXPIREAT (Redis 7.4+)
+	redisconn.Caps
 }
 
 // Load reads records from fr and writes them to the server. It returns
@@ -192,129 +185,58 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 		opts.KeysKnown(keys)
 	}
 	opts.Counter.SetTotal(keys)
-	conc := max(opts.Concurrency, 1)
-	pool := &clients{opts: readOnly(opts.Conn), size: 2, m: make(map[int]*redis.Client)}
-	defer pool.close()
-	base, err := pool.get(ctx, 0)
+	tgt, err := openTarget(ctx, opts)
 	if err != nil {
 		return st, err
 	}
-	tgt, err := probeTarget(ctx, base, pool.srv)
+	bases, infos, err := nodeClients(ctx, tgt)
 	if err != nil {
 		return st, err
 	}
-	clock, err := serverClock(ctx, base)
+	defer closeAll(bases)
+	clock, err := serverClock(ctx, bases[0])
 	if err != nil {
 		return st, err
 	}
-	var shift int64
+	f := feeder{hdr: hdr, opts: opts, targetDB: targetDB, tgt: tgt, bases: bases, clock: clock, seen: make(map[int]*keyset.Set)}
 	if opts.TTL == TTLShift && hdr.CreatedMs > 0 {
-		shift = clock() - hdr.CreatedMs
+		f.shift = clock() - hdr.CreatedMs
 	}
-
 	// Refuse to mix into databases that already hold keys.
-	checked := make(map[int]bool)
-	strict := !opts.Replace && !opts.SkipExisting
-	if strict {
-		all := hdr.Databases == nil && targetDB < 0
-		var dbs []int
-		if targetDB >= 0 {
-			dbs = []int{targetDB}
-		} else {
-			for _, d := range hdr.Databases {
-				dbs = append(dbs, d.DB)
-			}
-		}
-		if err := checkEmpty(ctx, base, dbs, all); err != nil {
+	if !opts.Replace && !opts.SkipExisting {
+		dbs, all := mustBeEmpty(hdr, targetDB)
+		if err := checkEmpty(ctx, bases, dbs, all); err != nil {
 			return st, err
 		}
-		for _, db := range dbs {
-			checked[db] = true
-		}
-		if all {
-			checked = nil
+		if !all {
+			f.checked = make(map[int]bool)
+			for _, db := range dbs {
+				f.checked[db] = true
+			}
 		}
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	inFlight := semaphore.NewWeighted(max(opts.MaxInFlight, 1))
-	workers := make([]chan item, conc)
-	results := make([]Stats, conc)
-	for i := range workers {
-		workers[i] = make(chan item, max(opts.Pipeline, 1))
+	f.inFlight = semaphore.NewWeighted(max(opts.MaxInFlight, 1))
+	nodes := tgt.Nodes()
+	f.perNode = max(opts.Concurrency/len(nodes), 1)
+	f.workers = make([]chan item, f.perNode*len(nodes))
+	results := make([]Stats, len(f.workers))
+	for i := range f.workers {
+		f.workers[i] = make(chan item, max(opts.Pipeline, 1))
 		results[i].ByType = make(map[string]int64)
-		w := &worker{conn: opts.Conn, tgt: tgt, opts: opts, st: &results[i], inFlight: inFlight}
-		ch := workers[i]
+		n := i / f.perNode
+		w := &worker{conn: nodes[n], tgt: infos[n], opts: opts, st: &results[i], inFlight: f.inFlight}
+		ch := f.workers[i]
 		g.Go(func() error { return w.run(ctx, gctx, ch) })
 	}
-	seed := maphash.MakeSeed()
-	seen := make(map[int]*keyset.Set)
 	g.Go(func() error {
 		defer func() {
-			for _, ch := range workers {
+			for _, ch := range f.workers {
 				close(ch)
 			}
 		}()
-		var (
-			skipping bool  // the parts of the current key are being skipped
-			keyExp   int64 // the expiry of the current key, set after its last part
-		)
-		for {
-			rec, err := fr.Read()
-			if err == io.EOF {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			st.Records++
-			it := item{rec: rec, db: rec.DB, line: fr.Line(), last: !rec.More}
-			if targetDB >= 0 {
-				it.db = targetDB
-			}
-			if rec.Part > 1 {
-				if skipping {
-					continue
-				}
-			} else {
-				if strict && checked != nil && !checked[it.db] {
-					if err := checkEmpty(gctx, base, []int{it.db}, false); err != nil {
-						return err
-					}
-					checked[it.db] = true
-				}
-				if seen[it.db] == nil {
-					seen[it.db] = keyset.NewSize(sizeHint(hdr, rec.DB))
-				}
-				if !seen[it.db].Add(rec.Key) {
-					return &format.ParseError{Line: it.line, Err: fmt.Errorf("%w: %q for db %d", ErrDuplicateKey, rec.Key, it.db)}
-				}
-				keyExp = applyTTL(opts.TTL, rec.ExpireAtMs, shift)
-				for i := range rec.FieldExpire {
-					rec.FieldExpire[i].AtMs = applyTTL(opts.TTL, rec.FieldExpire[i].AtMs, shift)
-				}
-				skipping = keyExp > 0 && keyExp <= clock()
-				if skipping {
-					st.Expired++
-					opts.Counter.Add(1)
-					continue
-				}
-			}
-			if it.last {
-				it.exp = keyExp
-			}
-			it.size = min(int64(fr.LineSize()), max(opts.MaxInFlight, 1))
-			if err := inFlight.Acquire(gctx, it.size); err != nil {
-				return err
-			}
-			var h maphash.Hash
-			h.SetSeed(seed)
-			h.WriteString(strconv.Itoa(it.db))
-			h.WriteString(rec.Key)
-			if !sendItem(gctx, workers[h.Sum64()%uint64(conc)], it) {
-				return gctx.Err()
-			}
-		}
+		return f.feed(gctx, fr, &st)
 	})
 	err = g.Wait()
 	for i := range results {
@@ -359,11 +281,9 @@ func applyTTL(policy string, at, shift int64) int64 {
 	return at
 }
 
-func probeTarget(ctx context.Context, c *redis.Client, srv redisconn.Server) (target, error) {
-	t := target{Server: srv}
-	err := c.Do(ctx, "HPEXPIRETIME", "crs:probe", "FIELDS", 1, "f").Err()
-	t.fieldExpiry = err == nil || err == redis.Nil || !redisconn.IsUnknownCommand(err)
-	return t, nil
+func probeTarget(ctx context.Context, c *redis.Client, srv redisconn.Server) (serverInfo, error) {
+	caps, err := redisconn.ProbeCaps(ctx, c)
+	return serverInfo{Server: srv, Caps: caps}, err
 }
 
 func sendItem(ctx context.Context, ch chan<- item, it item) bool {
@@ -375,21 +295,36 @@ func sendItem(ctx context.Context, ch chan<- item, it item) bool {
 	}
 }
 
+// mustBeEmpty returns the target databases that must hold no keys before
+// a load: the one given with --db, else those the dump's header lists, or
+// (all) every database when the header does not say.
+func mustBeEmpty(hdr format.Header, targetDB int) (dbs []int, all bool) {
+	switch {
+	case targetDB >= 0:
+		return []int{targetDB}, false
+	case hdr.Databases == nil:
+		return nil, true
+	}
+	for _, d := range hdr.Databases {
+		dbs = append(dbs, d.DB)
+	}
+	return dbs, false
+}
+
 // checkEmpty fails when any of dbs (or, with all, any database at all)
-// holds keys, naming each one.
-func checkEmpty(ctx context.Context, c *redis.Client, dbs []int, all bool) error {
-	ks, err := redisconn.Keyspace(ctx, c)
-	if err != nil {
-		return err
-	}
-	if all {
-		dbs = dbs[:0]
-		for db := range ks {
-			dbs = append(dbs, db)
+// holds keys on any of the nodes, naming each one.
+func checkEmpty(ctx context.Context, nodes []*redis.Client, dbs []int, all bool) error {
+	ks := make(map[int]int64)
+	for _, c := range nodes {
+		n, err := redisconn.Keyspace(ctx, c)
+		if err != nil {
+			return err
 		}
-		sort.Ints(dbs)
+		for db, k := range n {
+			ks[db] += k
+		}
 	}
-	if busy := busyDatabases(ks, dbs); len(busy) > 0 {
+	if busy := busyDatabases(ks, dbs, all); len(busy) > 0 {
 		return notEmpty(busy)
 	}
 	return nil
@@ -414,38 +349,6 @@ func readOnly(o redisconn.Options) redisconn.Options {
 	return o
 }
 
-// clients holds one go-redis client per target database, made on demand.
-type clients struct {
-	opts redisconn.Options
-	size int
-	mu   sync.Mutex
-	m    map[int]*redis.Client
-	srv  redisconn.Server
-}
-
-func (p *clients) get(ctx context.Context, db int) (*redis.Client, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if c := p.m[db]; c != nil {
-		return c, nil
-	}
-	c, srv, err := redisconn.Open(ctx, p.opts, db, p.size)
-	if err != nil {
-		return nil, err
-	}
-	p.srv = srv
-	p.m[db] = c
-	return c, nil
-}
-
-func (p *clients) close() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.m {
-		c.Close()
-	}
-}
-
 // KeyError is a command the target refused while writing one key, or a
 // record the target cannot hold.
 type KeyError struct {
@@ -464,12 +367,3 @@ func (e *KeyError) Error() string {
 }
 
 func (e *KeyError) Unwrap() error { return e.Err }
-
-// zstdMagic starts every zstd frame.
-var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
-
-// isZstd reports whether the buffered input starts with a zstd frame.
-func isZstd(br *bufio.Reader) bool {
-	b, _ := br.Peek(len(zstdMagic))
-	return bytes.Equal(b, zstdMagic)
-}

@@ -10,8 +10,8 @@ import (
 	"strings"
 
 	"github.com/crs-tool/crs/format"
-	"github.com/crs-tool/crs/internal/dumpfile"
 	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/source/dumpfile"
 )
 
 // ErrTargetMemory is returned when the target's maxmemory leaves too
@@ -42,35 +42,49 @@ func (e *PreflightError) Unwrap() []error { return e.Problems }
 
 // targetInfo is what the checks before a load learn of the target.
 type targetInfo struct {
-	target
-	keyspace  map[int]int64 // keys per database
-	maxmemory int64         // 0: no limit
-	used      int64         // used_memory
-	policy    string        // maxmemory_policy
+	serverInfo               // of the first node; the oldest, with several
+	nodes      int           // servers written to
+	keyspace   map[int]int64 // keys per database, on all nodes
+	maxmemory  int64         // the smallest node's, 0: no limit
+	used       int64         // used_memory of that node
+	policy     string        // its maxmemory_policy
 }
 
-// probe connects to the target and reads what the checks need.
+// probe connects to every node of the target and reads what the checks
+// need.
 func probe(ctx context.Context, opts Options) (targetInfo, error) {
-	c, srv, err := redisconn.Open(ctx, readOnly(opts.Conn), 0, 1)
+	tgt, err := openTarget(ctx, opts)
 	if err != nil {
 		return targetInfo{}, err
 	}
-	defer c.Close()
-	var ti targetInfo
-	if ti.target, err = probeTarget(ctx, c, srv); err != nil {
-		return ti, err
-	}
-	if ti.keyspace, err = redisconn.Keyspace(ctx, c); err != nil {
-		return ti, err
-	}
-	info, err := c.Info(ctx, "memory").Result()
+	cs, infos, err := nodeClients(ctx, tgt)
 	if err != nil {
-		return ti, fmt.Errorf("info memory: %w", err)
+		return targetInfo{}, err
 	}
-	f := redisconn.InfoFields(info)
-	ti.maxmemory, _ = strconv.ParseInt(f["maxmemory"], 10, 64)
-	ti.used, _ = strconv.ParseInt(f["used_memory"], 10, 64)
-	ti.policy = f["maxmemory_policy"]
+	defer closeAll(cs)
+	ti := targetInfo{serverInfo: infos[0], nodes: len(cs), keyspace: map[int]int64{}}
+	for i, c := range cs {
+		if !infos[i].AtLeast(ti.Major, ti.Minor) {
+			ti.serverInfo = infos[i]
+		}
+		ks, err := redisconn.Keyspace(ctx, c)
+		if err != nil {
+			return ti, err
+		}
+		for db, n := range ks {
+			ti.keyspace[db] += n
+		}
+		info, err := c.Info(ctx, "memory").Result()
+		if err != nil {
+			return ti, fmt.Errorf("info memory: %w", err)
+		}
+		f := redisconn.InfoFields(info)
+		maxmem, _ := strconv.ParseInt(f["maxmemory"], 10, 64)
+		used, _ := strconv.ParseInt(f["used_memory"], 10, 64)
+		if i == 0 || (maxmem > 0 && (ti.maxmemory == 0 || maxmem-used < ti.maxmemory-ti.used)) {
+			ti.maxmemory, ti.used, ti.policy = maxmem, used, f["maxmemory_policy"]
+		}
+	}
 	return ti, nil
 }
 
@@ -80,25 +94,13 @@ func preflight(hdr format.Header, ti targetInfo, opts Options) []error {
 	var problems []error
 	if !opts.Replace && !opts.SkipExisting {
 		db, _ := opts.Conn.SelectedDB()
-		var dbs []int
-		switch {
-		case db >= 0:
-			dbs = []int{db}
-		case hdr.Databases != nil:
-			for _, d := range hdr.Databases {
-				dbs = append(dbs, d.DB)
-			}
-		default: // the dump does not say: every database must be empty
-			for d := range ti.keyspace {
-				dbs = append(dbs, d)
-			}
-			sort.Ints(dbs)
-		}
-		if busy := busyDatabases(ti.keyspace, dbs); len(busy) > 0 {
+		dbs, all := mustBeEmpty(hdr, db)
+		if busy := busyDatabases(ti.keyspace, dbs, all); len(busy) > 0 {
 			problems = append(problems, notEmpty(busy))
 		}
 	}
-	if need := hdr.MemoryBytes; need > 0 && ti.maxmemory > 0 && ti.used+need > ti.maxmemory && !opts.IgnoreMemory {
+	// Each node takes its share of the keys.
+	if need := hdr.MemoryBytes / int64(max(ti.nodes, 1)); need > 0 && ti.maxmemory > 0 && ti.used+need > ti.maxmemory && !opts.IgnoreMemory {
 		what := "the load would stop part way with OOM errors"
 		if ti.policy != "" && ti.policy != "noeviction" {
 			what = fmt.Sprintf("maxmemory-policy %s would evict keys, losing data without an error", ti.policy)
@@ -113,8 +115,16 @@ func notEmpty(busy []string) error {
 	return fmt.Errorf("%w (%s): use --replace to overwrite the keys the dump holds, or --skip-existing to keep the target's", ErrTargetNotEmpty, strings.Join(busy, ", "))
 }
 
-// busyDatabases describes those of dbs that hold keys.
-func busyDatabases(keyspace map[int]int64, dbs []int) []string {
+// busyDatabases describes those of dbs (with all, of every database) that
+// hold keys.
+func busyDatabases(keyspace map[int]int64, dbs []int, all bool) []string {
+	if all {
+		dbs = dbs[:0]
+		for db := range keyspace {
+			dbs = append(dbs, db)
+		}
+		sort.Ints(dbs)
+	}
 	var busy []string
 	for _, db := range dbs {
 		if n := keyspace[db]; n > 0 {
@@ -128,8 +138,8 @@ func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 // needsScan reports whether the target may lack a command the dump's
 // records need, which only reading every record can tell.
-func needsScan(hdr format.Header, t target, opts Options) bool {
-	if !hdr.NoFieldExpiry && !t.fieldExpiry && !opts.DropFieldExpiry {
+func needsScan(hdr format.Header, t serverInfo, opts Options) bool {
+	if !hdr.NoFieldExpiry && !t.FieldExpiry && !opts.DropFieldExpiry {
 		return true
 	}
 	// Streams came with 5.0, consumers without pending entries with 6.2,
@@ -167,18 +177,18 @@ func (n *need) add(rec *format.Record) {
 
 // scanNeeds reads the whole dump at path and returns the problems of the
 // data the target has no command for.
-func scanNeeds(ctx context.Context, path string, t target, opts Options) ([]error, error) {
+func scanNeeds(ctx context.Context, path string, t serverInfo, opts Options) ([]error, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open input: %w", err)
 	}
 	defer f.Close()
-	r, closeInput, err := decompress(f)
+	r, closeInput, err := dumpfile.Decompress(f)
 	if err != nil {
 		return nil, err
 	}
 	defer closeInput()
-	fieldExp := &need{what: "hash field expiries", cmd: "HPEXPIREAT (Redis 7.4+)", lacks: !t.fieldExpiry && !opts.DropFieldExpiry}
+	fieldExp := &need{what: "hash field expiries", cmd: "HPEXPIREAT (Redis 7.4+)", lacks: !t.FieldExpiry && !opts.DropFieldExpiry}
 	streams := &need{what: "streams", cmd: "XADD (Redis 5.0+)", lacks: !t.AtLeast(5, 0)}
 	consumers := &need{what: "stream consumers", cmd: "XGROUP CREATECONSUMER (Redis 6.2+)", lacks: !t.AtLeast(6, 2)}
 	counters := &need{what: "stream counters (entries-read, entries-added, max-deleted-entry-id)", cmd: "XSETID ... ENTRIESADDED MAXDELETEDID and XGROUP CREATE ... ENTRIESREAD (Redis 7.0+)", lacks: !t.AtLeast(7, 0)}

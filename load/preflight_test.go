@@ -39,7 +39,7 @@ func TestScanNeeds(t *testing.T) {
 		{"4.0.14", []string{`3 keys have streams, which need XADD (Redis 5.0+), and the target is redis 4.0.14: "plain" (db 0), "consumer" (db 0), "counters" (db 1)`, `2 keys have stream consumers`, `1 keys have stream counters`}},
 	} {
 		major, minor := redisconn.ParseVersion(tt.version)
-		tgt := target{Server: redisconn.Server{Version: tt.version, Engine: "redis", Major: major, Minor: minor}, fieldExpiry: false}
+		tgt := serverInfo{Server: redisconn.Server{Version: tt.version, Engine: "redis", Major: major, Minor: minor}}
 		problems, err := scanNeeds(context.Background(), path, tgt, NewOptions())
 		if err != nil {
 			t.Fatal(err)

@@ -2,23 +2,20 @@ package load
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
 	"golang.org/x/term"
 
 	"github.com/crs-tool/crs/format"
-	"github.com/crs-tool/crs/internal/dumpfile"
 	"github.com/crs-tool/crs/internal/progress"
+	"github.com/crs-tool/crs/internal/report"
+	"github.com/crs-tool/crs/source/dumpfile"
 )
 
 // ErrNoInput is returned when crsload would read a dump from a terminal.
@@ -61,7 +58,7 @@ func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) e
 	}
 	counted := &countingReader{r: in}
 	br := bufio.NewReaderSize(counted, 1<<20)
-	hdr, err := peekHeader(br)
+	hdr, err := dumpfile.PeekHeader(br)
 	if err != nil {
 		return err
 	}
@@ -70,7 +67,7 @@ func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) e
 		return err
 	}
 	problems := preflight(hdr, ti, opts)
-	if needsScan(hdr, ti.target, opts) {
+	if needsScan(hdr, ti.serverInfo, opts) {
 		if path == "" {
 			spool, err := spoolToFile(br)
 			if err != nil {
@@ -79,7 +76,7 @@ func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) e
 			defer os.Remove(spool)
 			path = spool
 		}
-		more, err := scanNeeds(ctx, path, ti.target, opts)
+		more, err := scanNeeds(ctx, path, ti.serverInfo, opts)
 		if err != nil {
 			return err
 		}
@@ -103,7 +100,7 @@ func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) e
 		fmt.Fprintln(stderr, preflightReport(hdr, ti))
 	}
 
-	r, closeInput, err := decompress(br)
+	r, closeInput, err := dumpfile.Decompress(br)
 	if err != nil {
 		return err
 	}
@@ -150,43 +147,17 @@ func preflightReport(hdr format.Header, ti targetInfo) string {
 	return b.String()
 }
 
-// writeJSON prints the summary as one JSON object on one line.
-func writeJSON(w io.Writer, st Stats, err error) {
-	v := struct {
-		Tool  string `json:"tool"`
-		OK    bool   `json:"ok"`
-		Error string `json:"error,omitempty"`
-		Stats
-		Seconds float64 `json:"seconds"`
-	}{Tool: "crsload", OK: err == nil, Stats: st, Seconds: st.Elapsed.Seconds()}
-	if err != nil {
-		v.Error = err.Error()
-	}
-	b, _ := json.Marshal(v)
-	fmt.Fprintf(w, "%s\n", b)
-}
-
 // check reads and validates a whole dump, touching no server, and prints
 // what it holds.
 func check(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) error {
 	c, err := checkDump(ctx, opts, stdin)
 	switch {
 	case opts.JSON:
-		v := struct {
-			Tool  string `json:"tool"`
-			OK    bool   `json:"ok"`
-			Error string `json:"error,omitempty"`
-			checked
-		}{Tool: "crsload --check", OK: err == nil, checked: c}
-		if err != nil {
-			v.Error = err.Error()
-		}
-		b, _ := json.Marshal(v)
-		fmt.Fprintf(stderr, "%s\n", b)
+		report.JSON(stderr, "crsload --check", c, err)
 	case err == nil && !opts.Quiet:
 		var b strings.Builder
 		fmt.Fprintf(&b, "crsload --check: the dump is intact: %d keys", c.Keys)
-		b.WriteString(typeCounts(c.ByType))
+		b.WriteString(report.TypeCounts(c.ByType))
 		fmt.Fprintf(&b, " in %d records (%d of them parts of large keys), %d with an expiry; crc32c %s matches.", c.Records, c.Parts, c.Expiring, c.CRC32C)
 		fmt.Fprintf(&b, " Made %s from %s (%s %s), format version %d.", time.UnixMilli(c.CreatedMs).UTC().Format(time.RFC3339), c.Source, c.Engine, c.ServerVersion, c.Version)
 		fmt.Fprintln(stderr, b.String())
@@ -222,7 +193,7 @@ func checkDump(ctx context.Context, opts Options, stdin io.Reader) (checked, err
 	} else if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		return c, ErrNoInput
 	}
-	r, closeInput, err := decompress(in)
+	r, closeInput, err := dumpfile.Decompress(in)
 	if err != nil {
 		return c, err
 	}
@@ -253,66 +224,6 @@ func checkDump(ctx context.Context, opts Options, stdin io.Reader) (checked, err
 	return c, nil
 }
 
-// typeCounts formats keys per type as " (hash 3, string 2)".
-func typeCounts(byType map[string]int64) string {
-	if len(byType) == 0 {
-		return ""
-	}
-	types := make([]string, 0, len(byType))
-	for t := range byType {
-		types = append(types, t)
-	}
-	sort.Strings(types)
-	var b strings.Builder
-	b.WriteString(" (")
-	for i, t := range types {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%s %d", t, byType[t])
-	}
-	b.WriteString(")")
-	return b.String()
-}
-
-// peekHeader reads the header at the start of br without consuming
-// anything: it decompresses just the first bytes when they are zstd.
-func peekHeader(br *bufio.Reader) (format.Header, error) {
-	raw, _ := br.Peek(256 << 10) // at least one whole zstd block, if there is one
-	var plain io.Reader = bytes.NewReader(raw)
-	if bytes.HasPrefix(raw, zstdMagic) {
-		dec, err := zstd.NewReader(plain, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return format.Header{}, fmt.Errorf("zstd: %w", err)
-		}
-		defer dec.Close()
-		plain = dec
-	}
-	// The header is the first line; a cut-off prefix may end in an error
-	// after it, which the header reader does not reach.
-	line, err := bufio.NewReader(plain).ReadBytes('\n')
-	if err != nil && err != io.EOF && len(line) == 0 {
-		return format.Header{}, &format.ParseError{Line: 1, Err: fmt.Errorf("%w: %v", format.ErrRead, err)}
-	}
-	return format.NewReader(bytes.NewReader(line)).Header()
-}
-
-// decompress returns the plain lines of in, whether zstd or plain.
-func decompress(in io.Reader) (io.Reader, func(), error) {
-	br, ok := in.(*bufio.Reader)
-	if !ok {
-		br = bufio.NewReaderSize(in, 1<<20)
-	}
-	if !isZstd(br) {
-		return br, func() {}, nil
-	}
-	dec, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(2), zstd.WithDecoderLowmem(true))
-	if err != nil {
-		return nil, nil, fmt.Errorf("zstd: %w", err)
-	}
-	return dec, dec.Close, nil
-}
-
 // spoolToFile copies r to a new temporary file, mode 0600, and returns its
 // name.
 func spoolToFile(r io.Reader) (string, error) {
@@ -339,7 +250,7 @@ func summary(st Stats, err error) string {
 		b.WriteString("crsload: loaded ")
 	}
 	fmt.Fprintf(&b, "%d keys", st.Keys)
-	b.WriteString(typeCounts(st.ByType))
+	b.WriteString(report.TypeCounts(st.ByType))
 	fmt.Fprintf(&b, " from %d records, %d bytes read, in %.2fs", st.Records, st.Bytes, st.Elapsed.Seconds())
 	if s := st.Elapsed.Seconds(); s > 0 {
 		fmt.Fprintf(&b, " (%.0f keys/s)", float64(st.Keys)/s)
@@ -373,4 +284,12 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// writeJSON prints the summary as one JSON object on one line.
+func writeJSON(w io.Writer, st Stats, err error) {
+	report.JSON(w, "crsload", struct {
+		Stats
+		Seconds float64 `json:"seconds"`
+	}{st, st.Elapsed.Seconds()}, err)
 }

@@ -28,7 +28,7 @@ const placeholderField = "\x00crsload-deleted\x00"
 // connections (one per target database).
 type worker struct {
 	conn     redisconn.Options
-	tgt      target
+	tgt      serverInfo
 	opts     Options
 	st       *Stats
 	inFlight *semaphore.Weighted
@@ -382,7 +382,7 @@ func (w *worker) explain(rec *format.Record, sc sentCmd, err error) error {
 // check reports data in it that the target has no command for.
 func (w *worker) check(it item) error {
 	r := it.rec
-	if len(r.FieldExpire) > 0 && !w.tgt.fieldExpiry && !w.opts.DropFieldExpiry {
+	if len(r.FieldExpire) > 0 && !w.tgt.FieldExpiry && !w.opts.DropFieldExpiry {
 		return fmt.Errorf("%w: %d hash field expiries, and %s %s has no HPEXPIREAT (Redis 7.4+); use --drop-field-expiry to load the fields without them", ErrTargetLacks, len(r.FieldExpire), w.tgt.Engine, w.tgt.Version)
 	}
 	if r.Stream == nil {
@@ -472,7 +472,7 @@ func (w *worker) fieldExpiry(c *resp.Conn, p int, r *format.Record) {
 	if len(r.FieldExpire) == 0 {
 		return
 	}
-	if !w.tgt.fieldExpiry {
+	if !w.tgt.FieldExpiry {
 		w.st.DroppedField += int64(len(r.FieldExpire))
 		return
 	}

@@ -25,17 +25,16 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/crs-tool/crs/dump"
 	"github.com/crs-tool/crs/format"
-	"github.com/crs-tool/crs/internal/dumpfile"
-	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/source/dumpfile"
+	"github.com/crs-tool/crs/source/pick"
+	"github.com/crs-tool/crs/source/scan"
 )
 
 // Options configure stats. NewOptions holds the defaults.
 type Options struct {
-	// Input is a dump file; empty means the server Conn points at.
-	Input string
-	Conn  redisconn.Options
+	// From is what to count: a dump file or a server (any source).
+	From pick.Spec
 	// Patterns, when given, are counted instead of the patterns found.
 	Patterns []string
 	// Top is how many of the biggest keys are listed.
@@ -46,7 +45,7 @@ type Options struct {
 
 // NewOptions returns the defaults.
 func NewOptions() Options {
-	return Options{Conn: redisconn.NewOptions(), Top: 10}
+	return Options{From: pick.Spec{Scan: scan.NewOptions()}, Top: 10}
 }
 
 // DB is what stats found in one database.
@@ -318,12 +317,11 @@ func (d *DB) finish(patterns []string) {
 // Run collects from the file or the server and prints the result to w.
 func Run(ctx context.Context, opts Options, w io.Writer) error {
 	var dbs []*DB
-	var err error
-	if opts.Input != "" {
-		dbs, err = fromFile(ctx, opts)
-	} else {
-		dbs, err = fromServer(ctx, opts)
-	}
+	err := pick.Read(ctx, opts.From, nil, func(ctx context.Context, fr *format.Reader) error {
+		var err error
+		dbs, err = Collect(ctx, fr, opts)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -367,28 +365,6 @@ func printable(s string) string {
 		return q
 	}
 	return s
-}
-
-func fromFile(ctx context.Context, opts Options) ([]*DB, error) {
-	r, done, err := dumpfile.Open(opts.Input)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	return Collect(ctx, format.NewReader(r), opts)
-}
-
-// fromServer collects from a dump of the server, read as it is made.
-func fromServer(ctx context.Context, opts Options) ([]*DB, error) {
-	do := dump.NewOptions()
-	do.Conn = opts.Conn
-	var dbs []*DB
-	err := dump.Read(ctx, do, func(ctx context.Context, fr *format.Reader) error {
-		var err error
-		dbs, err = Collect(ctx, fr, opts)
-		return err
-	})
-	return dbs, err
 }
 
 // Match reports whether key matches a SCAN MATCH pattern: '*' any run of

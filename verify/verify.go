@@ -13,28 +13,26 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/crs-tool/crs/dump"
 	"github.com/crs-tool/crs/format"
-	"github.com/crs-tool/crs/internal/dumpfile"
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/internal/rtype"
+	"github.com/crs-tool/crs/source/pick"
+	"github.com/crs-tool/crs/source/scan"
 )
 
 // Options configure a verification. NewOptions holds the defaults.
 type Options struct {
 	// Target is the server checked.
 	Target redisconn.Options
-	// Input is a dump file; empty means verify Source instead.
-	Input string
-	// Source is the server whose live dump is verified when Input is empty.
-	Source redisconn.Options
+	// From is what the target must hold: a dump file, or the live dump of
+	// another server (any source).
+	From pick.Spec
 	// Tolerance is how far apart two expiries may be and still match.
 	Tolerance time.Duration
 	// Show is how many differences are listed; the rest are counted.
@@ -53,7 +51,7 @@ type Options struct {
 func NewOptions() Options {
 	return Options{
 		Target:    redisconn.NewOptions(),
-		Source:    redisconn.NewOptions(),
+		From:      pick.Spec{Scan: scan.NewOptions()},
 		Tolerance: time.Second,
 		Show:      20,
 		Progress:  progress.Auto,
@@ -86,12 +84,11 @@ func Run(ctx context.Context, opts Options, w io.Writer) error {
 		stopProgress = progress.Show(w, opts.Progress, "crs verify", opts.Counter)
 	}
 	var res Result
-	var err error
-	if opts.Input != "" {
-		res, err = verifyFile(ctx, opts)
-	} else {
-		res, err = verifySource(ctx, opts)
-	}
+	err := pick.Read(ctx, opts.From, nil, func(ctx context.Context, fr *format.Reader) error {
+		var err error
+		res, err = Verify(ctx, fr, opts)
+		return err
+	})
 	stopProgress()
 	if !opts.Quiet {
 		for _, d := range res.Shown {
@@ -111,28 +108,6 @@ func Run(ctx context.Context, opts Options, w io.Writer) error {
 		err = fmt.Errorf("%w: %d differences", ErrDifferent, res.Differences)
 	}
 	return err
-}
-
-func verifyFile(ctx context.Context, opts Options) (Result, error) {
-	r, done, err := dumpfile.Open(opts.Input)
-	if err != nil {
-		return Result{}, err
-	}
-	defer done()
-	return Verify(ctx, format.NewReader(r), opts)
-}
-
-// verifySource verifies a live dump of the source.
-func verifySource(ctx context.Context, opts Options) (Result, error) {
-	do := dump.NewOptions()
-	do.Conn = opts.Source
-	var res Result
-	err := dump.Read(ctx, do, func(ctx context.Context, fr *format.Reader) error {
-		var err error
-		res, err = Verify(ctx, fr, opts)
-		return err
-	})
-	return res, err
 }
 
 // A batch of records is checked in one pipelined round trip; these bound
@@ -183,7 +158,7 @@ func Verify(ctx context.Context, fr *format.Reader, opts Options) (Result, error
 			}
 			clients[db] = c
 			if !v.probed {
-				if v.caps, err = probeCaps(ctx, c); err != nil {
+				if v.caps, err = redisconn.ProbeCaps(ctx, c); err != nil {
 					return err
 				}
 				v.probed = true
@@ -218,27 +193,11 @@ func Verify(ctx context.Context, fr *format.Reader, opts Options) (Result, error
 	}
 }
 
-// caps are the commands the target has that verify uses where it can.
-type caps struct {
-	expireTime  bool // PEXPIRETIME (7.0+); else PTTL and TIME
-	multiMember bool // SMISMEMBER, ZMSCORE (6.2+); else one SISMEMBER or ZSCORE a member
-	fieldExpiry bool // HPEXPIRETIME (7.4+)
-}
-
-func probeCaps(ctx context.Context, c *redis.Client) (caps, error) {
-	info, err := c.Do(ctx, "COMMAND", "INFO", "pexpiretime", "smismember", "zmscore", "hpexpiretime").Slice()
-	if err != nil {
-		return caps{}, fmt.Errorf("command info: %w", err)
-	}
-	has := func(i int) bool { return i < len(info) && info[i] != nil }
-	return caps{expireTime: has(0), multiMember: has(1) && has(2), fieldExpiry: has(3)}, nil
-}
-
 // verifier carries the state of the key being checked across its parts.
 type verifier struct {
 	opts   Options
 	res    *Result
-	caps   caps
+	caps   redisconn.Caps
 	probed bool
 	// of the current key
 	skip    bool  // already found missing, expired or different
@@ -285,7 +244,7 @@ func (v *verifier) batch(ctx context.Context, c *redis.Client, batch []*format.R
 	cmds := make([]pending, len(batch))
 	off := v.offset
 	var now *redis.TimeCmd
-	if !v.caps.expireTime {
+	if !v.caps.ExpireTime {
 		now = p.Time(ctx)
 	}
 	for i, rec := range batch {
@@ -298,11 +257,11 @@ func (v *verifier) batch(ctx context.Context, c *redis.Client, batch []*format.R
 		if rec.More {
 			continue
 		}
-		if lenCmd := lengthCommand(rec.Type); lenCmd != "" && rec.Dump == "" {
+		if lenCmd := rtype.Len(rec.Type); lenCmd != "" && rec.Dump == "" {
 			q.length = redis.NewIntCmd(ctx, lenCmd, rec.Key)
 			p.Process(ctx, q.length)
 		}
-		if v.caps.expireTime {
+		if v.caps.ExpireTime {
 			q.expire = redis.NewIntCmd(ctx, "PEXPIRETIME", rec.Key)
 		} else {
 			q.expire = redis.NewIntCmd(ctx, "PTTL", rec.Key)
@@ -325,92 +284,6 @@ func (v *verifier) batch(ctx context.Context, c *redis.Client, batch []*format.R
 		}
 	}
 	return nil
-}
-
-func lengthCommand(typ string) string {
-	return map[string]string{format.TypeString: "STRLEN", format.TypeList: "LLEN", format.TypeSet: "SCARD",
-		format.TypeHash: "HLEN", format.TypeZSet: "ZCARD", format.TypeStream: "XLEN"}[typ]
-}
-
-// queueValues queues the commands that read back rec's elements, the
-// first at offset off of its key, and returns the offset after them.
-func (v *verifier) queueValues(ctx context.Context, p redis.Pipeliner, q *pending, rec *format.Record, off int64) int64 {
-	do := func(args ...interface{}) { q.values = append(q.values, p.Do(ctx, args...)) }
-	switch {
-	case rec.Dump != "":
-	case rec.Type == format.TypeString:
-		if len(rec.Str) > 0 {
-			do("GETRANGE", rec.Key, off, off+int64(len(rec.Str))-1)
-		}
-		return off + int64(len(rec.Str))
-	case rec.Type == format.TypeList:
-		if len(rec.Elems) > 0 {
-			do("LRANGE", rec.Key, off, off+int64(len(rec.Elems))-1)
-		}
-		return off + int64(len(rec.Elems))
-	case rec.Type == format.TypeSet:
-		if v.caps.multiMember && len(rec.Elems) > 0 {
-			args := []interface{}{"SMISMEMBER", rec.Key}
-			for _, m := range rec.Elems {
-				args = append(args, m)
-			}
-			do(args...)
-		} else {
-			for _, m := range rec.Elems {
-				do("SISMEMBER", rec.Key, m)
-			}
-		}
-	case rec.Type == format.TypeHash:
-		if len(rec.Hash) > 0 {
-			args := []interface{}{"HMGET", rec.Key}
-			for _, f := range rec.Hash {
-				args = append(args, f.Name)
-			}
-			do(args...)
-		}
-		if n := len(rec.FieldExpire); n > 0 && v.caps.fieldExpiry {
-			args := []interface{}{"HPEXPIRETIME", rec.Key, "FIELDS", n}
-			for _, f := range rec.FieldExpire {
-				args = append(args, f.Field)
-			}
-			q.fieldExp = p.Do(ctx, args...)
-		}
-	case rec.Type == format.TypeZSet:
-		if v.caps.multiMember && len(rec.ZSet) > 0 {
-			args := []interface{}{"ZMSCORE", rec.Key}
-			for _, m := range rec.ZSet {
-				args = append(args, m.Member)
-			}
-			do(args...)
-		} else {
-			for _, m := range rec.ZSet {
-				do("ZSCORE", rec.Key, m.Member)
-			}
-		}
-	case rec.Type == format.TypeStream:
-		if first, last, ok := entryRange(rec.Stream); ok {
-			do("XRANGE", rec.Key, first, last)
-		}
-		if rec.Stream.LastID != "" {
-			q.xinfo = p.Do(ctx, "XINFO", "STREAM", rec.Key)
-		}
-	}
-	return off
-}
-
-// entryRange is the IDs of the first and last entries of s that are in
-// the stream (not deleted ones kept for their pending entries).
-func entryRange(s *format.Stream) (first, last string, ok bool) {
-	for _, e := range s.Entries {
-		if e.Deleted {
-			continue
-		}
-		if !ok {
-			first, ok = e.ID, true
-		}
-		last = e.ID
-	}
-	return first, last, ok
 }
 
 // judge compares one record with the replies to its commands.
@@ -448,232 +321,6 @@ func (v *verifier) judge(rec *format.Record, q *pending) error {
 		return nil
 	}
 	return v.finish(rec, q)
-}
-
-// values checks the elements of one record.
-func (v *verifier) values(rec *format.Record, q *pending) error {
-	for _, c := range q.values {
-		if err := c.Err(); err != nil {
-			return fmt.Errorf("%s: %w", strings.ToUpper(c.Name()), err)
-		}
-	}
-	val := func(i int) interface{} { return q.values[i].(*redis.Cmd).Val() }
-	switch {
-	case rec.Dump != "":
-		return nil // a module value: its type and expiry are checked
-	case rec.Type == format.TypeString:
-		if len(rec.Str) > 0 {
-			got, _ := val(0).(string)
-			if got != rec.Str {
-				v.differ(rec.DB, rec.Key, "value differs at byte %d", v.offset+int64(firstDiff(got, rec.Str)))
-			}
-		}
-		v.offset += int64(len(rec.Str))
-		v.count += int64(len(rec.Str))
-	case rec.Type == format.TypeList:
-		if len(rec.Elems) > 0 {
-			got, _ := val(0).([]interface{})
-			for i := range rec.Elems {
-				if i >= len(got) || got[i] != rec.Elems[i] {
-					v.differ(rec.DB, rec.Key, "element %d differs", v.offset+int64(i))
-					break
-				}
-			}
-		}
-		v.offset += int64(len(rec.Elems))
-		v.count += int64(len(rec.Elems))
-	case rec.Type == format.TypeSet:
-		in := func(i int) bool {
-			if v.caps.multiMember {
-				got, _ := val(0).([]interface{})
-				return i < len(got) && got[i] == int64(1)
-			}
-			return val(i) == int64(1)
-		}
-		for i, m := range rec.Elems {
-			if !in(i) {
-				v.differ(rec.DB, rec.Key, "member %q missing", m)
-				break
-			}
-		}
-		v.count += int64(len(rec.Elems))
-	case rec.Type == format.TypeHash:
-		if len(rec.Hash) > 0 {
-			got, _ := val(0).([]interface{})
-			for i, f := range rec.Hash {
-				if i >= len(got) || got[i] != f.Value {
-					v.differ(rec.DB, rec.Key, "field %q differs", f.Name)
-					return nil
-				}
-			}
-		}
-		v.count += int64(len(rec.Hash))
-		return v.fieldExpiries(rec, q)
-	case rec.Type == format.TypeZSet:
-		score := func(i int) string {
-			if v.caps.multiMember {
-				got, _ := val(0).([]interface{})
-				if i < len(got) {
-					s, _ := got[i].(string)
-					return s
-				}
-				return ""
-			}
-			s, _ := val(i).(string)
-			return s
-		}
-		for i, m := range rec.ZSet {
-			s := score(i)
-			f, err := strconv.ParseFloat(s, 64)
-			if err != nil || (f != m.Score && !(math.IsInf(f, 0) && f == m.Score)) {
-				v.differ(rec.DB, rec.Key, "member %q: score %v, target %s", m.Member, m.Score, orMissing(s))
-				break
-			}
-		}
-		v.count += int64(len(rec.ZSet))
-	case rec.Type == format.TypeStream:
-		return v.stream(rec, q)
-	}
-	return nil
-}
-
-// fieldExpiries compares a hash record's field expiries.
-func (v *verifier) fieldExpiries(rec *format.Record, q *pending) error {
-	if len(rec.FieldExpire) == 0 {
-		return nil
-	}
-	if q.fieldExp == nil {
-		v.differ(rec.DB, rec.Key, "%d hash field expiries in the dump; the target has no HPEXPIRETIME (Redis 7.4+) to hold them", len(rec.FieldExpire))
-		return nil
-	}
-	got, err := q.fieldExp.Int64Slice()
-	if err != nil {
-		return fmt.Errorf("HPEXPIRETIME: %w", err)
-	}
-	for i, f := range rec.FieldExpire {
-		switch {
-		case i >= len(got) || got[i] < 0:
-			v.differ(rec.DB, rec.Key, "field %q expires at %s in the dump, target never", f.Field, at(f.AtMs))
-			return nil
-		case absDiff(got[i], f.AtMs) > v.opts.Tolerance.Milliseconds():
-			v.differ(rec.DB, rec.Key, "field %q expires at %s in the dump, target at %s", f.Field, at(f.AtMs), at(got[i]))
-			return nil
-		}
-	}
-	return nil
-}
-
-func (v *verifier) stream(rec *format.Record, q *pending) error {
-	first, last, ok := entryRange(rec.Stream)
-	var want []format.StreamEntry
-	for _, e := range rec.Stream.Entries {
-		if !e.Deleted {
-			want = append(want, e)
-		}
-	}
-	if ok {
-		res, _ := q.values[0].(*redis.Cmd).Val().([]interface{})
-		if len(res) != len(want) {
-			v.differ(rec.DB, rec.Key, "%d entries from %s to %s, target %d", len(want), first, last, len(res))
-			return nil
-		}
-		for i, x := range res {
-			e, _ := x.([]interface{})
-			if len(e) != 2 || e[0] != want[i].ID || !sameFields(e[1], want[i].Fields) {
-				v.differ(rec.DB, rec.Key, "entry %s differs", want[i].ID)
-				return nil
-			}
-		}
-	}
-	v.entries += int64(len(want))
-	s := rec.Stream
-	if q.xinfo != nil {
-		info, err := q.xinfo.Slice()
-		if err != nil {
-			return fmt.Errorf("XINFO STREAM: %w", err)
-		}
-		m := map[string]interface{}{}
-		for i := 0; i+1 < len(info); i += 2 {
-			if k, ok := info[i].(string); ok {
-				m[k] = info[i+1]
-			}
-		}
-		switch {
-		case m["last-generated-id"] != s.LastID:
-			v.differ(rec.DB, rec.Key, "last ID %s, target %v", s.LastID, m["last-generated-id"])
-		case s.EntriesAdded >= 0 && m["entries-added"] != nil && m["entries-added"] != s.EntriesAdded:
-			v.differ(rec.DB, rec.Key, "entries-added %d, target %v", s.EntriesAdded, m["entries-added"])
-		case s.MaxDeletedID != "" && m["max-deleted-entry-id"] != nil && m["max-deleted-entry-id"] != s.MaxDeletedID:
-			v.differ(rec.DB, rec.Key, "max-deleted-entry-id %s, target %v", s.MaxDeletedID, m["max-deleted-entry-id"])
-		}
-	}
-	// Groups may continue across parts: add them up for finish.
-	if v.groups == nil {
-		v.groups = map[string]*groupSum{}
-	}
-	for _, g := range s.Groups {
-		sum := v.groups[g.Name]
-		if sum == nil {
-			sum = &groupSum{entriesRead: -1}
-			v.groups[g.Name] = sum
-			v.order = append(v.order, g.Name)
-		}
-		if g.LastDeliveredID != "" {
-			sum.lastDelivered, sum.entriesRead = g.LastDeliveredID, g.EntriesRead
-		}
-		sum.consumers += int64(len(g.Consumers))
-		sum.pending += int64(len(g.Pending))
-	}
-	return nil
-}
-
-// streamGroups compares the consumer groups the dump holds for a stream
-// with the target's.
-func (v *verifier) streamGroups(rec *format.Record, q *pending) error {
-	got, err := q.groups.Result()
-	if err != nil {
-		return fmt.Errorf("XINFO GROUPS: %w", err)
-	}
-	if len(got) != len(v.order) {
-		v.differ(rec.DB, rec.Key, "%d consumer groups, target %d", len(v.order), len(got))
-		return nil
-	}
-	on := map[string]redis.XInfoGroup{}
-	for _, g := range got {
-		on[g.Name] = g
-	}
-	for _, name := range v.order {
-		want, g := v.groups[name], on[name]
-		switch {
-		case g.Name != name:
-			v.differ(rec.DB, rec.Key, "group %q missing from the target", name)
-		case g.LastDeliveredID != want.lastDelivered:
-			v.differ(rec.DB, rec.Key, "group %q: last delivered ID %s, target %s", name, want.lastDelivered, g.LastDeliveredID)
-		case want.entriesRead >= 0 && g.EntriesRead != want.entriesRead:
-			v.differ(rec.DB, rec.Key, "group %q: entries-read %d, target %d", name, want.entriesRead, g.EntriesRead)
-		case g.Consumers != want.consumers:
-			v.differ(rec.DB, rec.Key, "group %q: %d consumers, target %d", name, want.consumers, g.Consumers)
-		case g.Pending != want.pending:
-			v.differ(rec.DB, rec.Key, "group %q: %d pending entries, target %d", name, want.pending, g.Pending)
-		default:
-			continue
-		}
-		return nil
-	}
-	return nil
-}
-
-func sameFields(x interface{}, want []string) bool {
-	got, _ := x.([]interface{})
-	if len(got) != len(want) {
-		return false
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // finish checks a key's length, stream groups and expiry after its last

@@ -1,4 +1,4 @@
-package dump
+package scan
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/redistest"
 	"github.com/crs-tool/crs/internal/resp"
 )
@@ -28,7 +29,7 @@ func TestReadKeys(t *testing.T) {
 	for _, hasExpireTime := range []bool{true, false} {
 		// "gone" stands for a key deleted between SCAN and the read.
 		keys := []string{"s", "gone", "l", "h", "ttl"}
-		recs, vanished, err := readAll(t, ctx, c, keys, caps{expireTime: hasExpireTime, memoryUsage: true}, NewOptions())
+		recs, vanished, err := readAll(t, ctx, c, keys, redisconn.Caps{ExpireTime: hasExpireTime, MemoryUsage: true}, NewOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -68,7 +69,7 @@ func rawConn(t *testing.T, c *redis.Client) *resp.Conn {
 }
 
 // readAll runs a reader over keys of db 0 and collects what it emits.
-func readAll(t *testing.T, ctx context.Context, c *redis.Client, keys []string, cp caps, opts Options) ([]*format.Record, int64, error) {
+func readAll(t *testing.T, ctx context.Context, c *redis.Client, keys []string, cp redisconn.Caps, opts Options) ([]*format.Record, int64, error) {
 	var recs []*format.Record
 	var vanished int64
 	r := &reader{c: c, rc: rawConn(t, c), db: 0, caps: cp, opts: opts,
@@ -117,7 +118,7 @@ func TestBigStringInParts(t *testing.T) {
 	c.Set(ctx, "big", strings.Repeat("x", 10_000), 0)
 	opts := NewOptions()
 	opts.PartBytes = 1000
-	for _, cp := range []caps{{expireTime: true, memoryUsage: true}, {expireTime: true}} {
+	for _, cp := range []redisconn.Caps{{ExpireTime: true, MemoryUsage: true}, {ExpireTime: true}} {
 		recs, _, err := readAll(t, ctx, c, []string{"big"}, cp, opts)
 		if err != nil {
 			t.Fatal(err)

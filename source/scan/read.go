@@ -1,9 +1,8 @@
-package dump
+package scan
 
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -13,36 +12,15 @@ import (
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/resp"
+	"github.com/crs-tool/crs/internal/rtype"
 )
-
-// caps are what the source server can do, probed once per dump.
-type caps struct {
-	expireTime  bool // PEXPIRETIME (7.0+)
-	memoryUsage bool // MEMORY USAGE (4.0+, may be disabled)
-	fieldExpiry bool // HPEXPIRETIME (Redis 7.4+)
-}
-
-func probeCaps(ctx context.Context, c *redis.Client) (caps, error) {
-	var cp caps
-	var err error
-	if cp.expireTime, err = probe(ctx, c, "PEXPIRETIME", "crs:probe"); err != nil {
-		return cp, err
-	}
-	if cp.memoryUsage, err = probe(ctx, c, "MEMORY", "USAGE", "crs:probe"); err != nil {
-		cp.memoryUsage = false // disabled on some managed services
-	}
-	if cp.fieldExpiry, err = probe(ctx, c, "HPEXPIRETIME", "crs:probe", "FIELDS", 1, "f"); err != nil {
-		cp.fieldExpiry = false
-	}
-	return cp, nil
-}
 
 // reader reads keys of one database and emits their records.
 type reader struct {
 	c    *redis.Client
 	rc   *resp.Conn // the hot path: probes and whole values
 	db   int
-	caps caps
+	caps redisconn.Caps
 	opts Options
 	// emit hands a record to the writer, in order.
 	emit func(*format.Record) error
@@ -112,11 +90,11 @@ func (r *reader) readBatch(ctx context.Context, keys []string) error {
 }
 
 func (r *reader) isBig(p probed) bool {
-	switch p.typ {
-	case format.TypeString:
+	switch t, _ := rtype.Of(p.typ); {
+	case p.typ == format.TypeString:
 		// size is STRLEN when the probe asked it; bytes is MEMORY USAGE.
 		return p.size > r.opts.PartBytes || p.bytes > r.opts.PartBytes
-	case format.TypeList, format.TypeSet, format.TypeHash, format.TypeZSet:
+	case t.Elements:
 		return p.size > int64(r.opts.PartElems) || p.bytes > r.opts.PartBytes
 	}
 	return false
@@ -127,7 +105,7 @@ func (r *reader) isBig(p probed) bool {
 // one round trip of three commands a key; without it, a second round trip
 // asks each key's length by its type.
 func (r *reader) probe(ctx context.Context, keys []string) ([]probed, error) {
-	if !r.caps.memoryUsage || !r.caps.expireTime {
+	if !r.caps.MemoryUsage || !r.caps.ExpireTime {
 		return r.probeSlow(ctx, keys)
 	}
 	for _, k := range keys {
@@ -176,17 +154,17 @@ func (r *reader) probeSlow(ctx context.Context, keys []string) ([]probed, error)
 	mems := make([]*redis.IntCmd, len(keys))
 	exps := make([]*redis.IntCmd, len(keys))
 	expCmd := "PTTL"
-	if r.caps.expireTime {
+	if r.caps.ExpireTime {
 		expCmd = "PEXPIRETIME"
 	}
 	var timeCmd *redis.TimeCmd
 	_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		if !r.caps.expireTime {
+		if !r.caps.ExpireTime {
 			timeCmd = p.Time(ctx)
 		}
 		for i, k := range keys {
 			types[i] = p.Type(ctx, k)
-			if r.caps.memoryUsage {
+			if r.caps.MemoryUsage {
 				mems[i] = redis.NewIntCmd(ctx, "MEMORY", "USAGE", k)
 				p.Process(ctx, mems[i])
 				exps[i] = redis.NewIntCmd(ctx, expCmd, k)
@@ -195,7 +173,7 @@ func (r *reader) probeSlow(ctx context.Context, keys []string) ([]probed, error)
 		}
 		return nil
 	})
-	if err != nil && !isReplyError(err) {
+	if err != nil && !redisconn.IsReplyError(err) {
 		return nil, fmt.Errorf("db %d: read types: %w", r.db, err)
 	}
 	var nowMs int64
@@ -203,13 +181,13 @@ func (r *reader) probeSlow(ctx context.Context, keys []string) ([]probed, error)
 		nowMs = timeCmd.Val().UnixMilli()
 	}
 	sizes := make([]*redis.IntCmd, len(keys))
-	if !r.caps.memoryUsage {
+	if !r.caps.MemoryUsage {
 		_, err = r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, k := range keys {
 				if types[i].Val() == "none" {
 					continue
 				}
-				if cmd := lengthCommand(types[i].Val()); cmd != "" {
+				if cmd := rtype.Len(types[i].Val()); cmd != "" {
 					sizes[i] = redis.NewIntCmd(ctx, cmd, k)
 					p.Process(ctx, sizes[i])
 				}
@@ -218,7 +196,7 @@ func (r *reader) probeSlow(ctx context.Context, keys []string) ([]probed, error)
 			}
 			return nil
 		})
-		if err != nil && !isReplyError(err) {
+		if err != nil && !redisconn.IsReplyError(err) {
 			return nil, fmt.Errorf("db %d: read sizes: %w", r.db, err)
 		}
 	}
@@ -260,7 +238,7 @@ func (r *reader) probeSlow(ctx context.Context, keys []string) ([]probed, error)
 			r.vanished()
 			continue
 		case ms == -1:
-		case r.caps.expireTime:
+		case r.caps.ExpireTime:
 			p.exp = ms
 		default:
 			p.exp = nowMs + ms
@@ -276,7 +254,7 @@ func (r *reader) probeSlow(ctx context.Context, keys []string) ([]probed, error)
 func (r *reader) countLarge(ctx context.Context, ps []probed) error {
 	var idx []int
 	for i, p := range ps {
-		if p.size == 0 && p.typ != format.TypeString && p.typ != format.TypeStream && lengthCommand(p.typ) != "" && p.bytes > 2*int64(r.opts.PartElems) {
+		if p.size == 0 && p.typ != format.TypeString && p.typ != format.TypeStream && rtype.Len(p.typ) != "" && p.bytes > 2*int64(r.opts.PartElems) {
 			idx = append(idx, i)
 		}
 	}
@@ -286,38 +264,18 @@ func (r *reader) countLarge(ctx context.Context, ps []probed) error {
 	cmds := make([]*redis.IntCmd, len(idx))
 	_, err := r.c.Pipelined(ctx, func(pp redis.Pipeliner) error {
 		for j, i := range idx {
-			cmds[j] = redis.NewIntCmd(ctx, lengthCommand(ps[i].typ), ps[i].key)
+			cmds[j] = redis.NewIntCmd(ctx, rtype.Len(ps[i].typ), ps[i].key)
 			pp.Process(ctx, cmds[j])
 		}
 		return nil
 	})
-	if err != nil && !isReplyError(err) {
+	if err != nil && !redisconn.IsReplyError(err) {
 		return fmt.Errorf("db %d: read sizes: %w", r.db, err)
 	}
 	for j, i := range idx {
 		ps[i].size, _ = cmds[j].Result() // a WRONGTYPE is caught when the value is read
 	}
 	return nil
-}
-
-// lengthCommand returns the command that counts a type's elements (bytes
-// for a string), or "".
-func lengthCommand(typ string) string {
-	switch typ {
-	case format.TypeString:
-		return "STRLEN"
-	case format.TypeList:
-		return "LLEN"
-	case format.TypeSet:
-		return "SCARD"
-	case format.TypeHash:
-		return "HLEN"
-	case format.TypeZSet:
-		return "ZCARD"
-	case format.TypeStream:
-		return "XLEN"
-	}
-	return ""
 }
 
 // readSmall reads whole values of keys in one pipeline (two for hashes
@@ -328,19 +286,15 @@ func (r *reader) readSmall(ctx context.Context, ps []probed) (retry []string, er
 		return nil, nil
 	}
 	for _, k := range ps {
-		switch k.typ {
-		case format.TypeString:
-			r.rc.Begin("GET", 1).Str(k.key)
-		case format.TypeList:
-			r.rc.Begin("LRANGE", 3).Str(k.key).Int(0).Int(-1)
-		case format.TypeSet:
-			r.rc.Begin("SMEMBERS", 1).Str(k.key)
-		case format.TypeHash:
-			r.rc.Begin("HGETALL", 1).Str(k.key)
-		case format.TypeZSet:
-			r.rc.Begin("ZRANGE", 4).Str(k.key).Int(0).Int(-1).Str("WITHSCORES")
-		case format.TypeStream:
-			r.rc.Begin("PING", 0) // read by readStream below; keeps replies in step
+		t, native := rtype.Of(k.typ)
+		switch {
+		case native && len(t.Read) > 0:
+			r.rc.Begin(t.Read[0], len(t.Read)).Str(k.key)
+			for _, a := range t.Read[1:] {
+				r.rc.Str(a)
+			}
+		case native:
+			r.rc.Begin("PING", 0) // a stream, read by readStream below; keeps replies in step
 		default:
 			r.rc.Begin("DUMP", 1).Str(k.key)
 		}
@@ -370,7 +324,7 @@ func (r *reader) readSmall(ctx context.Context, ps []probed) (retry []string, er
 	if err != nil {
 		return nil, err
 	}
-	if r.caps.fieldExpiry {
+	if r.caps.FieldExpiry {
 		if err := r.readFieldExpiry(ctx, recs); err != nil {
 			return nil, err
 		}
@@ -418,7 +372,7 @@ func (r *reader) readFieldExpiry(ctx context.Context, recs []*format.Record) err
 	if !any {
 		return nil
 	}
-	if err != nil && !isReplyError(err) {
+	if err != nil && !redisconn.IsReplyError(err) {
 		return fmt.Errorf("db %d: read field expiries: %w", r.db, err)
 	}
 	for i, cmd := range cmds {
@@ -442,13 +396,6 @@ func setFieldExpiry(rec *format.Record, ms []int64) {
 			rec.FieldExpire = append(rec.FieldExpire, format.FieldExpiry{Field: rec.Hash[j].Name, AtMs: at})
 		}
 	}
-}
-
-// isReplyError reports whether err is a reply from the server (such as
-// WRONGTYPE for one command of a pipeline), not a connection failure.
-func isReplyError(err error) bool {
-	var re redis.Error
-	return errors.As(err, &re)
 }
 
 // fillValue sets rec's value from a read reply. It reports false when the
@@ -519,18 +466,4 @@ func rdbVersion(payload string) (int, error) {
 		return 0, fmt.Errorf("DUMP payload of %d bytes is too short", len(payload))
 	}
 	return int(binary.LittleEndian.Uint16([]byte(payload[len(payload)-10:]))), nil
-}
-
-// probe reports whether the server has the command, by calling it.
-func probe(ctx context.Context, c *redis.Client, args ...interface{}) (bool, error) {
-	err := c.Do(ctx, args...).Err()
-	switch {
-	case err == nil || err == redis.Nil:
-		return true, nil
-	case redisconn.IsUnknownCommand(err):
-		return false, nil
-	case isReplyError(err):
-		return true, nil // it exists; the probe's arguments just did not suit it
-	}
-	return false, fmt.Errorf("%s: %w", args[0], err)
 }

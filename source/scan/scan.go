@@ -1,16 +1,13 @@
-// Package dump reads a live Redis (or Valkey) server and writes its keys as
-// crs format records: SCAN per database, pipelined reads of type, value and
-// expiry, one record per key, in SCAN order.
-//
-// Run is what crsdump runs: it opens the output (stdout, or a file written
-// as FILE.tmp and renamed on success), compresses it with zstd, dumps, and
-// prints a summary. Dump is the core, writing to a format.Writer.
-package dump
+// Package scan is the source that reads a live Redis (or Valkey) server:
+// SCAN per database, pipelined reads of type, value and expiry, one record
+// per key (several for a large key, read in windows), in SCAN order. It
+// needs nothing but ordinary commands, so it works where SYNC and DUMP
+// files are out of reach, as on managed services.
+package scan
 
 import (
 	"context"
 	"fmt"
-	"io"
 	"sort"
 	"strconv"
 	"sync/atomic"
@@ -24,6 +21,7 @@ import (
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/resp"
+	"github.com/crs-tool/crs/source"
 )
 
 // Options configure a dump. NewOptions holds the defaults.
@@ -42,23 +40,6 @@ type Options struct {
 	// so memory does not grow with the size of a key.
 	PartElems int
 	PartBytes int64
-
-	// Output is a file to write; empty or "-" means standard output.
-	Output string
-	// Compress is "zstd" or "none".
-	Compress string
-	// ZstdLevel is the zstd encoder level, 1 (fastest) to 4 (best).
-	ZstdLevel int
-	// Quiet suppresses the summary and the progress display.
-	Quiet bool
-	// Progress is the progress display's mode on stderr: progress.Auto
-	// (a bar on a terminal), Bar, Plain or None.
-	Progress string
-	// JSON prints the summary as one JSON object.
-	JSON bool
-	// Counter, if not nil, counts keys as they are written, of the total
-	// DBSIZE gave (unknown with Match).
-	Counter *progress.Counter
 	// KeysKnown, if not nil, is called once the dump knows the most keys
 	// it must remember at a time (one database's seen-keys set), so that
 	// the caller can size process-wide settings such as the memory limit.
@@ -73,29 +54,22 @@ func NewOptions() Options {
 		Concurrency: 4,
 		PartElems:   5000,
 		PartBytes:   1 << 20,
-		Compress:    "zstd",
-		ZstdLevel:   1,
-		Progress:    progress.Auto,
 	}
 }
 
-// Stats counts what a dump did.
-type Stats struct {
-	Keys       int64            `json:"keys"`            // keys written
-	Records    int64            `json:"records"`         // records written (a key in parts has several)
-	ByType     map[string]int64 `json:"keys_by_type"`    // keys written per type
-	Vanished   int64            `json:"vanished"`        // keys SCAN returned that were gone when read
-	Duplicates int64            `json:"scan_duplicates"` // keys SCAN returned more than once
-	Bytes      int64            `json:"json_bytes"`      // uncompressed bytes of the dump
-	Databases  int              `json:"databases"`       // databases dumped
-	Elapsed    time.Duration    `json:"-"`
-}
+// Source is a live server read with SCAN.
+type Source struct{ opts Options }
 
-// Dump reads the server that opts.Conn points at and writes a header, one
-// record per key, and (on success) the trailer to fw. It returns what it
-// did even when it fails part way.
-func Dump(ctx context.Context, fw *format.Writer, opts Options) (st Stats, err error) {
-	st = Stats{ByType: make(map[string]int64)}
+// New returns a source that reads the server opts.Conn points at.
+func New(opts Options) *Source { return &Source{opts: opts} }
+
+// Dump reads the server and writes a header, one record per key, and (on
+// success) the trailer to fw, counting keys on p of the total DBSIZE gave
+// (unknown with Match). It returns what it did even when it fails part
+// way.
+func (s *Source) Dump(ctx context.Context, fw *format.Writer, p *progress.Counter) (st source.Stats, err error) {
+	opts := s.opts
+	st = source.Stats{ByType: make(map[string]int64)}
 	start := time.Now()
 	defer func() { st.Elapsed = time.Since(start) }()
 
@@ -128,12 +102,12 @@ func Dump(ctx context.Context, fw *format.Writer, opts Options) (st Stats, err e
 		total += d.Keys
 	}
 	if opts.Match == "" {
-		opts.Counter.SetTotal(total)
+		p.SetTotal(total)
 	}
 	if opts.KeysKnown != nil {
 		opts.KeysKnown(most)
 	}
-	cp, err := probeCaps(ctx, base)
+	cp, err := redisconn.ProbeCaps(ctx, base)
 	if err != nil {
 		return st, err
 	}
@@ -149,7 +123,7 @@ func Dump(ctx context.Context, fw *format.Writer, opts Options) (st Stats, err e
 		ServerVersion: srv.Version,
 		Engine:        srv.Engine,
 		Databases:     dbs,
-		NoFieldExpiry: !cp.fieldExpiry,
+		NoFieldExpiry: !cp.FieldExpiry,
 		MemoryBytes:   memory,
 	})
 	if err != nil {
@@ -157,7 +131,7 @@ func Dump(ctx context.Context, fw *format.Writer, opts Options) (st Stats, err e
 	}
 	for _, d := range dbs {
 		st.Databases++ // counted once begun, so a failure's summary names it
-		if err := dumpDB(ctx, fw, opts, d, cp, &st); err != nil {
+		if err := dumpDB(ctx, fw, opts, d, cp, &st, p); err != nil {
 			return st, err
 		}
 	}
@@ -165,25 +139,6 @@ func Dump(ctx context.Context, fw *format.Writer, opts Options) (st Stats, err e
 		return st, fmt.Errorf("write: %w", err)
 	}
 	return st, nil
-}
-
-// Read dumps the server that opts.Conn points at into a pipe and calls
-// read with a Reader of the records as they are made: a live dump, read
-// without a file. It returns the first error of the two sides.
-func Read(ctx context.Context, opts Options, read func(ctx context.Context, fr *format.Reader) error) error {
-	pr, pw := io.Pipe()
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		_, err := Dump(gctx, format.NewWriter(pw), opts)
-		pw.CloseWithError(err)
-		return err
-	})
-	g.Go(func() error {
-		err := read(gctx, format.NewReader(pr))
-		pr.CloseWithError(err)
-		return err
-	})
-	return g.Wait()
 }
 
 // dataMemory estimates the memory that the keys being dumped (dumped of
@@ -216,7 +171,7 @@ type batch struct {
 // records in SCAN order, draining each batch's channel in turn. A worker
 // blocks once its channel's few slots are full, so memory stays bounded
 // by the workers' windows, not by the data.
-func dumpDB(ctx context.Context, fw *format.Writer, opts Options, d format.Database, cp caps, st *Stats) error {
+func dumpDB(ctx context.Context, fw *format.Writer, opts Options, d format.Database, cp redisconn.Caps, st *source.Stats, p *progress.Counter) error {
 	db := d.DB
 	conc := max(opts.Concurrency, 1)
 	c, _, err := redisconn.Open(ctx, opts.Conn, db, conc+1)
@@ -295,13 +250,9 @@ func dumpDB(ctx context.Context, fw *format.Writer, opts Options, d format.Datab
 				if err := fw.Write(rec); err != nil {
 					return fmt.Errorf("write: %w", err)
 				}
-				st.Records++
-				if rec.Part <= 1 {
-					st.Keys++
-					st.ByType[rec.Type]++
-				}
+				st.Count(rec)
 				if !rec.More {
-					opts.Counter.Add(1)
+					p.Add(1)
 				}
 			}
 			if err := gctx.Err(); err != nil {
@@ -332,16 +283,4 @@ func send[T any](ctx context.Context, ch chan<- T, v T) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// countingWriter counts the bytes written through it.
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }

@@ -1,4 +1,4 @@
-package dump
+package scan
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/rtype"
 )
 
 // window reads the next piece of a large value. It returns a record
@@ -33,7 +34,7 @@ func (r *reader) readBig(ctx context.Context, p probed) (retry bool, err error) 
 	if p.size == 0 && p.typ != format.TypeString {
 		// Probed with MEMORY USAGE only: count the elements, to size the
 		// windows.
-		n, err := r.c.Do(ctx, lengthCommand(p.typ), p.key).Int64()
+		n, err := r.c.Do(ctx, rtype.Len(p.typ), p.key).Int64()
 		if err != nil && !strings.HasPrefix(err.Error(), "WRONGTYPE") {
 			return false, fmt.Errorf("db %d: key %q: %w", r.db, p.key, err)
 		}
@@ -143,7 +144,7 @@ func (r *reader) windows(p probed) window {
 			if err := setItems(rec, items); err != nil {
 				return nil, false, err
 			}
-			if r.caps.fieldExpiry && len(rec.Hash) > 0 {
+			if r.caps.FieldExpiry && len(rec.Hash) > 0 {
 				if err := r.readFieldExpiry(ctx, []*format.Record{rec}); err != nil {
 					return nil, false, err
 				}

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/crs-tool/crs/dump"
+	"github.com/crs-tool/crs/internal/memlimit"
+	"github.com/crs-tool/crs/internal/progress"
+	"github.com/crs-tool/crs/load"
+	"github.com/crs-tool/crs/source/pick"
+	"github.com/crs-tool/crs/source/scan"
+	"github.com/crs-tool/crs/stats"
+	"github.com/crs-tool/crs/verify"
+)
+
+func newApp() *cli.App {
+	// -h is the host, as in redis-cli; help is --help only.
+	cli.HelpFlag = &cli.BoolFlag{Name: "help", Usage: "show help"}
+	return &cli.App{
+		Name:            "crs",
+		Usage:           "move Redis data between servers through a lossless JSON-lines dump",
+		HideHelpCommand: true,
+		OnUsageError:    onUsage,
+		Commands:        []*cli.Command{dumpCommand(), loadCommand(), statsCommand(), verifyCommand()},
+	}
+}
+
+// onUsage marks a mistake in the command line for the exit code.
+func onUsage(_ *cli.Context, err error, _ bool) error { return usageError{err} }
+
+// dumpCommand is crsdump: a source (a server, or a file) to a dump.
+func dumpCommand() *cli.Command {
+	opts := dump.NewOptions()
+	from := pick.Spec{Scan: scan.NewOptions(), Stdin: os.Stdin}
+	from.Scan.KeysKnown = memlimit.Set
+	return &cli.Command{
+		Name:         "dump",
+		Usage:        "write every key of a server as JSON lines, zstd-compressed, to stdout or -o FILE",
+		UsageText:    "crsdump [options] > FILE.jsonl.zst\ncrs dump [options] -o FILE.jsonl.zst",
+		OnUsageError: onUsage,
+		Flags: append(connFlags(&from.Scan.Conn, "dump only this database (a database in the URL does the same)", "every database"),
+			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "read this dump `FILE` (- for stdin) instead of a server, to check, convert or recompress it", Destination: &from.File},
+			&cli.StringFlag{Name: "match", Usage: "dump only keys matching this SCAN `PATTERN`", Destination: &from.Scan.Match},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` (mode 0600, via FILE.tmp, renamed when complete)", Destination: &opts.Output},
+			&cli.StringFlag{Name: "compress", Value: opts.Compress, Usage: "zstd or none", Destination: &opts.Compress},
+			&cli.IntFlag{Name: "zstd-level", Value: opts.ZstdLevel, Usage: "zstd level, 1 (fastest) to 4 (smallest)", Destination: &opts.ZstdLevel},
+			&cli.IntFlag{Name: "scan-count", Value: from.Scan.ScanCount, Usage: "SCAN COUNT hint: about how many keys are read per pipelined batch", Destination: &from.Scan.ScanCount},
+			&cli.IntFlag{Name: "concurrency", Value: from.Scan.Concurrency, Usage: "batches read at once, each on its own connection", Destination: &from.Scan.Concurrency},
+			&cli.IntFlag{Name: "part-elems", Value: from.Scan.PartElems, Usage: "a key with more elements is read in windows and written in parts of this many", Destination: &from.Scan.PartElems},
+			&cli.Int64Flag{Name: "part-bytes", Value: from.Scan.PartBytes, Usage: "a key larger than this (estimated) is read in windows and written in parts of about this size", Destination: &from.Scan.PartBytes},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors", Destination: &opts.Quiet},
+			progressFlag(&opts.Progress),
+			&cli.BoolFlag{Name: "json", Usage: "print the summary as one JSON object (on stderr)", Destination: &opts.JSON},
+		),
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageError{fmt.Errorf("unexpected argument %q (the dump goes to stdout or -o FILE)", c.Args().First())}
+			}
+			if from.File == "" {
+				shareCores(from.Scan.Conn)
+			}
+			src, done, err := pick.Source(from)
+			if err != nil {
+				return err
+			}
+			defer done()
+			return dump.Run(c.Context, src, opts, os.Stdout, os.Stderr)
+		},
+	}
+}
+
+// loadCommand is crsload: a dump into a server.
+func loadCommand() *cli.Command {
+	loadOpts := load.NewOptions()
+	loadOpts.KeysKnown = memlimit.Set
+	var verifyAfterLoad bool
+	return &cli.Command{
+		Name:         "load",
+		Usage:        "replay a dump (zstd or plain, from FILE or stdin) into a server",
+		UsageText:    "crsload [options] < FILE.jsonl.zst\ncrs load [options] FILE.jsonl.zst",
+		OnUsageError: onUsage,
+		Flags: append(connFlags(&loadOpts.Conn, "load every record into this database (a database in the URL does the same)", "each record's own"),
+			&cli.StringFlag{Name: "ttl", Value: loadOpts.TTL, Usage: "keep (expire at the same instant), shift (by the time since the dump) or none", Destination: &loadOpts.TTL},
+			&cli.BoolFlag{Name: "replace", Usage: "delete a key that exists in the target before writing it", Destination: &loadOpts.Replace},
+			&cli.BoolFlag{Name: "skip-existing", Usage: "leave a key that exists in the target as it is", Destination: &loadOpts.SkipExisting},
+			&cli.BoolFlag{Name: "verify", Usage: "after loading, check that the target holds every key of the dump (crs verify)", Destination: &verifyAfterLoad},
+			&cli.BoolFlag{Name: "check", Aliases: []string{"dry-run"}, Usage: "read and validate the whole dump (format, count, checksum) and print what it holds; touch no server", Destination: &loadOpts.Check},
+			&cli.BoolFlag{Name: "drop-field-expiry", Usage: "load hashes without their field expiries when the target cannot set them (Redis before 7.4), counting them", Destination: &loadOpts.DropFieldExpiry},
+			&cli.BoolFlag{Name: "skip-unsupported", Usage: "skip, and count, keys whose DUMP payload the target refuses (another RDB version, a missing module)", Destination: &loadOpts.SkipUnsupported},
+			&cli.IntFlag{Name: "concurrency", Value: loadOpts.Concurrency, Usage: "writers at once, each with its own connection", Destination: &loadOpts.Concurrency},
+			&cli.IntFlag{Name: "pipeline", Value: loadOpts.Pipeline, Usage: "most keys one writer sends per round trip", Destination: &loadOpts.Pipeline},
+			&cli.Int64Flag{Name: "max-in-flight", Value: loadOpts.MaxInFlight, Usage: "most bytes of records read and not yet written, across all writers", Destination: &loadOpts.MaxInFlight},
+			&cli.DurationFlag{Name: "retry-for", Value: loadOpts.RetryFor, Usage: "keep reconnecting and resending this long after a lost connection", Destination: &loadOpts.RetryFor},
+			&cli.BoolFlag{Name: "ignore-memory", Usage: "load even when the target's maxmemory looks too small for the dump", Destination: &loadOpts.IgnoreMemory},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors", Destination: &loadOpts.Quiet},
+			progressFlag(&loadOpts.Progress),
+			&cli.BoolFlag{Name: "json", Usage: "print the summary as one JSON object (on stderr)", Destination: &loadOpts.JSON},
+		),
+		Action: func(c *cli.Context) error {
+			if err := atMostOneFile(c); err != nil {
+				return err
+			}
+			loadOpts.Input = c.Args().First()
+			if verifyAfterLoad && (loadOpts.Input == "" || loadOpts.Input == "-") {
+				return usageError{errors.New("--verify needs the dump as a file argument, to read it again")}
+			}
+			shareCores(loadOpts.Conn)
+			if err := load.Run(c.Context, loadOpts, os.Stdin, os.Stderr); err != nil || !verifyAfterLoad {
+				return err
+			}
+			vo := verify.NewOptions()
+			vo.Target, vo.From.File = loadOpts.Conn, loadOpts.Input
+			vo.Progress, vo.Quiet = loadOpts.Progress, loadOpts.Quiet
+			return verify.Run(c.Context, vo, os.Stderr)
+		},
+	}
+}
+
+// statsCommand is crs stats: counts of a dump or a server.
+func statsCommand() *cli.Command {
+	statsOpts := stats.NewOptions()
+	var statsPatterns cli.StringSlice
+	return &cli.Command{
+		Name:         "stats",
+		Usage:        "count keys per database, type, expiry and pattern, and list the biggest, from a dump FILE or a server",
+		UsageText:    "crs stats [options] FILE\ncrs stats [options] -u URL",
+		OnUsageError: onUsage,
+		Flags: append(connFlags(&statsOpts.From.Scan.Conn, "only this database, from a server", "every database"),
+			&cli.StringSliceFlag{Name: "pattern", Usage: "count the keys matching this SCAN MATCH `PATTERN` (repeatable) instead of the patterns found", Destination: &statsPatterns},
+			&cli.IntFlag{Name: "top", Value: statsOpts.Top, Usage: "list this many of the biggest keys", Destination: &statsOpts.Top},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object", Destination: &statsOpts.JSON},
+		),
+		Action: func(c *cli.Context) error {
+			if err := atMostOneFile(c); err != nil {
+				return err
+			}
+			statsOpts.From.File, statsOpts.From.Stdin = c.Args().First(), os.Stdin
+			statsOpts.Patterns = statsPatterns.Value()
+			return stats.Run(c.Context, statsOpts, os.Stdout)
+		},
+	}
+}
+
+// verifyCommand is crs verify: a server against a dump or another server.
+func verifyCommand() *cli.Command {
+	verifyOpts := verify.NewOptions()
+	return &cli.Command{
+		Name:         "verify",
+		Usage:        "check that a server holds every key of a dump (or of another server) with the same type, value and expiry",
+		UsageText:    "crs verify [options] -u TARGET_URL FILE\ncrs verify --source URL --target URL",
+		OnUsageError: onUsage,
+		Flags: append(connFlags(&verifyOpts.Target, "the target database to check every record against", "each record's own"),
+			&cli.StringFlag{Name: "target", Usage: "the server to check (the same as -u)", Destination: &verifyOpts.Target.URL},
+			&cli.StringFlag{Name: "source", Usage: "compare against this server's keys instead of a dump file", Destination: &verifyOpts.From.Scan.Conn.URL},
+			&cli.DurationFlag{Name: "tolerance", Value: verifyOpts.Tolerance, Usage: "how far apart two expiries may be and still match", Destination: &verifyOpts.Tolerance},
+			&cli.IntFlag{Name: "show", Value: verifyOpts.Show, Usage: "list this many differences, count the rest", Destination: &verifyOpts.Show},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the summary", Destination: &verifyOpts.Quiet},
+			progressFlag(&verifyOpts.Progress),
+		),
+		Action: func(c *cli.Context) error {
+			if err := atMostOneFile(c); err != nil {
+				return err
+			}
+			verifyOpts.From.File, verifyOpts.From.Stdin = c.Args().First(), os.Stdin
+			if (verifyOpts.From.File == "") == (verifyOpts.From.Scan.Conn.URL == "") {
+				return usageError{errors.New("give either a dump FILE or --source URL")}
+			}
+			if err := progress.CheckMode(verifyOpts.Progress); err != nil {
+				return usageError{err}
+			}
+			return verify.Run(c.Context, verifyOpts, os.Stderr)
+		},
+	}
+}

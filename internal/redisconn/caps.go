@@ -1,0 +1,62 @@
+package redisconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Caps are the optional commands a server has, which crs uses where it
+// can and works around where it cannot.
+type Caps struct {
+	ExpireTime  bool // PEXPIRETIME (7.0+); else PTTL and TIME
+	MemoryUsage bool // MEMORY USAGE (4.0+; disabled or denied on some services)
+	FieldExpiry bool // HPEXPIRETIME and HPEXPIREAT (Redis 7.4+, Valkey 9)
+	MultiMember bool // SMISMEMBER and ZMSCORE (6.2+)
+}
+
+// ProbeCaps learns a server's Caps in one round trip, by calling each
+// command on a key that does not exist: a command the server does not
+// know, or that the user may not run, is one it lacks.
+func ProbeCaps(ctx context.Context, c *redis.Client) (Caps, error) {
+	probes := [][]interface{}{
+		{"PEXPIRETIME", "crs:probe"},
+		{"MEMORY", "USAGE", "crs:probe"},
+		{"HPEXPIRETIME", "crs:probe", "FIELDS", 1, "f"},
+		{"SMISMEMBER", "crs:probe", "m"},
+		{"ZMSCORE", "crs:probe", "m"},
+	}
+	cmds := make([]*redis.Cmd, len(probes))
+	_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, args := range probes {
+			cmds[i] = p.Do(ctx, args...)
+		}
+		return nil
+	})
+	if err != nil && !IsReplyError(err) {
+		return Caps{}, fmt.Errorf("probe commands: %w", err)
+	}
+	has := func(i int) bool {
+		err := cmds[i].Err()
+		switch {
+		case err == nil || err == redis.Nil:
+			return true
+		case IsUnknownCommand(err), strings.HasPrefix(err.Error(), "NOPERM"):
+			return false
+		}
+		// It exists; the probe's arguments just did not suit it. MEMORY
+		// USAGE is the exception: an error there means it cannot be used.
+		return i != 1
+	}
+	return Caps{ExpireTime: has(0), MemoryUsage: has(1), FieldExpiry: has(2), MultiMember: has(3) && has(4)}, nil
+}
+
+// IsReplyError reports whether err is a reply from the server (such as
+// WRONGTYPE for one command of a pipeline), not a connection failure.
+func IsReplyError(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re)
+}

@@ -1,0 +1,67 @@
+// Package report prints the tools' summaries: a line for a person, or one
+// JSON object for a script.
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// JSON writes one line holding a JSON object: "tool", "ok", "error" (on
+// failure), then the fields of v, a struct, in its order.
+func JSON(w io.Writer, tool string, v any, err error) {
+	head := struct {
+		Tool  string `json:"tool"`
+		OK    bool   `json:"ok"`
+		Error string `json:"error,omitempty"`
+	}{Tool: tool, OK: err == nil}
+	if err != nil {
+		head.Error = err.Error()
+	}
+	h, _ := json.Marshal(head)
+	b, _ := json.Marshal(v)
+	if len(b) > 2 && b[0] == '{' {
+		h = append(append(h[:len(h)-1], ','), b[1:]...)
+	}
+	fmt.Fprintf(w, "%s\n", h)
+}
+
+// TypeCounts formats keys per type as " (hash 3, string 2)", or "" when
+// there are none.
+func TypeCounts(byType map[string]int64) string {
+	if len(byType) == 0 {
+		return ""
+	}
+	types := make([]string, 0, len(byType))
+	for t := range byType {
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	var b strings.Builder
+	b.WriteString(" (")
+	for i, t := range types {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %d", t, byType[t])
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+// Bytes formats a byte count for a person: "512 B", "1.5 MiB".
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

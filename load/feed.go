@@ -1,0 +1,116 @@
+package load
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/keyset"
+)
+
+// feeder reads the dump and hands each record to the writer of its key:
+// all records of one key go to one writer, in order, so that a key in
+// parts is built in order and its expiry set after its last part.
+type feeder struct {
+	hdr      format.Header
+	opts     Options
+	targetDB int // --db, or -1 for each record's own
+	tgt      Target
+	bases    []*redis.Client // database 0 of each node
+	clock    func() int64    // the target's time, unix ms
+	shift    int64           // added to expiries (--ttl shift)
+	checked  map[int]bool    // databases found empty; nil when all were checked
+	seen     map[int]*keyset.Set
+	inFlight *semaphore.Weighted
+	workers  []chan item // perNode writers for each node, node by node
+	perNode  int
+	seed     maphash.Seed
+
+	skipping bool  // the parts of the current key are being skipped
+	keyExp   int64 // the expiry of the current key, set after its last part
+}
+
+// feed reads every record of fr and sends it on, until the end of the
+// dump or an error.
+func (f *feeder) feed(ctx context.Context, fr *format.Reader, st *Stats) error {
+	f.seed = maphash.MakeSeed()
+	for {
+		rec, err := fr.Read()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		st.Records++
+		it := item{rec: rec, db: rec.DB, line: fr.Line(), last: !rec.More}
+		if f.targetDB >= 0 {
+			it.db = f.targetDB
+		}
+		if rec.Part > 1 {
+			if f.skipping {
+				continue
+			}
+		} else {
+			if err := f.startKey(ctx, &it); err != nil {
+				return err
+			}
+			if f.skipping {
+				st.Expired++
+				f.opts.Counter.Add(1)
+				continue
+			}
+		}
+		if it.last {
+			it.exp = f.keyExp
+		}
+		it.size = min(int64(fr.LineSize()), max(f.opts.MaxInFlight, 1))
+		if err := f.inFlight.Acquire(ctx, it.size); err != nil {
+			return err
+		}
+		if !sendItem(ctx, f.workers[f.route(it.db, rec.Key)], it) {
+			return ctx.Err()
+		}
+	}
+}
+
+// startKey checks the first record of a key: its database is empty, the
+// key is not in the dump twice, and it has not expired (then its parts
+// are skipped).
+func (f *feeder) startKey(ctx context.Context, it *item) error {
+	rec := it.rec
+	if f.checked != nil && !f.checked[it.db] {
+		if err := checkEmpty(ctx, f.bases, []int{it.db}, false); err != nil {
+			return err
+		}
+		f.checked[it.db] = true
+	}
+	if f.seen[it.db] == nil {
+		f.seen[it.db] = keyset.NewSize(sizeHint(f.hdr, rec.DB))
+	}
+	if !f.seen[it.db].Add(rec.Key) {
+		return &format.ParseError{Line: it.line, Err: fmt.Errorf("%w: %q for db %d", ErrDuplicateKey, rec.Key, it.db)}
+	}
+	f.keyExp = applyTTL(f.opts.TTL, rec.ExpireAtMs, f.shift)
+	for i := range rec.FieldExpire {
+		rec.FieldExpire[i].AtMs = applyTTL(f.opts.TTL, rec.FieldExpire[i].AtMs, f.shift)
+	}
+	f.skipping = f.keyExp > 0 && f.keyExp <= f.clock()
+	return nil
+}
+
+// route returns the writer for a key: one of the writers of the node that
+// takes it, by a hash of database and key.
+func (f *feeder) route(db int, key string) int {
+	var h maphash.Hash
+	h.SetSeed(f.seed)
+	h.WriteString(strconv.Itoa(db))
+	h.WriteString(key)
+	return f.tgt.Node(key)*f.perNode + int(h.Sum64()%uint64(f.perNode))
+}

@@ -1,0 +1,77 @@
+// Package source is where dumps come from. A Source writes a dump (one
+// header, then a record per key or part of a key, then the trailer) to a
+// format.Writer; crsdump writes it to a file, and stats, verify and load
+// read it through Pipe as they would read a dump file.
+//
+// Each kind of source lives in a package of its own below this one:
+//
+//	source/scan     a live server, read with SCAN and pipelined reads
+//	source/pick     chooses a source from the command line: a URL or a
+//	                file, told apart by its first bytes
+//
+// To add a source, write a package with a type that implements Source and
+// give it a case in source/pick.
+package source
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/progress"
+)
+
+// Source produces a dump.
+type Source interface {
+	// Dump writes a header, every record and, on success, the trailer
+	// (fw.Close) to fw, counting finished keys on p (which may be nil).
+	// It returns what it did even when it fails part way.
+	Dump(ctx context.Context, fw *format.Writer, p *progress.Counter) (Stats, error)
+}
+
+// Stats counts what a source dumped. Fields a source has no use for stay
+// zero.
+type Stats struct {
+	Keys       int64            `json:"keys"`            // keys written
+	Records    int64            `json:"records"`         // records written (a key in parts has several)
+	ByType     map[string]int64 `json:"keys_by_type"`    // keys written per type
+	Vanished   int64            `json:"vanished"`        // keys SCAN returned that were gone when read
+	Duplicates int64            `json:"scan_duplicates"` // keys SCAN returned more than once
+	Expired    int64            `json:"skipped_expired"` // keys left out because their expiry had passed
+	Databases  int              `json:"databases"`       // databases dumped
+	Elapsed    time.Duration    `json:"-"`
+}
+
+// Count adds a written record to the counts.
+func (s *Stats) Count(rec *format.Record) {
+	if s.ByType == nil {
+		s.ByType = make(map[string]int64)
+	}
+	s.Records++
+	if rec.Part <= 1 {
+		s.Keys++
+		s.ByType[rec.Type]++
+	}
+}
+
+// Pipe dumps src into a pipe and calls read with a Reader of the records
+// as they are made: the dump is read as a dump file would be, without a
+// file. It returns the first error of the two sides.
+func Pipe(ctx context.Context, src Source, p *progress.Counter, read func(ctx context.Context, fr *format.Reader) error) error {
+	pr, pw := io.Pipe()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		_, err := src.Dump(gctx, format.NewWriter(pw), p)
+		pw.CloseWithError(err)
+		return err
+	})
+	g.Go(func() error {
+		err := read(gctx, format.NewReader(pr))
+		pr.CloseWithError(err)
+		return err
+	})
+	return g.Wait()
+}

@@ -342,71 +342,12 @@ func parseValue(s *scanner, rec *Record, bs strDecoder) error {
 		if s.peek() != '{' {
 			return wrongShape("an object")
 		}
-		// Gathered on the stack, then copied once: one allocation, not
-		// one per doubling.
-		var scratch [16]Field
-		fields := scratch[:0]
-		err := s.object(func(name string) error {
-			name, err := bs.decode(name, "a field name")
-			if err != nil {
-				return err
-			}
-			v, err := bs.readAs(s, func() string { return fmt.Sprintf("field %q", name) })
-			fields = append(fields, Field{Name: name, Value: v})
-			return err
-		})
-		rec.Hash = append(make([]Field, 0, len(fields)), fields...)
-		if err != nil {
-			return err
-		}
-		if i, j := findDup(len(rec.Hash), func(i int) string { return rec.Hash[i].Name }); i >= 0 {
-			return fmt.Errorf("%w: hash field %q appears twice (fields %d and %d)", ErrRecord, rec.Hash[i].Name, i, j)
-		}
-		return nil
+		return parseHash(s, rec, bs)
 	case TypeZSet:
 		if s.peek() != '[' {
 			return wrongShape("an array of [member, score] pairs")
 		}
-		rec.ZSet = []Member{}
-		err := s.array(func(i int) error {
-			if s.peek() != '[' {
-				return fmt.Errorf("%w: zset element %d must be a [member, score] pair, found %s", ErrRecord, i, s.kind())
-			}
-			var m Member
-			items := 0
-			err := s.array(func(j int) error {
-				items++
-				switch j {
-				case 0:
-					v, err := bs.readAs(s, func() string { return fmt.Sprintf("zset element %d's member", i) })
-					m.Member = v
-					return err
-				case 1:
-					f, err := parseScore(s)
-					if err != nil {
-						return fmt.Errorf("%w: zset element %d: %v", ErrRecord, i, err)
-					}
-					m.Score = f
-					return nil
-				}
-				return fmt.Errorf("%w: zset element %d has more than two items", ErrRecord, i)
-			})
-			if err != nil {
-				return err
-			}
-			if items != 2 {
-				return fmt.Errorf("%w: zset element %d must be a [member, score] pair, found %d items", ErrRecord, i, items)
-			}
-			rec.ZSet = append(rec.ZSet, m)
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if i, j := findDup(len(rec.ZSet), func(i int) string { return rec.ZSet[i].Member }); i >= 0 {
-			return fmt.Errorf("%w: zset member %q appears twice (elements %d and %d)", ErrRecord, rec.ZSet[i].Member, i, j)
-		}
-		return nil
+		return parseZSet(s, rec, bs)
 	case TypeStream:
 		if s.peek() != '{' {
 			return wrongShape("an object")
@@ -539,4 +480,73 @@ func parseTrailer(spans []member, at func(string) (*scanner, bool)) (*Trailer, e
 	}
 	tr.CRC32C = uint32(sum)
 	return tr, nil
+}
+
+// parseHash reads a hash value: an object of field names and values.
+func parseHash(s *scanner, rec *Record, bs strDecoder) error {
+	// Gathered on the stack, then copied once: one allocation, not
+	// one per doubling.
+	var scratch [16]Field
+	fields := scratch[:0]
+	err := s.object(func(name string) error {
+		name, err := bs.decode(name, "a field name")
+		if err != nil {
+			return err
+		}
+		v, err := bs.readAs(s, func() string { return fmt.Sprintf("field %q", name) })
+		fields = append(fields, Field{Name: name, Value: v})
+		return err
+	})
+	rec.Hash = append(make([]Field, 0, len(fields)), fields...)
+	if err != nil {
+		return err
+	}
+	if i, j := findDup(len(rec.Hash), func(i int) string { return rec.Hash[i].Name }); i >= 0 {
+		return fmt.Errorf("%w: hash field %q appears twice (fields %d and %d)", ErrRecord, rec.Hash[i].Name, i, j)
+	}
+	return nil
+}
+
+// parseZSet reads a sorted-set value: an array of [member, score] pairs.
+func parseZSet(s *scanner, rec *Record, bs strDecoder) error {
+	rec.ZSet = []Member{}
+	err := s.array(func(i int) error {
+		if s.peek() != '[' {
+			return fmt.Errorf("%w: zset element %d must be a [member, score] pair, found %s", ErrRecord, i, s.kind())
+		}
+		var m Member
+		items := 0
+		err := s.array(func(j int) error {
+			items++
+			switch j {
+			case 0:
+				v, err := bs.readAs(s, func() string { return fmt.Sprintf("zset element %d's member", i) })
+				m.Member = v
+				return err
+			case 1:
+				f, err := parseScore(s)
+				if err != nil {
+					return fmt.Errorf("%w: zset element %d: %v", ErrRecord, i, err)
+				}
+				m.Score = f
+				return nil
+			}
+			return fmt.Errorf("%w: zset element %d has more than two items", ErrRecord, i)
+		})
+		if err != nil {
+			return err
+		}
+		if items != 2 {
+			return fmt.Errorf("%w: zset element %d must be a [member, score] pair, found %d items", ErrRecord, i, items)
+		}
+		rec.ZSet = append(rec.ZSet, m)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if i, j := findDup(len(rec.ZSet), func(i int) string { return rec.ZSet[i].Member }); i >= 0 {
+		return fmt.Errorf("%w: zset member %q appears twice (elements %d and %d)", ErrRecord, rec.ZSet[i].Member, i, j)
+	}
+	return nil
 }

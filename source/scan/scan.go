@@ -188,36 +188,7 @@ func dumpDB(ctx context.Context, fw *format.Writer, opts Options, d format.Datab
 	g.Go(func() error {
 		defer close(work)
 		defer close(order)
-		seen := keyset.NewSize(int(min(d.Keys, 4<<20)))
-		var cursor uint64
-		for {
-			keys, next, err := c.Scan(gctx, cursor, opts.Match, int64(max(opts.ScanCount, 1))).Result()
-			if err != nil {
-				return fmt.Errorf("db %d: scan: %w", db, err)
-			}
-			fresh := keys[:0]
-			for _, k := range keys {
-				if seen.Add(k) {
-					fresh = append(fresh, k)
-				} else {
-					dups++
-				}
-			}
-			if len(fresh) > 0 {
-				b := batch{keys: fresh, out: make(chan *format.Record, 2)}
-				if !send(gctx, order, b.out) {
-					return gctx.Err()
-				}
-				if !send(gctx, work, b) {
-					close(b.out) // the writer waits on it; no worker will
-					return gctx.Err()
-				}
-			}
-			cursor = next
-			if cursor == 0 {
-				return nil
-			}
-		}
+		return scanKeys(gctx, c, opts, d, work, order, &dups)
 	})
 	for i := 0; i < conc; i++ {
 		g.Go(func() error {
@@ -282,5 +253,41 @@ func send[T any](ctx context.Context, ch chan<- T, v T) bool {
 		return true
 	case <-ctx.Done():
 		return false
+	}
+}
+
+// scanKeys runs SCAN over database d and hands each reply's keys not seen
+// before to the workers as a batch, in order: the batch's channel goes on
+// order first, so the writer drains batches in SCAN order.
+func scanKeys(ctx context.Context, c *redis.Client, opts Options, d format.Database, work chan<- batch, order chan<- chan *format.Record, dups *int64) error {
+	seen := keyset.NewSize(int(min(d.Keys, 4<<20)))
+	var cursor uint64
+	for {
+		keys, next, err := c.Scan(ctx, cursor, opts.Match, int64(max(opts.ScanCount, 1))).Result()
+		if err != nil {
+			return fmt.Errorf("db %d: scan: %w", d.DB, err)
+		}
+		fresh := keys[:0]
+		for _, k := range keys {
+			if seen.Add(k) {
+				fresh = append(fresh, k)
+			} else {
+				*dups++
+			}
+		}
+		if len(fresh) > 0 {
+			b := batch{keys: fresh, out: make(chan *format.Record, 2)}
+			if !send(ctx, order, b.out) {
+				return ctx.Err()
+			}
+			if !send(ctx, work, b) {
+				close(b.out) // the writer waits on it; no worker will
+				return ctx.Err()
+			}
+		}
+		cursor = next
+		if cursor == 0 {
+			return nil
+		}
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/load"
 	"github.com/crs-tool/crs/source/pick"
-	"github.com/crs-tool/crs/source/scan"
 	"github.com/crs-tool/crs/stats"
 	"github.com/crs-tool/crs/verify"
 )
@@ -35,7 +34,8 @@ func onUsage(_ *cli.Context, err error, _ bool) error { return usageError{err} }
 // dumpCommand is crsdump: a source (a server, or a file) to a dump.
 func dumpCommand() *cli.Command {
 	opts := dump.NewOptions()
-	from := pick.Spec{Scan: scan.NewOptions(), Stdin: os.Stdin}
+	from := pick.NewSpec()
+	from.Stdin = os.Stdin
 	from.Scan.KeysKnown = memlimit.Set
 	return &cli.Command{
 		Name:         "dump",
@@ -43,7 +43,7 @@ func dumpCommand() *cli.Command {
 		UsageText:    "crsdump [options] > FILE.jsonl.zst\ncrs dump [options] -o FILE.jsonl.zst",
 		OnUsageError: onUsage,
 		Flags: append(connFlags(&from.Scan.Conn, "dump only this database (a database in the URL does the same)", "every database"),
-			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "read this dump `FILE` (- for stdin) instead of a server, to check, convert or recompress it", Destination: &from.File},
+			&cli.StringFlag{Name: "input", Aliases: []string{"i", "rdb"}, Usage: "read this `FILE` (- for stdin) instead of a server: an RDB file (a backup, of any Redis or Valkey version) to convert, or a dump to check or recompress", Destination: &from.File},
 			&cli.StringFlag{Name: "match", Usage: "dump only keys matching this SCAN `PATTERN`", Destination: &from.Scan.Match},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` (mode 0600, via FILE.tmp, renamed when complete)", Destination: &opts.Output},
 			&cli.StringFlag{Name: "compress", Value: opts.Compress, Usage: "zstd or none", Destination: &opts.Compress},

@@ -34,6 +34,7 @@ import (
 	"github.com/crs-tool/crs/internal/memlimit"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/load"
+	"github.com/crs-tool/crs/rdb"
 	"github.com/crs-tool/crs/verify"
 )
 
@@ -92,6 +93,7 @@ func (e usageError) Unwrap() error { return e.error }
 
 func exitCode(ctx context.Context, err error) int {
 	var (
+		rdbErr   *rdb.Error
 		parseErr *format.ParseError
 		connErr  *redisconn.Error
 		usage    usageError
@@ -103,7 +105,7 @@ func exitCode(ctx context.Context, err error) int {
 		return 130
 	case errors.As(err, &usage), errors.Is(err, dump.ErrOptions), errors.Is(err, load.ErrOptions):
 		return 2
-	case errors.As(err, &parseErr), errors.Is(err, load.ErrNoInput):
+	case errors.As(err, &parseErr), errors.As(err, &rdbErr), errors.Is(err, load.ErrNoInput):
 		return 3
 	case errors.Is(err, load.ErrTargetNotEmpty), errors.Is(err, load.ErrTargetLacks), errors.Is(err, load.ErrTargetMemory), errors.Is(err, dump.ErrTerminal):
 		return 4

@@ -171,7 +171,15 @@ func summary(st Stats, outBytes int64, err error) string {
 	if s := st.Elapsed.Seconds(); s > 0 {
 		fmt.Fprintf(&b, " (%.0f keys/s)", float64(st.Keys)/s)
 	}
-	fmt.Fprintf(&b, "; %d vanished while dumping, %d returned twice by SCAN", st.Vanished, st.Duplicates)
+	switch st.From {
+	case "rdb": // what the file held that the dump does not
+		fmt.Fprintf(&b, "; skipped %d already expired", st.Expired)
+		if st.Functions > 0 {
+			fmt.Fprintf(&b, "; %d FUNCTION LIBRARIES NOT CARRIED (load them with FUNCTION RESTORE)", st.Functions)
+		}
+	case "server":
+		fmt.Fprintf(&b, "; %d vanished while dumping, %d returned twice by SCAN", st.Vanished, st.Duplicates)
+	}
 	return b.String()
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/crs-tool/crs/internal/keyset"
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/source/pick"
 )
 
 // TTL policies.
@@ -37,8 +38,12 @@ const (
 // Options configure a load. NewOptions holds the defaults.
 type Options struct {
 	Conn redisconn.Options
-	// Input is the dump file to read; empty or "-" means standard input.
+	// Input is the dump file (or RDB file) to read; empty or "-" means
+	// standard input.
 	Input string
+	// Source says how to read an RDB file given as Input: it is decoded
+	// into a dump as it is read.
+	Source pick.Spec
 	// TTL is TTLKeep, TTLShift or TTLNone. It applies to hash field
 	// expiries too.
 	TTL string
@@ -87,6 +92,7 @@ type Options struct {
 func NewOptions() Options {
 	o := Options{
 		Conn:        redisconn.NewOptions(),
+		Source:      pick.NewSpec(),
 		TTL:         TTLKeep,
 		Concurrency: 8,
 		Pipeline:    256,

@@ -1,6 +1,7 @@
 package load
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/source/dumpfile"
+	"github.com/crs-tool/crs/source/pick"
 )
 
 // ErrTargetMemory is returned when the target's maxmemory leaves too
@@ -177,17 +179,17 @@ func (n *need) add(rec *format.Record) {
 
 // scanNeeds reads the whole dump at path and returns the problems of the
 // data the target has no command for.
-func scanNeeds(ctx context.Context, path string, t serverInfo, opts Options) ([]error, error) {
+func scanNeeds(ctx context.Context, path string, t serverInfo, opts Options) (_ []error, err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open input: %w", err)
 	}
 	defer f.Close()
-	r, closeInput, err := dumpfile.Decompress(f)
+	r, closeInput, err := pick.Lines(ctx, opts.Source, bufio.NewReaderSize(f, 1<<20))
 	if err != nil {
 		return nil, err
 	}
-	defer closeInput()
+	defer func() { err = preferDecoderError(err, closeInput()) }()
 	fieldExp := &need{what: "hash field expiries", cmd: "HPEXPIREAT (Redis 7.4+)", lacks: !t.FieldExpiry && !opts.DropFieldExpiry}
 	streams := &need{what: "streams", cmd: "XADD (Redis 5.0+)", lacks: !t.AtLeast(5, 0)}
 	consumers := &need{what: "stream consumers", cmd: "XGROUP CREATECONSUMER (Redis 6.2+)", lacks: !t.AtLeast(6, 2)}

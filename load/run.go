@@ -15,7 +15,9 @@ import (
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/report"
+	"github.com/crs-tool/crs/rdb"
 	"github.com/crs-tool/crs/source/dumpfile"
+	"github.com/crs-tool/crs/source/pick"
 )
 
 // ErrNoInput is returned when crsload would read a dump from a terminal.
@@ -56,9 +58,16 @@ func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) e
 		defer f.Close()
 		in = f
 	}
+	name := path
+	if name == "" {
+		name = "stdin"
+	}
+	if opts.Source.RDB.Name == "" {
+		opts.Source.RDB.Name = name
+	}
 	counted := &countingReader{r: in}
 	br := bufio.NewReaderSize(counted, 1<<20)
-	hdr, err := dumpfile.PeekHeader(br)
+	hdr, err := pick.PeekHeader(br, name)
 	if err != nil {
 		return err
 	}
@@ -100,11 +109,10 @@ func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) e
 		fmt.Fprintln(stderr, preflightReport(hdr, ti))
 	}
 
-	r, closeInput, err := dumpfile.Decompress(br)
+	r, closeInput, err := pick.Lines(ctx, opts.Source, br)
 	if err != nil {
 		return err
 	}
-	defer closeInput()
 	if !opts.Quiet && opts.Counter == nil {
 		opts.Counter = &progress.Counter{}
 	}
@@ -113,6 +121,7 @@ func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) e
 		stopProgress = progress.Show(stderr, opts.Progress, "crsload", opts.Counter)
 	}
 	st, err := Load(ctx, format.NewReader(r), opts)
+	err = preferDecoderError(err, closeInput())
 	stopProgress()
 	st.Bytes = counted.n
 	switch {
@@ -131,7 +140,11 @@ func preflightReport(hdr format.Header, ti targetInfo) string {
 		keys += d.Keys
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "crsload: pre-flight ok: the dump holds about %d keys in %d databases", keys, len(hdr.Databases))
+	if hdr.Databases == nil {
+		b.WriteString("crsload: pre-flight ok: the dump does not say how many keys it holds (an RDB file)")
+	} else {
+		fmt.Fprintf(&b, "crsload: pre-flight ok: the dump holds about %d keys in %d databases", keys, len(hdr.Databases))
+	}
 	if hdr.ServerVersion != "" {
 		fmt.Fprintf(&b, " from %s %s", hdr.Engine, hdr.ServerVersion)
 	}
@@ -180,8 +193,8 @@ type checked struct {
 	ServerVersion string           `json:"server_version"`
 }
 
-func checkDump(ctx context.Context, opts Options, stdin io.Reader) (checked, error) {
-	c := checked{ByType: map[string]int64{}}
+func checkDump(ctx context.Context, opts Options, stdin io.Reader) (c checked, err error) {
+	c = checked{ByType: map[string]int64{}}
 	in := stdin
 	if opts.Input != "" && opts.Input != "-" {
 		f, err := os.Open(opts.Input)
@@ -193,11 +206,11 @@ func checkDump(ctx context.Context, opts Options, stdin io.Reader) (checked, err
 	} else if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		return c, ErrNoInput
 	}
-	r, closeInput, err := dumpfile.Decompress(in)
+	r, closeInput, err := pick.Lines(ctx, opts.Source, bufio.NewReaderSize(in, 1<<20))
 	if err != nil {
 		return c, err
 	}
-	defer closeInput()
+	defer func() { err = preferDecoderError(err, closeInput()) }()
 	fr := format.NewReader(r)
 	hdr, err := fr.Header()
 	if err != nil {
@@ -222,6 +235,17 @@ func checkDump(ctx context.Context, opts Options, stdin io.Reader) (checked, err
 	tr, _ := fr.Trailer()
 	c.Keys, c.Records, c.CRC32C = tr.Keys, tr.Records, fmt.Sprintf("%08x", tr.CRC32C)
 	return c, nil
+}
+
+// preferDecoderError returns the error of an RDB decoder that fed a load
+// or a check, when there was one: it says what was wrong with the file
+// where the reader of its records saw only a broken pipe.
+func preferDecoderError(err, decoderErr error) error {
+	var re *rdb.Error
+	if errors.As(decoderErr, &re) {
+		return decoderErr
+	}
+	return err
 }
 
 // spoolToFile copies r to a new temporary file, mode 0600, and returns its

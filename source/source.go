@@ -35,13 +35,15 @@ type Source interface {
 // Stats counts what a source dumped. Fields a source has no use for stay
 // zero.
 type Stats struct {
-	Keys       int64            `json:"keys"`            // keys written
-	Records    int64            `json:"records"`         // records written (a key in parts has several)
-	ByType     map[string]int64 `json:"keys_by_type"`    // keys written per type
-	Vanished   int64            `json:"vanished"`        // keys SCAN returned that were gone when read
-	Duplicates int64            `json:"scan_duplicates"` // keys SCAN returned more than once
-	Expired    int64            `json:"skipped_expired"` // keys left out because their expiry had passed
-	Databases  int              `json:"databases"`       // databases dumped
+	From       string           `json:"from"`                            // the kind of source: "server", "rdb" or "dump"
+	Keys       int64            `json:"keys"`                            // keys written
+	Records    int64            `json:"records"`                         // records written (a key in parts has several)
+	ByType     map[string]int64 `json:"keys_by_type"`                    // keys written per type
+	Vanished   int64            `json:"vanished"`                        // keys SCAN returned that were gone when read
+	Duplicates int64            `json:"scan_duplicates"`                 // keys SCAN returned more than once
+	Expired    int64            `json:"skipped_expired"`                 // keys left out because their expiry had passed
+	Functions  int64            `json:"functions_not_carried,omitempty"` // function libraries left out (RDB files)
+	Databases  int              `json:"databases"`                       // databases dumped
 	Elapsed    time.Duration    `json:"-"`
 }
 

@@ -28,7 +28,6 @@ import (
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/source/dumpfile"
 	"github.com/crs-tool/crs/source/pick"
-	"github.com/crs-tool/crs/source/scan"
 )
 
 // Options configure stats. NewOptions holds the defaults.
@@ -45,7 +44,7 @@ type Options struct {
 
 // NewOptions returns the defaults.
 func NewOptions() Options {
-	return Options{From: pick.Spec{Scan: scan.NewOptions()}, Top: 10}
+	return Options{From: pick.NewSpec(), Top: 10}
 }
 
 // DB is what stats found in one database.

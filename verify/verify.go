@@ -23,7 +23,6 @@ import (
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/rtype"
 	"github.com/crs-tool/crs/source/pick"
-	"github.com/crs-tool/crs/source/scan"
 )
 
 // Options configure a verification. NewOptions holds the defaults.
@@ -51,7 +50,7 @@ type Options struct {
 func NewOptions() Options {
 	return Options{
 		Target:    redisconn.NewOptions(),
-		From:      pick.Spec{Scan: scan.NewOptions()},
+		From:      pick.NewSpec(),
 		Tolerance: time.Second,
 		Show:      20,
 		Progress:  progress.Auto,

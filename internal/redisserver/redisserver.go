@@ -42,6 +42,12 @@ func Start(ctx context.Context, args ...string) (*Server, error) {
 	if err != nil {
 		return nil, ErrNotInstalled
 	}
+	return StartBinary(ctx, bin, args...)
+}
+
+// StartBinary is Start with a given server binary, such as one of the
+// other versions in ../shared/servers (redis-server or valkey-server).
+func StartBinary(ctx context.Context, bin string, args ...string) (*Server, error) {
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		s, err := start(ctx, bin, args)

@@ -112,6 +112,7 @@ func New(r io.Reader) *Source { return &Source{r: r} }
 
 // Dump copies the dump's header and records to fw.
 func (s *Source) Dump(ctx context.Context, fw *format.Writer, p *progress.Counter) (st source.Stats, err error) {
+	st.From = "dump"
 	r, done, err := Decompress(s.r)
 	if err != nil {
 		return st, err

@@ -1,6 +1,7 @@
 // Package pick chooses a source from the command line: a file (a crs
-// dump, zstd or plain) or, without one, the server the connection flags
-// name. It is the one place that knows every kind of source.
+// dump, zstd or plain, or an RDB file, told apart by their first bytes)
+// or, without one, the server the connection flags name. It is the one
+// place that knows every kind of source.
 package pick
 
 import (
@@ -12,8 +13,10 @@ import (
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/progress"
+	"github.com/crs-tool/crs/rdb"
 	"github.com/crs-tool/crs/source"
 	"github.com/crs-tool/crs/source/dumpfile"
+	"github.com/crs-tool/crs/source/rdbfile"
 	"github.com/crs-tool/crs/source/scan"
 )
 
@@ -24,6 +27,35 @@ type Spec struct {
 	Stdin io.Reader
 	// Scan says how to read a server.
 	Scan scan.Options
+	// RDB says how to read an RDB file.
+	RDB rdbfile.Options
+}
+
+// NewSpec returns a spec with every source's defaults: a server, unless
+// File is set.
+func NewSpec() Spec {
+	return Spec{Scan: scan.NewOptions(), RDB: rdbfile.NewOptions()}
+}
+
+// isRDB reports whether the buffered input starts with an RDB magic.
+func isRDB(br *bufio.Reader) bool {
+	b, _ := br.Peek(9)
+	return rdb.IsRDB(b)
+}
+
+// fileSource returns the source of an opened file: an RDB file or a dump.
+func fileSource(spec Spec, br *bufio.Reader) source.Source {
+	if isRDB(br) {
+		o := spec.RDB
+		if o.Name == "" {
+			o.Name = spec.File
+		}
+		// The same bound on a record as for a live dump (--part-elems,
+		// --part-bytes).
+		o.PartElems, o.PartBytes = spec.Scan.PartElems, int(spec.Scan.PartBytes)
+		return rdbfile.New(br, o)
+	}
+	return dumpfile.New(br)
 }
 
 // Source returns the source spec names and a function that releases it.
@@ -35,12 +67,12 @@ func Source(spec Spec) (source.Source, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return dumpfile.New(r), done, nil
+	return fileSource(spec, r), done, nil
 }
 
 // Read calls read with a Reader of the dump of the source spec names: a
-// dump file is read as it is; any other source is dumped into a pipe as
-// it is read.
+// dump file is read as it is; any other source (a server, an RDB file) is
+// dumped into a pipe as it is read.
 func Read(ctx context.Context, spec Spec, p *progress.Counter, read func(ctx context.Context, fr *format.Reader) error) error {
 	if spec.File != "" {
 		r, done, err := openFile(spec)
@@ -48,6 +80,9 @@ func Read(ctx context.Context, spec Spec, p *progress.Counter, read func(ctx con
 			return err
 		}
 		defer done()
+		if isRDB(r) {
+			return source.Pipe(ctx, fileSource(spec, r), p, read)
+		}
 		plain, release, err := dumpfile.Decompress(r)
 		if err != nil {
 			return err
@@ -74,4 +109,40 @@ func openFile(spec Spec) (*bufio.Reader, func(), error) {
 		return nil, nil, fmt.Errorf("open input: %w", err)
 	}
 	return bufio.NewReaderSize(f, 1<<20), func() { f.Close() }, nil
+}
+
+// PeekHeader returns the dump header of the file at the start of br (a
+// dump, zstd or plain, or an RDB file) without consuming anything.
+func PeekHeader(br *bufio.Reader, name string) (format.Header, error) {
+	if isRDB(br) {
+		return rdbfile.PeekHeader(br, name)
+	}
+	return dumpfile.PeekHeader(br)
+}
+
+// Lines returns the plain lines of the dump of the file at the start of
+// br: a dump decompressed, or an RDB file decoded into a dump as it is
+// read. done releases what Lines started and returns the error that
+// ended the RDB decoder, if any, which says more than a read error.
+func Lines(ctx context.Context, spec Spec, br *bufio.Reader) (r io.Reader, done func() error, err error) {
+	if !isRDB(br) {
+		plain, release, err := dumpfile.Decompress(br)
+		if err != nil {
+			return nil, nil, err
+		}
+		return plain, func() error { release(); return nil }, nil
+	}
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := fileSource(spec, br).Dump(ctx, format.NewWriter(pw), nil)
+		pw.CloseWithError(err)
+		errc <- err
+	}()
+	return pr, func() error {
+		cancel()
+		pr.Close()
+		return <-errc
+	}, nil
 }

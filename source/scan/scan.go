@@ -69,7 +69,7 @@ func New(opts Options) *Source { return &Source{opts: opts} }
 // way.
 func (s *Source) Dump(ctx context.Context, fw *format.Writer, p *progress.Counter) (st source.Stats, err error) {
 	opts := s.opts
-	st = source.Stats{ByType: make(map[string]int64)}
+	st = source.Stats{From: "server", ByType: make(map[string]int64)}
 	start := time.Now()
 	defer func() { st.Elapsed = time.Since(start) }()
 

@@ -1,0 +1,329 @@
+// Package rdb decodes Redis and Valkey RDB files (as SAVE, BGSAVE and a
+// replication snapshot write them) into crs records, as they stream by:
+// it holds at most one part of a value in memory (PartElems elements or
+// about PartBytes bytes), whatever the size of a key or of the file, so
+// a huge backup converts in bounded memory. It imports no Redis client.
+//
+// It reads every RDB version that Redis 2.6 and later write (1 to 12) and
+// Valkey's VALKEY080; every encoding of every type (strings raw, integer
+// and LZF; lists as linked lists, ziplists and quicklists 1 and 2; sets
+// as hashtables, intsets and listpacks; sorted sets with text or binary
+// scores, as skiplists, ziplists and listpacks; hashes as hashtables,
+// zipmaps, ziplists and listpacks, with field expiries (Redis 7.4+); and
+// streams 1 to 3 with consumer groups, pending entries and consumers). A
+// module type's value (vector sets, RedisJSON, …) becomes a record
+// holding the DUMP payload that RESTORE takes on a server with the
+// module. Errors name the byte offset: "rdb: offset N: …".
+package rdb
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/crs-tool/crs/format"
+)
+
+// MaxVersion is the newest Redis RDB version this package reads.
+const MaxVersion = 12
+
+// MaxValkeyVersion is the newest Valkey RDB version (magic "VALKEY")
+// this package reads.
+const MaxValkeyVersion = 80
+
+// Options bound the records a Decoder makes.
+type Options struct {
+	// PartElems and PartBytes bound one record: a larger value is
+	// written as several records (parts), as crsdump does. Zero means
+	// crsdump's defaults, 5000 and 1 MiB.
+	PartElems int
+	PartBytes int
+	// NowMs, when above 0, is the time in unix ms before which a key's
+	// expiry must fall for the key to be kept: keys already expired are
+	// skipped and counted in Stats.Expired, as a server loading the file
+	// would drop them.
+	NowMs int64
+}
+
+// Info is what an RDB file says of itself before its keys.
+type Info struct {
+	Version       int    // RDB version
+	Engine        string // "redis" or "valkey"
+	ServerVersion string // the redis-ver (or valkey-ver) aux field
+	CreatedMs     int64  // the ctime aux field, in unix ms, or 0
+	UsedMem       int64  // the used-mem aux field, or 0
+	Aux           map[string]string
+}
+
+// Stats counts what a Decoder skipped or could not carry.
+type Stats struct {
+	Expired   int64 // keys skipped because their expiry had passed
+	Functions int64 // function libraries, which crs does not carry yet
+	ModuleAux int64 // module auxiliary data blocks, skipped
+}
+
+// Error is a failure to decode, at a byte offset of the input.
+type Error struct {
+	Offset int64
+	Err    error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("rdb: offset %d: %v", e.Offset, e.Err) }
+func (e *Error) Unwrap() error { return e.Err }
+
+// ErrVersion is wrapped when the file is newer than this package reads.
+var ErrVersion = errors.New("unsupported RDB version")
+
+// ErrNotRDB is wrapped when the input does not start with an RDB magic.
+var ErrNotRDB = errors.New("not an RDB file")
+
+// Decoder reads one RDB stream.
+type Decoder struct {
+	in    input
+	opts  Options
+	info  Info
+	head  bool // Info has been read
+	next  int  // an opcode read past the aux fields, or -1
+	db    int
+	Stats Stats
+}
+
+// NewDecoder returns a decoder reading r.
+func NewDecoder(r io.Reader, opts Options) *Decoder {
+	if opts.PartElems <= 0 {
+		opts.PartElems = 5000
+	}
+	if opts.PartBytes <= 0 {
+		opts.PartBytes = 1 << 20
+	}
+	return &Decoder{in: input{r: bufio.NewReaderSize(r, 64<<10)}, opts: opts, next: -1}
+}
+
+// IsRDB reports whether b (the first bytes of an input) starts with an
+// RDB magic: "REDIS" or "VALKEY" and a version number.
+func IsRDB(b []byte) bool {
+	s := string(b)
+	return (strings.HasPrefix(s, "REDIS") && len(s) >= 9) || (strings.HasPrefix(s, "VALKEY") && len(s) >= 9)
+}
+
+func (d *Decoder) fail(err error) error {
+	var e *Error
+	if errors.As(err, &e) {
+		return err
+	}
+	return &Error{Offset: d.in.off, Err: err}
+}
+
+// Info reads the magic, the version and the aux fields that precede the
+// keys, once, and returns them.
+func (d *Decoder) Info() (Info, error) {
+	if d.head {
+		return d.info, nil
+	}
+	if err := d.readMagic(); err != nil {
+		return d.info, d.fail(err)
+	}
+	d.info.Aux = map[string]string{}
+	for {
+		op, err := d.in.byte()
+		if err != nil {
+			return d.info, d.fail(err)
+		}
+		if op != opAux {
+			d.next = int(op)
+			break
+		}
+		if err := d.aux(); err != nil {
+			return d.info, d.fail(err)
+		}
+	}
+	d.head = true
+	return d.info, nil
+}
+
+func (d *Decoder) readMagic() error {
+	b, err := d.in.r.Peek(9)
+	if err != nil || !IsRDB(b) {
+		return fmt.Errorf("%w: it does not start with REDIS or VALKEY and a version", ErrNotRDB)
+	}
+	digits := 4
+	d.info.Engine = "redis"
+	if strings.HasPrefix(string(b), "VALKEY") {
+		digits, d.info.Engine = 3, "valkey"
+	}
+	magic, _ := d.in.fixed(len(b) - digits)
+	_ = magic
+	vb, err := d.in.fixed(digits)
+	if err != nil {
+		return err
+	}
+	v, err := strconv.Atoi(string(vb))
+	if err != nil || v < 1 {
+		return fmt.Errorf("%w: bad version %q", ErrNotRDB, vb)
+	}
+	d.info.Version = v
+	if d.info.Engine == "redis" && v > MaxVersion || d.info.Engine == "valkey" && v > MaxValkeyVersion {
+		return fmt.Errorf("%w: the file is %s RDB version %d, this crs reads up to %d (Redis) and %d (Valkey); use a newer crs", ErrVersion, d.info.Engine, v, MaxVersion, MaxValkeyVersion)
+	}
+	return nil
+}
+
+// aux reads one aux field.
+func (d *Decoder) aux() error {
+	k, err := d.in.str()
+	if err != nil {
+		return err
+	}
+	v, err := d.in.str()
+	if err != nil {
+		return err
+	}
+	key, val := string(k), string(v)
+	if d.info.Aux != nil {
+		d.info.Aux[key] = val
+	}
+	switch key {
+	case "redis-ver":
+		if d.info.ServerVersion == "" {
+			d.info.ServerVersion = val
+		}
+	case "valkey-ver":
+		d.info.ServerVersion = val
+		d.info.Engine = "valkey"
+	case "ctime":
+		if n, err := strconv.ParseInt(val, 10, 64); err == nil {
+			d.info.CreatedMs = n * 1000
+		}
+	case "used-mem":
+		d.info.UsedMem, _ = strconv.ParseInt(val, 10, 64)
+	}
+	return nil
+}
+
+// Opcodes between the keys.
+const (
+	opSlotInfo    = 244
+	opFunction2   = 245
+	opFunctionPre = 246
+	opModuleAux   = 247
+	opIdle        = 248
+	opFreq        = 249
+	opAux         = 250
+	opResizeDB    = 251
+	opExpireMs    = 252
+	opExpire      = 253
+	opSelectDB    = 254
+	opEOF         = 255
+)
+
+// Decode reads every key and calls emit with its records, in file order,
+// then checks the end of the file and its checksum. It stops at the first
+// error, from the input or from emit, or when ctx is done.
+func (d *Decoder) Decode(ctx context.Context, emit func(*format.Record) error) error {
+	if _, err := d.Info(); err != nil {
+		return err
+	}
+	var expire int64 // of the next key, unix ms
+	for n := 0; ; n++ {
+		if n%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		var op byte
+		if d.next >= 0 {
+			op, d.next = byte(d.next), -1
+		} else {
+			var err error
+			if op, err = d.in.byte(); err != nil {
+				return d.fail(err)
+			}
+		}
+		var err error
+		switch op {
+		case opEOF:
+			return d.end()
+		case opSelectDB:
+			var db uint64
+			if db, err = d.in.count(); err == nil && db > 1<<31 {
+				err = fmt.Errorf("database %d", db)
+			}
+			d.db = int(db)
+		case opResizeDB:
+			if _, err = d.in.count(); err == nil {
+				_, err = d.in.count()
+			}
+		case opSlotInfo:
+			for i := 0; i < 3 && err == nil; i++ {
+				_, err = d.in.count()
+			}
+		case opExpireMs:
+			var v uint64
+			v, err = d.in.uint64LE()
+			expire = int64(v)
+		case opExpire:
+			var v uint32
+			v, err = d.in.uint32LE()
+			expire = int64(v) * 1000
+		case opFreq:
+			_, err = d.in.byte()
+		case opIdle:
+			_, err = d.in.count()
+		case opAux:
+			err = d.aux()
+		case opModuleAux:
+			d.Stats.ModuleAux++
+			err = d.moduleAux()
+		case opFunction2:
+			d.Stats.Functions++
+			_, err = d.in.str()
+		case opFunctionPre:
+			d.Stats.Functions++
+			for i := 0; i < 4 && err == nil; i++ { // name, engine, description, code
+				_, err = d.in.str()
+			}
+		default:
+			err = d.key(op, expire, emit)
+			expire = 0
+		}
+		switch {
+		case err == nil:
+		case isEmitError(err):
+			return errors.Unwrap(err)
+		default:
+			return d.fail(err)
+		}
+	}
+}
+
+// emitError marks an error returned by the caller's emit.
+type emitError struct{ error }
+
+func (e emitError) Unwrap() error { return e.error }
+
+func isEmitError(err error) bool {
+	var e emitError
+	return errors.As(err, &e)
+}
+
+// end checks what follows the EOF opcode: the CRC-64 of everything
+// before it (version 5 and later; zero when the server saved without
+// one), and nothing after.
+func (d *Decoder) end() error {
+	if d.info.Version < 5 && d.info.Engine == "redis" {
+		return nil
+	}
+	want := d.in.crc
+	got, err := d.in.uint64LE()
+	if err != nil {
+		return d.fail(fmt.Errorf("checksum: %w", err))
+	}
+	if got != 0 && got != want {
+		return &Error{Offset: d.in.off - 8, Err: fmt.Errorf("checksum mismatch: the file says %016x, its bytes give %016x (the file is corrupt)", got, want)}
+	}
+	return nil
+}

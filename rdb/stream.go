@@ -1,0 +1,317 @@
+package rdb
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"strconv"
+
+	"github.com/crs-tool/crs/format"
+)
+
+// Flags of a stream entry in a listpack.
+const (
+	entryDeleted    = 1
+	entrySameFields = 2
+)
+
+func streamID(ms, seq uint64) string {
+	return strconv.FormatUint(ms, 10) + "-" + strconv.FormatUint(seq, 10)
+}
+
+// rawID reads a 16-byte big-endian stream ID.
+func (d *Decoder) rawID() (ms, seq uint64, err error) {
+	b, err := d.in.fixed(16)
+	if err != nil {
+		return 0, 0, err
+	}
+	return binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:]), nil
+}
+
+func (d *Decoder) lenID() (string, error) {
+	ms, err := d.in.count()
+	if err != nil {
+		return "", err
+	}
+	seq, err := d.in.count()
+	return streamID(ms, seq), err
+}
+
+// stream reads a stream: its listpack nodes (entries, in parts when
+// many), its metadata, then its consumer groups, which go in the last
+// record.
+func (d *Decoder) stream(t byte, b *builder) error {
+	b.start()
+	err := d.each(func() error {
+		key, err := d.in.str()
+		if err != nil {
+			return err
+		}
+		if len(key) != 16 {
+			return fmt.Errorf("stream node key of %d bytes, not a 16-byte ID", len(key))
+		}
+		lp, err := d.in.str()
+		if err != nil {
+			return err
+		}
+		return streamNode(binary.BigEndian.Uint64(key), binary.BigEndian.Uint64(key[8:]), lp, b)
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := d.in.count(); err != nil { // length: the entries tell
+		return err
+	}
+	last, err := d.lenID()
+	if err != nil {
+		return err
+	}
+	meta := format.Stream{LastID: last, EntriesAdded: -1}
+	if t >= typeStreamListpack2 {
+		if _, err := d.lenID(); err != nil { // first ID
+			return err
+		}
+		if meta.MaxDeletedID, err = d.lenID(); err != nil {
+			return err
+		}
+		n, err := d.in.count()
+		if err != nil {
+			return err
+		}
+		meta.EntriesAdded = int64(n)
+	}
+	if meta.Groups, err = d.groups(t); err != nil {
+		return err
+	}
+	if err := b.next(); err != nil {
+		return err
+	}
+	st := b.rec.Stream
+	st.LastID, st.EntriesAdded, st.MaxDeletedID, st.Groups = meta.LastID, meta.EntriesAdded, meta.MaxDeletedID, meta.Groups
+	if err := placeholders(st, b.part == 0); err != nil {
+		return err
+	}
+	b.elems++ // the stream exists even with no entries left
+	return b.finish()
+}
+
+// streamNode reads the entries of one listpack node, delta-encoded
+// against the node's master ID.
+func streamNode(ms, seq uint64, lp []byte, b *builder) error {
+	var items []string
+	if err := walkListpack(lp, func(s string) error { items = append(items, s); return nil }); err != nil {
+		return err
+	}
+	num := func(i int) (uint64, error) {
+		if i >= len(items) {
+			return 0, fmt.Errorf("stream listpack cut short")
+		}
+		v, err := strconv.ParseInt(items[i], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("stream listpack: %q where a number belongs", items[i])
+		}
+		return uint64(v), nil
+	}
+	// Master entry: count, deleted, field count, fields, 0.
+	nf, err := num(2)
+	if err != nil {
+		return err
+	}
+	if 3+int(nf)+1 > len(items) {
+		return fmt.Errorf("stream listpack master entry cut short")
+	}
+	master := items[3 : 3+nf]
+	i := 3 + int(nf) + 1
+	for i < len(items) {
+		flags, err := num(i)
+		if err != nil {
+			return err
+		}
+		dms, err := num(i + 1)
+		if err != nil {
+			return err
+		}
+		dseq, err := num(i + 2)
+		if err != nil {
+			return err
+		}
+		i += 3
+		var fields []string
+		if flags&entrySameFields != 0 {
+			if i+len(master) > len(items) {
+				return fmt.Errorf("stream entry cut short")
+			}
+			for k, f := range master {
+				fields = append(fields, f, items[i+k])
+			}
+			i += len(master)
+		} else {
+			n, err := num(i)
+			if err != nil {
+				return err
+			}
+			if i+1+2*int(n) > len(items) {
+				return fmt.Errorf("stream entry cut short")
+			}
+			fields = append(fields, items[i+1:i+1+2*int(n)]...)
+			i += 1 + 2*int(n)
+		}
+		i++ // lp-count, for walking backwards
+		if flags&entryDeleted != 0 {
+			continue
+		}
+		if err := b.next(); err != nil {
+			return err
+		}
+		e := format.StreamEntry{ID: streamID(ms+dms, seq+dseq), Fields: fields}
+		b.rec.Stream.Entries = append(b.rec.Stream.Entries, e)
+		size := 16
+		for _, f := range fields {
+			size += len(f)
+		}
+		if err := b.grew(size); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// groups reads a stream's consumer groups, joining each pending entry of
+// the group's list to the consumer that holds it.
+func (d *Decoder) groups(t byte) ([]format.Group, error) {
+	var out []format.Group
+	err := d.each(func() error {
+		name, err := d.in.str()
+		if err != nil {
+			return err
+		}
+		g := format.Group{Name: string(name), EntriesRead: -1}
+		if g.LastDeliveredID, err = d.lenID(); err != nil {
+			return err
+		}
+		if t >= typeStreamListpack2 {
+			n, err := d.in.count()
+			if err != nil {
+				return err
+			}
+			g.EntriesRead = int64(n)
+		}
+		index := map[string]int{}
+		err = d.each(func() error {
+			ms, seq, err := d.rawID()
+			if err != nil {
+				return err
+			}
+			at, err := d.in.uint64LE()
+			if err != nil {
+				return err
+			}
+			n, err := d.in.count()
+			if err != nil {
+				return err
+			}
+			id := streamID(ms, seq)
+			index[id] = len(g.Pending)
+			g.Pending = append(g.Pending, format.Pending{ID: id, DeliveryTimeMs: int64(at), DeliveryCount: int64(n)})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := d.consumers(t, &g, index); err != nil {
+			return err
+		}
+		for _, p := range g.Pending {
+			if p.Consumer == "" {
+				return fmt.Errorf("group %q: pending entry %s has no consumer", g.Name, p.ID)
+			}
+		}
+		out = append(out, g)
+		return nil
+	})
+	return out, err
+}
+
+// consumers reads a group's consumers and their pending lists.
+func (d *Decoder) consumers(t byte, g *format.Group, index map[string]int) error {
+	return d.each(func() error {
+		name, err := d.in.str()
+		if err != nil {
+			return err
+		}
+		c := format.Consumer{Name: string(name)}
+		seen, err := d.in.uint64LE()
+		if err != nil {
+			return err
+		}
+		c.SeenTimeMs = int64(seen)
+		if t >= typeStreamListpack3 {
+			active, err := d.in.uint64LE()
+			if err != nil {
+				return err
+			}
+			c.ActiveTimeMs = int64(active)
+		}
+		g.Consumers = append(g.Consumers, c)
+		return d.each(func() error {
+			ms, seq, err := d.rawID()
+			if err != nil {
+				return err
+			}
+			id := streamID(ms, seq)
+			k, ok := index[id]
+			if !ok {
+				return fmt.Errorf("group %q: consumer %q holds %s, which is not in the group's pending list", g.Name, c.Name, id)
+			}
+			g.Pending[k].Consumer = c.Name
+			return nil
+		})
+	})
+}
+
+// placeholders adds, in ID order, a deleted entry for each pending ID
+// that is not in the stream (the message was deleted after delivery), as
+// the format carries them. That needs every entry at hand: a stream in
+// parts whose groups name deleted entries cannot be carried from an RDB
+// file, and says so.
+func placeholders(st *format.Stream, whole bool) error {
+	have := make(map[string]bool, len(st.Entries))
+	for _, e := range st.Entries {
+		have[e.ID] = true
+	}
+	var missing []format.StreamEntry
+	for _, g := range st.Groups {
+		for _, p := range g.Pending {
+			if !have[p.ID] {
+				have[p.ID] = true
+				missing = append(missing, format.StreamEntry{ID: p.ID, Deleted: true})
+			}
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if !whole {
+		return fmt.Errorf("pending entry %s was deleted from this stream, which is too large to hold whole to carry it (dump the live server instead, or raise --part-elems)", missing[0].ID)
+	}
+	st.Entries = append(st.Entries, missing...)
+	sort.SliceStable(st.Entries, func(i, j int) bool { return idLess(st.Entries[i].ID, st.Entries[j].ID) })
+	return nil
+}
+
+func idLess(a, b string) bool {
+	am, as := splitID(a)
+	bm, bs := splitID(b)
+	return am < bm || am == bm && as < bs
+}
+
+func splitID(id string) (uint64, uint64) {
+	for i := 0; i < len(id); i++ {
+		if id[i] == '-' {
+			ms, _ := strconv.ParseUint(id[:i], 10, 64)
+			seq, _ := strconv.ParseUint(id[i+1:], 10, 64)
+			return ms, seq
+		}
+	}
+	return 0, 0
+}

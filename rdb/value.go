@@ -1,0 +1,459 @@
+package rdb
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/crs-tool/crs/format"
+)
+
+// Value types.
+const (
+	typeString          = 0
+	typeList            = 1
+	typeSet             = 2
+	typeZSet            = 3
+	typeHash            = 4
+	typeZSet2           = 5
+	typeModulePreGA     = 6
+	typeModule2         = 7
+	typeHashZipmap      = 9
+	typeListZiplist     = 10
+	typeSetIntset       = 11
+	typeZSetZiplist     = 12
+	typeHashZiplist     = 13
+	typeListQuicklist   = 14
+	typeStreamListpacks = 15
+	typeHashListpack    = 16
+	typeZSetListpack    = 17
+	typeListQuicklist2  = 18
+	typeStreamListpack2 = 19
+	typeSetListpack     = 20
+	typeStreamListpack3 = 21
+	typeHashMetaPreGA   = 22
+	typeHashLpExPreGA   = 23
+	typeHashMeta        = 24
+	typeHashLpEx        = 25
+
+	// Valkey 9 (RDB 80) numbers its hash with field expiries 22, which
+	// Redis used for 7.4 release candidates.
+	typeValkeyHashExpiry = 22
+)
+
+// builder cuts one key's value into records of at most PartElems
+// elements or about PartBytes bytes, emitting each as it fills.
+type builder struct {
+	opts  Options
+	emit  func(*format.Record) error
+	rec   *format.Record
+	part  int
+	elems int
+	bytes int
+	skip  bool // the key has expired: read, but emit nothing
+	full  bool // the record is full; it goes as a part once more follows
+	db    int
+	key   string
+	typ   string
+	exp   int64
+}
+
+func (b *builder) start() {
+	b.rec = &format.Record{DB: b.db, Key: b.key, Type: b.typ}
+	if b.typ == format.TypeStream {
+		b.rec.Stream = &format.Stream{EntriesAdded: -1}
+	}
+	b.elems, b.bytes = 0, 0
+}
+
+// next makes room for one more element: a full record goes out as a
+// part, now that more is known to follow.
+func (b *builder) next() error {
+	if !b.full {
+		return nil
+	}
+	b.full = false
+	return b.flush(true)
+}
+
+// grew accounts for an element of n bytes just added.
+func (b *builder) grew(n int) error {
+	b.elems++
+	b.bytes += n
+	b.full = b.elems >= b.opts.PartElems || b.bytes >= b.opts.PartBytes
+	return nil
+}
+
+// finish emits the last record of the key (nothing for an empty value,
+// which Redis never holds).
+func (b *builder) finish() error {
+	if b.elems == 0 && b.part == 0 {
+		return nil
+	}
+	b.full = false
+	return b.flush(false)
+}
+
+// flush emits the record being built: as a part when more follows or an
+// earlier part was emitted, else whole.
+func (b *builder) flush(more bool) error {
+	rec := b.rec
+	if more || b.part > 0 {
+		b.part++
+		rec.Part, rec.More = b.part, more
+	}
+	if b.part <= 1 {
+		rec.ExpireAtMs = b.exp
+	}
+	b.start()
+	if b.skip {
+		return nil
+	}
+	if err := b.emit(rec); err != nil {
+		return emitError{err}
+	}
+	return nil
+}
+
+func (b *builder) elem(s string) error {
+	if err := b.next(); err != nil {
+		return err
+	}
+	b.rec.Elems = append(b.rec.Elems, s)
+	return b.grew(len(s))
+}
+
+func (b *builder) field(name, value string, expireAt int64) error {
+	if err := b.next(); err != nil {
+		return err
+	}
+	b.rec.Hash = append(b.rec.Hash, format.Field{Name: name, Value: value})
+	if expireAt > 0 {
+		b.rec.FieldExpire = append(b.rec.FieldExpire, format.FieldExpiry{Field: name, AtMs: expireAt})
+	}
+	return b.grew(len(name) + len(value))
+}
+
+func (b *builder) member(m string, score float64) error {
+	if math.IsNaN(score) {
+		return fmt.Errorf("sorted set member %q has a NaN score", m)
+	}
+	if err := b.next(); err != nil {
+		return err
+	}
+	b.rec.ZSet = append(b.rec.ZSet, format.Member{Member: m, Score: score})
+	return b.grew(len(m) + 8)
+}
+
+// pairs feeds a walker's elements to fn two at a time.
+func pairs(fn func(a, b string) error) (func(string) error, func() error) {
+	var first string
+	odd := false
+	return func(s string) error {
+			if !odd {
+				first, odd = s, true
+				return nil
+			}
+			odd = false
+			return fn(first, s)
+		}, func() error {
+			if odd {
+				return fmt.Errorf("an odd number of elements where pairs belong")
+			}
+			return nil
+		}
+}
+
+// key reads one key of value type t and emits its records.
+func (d *Decoder) key(t byte, expire int64, emit func(*format.Record) error) error {
+	if t > typeHashLpEx || t == 8 {
+		return fmt.Errorf("unknown value type %d", t)
+	}
+	kb, err := d.in.str()
+	if err != nil {
+		return err
+	}
+	b := &builder{opts: d.opts, emit: emit, db: d.db, key: string(kb), exp: expire}
+	if expire > 0 && d.opts.NowMs > 0 && expire <= d.opts.NowMs {
+		b.skip = true
+		d.Stats.Expired++
+	}
+	if err := d.value(t, b); err != nil {
+		if isEmitError(err) {
+			return err
+		}
+		return fmt.Errorf("db %d key %q: %w", d.db, b.key, err)
+	}
+	return nil
+}
+
+// value reads the value of type t into b.
+func (d *Decoder) value(t byte, b *builder) error {
+	switch t {
+	case typeString:
+		b.typ = format.TypeString
+		return d.stringValue(b)
+	case typeList, typeListZiplist, typeListQuicklist, typeListQuicklist2:
+		b.typ = format.TypeList
+	case typeSet, typeSetIntset, typeSetListpack:
+		b.typ = format.TypeSet
+	case typeZSet, typeZSet2, typeZSetZiplist, typeZSetListpack:
+		b.typ = format.TypeZSet
+	case typeHash, typeHashZipmap, typeHashZiplist, typeHashListpack, typeHashMeta, typeHashMetaPreGA, typeHashLpEx, typeHashLpExPreGA:
+		b.typ = format.TypeHash
+	case typeStreamListpacks, typeStreamListpack2, typeStreamListpack3:
+		b.typ = format.TypeStream
+		return d.stream(t, b)
+	case typeModule2, typeModulePreGA:
+		return d.module(t, b)
+	default:
+		return fmt.Errorf("unknown value type %d", t)
+	}
+	b.start()
+	if err := d.collection(t, b); err != nil {
+		return err
+	}
+	return b.finish()
+}
+
+// stringValue reads a string, in parts of PartBytes when it is larger.
+func (d *Decoder) stringValue(b *builder) error {
+	b.start()
+	var held []byte
+	have := false
+	err := d.in.strChunks(b.opts.PartBytes, func(p []byte) error {
+		if have {
+			b.rec.Str = string(held)
+			if err := b.flush(true); err != nil {
+				return err
+			}
+		}
+		held, have = p, true
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	b.rec.Str = string(held)
+	return b.flush(false)
+}
+
+// collection reads a list, set, sorted set or hash of any encoding.
+func (d *Decoder) collection(t byte, b *builder) error {
+	switch t {
+	case typeList, typeSet:
+		return d.each(func() error {
+			s, err := d.in.str()
+			if err != nil {
+				return err
+			}
+			return b.elem(string(s))
+		})
+	case typeListQuicklist:
+		return d.each(func() error { return d.blob(walkZiplist, b.elem) })
+	case typeListQuicklist2:
+		return d.each(func() error { return d.quicklistNode(b) })
+	case typeListZiplist:
+		return d.blob(walkZiplist, b.elem)
+	case typeSetIntset:
+		return d.blob(walkIntset, b.elem)
+	case typeSetListpack:
+		return d.blob(walkListpack, b.elem)
+	case typeZSet, typeZSet2:
+		return d.each(func() error {
+			m, err := d.in.str()
+			if err != nil {
+				return err
+			}
+			var score float64
+			if t == typeZSet2 {
+				score, err = d.in.binaryDouble()
+			} else {
+				score, err = d.in.double()
+			}
+			if err != nil {
+				return err
+			}
+			return b.member(string(m), score)
+		})
+	case typeZSetZiplist, typeZSetListpack:
+		walk := walkListpack
+		if t == typeZSetZiplist {
+			walk = walkZiplist
+		}
+		return d.pairBlob(walk, func(m, s string) error {
+			score, err := strconv.ParseFloat(s, 64)
+			if err != nil {
+				return fmt.Errorf("score %q of member %q: %w", s, m, err)
+			}
+			return b.member(m, score)
+		})
+	}
+	return d.hash(t, b)
+}
+
+// hash reads a hash of any encoding.
+func (d *Decoder) hash(t byte, b *builder) error {
+	field := func(k, v string) error { return b.field(k, v, 0) }
+	switch t {
+	case typeHash:
+		return d.each(func() error {
+			k, err := d.in.str()
+			if err != nil {
+				return err
+			}
+			v, err := d.in.str()
+			if err != nil {
+				return err
+			}
+			return field(string(k), string(v))
+		})
+	case typeHashZipmap:
+		return d.pairBlob(walkZipmap, field)
+	case typeHashZiplist:
+		return d.pairBlob(walkZiplist, field)
+	case typeHashListpack:
+		return d.pairBlob(walkListpack, field)
+	case typeHashLpEx, typeHashLpExPreGA:
+		if t == typeHashLpEx {
+			if _, err := d.in.uint64LE(); err != nil { // the smallest expiry, again in the fields
+				return err
+			}
+		}
+		return d.tripleBlob(func(k, v, ttl string) error {
+			at, err := strconv.ParseInt(ttl, 10, 64)
+			if err != nil || at < 0 {
+				return fmt.Errorf("field %q has expiry %q", k, ttl)
+			}
+			return b.field(k, v, at) // 0: none
+		})
+	case typeHashMeta, typeHashMetaPreGA:
+		if d.info.Engine == "valkey" && d.info.Version >= 80 && t == typeValkeyHashExpiry {
+			return d.valkeyHash(b)
+		}
+		return d.hashMeta(t, b)
+	}
+	return fmt.Errorf("unknown value type %d", t)
+}
+
+// hashMeta reads a hash with field expiries in hashtable form: (the
+// smallest expiry,) then the count and [ttl][field][value] each.
+func (d *Decoder) hashMeta(t byte, b *builder) error {
+	var minExp uint64
+	if t == typeHashMeta {
+		v, err := d.in.uint64LE()
+		if err != nil {
+			return err
+		}
+		minExp = v
+	}
+	return d.each(func() error {
+		ttl, err := d.in.count()
+		if err != nil {
+			return err
+		}
+		at := int64(ttl) // absolute before 7.4 GA
+		if t == typeHashMeta && ttl != 0 {
+			at = int64(ttl + minExp - 1) // relative to the smallest, plus one
+		}
+		k, err := d.in.str()
+		if err != nil {
+			return err
+		}
+		v, err := d.in.str()
+		if err != nil {
+			return err
+		}
+		return b.field(string(k), string(v), at)
+	})
+}
+
+// valkeyHash reads Valkey 9's hash with field expiries: the count, then
+// [field][value][expiry: 8 bytes, unix ms, -1 for none] each.
+func (d *Decoder) valkeyHash(b *builder) error {
+	return d.each(func() error {
+		k, err := d.in.str()
+		if err != nil {
+			return err
+		}
+		v, err := d.in.str()
+		if err != nil {
+			return err
+		}
+		at, err := d.in.uint64LE()
+		if err != nil {
+			return err
+		}
+		return b.field(string(k), string(v), max(int64(at), 0))
+	})
+}
+
+// quicklistNode reads one node of a quicklist 2: a container kind, then a
+// plain element or a listpack of elements.
+func (d *Decoder) quicklistNode(b *builder) error {
+	kind, err := d.in.count()
+	if err != nil {
+		return err
+	}
+	switch kind {
+	case 1: // plain: one (large) element
+		s, err := d.in.str()
+		if err != nil {
+			return err
+		}
+		return b.elem(string(s))
+	case 2:
+		return d.blob(walkListpack, b.elem)
+	}
+	return fmt.Errorf("quicklist node container %d", kind)
+}
+
+// each reads a count, then calls fn that many times.
+func (d *Decoder) each(fn func() error) error {
+	n, err := d.in.count()
+	if err != nil {
+		return err
+	}
+	for ; n > 0; n-- {
+		if err := fn(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// blob reads a string holding a compact encoding and walks it.
+func (d *Decoder) blob(walk func([]byte, func(string) error) error, fn func(string) error) error {
+	s, err := d.in.str()
+	if err != nil {
+		return err
+	}
+	return walk(s, fn)
+}
+
+func (d *Decoder) pairBlob(walk func([]byte, func(string) error) error, fn func(a, b string) error) error {
+	each, done := pairs(fn)
+	if err := d.blob(walk, each); err != nil {
+		return err
+	}
+	return done()
+}
+
+// tripleBlob walks a listpack of field, value, expiry triples.
+func (d *Decoder) tripleBlob(fn func(k, v, ttl string) error) error {
+	var got [2]string
+	n := 0
+	err := d.blob(walkListpack, func(s string) error {
+		if n < 2 {
+			got[n] = s
+			n++
+			return nil
+		}
+		n = 0
+		return fn(got[0], got[1], s)
+	})
+	if err == nil && n != 0 {
+		err = fmt.Errorf("a listpack of field triples has %d left over", n)
+	}
+	return err
+}

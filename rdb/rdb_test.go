@@ -143,7 +143,7 @@ func fixtures() []struct {
 			for _, c := range "vectorset" {
 				id = id<<6 | uint64(strings.IndexRune("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", c))
 			}
-			w.byte(typeModule2).str("vs").len(id<<10|1)
+			w.byte(typeModule2).str("vs").len(id<<10 | 1)
 			w.len(moduleUInt).len(42).len(moduleString).str("payload").len(moduleDouble).u64(0).len(moduleFloat).byte(0, 0, 0, 0).len(moduleEOF)
 			w.byte(opModuleAux).len(id << 10).len(moduleUInt).len(2).len(moduleEOF)
 			w.byte(opFunction2).str("#!lua name=lib\nredis.register_function('f', function() return 1 end)")

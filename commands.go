@@ -44,6 +44,7 @@ func dumpCommand() *cli.Command {
 		OnUsageError: onUsage,
 		Flags: append(connFlags(&from.Scan.Conn, "dump only this database (a database in the URL does the same)", "every database"),
 			&cli.StringFlag{Name: "input", Aliases: []string{"i", "rdb"}, Usage: "read this `FILE` (- for stdin) instead of a server: an RDB file (a backup, of any Redis or Valkey version) to convert, or a dump to check or recompress", Destination: &from.File},
+			&cli.BoolFlag{Name: "snapshot", Usage: "read the server through a replication snapshot (REPLCONF, PSYNC): every key from one instant, as the server forks to make it; needs SYNC, which managed services often refuse", Destination: &from.Snapshot},
 			&cli.StringFlag{Name: "match", Usage: "dump only keys matching this SCAN `PATTERN`", Destination: &from.Scan.Match},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` (mode 0600, via FILE.tmp, renamed when complete)", Destination: &opts.Output},
 			&cli.StringFlag{Name: "compress", Value: opts.Compress, Usage: "zstd or none", Destination: &opts.Compress},

@@ -35,6 +35,7 @@ import (
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/load"
 	"github.com/crs-tool/crs/rdb"
+	"github.com/crs-tool/crs/source/snapshot"
 	"github.com/crs-tool/crs/verify"
 )
 
@@ -109,7 +110,7 @@ func exitCode(ctx context.Context, err error) int {
 		return 3
 	case errors.Is(err, load.ErrTargetNotEmpty), errors.Is(err, load.ErrTargetLacks), errors.Is(err, load.ErrTargetMemory), errors.Is(err, dump.ErrTerminal):
 		return 4
-	case errors.As(err, &connErr):
+	case errors.As(err, &connErr), errors.Is(err, snapshot.ErrRefused):
 		return 5
 	case errors.Is(err, verify.ErrDifferent):
 		return 6

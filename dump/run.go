@@ -172,7 +172,7 @@ func summary(st Stats, outBytes int64, err error) string {
 		fmt.Fprintf(&b, " (%.0f keys/s)", float64(st.Keys)/s)
 	}
 	switch st.From {
-	case "rdb": // what the file held that the dump does not
+	case "rdb", "snapshot": // what the file held that the dump does not
 		fmt.Fprintf(&b, "; skipped %d already expired", st.Expired)
 		if st.Functions > 0 {
 			fmt.Fprintf(&b, "; %d FUNCTION LIBRARIES NOT CARRIED (load them with FUNCTION RESTORE)", st.Functions)

@@ -81,6 +81,11 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 	return c, nil
 }
 
+// Raw returns the connection and its buffered reader, for a protocol that
+// leaves RESP (such as the RDB payload of a replication handshake). The
+// Conn must not be used for commands after that.
+func (c *Conn) Raw() (net.Conn, *bufio.Reader) { return c.c, c.r }
+
 // Close closes the connection.
 func (c *Conn) Close() error { return c.c.Close() }
 

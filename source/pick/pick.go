@@ -18,6 +18,7 @@ import (
 	"github.com/crs-tool/crs/source/dumpfile"
 	"github.com/crs-tool/crs/source/rdbfile"
 	"github.com/crs-tool/crs/source/scan"
+	"github.com/crs-tool/crs/source/snapshot"
 )
 
 // Spec names a source.
@@ -29,6 +30,9 @@ type Spec struct {
 	Scan scan.Options
 	// RDB says how to read an RDB file.
 	RDB rdbfile.Options
+	// Snapshot reads the server through a replication snapshot (one
+	// instant) instead of SCAN.
+	Snapshot bool
 }
 
 // NewSpec returns a spec with every source's defaults: a server, unless
@@ -46,21 +50,28 @@ func isRDB(br *bufio.Reader) bool {
 // fileSource returns the source of an opened file: an RDB file or a dump.
 func fileSource(spec Spec, br *bufio.Reader) source.Source {
 	if isRDB(br) {
-		o := spec.RDB
-		if o.Name == "" {
-			o.Name = spec.File
-		}
-		// The same bound on a record as for a live dump (--part-elems,
-		// --part-bytes).
-		o.PartElems, o.PartBytes = spec.Scan.PartElems, int(spec.Scan.PartBytes)
-		return rdbfile.New(br, o)
+		return rdbfile.New(br, rdbOptions(spec))
 	}
 	return dumpfile.New(br)
 }
 
+// rdbOptions are spec's options for decoding RDB: the same bound on a
+// record as for a live dump (--part-elems, --part-bytes).
+func rdbOptions(spec Spec) rdbfile.Options {
+	o := spec.RDB
+	if o.Name == "" {
+		o.Name = spec.File
+	}
+	o.PartElems, o.PartBytes = spec.Scan.PartElems, int(spec.Scan.PartBytes)
+	return o
+}
+
 // Source returns the source spec names and a function that releases it.
 func Source(spec Spec) (source.Source, func(), error) {
-	if spec.File == "" {
+	switch {
+	case spec.File == "" && spec.Snapshot:
+		return snapshot.New(snapshot.Options{Conn: spec.Scan.Conn, RDB: rdbOptions(spec)}), func() {}, nil
+	case spec.File == "":
 		return scan.New(spec.Scan), func() {}, nil
 	}
 	r, done, err := openFile(spec)

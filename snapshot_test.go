@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/redistest"
+	"github.com/crs-tool/crs/source/dumpfile"
+)
+
+// readDump returns every record of a dump file by key (parts joined for
+// lists).
+func readDump(t *testing.T, file string) map[string]*format.Record {
+	t.Helper()
+	r, done, err := dumpfile.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
+	out := map[string]*format.Record{}
+	err = dumpfile.Each(context.Background(), format.NewReader(r), func(rec *format.Record) error {
+		if prev := out[rec.Key]; prev != nil && rec.Part > 1 {
+			prev.Elems = append(prev.Elems, rec.Elems...)
+			return nil
+		}
+		out[rec.Key] = rec
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestSnapshotIsConsistent takes a snapshot while a writer changes the
+// server: MULTI; INCR a; INCR b; EXEC keeps a == b at every instant, and
+// MULTI; LPUSH; RPOP; EXEC keeps a list at its length with no element
+// twice. The dump must hold one instant: a == b, the exact length, no
+// duplicates; and, with no writes, it must equal the server key by key.
+func TestSnapshotIsConsistent(t *testing.T) {
+	src := redistest.Start(t, "--repl-diskless-sync-delay", "0")
+	ctx := context.Background()
+	c := redistest.Client(t, src, 0)
+	const n = 200_000
+	for i := 0; i < n; i += 10_000 {
+		args := []interface{}{"RPUSH", "list"}
+		for j := i; j < i+10_000; j++ {
+			args = append(args, "e"+strconv.Itoa(j))
+		}
+		if err := c.Do(ctx, args...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fill(t, src)
+	dir := t.TempDir()
+
+	var writes atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		w := redis.NewClient(&redis.Options{Addr: src.Addr, Protocol: 2, DisableIdentity: true})
+		defer w.Close()
+		for i := n; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			_, err := w.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.Incr(ctx, "a")
+				p.Incr(ctx, "b")
+				p.LPush(ctx, "list", "e"+strconv.Itoa(i))
+				p.RPop(ctx, "list")
+				return nil
+			})
+			if err != nil {
+				done <- err
+				return
+			}
+			writes.Add(1)
+		}
+	}()
+	redistest.WaitFor(t, "the writer's first transactions", func() bool { return writes.Load() > 10 })
+	before := writes.Load()
+	out, code := sh(t, dir, "crsdump --snapshot --part-elems 1000 -u "+src.URL+" -o snap.zst")
+	during := writes.Load() - before
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 {
+		t.Fatalf("snapshot: exit %d\n%s", code, out)
+	}
+	t.Logf("%d transactions ran while the snapshot was taken; %s", during, strings.TrimSpace(out))
+	recs := readDump(t, filepath.Join(dir, "snap.zst"))
+	if a, b := recs["a"], recs["b"]; a == nil || b == nil || a.Str != b.Str {
+		t.Errorf("a = %+v, b = %+v: not one instant", a, b)
+	}
+	list := recs["list"].Elems
+	seen := map[string]bool{}
+	for _, e := range list {
+		if seen[e] {
+			t.Fatalf("list element %q twice", e)
+		}
+		seen[e] = true
+	}
+	if len(list) != n {
+		t.Errorf("list has %d elements, want %d", len(list), n)
+	}
+
+	// Without writes, the snapshot is the server, key by key.
+	out, code = sh(t, dir, "crsdump -q --snapshot -u "+src.URL+" -o still.zst && crs verify -u "+src.URL+" still.zst")
+	if code != 0 || !strings.Contains(out, " 0 differences") {
+		t.Errorf("verify: exit %d\n%s", code, out)
+	}
+	n0, _ := c.DBSize(ctx).Result()
+	n15, _ := redistest.Client(t, src, 15).DBSize(ctx).Result()
+	if !strings.Contains(out, fmt.Sprintf(" %d keys checked", n0+n15)) {
+		t.Errorf("the server has %d keys: %s", n0+n15, out)
+	}
+}
+
+// TestSnapshotRefusedOrCut: a server that will not replicate gets one line
+// naming the SCAN mode; a connection the server closes part way through
+// gives a failure, not a short dump.
+func TestSnapshotRefusedOrCut(t *testing.T) {
+	dir := t.TempDir()
+	noSync := redistest.Start(t, "--rename-command", "PSYNC", "", "--rename-command", "SYNC", "")
+	out, code := sh(t, dir, "crsdump --snapshot -u "+noSync.URL+" -o x.zst")
+	if code != 5 || !strings.Contains(out, "refuses replication") || !strings.Contains(out, "without --snapshot") {
+		t.Errorf("refused: exit %d\n%s", code, out)
+	}
+
+	// Each key takes 1 ms to save, so the snapshot is under way when the
+	// server drops its replica connection.
+	slow := redistest.Start(t, "--repl-diskless-sync-delay", "0", "--rdb-key-save-delay", "1000")
+	fillMany(t, slow, 5000)
+	cmd, output := start(t, dir, "crsdump --snapshot -u "+slow.URL+" -o cut.zst")
+	c := redistest.Client(t, slow, 0)
+	redistest.WaitFor(t, "the snapshot's first records", redistest.FileHasBytes(filepath.Join(dir, "cut.zst.tmp")))
+	if err := c.Do(context.Background(), "CLIENT", "KILL", "TYPE", "replica").Err(); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	if code := exitCodeOf(err); code == 0 || !strings.Contains(output(), "closed the connection part way") {
+		t.Errorf("cut: exit %d\n%s", code, output())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cut.zst")); !os.IsNotExist(err) {
+		t.Errorf("cut.zst exists after a failed snapshot")
+	}
+}

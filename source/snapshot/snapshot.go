@@ -1,0 +1,182 @@
+// Package snapshot is the source that takes a point-in-time consistent
+// dump of a live server over the replication protocol: it asks for a full
+// resynchronization as a replica would (REPLCONF, PSYNC ? -1), decodes the
+// RDB snapshot with package rdb as it arrives, and closes the connection
+// after it. Every key comes from one instant, which a SCAN dump of a
+// server taking writes cannot promise.
+package snapshot
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/progress"
+	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/internal/resp"
+	"github.com/crs-tool/crs/rdb"
+	"github.com/crs-tool/crs/source"
+	"github.com/crs-tool/crs/source/rdbfile"
+)
+
+// Options configure a snapshot.
+type Options struct {
+	Conn redisconn.Options
+	// RDB bounds the records (PartElems, PartBytes) and says what to do
+	// with expired keys.
+	RDB rdbfile.Options
+	// Idle is how long the server may send nothing (not even the
+	// newlines it sends while it prepares the snapshot) before the
+	// snapshot is given up.
+	Idle time.Duration
+}
+
+// Source is a live server's replication snapshot.
+type Source struct{ opts Options }
+
+// New returns a source that takes a snapshot of the server opts.Conn
+// names.
+func New(opts Options) *Source {
+	if opts.Idle <= 0 {
+		opts.Idle = time.Minute
+	}
+	return &Source{opts: opts}
+}
+
+// ErrRefused is wrapped when the server will not replicate to crs.
+var ErrRefused = errors.New("the server refuses replication")
+
+// Dump takes the snapshot and writes its keys as records to fw.
+func (s *Source) Dump(ctx context.Context, fw *format.Writer, p *progress.Counter) (st source.Stats, err error) {
+	start := time.Now()
+	defer func() { st.Elapsed = time.Since(start) }()
+	addr := s.opts.Conn.Address()
+	ro, err := s.opts.Conn.RESP(0)
+	if err != nil {
+		return source.Stats{From: "snapshot"}, err
+	}
+	c, err := resp.Dial(ctx, ro)
+	if err != nil {
+		return source.Stats{From: "snapshot"}, &redisconn.Error{Addr: addr, Err: err}
+	}
+	defer c.Close()
+	conn, br := c.Raw()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	payload, err := handshake(ctx, c, conn, br, s.opts.Idle)
+	if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			err = ctx.Err()
+		case errors.Is(err, io.EOF):
+			err = fmt.Errorf("the server closed the connection before it sent the snapshot (see its log): %w", err)
+		}
+		return source.Stats{From: "snapshot"}, fmt.Errorf("snapshot of %s: %w", addr, err)
+	}
+	o := s.opts.RDB
+	if o.Name == "" {
+		o.Name = addr
+	}
+	in := &idleReader{c: conn, r: payload, idle: s.opts.Idle}
+	st, err = rdbfile.New(in, o).Dump(ctx, fw, p)
+	st.From = "snapshot"
+	if err != nil && ctx.Err() == nil {
+		var re *rdb.Error
+		if errors.As(err, &re) && (errors.Is(in.err, io.EOF) || errors.Is(in.err, net.ErrClosed)) {
+			err = fmt.Errorf("snapshot of %s: the server closed the connection part way through the snapshot (is its client-output-buffer-limit for replicas too small for the writes it takes meanwhile?): %w", addr, err)
+		}
+	}
+	return st, err
+}
+
+// handshake asks for a full resynchronization and returns a reader of
+// the RDB payload.
+func handshake(ctx context.Context, c *resp.Conn, conn net.Conn, br *bufio.Reader, idle time.Duration) (io.Reader, error) {
+	// rdb-only (7.0+): the server sends the snapshot and nothing after, and
+	// keeps no replication backlog for us; older servers do not know it.
+	c.Begin("REPLCONF", 2).Str("rdb-only").Str("1")
+	c.Begin("REPLCONF", 4).Str("capa").Str("eof").Str("capa").Str("psync2")
+	err := c.Exec(ctx, func(i int, r resp.Reply) error {
+		if r.Kind == resp.KindError && i == 1 {
+			return refused("REPLCONF", r.Text)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	conn.SetDeadline(time.Now().Add(idle))
+	if _, err := conn.Write([]byte("*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n")); err != nil {
+		return nil, err
+	}
+	var line string
+	for line == "" {
+		var err error
+		if line, err = readLine(conn, br, idle); err != nil {
+			return nil, err
+		}
+	}
+	if !strings.HasPrefix(line, "+FULLRESYNC") {
+		return nil, refused("PSYNC", strings.TrimPrefix(line, "-"))
+	}
+	// While it makes the snapshot, the server sends newlines to show it
+	// is alive; then "$<length>" or, streamed without a file,
+	// "$EOF:<40-byte mark>" (the RDB's own end opcode and checksum end
+	// the decoding before the mark).
+	for line = ""; line == ""; {
+		var err error
+		if line, err = readLine(conn, br, idle); err != nil {
+			return nil, err
+		}
+	}
+	if !strings.HasPrefix(line, "$") {
+		return nil, fmt.Errorf("unexpected reply to PSYNC: %q", line)
+	}
+	if strings.HasPrefix(line, "$EOF:") {
+		return br, nil
+	}
+	n, err := strconv.ParseInt(line[1:], 10, 64)
+	if err != nil || n < 0 {
+		return nil, fmt.Errorf("unexpected reply to PSYNC: %q", line)
+	}
+	return io.LimitReader(br, n), nil
+}
+
+func refused(cmd, msg string) error {
+	return fmt.Errorf("%w: %s: %s. Managed services often disable replication, and an ACL user needs +psync and +replconf; crsdump without --snapshot reads the server with SCAN instead", ErrRefused, cmd, msg)
+}
+
+// readLine reads a line without its CRLF (or LF, for keepalives).
+func readLine(conn net.Conn, br *bufio.Reader, idle time.Duration) (string, error) {
+	conn.SetReadDeadline(time.Now().Add(idle))
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}
+
+// idleReader reads the payload, failing when the server sends nothing
+// for the idle time, and keeps the read error that ended it.
+type idleReader struct {
+	c    net.Conn
+	r    io.Reader
+	idle time.Duration
+	err  error
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	r.c.SetReadDeadline(time.Now().Add(r.idle))
+	n, err := r.r.Read(p)
+	if err != nil && r.err == nil {
+		r.err = err
+	}
+	return n, err
+}

@@ -324,3 +324,31 @@ func FuzzDecoder(f *testing.F) {
 		}
 	})
 }
+
+// TestLZFInParts: a large LZF string is expanded in parts, never whole.
+func TestLZFInParts(t *testing.T) {
+	comp := []byte{0x00, 'a'}
+	for i := 0; i < 1000; i++ {
+		comp = append(comp, 0xe0, 0xff, 0x00) // 264 more, from 1 back
+	}
+	const want = 1 + 1000*264
+	w := &buf{}
+	w.byte(typeString).str("big").byte(0xc3).len(uint64(len(comp))).len(want).byte(comp...)
+	recs, _, err := decodeAll(t, rdbFile("REDIS", 9, w.b), Options{PartBytes: 10_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for i, r := range recs {
+		if len(r.Str) > 10_000+lzfWindow+264 || r.Part != i+1 || r.More != (i < len(recs)-1) {
+			t.Fatalf("part %d: %d bytes, part %d, more %v", i, len(r.Str), r.Part, r.More)
+		}
+		if strings.Trim(r.Str, "a") != "" {
+			t.Fatalf("part %d holds more than a's", i)
+		}
+		total += len(r.Str)
+	}
+	if total != want || len(recs) < 10 {
+		t.Errorf("%d bytes in %d parts, want %d", total, len(recs), want)
+	}
+}

@@ -209,10 +209,9 @@ func (in *input) intEnc(n uint64) (int64, error) {
 	return int64(int32(binary.LittleEndian.Uint32(b))), nil
 }
 
-// strChunks reads a string, handing it to fn in chunks of at most size
-// bytes, so that a string of any length is never held whole; an LZF
-// string is decompressed whole (Redis compresses only strings it holds in
-// memory, and the compressed form bounds the work).
+// strChunks reads a string, handing it to fn in chunks of about size
+// bytes, so that a string of any length is never held whole, compressed
+// (LZF) or not.
 func (in *input) strChunks(size int, fn func([]byte) error) error {
 	n, enc, err := in.length()
 	if err != nil {
@@ -236,13 +235,7 @@ func (in *input) strChunks(size int, fn func([]byte) error) error {
 			if err != nil {
 				return err
 			}
-			comp, err := in.full(clen)
-			if err != nil {
-				return err
-			}
-			if b, err = lzfDecompress(comp, ulen); err != nil {
-				return err
-			}
+			return in.lzfChunks(clen, ulen, size, fn)
 		default:
 			return fmt.Errorf("unknown string encoding %d", n)
 		}

@@ -80,9 +80,12 @@ func keyspaceBench(ctx context.Context, bin string, scale float64, keep string, 
 		b.maxRSS = max(a.maxRSS, b.maxRSS)
 		return b
 	}
-	var d, r, l, p measured
+	var d, r, l, p, sn, conv measured
 	var lkeys, pkeys int64
-	var dumpRatios, loadRatios []string
+	var serverLoad time.Duration
+	var dumpRatios, loadRatios, snapRatios, convRatios []string
+	snap := filepath.Join(dir, "snapshot.jsonl.zst")
+	converted := filepath.Join(dir, "converted.jsonl.zst")
 	for round := 0; round < rounds; round++ {
 		// The two reads, one after the other on the same idle server, then
 		// the two writes; the same order each round.
@@ -94,6 +97,28 @@ func keyspaceBench(ctx context.Context, bin string, scale float64, keep string, 
 		if err != nil {
 			return err
 		}
+		// The consistent snapshot against redis-cli --rdb (both through
+		// the replication protocol); the RDB file converted against the
+		// time redis-server takes to load the same file.
+		rs, err := run(ctx, bin, fmt.Sprintf("crsdump -q --snapshot -u %s -o %s", src.URL, snap))
+		if err != nil {
+			return err
+		}
+		rc, err := run(ctx, bin, fmt.Sprintf("crsdump -q --rdb %s -o %s", rdb, converted))
+		if err != nil {
+			return err
+		}
+		loaded, err := serverLoadTime(ctx, rdb)
+		if err != nil {
+			return err
+		}
+		serverLoad = min(serverLoad, loaded)
+		if round == 0 {
+			serverLoad = loaded
+		}
+		snapRatios = append(snapRatios, fmt.Sprintf("%.2f", rs.wall.Seconds()/rr.wall.Seconds()))
+		convRatios = append(convRatios, fmt.Sprintf("%.2f", rc.wall.Seconds()/loaded.Seconds()))
+		sn, conv = best(sn, rs), best(conv, rc)
 		if round == 0 {
 			if err := writeRESP(file, resp); err != nil {
 				return err
@@ -129,7 +154,10 @@ func keyspaceBench(ctx context.Context, bin string, scale float64, keep string, 
 		fmt.Fprintf(tw, "%s\t%d\t%.2fs\t%.0f\t%s\t%.1f MiB\t%s\t\n", name, n, m.wall.Seconds(), float64(n)/m.wall.Seconds(), rate, mib(m.maxRSS), out)
 	}
 	row("crsdump", keys, d, file)
+	row("crsdump --snapshot", keys, sn, snap)
 	row("redis-cli --rdb", keys, r, rdb)
+	row("crsdump --rdb FILE", keys, conv, converted)
+	row("redis-server loading it", keys, measured{wall: serverLoad}, "")
 	row("crsload", lkeys, l, "")
 	row("redis-cli --pipe", pkeys, p, "")
 	tw.Flush()
@@ -146,6 +174,10 @@ func keyspaceBench(ctx context.Context, bin string, scale float64, keep string, 
 	fmt.Printf("crsdump / rdb snapshot:     %.2f best against best (target <= 2.0: %s); round by round %s\n", dumpRatio, verdict(dumpRatio <= 2), strings.Join(dumpRatios, " "))
 	fmt.Printf("crsload / redis-cli --pipe: %.2f best against best (target <= 1.0: %s); round by round %s\n", loadRatio, verdict(loadRatio <= 1), strings.Join(loadRatios, " "))
 	fmt.Printf("dump file / rdb file:       %.2f (target <= 0.5: %s)\n", sizeRatio, verdict(sizeRatio <= 0.5))
+	snapRatio := sn.wall.Seconds() / r.wall.Seconds()
+	convRatio := conv.wall.Seconds() / serverLoad.Seconds()
+	fmt.Printf("crsdump --snapshot / redis-cli --rdb: %.2f best against best (target <= 1.3: %s); round by round %s; peak RSS %.1f MiB (target < 64: %s)\n", snapRatio, verdict(snapRatio <= 1.3), strings.Join(snapRatios, " "), mib(sn.maxRSS), verdict(sn.maxRSS < rssLimit))
+	fmt.Printf("crsdump --rdb FILE / redis-server loading it: %.2f best against best (target <= 1.5: %s); round by round %s; peak RSS %.1f MiB\n", convRatio, verdict(convRatio <= 1.5), strings.Join(convRatios, " "), mib(conv.maxRSS))
 	fmt.Printf("peak RSS crsdump %.1f MiB, crsload %.1f MiB, the highest of all rounds (target < 64: %s)\n", mib(d.maxRSS), mib(l.maxRSS), verdict(d.maxRSS < rssLimit && l.maxRSS < rssLimit))
 	if lkeys != keys || pkeys != keys {
 		return fmt.Errorf("keys loaded: crsload %d, redis-cli --pipe %d, source %d", lkeys, pkeys, keys)
@@ -219,4 +251,36 @@ func writeRESP(dumpFile, respFile string) error {
 		}
 	}
 	return w.Flush()
+}
+
+// serverLoadTime starts a redis-server on a copy of the RDB file and
+// returns the time it says it took to load it ("DB loaded from disk").
+func serverLoadTime(ctx context.Context, rdbFile string) (time.Duration, error) {
+	dir, err := os.MkdirTemp("", "crs-bench-load-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	b, err := os.ReadFile(rdbFile)
+	if err != nil {
+		return 0, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "dump.rdb"), b, 0o600); err != nil {
+		return 0, err
+	}
+	s, err := redisserver.Start(ctx, "--dir", dir, "--dbfilename", "dump.rdb")
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	log := s.Log()
+	i := strings.Index(log, "DB loaded from disk: ")
+	if i < 0 {
+		return 0, fmt.Errorf("redis-server did not say how long it took to load the file:\n%s", log)
+	}
+	var secs float64
+	if _, err := fmt.Sscanf(log[i+len("DB loaded from disk: "):], "%f", &secs); err != nil {
+		return 0, err
+	}
+	return time.Duration(secs * float64(time.Second)), nil
 }

@@ -185,6 +185,27 @@ func bigKeys(ctx context.Context, bin string, scale float64, keep string) error 
 	if err != nil {
 		return err
 	}
+	// The same keys from an RDB file: SAVE, then crsdump --rdb, which must
+	// stay under the same bound, and a load of what it wrote elsewhere.
+	if err := sc.Save(ctx).Err(); err != nil {
+		return err
+	}
+	rdbFile := filepath.Join(src.Dir, "dump.rdb")
+	rdbDump := filepath.Join(dir, "big-from-rdb.jsonl.zst")
+	conv, err := run(ctx, bin, fmt.Sprintf("crsdump --rdb %s -o %s", rdbFile, rdbDump))
+	if err != nil {
+		return err
+	}
+	dst2, err := redisserver.Start(ctx, "--enable-debug-command", "yes")
+	if err != nil {
+		return err
+	}
+	defer dst2.Close()
+	if _, err := run(ctx, bin, fmt.Sprintf("crsload -q -u %s %s", dst2.URL, rdbDump)); err != nil {
+		return err
+	}
+	dc2 := redis.NewClient(&redis.Options{Addr: dst2.Addr, Protocol: 2, ReadTimeout: time.Minute})
+	defer dc2.Close()
 
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nbig keys\twall\tpeak RSS\tlimit\tresult")
@@ -192,7 +213,7 @@ func bigKeys(ctx context.Context, bin string, scale float64, keep string) error 
 	for _, row := range []struct {
 		name string
 		m    measured
-	}{{"crsdump", d}, {"crsload", l}} {
+	}{{"crsdump", d}, {"crsload", l}, {"crsdump --rdb FILE", conv}} {
 		verdict := "under the limit"
 		if row.m.maxRSS >= rssLimit {
 			verdict, ok = "OVER THE LIMIT", false
@@ -201,7 +222,7 @@ func bigKeys(ctx context.Context, bin string, scale float64, keep string) error 
 	}
 	tw.Flush()
 	fmt.Printf("dump file: %.1f MiB\n", float64(fi.Size())/(1<<20))
-	fmt.Print(strings.TrimSpace(d.out) + "\n" + strings.TrimSpace(l.out) + "\n")
+	fmt.Print(strings.TrimSpace(d.out) + "\n" + strings.TrimSpace(l.out) + "\n" + strings.TrimSpace(conv.out) + "\n")
 
 	for _, s := range sizes {
 		a, err := sc.Do(ctx, "DEBUG", "DIGEST-VALUE", s.key).StringSlice()
@@ -212,8 +233,12 @@ func bigKeys(ctx context.Context, bin string, scale float64, keep string) error 
 		if err != nil {
 			return err
 		}
-		same := len(a) == 1 && len(b) == 1 && a[0] == b[0] && !strings.HasPrefix(a[0], "00000000")
-		fmt.Printf("%s: digest %s on both servers: %v\n", s.key, a, same)
+		b2, err := dc2.Do(ctx, "DEBUG", "DIGEST-VALUE", s.key).StringSlice()
+		if err != nil {
+			return err
+		}
+		same := len(a) == 1 && len(b) == 1 && len(b2) == 1 && a[0] == b[0] && a[0] == b2[0] && !strings.HasPrefix(a[0], "00000000")
+		fmt.Printf("%s: digest %s on the source, the live dump's target and the RDB file's: %v\n", s.key, a, same)
 		if !same {
 			ok = false
 		}

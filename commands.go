@@ -44,6 +44,8 @@ func dumpCommand() *cli.Command {
 		OnUsageError: onUsage,
 		Flags: append(connFlags(&from.Scan.Conn, "dump only this database (a database in the URL does the same)", "every database"),
 			&cli.StringFlag{Name: "input", Aliases: []string{"i", "rdb"}, Usage: "read this `FILE` (- for stdin) instead of a server: an RDB file (a backup, of any Redis or Valkey version) to convert, or a dump to check or recompress", Destination: &from.File},
+			&cli.BoolFlag{Name: "from-replicas", Usage: "of a cluster: read each shard from a replica, to spare the masters", Destination: &from.FromReplicas},
+			&cli.BoolFlag{Name: "node-only", Usage: "of a cluster: dump only the node given (the slots its shard serves), not every shard", Destination: &from.NodeOnly},
 			&cli.BoolFlag{Name: "snapshot", Usage: "read the server through a replication snapshot (REPLCONF, PSYNC): every key from one instant, as the server forks to make it; needs SYNC, which managed services often refuse", Destination: &from.Snapshot},
 			&cli.StringFlag{Name: "match", Usage: "dump only keys matching this SCAN `PATTERN`", Destination: &from.Scan.Match},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` (mode 0600, via FILE.tmp, renamed when complete)", Destination: &opts.Output},
@@ -64,7 +66,7 @@ func dumpCommand() *cli.Command {
 			if from.File == "" {
 				shareCores(from.Scan.Conn)
 			}
-			src, done, err := pick.Source(from)
+			src, done, err := pick.Source(c.Context, from)
 			if err != nil {
 				return err
 			}

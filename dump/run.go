@@ -177,8 +177,16 @@ func summary(st Stats, outBytes int64, err error) string {
 		if st.Functions > 0 {
 			fmt.Fprintf(&b, "; %d FUNCTION LIBRARIES NOT CARRIED (load them with FUNCTION RESTORE)", st.Functions)
 		}
-	case "server":
+	case "server", "cluster":
 		fmt.Fprintf(&b, "; %d vanished while dumping, %d returned twice by SCAN", st.Vanished, st.Duplicates)
+	}
+	if st.ShardsOf > 0 {
+		if st.Shards < st.ShardsOf {
+			fmt.Fprintf(&b, "; node-only: %d of %d shards", st.Shards, st.ShardsOf)
+		} else {
+			fmt.Fprintf(&b, "; a cluster of %d shards", st.Shards)
+		}
+		fmt.Fprintf(&b, "; %d keys left out from slots their node did not serve", st.NotOwned)
 	}
 	return b.String()
 }

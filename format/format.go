@@ -68,6 +68,24 @@ type Header struct {
 	// source, in bytes; 0 means unknown. A loader may compare it with the
 	// target's free memory before writing.
 	MemoryBytes int64
+	// Cluster describes a Redis Cluster source; nil for one server.
+	Cluster *Cluster
+}
+
+// Cluster says which nodes of a Redis Cluster a dump was read from.
+type Cluster struct {
+	// Shards lists each shard dumped: the node read (its master, or a
+	// replica) and the slots it served when the dump began.
+	Shards []Shard
+	// NodeOnly says only the node given was dumped, not the whole
+	// cluster; Shards then lists every shard, and Of how many there are.
+	NodeOnly bool
+}
+
+// Shard is one shard of a cluster source.
+type Shard struct {
+	Node  string // host:port of the node read
+	Slots string // slot ranges, such as "0-5460,10923"
 }
 
 // Database is one database named in the header.

@@ -439,10 +439,10 @@ func Example() {
 		fmt.Printf("%q %s\n", rec.Key, rec.Type)
 	}
 	// Output:
-	// {"format":"crs","version":1,"created_ms":1764000000000,"source":"127.0.0.1:6379","server_version":"7.0.15","engine":"redis","databases":[]}
+	// {"format":"crs","version":1,"created_ms":1764000000000,"source":"127.0.0.1:6379","server_version":"7.0.15","engine":"redis"}
 	// {"db":0,"key":"greeting","type":"string","expire_at_ms":1764000060000,"value":"hello"}
 	// {"db":0,"enc":"base64","key":"Ymlu/w==","type":"list","value":["YQ=="]}
-	// {"end":true,"records":2,"keys":2,"crc32c":"1b6bfdd4"}
+	// {"end":true,"records":2,"keys":2,"crc32c":"4718d46a"}
 	// "greeting" string
 	// "bin\xff" list
 	// EOF

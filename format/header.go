@@ -61,6 +61,8 @@ func parseHeader(b []byte) (Header, error) {
 				err = fmt.Errorf("header field \"field_expiry\" must be true or false")
 			}
 			h.NoFieldExpiry = v == "false"
+		case "cluster":
+			h.Cluster, err = parseCluster(s)
 		case "memory_bytes":
 			if h.MemoryBytes, err = s.int(); err == nil && h.MemoryBytes < 0 {
 				err = fmt.Errorf("header field \"memory_bytes\" is negative")
@@ -91,4 +93,40 @@ func parseHeader(b []byte) (Header, error) {
 	}
 	h.Version = int(version)
 	return h, nil
+}
+
+// parseCluster reads the header's "cluster" member.
+func parseCluster(s *scanner) (*Cluster, error) {
+	c := &Cluster{}
+	err := s.object(func(name string) error {
+		switch name {
+		case "shards":
+			return s.array(func(int) error {
+				var sh Shard
+				err := s.object(func(f string) error {
+					var err error
+					switch f {
+					case "node":
+						sh.Node, err = s.str()
+					case "slots":
+						sh.Slots, err = s.str()
+					default:
+						err = s.skip()
+					}
+					return err
+				})
+				c.Shards = append(c.Shards, sh)
+				return err
+			})
+		case "node_only":
+			v, err := s.literal()
+			if err == nil && v != "true" && v != "false" {
+				err = fmt.Errorf("header field \"node_only\" must be true or false")
+			}
+			c.NodeOnly = v == "true"
+			return err
+		}
+		return s.skip()
+	})
+	return c, err
 }

@@ -57,24 +57,44 @@ func (w *Writer) WriteHeader(h Header) error {
 	b = appendString(b, toValidUTF8(h.ServerVersion))
 	b = append(b, `,"engine":`...)
 	b = appendString(b, toValidUTF8(h.Engine))
-	b = append(b, `,"databases":[`...)
-	for i, d := range h.Databases {
-		if i > 0 {
-			b = append(b, ',')
+	if h.Databases != nil {
+		b = append(b, `,"databases":[`...)
+		for i, d := range h.Databases {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"db":`...)
+			b = strconv.AppendInt(b, int64(d.DB), 10)
+			b = append(b, `,"keys":`...)
+			b = strconv.AppendInt(b, d.Keys, 10)
+			b = append(b, '}')
 		}
-		b = append(b, `{"db":`...)
-		b = strconv.AppendInt(b, int64(d.DB), 10)
-		b = append(b, `,"keys":`...)
-		b = strconv.AppendInt(b, d.Keys, 10)
-		b = append(b, '}')
+		b = append(b, ']')
 	}
-	b = append(b, ']')
 	if h.NoFieldExpiry {
 		b = append(b, `,"field_expiry":false`...)
 	}
 	if h.MemoryBytes > 0 {
 		b = append(b, `,"memory_bytes":`...)
 		b = strconv.AppendInt(b, h.MemoryBytes, 10)
+	}
+	if c := h.Cluster; c != nil {
+		b = append(b, `,"cluster":{"shards":[`...)
+		for i, s := range c.Shards {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"node":`...)
+			b = appendString(b, toValidUTF8(s.Node))
+			b = append(b, `,"slots":`...)
+			b = appendString(b, toValidUTF8(s.Slots))
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+		if c.NodeOnly {
+			b = append(b, `,"node_only":true`...)
+		}
+		b = append(b, '}')
 	}
 	b = append(b, "}\n"...)
 	w.buf = b

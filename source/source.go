@@ -42,9 +42,34 @@ type Stats struct {
 	Vanished   int64            `json:"vanished"`                        // keys SCAN returned that were gone when read
 	Duplicates int64            `json:"scan_duplicates"`                 // keys SCAN returned more than once
 	Expired    int64            `json:"skipped_expired"`                 // keys left out because their expiry had passed
+	NotOwned   int64            `json:"skipped_not_owned,omitempty"`     // keys a cluster node held in a slot it did not serve (a resharding under way)
 	Functions  int64            `json:"functions_not_carried,omitempty"` // function libraries left out (RDB files)
+	Shards     int              `json:"shards,omitempty"`                // cluster shards dumped
+	ShardsOf   int              `json:"shards_of,omitempty"`             // shards the cluster has
 	Databases  int              `json:"databases"`                       // databases dumped
 	Elapsed    time.Duration    `json:"-"`
+}
+
+// RecordWriter takes records; format.Writer is one.
+type RecordWriter interface {
+	Write(rec *format.Record) error
+}
+
+// Add adds o's counts to s.
+func (s *Stats) Add(o *Stats) {
+	if s.ByType == nil {
+		s.ByType = make(map[string]int64)
+	}
+	s.Keys += o.Keys
+	s.Records += o.Records
+	s.Vanished += o.Vanished
+	s.Duplicates += o.Duplicates
+	s.Expired += o.Expired
+	s.NotOwned += o.NotOwned
+	s.Functions += o.Functions
+	for t, n := range o.ByType {
+		s.ByType[t] += n
+	}
 }
 
 // Count adds a written record to the counts.

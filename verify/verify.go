@@ -129,7 +129,7 @@ func Verify(ctx context.Context, fr *format.Reader, opts Options) (Result, error
 		total += d.Keys
 	}
 	opts.Counter.SetTotal(total)
-	clients := map[int]*redis.Client{}
+	clients := map[int]redis.UniversalClient{}
 	defer func() {
 		for _, c := range clients {
 			c.Close()
@@ -152,7 +152,7 @@ func Verify(ctx context.Context, fr *format.Reader, opts Options) (Result, error
 				target = t
 			}
 			var err error
-			if c, _, err = redisconn.Open(ctx, opts.Target, target, 2); err != nil {
+			if c, _, err = redisconn.OpenAny(ctx, opts.Target, target, 2); err != nil {
 				return err
 			}
 			clients[db] = c
@@ -238,7 +238,7 @@ func (v *verifier) differ(db int, key, format string, args ...any) {
 
 // batch sends the commands that check batch, all records of one database,
 // in one pipeline, then judges the replies record by record.
-func (v *verifier) batch(ctx context.Context, c *redis.Client, batch []*format.Record) error {
+func (v *verifier) batch(ctx context.Context, c redis.UniversalClient, batch []*format.Record) error {
 	p := c.Pipeline()
 	cmds := make([]pending, len(batch))
 	off := v.offset

@@ -21,7 +21,7 @@ type Caps struct {
 // ProbeCaps learns a server's Caps in one round trip, by calling each
 // command on a key that does not exist: a command the server does not
 // know, or that the user may not run, is one it lacks.
-func ProbeCaps(ctx context.Context, c *redis.Client) (Caps, error) {
+func ProbeCaps(ctx context.Context, c redis.Cmdable) (Caps, error) {
 	probes := [][]interface{}{
 		{"PEXPIRETIME", "crs:probe"},
 		{"MEMORY", "USAGE", "crs:probe"},

@@ -56,6 +56,9 @@ type Options struct {
 	// Retries is how many times go-redis retries a failed command on a new
 	// connection. Loads set it to -1: a retried RPUSH would append twice.
 	Retries int
+	// ReadOnly sends READONLY on each connection, so that a replica of a
+	// cluster answers reads of its slots instead of redirecting them.
+	ReadOnly bool
 }
 
 // NewOptions returns the defaults: no URL, default host and port, no db.
@@ -112,6 +115,9 @@ func (o Options) ClientOptions() (*redis.Options, error) {
 	ro.ReadTimeout = 60 * time.Second
 	ro.WriteTimeout = 60 * time.Second
 	ro.MaxRetries = o.Retries
+	if o.ReadOnly {
+		ro.OnConnect = func(ctx context.Context, cn *redis.Conn) error { return cn.ReadOnly(ctx).Err() }
+	}
 	return ro, nil
 }
 
@@ -196,6 +202,18 @@ func (o Options) SelectedDB() (int, error) {
 	return o.URLDB()
 }
 
+// At returns the options pointed at another server, addr (host:port), with
+// the same credentials and TLS settings: another node of a cluster.
+func (o Options) At(addr string) Options {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return o
+	}
+	o.Host = host
+	o.Port, _ = strconv.Atoi(port)
+	return o
+}
+
 // Address returns where the options point, without credentials.
 func (o Options) Address() string {
 	ro, err := o.ClientOptions()
@@ -272,7 +290,7 @@ func (o Options) RESP(db int) (resp.Options, error) {
 	return resp.Options{
 		Network: ro.Network, Addr: ro.Addr, TLS: ro.TLSConfig,
 		Username: ro.Username, Password: ro.Password, DB: db,
-		DialTimeout: ro.DialTimeout, IOTimeout: ro.ReadTimeout,
+		DialTimeout: ro.DialTimeout, IOTimeout: ro.ReadTimeout, ReadOnly: o.ReadOnly,
 	}, nil
 }
 

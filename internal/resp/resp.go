@@ -27,6 +27,7 @@ type Options struct {
 	DB                 int
 	DialTimeout        time.Duration
 	IOTimeout          time.Duration
+	ReadOnly           bool // send READONLY (reads from a cluster replica)
 }
 
 // Conn is one connection. It is not safe for concurrent use.
@@ -63,6 +64,9 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 	}
 	if o.DB != 0 {
 		c.Begin("SELECT", 1).Int(int64(o.DB))
+	}
+	if o.ReadOnly {
+		c.Begin("READONLY", 0)
 	}
 	if c.pending > 0 {
 		err := c.Exec(ctx, func(i int, r Reply) error {

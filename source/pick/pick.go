@@ -13,8 +13,11 @@ import (
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/progress"
+	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/internal/slotmap"
 	"github.com/crs-tool/crs/rdb"
 	"github.com/crs-tool/crs/source"
+	"github.com/crs-tool/crs/source/cluster"
 	"github.com/crs-tool/crs/source/dumpfile"
 	"github.com/crs-tool/crs/source/rdbfile"
 	"github.com/crs-tool/crs/source/scan"
@@ -33,6 +36,9 @@ type Spec struct {
 	// Snapshot reads the server through a replication snapshot (one
 	// instant) instead of SCAN.
 	Snapshot bool
+	// FromReplicas and NodeOnly apply to a cluster (see source/cluster).
+	FromReplicas bool
+	NodeOnly     bool
 }
 
 // NewSpec returns a spec with every source's defaults: a server, unless
@@ -67,12 +73,12 @@ func rdbOptions(spec Spec) rdbfile.Options {
 }
 
 // Source returns the source spec names and a function that releases it.
-func Source(spec Spec) (source.Source, func(), error) {
-	switch {
-	case spec.File == "" && spec.Snapshot:
-		return snapshot.New(snapshot.Options{Conn: spec.Scan.Conn, RDB: rdbOptions(spec)}), func() {}, nil
-	case spec.File == "":
-		return scan.New(spec.Scan), func() {}, nil
+// A server is asked whether it runs in cluster mode: a cluster is read
+// whole, from any of its nodes.
+func Source(ctx context.Context, spec Spec) (source.Source, func(), error) {
+	if spec.File == "" {
+		src, err := server(ctx, spec)
+		return src, func() {}, err
 	}
 	r, done, err := openFile(spec)
 	if err != nil {
@@ -101,7 +107,7 @@ func Read(ctx context.Context, spec Spec, p *progress.Counter, read func(ctx con
 		defer release()
 		return read(ctx, format.NewReader(plain))
 	}
-	src, done, err := Source(spec)
+	src, done, err := Source(ctx, spec)
 	if err != nil {
 		return err
 	}
@@ -156,4 +162,29 @@ func Lines(ctx context.Context, spec Spec, br *bufio.Reader) (r io.Reader, done 
 		pr.Close()
 		return <-errc
 	}, nil
+}
+
+// server returns the source for the server spec names: one server, or a
+// cluster; read with SCAN or through a snapshot.
+func server(ctx context.Context, spec Spec) (source.Source, error) {
+	c, _, err := redisconn.Open(ctx, spec.Scan.Conn, 0, 1)
+	if err != nil {
+		return nil, err
+	}
+	isCluster, err := slotmap.Enabled(ctx, c)
+	c.Close()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case isCluster && spec.Snapshot:
+		return nil, fmt.Errorf("--snapshot of a cluster is not supported yet: dump it without --snapshot (every shard with SCAN)")
+	case isCluster:
+		return cluster.New(cluster.Options{Scan: spec.Scan, FromReplicas: spec.FromReplicas, NodeOnly: spec.NodeOnly}), nil
+	case spec.FromReplicas || spec.NodeOnly:
+		return nil, fmt.Errorf("--from-replicas and --node-only are for a cluster, and %s is not in cluster mode", spec.Scan.Conn.Address())
+	case spec.Snapshot:
+		return snapshot.New(snapshot.Options{Conn: spec.Scan.Conn, RDB: rdbOptions(spec)}), nil
+	}
+	return scan.New(spec.Scan), nil
 }

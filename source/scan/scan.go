@@ -40,6 +40,10 @@ type Options struct {
 	// so memory does not grow with the size of a key.
 	PartElems int
 	PartBytes int64
+	// Keep, if not nil, says which keys SCAN returns are this source's to
+	// dump; the others are counted in Stats.NotOwned. A cluster source
+	// keeps the keys of the slots a node served when the dump began.
+	Keep func(key string) bool
 	// KeysKnown, if not nil, is called once the dump knows the most keys
 	// it must remember at a time (one database's seen-keys set), so that
 	// the caller can size process-wide settings such as the memory limit.
@@ -68,24 +72,54 @@ func New(opts Options) *Source { return &Source{opts: opts} }
 // (unknown with Match). It returns what it did even when it fails part
 // way.
 func (s *Source) Dump(ctx context.Context, fw *format.Writer, p *progress.Counter) (st source.Stats, err error) {
-	opts := s.opts
 	st = source.Stats{From: "server", ByType: make(map[string]int64)}
 	start := time.Now()
 	defer func() { st.Elapsed = time.Since(start) }()
-
-	// -n, --db or the URL's database dumps that one; else every one.
-	only, err := opts.Conn.SelectedDB()
+	pr, err := s.Prepare(ctx, start)
 	if err != nil {
 		return st, err
 	}
+	if s.opts.Match == "" {
+		p.SetTotal(pr.Total)
+	}
+	if err := fw.WriteHeader(pr.Header); err != nil {
+		return st, fmt.Errorf("write: %w", err)
+	}
+	if err := s.Records(ctx, pr, fw, p, &st); err != nil {
+		return st, err
+	}
+	if err := fw.Close(); err != nil {
+		return st, fmt.Errorf("write: %w", err)
+	}
+	return st, nil
+}
+
+// Prepared is what a dump learns of the server before it reads any key.
+type Prepared struct {
+	// Header is the header of the server's dump.
+	Header format.Header
+	// Total is the number of keys in the databases dumped.
+	Total int64
+	caps  redisconn.Caps
+}
+
+// Prepare connects, finds the databases to dump and what the server can
+// do, and makes the dump's header, stamped with start.
+func (s *Source) Prepare(ctx context.Context, start time.Time) (*Prepared, error) {
+	opts := s.opts
+	// -n, --db or the URL's database dumps that one; else every one.
+	only, err := opts.Conn.SelectedDB()
+	if err != nil {
+		return nil, err
+	}
 	base, srv, err := redisconn.Open(ctx, opts.Conn, 0, 2)
 	if err != nil {
-		return st, err
+		return nil, err
 	}
 	defer base.Close()
 	keyspace, err := redisconn.Keyspace(ctx, base)
 	if err != nil {
-		return st, err
+		return nil, err
 	}
 	var dbs []format.Database
 	if only >= 0 {
@@ -101,23 +135,20 @@ func (s *Source) Dump(ctx context.Context, fw *format.Writer, p *progress.Counte
 		most = max(most, d.Keys)
 		total += d.Keys
 	}
-	if opts.Match == "" {
-		p.SetTotal(total)
-	}
 	if opts.KeysKnown != nil {
 		opts.KeysKnown(most)
 	}
 	cp, err := redisconn.ProbeCaps(ctx, base)
 	if err != nil {
-		return st, err
+		return nil, err
 	}
 	var memory int64
 	if opts.Match == "" {
 		if memory, err = dataMemory(ctx, base, keyspace, total); err != nil {
-			return st, err
+			return nil, err
 		}
 	}
-	err = fw.WriteHeader(format.Header{
+	return &Prepared{Total: total, caps: cp, Header: format.Header{
 		CreatedMs:     start.UnixMilli(),
 		Source:        opts.Conn.Address(),
 		ServerVersion: srv.Version,
@@ -125,20 +156,19 @@ func (s *Source) Dump(ctx context.Context, fw *format.Writer, p *progress.Counte
 		Databases:     dbs,
 		NoFieldExpiry: !cp.FieldExpiry,
 		MemoryBytes:   memory,
-	})
-	if err != nil {
-		return st, fmt.Errorf("write: %w", err)
-	}
-	for _, d := range dbs {
+	}}, nil
+}
+
+// Records reads every key of the databases pr lists and writes their
+// records with w, a key's parts one after another, adding to st.
+func (s *Source) Records(ctx context.Context, pr *Prepared, w source.RecordWriter, p *progress.Counter, st *source.Stats) error {
+	for _, d := range pr.Header.Databases {
 		st.Databases++ // counted once begun, so a failure's summary names it
-		if err := dumpDB(ctx, fw, opts, d, cp, &st, p); err != nil {
-			return st, err
+		if err := dumpDB(ctx, w, s.opts, d, pr.caps, st, p); err != nil {
+			return err
 		}
 	}
-	if err := fw.Close(); err != nil {
-		return st, fmt.Errorf("write: %w", err)
-	}
-	return st, nil
+	return nil
 }
 
 // dataMemory estimates the memory that the keys being dumped (dumped of
@@ -171,7 +201,7 @@ type batch struct {
 // records in SCAN order, draining each batch's channel in turn. A worker
 // blocks once its channel's few slots are full, so memory stays bounded
 // by the workers' windows, not by the data.
-func dumpDB(ctx context.Context, fw *format.Writer, opts Options, d format.Database, cp redisconn.Caps, st *source.Stats, p *progress.Counter) error {
+func dumpDB(ctx context.Context, fw source.RecordWriter, opts Options, d format.Database, cp redisconn.Caps, st *source.Stats, p *progress.Counter) error {
 	db := d.DB
 	conc := max(opts.Concurrency, 1)
 	c, _, err := redisconn.Open(ctx, opts.Conn, db, conc+1)
@@ -183,12 +213,12 @@ func dumpDB(ctx context.Context, fw *format.Writer, opts Options, d format.Datab
 	g, gctx := errgroup.WithContext(ctx)
 	work := make(chan batch)
 	order := make(chan chan *format.Record, conc)
-	var dups int64
+	var dups, notOwned int64
 	var vanished atomic.Int64
 	g.Go(func() error {
 		defer close(work)
 		defer close(order)
-		return scanKeys(gctx, c, opts, d, work, order, &dups)
+		return scanKeys(gctx, c, opts, d, work, order, &dups, &notOwned)
 	})
 	for i := 0; i < conc; i++ {
 		g.Go(func() error {
@@ -234,6 +264,7 @@ func dumpDB(ctx context.Context, fw *format.Writer, opts Options, d format.Datab
 	})
 	err = g.Wait()
 	st.Duplicates += dups
+	st.NotOwned += notOwned
 	st.Vanished += vanished.Load()
 	return err
 }
@@ -259,7 +290,7 @@ func send[T any](ctx context.Context, ch chan<- T, v T) bool {
 // scanKeys runs SCAN over database d and hands each reply's keys not seen
 // before to the workers as a batch, in order: the batch's channel goes on
 // order first, so the writer drains batches in SCAN order.
-func scanKeys(ctx context.Context, c *redis.Client, opts Options, d format.Database, work chan<- batch, order chan<- chan *format.Record, dups *int64) error {
+func scanKeys(ctx context.Context, c *redis.Client, opts Options, d format.Database, work chan<- batch, order chan<- chan *format.Record, dups, notOwned *int64) error {
 	seen := keyset.NewSize(int(min(d.Keys, 4<<20)))
 	var cursor uint64
 	for {
@@ -269,6 +300,10 @@ func scanKeys(ctx context.Context, c *redis.Client, opts Options, d format.Datab
 		}
 		fresh := keys[:0]
 		for _, k := range keys {
+			if opts.Keep != nil && !opts.Keep(k) {
+				*notOwned++
+				continue
+			}
 			if seen.Add(k) {
 				fresh = append(fresh, k)
 			} else {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/crs-tool/crs/internal/redistest"
 	"github.com/crs-tool/crs/internal/slotmap"
+	"github.com/redis/go-redis/v9"
 )
 
 // fillCluster writes keys with and without hash tags, of every type, with
@@ -96,5 +97,74 @@ func TestClusterDump(t *testing.T) {
 		if code != 0 || !strings.Contains(out, fmt.Sprintf("%d keys checked, 0 differences", n)) {
 			t.Errorf("verify %s: exit %d\n%s", f, code, out)
 		}
+	}
+}
+
+// clusterKeys counts the keys on a cluster's masters.
+func clusterKeys(t *testing.T, c *redistest.Cluster) int64 {
+	t.Helper()
+	var n int64
+	err := c.Client(t).ForEachMaster(context.Background(), func(ctx context.Context, m *redis.Client) error {
+		k, err := m.DBSize(ctx).Result()
+		n += k
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestClusterRoundTrips moves the round-trip corpus standalone → cluster,
+// a cluster → standalone, and a cluster of 3 shards → one of 4, comparing
+// each key with crs verify and the key counts.
+func TestClusterRoundTrips(t *testing.T) {
+	dir := t.TempDir()
+	src := redistest.Start(t)
+	soon := fill(t, src)
+	fillStreams(t, src)
+	// Keys about to expire would make the counts race the clock.
+	if err := redistest.Client(t, src, 0).Del(context.Background(), soon...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c3 := redistest.StartCluster(t, 3, 0, "")
+	c4 := redistest.StartCluster(t, 4, 0, "")
+	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o standalone.zst"); code != 0 {
+		t.Fatalf("dump: %d %s", code, out)
+	}
+	// Keys in database 15 do not fit a cluster without --db 0.
+	out, code := sh(t, dir, "crsload -u "+c3.URL()+" standalone.zst")
+	if code != 4 || !strings.Contains(out, "db 15 (2 keys)") || !strings.Contains(out, "--db 0") || clusterKeys(t, c3) != 0 {
+		t.Fatalf("load of db 15 into a cluster: exit %d\n%s", code, out)
+	}
+	out, code = sh(t, dir, "crsload --db 0 -u "+c3.URL()+" standalone.zst")
+	if code != 0 {
+		t.Fatalf("standalone → cluster: exit %d\n%s", code, out)
+	}
+	if out, code := sh(t, dir, "crs verify --db 0 -u "+c3.URL()+" standalone.zst"); code != 0 || !strings.Contains(out, " 0 differences") {
+		t.Errorf("verify standalone → cluster: exit %d\n%s", code, out)
+	}
+	n0, _ := redistest.Client(t, src, 0).DBSize(context.Background()).Result()
+	n15, _ := redistest.Client(t, src, 15).DBSize(context.Background()).Result()
+	if got := clusterKeys(t, c3); got != n0+n15 {
+		t.Errorf("the cluster holds %d keys, the source %d", got, n0+n15)
+	}
+
+	// cluster (3 shards) → cluster (4 shards), and → standalone.
+	if out, code := sh(t, dir, "crsdump -q -u "+c3.Nodes[1].URL+" -o cluster.zst"); code != 0 {
+		t.Fatalf("cluster dump: %d %s", code, out)
+	}
+	if out, code := sh(t, dir, "crsload -u "+c4.URL()+" cluster.zst && crs verify -u "+c4.Nodes[3].URL+" cluster.zst"); code != 0 || !strings.Contains(out, " 0 differences") {
+		t.Errorf("cluster 3 → cluster 4: exit %d\n%s", code, out)
+	}
+	if got := clusterKeys(t, c4); got != n0+n15 {
+		t.Errorf("the 4-shard cluster holds %d keys, want %d", got, n0+n15)
+	}
+	dst := redistest.Start(t)
+	if out, code := sh(t, dir, "crsload -u "+dst.URL+" cluster.zst && crs verify -u "+dst.URL+" cluster.zst"); code != 0 || !strings.Contains(out, " 0 differences") {
+		t.Errorf("cluster → standalone: exit %d\n%s", code, out)
+	}
+	if got, _ := redistest.Client(t, dst, 0).DBSize(context.Background()).Result(); got != n0+n15 {
+		t.Errorf("the standalone target holds %d keys, want %d", got, n0+n15)
 	}
 }

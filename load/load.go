@@ -115,6 +115,7 @@ type Stats struct {
 	Unsupported  int64            `json:"skipped_unsupported"`    // keys skipped because the target refused their DUMP payload
 	DroppedField int64            `json:"dropped_field_expiries"` // field expiries dropped (--drop-field-expiry)
 	Retries      int64            `json:"retries"`                // batches sent again after a lost connection
+	Redirects    int64            `json:"redirects"`              // batches sent again to the node a cluster redirected them to
 	Bytes        int64            `json:"input_bytes"`            // bytes of input read (compressed, as given)
 	Elapsed      time.Duration    `json:"-"`
 }
@@ -126,6 +127,7 @@ func (s *Stats) add(o *Stats) {
 	s.Unsupported += o.Unsupported
 	s.DroppedField += o.DroppedField
 	s.Retries += o.Retries
+	s.Redirects += o.Redirects
 	for t, n := range o.ByType {
 		s.ByType[t] += n
 	}
@@ -191,10 +193,11 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 		opts.KeysKnown(keys)
 	}
 	opts.Counter.SetTotal(keys)
-	tgt, err := openTarget(ctx, opts)
+	tgt, done, err := openTarget(ctx, opts)
 	if err != nil {
 		return st, err
 	}
+	defer done()
 	bases, infos, err := nodeClients(ctx, tgt)
 	if err != nil {
 		return st, err
@@ -232,7 +235,7 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 		f.workers[i] = make(chan item, max(opts.Pipeline, 1))
 		results[i].ByType = make(map[string]int64)
 		n := i / f.perNode
-		w := &worker{conn: nodes[n], tgt: infos[n], opts: opts, st: &results[i], inFlight: f.inFlight}
+		w := &worker{conn: nodes[n], tgt: infos[n], opts: opts, st: &results[i], inFlight: f.inFlight, moved: tgt.Moved}
 		ch := f.workers[i]
 		g.Go(func() error { return w.run(ctx, gctx, ch) })
 	}

@@ -46,6 +46,7 @@ func (e *PreflightError) Unwrap() []error { return e.Problems }
 type targetInfo struct {
 	serverInfo               // of the first node; the oldest, with several
 	nodes      int           // servers written to
+	cluster    bool          // a Redis Cluster
 	keyspace   map[int]int64 // keys per database, on all nodes
 	maxmemory  int64         // the smallest node's, 0: no limit
 	used       int64         // used_memory of that node
@@ -55,16 +56,18 @@ type targetInfo struct {
 // probe connects to every node of the target and reads what the checks
 // need.
 func probe(ctx context.Context, opts Options) (targetInfo, error) {
-	tgt, err := openTarget(ctx, opts)
+	tgt, done, err := openTarget(ctx, opts)
 	if err != nil {
 		return targetInfo{}, err
 	}
+	defer done()
+	_, cluster := tgt.(*clusterTarget)
 	cs, infos, err := nodeClients(ctx, tgt)
 	if err != nil {
 		return targetInfo{}, err
 	}
 	defer closeAll(cs)
-	ti := targetInfo{serverInfo: infos[0], nodes: len(cs), keyspace: map[int]int64{}}
+	ti := targetInfo{serverInfo: infos[0], nodes: len(cs), cluster: cluster, keyspace: map[int]int64{}}
 	for i, c := range cs {
 		if !infos[i].AtLeast(ti.Major, ti.Minor) {
 			ti.serverInfo = infos[i]
@@ -99,6 +102,22 @@ func preflight(hdr format.Header, ti targetInfo, opts Options) []error {
 		dbs, all := mustBeEmpty(hdr, db)
 		if busy := busyDatabases(ti.keyspace, dbs, all); len(busy) > 0 {
 			problems = append(problems, notEmpty(busy))
+		}
+	}
+	// A cluster has database 0 only (Valkey 9 has more).
+	if db, _ := opts.Conn.SelectedDB(); ti.cluster && db != 0 && !(ti.Engine == "valkey" && ti.AtLeast(9, 0)) {
+		var others []string
+		for _, d := range hdr.Databases {
+			if d.DB != 0 {
+				others = append(others, fmt.Sprintf("db %d (%d keys)", d.DB, d.Keys))
+			}
+		}
+		if hdr.Databases == nil || len(others) > 0 {
+			what := "may hold keys in databases other than 0 (it does not list them)"
+			if len(others) > 0 {
+				what = "holds keys in " + strings.Join(others, ", ")
+			}
+			problems = append(problems, fmt.Errorf("%w: the dump %s, and a Redis Cluster has database 0 only: use --db 0 to load every database into it (keys that are in two databases then collide, and the load stops)", ErrTargetLacks, what))
 		}
 	}
 	// Each node takes its share of the keys.

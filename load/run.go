@@ -289,6 +289,9 @@ func summary(st Stats, err error) string {
 	if st.Replaced > 0 {
 		fmt.Fprintf(&b, "; replaced %d existing keys", st.Replaced)
 	}
+	if st.Redirects > 0 {
+		fmt.Fprintf(&b, "; followed %d cluster redirections (MOVED, ASK)", st.Redirects)
+	}
 	if st.Retries > 0 {
 		fmt.Fprintf(&b, "; reconnected and resent %d times", st.Retries)
 	}

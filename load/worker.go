@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -32,7 +33,12 @@ type worker struct {
 	opts     Options
 	st       *Stats
 	inFlight *semaphore.Weighted
-	conns    map[int]*resp.Conn
+	conns    map[connKey]*resp.Conn
+	// moved tells the target that a cluster answered MOVED.
+	moved func(ctx context.Context)
+	// asking makes begin send ASKING before each command: the plans are
+	// going to the node a slot is being migrated to (an ASK redirection).
+	asking bool
 	// open is the key whose later parts are still to come, if any.
 	open *keyState
 	// sent describes each command of the pipeline being built.
@@ -52,6 +58,7 @@ const (
 	cmdExists  // EXISTS for --skip-existing
 	cmdRestore // RESTORE of a DUMP payload
 	cmdRedo    // DEL before a key is sent again after a lost connection
+	cmdAsking  // ASKING before a command sent after an ASK redirection
 )
 
 // keyState is what a worker remembers of a key between its parts.
@@ -187,22 +194,37 @@ func notResendable(plans []planned) (item, bool) {
 	return item{}, false
 }
 
+// connKey names a connection of a worker: its own node's (addr "") or
+// another node's that a cluster redirected a key to.
+type connKey struct {
+	addr string
+	db   int
+}
+
 func (w *worker) connFor(ctx context.Context, db int) (*resp.Conn, error) {
-	if c := w.conns[db]; c != nil {
+	return w.connTo(ctx, connKey{db: db})
+}
+
+func (w *worker) connTo(ctx context.Context, k connKey) (*resp.Conn, error) {
+	if c := w.conns[k]; c != nil {
 		return c, nil
 	}
-	o, err := w.conn.RESP(db)
+	conn := w.conn
+	if k.addr != "" {
+		conn = conn.At(k.addr)
+	}
+	o, err := conn.RESP(k.db)
 	if err != nil {
 		return nil, err
 	}
 	c, err := resp.Dial(ctx, o)
 	if err != nil {
-		return nil, &redisconn.Error{Addr: w.conn.Address(), Err: err}
+		return nil, &redisconn.Error{Addr: conn.Address(), Err: err}
 	}
 	if w.conns == nil {
-		w.conns = make(map[int]*resp.Conn)
+		w.conns = make(map[connKey]*resp.Conn)
 	}
-	w.conns[db] = c
+	w.conns[k] = c
 	return c, nil
 }
 
@@ -218,6 +240,10 @@ type planned struct {
 	// that a summary after a failure says what was written.
 	cmds, replies int
 	refused       bool
+	// redirect is the node a cluster sent the key to (MOVED, or ASK with
+	// ask set): none of its commands ran where they were sent.
+	redirect string
+	ask      bool
 }
 
 // tally counts the plans of the last attempt that the target confirmed.
@@ -243,6 +269,10 @@ func (w *worker) tally(plans []planned) {
 
 // begin starts a command for plan p.
 func (w *worker) begin(c *resp.Conn, p int, kind int8, name string, args int) *resp.Conn {
+	if w.asking {
+		w.sent = append(w.sent, sentCmd{name: "ASKING", plan: int32(p), kind: cmdAsking})
+		c.Begin("ASKING", 0)
+	}
 	w.sent = append(w.sent, sentCmd{name: name, plan: int32(p), kind: kind})
 	return c.Begin(name, args)
 }
@@ -272,7 +302,7 @@ func (w *worker) plan(ctx context.Context, db int, items []item) ([]planned, err
 			return nil
 		})
 		if errors.Is(err, resp.ErrLost) {
-			delete(w.conns, db)
+			delete(w.conns, connKey{db: db})
 			return nil, connError{err}
 		}
 		if err != nil {
@@ -310,13 +340,28 @@ func (w *worker) send(ctx context.Context, db int, plans []planned, resend bool)
 	if err != nil {
 		return connError{err}
 	}
+	err = w.sendOn(ctx, c, db, plans, resend)
+	if errors.Is(err, resp.ErrLost) {
+		delete(w.conns, connKey{db: db})
+		return connError{err}
+	}
+	if err != nil {
+		return err
+	}
+	return w.redirected(ctx, db, plans)
+}
+
+// sendOn writes the planned keys on c in one pipeline and counts what the
+// server confirmed; keys a cluster redirected are left marked.
+func (w *worker) sendOn(ctx context.Context, c *resp.Conn, db int, plans []planned, resend bool) error {
 	// Build every key's commands; a key the target cannot hold stops the
 	// batch before any of its commands, after what came before it.
 	w.sent = w.sent[:0]
 	var planErr error
+	var err error
 	for i := range plans {
 		pl := &plans[i]
-		pl.cmds, pl.replies, pl.refused, pl.failed = 0, 0, false, false
+		pl.cmds, pl.replies, pl.refused, pl.failed, pl.redirect = 0, 0, false, false, ""
 		if err := w.check(pl.it); err != nil {
 			planErr = &KeyError{Line: pl.it.line, DB: db, Key: pl.it.rec.Key, Err: err}
 			plans = plans[:i]
@@ -346,6 +391,7 @@ func (w *worker) send(ctx context.Context, db int, plans []planned, resend bool)
 		case sc.kind == cmdDel:
 			pl.existed = r.Int > 0
 		case r.Kind != resp.KindError:
+		case redirection(r.Text, pl):
 		case sc.kind == cmdRestore && w.opts.SkipUnsupported:
 			pl.failed = true
 		case !pl.failed:
@@ -357,8 +403,7 @@ func (w *worker) send(ctx context.Context, db int, plans []planned, resend bool)
 		return nil
 	})
 	if errors.Is(err, resp.ErrLost) {
-		delete(w.conns, db)
-		return connError{err}
+		return err
 	}
 	w.tally(plans)
 	switch {
@@ -368,6 +413,71 @@ func (w *worker) send(ctx context.Context, db int, plans []planned, resend bool)
 		return refusal
 	}
 	return planErr
+}
+
+// redirection reports whether a refusal is a cluster's MOVED or ASK, and
+// notes where it sends the plan's key.
+func redirection(text string, pl *planned) bool {
+	kind, rest, _ := strings.Cut(text, " ")
+	if kind != "MOVED" && kind != "ASK" {
+		return false
+	}
+	_, addr, _ := strings.Cut(rest, " ") // "<slot> <host:port>"
+	pl.redirect, pl.ask, pl.refused = addr, kind == "ASK", true
+	return true
+}
+
+// redirected writes again, on the nodes a cluster named, the keys it
+// redirected (MOVED after a slot moved, ASK while it moves), each from
+// scratch after a DEL, as after a lost connection; a later part of a
+// key cannot be, and fails saying how to finish. It follows up to five
+// redirections of a key.
+func (w *worker) redirected(ctx context.Context, db int, plans []planned) error {
+	for hop := 0; hop < 5; hop++ {
+		groups := map[connKey][]planned{}
+		asks := map[connKey]bool{}
+		for _, pl := range plans {
+			if pl.redirect == "" {
+				continue
+			}
+			r := pl.it.rec
+			if r.Part > 1 {
+				return &KeyError{Line: pl.it.line, DB: db, Key: r.Key, Err: fmt.Errorf("the cluster moved the key's slot to %s between its parts; load the dump again with --replace", pl.redirect)}
+			}
+			k := connKey{addr: pl.redirect, db: db}
+			pl.redirect = ""
+			groups[k] = append(groups[k], pl)
+			asks[k] = pl.ask
+		}
+		if len(groups) == 0 {
+			return nil
+		}
+		w.st.Redirects++
+		for k := range groups {
+			if !asks[k] && w.moved != nil {
+				w.moved(ctx)
+				break
+			}
+		}
+		plans = plans[:0:0]
+		for k, g := range groups {
+			c, err := w.connTo(ctx, k)
+			if err != nil {
+				return err
+			}
+			w.asking = asks[k]
+			err = w.sendOn(ctx, c, db, g, true)
+			w.asking = false
+			if err != nil {
+				if errors.Is(err, resp.ErrLost) {
+					delete(w.conns, k)
+				}
+				return err
+			}
+			plans = append(plans, g...)
+		}
+	}
+	return fmt.Errorf("the cluster redirected keys more than five times: is it resharding in a loop?")
 }
 
 // explain adds what the user needs to a refused command.

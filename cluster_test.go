@@ -3,9 +3,16 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/redisserver"
 	"github.com/crs-tool/crs/internal/redistest"
 	"github.com/crs-tool/crs/internal/slotmap"
 	"github.com/redis/go-redis/v9"
@@ -104,7 +111,13 @@ func TestClusterDump(t *testing.T) {
 func clusterKeys(t *testing.T, c *redistest.Cluster) int64 {
 	t.Helper()
 	var n int64
-	err := c.Client(t).ForEachMaster(context.Background(), func(ctx context.Context, m *redis.Client) error {
+	var addrs []string
+	for _, s := range c.Nodes {
+		addrs = append(addrs, s.Addr)
+	}
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Protocol: 2, DisableIdentity: true})
+	defer cc.Close()
+	err := cc.ForEachMaster(context.Background(), func(ctx context.Context, m *redis.Client) error {
 		k, err := m.DBSize(ctx).Result()
 		n += k
 		return err
@@ -166,5 +179,191 @@ func TestClusterRoundTrips(t *testing.T) {
 	}
 	if got, _ := redistest.Client(t, dst, 0).DBSize(context.Background()).Result(); got != n0+n15 {
 		t.Errorf("the standalone target holds %d keys, want %d", got, n0+n15)
+	}
+	// stats and verify take a cluster on either side.
+	if out, code := sh(t, dir, "crs stats -u "+c4.Nodes[2].URL); code != 0 || !strings.Contains(out, fmt.Sprintf("db 0: %d keys", n0+n15)) {
+		t.Errorf("stats of the cluster: exit %d\n%s", code, out)
+	}
+	for _, pair := range [][2]string{{c4.URL(), dst.URL}, {dst.URL, c3.URL()}} {
+		if out, code := sh(t, dir, "crs verify --source "+pair[0]+" --target "+pair[1]); code != 0 || !strings.Contains(out, fmt.Sprintf("%d keys checked, 0 differences", n0+n15)) {
+			t.Errorf("verify --source %s --target %s: exit %d\n%s", pair[0], pair[1], code, out)
+		}
+	}
+}
+
+// keysInSlot returns n keys that hash to slot.
+func keysInSlot(slot, n int) []string {
+	var out []string
+	for i := 0; len(out) < n; i++ {
+		if k := fmt.Sprintf("key:%d", i); slotmap.Slot(k) == slot {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// nodeID returns the cluster node ID of s.
+func nodeID(t *testing.T, s *redisserver.Server) string {
+	t.Helper()
+	id, err := redistest.Client(t, s, 0).Do(context.Background(), "CLUSTER", "MYID").Text()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// TestClusterLoadFollowsRedirections feeds crsload a dump through its
+// standard input, and between two halves of it moves one slot from a
+// master to another (the second half's keys in it get MOVED) and starts
+// moving a second slot (its keys get ASK). Every key must land, on the
+// node that serves its slot in the end.
+func TestClusterLoadFollowsRedirections(t *testing.T) {
+	c := redistest.StartCluster(t, 3, 0, "")
+	ctx := context.Background()
+	a, b := c.Nodes[0], c.Nodes[1]
+	aID, bID := nodeID(t, a), nodeID(t, b)
+	// Slots 100 and 101 are a's (redis-cli gives the first node 0-5460).
+	moved, asked := keysInSlot(100, 50), keysInSlot(101, 50)
+	var first []string
+	for i := 0; len(first) < 3000; i++ {
+		if k := fmt.Sprintf("other:%d", i); slotmap.Slot(k) != 100 && slotmap.Slot(k) != 101 {
+			first = append(first, k)
+		}
+	}
+	pr, pw := io.Pipe()
+	dir := t.TempDir()
+	cmd := exec.Command(filepath.Join(binaries(t), "crsload"), "-u", c.URL())
+	cmd.Dir, cmd.Stdin = dir, pr
+	var out strings.Builder
+	cmd.Stderr = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	fw := format.NewWriter(pw)
+	total := len(first) + len(moved) + len(asked)
+	// No field expiries: crsload need not read the whole input before it
+	// writes (as it would to check them against this 7.0 target).
+	hdr := format.Header{CreatedMs: time.Now().UnixMilli(), NoFieldExpiry: true, Databases: []format.Database{{DB: 0, Keys: int64(total)}}}
+	if err := fw.WriteHeader(hdr); err != nil {
+		t.Fatal(err)
+	}
+	value := strings.Repeat("v", 200)
+	write := func(keys []string) {
+		for _, k := range keys {
+			if err := fw.Write(&format.Record{Key: k, Type: format.TypeList, Elems: []string{k, value}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write(first)
+	redistest.WaitFor(t, "the first half on the cluster", func() bool { return clusterKeys(t, c) > 0 })
+	setslot := func(s *redisserver.Server, args ...interface{}) {
+		t.Helper()
+		if err := redistest.Client(t, s, 0).Do(ctx, append([]interface{}{"CLUSTER", "SETSLOT"}, args...)...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Slot 100 moves to b (it holds no keys yet); slot 101 starts to.
+	setslot(b, 100, "IMPORTING", aID)
+	setslot(a, 100, "MIGRATING", bID)
+	for _, s := range c.Nodes {
+		setslot(s, 100, "NODE", bID)
+	}
+	setslot(b, 101, "IMPORTING", aID)
+	setslot(a, 101, "MIGRATING", bID)
+	write(moved)
+	write(asked)
+	if err := fw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("crsload: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "cluster redirections") {
+		t.Errorf("no redirection in the summary:\n%s", out.String())
+	}
+	for _, s := range c.Nodes { // slot 101's move completes
+		setslot(s, 101, "NODE", bID)
+	}
+	c.WaitStable(t)
+	bc := redistest.Client(t, b, 0)
+	for _, k := range append(append([]string{}, moved...), asked...) {
+		if v, err := bc.LRange(ctx, k, 0, -1).Result(); err != nil || len(v) != 2 || v[0] != k {
+			t.Fatalf("key %s on %s: %v %v", k, b.Addr, v, err)
+		}
+	}
+	if got := clusterKeys(t, c); got != int64(total) {
+		t.Errorf("the cluster holds %d keys, want %d", got, total)
+	}
+	t.Log(strings.TrimSpace(out.String()))
+}
+
+// TestClusterDumpDuringResharding: a slot that changes hands while the
+// dump runs fails the dump, naming it. The dump is held in the middle (one
+// master paused) while an empty slot moves, so the test needs no timing.
+func TestClusterDumpDuringResharding(t *testing.T) {
+	c := redistest.StartCluster(t, 3, 0, "")
+	fillCluster(t, c, 3000)
+	ctx := context.Background()
+	a, b, paused := c.Nodes[0], c.Nodes[1], c.Nodes[2]
+	ac := redistest.Client(t, a, 0)
+	slot := -1
+	for s := 0; s < 5461 && slot < 0; s++ {
+		if n, _ := ac.ClusterCountKeysInSlot(ctx, s).Result(); n == 0 {
+			slot = s
+		}
+	}
+	dir := t.TempDir()
+	cmd, output := start(t, dir, "crsdump --scan-count 10 -u "+a.URL+" -o d.zst")
+	redistest.WaitFor(t, "the dump's first bytes", redistest.FileHasBytes(filepath.Join(dir, "d.zst.tmp")))
+	paused.Pause()
+	for _, s := range []*redisserver.Server{a, b} {
+		if err := redistest.Client(t, s, 0).Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", nodeID(t, b)).Err(); err != nil {
+			paused.Resume()
+			t.Fatal(err)
+		}
+	}
+	paused.Resume()
+	err := cmd.Wait()
+	if code := exitCodeOf(err); code == 0 || !strings.Contains(output(), "slot map changed during the dump") || !strings.Contains(output(), fmt.Sprintf("slot %d (", slot)) {
+		t.Errorf("exit %d:\n%s", code, output())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "d.zst")); !os.IsNotExist(err) {
+		t.Errorf("d.zst exists after a failed dump")
+	}
+}
+
+// TestClusterFailoverMidLoad kills a master while a load runs; once its
+// replica has taken over, the load run again with --replace completes,
+// and the cluster holds the dump, key by key.
+func TestClusterFailoverMidLoad(t *testing.T) {
+	src := redistest.Start(t)
+	fillMany(t, src, 60_000)
+	dir := t.TempDir()
+	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o d.zst"); code != 0 {
+		t.Fatalf("dump: %d %s", code, out)
+	}
+	c := redistest.StartCluster(t, 3, 1, "")
+	survivor := c.Nodes[1]
+	cmd, output := start(t, dir, "crsload --retry-for 1s -u "+survivor.URL+" d.zst")
+	redistest.WaitFor(t, "keys on the cluster", func() bool { return clusterKeys(t, c) > 0 })
+	c.Nodes[0].Kill()
+	err := cmd.Wait()
+	t.Logf("the load the failover interrupted: exit %d\n%s", exitCodeOf(err), output())
+	sc := redistest.Client(t, survivor, 0)
+	redistest.WaitFor(t, "the replica to take over", func() bool {
+		info, _ := sc.ClusterInfo(context.Background()).Result()
+		slots, _ := sc.ClusterSlots(context.Background()).Result()
+		for _, s := range slots {
+			if s.Nodes[0].Addr == c.Nodes[0].Addr {
+				return false
+			}
+		}
+		return strings.Contains(info, "cluster_state:ok")
+	})
+	out, code := sh(t, dir, "crsload --replace -u "+survivor.URL+" d.zst && crs verify -u "+survivor.URL+" d.zst")
+	if code != 0 || !strings.Contains(out, " 0 differences") {
+		t.Fatalf("re-run after the failover: exit %d\n%s", code, out)
 	}
 }

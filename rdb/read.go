@@ -32,8 +32,8 @@ type input struct {
 	copy *bytes.Buffer // not nil while a value is being copied
 }
 
-// errShort is wrapped when the input ends in the middle of something.
-var errShort = errors.New("unexpected end of file")
+// ErrTruncated is wrapped when the input ends in the middle of something.
+var ErrTruncated = errors.New("unexpected end of file (the file is truncated)")
 
 func (in *input) consumed(p []byte) {
 	in.off += int64(len(p))
@@ -55,7 +55,7 @@ func (in *input) byte() (byte, error) {
 
 func (in *input) eof(err error) error {
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		return errShort
+		return ErrTruncated
 	}
 	return err
 }
@@ -87,7 +87,7 @@ func (in *input) full(n uint64) ([]byte, error) {
 	var buf bytes.Buffer
 	got, err := io.CopyN(&buf, in.r, int64(min(n, math.MaxInt64)))
 	if err != nil || uint64(got) != n {
-		return nil, errShort
+		return nil, ErrTruncated
 	}
 	in.consumed(buf.Bytes())
 	return buf.Bytes(), nil

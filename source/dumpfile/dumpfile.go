@@ -60,25 +60,46 @@ func Open(path string) (io.Reader, func(), error) {
 }
 
 // PeekHeader reads the header at the start of br without consuming
-// anything: it decompresses just the first bytes when they are zstd.
+// anything: it decompresses just the first bytes when they are zstd. It
+// waits only for the bytes the header needs, so that a slow producer on
+// standard input does not hold the load back.
 func PeekHeader(br *bufio.Reader) (format.Header, error) {
-	raw, _ := br.Peek(256 << 10) // at least one whole zstd block, if there is one
+	raw, err := br.Peek(1)
+	for {
+		line, complete, lerr := firstLine(raw)
+		switch {
+		case complete:
+			return format.NewReader(bytes.NewReader(line)).Header()
+		case err != nil || len(raw) >= br.Size():
+			// The input ended (or fills the buffer) before a whole line:
+			// let the reader say what is wrong with what there is.
+			if lerr != nil && len(line) == 0 {
+				return format.Header{}, &format.ParseError{Line: 1, Err: fmt.Errorf("%w: %v", format.ErrRead, lerr)}
+			}
+			return format.NewReader(bytes.NewReader(line)).Header()
+		}
+		raw, err = br.Peek(len(raw) + 1) // returns once more has arrived
+		raw = raw[:br.Buffered()]
+	}
+}
+
+// firstLine returns the first line of raw, decompressed when it is zstd,
+// and whether it is whole (ends in a newline).
+func firstLine(raw []byte) ([]byte, bool, error) {
 	var plain io.Reader = bytes.NewReader(raw)
 	if bytes.HasPrefix(raw, ZstdMagic) {
 		dec, err := zstd.NewReader(plain, zstd.WithDecoderConcurrency(1))
 		if err != nil {
-			return format.Header{}, fmt.Errorf("zstd: %w", err)
+			return nil, false, fmt.Errorf("zstd: %w", err)
 		}
 		defer dec.Close()
 		plain = dec
 	}
-	// The header is the first line; a cut-off prefix may end in an error
-	// after it, which the header reader does not reach.
 	line, err := bufio.NewReader(plain).ReadBytes('\n')
-	if err != nil && err != io.EOF && len(line) == 0 {
-		return format.Header{}, &format.ParseError{Line: 1, Err: fmt.Errorf("%w: %v", format.ErrRead, err)}
+	if err == io.EOF {
+		err = nil
 	}
-	return format.NewReader(bytes.NewReader(line)).Header()
+	return line, len(line) > 0 && line[len(line)-1] == '\n', err
 }
 
 // Each calls fn with every record fr reads, until the clean end (nil), a

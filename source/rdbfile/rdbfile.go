@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -63,14 +64,20 @@ func Header(info rdb.Info, name string) format.Header {
 }
 
 // PeekHeader returns the dump header of the RDB stream at the start of br
-// without consuming it.
+// without consuming it, waiting only for the bytes the aux fields take.
 func PeekHeader(br *bufio.Reader, name string) (format.Header, error) {
-	b, _ := br.Peek(64 << 10) // the aux fields come first, and are small
-	info, err := rdb.NewDecoder(bytes.NewReader(b), rdb.Options{}).Info()
-	if err != nil {
-		return format.Header{}, err
+	b, err := br.Peek(9) // the magic and version
+	for {
+		info, ierr := rdb.NewDecoder(bytes.NewReader(b), rdb.Options{}).Info()
+		if ierr == nil {
+			return Header(info, name), nil
+		}
+		if !errors.Is(ierr, rdb.ErrTruncated) || err != nil || len(b) >= br.Size() {
+			return format.Header{}, ierr
+		}
+		b, err = br.Peek(len(b) + 1)
+		b = b[:br.Buffered()]
 	}
-	return Header(info, name), nil
 }
 
 // Dump decodes the RDB stream and writes its keys as records to fw.

@@ -228,7 +228,7 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 	g, gctx := errgroup.WithContext(ctx)
 	f.inFlight = semaphore.NewWeighted(max(opts.MaxInFlight, 1))
 	nodes := tgt.Nodes()
-	f.perNode = max(opts.Concurrency/len(nodes), 1)
+	f.perNode = max(opts.Concurrency/len(nodes), 2)
 	f.workers = make([]chan item, f.perNode*len(nodes))
 	results := make([]Stats, len(f.workers))
 	for i := range f.workers {

@@ -42,6 +42,7 @@ func (d *Decoder) lenID() (string, error) {
 // record.
 func (d *Decoder) stream(t byte, b *builder) error {
 	b.start()
+	ids := &idLog{}
 	err := d.each(func() error {
 		key, err := d.in.str()
 		if err != nil {
@@ -54,7 +55,7 @@ func (d *Decoder) stream(t byte, b *builder) error {
 		if err != nil {
 			return err
 		}
-		return streamNode(binary.BigEndian.Uint64(key), binary.BigEndian.Uint64(key[8:]), lp, b)
+		return streamNode(binary.BigEndian.Uint64(key), binary.BigEndian.Uint64(key[8:]), lp, b, ids)
 	})
 	if err != nil {
 		return err
@@ -88,7 +89,7 @@ func (d *Decoder) stream(t byte, b *builder) error {
 	}
 	st := b.rec.Stream
 	st.LastID, st.EntriesAdded, st.MaxDeletedID, st.Groups = meta.LastID, meta.EntriesAdded, meta.MaxDeletedID, meta.Groups
-	if err := placeholders(st, b.part == 0); err != nil {
+	if err := placeholders(st, b.part == 0, ids); err != nil {
 		return err
 	}
 	b.elems++ // the stream exists even with no entries left
@@ -97,7 +98,7 @@ func (d *Decoder) stream(t byte, b *builder) error {
 
 // streamNode reads the entries of one listpack node, delta-encoded
 // against the node's master ID.
-func streamNode(ms, seq uint64, lp []byte, b *builder) error {
+func streamNode(ms, seq uint64, lp []byte, b *builder, ids *idLog) error {
 	var items []string
 	if err := walkListpack(lp, func(s string) error { items = append(items, s); return nil }); err != nil {
 		return err
@@ -157,13 +158,16 @@ func streamNode(ms, seq uint64, lp []byte, b *builder) error {
 			i += 1 + 2*int(n)
 		}
 		i++ // lp-count, for walking backwards
-		if flags&entryDeleted != 0 {
-			continue
-		}
 		if err := b.next(); err != nil {
 			return err
 		}
+		// A deleted entry still in its node is carried as one (it may be
+		// pending in a group); a whole stream drops those that are not.
+		ids.add(ms+dms, seq+dseq)
 		e := format.StreamEntry{ID: streamID(ms+dms, seq+dseq), Fields: fields}
+		if flags&entryDeleted != 0 {
+			e = format.StreamEntry{ID: e.ID, Deleted: true}
+		}
 		b.rec.Stream.Entries = append(b.rec.Stream.Entries, e)
 		size := 16
 		for _, f := range fields {
@@ -269,30 +273,76 @@ func (d *Decoder) consumers(t byte, g *format.Group, index map[string]int) error
 	})
 }
 
-// placeholders adds, in ID order, a deleted entry for each pending ID
-// that is not in the stream (the message was deleted after delivery), as
-// the format carries them. That needs every entry at hand: a stream in
-// parts whose groups name deleted entries cannot be carried from an RDB
-// file, and says so.
-func placeholders(st *format.Stream, whole bool) error {
-	have := make(map[string]bool, len(st.Entries))
-	for _, e := range st.Entries {
-		have[e.ID] = true
+// idLog remembers the IDs of the entries emitted of a stream in parts,
+// in order, 16 bytes each, up to 2M of them, to tell which pending entries
+// point at an entry no longer in the stream.
+type idLog struct {
+	ids  [][2]uint64
+	full bool
+}
+
+const maxIDLog = 2 << 20
+
+func (l *idLog) add(ms, seq uint64) {
+	if len(l.ids) >= maxIDLog {
+		l.full = true
+		return
 	}
-	var missing []format.StreamEntry
+	l.ids = append(l.ids, [2]uint64{ms, seq})
+}
+
+func (l *idLog) has(ms, seq uint64) bool {
+	i := sort.Search(len(l.ids), func(i int) bool {
+		return l.ids[i][0] > ms || l.ids[i][0] == ms && l.ids[i][1] >= seq
+	})
+	return i < len(l.ids) && l.ids[i] == [2]uint64{ms, seq}
+}
+
+func (l *idLog) last() (uint64, uint64, bool) {
+	if len(l.ids) == 0 {
+		return 0, 0, false
+	}
+	x := l.ids[len(l.ids)-1]
+	return x[0], x[1], true
+}
+
+// placeholders makes the deleted entries of a stream those its groups'
+// pending entries need, as the format carries them: a deleted entry (an
+// ID pending in a group, no longer in the stream) for each pending ID not
+// among the entries, in ID order; and, in a whole stream, no deleted
+// entry that nothing is pending on. A stream in parts can add a deleted
+// entry only after those emitted: a pending entry deleted earlier in it
+// (its whole node gone) cannot be carried, and says so.
+func placeholders(st *format.Stream, whole bool, ids *idLog) error {
+	pending := map[string]bool{}
 	for _, g := range st.Groups {
 		for _, p := range g.Pending {
-			if !have[p.ID] {
-				have[p.ID] = true
-				missing = append(missing, format.StreamEntry{ID: p.ID, Deleted: true})
+			pending[p.ID] = true
+		}
+	}
+	if whole {
+		kept := st.Entries[:0]
+		for _, e := range st.Entries {
+			if !e.Deleted || pending[e.ID] {
+				kept = append(kept, e)
 			}
 		}
+		st.Entries = kept
+	}
+	lastMs, lastSeq, any := ids.last()
+	var missing []format.StreamEntry
+	for id := range pending {
+		ms, seq := splitID(id)
+		if ids.has(ms, seq) {
+			continue
+		}
+		if !whole && (ids.full || any && (ms < lastMs || ms == lastMs && seq < lastSeq)) {
+			return fmt.Errorf("pending entry %s was deleted from this stream, which is too large to hold whole to carry it (dump the live server instead, or raise --part-elems)", id)
+		}
+		missing = append(missing, format.StreamEntry{ID: id, Deleted: true})
 	}
 	if len(missing) == 0 {
 		return nil
-	}
-	if !whole {
-		return fmt.Errorf("pending entry %s was deleted from this stream, which is too large to hold whole to carry it (dump the live server instead, or raise --part-elems)", missing[0].ID)
 	}
 	st.Entries = append(st.Entries, missing...)
 	sort.SliceStable(st.Entries, func(i, j int) bool { return idLess(st.Entries[i].ID, st.Entries[j].ID) })

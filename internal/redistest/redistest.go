@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -343,77 +342,32 @@ func compare(k string, a, b Key, tolerance int64) []string {
 
 // Cluster is a throwaway Redis Cluster: its nodes, masters first.
 type Cluster struct {
-	Nodes []*redisserver.Server
+	*redisserver.Cluster
 }
-
-// URL is a URL of the cluster's first node.
-func (c *Cluster) URL() string { return c.Nodes[0].URL }
 
 // StartCluster starts a Redis Cluster of masters masters with replicas
-// replicas each (Debian's redis-server, or bin when given), creates it
-// with redis-cli --cluster create, and waits until every node sees every
-// slot served. The servers are killed when t ends.
+// replicas each (Debian's redis-server, or bin when given), and kills it
+// when t ends.
 func StartCluster(t testing.TB, masters, replicas int, bin string, args ...string) *Cluster {
 	t.Helper()
-	if _, err := exec.LookPath("redis-cli"); err != nil {
-		if os.Getenv("CI") == "" {
-			t.Skip("redis-cli is not installed (Debian: apt-get install redis-tools)")
-		}
+	c, err := redisserver.StartCluster(context.Background(), masters, replicas, bin, args...)
+	if err == redisserver.ErrNotInstalled && os.Getenv("CI") == "" {
+		t.Skip(err)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{}
-	var addrs []string
-	for i := 0; i < masters*(1+replicas); i++ {
-		a := append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"}, args...)
-		var s *redisserver.Server
-		if bin != "" {
-			s = StartBinary(t, bin, a...)
-		} else {
-			s = Start(t, a...)
-		}
-		c.Nodes = append(c.Nodes, s)
-		addrs = append(addrs, s.Addr)
-	}
-	cmd := append([]string{"--cluster", "create"}, addrs...)
-	cmd = append(cmd, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
-	if out, err := exec.Command("redis-cli", cmd...).CombinedOutput(); err != nil {
-		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
-	}
-	c.WaitStable(t)
-	return c
+	t.Cleanup(c.Close)
+	return &Cluster{c}
 }
 
-// WaitStable waits until every node says the cluster is ok and serves all
-// 16384 slots, with the same masters, and every replica is in sync.
+// WaitStable waits until the cluster agrees on its slots, failing t after
+// a minute.
 func (c *Cluster) WaitStable(t testing.TB) {
 	t.Helper()
-	ctx := context.Background()
-	WaitFor(t, "the cluster to agree on its slots", func() bool {
-		want := ""
-		for _, s := range c.Nodes {
-			cl := redis.NewClient(&redis.Options{Addr: s.Addr, Protocol: 2, DisableIdentity: true})
-			info, err := cl.ClusterInfo(ctx).Result()
-			slots, err2 := cl.ClusterSlots(ctx).Result()
-			repl, _ := cl.Info(ctx, "replication").Result()
-			cl.Close()
-			if err != nil || err2 != nil || !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_slots_assigned:16384") {
-				return false
-			}
-			if strings.Contains(repl, "role:slave") && !strings.Contains(repl, "master_link_status:up") {
-				return false
-			}
-			var b strings.Builder
-			for _, r := range slots {
-				fmt.Fprintf(&b, "%d-%d:%s/%d;", r.Start, r.End, r.Nodes[0].Addr, len(r.Nodes))
-			}
-			if want == "" {
-				want = b.String()
-			} else if b.String() != want {
-				return false
-			}
-		}
-		return true
-	})
+	if err := c.Cluster.WaitStable(context.Background(), time.Minute); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Client returns a cluster client of c, closed when t ends.

@@ -118,7 +118,9 @@ func (s *Source) Dump(ctx context.Context, fw *format.Writer, p *progress.Counte
 
 // prepare readies each shard's node and makes the dump's header.
 func (s *Source) prepare(ctx context.Context, m *slotmap.Map, start time.Time) ([]shardDump, format.Header, error) {
-	conc := max(s.opts.Scan.Concurrency/len(m.Shards), 1)
+	// Each shard gets its share of the concurrency, and at least two
+	// batches at once, so that a round trip to one never idles it.
+	conc := max(s.opts.Scan.Concurrency/len(m.Shards), 2)
 	var shards []shardDump
 	hdr := format.Header{CreatedMs: start.UnixMilli(), Source: s.opts.Scan.Conn.Address(), Cluster: &format.Cluster{NodeOnly: s.opts.NodeOnly}}
 	dbs := map[int]int64{}

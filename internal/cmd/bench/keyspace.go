@@ -80,6 +80,18 @@ func keyspaceBench(ctx context.Context, bin string, scale float64, keep string, 
 		b.maxRSS = max(a.maxRSS, b.maxRSS)
 		return b
 	}
+	// The same keys on a cluster of 3 masters, loaded once (untimed) from
+	// the first round's dump: its dump and a load into a fresh cluster are
+	// timed against the standalone ones.
+	var srcCluster *redisserver.Cluster
+	defer func() {
+		if srcCluster != nil {
+			srcCluster.Close()
+		}
+	}()
+	clusterFile := filepath.Join(dir, "cluster.jsonl.zst")
+	var cd, cl measured
+	var clusterRatios []string
 	var d, r, l, p, sn, conv measured
 	var lkeys, pkeys int64
 	var serverLoad time.Duration
@@ -136,6 +148,29 @@ func keyspaceBench(ctx context.Context, bin string, scale float64, keep string, 
 			return err
 		}
 		pkeys = n
+		if srcCluster == nil {
+			if srcCluster, err = redisserver.StartCluster(ctx, 3, 0, ""); err != nil {
+				return err
+			}
+			if _, err := run(ctx, bin, fmt.Sprintf("crsload -q -u %s %s", srcCluster.URL(), file)); err != nil {
+				return err
+			}
+		}
+		rcd, err := run(ctx, bin, fmt.Sprintf("crsdump -q -u %s -o %s", srcCluster.URL(), clusterFile))
+		if err != nil {
+			return err
+		}
+		dstCluster, err := redisserver.StartCluster(ctx, 3, 0, "")
+		if err != nil {
+			return err
+		}
+		rcl, err := run(ctx, bin, fmt.Sprintf("crsload -q -u %s %s", dstCluster.URL(), file))
+		dstCluster.Close()
+		if err != nil {
+			return err
+		}
+		clusterRatios = append(clusterRatios, fmt.Sprintf("%.2f/%.2f", rcd.wall.Seconds()/rd.wall.Seconds(), rcl.wall.Seconds()/rl.wall.Seconds()))
+		cd, cl = best(cd, rcd), best(cl, rcl)
 		dumpRatios = append(dumpRatios, fmt.Sprintf("%.2f", rd.wall.Seconds()/rr.wall.Seconds()))
 		loadRatios = append(loadRatios, fmt.Sprintf("%.2f", rl.wall.Seconds()/rp.wall.Seconds()))
 		d, r, l, p = best(d, rd), best(r, rr), best(l, rl), best(p, rp)
@@ -158,7 +193,9 @@ func keyspaceBench(ctx context.Context, bin string, scale float64, keep string, 
 	row("redis-cli --rdb", keys, r, rdb)
 	row("crsdump --rdb FILE", keys, conv, converted)
 	row("redis-server loading it", keys, measured{wall: serverLoad}, "")
+	row("crsdump of a 3-master cluster", keys, cd, clusterFile)
 	row("crsload", lkeys, l, "")
+	row("crsload into a 3-master cluster", keys, cl, "")
 	row("redis-cli --pipe", pkeys, p, "")
 	tw.Flush()
 
@@ -177,6 +214,7 @@ func keyspaceBench(ctx context.Context, bin string, scale float64, keep string, 
 	snapRatio := sn.wall.Seconds() / r.wall.Seconds()
 	convRatio := conv.wall.Seconds() / serverLoad.Seconds()
 	fmt.Printf("crsdump --snapshot / redis-cli --rdb: %.2f best against best (target <= 1.3: %s); round by round %s; peak RSS %.1f MiB (target < 64: %s)\n", snapRatio, verdict(snapRatio <= 1.3), strings.Join(snapRatios, " "), mib(sn.maxRSS), verdict(sn.maxRSS < rssLimit))
+	fmt.Printf("cluster / standalone, dump and load: %.2f and %.2f best against best (target <= 1.0: %s); round by round %s\n", cd.wall.Seconds()/d.wall.Seconds(), cl.wall.Seconds()/l.wall.Seconds(), verdict(cd.wall <= d.wall && cl.wall <= l.wall), strings.Join(clusterRatios, " "))
 	fmt.Printf("crsdump --rdb FILE / redis-server loading it: %.2f best against best (target <= 1.5: %s); round by round %s; peak RSS %.1f MiB\n", convRatio, verdict(convRatio <= 1.5), strings.Join(convRatios, " "), mib(conv.maxRSS))
 	fmt.Printf("peak RSS crsdump %.1f MiB, crsload %.1f MiB, the highest of all rounds (target < 64: %s)\n", mib(d.maxRSS), mib(l.maxRSS), verdict(d.maxRSS < rssLimit && l.maxRSS < rssLimit))
 	if lkeys != keys || pkeys != keys {

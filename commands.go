@@ -92,6 +92,7 @@ func loadCommand() *cli.Command {
 			&cli.BoolFlag{Name: "skip-existing", Usage: "leave a key that exists in the target as it is", Destination: &loadOpts.SkipExisting},
 			&cli.BoolFlag{Name: "verify", Usage: "after loading, check that the target holds every key of the dump (crs verify)", Destination: &verifyAfterLoad},
 			&cli.BoolFlag{Name: "check", Aliases: []string{"dry-run"}, Usage: "read and validate the whole dump (format, count, checksum) and print what it holds; touch no server", Destination: &loadOpts.Check},
+			&cli.BoolFlag{Name: "drop-stream-counters", Usage: "load streams into a server before 7.0 without entries-added, max-deleted-entry-id and the groups' entries-read (entries, groups, consumers and pending entries all load), counting them", Destination: &loadOpts.DropStreamCounters},
 			&cli.BoolFlag{Name: "drop-field-expiry", Usage: "load hashes without their field expiries when the target cannot set them (Redis before 7.4), counting them", Destination: &loadOpts.DropFieldExpiry},
 			&cli.BoolFlag{Name: "skip-unsupported", Usage: "skip, and count, keys whose DUMP payload the target refuses (another RDB version, a missing module)", Destination: &loadOpts.SkipUnsupported},
 			&cli.IntFlag{Name: "concurrency", Value: loadOpts.Concurrency, Usage: "writers at once, each with its own connection", Destination: &loadOpts.Concurrency},

@@ -166,6 +166,9 @@ func summary(st Stats, outBytes int64, err error) string {
 	}
 	fmt.Fprintf(&b, "%d keys", st.Keys)
 	b.WriteString(report.TypeCounts(st.ByType))
+	if st.Libraries > 0 {
+		fmt.Fprintf(&b, " and %d function libraries", st.Libraries)
+	}
 	fmt.Fprintf(&b, " from %d databases, %s of JSON, %s written, in %.2fs",
 		st.Databases, report.Bytes(st.Bytes), report.Bytes(outBytes), st.Elapsed.Seconds())
 	if s := st.Elapsed.Seconds(); s > 0 {
@@ -175,7 +178,7 @@ func summary(st Stats, outBytes int64, err error) string {
 	case "rdb", "snapshot": // what the file held that the dump does not
 		fmt.Fprintf(&b, "; skipped %d already expired", st.Expired)
 		if st.Functions > 0 {
-			fmt.Fprintf(&b, "; %d FUNCTION LIBRARIES NOT CARRIED (load them with FUNCTION RESTORE)", st.Functions)
+			fmt.Fprintf(&b, "; %d FUNCTION LIBRARIES OF A 7.0 RELEASE CANDIDATE NOT CARRIED", st.Functions)
 		}
 	case "server", "cluster":
 		fmt.Fprintf(&b, "; %d vanished while dumping, %d returned twice by SCAN", st.Vanished, st.Duplicates)

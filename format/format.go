@@ -32,13 +32,16 @@ const (
 	TypeHash   = "hash"
 	TypeZSet   = "zset"
 	TypeStream = "stream"
+	// TypeFunction is not a key: a function library (Redis 7.0+), its
+	// name in Key and its code in Str. Such records come before the keys.
+	TypeFunction = "function"
 )
 
 // IsNative reports whether t is a type the format carries as a value
 // (rather than as a DUMP payload).
 func IsNative(t string) bool {
 	switch t {
-	case TypeString, TypeList, TypeSet, TypeHash, TypeZSet, TypeStream:
+	case TypeString, TypeList, TypeSet, TypeHash, TypeZSet, TypeStream, TypeFunction:
 		return true
 	}
 	return false

@@ -244,7 +244,10 @@ func (l *line) value(bs strDecoder) error {
 	if l.valueErr != nil {
 		return l.valueErr
 	}
-	if rec.Type != TypeString && rec.Type != TypeStream && rec.Part <= 1 && len(rec.Elems)+len(rec.Hash)+len(rec.ZSet) == 0 {
+	if rec.Type == TypeFunction && (rec.Part != 0 || rec.ExpireAtMs != 0 || rec.Str == "") {
+		return fmt.Errorf("%w: a function library has code, no parts and no expiry", ErrRecord)
+	}
+	if rec.Type != TypeString && rec.Type != TypeStream && rec.Type != TypeFunction && rec.Part <= 1 && len(rec.Elems)+len(rec.Hash)+len(rec.ZSet) == 0 {
 		return fmt.Errorf("%w: an empty %s value (Redis holds no empty %ss)", ErrRecord, rec.Type, rec.Type)
 	}
 	if rec.Stream != nil && rec.Part <= 1 {
@@ -318,7 +321,7 @@ func parseValue(s *scanner, rec *Record, bs strDecoder) error {
 		return fmt.Errorf("%w: a %s value must be %s, found %s", ErrRecord, rec.Type, want, s.kind())
 	}
 	switch rec.Type {
-	case TypeString:
+	case TypeString, TypeFunction:
 		if s.peek() != '"' {
 			return wrongShape("a string")
 		}

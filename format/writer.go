@@ -190,6 +190,10 @@ func checkRecord(r *Record) error {
 	}
 	switch r.Type {
 	case TypeString, TypeList, TypeSet, TypeHash:
+	case TypeFunction:
+		if r.Part != 0 || r.ExpireAtMs != 0 {
+			return fmt.Errorf("a function library has no parts and no expiry")
+		}
 	case TypeZSet:
 		for _, m := range r.ZSet {
 			if math.IsNaN(m.Score) {
@@ -326,7 +330,7 @@ func appendRecord(b []byte, r *Record) []byte {
 		return append(b, ']')
 	}
 	switch r.Type {
-	case TypeString:
+	case TypeString, TypeFunction:
 		b = str(b, r.Str)
 	case TypeList, TypeSet:
 		b = strs(b, r.Elems)

@@ -6,12 +6,14 @@ import (
 	"hash/maphash"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/keyset"
+	"github.com/crs-tool/crs/internal/redisconn"
 )
 
 // feeder reads the dump and hands each record to the writer of its key:
@@ -49,6 +51,12 @@ func (f *feeder) feed(ctx context.Context, fr *format.Reader, st *Stats) error {
 			return err
 		}
 		st.Records++
+		if rec.Type == format.TypeFunction {
+			if err := f.function(ctx, rec, fr.Line(), st); err != nil {
+				return err
+			}
+			continue
+		}
 		it := item{rec: rec, db: rec.DB, line: fr.Line(), last: !rec.More}
 		if f.targetDB >= 0 {
 			it.db = f.targetDB
@@ -113,4 +121,32 @@ func (f *feeder) route(db int, key string) int {
 	h.WriteString(strconv.Itoa(db))
 	h.WriteString(key)
 	return f.tgt.Node(key)*f.perNode + int(h.Sum64()%uint64(f.perNode))
+}
+
+// function loads a function library on every node (a cluster's masters
+// each hold their own), before any key: FUNCTION LOAD, with REPLACE under
+// --replace; a library the target has already stops the load unless
+// --replace or --skip-existing says what to do.
+func (f *feeder) function(ctx context.Context, rec *format.Record, line int, st *Stats) error {
+	for _, c := range f.bases {
+		args := []interface{}{"FUNCTION", "LOAD"}
+		if f.opts.Replace {
+			args = append(args, "REPLACE")
+		}
+		err := c.Do(ctx, append(args, rec.Str)...).Err()
+		switch {
+		case err == nil:
+		case redisconn.IsUnknownCommand(err):
+			return &KeyError{Line: line, Key: rec.Key, Err: fmt.Errorf("%w: a function library, and the target has no FUNCTION LOAD (Redis 7.0+)", ErrTargetLacks)}
+		case strings.Contains(err.Error(), "already exists") && f.opts.SkipExisting:
+			st.Existing++
+			return nil
+		case strings.Contains(err.Error(), "already exists"):
+			return &KeyError{Line: line, Key: rec.Key, Err: fmt.Errorf("%w: function library %q exists on the target: --replace replaces it, --skip-existing keeps the target's", ErrTargetNotEmpty, rec.Key)}
+		default:
+			return &KeyError{Line: line, Key: rec.Key, Cmd: "FUNCTION LOAD", Err: err}
+		}
+	}
+	st.Functions++
+	return nil
 }

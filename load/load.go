@@ -54,6 +54,11 @@ type Options struct {
 	// DropFieldExpiry loads hashes without their field expiries when the
 	// target cannot set them, counting what it drops.
 	DropFieldExpiry bool
+	// DropStreamCounters loads streams without entries-added,
+	// max-deleted-entry-id and their groups' entries-read when the target
+	// cannot set them (Redis before 7.0), counting the streams: entries,
+	// groups, consumers and pending entries are all loaded.
+	DropStreamCounters bool
 	// IgnoreMemory loads even when the target's maxmemory looks too small
 	// for the dump.
 	IgnoreMemory bool
@@ -106,17 +111,19 @@ func NewOptions() Options {
 
 // Stats counts what a load did.
 type Stats struct {
-	Records      int64            `json:"records"`                // records read
-	Keys         int64            `json:"keys"`                   // keys written
-	ByType       map[string]int64 `json:"keys_by_type"`           // keys written per type
-	Expired      int64            `json:"skipped_expired"`        // keys skipped because their expiry had passed
-	Existing     int64            `json:"skipped_existing"`       // keys skipped because they existed (--skip-existing)
-	Replaced     int64            `json:"replaced"`               // keys that existed and were replaced (--replace)
-	Unsupported  int64            `json:"skipped_unsupported"`    // keys skipped because the target refused their DUMP payload
-	DroppedField int64            `json:"dropped_field_expiries"` // field expiries dropped (--drop-field-expiry)
-	Retries      int64            `json:"retries"`                // batches sent again after a lost connection
-	Redirects    int64            `json:"redirects"`              // batches sent again to the node a cluster redirected them to
-	Bytes        int64            `json:"input_bytes"`            // bytes of input read (compressed, as given)
+	Records      int64            `json:"records"`                 // records read
+	Keys         int64            `json:"keys"`                    // keys written
+	ByType       map[string]int64 `json:"keys_by_type"`            // keys written per type
+	Expired      int64            `json:"skipped_expired"`         // keys skipped because their expiry had passed
+	Existing     int64            `json:"skipped_existing"`        // keys skipped because they existed (--skip-existing)
+	Replaced     int64            `json:"replaced"`                // keys that existed and were replaced (--replace)
+	Unsupported  int64            `json:"skipped_unsupported"`     // keys skipped because the target refused their DUMP payload
+	DroppedField int64            `json:"dropped_field_expiries"`  // field expiries dropped (--drop-field-expiry)
+	DroppedCount int64            `json:"dropped_stream_counters"` // streams loaded without their counters (--drop-stream-counters)
+	Retries      int64            `json:"retries"`                 // batches sent again after a lost connection
+	Functions    int64            `json:"function_libraries"`      // function libraries loaded
+	Redirects    int64            `json:"redirects"`               // batches sent again to the node a cluster redirected them to
+	Bytes        int64            `json:"input_bytes"`             // bytes of input read (compressed, as given)
 	Elapsed      time.Duration    `json:"-"`
 }
 
@@ -126,6 +133,7 @@ func (s *Stats) add(o *Stats) {
 	s.Replaced += o.Replaced
 	s.Unsupported += o.Unsupported
 	s.DroppedField += o.DroppedField
+	s.DroppedCount += o.DroppedCount
 	s.Retries += o.Retries
 	s.Redirects += o.Redirects
 	for t, n := range o.ByType {

@@ -167,7 +167,7 @@ func needsScan(hdr format.Header, t serverInfo, opts Options) bool {
 	// their counters with 7.0; a source older than 5.0 has no streams. A
 	// version that does not parse (major 0) may have anything.
 	major, _ := redisconn.ParseVersion(hdr.ServerVersion)
-	return !t.AtLeast(7, 0) && (major == 0 || major >= 5)
+	return !t.AtLeast(7, 0) && (major == 0 || major >= 5) && !(t.AtLeast(6, 2) && opts.DropStreamCounters)
 }
 
 // need is one kind of data a target must have a command for, and the keys
@@ -212,7 +212,7 @@ func scanNeeds(ctx context.Context, path string, t serverInfo, opts Options) (_ 
 	fieldExp := &need{what: "hash field expiries", cmd: "HPEXPIREAT (Redis 7.4+)", lacks: !t.FieldExpiry && !opts.DropFieldExpiry}
 	streams := &need{what: "streams", cmd: "XADD (Redis 5.0+)", lacks: !t.AtLeast(5, 0)}
 	consumers := &need{what: "stream consumers", cmd: "XGROUP CREATECONSUMER (Redis 6.2+)", lacks: !t.AtLeast(6, 2)}
-	counters := &need{what: "stream counters (entries-read, entries-added, max-deleted-entry-id)", cmd: "XSETID ... ENTRIESADDED MAXDELETEDID and XGROUP CREATE ... ENTRIESREAD (Redis 7.0+)", lacks: !t.AtLeast(7, 0)}
+	counters := &need{what: "stream counters (entries-read, entries-added, max-deleted-entry-id)", cmd: "XSETID ... ENTRIESADDED MAXDELETEDID and XGROUP CREATE ... ENTRIESREAD (Redis 7.0+)", lacks: !t.AtLeast(7, 0) && !opts.DropStreamCounters}
 	err = dumpfile.Each(ctx, format.NewReader(r), func(rec *format.Record) error {
 		if len(rec.FieldExpire) > 0 {
 			fieldExp.add(rec)
@@ -248,8 +248,11 @@ func scanNeeds(ctx context.Context, path string, t serverInfo, opts Options) (_ 
 			more = fmt.Sprintf(" and %d more", n.n-len(n.keys))
 		}
 		hint := ""
-		if n == fieldExp {
+		switch n {
+		case fieldExp:
 			hint = "; use --drop-field-expiry to load them without"
+		case counters:
+			hint = "; use --drop-stream-counters to load the streams (entries, groups, consumers, pending entries) without the counters"
 		}
 		problems = append(problems, fmt.Errorf("%w: %d keys have %s, which need %s, and the target is %s %s: %s%s%s",
 			ErrTargetLacks, n.n, n.what, n.cmd, t.Engine, t.Version, strings.Join(n.keys, ", "), more, hint))

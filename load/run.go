@@ -275,6 +275,9 @@ func summary(st Stats, err error) string {
 	}
 	fmt.Fprintf(&b, "%d keys", st.Keys)
 	b.WriteString(report.TypeCounts(st.ByType))
+	if st.Functions > 0 {
+		fmt.Fprintf(&b, " and %d function libraries", st.Functions)
+	}
 	fmt.Fprintf(&b, " from %d records, %d bytes read, in %.2fs", st.Records, st.Bytes, st.Elapsed.Seconds())
 	if s := st.Elapsed.Seconds(); s > 0 {
 		fmt.Fprintf(&b, " (%.0f keys/s)", float64(st.Keys)/s)
@@ -294,6 +297,9 @@ func summary(st Stats, err error) string {
 	}
 	if st.Retries > 0 {
 		fmt.Fprintf(&b, "; reconnected and resent %d times", st.Retries)
+	}
+	if st.DroppedCount > 0 {
+		fmt.Fprintf(&b, "; DROPPED the counters of %d streams (--drop-stream-counters)", st.DroppedCount)
 	}
 	if st.DroppedField > 0 {
 		fmt.Fprintf(&b, "; DROPPED %d hash field expiries (--drop-field-expiry)", st.DroppedField)

@@ -498,6 +498,9 @@ func (w *worker) check(it item) error {
 	if r.Stream == nil {
 		return nil
 	}
+	if w.opts.DropStreamCounters && !w.tgt.AtLeast(7, 0) && dropCounters(r.Stream) && it.last {
+		w.st.DroppedCount++
+	}
 	for _, g := range r.Stream.Groups {
 		if g.LastDeliveredID != "" && g.EntriesRead >= 0 && !w.tgt.AtLeast(7, 0) {
 			return fmt.Errorf("%w: group %q has an entries-read counter, which needs XGROUP CREATE ... ENTRIESREAD (Redis 7.0+); the target is %s %s", ErrTargetLacks, g.Name, w.tgt.Engine, w.tgt.Version)
@@ -510,6 +513,20 @@ func (w *worker) check(it item) error {
 		return fmt.Errorf("%w: the stream's entries-added and max-deleted-entry-id need XSETID ... ENTRIESADDED MAXDELETEDID (Redis 7.0+); the target is %s %s", ErrTargetLacks, w.tgt.Engine, w.tgt.Version)
 	}
 	return nil
+}
+
+// dropCounters removes from a stream record what a target before 7.0
+// cannot set (--drop-stream-counters): entries-added, max-deleted-entry-id
+// and the groups' entries-read. It reports whether the record had any; a
+// record sent again has none left, so a stream is counted once.
+func dropCounters(s *format.Stream) bool {
+	had := s.EntriesAdded >= 0 || s.MaxDeletedID != ""
+	s.EntriesAdded, s.MaxDeletedID = -1, ""
+	for i := range s.Groups {
+		had = had || s.Groups[i].EntriesRead >= 0
+		s.Groups[i].EntriesRead = -1
+	}
+	return had
 }
 
 // commands writes to c the commands for plan p's record, and those that

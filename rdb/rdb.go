@@ -62,7 +62,7 @@ type Info struct {
 // Stats counts what a Decoder skipped or could not carry.
 type Stats struct {
 	Expired   int64 // keys skipped because their expiry had passed
-	Functions int64 // function libraries, which crs does not carry yet
+	FunctionsPreGA int64 // function libraries of Redis 7.0 release candidates, not carried
 	ModuleAux int64 // module auxiliary data blocks, skipped
 }
 
@@ -279,10 +279,9 @@ func (d *Decoder) Decode(ctx context.Context, emit func(*format.Record) error) e
 			d.Stats.ModuleAux++
 			err = d.moduleAux()
 		case opFunction2:
-			d.Stats.Functions++
-			_, err = d.in.str()
+			err = d.function(emit)
 		case opFunctionPre:
-			d.Stats.Functions++
+			d.Stats.FunctionsPreGA++
 			for i := 0; i < 4 && err == nil; i++ { // name, engine, description, code
 				_, err = d.in.str()
 			}
@@ -326,4 +325,35 @@ func (d *Decoder) end() error {
 		return &Error{Offset: d.in.off - 8, Err: fmt.Errorf("checksum mismatch: the file says %016x, its bytes give %016x (the file is corrupt)", got, want)}
 	}
 	return nil
+}
+
+// function reads a function library and emits it as a record.
+func (d *Decoder) function(emit func(*format.Record) error) error {
+	code, err := d.in.str()
+	if err != nil {
+		return err
+	}
+	name, err := libraryName(string(code))
+	if err != nil {
+		return err
+	}
+	if err := emit(&format.Record{Key: name, Type: format.TypeFunction, Str: string(code)}); err != nil {
+		return emitError{err}
+	}
+	return nil
+}
+
+// libraryName returns the name a function library's code gives itself in
+// its first line, "#!lua name=mylib".
+func libraryName(code string) (string, error) {
+	line, _, _ := strings.Cut(code, "\n")
+	if !strings.HasPrefix(line, "#!") {
+		return "", fmt.Errorf("function library code does not start with #!")
+	}
+	for _, f := range strings.Fields(line) {
+		if name, ok := strings.CutPrefix(f, "name="); ok && name != "" {
+			return name, nil
+		}
+	}
+	return "", fmt.Errorf("function library code names no library (name=...)")
 }

@@ -148,6 +148,7 @@ func fixtures() []struct {
 			w.byte(opModuleAux).len(id << 10).len(moduleUInt).len(2).len(moduleEOF)
 			w.byte(opFunction2).str("#!lua name=lib\nredis.register_function('f', function() return 1 end)")
 		}, `0 "vs" vectorset dump46 v11
+0 "lib" function
 `},
 	}
 }
@@ -187,7 +188,7 @@ func TestDumpPayload(t *testing.T) {
 	if sum := crcUpdate(0, p[:len(p)-8]); sum != leU64(p[len(p)-8:]) {
 		t.Errorf("payload checksum %x, computed %x", leU64(p[len(p)-8:]), sum)
 	}
-	if d.Stats.Functions != 1 || d.Stats.ModuleAux != 1 {
+	if len(recs) != 2 || recs[1].Type != format.TypeFunction || recs[1].Key != "lib" || d.Stats.ModuleAux != 1 {
 		t.Errorf("stats %+v", d.Stats)
 	}
 }

@@ -43,7 +43,8 @@ type Stats struct {
 	Duplicates int64            `json:"scan_duplicates"`                 // keys SCAN returned more than once
 	Expired    int64            `json:"skipped_expired"`                 // keys left out because their expiry had passed
 	NotOwned   int64            `json:"skipped_not_owned,omitempty"`     // keys a cluster node held in a slot it did not serve (a resharding under way)
-	Functions  int64            `json:"functions_not_carried,omitempty"` // function libraries left out (RDB files)
+	Functions  int64            `json:"functions_not_carried,omitempty"` // function libraries of 7.0 release candidates, left out (RDB files)
+	Libraries  int64            `json:"function_libraries"`              // function libraries written
 	Shards     int              `json:"shards,omitempty"`                // cluster shards dumped
 	ShardsOf   int              `json:"shards_of,omitempty"`             // shards the cluster has
 	Databases  int              `json:"databases"`                       // databases dumped
@@ -67,6 +68,7 @@ func (s *Stats) Add(o *Stats) {
 	s.Expired += o.Expired
 	s.NotOwned += o.NotOwned
 	s.Functions += o.Functions
+	s.Libraries += o.Libraries
 	for t, n := range o.ByType {
 		s.ByType[t] += n
 	}
@@ -78,6 +80,10 @@ func (s *Stats) Count(rec *format.Record) {
 		s.ByType = make(map[string]int64)
 	}
 	s.Records++
+	if rec.Type == format.TypeFunction {
+		s.Libraries++
+		return
+	}
 	if rec.Part <= 1 {
 		s.Keys++
 		s.ByType[rec.Type]++

@@ -155,6 +155,9 @@ func Collect(ctx context.Context, fr *format.Reader, opts Options) ([]*DB, error
 	var cur *Key // the key whose parts are being added up
 	var curDB *DB
 	err := dumpfile.Each(ctx, fr, func(rec *format.Record) error {
+		if rec.Type == format.TypeFunction {
+			return nil // not a key
+		}
 		d := dbs[rec.DB]
 		if d == nil {
 			d = &DB{DB: rec.DB, ByType: map[string]int64{}, shapes: map[string]*shape{}, firsts: map[int]int{}, merged: map[int]bool{}, given: make([]int64, len(opts.Patterns))}

@@ -178,6 +178,12 @@ func Verify(ctx context.Context, fr *format.Reader, opts Options) (Result, error
 			}
 			return res, err
 		}
+		if rec.Type == format.TypeFunction {
+			if err := v.function(ctx, opts, rec); err != nil {
+				return res, err
+			}
+			continue
+		}
 		if len(batch) > 0 && batch[0].DB != rec.DB {
 			if err := flush(); err != nil {
 				return res, err
@@ -399,4 +405,30 @@ func orMissing(s string) string {
 		return "missing"
 	}
 	return s
+}
+
+// function checks that the target has a function library, with the same
+// code.
+func (v *verifier) function(ctx context.Context, opts Options, rec *format.Record) error {
+	c, _, err := redisconn.OpenAny(ctx, opts.Target, 0, 1)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	v.res.Keys++
+	libs, err := c.FunctionList(ctx, redis.FunctionListQuery{LibraryNamePattern: rec.Key, WithCode: true}).Result()
+	if err != nil && !redisconn.IsUnknownCommand(err) {
+		return fmt.Errorf("function list: %w", err)
+	}
+	for _, l := range libs {
+		if l.Name == rec.Key {
+			if l.Code != rec.Str {
+				v.differ(0, rec.Key, "function library: its code differs")
+			}
+			return nil
+		}
+	}
+	v.res.Missing++
+	v.differ(0, rec.Key, "function library: missing")
+	return nil
 }

@@ -79,6 +79,17 @@ func (s *Source) Dump(ctx context.Context, fw *format.Writer, p *progress.Counte
 	if err := fw.WriteHeader(hdr); err != nil {
 		return st, fmt.Errorf("write: %w", err)
 	}
+	// Function libraries live on each node: the union, once.
+	libs, err := functions(shards)
+	if err != nil {
+		return st, err
+	}
+	for _, f := range libs {
+		if err := fw.Write(f); err != nil {
+			return st, fmt.Errorf("write: %w", err)
+		}
+		st.Count(f)
+	}
 	w := &keyWriter{w: fw}
 	g, gctx := errgroup.WithContext(ctx)
 	stats := make([]source.Stats, len(shards))
@@ -240,4 +251,26 @@ func (s *shardWriter) Write(rec *format.Record) error {
 		s.k.mu.Unlock()
 	}
 	return err
+}
+
+// functions returns the function libraries of every shard's node, each
+// once, and takes them from the shards' own dumps. A library that is not
+// the same on every node that has it fails the dump.
+func functions(shards []shardDump) ([]*format.Record, error) {
+	var out []*format.Record
+	seen := map[string]string{}
+	for _, sh := range shards {
+		for _, f := range sh.pr.Functions {
+			code, ok := seen[f.Key]
+			switch {
+			case !ok:
+				seen[f.Key] = f.Str
+				out = append(out, f)
+			case code != f.Str:
+				return nil, fmt.Errorf("function library %q is not the same on every node (%s differs): load the same code everywhere first", f.Key, sh.node)
+			}
+		}
+		sh.pr.Functions = nil
+	}
+	return out, nil
 }

@@ -103,13 +103,15 @@ func (s *Source) Dump(ctx context.Context, fw *format.Writer, p *progress.Counte
 			return fmt.Errorf("write: %w", err)
 		}
 		st.Count(rec)
-		dbs[rec.DB] = true
-		if !rec.More {
+		if rec.Type != format.TypeFunction {
+			dbs[rec.DB] = true
+		}
+		if !rec.More && rec.Type != format.TypeFunction {
 			p.Add(1)
 		}
 		return nil
 	})
-	st.Expired, st.Databases, st.Functions = dec.Stats.Expired, len(dbs), dec.Stats.Functions
+	st.Expired, st.Databases, st.Functions = dec.Stats.Expired, len(dbs), dec.Stats.FunctionsPreGA
 	if err != nil {
 		return st, err
 	}

@@ -100,7 +100,10 @@ type Prepared struct {
 	Header format.Header
 	// Total is the number of keys in the databases dumped.
 	Total int64
-	caps  redisconn.Caps
+	// Functions are the server's function libraries (FUNCTION LIST
+	// WITHCODE, Redis 7.0+), written before the keys.
+	Functions []*format.Record
+	caps      redisconn.Caps
 }
 
 // Prepare connects, finds the databases to dump and what the server can
@@ -142,13 +145,19 @@ func (s *Source) Prepare(ctx context.Context, start time.Time) (*Prepared, error
 	if err != nil {
 		return nil, err
 	}
+	var libs []*format.Record
+	if opts.Match == "" {
+		if libs, err = functions(ctx, base); err != nil {
+			return nil, err
+		}
+	}
 	var memory int64
 	if opts.Match == "" {
 		if memory, err = dataMemory(ctx, base, keyspace, total); err != nil {
 			return nil, err
 		}
 	}
-	return &Prepared{Total: total, caps: cp, Header: format.Header{
+	return &Prepared{Total: total, caps: cp, Functions: libs, Header: format.Header{
 		CreatedMs:     start.UnixMilli(),
 		Source:        opts.Conn.Address(),
 		ServerVersion: srv.Version,
@@ -162,6 +171,12 @@ func (s *Source) Prepare(ctx context.Context, start time.Time) (*Prepared, error
 // Records reads every key of the databases pr lists and writes their
 // records with w, a key's parts one after another, adding to st.
 func (s *Source) Records(ctx context.Context, pr *Prepared, w source.RecordWriter, p *progress.Counter, st *source.Stats) error {
+	for _, f := range pr.Functions {
+		if err := w.Write(f); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		st.Count(f)
+	}
 	for _, d := range pr.Header.Databases {
 		st.Databases++ // counted once begun, so a failure's summary names it
 		if err := dumpDB(ctx, w, s.opts, d, pr.caps, st, p); err != nil {
@@ -325,4 +340,21 @@ func scanKeys(ctx context.Context, c *redis.Client, opts Options, d format.Datab
 			return nil
 		}
 	}
+}
+
+// functions returns the server's function libraries as records; none
+// before Redis 7.0, or where FUNCTION is not allowed.
+func functions(ctx context.Context, c *redis.Client) ([]*format.Record, error) {
+	libs, err := c.FunctionList(ctx, redis.FunctionListQuery{WithCode: true}).Result()
+	switch {
+	case err != nil && redisconn.IsUnknownCommand(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("function list: %w (a dump without the server's function libraries would lose them)", err)
+	}
+	out := make([]*format.Record, 0, len(libs))
+	for _, l := range libs {
+		out = append(out, &format.Record{Key: l.Name, Type: format.TypeFunction, Str: l.Code})
+	}
+	return out, nil
 }

@@ -22,6 +22,7 @@ var versionPairs = [][2]string{
 	{"redis-7.4.1", "redis-8.0.6"},
 	{"redis-8.0.6", "valkey-9.1.2"},
 	{"valkey-8.0.1", "redis-7.2.6"},
+	{"redis-7.4.1", "redis-6.2.16"}, // the downgrade: field expiry and stream counters both dropped
 }
 
 // counterLine matches what a load into a server before 7.0 leaves out
@@ -101,9 +102,12 @@ func TestVersionMatrix(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// A source before 7.0 reports no stream counters; the target
+			// makes its own.
+			fromOld := strings.Contains(srcInfo, "redis_version:6.")
 			n := 0
 			for _, d := range diffs {
-				if dropCounters && counterLine.MatchString(d) {
+				if (dropCounters || fromOld) && counterLine.MatchString(d) {
 					continue
 				}
 				t.Error(d)

@@ -61,9 +61,9 @@ type Info struct {
 
 // Stats counts what a Decoder skipped or could not carry.
 type Stats struct {
-	Expired   int64 // keys skipped because their expiry had passed
+	Expired        int64 // keys skipped because their expiry had passed
 	FunctionsPreGA int64 // function libraries of Redis 7.0 release candidates, not carried
-	ModuleAux int64 // module auxiliary data blocks, skipped
+	ModuleAux      int64 // module auxiliary data blocks, skipped
 }
 
 // Error is a failure to decode, at a byte offset of the input.

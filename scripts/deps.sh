@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what crs's tests, demo and benchmarks run against, when it is
-# missing: redis-server (Debian's package), zstd and jq (the README's
-# inspection recipes). It installs nothing that is already on the PATH.
+# missing: redis-server and redis-cli (Debian's packages), zstd and jq (the
+# README's inspection recipes). It installs nothing that is already on the PATH.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools) # redis-cli --cluster create, for the cluster tests
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
 command -v jq >/dev/null 2>&1 || need+=(jq)
 [ ${#need[@]} -eq 0 ] && exit 0

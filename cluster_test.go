@@ -184,6 +184,18 @@ func TestClusterRoundTrips(t *testing.T) {
 	if out, code := sh(t, dir, "crs stats -u "+c4.Nodes[2].URL); code != 0 || !strings.Contains(out, fmt.Sprintf("db 0: %d keys", n0+n15)) {
 		t.Errorf("stats of the cluster: exit %d\n%s", code, out)
 	}
+	var perShard int64
+	for _, node := range c4.Nodes {
+		out, code := sh(t, dir, "crs stats --json --node-only -u "+node.URL)
+		n, _ := redistest.Client(t, node, 0).DBSize(context.Background()).Result()
+		if code != 0 || (n > 0 && !strings.Contains(out, fmt.Sprintf(`"keys": %d,`, n))) {
+			t.Errorf("stats --node-only of %s (%d keys): exit %d\n%s", node.Addr, n, code, out)
+		}
+		perShard += n
+	}
+	if perShard != n0+n15 {
+		t.Errorf("the shards hold %d keys, want %d", perShard, n0+n15)
+	}
 	for _, pair := range [][2]string{{c4.URL(), dst.URL}, {dst.URL, c3.URL()}} {
 		if out, code := sh(t, dir, "crs verify --source "+pair[0]+" --target "+pair[1]); code != 0 || !strings.Contains(out, fmt.Sprintf("%d keys checked, 0 differences", n0+n15)) {
 			t.Errorf("verify --source %s --target %s: exit %d\n%s", pair[0], pair[1], code, out)

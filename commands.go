@@ -137,6 +137,8 @@ func statsCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "pattern", Usage: "count the keys matching this SCAN MATCH `PATTERN` (repeatable) instead of the patterns found", Destination: &statsPatterns},
 			&cli.IntFlag{Name: "top", Value: statsOpts.Top, Usage: "list this many of the biggest keys", Destination: &statsOpts.Top},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object", Destination: &statsOpts.JSON},
+			&cli.BoolFlag{Name: "node-only", Usage: "of a cluster: count only the shard of the node given (a cluster is counted whole otherwise)", Destination: &statsOpts.From.NodeOnly},
+			&cli.BoolFlag{Name: "from-replicas", Usage: "of a cluster: read each shard from a replica", Destination: &statsOpts.From.FromReplicas},
 		),
 		Action: func(c *cli.Context) error {
 			if err := atMostOneFile(c); err != nil {

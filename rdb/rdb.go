@@ -174,15 +174,10 @@ func (d *Decoder) readMagic() error {
 
 // aux reads one aux field.
 func (d *Decoder) aux() error {
-	k, err := d.in.str()
+	key, val, err := d.in.pair()
 	if err != nil {
 		return err
 	}
-	v, err := d.in.str()
-	if err != nil {
-		return err
-	}
-	key, val := string(k), string(v)
 	if d.info.Aux != nil {
 		d.info.Aux[key] = val
 	}

@@ -190,6 +190,17 @@ func (in *input) str() ([]byte, error) {
 	return nil, fmt.Errorf("unknown string encoding %d", n)
 }
 
+// pair reads two strings: a hash's field and value, an aux field's name
+// and value.
+func (in *input) pair() (string, string, error) {
+	a, err := in.str()
+	if err != nil {
+		return "", "", err
+	}
+	b, err := in.str()
+	return string(a), string(b), err
+}
+
 func (in *input) intEnc(n uint64) (int64, error) {
 	switch n {
 	case encInt8:

@@ -298,15 +298,11 @@ func (d *Decoder) hash(t byte, b *builder) error {
 	switch t {
 	case typeHash:
 		return d.each(func() error {
-			k, err := d.in.str()
+			k, v, err := d.in.pair()
 			if err != nil {
 				return err
 			}
-			v, err := d.in.str()
-			if err != nil {
-				return err
-			}
-			return field(string(k), string(v))
+			return field(k, v)
 		})
 	case typeHashZipmap:
 		return d.pairBlob(walkZipmap, field)
@@ -356,15 +352,11 @@ func (d *Decoder) hashMeta(t byte, b *builder) error {
 		if t == typeHashMeta && ttl != 0 {
 			at = int64(ttl + minExp - 1) // relative to the smallest, plus one
 		}
-		k, err := d.in.str()
+		k, v, err := d.in.pair()
 		if err != nil {
 			return err
 		}
-		v, err := d.in.str()
-		if err != nil {
-			return err
-		}
-		return b.field(string(k), string(v), at)
+		return b.field(k, v, at)
 	})
 }
 
@@ -372,11 +364,7 @@ func (d *Decoder) hashMeta(t byte, b *builder) error {
 // [field][value][expiry: 8 bytes, unix ms, -1 for none] each.
 func (d *Decoder) valkeyHash(b *builder) error {
 	return d.each(func() error {
-		k, err := d.in.str()
-		if err != nil {
-			return err
-		}
-		v, err := d.in.str()
+		k, v, err := d.in.pair()
 		if err != nil {
 			return err
 		}
@@ -384,7 +372,7 @@ func (d *Decoder) valkeyHash(b *builder) error {
 		if err != nil {
 			return err
 		}
-		return b.field(string(k), string(v), max(int64(at), 0))
+		return b.field(k, v, max(int64(at), 0))
 	})
 }
 

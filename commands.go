@@ -44,6 +44,7 @@ func dumpCommand() *cli.Command {
 		OnUsageError: onUsage,
 		Flags: append(connFlags(&from.Scan.Conn, "dump only this database (a database in the URL does the same)", "every database"),
 			&cli.StringFlag{Name: "input", Aliases: []string{"i", "rdb"}, Usage: "read this `FILE` (- for stdin) instead of a server: an RDB file (a backup, of any Redis or Valkey version) to convert, or a dump to check or recompress", Destination: &from.File},
+			&cli.BoolFlag{Name: "allow-changing", Usage: "write a key read in parts that changed during each of 3 reads as last read (not a value it ever held), counting it, instead of failing", Destination: &from.Scan.AllowChanging},
 			&cli.BoolFlag{Name: "from-replicas", Usage: "of a cluster: read each shard from a replica, to spare the masters", Destination: &from.FromReplicas},
 			&cli.BoolFlag{Name: "node-only", Usage: "of a cluster: dump only the node given (the slots its shard serves), not every shard", Destination: &from.NodeOnly},
 			&cli.BoolFlag{Name: "snapshot", Usage: "read the server through a replication snapshot (REPLCONF, PSYNC): every key from one instant, as the server forks to make it; needs SYNC, which managed services often refuse", Destination: &from.Snapshot},

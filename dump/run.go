@@ -181,7 +181,10 @@ func summary(st Stats, outBytes int64, err error) string {
 			fmt.Fprintf(&b, "; %d FUNCTION LIBRARIES OF A 7.0 RELEASE CANDIDATE NOT CARRIED", st.Functions)
 		}
 	case "server", "cluster":
-		fmt.Fprintf(&b, "; %d vanished while dumping, %d returned twice by SCAN", st.Vanished, st.Duplicates)
+		fmt.Fprintf(&b, "; %d vanished while dumping, %d returned twice by SCAN, %d read again because they changed while read in parts", st.Vanished, st.Duplicates, st.Reread)
+		if st.Changing > 0 {
+			fmt.Fprintf(&b, "; %d KEYS KEPT CHANGING and were written as last read (--allow-changing)", st.Changing)
+		}
 	}
 	if st.ShardsOf > 0 {
 		if st.Shards < st.ShardsOf {

@@ -40,6 +40,8 @@ type Stats struct {
 	Records    int64            `json:"records"`                         // records written (a key in parts has several)
 	ByType     map[string]int64 `json:"keys_by_type"`                    // keys written per type
 	Vanished   int64            `json:"vanished"`                        // keys SCAN returned that were gone when read
+	Reread     int64            `json:"reread"`                          // keys read in parts again because they changed meanwhile
+	Changing   int64            `json:"carried_changing"`                // keys that kept changing, written as last read (--allow-changing)
 	Duplicates int64            `json:"scan_duplicates"`                 // keys SCAN returned more than once
 	Expired    int64            `json:"skipped_expired"`                 // keys left out because their expiry had passed
 	NotOwned   int64            `json:"skipped_not_owned,omitempty"`     // keys a cluster node held in a slot it did not serve (a resharding under way)
@@ -65,6 +67,8 @@ func (s *Stats) Add(o *Stats) {
 	s.Records += o.Records
 	s.Vanished += o.Vanished
 	s.Duplicates += o.Duplicates
+	s.Reread += o.Reread
+	s.Changing += o.Changing
 	s.Expired += o.Expired
 	s.NotOwned += o.NotOwned
 	s.Functions += o.Functions

@@ -31,6 +31,24 @@ func (r *reader) windowElems(p probed) int {
 // memory does not grow with the key. It reports retry when the key turned
 // out to have another type before anything was emitted.
 func (r *reader) readBig(ctx context.Context, p probed) (retry bool, err error) {
+	err = r.atomically(ctx, p.key, func(ctx context.Context) error {
+		var err error
+		retry, err = r.readBigOnce(ctx, p)
+		return err
+	})
+	return retry, err
+}
+
+// readBigOnce is one read of a key in windows. The expiry is read again:
+// under WATCH, so that it belongs to the same instant as the value.
+func (r *reader) readBigOnce(ctx context.Context, p probed) (retry bool, err error) {
+	if r.caps.ExpireTime {
+		ms, err := r.c.Do(ctx, "PEXPIRETIME", p.key).Int64()
+		if err != nil {
+			return false, fmt.Errorf("db %d: key %q: %w", r.db, p.key, err)
+		}
+		p.exp = max(ms, 0)
+	}
 	if p.size == 0 && p.typ != format.TypeString {
 		// Probed with MEMORY USAGE only: count the elements, to size the
 		// windows.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 
@@ -26,6 +27,11 @@ type reader struct {
 	emit func(*format.Record) error
 	// vanished counts keys that were gone when read.
 	vanished func()
+	// counts counts keys read more than once.
+	counts *counters
+	// afterRead, in tests, runs between the read of a key in parts and
+	// the check that it did not change.
+	afterRead func(key string, attempt int)
 }
 
 // probed is what the first two round trips learn of a key.
@@ -466,4 +472,26 @@ func rdbVersion(payload string) (int, error) {
 		return 0, fmt.Errorf("DUMP payload of %d bytes is too short", len(payload))
 	}
 	return int(binary.LittleEndian.Uint16([]byte(payload[len(payload)-10:]))), nil
+}
+
+// counters counts, for one database's workers, the keys read in parts
+// that changed while they were read.
+type counters struct {
+	mu       sync.Mutex
+	reread   int64 // keys read again because they changed
+	changing int64 // keys written as last read though they kept changing
+}
+
+func (c *counters) note(extra int, changed bool) {
+	if c == nil || (extra == 0 && !changed) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if extra > 0 {
+		c.reread++
+	}
+	if changed {
+		c.changing++
+	}
 }

@@ -40,6 +40,10 @@ type Options struct {
 	// so memory does not grow with the size of a key.
 	PartElems int
 	PartBytes int64
+	// AllowChanging writes a key read in parts that changed during each of
+	// its reads as it was last read (not a value it ever held), counting
+	// it, instead of failing the dump.
+	AllowChanging bool
 	// Keep, if not nil, says which keys SCAN returns are this source's to
 	// dump; the others are counted in Stats.NotOwned. A cluster source
 	// keeps the keys of the slots a node served when the dump began.
@@ -219,7 +223,9 @@ type batch struct {
 func dumpDB(ctx context.Context, fw source.RecordWriter, opts Options, d format.Database, cp redisconn.Caps, st *source.Stats, p *progress.Counter) error {
 	db := d.DB
 	conc := max(opts.Concurrency, 1)
-	c, _, err := redisconn.Open(ctx, opts.Conn, db, conc+1)
+	// Each worker may hold a connection in WATCH while it reads a key in
+	// parts on another.
+	c, _, err := redisconn.Open(ctx, opts.Conn, db, 2*conc+1)
 	if err != nil {
 		return err
 	}
@@ -229,6 +235,7 @@ func dumpDB(ctx context.Context, fw source.RecordWriter, opts Options, d format.
 	work := make(chan batch)
 	order := make(chan chan *format.Record, conc)
 	var dups, notOwned int64
+	var counts counters
 	var vanished atomic.Int64
 	g.Go(func() error {
 		defer close(work)
@@ -250,6 +257,7 @@ func dumpDB(ctx context.Context, fw source.RecordWriter, opts Options, d format.
 				rd := &reader{c: c, rc: rc, db: db, caps: cp, opts: opts,
 					emit:     func(rec *format.Record) error { return sendCtx(gctx, b.out, rec) },
 					vanished: func() { vanished.Add(1) },
+					counts:   &counts,
 				}
 				err := rd.readBatch(gctx, b.keys)
 				close(b.out)
@@ -279,6 +287,8 @@ func dumpDB(ctx context.Context, fw source.RecordWriter, opts Options, d format.
 	})
 	err = g.Wait()
 	st.Duplicates += dups
+	st.Reread += counts.reread
+	st.Changing += counts.changing
 	st.NotOwned += notOwned
 	st.Vanished += vanished.Load()
 	return err

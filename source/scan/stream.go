@@ -25,6 +25,16 @@ type groupInfo struct {
 // first, in ID order, then groups, with the metadata in the last part.
 // It reports gone when the key no longer exists.
 func (r *reader) readStream(ctx context.Context, p probed) (gone bool, err error) {
+	err = r.atomically(ctx, p.key, func(ctx context.Context) error {
+		var err error
+		gone, err = r.readStreamOnce(ctx, p)
+		return err
+	})
+	return gone, err
+}
+
+// readStreamOnce is one read of a stream.
+func (r *reader) readStreamOnce(ctx context.Context, p probed) (gone bool, err error) {
 	w := r.opts.PartElems
 	res, err := r.c.Do(ctx, "XINFO", "STREAM", p.key, "FULL", "COUNT", w).Slice()
 	if err != nil {

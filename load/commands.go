@@ -1,0 +1,211 @@
+package load
+
+import (
+	"math"
+	"strconv"
+
+	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/resp"
+)
+
+// The commands that write each kind of record.
+
+// dropCounters removes from a stream record what a target before 7.0
+// cannot set (--drop-stream-counters): entries-added, max-deleted-entry-id
+// and the groups' entries-read. It reports whether the record had any; a
+// record sent again has none left, so a stream is counted once.
+func dropCounters(s *format.Stream) bool {
+	had := s.EntriesAdded >= 0 || s.MaxDeletedID != ""
+	s.EntriesAdded, s.MaxDeletedID = -1, ""
+	for i := range s.Groups {
+		had = had || s.Groups[i].EntriesRead >= 0
+		s.Groups[i].EntriesRead = -1
+	}
+	return had
+}
+
+// commands writes to c the commands for plan p's record, and those that
+// finish its key when it is the key's last record. check has passed.
+func (w *worker) commands(c *resp.Conn, p int, it item, st *keyState) {
+	r := it.rec
+	expireSet := false
+	switch {
+	case r.Dump != "":
+		if it.exp > 0 && w.tgt.AtLeast(5, 0) {
+			w.begin(c, p, cmdRestore, "RESTORE", 4).Str(r.Key).Int(it.exp).Str(r.Dump).Str("ABSTTL")
+			expireSet = true
+		} else {
+			w.begin(c, p, cmdRestore, "RESTORE", 3).Str(r.Key).Int(0).Str(r.Dump)
+		}
+	case r.Type == format.TypeString:
+		switch {
+		case r.Part > 1:
+			w.begin(c, p, cmdWrite, "APPEND", 2).Str(r.Key).Str(r.Str)
+		case it.exp > 0 && it.last && w.tgt.AtLeast(6, 2):
+			w.begin(c, p, cmdWrite, "SET", 4).Str(r.Key).Str(r.Str).Str("PXAT").Int(it.exp)
+			expireSet = true
+		default:
+			w.begin(c, p, cmdWrite, "SET", 2).Str(r.Key).Str(r.Str)
+		}
+	case r.Type == format.TypeList || r.Type == format.TypeSet:
+		cmd := "RPUSH"
+		if r.Type == format.TypeSet {
+			cmd = "SADD"
+		}
+		for i := 0; i < len(r.Elems); i += elemsPerCommand {
+			part := r.Elems[i:min(i+elemsPerCommand, len(r.Elems))]
+			w.begin(c, p, cmdWrite, cmd, 1+len(part)).Str(r.Key)
+			for _, e := range part {
+				c.Str(e)
+			}
+		}
+	case r.Type == format.TypeHash:
+		cmd := "HSET"
+		if !w.tgt.AtLeast(4, 0) {
+			cmd = "HMSET"
+		}
+		for i := 0; i < len(r.Hash); i += elemsPerCommand {
+			part := r.Hash[i:min(i+elemsPerCommand, len(r.Hash))]
+			w.begin(c, p, cmdWrite, cmd, 1+2*len(part)).Str(r.Key)
+			for _, f := range part {
+				c.Str(f.Name).Str(f.Value)
+			}
+		}
+		w.fieldExpiry(c, p, r)
+	case r.Type == format.TypeZSet:
+		for i := 0; i < len(r.ZSet); i += elemsPerCommand {
+			part := r.ZSet[i:min(i+elemsPerCommand, len(r.ZSet))]
+			w.begin(c, p, cmdWrite, "ZADD", 1+2*len(part)).Str(r.Key)
+			for _, m := range part {
+				c.Str(formatScore(m.Score)).Str(m.Member)
+			}
+		}
+	case r.Type == format.TypeStream:
+		w.streamCommands(c, p, it, st)
+	}
+	if it.last && it.exp > 0 && !expireSet {
+		w.begin(c, p, cmdWrite, "PEXPIREAT", 2).Str(r.Key).Int(it.exp)
+	}
+}
+
+// fieldExpiry writes HPEXPIREAT commands for r's field expiries, one per
+// distinct instant, or counts them as dropped (--drop-field-expiry).
+func (w *worker) fieldExpiry(c *resp.Conn, p int, r *format.Record) {
+	if len(r.FieldExpire) == 0 {
+		return
+	}
+	if !w.tgt.FieldExpiry {
+		w.st.DroppedField += int64(len(r.FieldExpire))
+		return
+	}
+	byTime := make(map[int64][]string)
+	var order []int64
+	for _, f := range r.FieldExpire {
+		if f.AtMs <= 0 {
+			continue // dropped by --ttl=none
+		}
+		if _, ok := byTime[f.AtMs]; !ok {
+			order = append(order, f.AtMs)
+		}
+		byTime[f.AtMs] = append(byTime[f.AtMs], f.Field)
+	}
+	for _, at := range order {
+		fields := byTime[at]
+		w.begin(c, p, cmdWrite, "HPEXPIREAT", 4+len(fields)).Str(r.Key).Int(at).Str("FIELDS").Int(int64(len(fields)))
+		for _, f := range fields {
+			c.Str(f)
+		}
+	}
+}
+
+// streamCommands rebuilds a stream part: entries with XADD at their IDs
+// (and placeholders for deleted entries still pending), groups with
+// XGROUP CREATE and CREATECONSUMER, pending entries with XCLAIM ... FORCE
+// at their delivery time and count; after the last part, the placeholders
+// are deleted and XSETID restores the last ID and counters.
+func (w *worker) streamCommands(c *resp.Conn, p int, it item, st *keyState) {
+	r, s := it.rec, it.rec.Stream
+	if r.Part <= 1 {
+		w.begin(c, p, cmdWrite, "XGROUP", 5).Str("CREATE").Str(r.Key).Str(loadingGroup).Str("$").Str("MKSTREAM")
+	}
+	for _, e := range s.Entries {
+		if e.Deleted {
+			w.begin(c, p, cmdWrite, "XADD", 4).Str(r.Key).Str(e.ID).Str(placeholderField).Str("")
+			st.placeholders = append(st.placeholders, e.ID)
+			continue
+		}
+		w.begin(c, p, cmdWrite, "XADD", 2+len(e.Fields)).Str(r.Key).Str(e.ID)
+		for _, f := range e.Fields {
+			c.Str(f)
+		}
+	}
+	for _, g := range s.Groups {
+		if g.LastDeliveredID != "" {
+			if g.EntriesRead >= 0 {
+				w.begin(c, p, cmdWrite, "XGROUP", 6).Str("CREATE").Str(r.Key).Str(g.Name).Str(g.LastDeliveredID).Str("ENTRIESREAD").Int(g.EntriesRead)
+			} else {
+				w.begin(c, p, cmdWrite, "XGROUP", 4).Str("CREATE").Str(r.Key).Str(g.Name).Str(g.LastDeliveredID)
+			}
+		}
+		for _, cs := range g.Consumers {
+			w.begin(c, p, cmdWrite, "XGROUP", 4).Str("CREATECONSUMER").Str(r.Key).Str(g.Name).Str(cs.Name)
+		}
+		// One XCLAIM for each run of entries with the same consumer,
+		// delivery time and count.
+		for i := 0; i < len(g.Pending); {
+			pe := g.Pending[i]
+			j := i
+			for j < len(g.Pending) && j-i < elemsPerCommand {
+				q := g.Pending[j]
+				if q.Consumer != pe.Consumer || q.DeliveryTimeMs != pe.DeliveryTimeMs || q.DeliveryCount != pe.DeliveryCount {
+					break
+				}
+				j++
+			}
+			w.begin(c, p, cmdWrite, "XCLAIM", 4+(j-i)+6).Str(r.Key).Str(g.Name).Str(pe.Consumer).Int(0)
+			for _, q := range g.Pending[i:j] {
+				c.Str(q.ID)
+			}
+			c.Str("TIME").Int(pe.DeliveryTimeMs).Str("RETRYCOUNT").Int(pe.DeliveryCount).Str("FORCE").Str("JUSTID")
+			i = j
+		}
+	}
+	if !it.last {
+		return
+	}
+	if len(st.placeholders) > 0 {
+		w.begin(c, p, cmdWrite, "XDEL", 1+len(st.placeholders)).Str(r.Key)
+		for _, id := range st.placeholders {
+			c.Str(id)
+		}
+	}
+	if s.LastID != "" {
+		n := 2
+		if s.EntriesAdded >= 0 {
+			n += 2
+		}
+		if s.MaxDeletedID != "" {
+			n += 2
+		}
+		w.begin(c, p, cmdWrite, "XSETID", n).Str(r.Key).Str(s.LastID)
+		if s.EntriesAdded >= 0 {
+			c.Str("ENTRIESADDED").Int(s.EntriesAdded)
+		}
+		if s.MaxDeletedID != "" {
+			c.Str("MAXDELETEDID").Str(s.MaxDeletedID)
+		}
+	}
+	w.begin(c, p, cmdWrite, "XGROUP", 3).Str("DESTROY").Str(r.Key).Str(loadingGroup)
+}
+
+// formatScore writes a score the way Redis reads it back exactly: the
+// shortest decimal form, and "inf" / "-inf".
+func formatScore(f float64) string {
+	switch {
+	case math.IsInf(f, 1):
+		return "inf"
+	case math.IsInf(f, -1):
+		return "-inf"
+	}
+	return strconv.FormatFloat(f, 'g', -1, 64)
+}

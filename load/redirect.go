@@ -1,0 +1,113 @@
+package load
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/internal/resp"
+)
+
+// Where a writer sends a batch: its own node, or, in a cluster, the node a
+// MOVED or ASK reply names.
+
+// connKey names a connection of a worker: its own node's (addr "") or
+// another node's that a cluster redirected a key to.
+type connKey struct {
+	addr string
+	db   int
+}
+
+func (w *worker) connFor(ctx context.Context, db int) (*resp.Conn, error) {
+	return w.connTo(ctx, connKey{db: db})
+}
+
+func (w *worker) connTo(ctx context.Context, k connKey) (*resp.Conn, error) {
+	if c := w.conns[k]; c != nil {
+		return c, nil
+	}
+	conn := w.conn
+	if k.addr != "" {
+		conn = conn.At(k.addr)
+	}
+	o, err := conn.RESP(k.db)
+	if err != nil {
+		return nil, err
+	}
+	c, err := resp.Dial(ctx, o)
+	if err != nil {
+		return nil, &redisconn.Error{Addr: conn.Address(), Err: err}
+	}
+	if w.conns == nil {
+		w.conns = make(map[connKey]*resp.Conn)
+	}
+	w.conns[k] = c
+	return c, nil
+}
+
+// redirection reports whether a refusal is a cluster's MOVED or ASK, and
+// notes where it sends the plan's key.
+func redirection(text string, pl *planned) bool {
+	kind, rest, _ := strings.Cut(text, " ")
+	if kind != "MOVED" && kind != "ASK" {
+		return false
+	}
+	_, addr, _ := strings.Cut(rest, " ") // "<slot> <host:port>"
+	pl.redirect, pl.ask, pl.refused = addr, kind == "ASK", true
+	return true
+}
+
+// redirected writes again, on the nodes a cluster named, the keys it
+// redirected (MOVED after a slot moved, ASK while it moves), each from
+// scratch after a DEL, as after a lost connection; a later part of a
+// key cannot be, and fails saying how to finish. It follows up to five
+// redirections of a key.
+func (w *worker) redirected(ctx context.Context, db int, plans []planned) error {
+	for hop := 0; hop < 5; hop++ {
+		groups := map[connKey][]planned{}
+		asks := map[connKey]bool{}
+		for _, pl := range plans {
+			if pl.redirect == "" {
+				continue
+			}
+			r := pl.it.rec
+			if r.Part > 1 {
+				return &KeyError{Line: pl.it.line, DB: db, Key: r.Key, Err: fmt.Errorf("the cluster moved the key's slot to %s between its parts; load the dump again with --replace", pl.redirect)}
+			}
+			k := connKey{addr: pl.redirect, db: db}
+			pl.redirect = ""
+			groups[k] = append(groups[k], pl)
+			asks[k] = pl.ask
+		}
+		if len(groups) == 0 {
+			return nil
+		}
+		w.st.Redirects++
+		for k := range groups {
+			if !asks[k] && w.moved != nil {
+				w.moved(ctx)
+				break
+			}
+		}
+		plans = plans[:0:0]
+		for k, g := range groups {
+			c, err := w.connTo(ctx, k)
+			if err != nil {
+				return err
+			}
+			w.asking = asks[k]
+			err = w.sendOn(ctx, c, db, g, true)
+			w.asking = false
+			if err != nil {
+				if errors.Is(err, resp.ErrLost) {
+					delete(w.conns, k)
+				}
+				return err
+			}
+			plans = append(plans, g...)
+		}
+	}
+	return fmt.Errorf("the cluster redirected keys more than five times: is it resharding in a loop?")
+}

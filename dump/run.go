@@ -63,44 +63,21 @@ func Run(ctx context.Context, src source.Source, opts Options, stdout, stderr io
 	if err := progress.CheckMode(opts.Progress); err != nil {
 		return fmt.Errorf("%w: %v", ErrOptions, err)
 	}
-	var level zstd.EncoderLevel
-	switch opts.Compress {
-	case "zstd":
-		if opts.ZstdLevel < 1 || opts.ZstdLevel > 4 {
-			return fmt.Errorf("%w: --zstd-level must be 1 to 4, not %d", ErrOptions, opts.ZstdLevel)
-		}
-		level = zstd.EncoderLevel(opts.ZstdLevel)
-	case "none":
-	default:
-		return fmt.Errorf("%w: --compress must be zstd or none, not %q", ErrOptions, opts.Compress)
+	level, err := checkOutput(opts)
+	if err != nil {
+		return err
 	}
-
-	var out io.Writer
-	var file *os.File
-	var tmp string
-	if opts.Output == "" || opts.Output == "-" {
-		if opts.Compress != "none" && isTerminal(stdout) {
-			return ErrTerminal
-		}
-		out = stdout
-	} else {
-		tmp = opts.Output + ".tmp"
-		file, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-		if err != nil {
-			return fmt.Errorf("create output: %w", err)
-		}
-		if err := file.Chmod(0o600); err != nil {
-			file.Close()
-			os.Remove(tmp)
-			return fmt.Errorf("create output: %w", err)
-		}
+	out, file, err := openOutput(opts, stdout)
+	if err != nil {
+		return err
+	}
+	if file != nil {
 		defer func() {
 			if err != nil {
 				file.Close()
-				os.Remove(tmp)
+				os.Remove(file.Name())
 			}
 		}()
-		out = file
 	}
 
 	compressed := &countingWriter{w: out}
@@ -138,7 +115,7 @@ func Run(ctx context.Context, src source.Source, opts Options, stdout, stderr io
 			err = file.Close()
 		}
 		if err == nil {
-			err = os.Rename(tmp, opts.Output)
+			err = os.Rename(file.Name(), opts.Output)
 		}
 		if err != nil {
 			err = fmt.Errorf("write %s: %w", opts.Output, err)
@@ -155,6 +132,43 @@ func Run(ctx context.Context, src source.Source, opts Options, stdout, stderr io
 		fmt.Fprintln(stderr, summary(st, compressed.n, err))
 	}
 	return err
+}
+
+// checkOutput checks the output options and returns the zstd level.
+func checkOutput(opts Options) (zstd.EncoderLevel, error) {
+	switch opts.Compress {
+	case "zstd":
+		if opts.ZstdLevel < 1 || opts.ZstdLevel > 4 {
+			return 0, fmt.Errorf("%w: --zstd-level must be 1 to 4, not %d", ErrOptions, opts.ZstdLevel)
+		}
+		return zstd.EncoderLevel(opts.ZstdLevel), nil
+	case "none":
+		return 0, nil
+	}
+	return 0, fmt.Errorf("%w: --compress must be zstd or none, not %q", ErrOptions, opts.Compress)
+}
+
+// openOutput returns where the dump goes: standard output (never
+// compressed bytes to a terminal), or FILE.tmp, mode 0600, returned too so
+// that it can be renamed to FILE when the dump is complete.
+func openOutput(opts Options, stdout io.Writer) (io.Writer, *os.File, error) {
+	if opts.Output == "" || opts.Output == "-" {
+		if opts.Compress != "none" && isTerminal(stdout) {
+			return nil, nil, ErrTerminal
+		}
+		return stdout, nil, nil
+	}
+	tmp := opts.Output + ".tmp"
+	file, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create output: %w", err)
+	}
+	if err := file.Chmod(0o600); err != nil {
+		file.Close()
+		os.Remove(tmp)
+		return nil, nil, fmt.Errorf("create output: %w", err)
+	}
+	return file, file, nil
 }
 
 func summary(st Stats, outBytes int64, err error) string {

@@ -40,76 +40,23 @@ func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) e
 	if opts.Check {
 		return check(ctx, opts, stdin, stderr)
 	}
-	path := opts.Input
-	if path == "-" {
-		path = ""
+	in, err := openInput(opts.Input, stdin)
+	if err != nil {
+		return err
 	}
-	if path == "" {
-		if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-			return ErrNoInput
-		}
-	}
-	in := stdin
-	if path != "" {
-		f, err := os.Open(path)
-		if err != nil {
-			return fmt.Errorf("open input: %w", err)
-		}
-		defer f.Close()
-		in = f
-	}
-	name := path
-	if name == "" {
-		name = "stdin"
-	}
+	defer in.close()
 	if opts.Source.RDB.Name == "" {
-		opts.Source.RDB.Name = name
+		opts.Source.RDB.Name = in.name
 	}
-	counted := &countingReader{r: in}
-	br := bufio.NewReaderSize(counted, 1<<20)
-	hdr, err := pick.PeekHeader(br, name)
+	hdr, ti, err := in.preflight(ctx, opts, stderr)
 	if err != nil {
-		return err
-	}
-	ti, err := probe(ctx, opts)
-	if err != nil {
-		return err
-	}
-	problems := preflight(hdr, ti, opts)
-	if needsScan(hdr, ti.serverInfo, opts) {
-		if path == "" {
-			spool, err := spoolToFile(br)
-			if err != nil {
-				return err
-			}
-			defer os.Remove(spool)
-			path = spool
-		}
-		more, err := scanNeeds(ctx, path, ti.serverInfo, opts)
-		if err != nil {
-			return err
-		}
-		problems = append(problems, more...)
-		f, err := os.Open(path)
-		if err != nil {
-			return fmt.Errorf("open input: %w", err)
-		}
-		defer f.Close()
-		counted = &countingReader{r: f}
-		br = bufio.NewReaderSize(counted, 1<<20)
-	}
-	if len(problems) > 0 {
-		err := &PreflightError{Problems: problems}
-		if opts.JSON {
-			writeJSON(stderr, Stats{ByType: map[string]int64{}}, err)
-		}
 		return err
 	}
 	if !opts.Quiet && !opts.JSON {
 		fmt.Fprintln(stderr, preflightReport(hdr, ti))
 	}
 
-	r, closeInput, err := pick.Lines(ctx, opts.Source, br)
+	r, closeInput, err := pick.Lines(ctx, opts.Source, in.br)
 	if err != nil {
 		return err
 	}
@@ -123,7 +70,7 @@ func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) e
 	st, err := Load(ctx, format.NewReader(r), opts)
 	err = preferDecoderError(err, closeInput())
 	stopProgress()
-	st.Bytes = counted.n
+	st.Bytes = in.counted.n
 	switch {
 	case opts.JSON:
 		writeJSON(stderr, st, err)
@@ -131,6 +78,92 @@ func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) e
 		fmt.Fprintln(stderr, summary(st, err))
 	}
 	return err
+}
+
+// input is what crsload reads: a file, or standard input, counted, and
+// buffered so that its header can be looked at first.
+type input struct {
+	name    string // the file, or "stdin"
+	path    string // "" for standard input
+	counted *countingReader
+	br      *bufio.Reader
+	closers []func()
+}
+
+func openInput(path string, stdin io.Reader) (*input, error) {
+	in := &input{path: path, name: path}
+	if path == "-" {
+		in.path, in.name = "", ""
+	}
+	r := stdin
+	if in.path == "" {
+		if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			return nil, ErrNoInput
+		}
+		in.name = "stdin"
+	} else {
+		f, err := os.Open(in.path)
+		if err != nil {
+			return nil, fmt.Errorf("open input: %w", err)
+		}
+		in.closers = append(in.closers, func() { f.Close() })
+		r = f
+	}
+	in.counted = &countingReader{r: r}
+	in.br = bufio.NewReaderSize(in.counted, 1<<20)
+	return in, nil
+}
+
+func (in *input) close() {
+	for i := len(in.closers) - 1; i >= 0; i-- {
+		in.closers[i]()
+	}
+}
+
+// preflight checks the target against the dump before anything is
+// written, and reports every problem at once. When the target may lack a
+// command the data needs, it reads the whole dump first (standard input
+// spooled to a private temporary file), then starts the input again.
+func (in *input) preflight(ctx context.Context, opts Options, stderr io.Writer) (format.Header, targetInfo, error) {
+	hdr, err := pick.PeekHeader(in.br, in.name)
+	if err != nil {
+		return hdr, targetInfo{}, err
+	}
+	ti, err := probe(ctx, opts)
+	if err != nil {
+		return hdr, ti, err
+	}
+	problems := preflight(hdr, ti, opts)
+	if needsScan(hdr, ti.serverInfo, opts) {
+		if in.path == "" {
+			spool, err := spoolToFile(in.br)
+			if err != nil {
+				return hdr, ti, err
+			}
+			in.closers = append(in.closers, func() { os.Remove(spool) })
+			in.path = spool
+		}
+		more, err := scanNeeds(ctx, in.path, ti.serverInfo, opts)
+		if err != nil {
+			return hdr, ti, err
+		}
+		problems = append(problems, more...)
+		f, err := os.Open(in.path)
+		if err != nil {
+			return hdr, ti, fmt.Errorf("open input: %w", err)
+		}
+		in.closers = append(in.closers, func() { f.Close() })
+		in.counted = &countingReader{r: f}
+		in.br = bufio.NewReaderSize(in.counted, 1<<20)
+	}
+	if len(problems) > 0 {
+		err := &PreflightError{Problems: problems}
+		if opts.JSON {
+			writeJSON(stderr, Stats{ByType: map[string]int64{}}, err)
+		}
+		return hdr, ti, err
+	}
+	return hdr, ti, nil
 }
 
 // preflightReport says what the checks before the load found.

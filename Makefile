@@ -19,6 +19,7 @@ test: deps
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -run=NONE -fuzz=FuzzReader -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./format
+	$(GO) test -run=NONE -fuzz=FuzzDecoder -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./rdb
 	$(GO) test -count=1 ./...
 
 # Two throwaway servers, a guide-shaped keyspace, dump, load, counts.
@@ -35,6 +36,7 @@ bench: deps build
 # A longer fuzz run: make fuzz FUZZTIME=10m
 fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzReader -fuzztime=$(FUZZTIME) -fuzzminimizetime=10s ./format
+	$(GO) test -run=NONE -fuzz=FuzzDecoder -fuzztime=$(FUZZTIME) -fuzzminimizetime=10s ./rdb
 
 clean:
 	rm -rf bin

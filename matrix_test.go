@@ -98,7 +98,7 @@ func TestVersionMatrix(t *testing.T) {
 			if dropCounters && !strings.Contains(out, "DROPPED the counters of") {
 				t.Errorf("the summary does not count the dropped counters:\n%s", out)
 			}
-			diffs, err := redistest.Diff(ctx, src, dst, 5)
+			diffs, err := redistest.Diff(ctx, src, dst, expiryTolerance(t, src, dst))
 			if err != nil {
 				t.Fatal(err)
 			}

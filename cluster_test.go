@@ -7,11 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/redisserver"
 	"github.com/crs-tool/crs/internal/redistest"
 	"github.com/crs-tool/crs/internal/slotmap"
@@ -312,8 +314,10 @@ func TestClusterLoadFollowsRedirections(t *testing.T) {
 }
 
 // TestClusterDumpDuringResharding: a slot that changes hands while the
-// dump runs fails the dump, naming it. The dump is held in the middle (one
-// master paused) while an empty slot moves, so the test needs no timing.
+// dump runs fails the dump, naming it. The third master is paused before
+// the dump starts, so the dump waits on it after it has read the slot map
+// and readied the first two shards (the second sees its connection); an
+// empty slot moves then, and the paused master resumes: no timing.
 func TestClusterDumpDuringResharding(t *testing.T) {
 	c := redistest.StartCluster(t, 3, 0, "")
 	fillCluster(t, c, 3000)
@@ -327,11 +331,19 @@ func TestClusterDumpDuringResharding(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	cmd, output := start(t, dir, "crsdump --scan-count 10 -u "+a.URL+" -o d.zst")
-	redistest.WaitFor(t, "the dump's first bytes", redistest.FileHasBytes(filepath.Join(dir, "d.zst.tmp")))
+	bID := nodeID(t, b)
+	bc := redistest.Client(t, b, 0)
+	connections := func() int64 {
+		info, _ := bc.Info(ctx, "stats").Result()
+		n, _ := strconv.ParseInt(redisconn.InfoFields(info)["total_connections_received"], 10, 64)
+		return n
+	}
+	before := connections()
 	paused.Pause()
+	cmd, output := start(t, dir, "crsdump --scan-count 10 -u "+a.URL+" -o d.zst")
+	redistest.WaitFor(t, "the dump to ready the second shard", func() bool { return connections() > before })
 	for _, s := range []*redisserver.Server{a, b} {
-		if err := redistest.Client(t, s, 0).Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", nodeID(t, b)).Err(); err != nil {
+		if err := redistest.Client(t, s, 0).Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", bID).Err(); err != nil {
 			paused.Resume()
 			t.Fatal(err)
 		}

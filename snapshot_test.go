@@ -147,7 +147,7 @@ func TestSnapshotRefusedOrCut(t *testing.T) {
 	// Each key takes 1 ms to save, so the snapshot is under way when the
 	// server drops its replica connection.
 	slow := redistest.Start(t, "--repl-diskless-sync-delay", "0", "--rdb-key-save-delay", "1000")
-	fillMany(t, slow, 5000)
+	fillMany(t, slow, 20000) // 20 s to save: the kill comes long before
 	cmd, output := start(t, dir, "crsdump --snapshot -u "+slow.URL+" -o cut.zst")
 	c := redistest.Client(t, slow, 0)
 	redistest.WaitFor(t, "the snapshot's first records", redistest.FileHasBytes(filepath.Join(dir, "cut.zst.tmp")))

@@ -319,7 +319,7 @@ func TestClusterLoadFollowsRedirections(t *testing.T) {
 // and readied the first two shards (the second sees its connection); an
 // empty slot moves then, and the paused master resumes: no timing.
 func TestClusterDumpDuringResharding(t *testing.T) {
-	c := redistest.StartCluster(t, 3, 0, "")
+	c := redistest.StartCluster(t, 3, 0, "", "--cluster-node-timeout", "60000") // the pause must not look like a failure
 	fillCluster(t, c, 3000)
 	ctx := context.Background()
 	a, b, paused := c.Nodes[0], c.Nodes[1], c.Nodes[2]

@@ -117,7 +117,7 @@ func clusterKeys(t *testing.T, c *redistest.Cluster) int64 {
 	for _, s := range c.Nodes {
 		addrs = append(addrs, s.Addr)
 	}
-	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Protocol: 2, DisableIdentity: true})
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Protocol: 2, DisableIdentity: true, ReadTimeout: 2 * time.Minute})
 	defer cc.Close()
 	err := cc.ForEachMaster(context.Background(), func(ctx context.Context, m *redis.Client) error {
 		k, err := m.DBSize(ctx).Result()

@@ -110,7 +110,7 @@ func FileHasBytes(paths ...string) func() bool {
 // Client returns a client for database db of s, closed when t ends.
 func Client(t testing.TB, s *redisserver.Server, db int) *redis.Client {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: s.Addr, DB: db, Protocol: 2, DisableIdentity: true})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, DB: db, Protocol: 2, DisableIdentity: true, ReadTimeout: 2 * time.Minute})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -386,7 +386,7 @@ func (c *Cluster) Client(t testing.TB) *redis.ClusterClient {
 	for _, s := range c.Nodes {
 		addrs = append(addrs, s.Addr)
 	}
-	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Protocol: 2, DisableIdentity: true})
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Protocol: 2, DisableIdentity: true, ReadTimeout: 2 * time.Minute})
 	t.Cleanup(func() { cc.Close() })
 	return cc
 }

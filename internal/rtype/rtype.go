@@ -3,7 +3,7 @@
 // each one. Adding a type starts in format (its name, its value field,
 // its JSON shape in reader.go and writer.go), then here, then one place
 // per layer: source/scan/big.go reads a large value in windows,
-// load/worker.go's commands writes it, verify/values.go compares it.
+// load/commands.go writes it, verify/values.go compares it.
 package rtype
 
 import "github.com/crs-tool/crs/format"

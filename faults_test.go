@@ -227,7 +227,11 @@ func TestTargetDiesMidLoad(t *testing.T) {
 	}
 	dst := redistest.Start(t)
 	cmd, output := start(t, dir, "crsload --retry-for 1s -u "+dst.URL+" full.zst")
-	time.Sleep(250 * time.Millisecond)
+	dc := redistest.Client(t, dst, 0)
+	redistest.WaitFor(t, "keys on the target", func() bool {
+		n, _ := dc.DBSize(context.Background()).Result()
+		return n > 0
+	})
 	dst.Kill()
 	err := cmd.Wait()
 	t.Logf("what the user sees:\n%s", output())

@@ -51,15 +51,7 @@ func TestSnapshotIsConsistent(t *testing.T) {
 	ctx := context.Background()
 	c := redistest.Client(t, src, 0)
 	const n = 200_000
-	for i := 0; i < n; i += 10_000 {
-		args := []interface{}{"RPUSH", "list"}
-		for j := i; j < i+10_000; j++ {
-			args = append(args, "e"+strconv.Itoa(j))
-		}
-		if err := c.Do(ctx, args...).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fillList(t, c, n)
 	// Keys about to expire would make the key count race the clock.
 	if err := c.Del(ctx, fill(t, src)...).Err(); err != nil {
 		t.Fatal(err)
@@ -172,15 +164,7 @@ func TestScanDumpUnderWrites(t *testing.T) {
 	ctx := context.Background()
 	c := redistest.Client(t, src, 0)
 	const n = 50_000
-	for i := 0; i < n; i += 10_000 {
-		args := []interface{}{"RPUSH", "list"}
-		for j := i; j < i+10_000; j++ {
-			args = append(args, "e"+strconv.Itoa(j))
-		}
-		if err := c.Do(ctx, args...).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fillList(t, c, n)
 	stop := make(chan struct{})
 	done := make(chan error, 1)
 	var writes atomic.Int64
@@ -234,6 +218,20 @@ func TestScanDumpUnderWrites(t *testing.T) {
 		}
 		if len(list) != n {
 			t.Fatalf("%s: %d elements, want %d: a torn list", flags, len(list), n)
+		}
+	}
+}
+
+// fillList makes "list" of n distinct elements, e0 to e<n-1>.
+func fillList(t *testing.T, c *redis.Client, n int) {
+	t.Helper()
+	for i := 0; i < n; i += 10_000 {
+		args := []interface{}{"RPUSH", "list"}
+		for j := i; j < min(i+10_000, n); j++ {
+			args = append(args, "e"+strconv.Itoa(j))
+		}
+		if err := c.Do(context.Background(), args...).Err(); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

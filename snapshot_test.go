@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/redisserver"
 	"github.com/crs-tool/crs/internal/redistest"
 	"github.com/crs-tool/crs/source/dumpfile"
 )
@@ -58,39 +59,17 @@ func TestSnapshotIsConsistent(t *testing.T) {
 	}
 	dir := t.TempDir()
 
-	var writes atomic.Int64
-	stop := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		w := redis.NewClient(&redis.Options{Addr: src.Addr, Protocol: 2, DisableIdentity: true})
-		defer w.Close()
-		for i := n; ; i++ {
-			select {
-			case <-stop:
-				done <- nil
-				return
-			default:
-			}
-			_, err := w.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				p.Incr(ctx, "a")
-				p.Incr(ctx, "b")
-				p.LPush(ctx, "list", "e"+strconv.Itoa(i))
-				p.RPop(ctx, "list")
-				return nil
-			})
-			if err != nil {
-				done <- err
-				return
-			}
-			writes.Add(1)
-		}
-	}()
+	writes, stop := startWriter(t, src, func(p redis.Pipeliner, i int) {
+		p.Incr(ctx, "a")
+		p.Incr(ctx, "b")
+		p.LPush(ctx, "list", "e"+strconv.Itoa(n+i))
+		p.RPop(ctx, "list")
+	})
 	redistest.WaitFor(t, "the writer's first transactions", func() bool { return writes.Load() > 10 })
 	before := writes.Load()
 	out, code := sh(t, dir, "crsdump --snapshot --part-elems 1000 -u "+src.URL+" -o snap.zst")
 	during := writes.Load() - before
-	close(stop)
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	if code != 0 {
@@ -165,33 +144,12 @@ func TestScanDumpUnderWrites(t *testing.T) {
 	c := redistest.Client(t, src, 0)
 	const n = 50_000
 	fillList(t, c, n)
-	stop := make(chan struct{})
-	done := make(chan error, 1)
-	var writes atomic.Int64
-	go func() {
-		w := redis.NewClient(&redis.Options{Addr: src.Addr, Protocol: 2, DisableIdentity: true})
-		defer w.Close()
-		for i := n; ; i++ {
-			select {
-			case <-stop:
-				done <- nil
-				return
-			default:
-			}
-			if _, err := w.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				p.LPush(ctx, "list", "e"+strconv.Itoa(i))
-				p.RPop(ctx, "list")
-				return nil
-			}); err != nil {
-				done <- err
-				return
-			}
-			writes.Add(1)
-		}
-	}()
+	writes, stop := startWriter(t, src, func(p redis.Pipeliner, i int) {
+		p.LPush(ctx, "list", "e"+strconv.Itoa(n+i))
+		p.RPop(ctx, "list")
+	})
 	defer func() {
-		close(stop)
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Error(err)
 		}
 	}()
@@ -234,4 +192,32 @@ func fillList(t *testing.T, c *redis.Client, n int) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// startWriter runs transactions on s, the i-th made by tx, until stop is
+// called; stop returns the writer's error, if any. writes counts the
+// transactions done.
+func startWriter(t *testing.T, s *redisserver.Server, tx func(p redis.Pipeliner, i int)) (writes *atomic.Int64, stop func() error) {
+	t.Helper()
+	writes = &atomic.Int64{}
+	quit := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		w := redis.NewClient(&redis.Options{Addr: s.Addr, Protocol: 2, DisableIdentity: true})
+		defer w.Close()
+		for i := 0; ; i++ {
+			select {
+			case <-quit:
+				done <- nil
+				return
+			default:
+			}
+			if _, err := w.TxPipelined(context.Background(), func(p redis.Pipeliner) error { tx(p, i); return nil }); err != nil {
+				done <- err
+				return
+			}
+			writes.Add(1)
+		}
+	}()
+	return writes, func() error { close(quit); return <-done }
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/crs-tool/crs/dump"
+	"github.com/crs-tool/crs/internal/keyset"
 	"github.com/crs-tool/crs/internal/memlimit"
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/load"
@@ -53,6 +54,7 @@ func dumpCommand() *cli.Command {
 			&cli.StringFlag{Name: "compress", Value: opts.Compress, Usage: "zstd or none", Destination: &opts.Compress},
 			&cli.IntFlag{Name: "zstd-level", Value: opts.ZstdLevel, Usage: "zstd level, 1 (fastest) to 4 (smallest)", Destination: &opts.ZstdLevel},
 			&cli.IntFlag{Name: "scan-count", Value: from.Scan.ScanCount, Usage: "SCAN COUNT hint: about how many keys are read per pipelined batch", Destination: &from.Scan.ScanCount},
+			&cli.IntFlag{Name: "keys-in-memory", Value: keyset.DefaultLimit, Usage: "keys of a database remembered in memory to write a key SCAN returns twice once; past this many, further keys go to a temporary file (in TMPDIR) and are read after SCAN", Destination: &from.Scan.SeenLimit},
 			&cli.IntFlag{Name: "concurrency", Value: from.Scan.Concurrency, Usage: "batches read at once, each on its own connection", Destination: &from.Scan.Concurrency},
 			&cli.IntFlag{Name: "part-elems", Value: from.Scan.PartElems, Usage: "a key with more elements is read in windows and written in parts of this many", Destination: &from.Scan.PartElems},
 			&cli.Int64Flag{Name: "part-bytes", Value: from.Scan.PartBytes, Usage: "a key larger than this (estimated) is read in windows and written in parts of about this size", Destination: &from.Scan.PartBytes},
@@ -96,6 +98,7 @@ func loadCommand() *cli.Command {
 			&cli.BoolFlag{Name: "drop-stream-counters", Usage: "load streams into a server before 7.0 without entries-added, max-deleted-entry-id and the groups' entries-read (entries, groups, consumers and pending entries all load), counting them", Destination: &loadOpts.DropStreamCounters},
 			&cli.BoolFlag{Name: "drop-field-expiry", Usage: "load hashes without their field expiries when the target cannot set them (Redis before 7.4), counting them", Destination: &loadOpts.DropFieldExpiry},
 			&cli.BoolFlag{Name: "skip-unsupported", Usage: "skip, and count, keys whose DUMP payload the target refuses (another RDB version, a missing module)", Destination: &loadOpts.SkipUnsupported},
+			&cli.IntFlag{Name: "keys-in-memory", Value: keyset.DefaultLimit, Usage: "keys remembered in memory to catch a key in the dump twice; past this many, further keys go to a temporary file (in TMPDIR), checked at the end", Destination: &loadOpts.SeenLimit},
 			&cli.IntFlag{Name: "concurrency", Value: loadOpts.Concurrency, Usage: "writers at once, each with its own connection", Destination: &loadOpts.Concurrency},
 			&cli.IntFlag{Name: "pipeline", Value: loadOpts.Pipeline, Usage: "most keys one writer sends per round trip", Destination: &loadOpts.Pipeline},
 			&cli.Int64Flag{Name: "max-in-flight", Value: loadOpts.MaxInFlight, Usage: "most bytes of records read and not yet written, across all writers", Destination: &loadOpts.MaxInFlight},

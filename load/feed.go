@@ -28,7 +28,7 @@ type feeder struct {
 	clock    func() int64    // the target's time, unix ms
 	shift    int64           // added to expiries (--ttl shift)
 	checked  map[int]bool    // databases found empty; nil when all were checked
-	seen     map[int]*keyset.Set
+	seen     *keyset.Seen
 	inFlight *semaphore.Weighted
 	workers  []chan item // perNode writers for each node, node by node
 	perNode  int
@@ -45,7 +45,7 @@ func (f *feeder) feed(ctx context.Context, fr *format.Reader, st *Stats) error {
 	for {
 		rec, err := fr.Read()
 		if err == io.EOF {
-			return nil
+			return f.finishSeen()
 		}
 		if err != nil {
 			return err
@@ -99,10 +99,10 @@ func (f *feeder) startKey(ctx context.Context, it *item) error {
 		}
 		f.checked[it.db] = true
 	}
-	if f.seen[it.db] == nil {
-		f.seen[it.db] = keyset.NewSize(sizeHint(f.hdr, rec.DB))
-	}
-	if !f.seen[it.db].Add(rec.Key) {
+	switch v, err := f.seen.Add(it.db, rec.Key, int64(it.line)); {
+	case err != nil:
+		return err
+	case v == keyset.Twice:
 		return &format.ParseError{Line: it.line, Err: fmt.Errorf("%w: %q for db %d", ErrDuplicateKey, rec.Key, it.db)}
 	}
 	f.keyExp = applyTTL(f.opts.TTL, rec.ExpireAtMs, f.shift)
@@ -111,6 +111,18 @@ func (f *feeder) startKey(ctx context.Context, it *item) error {
 	}
 	f.skipping = f.keyExp > 0 && f.keyExp <= f.clock()
 	return nil
+}
+
+// finishSeen checks the keys past the memory limit of the set of keys
+// seen, at the end of the dump: a key found twice there was written twice,
+// and fails the load.
+func (f *feeder) finishSeen() error {
+	return f.seen.Finish(func(db int, key string, line int64, dup bool) error {
+		if dup {
+			return &format.ParseError{Line: int(line), Err: fmt.Errorf("%w: %q for db %d (found at the end of the dump, so it was loaded twice)", ErrDuplicateKey, key, db)}
+		}
+		return nil
+	})
 }
 
 // route returns the writer for a key: one of the writers of the node that

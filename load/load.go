@@ -87,9 +87,15 @@ type Options struct {
 	// Counter, if not nil, counts keys as they are finished (written,
 	// skipped or found expired), of the total the header gives.
 	Counter *progress.Counter
+	// SeenLimit is how many keys the load remembers in memory to catch a
+	// key that is in the dump twice; past it, further keys go to a
+	// temporary file, checked once the dump is read (a key found twice
+	// there fails the load then, after it was written twice).
+	// keyset.DefaultLimit if zero.
+	SeenLimit int
 	// KeysKnown, if not nil, is called once the load knows how many keys
-	// it must remember (every target database's seen-keys set), so that
-	// the caller can size process-wide settings such as the memory limit.
+	// it must remember in memory (up to SeenLimit), so that the caller
+	// can size process-wide settings such as the memory limit.
 	KeysKnown func(keys int64)
 }
 
@@ -111,19 +117,20 @@ func NewOptions() Options {
 
 // Stats counts what a load did.
 type Stats struct {
-	Records      int64            `json:"records"`                 // records read
-	Keys         int64            `json:"keys"`                    // keys written
-	ByType       map[string]int64 `json:"keys_by_type"`            // keys written per type
-	Expired      int64            `json:"skipped_expired"`         // keys skipped because their expiry had passed
-	Existing     int64            `json:"skipped_existing"`        // keys skipped because they existed (--skip-existing)
-	Replaced     int64            `json:"replaced"`                // keys that existed and were replaced (--replace)
-	Unsupported  int64            `json:"skipped_unsupported"`     // keys skipped because the target refused their DUMP payload
-	DroppedField int64            `json:"dropped_field_expiries"`  // field expiries dropped (--drop-field-expiry)
-	DroppedCount int64            `json:"dropped_stream_counters"` // streams loaded without their counters (--drop-stream-counters)
-	Retries      int64            `json:"retries"`                 // batches sent again after a lost connection
-	Functions    int64            `json:"function_libraries"`      // function libraries loaded
-	Redirects    int64            `json:"redirects"`               // batches sent again to the node a cluster redirected them to
-	Bytes        int64            `json:"input_bytes"`             // bytes of input read (compressed, as given)
+	Records      int64            `json:"records"`                        // records read
+	Keys         int64            `json:"keys"`                           // keys written
+	ByType       map[string]int64 `json:"keys_by_type"`                   // keys written per type
+	Expired      int64            `json:"skipped_expired"`                // keys skipped because their expiry had passed
+	Existing     int64            `json:"skipped_existing"`               // keys skipped because they existed (--skip-existing)
+	Replaced     int64            `json:"replaced"`                       // keys that existed and were replaced (--replace)
+	Unsupported  int64            `json:"skipped_unsupported"`            // keys skipped because the target refused their DUMP payload
+	DroppedField int64            `json:"dropped_field_expiries"`         // field expiries dropped (--drop-field-expiry)
+	DroppedCount int64            `json:"dropped_stream_counters"`        // streams loaded without their counters (--drop-stream-counters)
+	Retries      int64            `json:"retries"`                        // batches sent again after a lost connection
+	Functions    int64            `json:"function_libraries"`             // function libraries loaded
+	Redirects    int64            `json:"redirects"`                      // batches sent again to the node a cluster redirected them to
+	Bytes        int64            `json:"input_bytes"`                    // bytes of input read (compressed, as given)
+	Deferred     int64            `json:"keys_checked_on_disk,omitempty"` // keys past the memory limit, checked for repeats on disk at the end
 	Elapsed      time.Duration    `json:"-"`
 }
 
@@ -193,12 +200,18 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 	if err != nil {
 		return st, err
 	}
-	var keys int64 // every target database's set of seen keys is kept
+	var keys int64
 	for _, d := range hdr.Databases {
 		keys += d.Keys
 	}
+	seen := keyset.NewSeen(opts.SeenLimit, keys)
+	defer seen.Close()
 	if opts.KeysKnown != nil {
-		opts.KeysKnown(keys)
+		limit := int64(opts.SeenLimit)
+		if limit <= 0 {
+			limit = keyset.DefaultLimit
+		}
+		opts.KeysKnown(min(keys, limit))
 	}
 	opts.Counter.SetTotal(keys)
 	tgt, done, err := openTarget(ctx, opts)
@@ -215,7 +228,7 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 	if err != nil {
 		return st, err
 	}
-	f := feeder{hdr: hdr, opts: opts, targetDB: targetDB, tgt: tgt, bases: bases, clock: clock, seen: make(map[int]*keyset.Set)}
+	f := feeder{hdr: hdr, opts: opts, targetDB: targetDB, tgt: tgt, bases: bases, clock: clock, seen: seen}
 	if opts.TTL == TTLShift && hdr.CreatedMs > 0 {
 		f.shift = clock() - hdr.CreatedMs
 	}
@@ -259,18 +272,8 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 	for i := range results {
 		st.add(&results[i])
 	}
+	st.Deferred, _ = seen.Deferred()
 	return st, err
-}
-
-// sizeHint is the number of keys the header expects in db, capped so that
-// a wrong header cannot make the loader reserve much memory up front.
-func sizeHint(h format.Header, db int) int {
-	for _, d := range h.Databases {
-		if d.DB == db {
-			return int(min(max(d.Keys, 0), 4<<20))
-		}
-	}
-	return 0
 }
 
 func checkOptions(opts Options) error {

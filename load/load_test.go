@@ -89,3 +89,44 @@ func TestFormatScore(t *testing.T) {
 		}
 	}
 }
+
+// TestDuplicateKeyInMemoryAndOnDisk: a key in the dump twice fails the
+// load naming the later line, whether the first was remembered in memory
+// (then before the second is written) or past the memory limit, on disk
+// (then at the end, after both were written).
+func TestDuplicateKeyInMemoryAndOnDisk(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		limit     int
+		dupAt     int // the key repeated (k<dupAt> again after k199)
+		onDisk    bool
+		wantLines string
+	}{
+		{"first in memory", 1000, 150, false, "line 202"},
+		{"first past the limit", 50, 150, true, "line 202"},
+		{"first among the ones in memory, second past it", 50, 10, true, "line 202"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := redistest.Start(t)
+			ctx := context.Background()
+			lines := []string{`{"format":"crs","version":1,"databases":[{"db":0,"keys":201}]}`}
+			for i := 0; i < 200; i++ {
+				lines = append(lines, fmt.Sprintf(`{"db":0,"key":"k%d","type":"list","value":["a"]}`, i))
+			}
+			lines = append(lines, fmt.Sprintf(`{"db":0,"key":"k%d","type":"list","value":["a"]}`, tt.dupAt))
+			opts := NewOptions()
+			opts.Conn.URL = s.URL
+			opts.SeenLimit = tt.limit
+			st, err := Load(ctx, format.NewReader(strings.NewReader(handWritten(lines...))), opts)
+			if !errors.Is(err, ErrDuplicateKey) || !strings.Contains(err.Error(), tt.wantLines) || !strings.Contains(err.Error(), fmt.Sprintf(`"k%d"`, tt.dupAt)) {
+				t.Fatalf("err = %v", err)
+			}
+			if onDisk := strings.Contains(err.Error(), "loaded twice"); onDisk != tt.onDisk {
+				t.Errorf("found at the end: %v, want %v (%v)", onDisk, tt.onDisk, err)
+			}
+			if tt.onDisk && st.Deferred != int64(201-tt.limit) {
+				t.Errorf("keys checked on disk: %d, want %d", st.Deferred, 201-tt.limit)
+			}
+		})
+	}
+}

@@ -328,6 +328,9 @@ func summary(st Stats, err error) string {
 	if st.Redirects > 0 {
 		fmt.Fprintf(&b, "; followed %d cluster redirections (MOVED, ASK)", st.Redirects)
 	}
+	if st.Deferred > 0 {
+		fmt.Fprintf(&b, "; %d keys past the memory limit checked for repeats on disk", st.Deferred)
+	}
 	if st.Retries > 0 {
 		fmt.Fprintf(&b, "; reconnected and resent %d times", st.Retries)
 	}

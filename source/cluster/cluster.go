@@ -132,6 +132,9 @@ func (s *Source) prepare(ctx context.Context, m *slotmap.Map, start time.Time) (
 	// Each shard gets its share of the concurrency, and at least two
 	// batches at once, so that a round trip to one never idles it.
 	conc := max(s.opts.Scan.Concurrency/len(m.Shards), 2)
+	// The shards are read at once: each remembers its share of the keys
+	// the dump may hold in memory.
+	limit := max(scan.SeenLimit(s.opts.Scan)/len(m.Shards), 1<<14)
 	var shards []shardDump
 	hdr := format.Header{CreatedMs: start.UnixMilli(), Source: s.opts.Scan.Conn.Address(), Cluster: &format.Cluster{NodeOnly: s.opts.NodeOnly}}
 	dbs := map[int]int64{}
@@ -157,6 +160,7 @@ func (s *Source) prepare(ctx context.Context, m *slotmap.Map, start time.Time) (
 				continue // another shard
 			}
 			conc = max(s.opts.Scan.Concurrency, 1)
+			limit = scan.SeenLimit(s.opts.Scan)
 		case s.opts.FromReplicas:
 			if len(sh.Replicas) == 0 {
 				return nil, hdr, fmt.Errorf("--from-replicas: the shard of %s (slots %s) has no replica", sh.Master.Addr, sh.SlotsText())
@@ -167,6 +171,8 @@ func (s *Source) prepare(ctx context.Context, m *slotmap.Map, start time.Time) (
 		o.Conn = o.Conn.At(node.Addr)
 		o.Conn.ReadOnly = readOnly
 		o.Concurrency = conc
+		o.SeenLimit = limit
+		o.KeysKnown = nil // called once below, for all shards
 		o.Keep = func(key string) bool { return m.Owner(key) == k }
 		src := scan.New(o)
 		pr, err := src.Prepare(ctx, start)
@@ -183,11 +189,16 @@ func (s *Source) prepare(ctx context.Context, m *slotmap.Map, start time.Time) (
 		}
 		hdr.Cluster.Shards = append(hdr.Cluster.Shards, format.Shard{Node: node.Addr, Slots: sh.SlotsText()})
 	}
+	var keys int64
 	hdr.Databases = []format.Database{}
 	for db, n := range dbs {
+		keys = max(keys, n)
 		hdr.Databases = append(hdr.Databases, format.Database{DB: db, Keys: n})
 	}
 	sort.Slice(hdr.Databases, func(i, j int) bool { return hdr.Databases[i].DB < hdr.Databases[j].DB })
+	if s.opts.Scan.KeysKnown != nil {
+		s.opts.Scan.KeysKnown(min(keys, int64(limit*len(shards))))
+	}
 	if len(shards) == 0 {
 		return nil, hdr, fmt.Errorf("--node-only: %s serves no slot and replicates no master that does", seed.Addr)
 	}

@@ -48,10 +48,25 @@ type Options struct {
 	// dump; the others are counted in Stats.NotOwned. A cluster source
 	// keeps the keys of the slots a node served when the dump began.
 	Keep func(key string) bool
+	// SeenLimit is how many keys of a database the dump remembers in
+	// memory (to write a key SCAN returns twice once); past it, further
+	// keys go to a temporary file and are read after SCAN ends.
+	// keyset.DefaultLimit if zero.
+	SeenLimit int
 	// KeysKnown, if not nil, is called once the dump knows the most keys
-	// it must remember at a time (one database's seen-keys set), so that
-	// the caller can size process-wide settings such as the memory limit.
+	// it must remember in memory at a time (one database's, up to
+	// SeenLimit), so that the caller can size process-wide settings such
+	// as the memory limit.
 	KeysKnown func(keys int64)
+}
+
+// SeenLimit returns the number of keys a dump with options o remembers in
+// memory per database.
+func SeenLimit(o Options) int {
+	if o.SeenLimit > 0 {
+		return o.SeenLimit
+	}
+	return keyset.DefaultLimit
 }
 
 // NewOptions returns the default options.
@@ -143,7 +158,7 @@ func (s *Source) Prepare(ctx context.Context, start time.Time) (*Prepared, error
 		total += d.Keys
 	}
 	if opts.KeysKnown != nil {
-		opts.KeysKnown(most)
+		opts.KeysKnown(min(most, int64(SeenLimit(opts))))
 	}
 	cp, err := redisconn.ProbeCaps(ctx, base)
 	if err != nil {
@@ -234,13 +249,13 @@ func dumpDB(ctx context.Context, fw source.RecordWriter, opts Options, d format.
 	g, gctx := errgroup.WithContext(ctx)
 	work := make(chan batch)
 	order := make(chan chan *format.Record, conc)
-	var dups, notOwned int64
+	var sc scanCounts
 	var counts counters
 	var vanished atomic.Int64
 	g.Go(func() error {
 		defer close(work)
 		defer close(order)
-		return scanKeys(gctx, c, opts, d, work, order, &dups, &notOwned)
+		return scanKeys(gctx, c, opts, d, work, order, &sc)
 	})
 	for i := 0; i < conc; i++ {
 		g.Go(func() error {
@@ -286,10 +301,11 @@ func dumpDB(ctx context.Context, fw source.RecordWriter, opts Options, d format.
 		return nil
 	})
 	err = g.Wait()
-	st.Duplicates += dups
+	st.Duplicates += sc.dups
+	st.Deferred += sc.deferred
 	st.Reread += counts.reread
 	st.Changing += counts.changing
-	st.NotOwned += notOwned
+	st.NotOwned += sc.notOwned
 	st.Vanished += vanished.Load()
 	return err
 }
@@ -315,8 +331,23 @@ func send[T any](ctx context.Context, ch chan<- T, v T) bool {
 // scanKeys runs SCAN over database d and hands each reply's keys not seen
 // before to the workers as a batch, in order: the batch's channel goes on
 // order first, so the writer drains batches in SCAN order.
-func scanKeys(ctx context.Context, c *redis.Client, opts Options, d format.Database, work chan<- batch, order chan<- chan *format.Record, dups, notOwned *int64) error {
-	seen := keyset.NewSize(int(min(d.Keys, 4<<20)))
+func scanKeys(ctx context.Context, c *redis.Client, opts Options, d format.Database, work chan<- batch, order chan<- chan *format.Record, st *scanCounts) error {
+	seen := keyset.NewSeen(opts.SeenLimit, d.Keys)
+	defer seen.Close()
+	sendKeys := func(keys []string) error {
+		if len(keys) == 0 {
+			return nil
+		}
+		b := batch{keys: keys, out: make(chan *format.Record, 2)}
+		if !send(ctx, order, b.out) {
+			return ctx.Err()
+		}
+		if !send(ctx, work, b) {
+			close(b.out) // the writer waits on it; no worker will
+			return ctx.Err()
+		}
+		return nil
+	}
 	var cursor uint64
 	for {
 		keys, next, err := c.Scan(ctx, cursor, opts.Match, int64(max(opts.ScanCount, 1))).Result()
@@ -326,30 +357,51 @@ func scanKeys(ctx context.Context, c *redis.Client, opts Options, d format.Datab
 		fresh := keys[:0]
 		for _, k := range keys {
 			if opts.Keep != nil && !opts.Keep(k) {
-				*notOwned++
+				st.notOwned++
 				continue
 			}
-			if seen.Add(k) {
+			switch v, err := seen.Add(d.DB, k, 0); {
+			case err != nil:
+				return fmt.Errorf("db %d: %w", d.DB, err)
+			case v == keyset.New:
 				fresh = append(fresh, k)
-			} else {
-				*dups++
+			case v == keyset.Twice:
+				st.dups++
 			}
 		}
-		if len(fresh) > 0 {
-			b := batch{keys: fresh, out: make(chan *format.Record, 2)}
-			if !send(ctx, order, b.out) {
-				return ctx.Err()
-			}
-			if !send(ctx, work, b) {
-				close(b.out) // the writer waits on it; no worker will
-				return ctx.Err()
-			}
+		if err := sendKeys(fresh); err != nil {
+			return err
 		}
 		cursor = next
 		if cursor == 0 {
-			return nil
+			break
 		}
 	}
+	// Keys past the memory limit were written to disk; they are read now,
+	// the first time each came, once SCAN is done.
+	var fresh []string
+	err := seen.Finish(func(_ int, key string, _ int64, dup bool) error {
+		if dup {
+			st.dups++
+			return nil
+		}
+		st.deferred++
+		if fresh = append(fresh, key); len(fresh) >= max(opts.ScanCount, 1) {
+			err := sendKeys(fresh)
+			fresh = nil
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("db %d: %w", d.DB, err)
+	}
+	return sendKeys(fresh)
+}
+
+// scanCounts are what scanKeys counts.
+type scanCounts struct {
+	dups, notOwned, deferred int64
 }
 
 // functions returns the server's function libraries as records; none

@@ -37,11 +37,17 @@ const (
 	TypeFunction = "function"
 )
 
+// DumpAllowed reports whether a record of type t may carry a DUMP
+// payload: a type the format does not carry, or a vector set it cannot
+// express as elements (one made with VADD REDUCE, whose projection
+// cannot be read back).
+func DumpAllowed(t string) bool { return t != "" && (!IsNative(t) || t == TypeVectorSet) }
+
 // IsNative reports whether t is a type the format carries as a value
 // (rather than as a DUMP payload).
 func IsNative(t string) bool {
 	switch t {
-	case TypeString, TypeList, TypeSet, TypeHash, TypeZSet, TypeStream, TypeFunction:
+	case TypeString, TypeList, TypeSet, TypeHash, TypeZSet, TypeStream, TypeVectorSet, TypeFunction:
 		return true
 	}
 	return false
@@ -71,6 +77,12 @@ type Header struct {
 	// source, in bytes; 0 means unknown. A loader may compare it with the
 	// target's free memory before writing.
 	MemoryBytes int64
+	// Modules names the modules the source had loaded (MODULE LIST;
+	// Redis 8 lists its built-in vectorset), so that a loader can tell
+	// before reading the records whether the dump may hold a type the
+	// target lacks. nil means not known (an RDB file, a source that would
+	// not say); empty means none.
+	Modules []string
 	// Cluster describes a Redis Cluster source; nil for one server.
 	Cluster *Cluster
 }
@@ -116,6 +128,8 @@ type Record struct {
 	Hash   []Field
 	ZSet   []Member
 	Stream *Stream
+	// VectorSet is a vector set's value (TypeVectorSet).
+	VectorSet *VectorSet
 
 	// FieldExpire holds the expiries of single hash fields (Redis 7.4+),
 	// for fields of this record's Hash that have one.

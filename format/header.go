@@ -61,6 +61,13 @@ func parseHeader(b []byte) (Header, error) {
 				err = fmt.Errorf("header field \"field_expiry\" must be true or false")
 			}
 			h.NoFieldExpiry = v == "false"
+		case "modules":
+			h.Modules = []string{} // present, even when empty
+			err = s.array(func(int) error {
+				m, err := s.str()
+				h.Modules = append(h.Modules, m)
+				return err
+			})
 		case "cluster":
 			h.Cluster, err = parseCluster(s)
 		case "memory_bytes":

@@ -200,8 +200,8 @@ func (l *line) fields() (strDecoder, error) {
 // dump reads a DUMP payload, which a record holds instead of a value.
 func (l *line) dump() error {
 	rec := l.rec
-	if l.has("value") || rec.Part != 0 || IsNative(rec.Type) || rec.Type == "" {
-		return fmt.Errorf("%w: a record with \"dump\" has no \"value\" and no parts, and its type is a type name the format does not carry (found %q)", ErrRecord, rec.Type)
+	if l.has("value") || rec.Part != 0 || !DumpAllowed(rec.Type) {
+		return fmt.Errorf("%w: a record with \"dump\" has no \"value\" and no parts, and its type is a type name the format does not carry, or vectorset (found %q)", ErrRecord, rec.Type)
 	}
 	if l.has("field_expire_at_ms") {
 		return fmt.Errorf("%w: \"field_expire_at_ms\" on a DUMP payload", ErrRecord)
@@ -238,7 +238,7 @@ func (l *line) value(bs strDecoder) error {
 		return fmt.Errorf("%w: missing field \"value\"", ErrRecord)
 	}
 	if !l.valueDone || l.valueB64 != bs.b64 {
-		rec.Str, rec.Elems, rec.Hash, rec.ZSet, rec.Stream = "", nil, nil, nil, nil
+		rec.Str, rec.Elems, rec.Hash, rec.ZSet, rec.Stream, rec.VectorSet = "", nil, nil, nil, nil, nil
 		l.valueErr = parseValue(sc, rec, bs)
 	}
 	if l.valueErr != nil {
@@ -247,8 +247,13 @@ func (l *line) value(bs strDecoder) error {
 	if rec.Type == TypeFunction && (rec.Part != 0 || rec.ExpireAtMs != 0 || rec.Str == "") {
 		return fmt.Errorf("%w: a function library has code, no parts and no expiry", ErrRecord)
 	}
-	if rec.Type != TypeString && rec.Type != TypeStream && rec.Type != TypeFunction && rec.Part <= 1 && len(rec.Elems)+len(rec.Hash)+len(rec.ZSet) == 0 {
+	if rec.Type != TypeString && rec.Type != TypeStream && rec.Type != TypeFunction && rec.Part <= 1 && elements(rec) == 0 {
 		return fmt.Errorf("%w: an empty %s value (Redis holds no empty %ss)", ErrRecord, rec.Type, rec.Type)
+	}
+	if rec.VectorSet != nil {
+		if err := checkVectorSetPart(rec); err != nil {
+			return err
+		}
 	}
 	if rec.Stream != nil && rec.Part <= 1 {
 		// A group first named here must say where it stands; only a later
@@ -263,6 +268,15 @@ func (l *line) value(bs strDecoder) error {
 		return parseFieldExpire(sc, rec, bs)
 	}
 	return nil
+}
+
+// elements returns the number of elements of a collection's record.
+func elements(rec *Record) int {
+	n := len(rec.Elems) + len(rec.Hash) + len(rec.ZSet)
+	if rec.VectorSet != nil {
+		n += len(rec.VectorSet.Elements)
+	}
+	return n
 }
 
 // strDecoder reads the byte strings of one record, which are base64 when
@@ -358,6 +372,11 @@ func parseValue(s *scanner, rec *Record, bs strDecoder) error {
 		st, err := parseStream(s, bs)
 		rec.Stream = st
 		return err
+	case TypeVectorSet:
+		if s.peek() != '{' {
+			return wrongShape("an object")
+		}
+		return parseVectorSet(s, rec, bs)
 	}
 	return fmt.Errorf("%w: unknown type %q (a type the format does not carry needs \"dump\")", ErrRecord, rec.Type)
 }

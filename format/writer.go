@@ -74,6 +74,16 @@ func (w *Writer) WriteHeader(h Header) error {
 	if h.NoFieldExpiry {
 		b = append(b, `,"field_expiry":false`...)
 	}
+	if h.Modules != nil {
+		b = append(b, `,"modules":[`...)
+		for i, m := range h.Modules {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, toValidUTF8(m))
+		}
+		b = append(b, ']')
+	}
 	if h.MemoryBytes > 0 {
 		b = append(b, `,"memory_bytes":`...)
 		b = strconv.AppendInt(b, h.MemoryBytes, 10)
@@ -180,7 +190,7 @@ func checkRecord(r *Record) error {
 		return fmt.Errorf("bad part %d (more %v, expiry %d)", r.Part, r.More, r.ExpireAtMs)
 	}
 	if r.Dump != "" {
-		if IsNative(r.Type) || r.Type == "" || r.Part != 0 {
+		if !DumpAllowed(r.Type) || r.Part != 0 {
 			return fmt.Errorf("a DUMP payload needs a non-native type and no parts, not type %q part %d", r.Type, r.Part)
 		}
 		return nil
@@ -204,6 +214,8 @@ func checkRecord(r *Record) error {
 		if r.Stream == nil {
 			return errors.New("stream record without a stream")
 		}
+	case TypeVectorSet:
+		return checkVectorSet(r)
 	default:
 		return fmt.Errorf("cannot write type %q without a DUMP payload", r.Type)
 	}
@@ -236,6 +248,13 @@ func byteStrings(r *Record, fn func(string) bool) {
 	for _, m := range r.ZSet {
 		if !fn(m.Member) {
 			return
+		}
+	}
+	if r.VectorSet != nil {
+		for _, e := range r.VectorSet.Elements {
+			if !fn(e.Name) || !fn(e.Attr) {
+				return
+			}
 		}
 	}
 	if r.Stream == nil {
@@ -360,6 +379,8 @@ func appendRecord(b []byte, r *Record) []byte {
 		b = append(b, ']')
 	case TypeStream:
 		b = appendStream(b, r.Stream, str, strs)
+	case TypeVectorSet:
+		b = appendVectorSet(b, r.VectorSet, str)
 	}
 	return append(b, "}\n"...)
 }

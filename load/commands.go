@@ -1,6 +1,7 @@
 package load
 
 import (
+	"encoding/binary"
 	"math"
 	"strconv"
 
@@ -82,6 +83,8 @@ func (w *worker) commands(c *resp.Conn, p int, it item, st *keyState) {
 		}
 	case r.Type == format.TypeStream:
 		w.streamCommands(c, p, it, st)
+	case r.Type == format.TypeVectorSet:
+		vectorSetCommands(w, c, p, r, st)
 	}
 	if it.last && it.exp > 0 && !expireSet {
 		w.begin(c, p, cmdWrite, "PEXPIREAT", 2).Str(r.Key).Int(it.exp)
@@ -208,4 +211,31 @@ func formatScore(f float64) string {
 		return "-inf"
 	}
 	return strconv.FormatFloat(f, 'g', -1, 64)
+}
+
+// vectorSetCommands writes a VADD for each element of a vector set record:
+// its vector as 32-bit floats (FP32), the set's quantization and M (from
+// the first part, kept in st for the later ones) and its attributes.
+// VADD builds the HNSW graph anew: the elements, vectors and attributes
+// are the source's, the graph's links may differ.
+func vectorSetCommands(w *worker, c *resp.Conn, p int, r *format.Record, st *keyState) {
+	if r.Part <= 1 {
+		st.vset = r.VectorSet
+	}
+	quant, _ := format.QuantOption(st.vset.Quant)
+	blob := make([]byte, 4*st.vset.Dim)
+	for _, e := range r.VectorSet.Elements {
+		args := 7
+		if e.Attr != "" {
+			args += 2
+		}
+		blob = blob[:0]
+		for _, f := range e.Vector {
+			blob = binary.LittleEndian.AppendUint32(blob, math.Float32bits(f))
+		}
+		w.begin(c, p, cmdWrite, "VADD", args).Str(r.Key).Str("FP32").Str(string(blob)).Str(e.Name).Str(quant).Str("M").Int(int64(st.vset.M))
+		if e.Attr != "" {
+			c.Str("SETATTR").Str(e.Attr)
+		}
+	}
 }

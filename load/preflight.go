@@ -163,11 +163,65 @@ func needsScan(hdr format.Header, t serverInfo, opts Options) bool {
 	if !hdr.NoFieldExpiry && !t.FieldExpiry && !opts.DropFieldExpiry {
 		return true
 	}
+	if lacksModule(hdr, t) {
+		return true
+	}
 	// Streams came with 5.0, consumers without pending entries with 6.2,
 	// their counters with 7.0; a source older than 5.0 has no streams. A
 	// version that does not parse (major 0) may have anything.
 	major, _ := redisconn.ParseVersion(hdr.ServerVersion)
 	return !t.AtLeast(7, 0) && (major == 0 || major >= 5) && !(t.AtLeast(6, 2) && opts.DropStreamCounters)
+}
+
+// lacksModule reports whether the source may have had a module (or
+// vector sets) the target lacks: a dump that does not say which modules
+// its source had may hold vector sets.
+func lacksModule(hdr format.Header, t serverInfo) bool {
+	if hdr.Modules == nil {
+		return !t.VectorSets
+	}
+	for _, m := range hdr.Modules {
+		if m == "vectorset" {
+			if !t.VectorSets {
+				return true
+			}
+			continue
+		}
+		if has, known := t.HasModule(m); known && !has {
+			return true
+		}
+	}
+	return false
+}
+
+// moduleOfType names the module that defines a module type, for the
+// modules crs knows; a dump's DUMP payload of that type loads only where
+// the module is.
+var moduleOfType = map[string]string{
+	"vectorset": "vectorset",
+	"ReJSON-RL": "ReJSON",
+	"MBbloom--": "bf", "MBbloomCF": "bf", "TopK-TYPE": "bf", "CMSk-TYPE": "bf", "TDIS-TYPE": "bf",
+	"TSDB-TYPE": "timeseries",
+}
+
+// moduleNeed returns the need of a module type's keys, or nil when the
+// target has the module, does not say, or --skip-unsupported is to skip
+// the keys the target refuses.
+func moduleNeed(typ string, t serverInfo, opts Options) *need {
+	if typ == format.TypeVectorSet {
+		return &need{what: "vector sets", cmd: "VADD (Redis 8.0+, or the vectorset module on 7.x)", lacks: !t.VectorSets}
+	}
+	mod, ok := moduleOfType[typ]
+	has, known := t.HasModule(mod)
+	switch {
+	case !known || opts.SkipUnsupported:
+		return nil
+	case !ok && len(t.Modules) == 0:
+		return &need{what: fmt.Sprintf("the module type %q (DUMP payloads)", typ), cmd: "its module, and the target has none loaded", lacks: true}
+	case ok && !has:
+		return &need{what: fmt.Sprintf("the module type %q (DUMP payloads)", typ), cmd: fmt.Sprintf("the module %q", mod), lacks: true}
+	}
+	return nil
 }
 
 // need is one kind of data a target must have a command for, and the keys
@@ -213,9 +267,24 @@ func scanNeeds(ctx context.Context, path string, t serverInfo, opts Options) (_ 
 	streams := &need{what: "streams", cmd: "XADD (Redis 5.0+)", lacks: !t.AtLeast(5, 0)}
 	consumers := &need{what: "stream consumers", cmd: "XGROUP CREATECONSUMER (Redis 6.2+)", lacks: !t.AtLeast(6, 2)}
 	counters := &need{what: "stream counters (entries-read, entries-added, max-deleted-entry-id)", cmd: "XSETID ... ENTRIESADDED MAXDELETEDID and XGROUP CREATE ... ENTRIESREAD (Redis 7.0+)", lacks: !t.AtLeast(7, 0) && !opts.DropStreamCounters}
+	modules := map[string]*need{}
+	var moduleOrder []*need
 	err = dumpfile.Each(ctx, format.NewReader(r), func(rec *format.Record) error {
 		if len(rec.FieldExpire) > 0 {
 			fieldExp.add(rec)
+		}
+		if rec.Type == format.TypeVectorSet || rec.Dump != "" {
+			n, seen := modules[rec.Type]
+			if !seen {
+				n = moduleNeed(rec.Type, t, opts)
+				modules[rec.Type] = n
+				if n != nil {
+					moduleOrder = append(moduleOrder, n)
+				}
+			}
+			if n != nil {
+				n.add(rec)
+			}
 		}
 		s := rec.Stream
 		if s == nil {
@@ -239,7 +308,7 @@ func scanNeeds(ctx context.Context, path string, t serverInfo, opts Options) (_ 
 		return nil, err
 	}
 	var problems []error
-	for _, n := range []*need{fieldExp, streams, consumers, counters} {
+	for _, n := range append([]*need{fieldExp, streams, consumers, counters}, moduleOrder...) {
 		if !n.lacks || n.n == 0 {
 			continue
 		}

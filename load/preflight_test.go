@@ -16,7 +16,7 @@ import (
 
 // streamDump holds a plain stream, one with a consumer, and one with the
 // 7.0 counters, the last in two parts.
-var streamDump = handWritten(`{"format":"crs","version":1,"server_version":"7.0.15","field_expiry":false}`,
+var streamDump = handWritten(`{"format":"crs","version":1,"server_version":"7.0.15","field_expiry":false,"modules":[]}`,
 	`{"db":0,"key":"plain","type":"stream","value":{"entries":[["1-0",["a","1"]]],"last_id":"1-0"}}`,
 	`{"db":0,"key":"consumer","type":"stream","value":{"entries":[["1-0",["a","1"]]],"last_id":"1-0","groups":[{"name":"g","last_delivered_id":"0-0","consumers":[{"name":"c","seen_time_ms":1}],"pending":[]}]}}`,
 	`{"db":1,"key":"counters","type":"stream","part":1,"more":true,"value":{"entries":[["1-0",["a","1"]]],"groups":[{"name":"g","last_delivered_id":"1-0","entries_read":1,"consumers":[{"name":"c","seen_time_ms":1}],"pending":[]}]}}`,
@@ -67,6 +67,57 @@ func TestScanNeeds(t *testing.T) {
 		if want := tt.version != "7.0.15"; needsScan(headerOf(t, streamDump), tgt, NewOptions()) != want {
 			t.Errorf("target %s: needsScan = %v, want %v", tt.version, !want, want)
 		}
+	}
+}
+
+// moduleDump holds a vector set, in two parts, and a JSON document as a
+// DUMP payload, from a source with both modules.
+var moduleDump = handWritten(`{"format":"crs","version":1,"server_version":"8.0.6","field_expiry":false,"modules":["vectorset","ReJSON"]}`,
+	`{"db":0,"key":"vs","type":"vectorset","part":1,"more":true,"value":{"quant":"int8","dim":2,"m":16,"elements":[["a",[1,2]]]}}`,
+	`{"db":0,"key":"vs","type":"vectorset","part":2,"value":{"elements":[["b",[2,1]]]}}`,
+	`{"db":0,"key":"doc","type":"ReJSON-RL","rdb_version":12,"dump":"AAAA"}`,
+	`{"db":0,"key":"s","type":"string","value":"v"}`,
+)
+
+func TestScanNeedsModules(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d.jsonl")
+	if err := os.WriteFile(path, []byte(moduleDump), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	skip := NewOptions()
+	skip.SkipUnsupported = true
+	for _, tt := range []struct {
+		name      string
+		caps      redisconn.Caps
+		opts      Options
+		want      []string
+		needsScan bool
+	}{
+		{"both modules", redisconn.Caps{VectorSets: true, Modules: []string{"vectorset", "ReJSON"}}, NewOptions(), nil, false},
+		{"no vector sets", redisconn.Caps{Modules: []string{"ReJSON"}}, NewOptions(), []string{`1 keys have vector sets, which need VADD (Redis 8.0+, or the vectorset module on 7.x), and the target is redis 7.4.1: "vs" (db 0)`}, true},
+		{"no modules", redisconn.Caps{Modules: []string{}}, NewOptions(), []string{`1 keys have vector sets`, `1 keys have the module type "ReJSON-RL" (DUMP payloads), which need the module "ReJSON"`}, true},
+		{"no modules, --skip-unsupported", redisconn.Caps{Modules: []string{}}, skip, []string{`1 keys have vector sets`}, true},
+		{"MODULE LIST denied", redisconn.Caps{VectorSets: true}, NewOptions(), nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tgt := serverInfo{Server: redisconn.Server{Version: "7.4.1", Engine: "redis", Major: 7, Minor: 4}, Caps: tt.caps}
+			tgt.FieldExpiry = true
+			problems, err := scanNeeds(context.Background(), path, tgt, tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(problems) != len(tt.want) {
+				t.Fatalf("%d problems, want %d: %v", len(problems), len(tt.want), problems)
+			}
+			for i, w := range tt.want {
+				if !errors.Is(problems[i], ErrTargetLacks) || !strings.Contains(problems[i].Error(), w) {
+					t.Errorf("problem %d: %v, want %q", i, problems[i], w)
+				}
+			}
+			if got := needsScan(headerOf(t, moduleDump), tgt, tt.opts); got != tt.needsScan {
+				t.Errorf("needsScan = %v, want %v", got, tt.needsScan)
+			}
+		})
 	}
 }
 

@@ -60,8 +60,9 @@ const (
 
 // keyState is what a worker remembers of a key between its parts.
 type keyState struct {
-	skip         bool     // left alone (--skip-existing)
-	placeholders []string // stream entries to delete after the last part
+	skip         bool              // left alone (--skip-existing)
+	placeholders []string          // stream entries to delete after the last part
+	vset         *format.VectorSet // a vector set's parameters, from its first part
 }
 
 func (w *worker) close() {

@@ -66,6 +66,8 @@ func (v *verifier) queueValues(ctx context.Context, p redis.Pipeliner, q *pendin
 				do("ZSCORE", rec.Key, m.Member)
 			}
 		}
+	case rec.Type == format.TypeVectorSet:
+		queueVectorSet(ctx, p, q, rec)
 	case rec.Type == format.TypeStream:
 		if first, last, ok := entryRange(rec.Stream); ok {
 			do("XRANGE", rec.Key, first, last)
@@ -80,7 +82,7 @@ func (v *verifier) queueValues(ctx context.Context, p redis.Pipeliner, q *pendin
 // values checks the elements of one record.
 func (v *verifier) values(rec *format.Record, q *pending) error {
 	for _, c := range q.values {
-		if err := c.Err(); err != nil {
+		if err := c.Err(); err != nil && err != redis.Nil { // nil: missing, judged below
 			return fmt.Errorf("%s: %w", strings.ToUpper(c.Name()), err)
 		}
 	}
@@ -158,6 +160,8 @@ func (v *verifier) values(rec *format.Record, q *pending) error {
 			}
 		}
 		v.count += int64(len(rec.ZSet))
+	case rec.Type == format.TypeVectorSet:
+		v.vectorSetValues(rec, q)
 	case rec.Type == format.TypeStream:
 		return v.stream(rec, q)
 	}

@@ -27,6 +27,8 @@ var types = map[string]Type{
 	format.TypeHash:   {Len: "HLEN", Read: []string{"HGETALL"}, Elements: true},
 	format.TypeZSet:   {Len: "ZCARD", Read: []string{"ZRANGE", "0", "-1", "WITHSCORES"}, Elements: true},
 	format.TypeStream: {Len: "XLEN"},
+	// A vector set is read element by element (source/scan/vectorset.go).
+	format.TypeVectorSet: {Len: "VCARD"},
 }
 
 // Of returns what crs knows of the type that TYPE names, and whether it is

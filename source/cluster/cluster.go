@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -183,6 +184,7 @@ func (s *Source) prepare(ctx context.Context, m *slotmap.Map, start time.Time) (
 		h := pr.Header
 		hdr.ServerVersion, hdr.Engine = oldest(hdr.ServerVersion, h.ServerVersion), h.Engine
 		hdr.NoFieldExpiry = hdr.NoFieldExpiry || h.NoFieldExpiry
+		hdr.Modules = unionModules(hdr.Modules, h.Modules, len(shards) == 1)
 		hdr.MemoryBytes += h.MemoryBytes
 		for _, d := range h.Databases {
 			dbs[d.DB] += d.Keys
@@ -203,6 +205,23 @@ func (s *Source) prepare(ctx context.Context, m *slotmap.Map, start time.Time) (
 		return nil, hdr, fmt.Errorf("--node-only: %s serves no slot and replicates no master that does", seed.Addr)
 	}
 	return shards, hdr, nil
+}
+
+// unionModules adds a shard's modules to those of the shards before it;
+// nil (not known) for any shard makes the union not known.
+func unionModules(all, shard []string, first bool) []string {
+	if first {
+		return shard
+	}
+	if all == nil || shard == nil {
+		return nil
+	}
+	for _, m := range shard {
+		if !slices.Contains(all, m) {
+			all = append(all, m)
+		}
+	}
+	return all
 }
 
 // oldest returns the lower of two versions ("" counts as unknown).

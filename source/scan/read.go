@@ -67,11 +67,15 @@ func (r *reader) readBatch(ctx context.Context, keys []string) error {
 			return err
 		}
 		for _, p := range ps {
-			if r.isBig(p) {
+			if big, vset := r.isBig(p), p.typ == format.TypeVectorSet; big || vset {
 				if err := flush(); err != nil {
 					return err
 				}
-				retry, err := r.readBig(ctx, p)
+				read := r.readBig
+				if vset {
+					read = r.readVectorSet
+				}
+				retry, err := read(ctx, p)
 				if err != nil {
 					return err
 				}

@@ -183,6 +183,7 @@ func (s *Source) Prepare(ctx context.Context, start time.Time) (*Prepared, error
 		Engine:        srv.Engine,
 		Databases:     dbs,
 		NoFieldExpiry: !cp.FieldExpiry,
+		Modules:       cp.Modules,
 		MemoryBytes:   memory,
 	}}, nil
 }

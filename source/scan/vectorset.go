@@ -1,0 +1,189 @@
+package scan
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/crs-tool/crs/format"
+)
+
+// readVectorSet reads a vector set (Redis 8, or the vectorset module):
+// VINFO for its quantization, dimension and M; VRANDMEMBER with the set's
+// size for the names of its elements; then VEMB and VGETATTR for a window
+// of elements at a time, each window a part. It reads under WATCH, so
+// that the parts are one value the set held (atomically). A set made with
+// VADD REDUCE cannot be rebuilt from VEMB's reduced vectors (its
+// projection matrix cannot be read): it is carried as its DUMP payload.
+// It reports retry when the key turned out to have another type.
+func (r *reader) readVectorSet(ctx context.Context, p probed) (retry bool, err error) {
+	err = r.atomically(ctx, p.key, func(ctx context.Context) error {
+		var err error
+		retry, err = r.readVectorSetOnce(ctx, p)
+		return err
+	})
+	return retry, err
+}
+
+func (r *reader) readVectorSetOnce(ctx context.Context, p probed) (retry bool, err error) {
+	fail := func(err error) (bool, error) {
+		if strings.HasPrefix(err.Error(), "WRONGTYPE") {
+			return true, nil
+		}
+		return false, fmt.Errorf("db %d: vector set %q: %w", r.db, p.key, err)
+	}
+	if r.caps.ExpireTime {
+		ms, err := r.c.Do(ctx, "PEXPIRETIME", p.key).Int64()
+		if err != nil {
+			return fail(err)
+		}
+		p.exp = max(ms, 0)
+	}
+	info, err := r.c.Do(ctx, "VINFO", p.key).Slice()
+	switch {
+	case err == redis.Nil:
+		r.vanished()
+		return false, nil
+	case err != nil:
+		return fail(err)
+	}
+	vs, size, projected, err := vectorSetInfo(info)
+	if err != nil {
+		return fail(err)
+	}
+	if projected {
+		return false, r.emitDump(ctx, p)
+	}
+	names, err := r.c.Do(ctx, "VRANDMEMBER", p.key, size).StringSlice()
+	if err != nil && err != redis.Nil {
+		return fail(err)
+	}
+	if len(names) == 0 {
+		r.vanished()
+		return false, nil
+	}
+	// A window of elements stays near PartBytes of JSON: a component
+	// takes about 12 bytes.
+	n := max(min(r.opts.PartElems, int(r.opts.PartBytes)/(12*max(vs.Dim, 1)+64)), 1)
+	part := 0
+	for start := 0; start < len(names); start += n {
+		win := names[start:min(start+n, len(names))]
+		elems, err := r.vectorElements(ctx, p.key, win)
+		if err != nil {
+			return fail(err)
+		}
+		rec := &format.Record{DB: r.db, Key: p.key, Type: format.TypeVectorSet, VectorSet: &format.VectorSet{Elements: elems}}
+		if part == 0 {
+			rec.ExpireAtMs = p.exp
+			rec.VectorSet.Quant, rec.VectorSet.Dim, rec.VectorSet.M = vs.Quant, vs.Dim, vs.M
+		}
+		last := start+n >= len(names)
+		if part > 0 || !last {
+			part++
+			rec.Part, rec.More = part, !last
+		}
+		if err := r.emit(rec); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// vectorSetInfo reads VINFO's reply: the set's parameters, its size, and
+// whether it was made with a projection (VADD REDUCE).
+func vectorSetInfo(info []interface{}) (vs format.VectorSet, size int64, projected bool, err error) {
+	num := func(v interface{}) int64 {
+		switch v := v.(type) {
+		case int64:
+			return v
+		case string:
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+		return 0
+	}
+	for i := 0; i+1 < len(info); i += 2 {
+		name, _ := info[i].(string)
+		switch name {
+		case "quant-type":
+			vs.Quant, _ = info[i+1].(string)
+		case "vector-dim":
+			vs.Dim = int(num(info[i+1]))
+		case "hnsw-m":
+			vs.M = int(num(info[i+1]))
+		case "size":
+			size = num(info[i+1])
+		case "projection-input-dim":
+			projected = num(info[i+1]) > 0
+		}
+	}
+	if _, ok := format.QuantOption(vs.Quant); !ok || vs.Dim <= 0 || vs.M <= 0 {
+		return vs, 0, false, fmt.Errorf("VINFO: quantization %q, dim %d, M %d: not a vector set crs can carry", vs.Quant, vs.Dim, vs.M)
+	}
+	return vs, size, projected, nil
+}
+
+// vectorElements reads the vectors and attributes of names in one round
+// trip. An element gone meanwhile is left out: the set changed, which the
+// WATCH around the read catches.
+func (r *reader) vectorElements(ctx context.Context, key string, names []string) ([]format.VectorElement, error) {
+	embs := make([]*redis.StringSliceCmd, len(names))
+	attrs := make([]*redis.Cmd, len(names))
+	_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, e := range names {
+			embs[i] = redis.NewStringSliceCmd(ctx, "VEMB", key, e)
+			attrs[i] = p.Do(ctx, "VGETATTR", key, e)
+			p.Process(ctx, embs[i])
+		}
+		return nil
+	})
+	if err != nil && err != redis.Nil {
+		return nil, err
+	}
+	out := make([]format.VectorElement, 0, len(names))
+	for i, e := range names {
+		vals, err := embs[i].Result()
+		if err == redis.Nil || len(vals) == 0 {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("VEMB %q: %w", e, err)
+		}
+		el := format.VectorElement{Name: e, Vector: make([]float32, len(vals))}
+		for j, v := range vals {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return nil, fmt.Errorf("VEMB %q: component %q: %w", e, v, err)
+			}
+			el.Vector[j] = float32(f)
+		}
+		switch a, err := attrs[i].Text(); {
+		case err == nil:
+			el.Attr = a
+		case err != redis.Nil:
+			return nil, fmt.Errorf("VGETATTR %q: %w", e, err)
+		}
+		out = append(out, el)
+	}
+	return out, nil
+}
+
+// emitDump emits a key as its DUMP payload.
+func (r *reader) emitDump(ctx context.Context, p probed) error {
+	payload, err := r.c.Dump(ctx, p.key).Result()
+	if err == redis.Nil {
+		r.vanished()
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("db %d: key %q: DUMP: %w", r.db, p.key, err)
+	}
+	v, err := rdbVersion(payload)
+	if err != nil {
+		return fmt.Errorf("db %d: key %q: %w", r.db, p.key, err)
+	}
+	return r.emit(&format.Record{DB: r.db, Key: p.key, Type: p.typ, ExpireAtMs: p.exp, Dump: payload, RDBVersion: v})
+}

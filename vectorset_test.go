@@ -1,0 +1,264 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/crs-tool/crs/internal/redisserver"
+	"github.com/crs-tool/crs/internal/redistest"
+	"github.com/crs-tool/crs/load"
+	"github.com/crs-tool/crs/verify"
+)
+
+// vectorSets are the sets TestVectorSetsMove makes: each quantization,
+// another M, attributes, a name that is not UTF-8, and one large enough
+// to be read in parts.
+var vectorSets = []struct {
+	key   string
+	n     int
+	dim   int
+	quant string // VADD option
+	m     int    // 0: the default
+}{
+	{"vs:q8", 200, 32, "Q8", 0},
+	{"vs:f32", 150, 8, "NOQUANT", 32},
+	{"vs:bin", 100, 70, "BIN", 0},
+	{"vs:parts", 1200, 4, "Q8", 0},
+}
+
+// TestVectorSetsMove moves vector sets from Redis 8.0.6 to 8.0.6 and to
+// 7.4.1 with the vectorset module, through records jq can read, and checks
+// that 7.4.1 without the module is refused before anything is written.
+func TestVectorSetsMove(t *testing.T) {
+	bins := redistest.Versions(t)
+	r8, r74 := bins["redis-8.0.6"], bins["redis-7.4.1"]
+	if r8 == "" || r74 == "" {
+		t.Fatalf("no redis-8.0.6 or redis-7.4.1 among %v", bins)
+	}
+	module, err := filepath.Abs(filepath.Join(filepath.Dir(r8), "..", "modules", "vectorset.so"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(module); err != nil {
+		t.Fatalf("the vectorset module: %v", err)
+	}
+	src := redistest.StartBinary(t, r8)
+	ctx := context.Background()
+	sc := redistest.Client(t, src, 0)
+	fillVectorSets(t, ctx, sc)
+
+	file, stderr := runDump(t, src, func(o *dumpSetup) { o.PartElems = 500 })
+	if !strings.Contains(stderr, "vectorset 5") {
+		t.Errorf("dump summary does not count 5 vector sets:\n%s", stderr)
+	}
+	checkJSONLines(t, file)
+
+	t.Run("8.0.6", func(t *testing.T) {
+		dst := redistest.StartBinary(t, r8)
+		loadAndCompare(t, ctx, src, dst, file)
+	})
+	t.Run("7.4.1 with the module", func(t *testing.T) {
+		dst := redistest.StartBinary(t, r74, "--loadmodule", module)
+		loadAndCompare(t, ctx, src, dst, file)
+	})
+	t.Run("7.4.1 without the module", func(t *testing.T) {
+		dst := redistest.StartBinary(t, r74)
+		out, err := runLoad(t, dst, file, nil)
+		var pe *load.PreflightError
+		if !errors.As(err, &pe) || !errors.Is(err, load.ErrTargetLacks) {
+			t.Fatalf("err = %v, want a pre-flight refusal\n%s", err, out)
+		}
+		for _, want := range []string{"5 keys have vector sets, which need VADD", `"vs:q8" (db 0)`, `"vs:reduced" (db 0)`} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("refusal does not say %q: %v", want, err)
+			}
+		}
+		if n, _ := redistest.Client(t, dst, 0).DBSize(ctx).Result(); n != 0 {
+			t.Errorf("the refused load wrote %d keys", n)
+		}
+	})
+}
+
+// fillVectorSets makes vectorSets, a set made with REDUCE (carried as a
+// DUMP payload), and a string, on c.
+func fillVectorSets(t *testing.T, ctx context.Context, c *redis.Client) {
+	t.Helper()
+	rnd := rand.New(rand.NewSource(1))
+	for _, s := range vectorSets {
+		p := c.Pipeline()
+		for i := 0; i < s.n; i++ {
+			args := []interface{}{"VADD", s.key, "FP32", blob(rnd, s.dim), fmt.Sprintf("e%d", i), s.quant}
+			if s.m > 0 {
+				args = append(args, "M", s.m)
+			}
+			if i%3 == 0 {
+				args = append(args, "SETATTR", fmt.Sprintf(`{"i":%d,"tag":"é"}`, i))
+			}
+			p.Do(ctx, args...)
+		}
+		p.Do(ctx, "VADD", s.key, "FP32", blob(rnd, s.dim), "bin\xff\x00name", s.quant, "M", max(s.m, 16))
+		if _, err := p.Exec(ctx); err != nil {
+			t.Fatalf("%s: %v", s.key, err)
+		}
+	}
+	c.Expire(ctx, "vs:q8", time.Hour)
+	for i := 0; i < 20; i++ {
+		if err := c.Do(ctx, "VADD", "vs:reduced", "REDUCE", 4, "FP32", blob(rnd, 16), fmt.Sprintf("r%d", i)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Set(ctx, "plain", "v", 0)
+}
+
+func blob(rnd *rand.Rand, dim int) string {
+	b := make([]byte, 4*dim)
+	for j := 0; j < dim; j++ {
+		binary.LittleEndian.PutUint32(b[4*j:], math.Float32bits(float32(rnd.NormFloat64()*2)))
+	}
+	return string(b)
+}
+
+// checkJSONLines decompresses a dump and parses each line as JSON, as
+// zstd -dc | jq would, and checks that a vector set's record shows its
+// elements.
+func checkJSONLines(t *testing.T, file string) {
+	t.Helper()
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := zstd.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	var text bytes.Buffer
+	if _, err := text.ReadFrom(dec); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for i, line := range strings.Split(strings.TrimSpace(text.String()), "\n") {
+		var v map[string]interface{}
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Fatalf("line %d is not JSON: %v", i+1, err)
+		}
+		key, _ := v["key"].(string)
+		if v["enc"] == "base64" { // the element name that is not UTF-8
+			b, _ := base64.StdEncoding.DecodeString(key)
+			key = string(b)
+		}
+		if key == "vs:f32" {
+			val, _ := v["value"].(map[string]interface{})
+			elems, _ := val["elements"].([]interface{})
+			if val["quant"] != "f32" || val["m"] != float64(32) || val["dim"] != float64(8) || len(elems) != 151 {
+				t.Errorf("vs:f32's record: %.200s", line)
+			}
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no record for vs:f32")
+	}
+}
+
+// loadAndCompare loads file into dst, runs crs verify, and compares each
+// vector set element by element with the source's.
+func loadAndCompare(t *testing.T, ctx context.Context, src, dst *redisserver.Server, file string) {
+	t.Helper()
+	if out, err := runLoad(t, dst, file, nil); err != nil {
+		t.Fatalf("load: %v\n%s", err, out)
+	}
+	opts := verify.NewOptions()
+	opts.Target.URL = dst.URL
+	opts.From.File = file
+	opts.Quiet = true
+	var out bytes.Buffer
+	if err := verify.Run(ctx, opts, &out); err != nil {
+		t.Fatalf("verify: %v\n%s", err, out.String())
+	}
+	sc, dc := redistest.Client(t, src, 0), redistest.Client(t, dst, 0)
+	for _, s := range vectorSets {
+		a, b := vinfo(t, ctx, sc, s.key), vinfo(t, ctx, dc, s.key)
+		for _, f := range []string{"quant-type", "vector-dim", "hnsw-m", "size", "attributes-count"} {
+			if a[f] != b[f] {
+				t.Errorf("%s: VINFO %s %v, target %v", s.key, f, a[f], b[f])
+			}
+		}
+		names, _ := sc.Do(ctx, "VRANDMEMBER", s.key, s.n+1).StringSlice()
+		var exact, off int
+		var worst int64
+		for _, e := range names {
+			va, _ := sc.Do(ctx, "VEMB", s.key, e).Float64Slice()
+			vb, err := dc.Do(ctx, "VEMB", s.key, e).Float64Slice()
+			if err != nil || len(va) != len(vb) {
+				t.Fatalf("%s element %q: %v, %d components, target %d", s.key, e, err, len(va), len(vb))
+			}
+			same := true
+			for j := range va {
+				if d := ulpDistance(float32(va[j]), float32(vb[j])); d > 0 {
+					same, worst = false, max(worst, d)
+				}
+			}
+			if same {
+				exact++
+			} else {
+				off++
+			}
+			aa, _ := sc.Do(ctx, "VGETATTR", s.key, e).Text()
+			ab, _ := dc.Do(ctx, "VGETATTR", s.key, e).Text()
+			if aa != ab {
+				t.Errorf("%s element %q: attributes %q, target %q", s.key, e, aa, ab)
+			}
+		}
+		t.Logf("%s (%s): %d elements, %d vectors bit-exact, %d within %d ulps", s.key, s.quant, len(names), exact, off, worst)
+		if worst > 4 {
+			t.Errorf("%s: a vector component %d ulps away", s.key, worst)
+		}
+	}
+	if a, b := sc.PExpireTime(ctx, "vs:q8").Val(), dc.PExpireTime(ctx, "vs:q8").Val(); a != b {
+		t.Errorf("vs:q8 expires at %v, target %v", a, b)
+	}
+	if a, b := sc.Do(ctx, "VCARD", "vs:reduced").Val(), dc.Do(ctx, "VCARD", "vs:reduced").Val(); a != b {
+		t.Errorf("vs:reduced (a DUMP payload): VCARD %v, target %v", a, b)
+	}
+}
+
+func vinfo(t *testing.T, ctx context.Context, c *redis.Client, key string) map[string]interface{} {
+	t.Helper()
+	info, err := c.Do(ctx, "VINFO", key).Slice()
+	if err != nil {
+		t.Fatalf("VINFO %s: %v", key, err)
+	}
+	m := map[string]interface{}{}
+	for i := 0; i+1 < len(info); i += 2 {
+		m[fmt.Sprint(info[i])] = info[i+1]
+	}
+	return m
+}
+
+func ulpDistance(a, b float32) int64 {
+	ord := func(f float32) int64 {
+		u := int64(math.Float32bits(f))
+		if u&(1<<31) != 0 {
+			return -(u &^ (1 << 31))
+		}
+		return u
+	}
+	d := ord(a) - ord(b)
+	return max(d, -d)
+}

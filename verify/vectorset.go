@@ -1,0 +1,105 @@
+package verify
+
+import (
+	"context"
+	"math"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/crs-tool/crs/format"
+)
+
+// vectorULPs is how far, in units in the last place of a 32-bit float, a
+// loaded vector's component may be from the dump's: VADD recomputes each
+// vector's norm (and an int8 set's quantization range) from the vector
+// it is given, which moves the last bit or two (FORMAT.md).
+const vectorULPs = 4
+
+// queueVectorSet queues VINFO (for a set's first record) and VEMB and
+// VGETATTR for each element of rec.
+func queueVectorSet(ctx context.Context, p redis.Pipeliner, q *pending, rec *format.Record) {
+	if rec.Part <= 1 {
+		q.xinfo = p.Do(ctx, "VINFO", rec.Key)
+	}
+	for _, e := range rec.VectorSet.Elements {
+		q.values = append(q.values, p.Do(ctx, "VEMB", rec.Key, e.Name), p.Do(ctx, "VGETATTR", rec.Key, e.Name))
+	}
+}
+
+// vectorSetValues judges the replies queueVectorSet queued.
+func (v *verifier) vectorSetValues(rec *format.Record, q *pending) {
+	vs := rec.VectorSet
+	if q.xinfo != nil {
+		info, _ := q.xinfo.Slice()
+		got := map[string]string{}
+		for i := 0; i+1 < len(info); i += 2 {
+			k, _ := info[i].(string)
+			switch x := info[i+1].(type) {
+			case string:
+				got[k] = x
+			case int64:
+				got[k] = strconv.FormatInt(x, 10)
+			}
+		}
+		if got["quant-type"] != vs.Quant || got["vector-dim"] != strconv.Itoa(vs.Dim) || got["hnsw-m"] != strconv.Itoa(vs.M) {
+			v.differ(rec.DB, rec.Key, "quant %s dim %d m %d, target quant %s dim %s m %s", vs.Quant, vs.Dim, vs.M,
+				orMissing(got["quant-type"]), orMissing(got["vector-dim"]), orMissing(got["hnsw-m"]))
+			return
+		}
+	}
+	for i, e := range vs.Elements {
+		emb, err := q.values[2*i].(*redis.Cmd).Float64Slice()
+		if err != nil {
+			v.differ(rec.DB, rec.Key, "element %q missing", e.Name)
+			return
+		}
+		if j := vectorDiff(e.Vector, emb); j >= 0 {
+			got := "none"
+			if j < len(emb) {
+				got = strconv.FormatFloat(emb[j], 'g', -1, 32)
+			}
+			v.differ(rec.DB, rec.Key, "element %q: vector component %d is %v, target %s (%d components, target %d)", e.Name, j, e.Vector[min(j, len(e.Vector)-1)], got, len(e.Vector), len(emb))
+			return
+		}
+		attr, err := q.values[2*i+1].(*redis.Cmd).Text()
+		if err == redis.Nil {
+			attr = ""
+		}
+		if attr != e.Attr {
+			v.differ(rec.DB, rec.Key, "element %q: attributes %q, target %q", e.Name, e.Attr, attr)
+			return
+		}
+	}
+	v.count += int64(len(vs.Elements))
+}
+
+// vectorDiff returns the first component where got is more than
+// vectorULPs from want, or -1.
+func vectorDiff(want []float32, got []float64) int {
+	for j := range max(len(want), len(got)) {
+		if j >= len(want) || j >= len(got) {
+			return j
+		}
+		if ulps(want[j], float32(got[j])) > vectorULPs {
+			return j
+		}
+	}
+	return -1
+}
+
+// ulps returns the distance between a and b in units in the last place.
+func ulps(a, b float32) int64 {
+	ord := func(f float32) int64 {
+		u := int64(math.Float32bits(f))
+		if u&(1<<31) != 0 {
+			return -(u &^ (1 << 31)) // negative floats order backwards
+		}
+		return u
+	}
+	d := ord(a) - ord(b)
+	if d < 0 {
+		d = -d
+	}
+	return d
+}

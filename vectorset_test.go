@@ -71,6 +71,23 @@ func TestVectorSetsMove(t *testing.T) {
 	t.Run("8.0.6", func(t *testing.T) {
 		dst := redistest.StartBinary(t, r8)
 		loadAndCompare(t, ctx, src, dst, file)
+		// crs verify sees a changed vector and changed attributes.
+		dc := redistest.Client(t, dst, 0)
+		emb, _ := dc.Do(ctx, "VEMB", "vs:f32", "e1").Float64Slice()
+		moved := make([]byte, 4*len(emb))
+		for j, f := range emb {
+			binary.LittleEndian.PutUint32(moved[4*j:], math.Float32bits(float32(f)))
+		}
+		binary.LittleEndian.PutUint32(moved, math.Float32bits(float32(emb[0])*1.01))
+		dc.Do(ctx, "VADD", "vs:f32", "FP32", string(moved), "e1", "NOQUANT", "M", 32)
+		dc.Do(ctx, "VSETATTR", "vs:bin", "e0", `{"i":-1}`)
+		opts := verify.NewOptions()
+		opts.Target.URL, opts.From.File, opts.Progress = dst.URL, file, "none"
+		var out bytes.Buffer
+		err := verify.Run(ctx, opts, &out)
+		if !errors.Is(err, verify.ErrDifferent) || !strings.Contains(out.String(), `"vs:f32": element "e1": vector component 0`) || !strings.Contains(out.String(), `"vs:bin": element "e0": attributes`) {
+			t.Errorf("verify of a changed vector and attributes: %v\n%s", err, out.String())
+		}
 	})
 	t.Run("7.4.1 with the module", func(t *testing.T) {
 		dst := redistest.StartBinary(t, r74, "--loadmodule", module)
@@ -180,16 +197,30 @@ func checkJSONLines(t *testing.T, file string) {
 // vector set element by element with the source's.
 func loadAndCompare(t *testing.T, ctx context.Context, src, dst *redisserver.Server, file string) {
 	t.Helper()
-	if out, err := runLoad(t, dst, file, nil); err != nil {
+	out, err := runLoad(t, dst, file, func(o *load.Options) { o.JSON = true })
+	if err != nil {
 		t.Fatalf("load: %v\n%s", err, out)
 	}
+	var summary struct {
+		Approx int `json:"vectors_approximate"`
+	}
+	if err := json.Unmarshal([]byte(out[strings.LastIndex(out, "\n{")+1:]), &summary); err != nil {
+		t.Fatalf("load summary: %v\n%s", err, out)
+	}
+	approx := 0
+	defer func() {
+		// Every vector that did not come back bit-exact was counted.
+		if approx != summary.Approx {
+			t.Errorf("%d vectors differ in their last bits, the load counted %d", approx, summary.Approx)
+		}
+	}()
 	opts := verify.NewOptions()
 	opts.Target.URL = dst.URL
 	opts.From.File = file
 	opts.Quiet = true
-	var out bytes.Buffer
-	if err := verify.Run(ctx, opts, &out); err != nil {
-		t.Fatalf("verify: %v\n%s", err, out.String())
+	var vout bytes.Buffer
+	if err := verify.Run(ctx, opts, &vout); err != nil {
+		t.Fatalf("verify: %v\n%s", err, vout.String())
 	}
 	sc, dc := redistest.Client(t, src, 0), redistest.Client(t, dst, 0)
 	for _, s := range vectorSets {
@@ -229,6 +260,7 @@ func loadAndCompare(t *testing.T, ctx context.Context, src, dst *redisserver.Ser
 		if worst > 4 {
 			t.Errorf("%s: a vector component %d ulps away", s.key, worst)
 		}
+		approx += off
 	}
 	if a, b := sc.PExpireTime(ctx, "vs:q8").Val(), dc.PExpireTime(ctx, "vs:q8").Val(); a != b {
 		t.Errorf("vs:q8 expires at %v, target %v", a, b)

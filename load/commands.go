@@ -7,6 +7,7 @@ import (
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/resp"
+	"github.com/crs-tool/crs/internal/vemb"
 )
 
 // The commands that write each kind of record.
@@ -215,7 +216,9 @@ func formatScore(f float64) string {
 
 // vectorSetCommands writes a VADD for each element of a vector set record:
 // its vector as 32-bit floats (FP32), the set's quantization and M (from
-// the first part, kept in st for the later ones) and its attributes.
+// the first part, kept in st for the later ones) and its attributes. The
+// vector given is the one for which VEMB returns the dump's exactly
+// (internal/vemb); where none is found, the dump's, counted.
 // VADD builds the HNSW graph anew: the elements, vectors and attributes
 // are the source's, the graph's links may differ.
 func vectorSetCommands(w *worker, c *resp.Conn, p int, r *format.Record, st *keyState) {
@@ -229,8 +232,12 @@ func vectorSetCommands(w *worker, c *resp.Conn, p int, r *format.Record, st *key
 		if e.Attr != "" {
 			args += 2
 		}
+		in, exact := vemb.Input(st.vset.Quant, e.Vector)
+		if !exact {
+			w.st.VectorsApprox++
+		}
 		blob = blob[:0]
-		for _, f := range e.Vector {
+		for _, f := range in {
 			blob = binary.LittleEndian.AppendUint32(blob, math.Float32bits(f))
 		}
 		w.begin(c, p, cmdWrite, "VADD", args).Str(r.Key).Str("FP32").Str(string(blob)).Str(e.Name).Str(quant).Str("M").Int(int64(st.vset.M))

@@ -117,21 +117,22 @@ func NewOptions() Options {
 
 // Stats counts what a load did.
 type Stats struct {
-	Records      int64            `json:"records"`                        // records read
-	Keys         int64            `json:"keys"`                           // keys written
-	ByType       map[string]int64 `json:"keys_by_type"`                   // keys written per type
-	Expired      int64            `json:"skipped_expired"`                // keys skipped because their expiry had passed
-	Existing     int64            `json:"skipped_existing"`               // keys skipped because they existed (--skip-existing)
-	Replaced     int64            `json:"replaced"`                       // keys that existed and were replaced (--replace)
-	Unsupported  int64            `json:"skipped_unsupported"`            // keys skipped because the target refused their DUMP payload
-	DroppedField int64            `json:"dropped_field_expiries"`         // field expiries dropped (--drop-field-expiry)
-	DroppedCount int64            `json:"dropped_stream_counters"`        // streams loaded without their counters (--drop-stream-counters)
-	Retries      int64            `json:"retries"`                        // batches sent again after a lost connection
-	Functions    int64            `json:"function_libraries"`             // function libraries loaded
-	Redirects    int64            `json:"redirects"`                      // batches sent again to the node a cluster redirected them to
-	Bytes        int64            `json:"input_bytes"`                    // bytes of input read (compressed, as given)
-	Deferred     int64            `json:"keys_checked_on_disk,omitempty"` // keys past the memory limit, checked for repeats on disk at the end
-	Elapsed      time.Duration    `json:"-"`
+	Records       int64            `json:"records"`                        // records read
+	Keys          int64            `json:"keys"`                           // keys written
+	ByType        map[string]int64 `json:"keys_by_type"`                   // keys written per type
+	Expired       int64            `json:"skipped_expired"`                // keys skipped because their expiry had passed
+	Existing      int64            `json:"skipped_existing"`               // keys skipped because they existed (--skip-existing)
+	Replaced      int64            `json:"replaced"`                       // keys that existed and were replaced (--replace)
+	Unsupported   int64            `json:"skipped_unsupported"`            // keys skipped because the target refused their DUMP payload
+	DroppedField  int64            `json:"dropped_field_expiries"`         // field expiries dropped (--drop-field-expiry)
+	DroppedCount  int64            `json:"dropped_stream_counters"`        // streams loaded without their counters (--drop-stream-counters)
+	Retries       int64            `json:"retries"`                        // batches sent again after a lost connection
+	Functions     int64            `json:"function_libraries"`             // function libraries loaded
+	Redirects     int64            `json:"redirects"`                      // batches sent again to the node a cluster redirected them to
+	Bytes         int64            `json:"input_bytes"`                    // bytes of input read (compressed, as given)
+	Deferred      int64            `json:"keys_checked_on_disk,omitempty"` // keys past the memory limit, checked for repeats on disk at the end
+	VectorsApprox int64            `json:"vectors_approximate,omitempty"`  // vector set elements loaded as dumped: VEMB returns them within a few float ulps, not exactly
+	Elapsed       time.Duration    `json:"-"`
 }
 
 func (s *Stats) add(o *Stats) {
@@ -143,6 +144,7 @@ func (s *Stats) add(o *Stats) {
 	s.DroppedCount += o.DroppedCount
 	s.Retries += o.Retries
 	s.Redirects += o.Redirects
+	s.VectorsApprox += o.VectorsApprox
 	for t, n := range o.ByType {
 		s.ByType[t] += n
 	}

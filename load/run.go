@@ -328,6 +328,9 @@ func summary(st Stats, err error) string {
 	if st.Redirects > 0 {
 		fmt.Fprintf(&b, "; followed %d cluster redirections (MOVED, ASK)", st.Redirects)
 	}
+	if st.VectorsApprox > 0 {
+		fmt.Fprintf(&b, "; %d VECTOR SET ELEMENTS loaded as dumped, which VEMB returns within a few float ulps, not exactly", st.VectorsApprox)
+	}
 	if st.Deferred > 0 {
 		fmt.Fprintf(&b, "; %d keys past the memory limit checked for repeats on disk", st.Deferred)
 	}

@@ -2,19 +2,12 @@ package verify
 
 import (
 	"context"
-	"math"
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crs-tool/crs/format"
 )
-
-// vectorULPs is how far, in units in the last place of a 32-bit float, a
-// loaded vector's component may be from the dump's: VADD recomputes each
-// vector's norm (and an int8 set's quantization range) from the vector
-// it is given, which moves the last bit or two (FORMAT.md).
-const vectorULPs = 4
 
 // queueVectorSet queues VINFO (for a set's first record) and VEMB and
 // VGETATTR for each element of rec.
@@ -74,32 +67,14 @@ func (v *verifier) vectorSetValues(rec *format.Record, q *pending) {
 	v.count += int64(len(vs.Elements))
 }
 
-// vectorDiff returns the first component where got is more than
-// vectorULPs from want, or -1.
+// vectorDiff returns the first component where got is not want, as a
+// 32-bit float, or -1. The loader gives VADD the vector that VEMB returns
+// exactly (internal/vemb); one it could not find, it counts.
 func vectorDiff(want []float32, got []float64) int {
 	for j := range max(len(want), len(got)) {
-		if j >= len(want) || j >= len(got) {
-			return j
-		}
-		if ulps(want[j], float32(got[j])) > vectorULPs {
+		if j >= len(want) || j >= len(got) || want[j] != float32(got[j]) {
 			return j
 		}
 	}
 	return -1
-}
-
-// ulps returns the distance between a and b in units in the last place.
-func ulps(a, b float32) int64 {
-	ord := func(f float32) int64 {
-		u := int64(math.Float32bits(f))
-		if u&(1<<31) != 0 {
-			return -(u &^ (1 << 31)) // negative floats order backwards
-		}
-		return u
-	}
-	d := ord(a) - ord(b)
-	if d < 0 {
-		d = -d
-	}
-	return d
 }

@@ -131,6 +131,7 @@ type Stats struct {
 	Redirects     int64            `json:"redirects"`                      // batches sent again to the node a cluster redirected them to
 	Bytes         int64            `json:"input_bytes"`                    // bytes of input read (compressed, as given)
 	Deferred      int64            `json:"keys_checked_on_disk,omitempty"` // keys past the memory limit, checked for repeats on disk at the end
+	DiskBytes     int64            `json:"key_files_bytes,omitempty"`      // bytes those keys took in temporary files
 	VectorsApprox int64            `json:"vectors_approximate,omitempty"`  // vector set elements loaded as dumped: VEMB returns them within a few float ulps, not exactly
 	Elapsed       time.Duration    `json:"-"`
 }
@@ -274,7 +275,7 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 	for i := range results {
 		st.add(&results[i])
 	}
-	st.Deferred, _ = seen.Deferred()
+	st.Deferred, st.DiskBytes = seen.Deferred()
 	return st, err
 }
 

@@ -332,7 +332,7 @@ func summary(st Stats, err error) string {
 		fmt.Fprintf(&b, "; %d VECTOR SET ELEMENTS loaded as dumped, which VEMB returns within a few float ulps, not exactly", st.VectorsApprox)
 	}
 	if st.Deferred > 0 {
-		fmt.Fprintf(&b, "; %d keys past the memory limit checked for repeats on disk", st.Deferred)
+		fmt.Fprintf(&b, "; %d keys past the memory limit checked for repeats on disk (%s of temporary files)", st.Deferred, report.Bytes(st.DiskBytes))
 	}
 	if st.Retries > 0 {
 		fmt.Fprintf(&b, "; reconnected and resent %d times", st.Retries)

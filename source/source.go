@@ -44,6 +44,7 @@ type Stats struct {
 	Changing   int64            `json:"carried_changing"`                // keys that kept changing, written as last read (--allow-changing)
 	Duplicates int64            `json:"scan_duplicates"`                 // keys SCAN returned more than once
 	Deferred   int64            `json:"keys_checked_on_disk,omitempty"`  // keys past the memory limit, checked for repeats on disk and read after SCAN
+	DiskBytes  int64            `json:"key_files_bytes,omitempty"`       // bytes those keys took in temporary files
 	Expired    int64            `json:"skipped_expired"`                 // keys left out because their expiry had passed
 	NotOwned   int64            `json:"skipped_not_owned,omitempty"`     // keys a cluster node held in a slot it did not serve (a resharding under way)
 	Functions  int64            `json:"functions_not_carried,omitempty"` // function libraries of 7.0 release candidates, left out (RDB files)
@@ -69,6 +70,7 @@ func (s *Stats) Add(o *Stats) {
 	s.Vanished += o.Vanished
 	s.Duplicates += o.Duplicates
 	s.Deferred += o.Deferred
+	s.DiskBytes += o.DiskBytes
 	s.Reread += o.Reread
 	s.Changing += o.Changing
 	s.Expired += o.Expired

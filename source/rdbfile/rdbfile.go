@@ -29,6 +29,9 @@ type Options struct {
 	// KeepExpired keeps keys whose expiry has passed; by default they are
 	// skipped and counted, as a server loading the file would drop them.
 	KeepExpired bool
+	// Modules, if not nil, are the modules of the server the stream comes
+	// from, for the header (a file does not say).
+	Modules []string
 }
 
 // NewOptions returns the defaults, those of a live dump.
@@ -94,7 +97,9 @@ func (s *Source) Dump(ctx context.Context, fw *format.Writer, p *progress.Counte
 	if err != nil {
 		return st, err
 	}
-	if err := fw.WriteHeader(Header(info, s.opts.Name)); err != nil {
+	hdr := Header(info, s.opts.Name)
+	hdr.Modules = s.opts.Modules
+	if err := fw.WriteHeader(hdr); err != nil {
 		return st, fmt.Errorf("write: %w", err)
 	}
 	dbs := map[int]bool{}

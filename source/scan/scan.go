@@ -304,6 +304,7 @@ func dumpDB(ctx context.Context, fw source.RecordWriter, opts Options, d format.
 	err = g.Wait()
 	st.Duplicates += sc.dups
 	st.Deferred += sc.deferred
+	st.DiskBytes += sc.diskBytes
 	st.Reread += counts.reread
 	st.Changing += counts.changing
 	st.NotOwned += sc.notOwned
@@ -394,6 +395,7 @@ func scanKeys(ctx context.Context, c *redis.Client, opts Options, d format.Datab
 		}
 		return nil
 	})
+	_, st.diskBytes = seen.Deferred()
 	if err != nil {
 		return fmt.Errorf("db %d: %w", d.DB, err)
 	}
@@ -402,7 +404,7 @@ func scanKeys(ctx context.Context, c *redis.Client, opts Options, d format.Datab
 
 // scanCounts are what scanKeys counts.
 type scanCounts struct {
-	dups, notOwned, deferred int64
+	dups, notOwned, deferred, diskBytes int64
 }
 
 // functions returns the server's function libraries as records; none

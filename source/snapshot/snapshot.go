@@ -58,6 +58,10 @@ func (s *Source) Dump(ctx context.Context, fw *format.Writer, p *progress.Counte
 	start := time.Now()
 	defer func() { st.Elapsed = time.Since(start) }()
 	addr := s.opts.Conn.Address()
+	modules, err := serverModules(ctx, s.opts.Conn)
+	if err != nil {
+		return source.Stats{From: "snapshot"}, err
+	}
 	ro, err := s.opts.Conn.RESP(0)
 	if err != nil {
 		return source.Stats{From: "snapshot"}, err
@@ -84,6 +88,7 @@ func (s *Source) Dump(ctx context.Context, fw *format.Writer, p *progress.Counte
 	if o.Name == "" {
 		o.Name = addr
 	}
+	o.Modules = modules
 	in := &idleReader{c: conn, r: payload, idle: s.opts.Idle}
 	st, err = rdbfile.New(in, o).Dump(ctx, fw, p)
 	st.From = "snapshot"
@@ -94,6 +99,19 @@ func (s *Source) Dump(ctx context.Context, fw *format.Writer, p *progress.Counte
 		}
 	}
 	return st, err
+}
+
+// serverModules asks the server which modules it has, for the header: a
+// loader then knows whether the snapshot may hold a type its target
+// lacks without reading it all first. nil when the server would not say.
+func serverModules(ctx context.Context, o redisconn.Options) ([]string, error) {
+	c, _, err := redisconn.Open(ctx, o, 0, 1)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	caps, err := redisconn.ProbeCaps(ctx, c)
+	return caps.Modules, err
 }
 
 // handshake asks for a full resynchronization and returns a reader of

@@ -255,9 +255,10 @@ func TestClusterLoadFollowsRedirections(t *testing.T) {
 	}
 	fw := format.NewWriter(pw)
 	total := len(first) + len(moved) + len(asked)
-	// No field expiries: crsload need not read the whole input before it
-	// writes (as it would to check them against this 7.0 target).
-	hdr := format.Header{CreatedMs: time.Now().UnixMilli(), NoFieldExpiry: true, Databases: []format.Database{{DB: 0, Keys: int64(total)}}}
+	// No field expiries, no modules: crsload need not read the whole
+	// input before it writes (as it would to look for them against this
+	// 7.0 target).
+	hdr := format.Header{CreatedMs: time.Now().UnixMilli(), NoFieldExpiry: true, Modules: []string{}, Databases: []format.Database{{DB: 0, Keys: int64(total)}}}
 	if err := fw.WriteHeader(hdr); err != nil {
 		t.Fatal(err)
 	}

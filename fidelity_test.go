@@ -235,7 +235,13 @@ func TestReplaceChunkedKey(t *testing.T) {
 // plainDump writes a dump with a correct trailer around record lines.
 func plainDump(t *testing.T, lines ...string) string {
 	t.Helper()
-	body := `{"format":"crs","version":1,"created_ms":1}` + "\n"
+	return plainDumpWith(t, `{"format":"crs","version":1,"created_ms":1}`, lines...)
+}
+
+// plainDumpWith is plainDump with the header given.
+func plainDumpWith(t *testing.T, header string, lines ...string) string {
+	t.Helper()
+	body := header + "\n"
 	for _, l := range lines {
 		body += l + "\n"
 	}
@@ -334,11 +340,22 @@ func TestDumpPayloads(t *testing.T) {
 	future := []byte(payload)
 	binary.LittleEndian.PutUint16(future[len(future)-10:], 99)
 	at := time.Now().Add(time.Hour).UnixMilli() + 5
-	file := plainDump(t,
+	lines := []string{
 		fmt.Sprintf(`{"db":0,"key":"doc:1","type":"ReJSON-RL","expire_at_ms":%d,"rdb_version":%d,"dump":"%s"}`, at, version, b64(payload)),
 		fmt.Sprintf(`{"db":0,"key":"doc:2","type":"ReJSON-RL","rdb_version":99,"dump":"%s"}`, b64(string(future))),
-	)
+	}
+	file := plainDump(t, lines...)
+	t.Run("pre-flight names the keys whose module the target lacks", func(t *testing.T) {
+		_, err := runLoad(t, dst, file, nil)
+		if !errors.Is(err, load.ErrTargetLacks) || !strings.Contains(err.Error(), `2 keys have the module type "ReJSON-RL" (DUMP payloads), which need the module "ReJSON"`) || !strings.Contains(err.Error(), `"doc:1" (db 0), "doc:2" (db 0)`) {
+			t.Fatalf("err = %v", err)
+		}
+	})
 	t.Run("refused payload names key and versions", func(t *testing.T) {
+		// A header that says the source had no module and no field expiry:
+		// no pre-flight read,
+		// and the target's refusal stops the load at the key.
+		file := plainDumpWith(t, `{"format":"crs","version":1,"created_ms":1,"field_expiry":false,"modules":[]}`, lines...)
 		_, err := runLoad(t, dst, file, nil)
 		var ke *load.KeyError
 		if !errors.As(err, &ke) || ke.Key != "doc:2" || ke.Line != 3 || !strings.Contains(err.Error(), "RDB version 99") || !strings.Contains(err.Error(), "redis 7.") {

@@ -259,11 +259,11 @@ func (d *Decoder) Decode(ctx context.Context, emit func(*format.Record) error) e
 		case opExpireMs:
 			var v uint64
 			v, err = d.in.uint64LE()
-			expire = int64(v)
+			expire = pastOrAt(int64(v))
 		case opExpire:
 			var v uint32
 			v, err = d.in.uint32LE()
-			expire = int64(v) * 1000
+			expire = pastOrAt(int64(v) * 1000)
 		case opFreq:
 			_, err = d.in.byte()
 		case opIdle:
@@ -292,6 +292,16 @@ func (d *Decoder) Decode(ctx context.Context, emit func(*format.Record) error) e
 			return d.fail(err)
 		}
 	}
+}
+
+// pastOrAt returns an expiry read from the file, or 1 (long past: the key
+// has expired) for one at or before the epoch, which a record cannot
+// hold and 0 would make "no expiry".
+func pastOrAt(ms int64) int64 {
+	if ms <= 0 {
+		return 1
+	}
+	return ms
 }
 
 // emitError marks an error returned by the caller's emit.

@@ -242,6 +242,25 @@ func TestExpiredKeysSkipped(t *testing.T) {
 	}
 }
 
+// TestExpiryAtOrBeforeEpoch: an expiry the record format cannot hold (0,
+// or negative as a signed integer: found by FuzzDecoder) is a key expired
+// long ago: skipped, or kept with the earliest expiry, never an error.
+func TestExpiryAtOrBeforeEpoch(t *testing.T) {
+	for _, ms := range []uint64{0, 1 << 63, 0xf2f2f2f2f2f2f2f2} {
+		w := &buf{}
+		w.byte(opExpireMs).u64(ms).byte(typeString).str("old").str("v")
+		w.byte(opExpire).byte(0, 0, 0, 0).byte(typeString).str("old2").str("v")
+		recs, d, err := decodeAll(t, rdbFile("REDIS", 9, w.b), Options{NowMs: 2000})
+		if err != nil || len(recs) != 0 || d.Stats.Expired != 2 {
+			t.Errorf("expiry %#x: %d records, %d expired, %v", ms, len(recs), d.Stats.Expired, err)
+		}
+		recs, _, err = decodeAll(t, rdbFile("REDIS", 9, w.b), Options{})
+		if err != nil || len(recs) != 2 || recs[0].ExpireAtMs != 1 || recs[1].ExpireAtMs != 1 {
+			t.Errorf("expiry %#x, expired keys kept: %v, %v", ms, describe(recs), err)
+		}
+	}
+}
+
 func TestValkeyMagic(t *testing.T) {
 	w := &buf{}
 	w.byte(typeValkeyHashExpiry).str("h").len(2).str("a").str("1").u64(1900000000000).str("b").str("2").u64(math.MaxUint64)
@@ -312,6 +331,7 @@ func FuzzDecoder(f *testing.F) {
 		tt.body(w)
 		f.Add(rdbFile("REDIS", tt.version, w.b))
 	}
+	f.Add([]byte("REDIS0001\xfc0000000\xf2\x00\x0200\x00")) // a negative expiry, found by the fuzzer
 	f.Fuzz(func(t *testing.T, in []byte) {
 		d := NewDecoder(bytes.NewReader(in), Options{PartElems: 3, PartBytes: 16})
 		fw := format.NewWriter(&bytes.Buffer{})

@@ -93,6 +93,24 @@ func TestVectorSetsMove(t *testing.T) {
 		dst := redistest.StartBinary(t, r74, "--loadmodule", module)
 		loadAndCompare(t, ctx, src, dst, file)
 	})
+	t.Run("from an RDB file to 7.4.1 with the module", func(t *testing.T) {
+		// The module's own serialization is decoded into the same records.
+		if err := sc.Save(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		rdbFile := filepath.Join(src.Dir, "dump.rdb")
+		out, code := sh(t, t.TempDir(), "crs verify -u "+src.URL+" "+rdbFile)
+		if code != 0 || !strings.Contains(out, " 0 differences") {
+			t.Fatalf("verify of the RDB file against its server: exit %d\n%s", code, out)
+		}
+		converted := filepath.Join(t.TempDir(), "from-rdb.jsonl.zst")
+		if out, code := sh(t, t.TempDir(), "crsdump --rdb "+rdbFile+" -o "+converted); code != 0 {
+			t.Fatalf("crsdump --rdb: exit %d\n%s", code, out)
+		}
+		checkJSONLines(t, converted)
+		dst := redistest.StartBinary(t, r74, "--loadmodule", module)
+		loadAndCompare(t, ctx, src, dst, converted)
+	})
 	t.Run("7.4.1 without the module", func(t *testing.T) {
 		dst := redistest.StartBinary(t, r74)
 		out, err := runLoad(t, dst, file, nil)

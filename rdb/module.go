@@ -4,7 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math"
+
+	"github.com/crs-tool/crs/format"
 )
+
+func float32FromBits(b uint32) float32 { return math.Float32frombits(b) }
 
 // Opcodes of a module value's self-describing serialization (type
 // MODULE_2), which lets a reader pass over a value it cannot interpret.
@@ -45,6 +50,12 @@ func (d *Decoder) module(t byte, b *builder) error {
 	id, err := d.in.count()
 	if err != nil {
 		return err
+	}
+	if moduleName(id) == format.TypeVectorSet && id&1023 == 0 {
+		done, err := d.vectorSet(b)
+		if done || err != nil {
+			return err
+		}
 	}
 	if err := d.skipModuleData(); err != nil {
 		return fmt.Errorf("module type %q: %w", moduleName(id), err)

@@ -44,10 +44,31 @@ func describe(recs []*format.Record) string {
 			}
 		case r.Dump != "":
 			fmt.Fprintf(&b, " dump%d v%d", len(r.Dump), r.RDBVersion)
+		case r.VectorSet != nil:
+			vs := r.VectorSet
+			if vs.Quant != "" {
+				fmt.Fprintf(&b, " %s/%d/m%d", vs.Quant, vs.Dim, vs.M)
+			}
+			for _, e := range vs.Elements {
+				fmt.Fprintf(&b, " %s%v", e.Name, e.Vector)
+				if e.Attr != "" {
+					fmt.Fprintf(&b, "%s", e.Attr)
+				}
+			}
 		}
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// vectorsetID is the module type ID of "vectorset", without its encoding
+// version.
+func vectorsetID() uint64 {
+	id := uint64(0)
+	for _, c := range "vectorset" {
+		id = id<<6 | uint64(strings.IndexRune("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", c))
+	}
+	return id
 }
 
 func decodeAll(t testing.TB, file []byte, opts Options) ([]*format.Record, *Decoder, error) {
@@ -139,16 +160,45 @@ func fixtures() []struct {
 0 "meta" hash x=1 y=2 y@1800000000005
 `},
 		{"module value becomes a DUMP payload", 11, func(w *buf) {
-			id := uint64(0)
-			for _, c := range "vectorset" {
-				id = id<<6 | uint64(strings.IndexRune("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", c))
-			}
+			id := vectorsetID()
 			w.byte(typeModule2).str("vs").len(id<<10 | 1)
 			w.len(moduleUInt).len(42).len(moduleString).str("payload").len(moduleDouble).u64(0).len(moduleFloat).byte(0, 0, 0, 0).len(moduleEOF)
 			w.byte(opModuleAux).len(id << 10).len(moduleUInt).len(2).len(moduleEOF)
 			w.byte(opFunction2).str("#!lua name=lib\nredis.register_function('f', function() return 1 end)")
 		}, `0 "vs" vectorset dump46 v11
 0 "lib" function
+`},
+		{"vector sets become records, but one with a projection", 12, func(w *buf) {
+			id := vectorsetID()
+			node := func(l2, rng float32) *buf { // node ID, level 0, one layer without links, l2 and range
+				return w.len(moduleUInt).len(6).len(moduleUInt).len(7).len(moduleUInt).len(1 << 24).
+					len(moduleUInt).len(0).len(moduleUInt).len(32).len(moduleUInt).len(0).
+					len(moduleUInt).len(uint64(math.Float32bits(rng))<<32 | uint64(math.Float32bits(l2)))
+			}
+			// int8, dim 2, M 16 (config 0: the default), with attributes
+			w.byte(typeModule2).str("q8").len(id << 10)
+			w.len(moduleUInt).len(2).len(moduleUInt).len(2).len(moduleUInt).len(1).len(moduleUInt).len(vsetFlagAttributes)
+			w.len(moduleString).str("a").len(moduleString).str(`{"x":1}`).len(moduleString).str("\x7f\xc1")
+			node(2, 0.5)
+			w.len(moduleString).str("b").len(moduleString).str("").len(moduleString).str("\x00\x7f")
+			node(4, 1).len(moduleEOF)
+			// f32, dim 1, M 24; then bin, dim 3
+			w.byte(typeModule2).str("f").len(id << 10)
+			w.len(moduleUInt).len(1).len(moduleUInt).len(1).len(moduleUInt).len(24 << 8).len(moduleUInt).len(0)
+			w.len(moduleString).str("c").len(moduleString).str("\x00\x00\x80\x3f") // 1.0
+			node(3, 0).len(moduleEOF)
+			w.byte(typeModule2).str("bits").len(id << 10)
+			w.len(moduleUInt).len(3).len(moduleUInt).len(1).len(moduleUInt).len(2).len(moduleUInt).len(0)
+			w.len(moduleString).str("d").len(moduleString).str("\x05\x00\x00\x00\x00\x00\x00\x00")
+			node(1, 0).len(moduleEOF)
+			// a projection: a DUMP payload
+			w.byte(typeModule2).str("proj").len(id << 10)
+			w.len(moduleUInt).len(1).len(moduleUInt).len(0).len(moduleUInt).len(1).len(moduleUInt).len(vsetFlagProjection)
+			w.len(moduleUInt).len(2).len(moduleString).str("\x00\x00\x80\x3f\x00\x00\x80\x3f").len(moduleEOF)
+		}, `0 "q8" vectorset int8/2/m16 a[1 -0.496063]{"x":1} b[0 4]
+0 "f" vectorset f32/1/m24 c[3]
+0 "bits" vectorset bin/3/m16 d[1 -1 1]
+0 "proj" vectorset dump41 v12
 `},
 	}
 }

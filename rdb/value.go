@@ -60,8 +60,11 @@ type builder struct {
 
 func (b *builder) start() {
 	b.rec = &format.Record{DB: b.db, Key: b.key, Type: b.typ}
-	if b.typ == format.TypeStream {
+	switch b.typ {
+	case format.TypeStream:
 		b.rec.Stream = &format.Stream{EntriesAdded: -1}
+	case format.TypeVectorSet:
+		b.rec.VectorSet = &format.VectorSet{}
 	}
 	b.elems, b.bytes = 0, 0
 }

@@ -10,6 +10,8 @@
 package vemb
 
 import (
+	"encoding/binary"
+	"fmt"
 	"math"
 	"sort"
 )
@@ -187,4 +189,41 @@ func settle(w []float32, l2 float32, order []int, ok func(j int, c float32) bool
 		}
 	}
 	return false
+}
+
+// FromStored returns what VEMB returns for an element stored as an RDB
+// file (and VEMB RAW) holds it: the vector of a set of quantization
+// quant with dim components (float32s of the normalized vector, int8
+// codes, or bits), its norm l2 and, for int8, its range.
+func FromStored(quant string, dim int, stored []byte, l2, rng float32) ([]float32, error) {
+	out := make([]float32, dim)
+	switch quant {
+	case "f32":
+		if len(stored) != 4*dim {
+			return nil, fmt.Errorf("a vector of %d bytes for %d float32 components", len(stored), dim)
+		}
+		for j := range out {
+			out[j] = float32(math.Float32frombits(binary.LittleEndian.Uint32(stored[4*j:])) * l2)
+		}
+	case "int8":
+		if len(stored) != dim {
+			return nil, fmt.Errorf("a vector of %d bytes for %d int8 components", len(stored), dim)
+		}
+		for j := range out {
+			out[j] = dequantize(int8(stored[j]), rng, l2)
+		}
+	case "bin":
+		if len(stored) != (dim+63)/64*8 {
+			return nil, fmt.Errorf("a vector of %d bytes for %d bits", len(stored), dim)
+		}
+		for j := range out {
+			out[j] = -1
+			if binary.LittleEndian.Uint64(stored[j/64*8:])&(1<<(j%64)) != 0 {
+				out[j] = 1
+			}
+		}
+	default:
+		return nil, fmt.Errorf("quantization %q", quant)
+	}
+	return out, nil
 }

@@ -243,6 +243,12 @@ func (c *Conn) read() (Reply, error) {
 	if err != nil {
 		return Reply{}, err
 	}
+	return c.rest(line)
+}
+
+// rest reads the rest of a reply whose first line is line.
+func (c *Conn) rest(line []byte) (Reply, error) {
+	var err error
 	if len(line) == 0 {
 		return Reply{}, errProtocol
 	}
@@ -322,6 +328,60 @@ func (c *Conn) ExecValues(ctx context.Context, fn func(i int, v Value) error) er
 			return errConn{err}
 		}
 		return fn(i, v)
+	})
+}
+
+// ExecEach sends the one pending command, whose reply is an array of bulk
+// strings (or nil, or an error, returned as a ServerError), and calls fn
+// with each element's bytes, valid only during the call: a reply of
+// millions of elements is never held whole. After fn's first error the
+// rest of the reply is read and dropped.
+func (c *Conn) ExecEach(ctx context.Context, fn func(elem []byte) error) error {
+	if c.pending != 1 {
+		return fmt.Errorf("ExecEach with %d commands pending, want 1", c.pending)
+	}
+	var buf []byte
+	return c.exec(ctx, func(int) error {
+		line, err := c.line()
+		switch {
+		case err != nil:
+			return errConn{err}
+		case len(line) == 0:
+			return errConn{errProtocol}
+		case line[0] == KindError:
+			return ServerError(line[1:])
+		case line[0] != KindArray:
+			if _, err := c.rest(line); err != nil {
+				return errConn{err}
+			}
+			return fmt.Errorf("expected an array, got %q", line[0])
+		}
+		n, err := strconv.ParseInt(string(line[1:]), 10, 64)
+		if err != nil {
+			return errConn{err}
+		}
+		var first error
+		for i := int64(0); i < n; i++ {
+			line, err := c.line()
+			if err != nil {
+				return errConn{err}
+			}
+			size, err := strconv.ParseInt(string(line[1:]), 10, 64)
+			if err != nil || len(line) == 0 || line[0] != KindBulk || size < 0 {
+				return errConn{fmt.Errorf("%w: an array element that is not a bulk string", errProtocol)}
+			}
+			if cap(buf) < int(size)+2 {
+				buf = make([]byte, size+2)
+			}
+			b := buf[:size+2]
+			if _, err := io.ReadFull(c.r, b); err != nil {
+				return errConn{err}
+			}
+			if first == nil {
+				first = fn(b[:size])
+			}
+		}
+		return first
 	})
 }
 

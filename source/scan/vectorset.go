@@ -1,8 +1,12 @@
 package scan
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"io"
+	"os"
 	"strconv"
 	"strings"
 
@@ -57,11 +61,12 @@ func (r *reader) readVectorSetOnce(ctx context.Context, p probed) (retry bool, e
 	if projected {
 		return false, r.emitDump(ctx, p)
 	}
-	names, err := r.c.Do(ctx, "VRANDMEMBER", p.key, size).StringSlice()
-	if err != nil && err != redis.Nil {
+	names, err := r.vectorNames(ctx, p.key, size)
+	if err != nil {
 		return fail(err)
 	}
-	if len(names) == 0 {
+	defer names.close()
+	if names.n == 0 {
 		r.vanished()
 		return false, nil
 	}
@@ -69,8 +74,12 @@ func (r *reader) readVectorSetOnce(ctx context.Context, p probed) (retry bool, e
 	// takes about 12 bytes.
 	n := max(min(r.opts.PartElems, int(r.opts.PartBytes)/(12*max(vs.Dim, 1)+64)), 1)
 	part := 0
-	for start := 0; start < len(names); start += n {
-		win := names[start:min(start+n, len(names))]
+	for done := 0; done < names.n; {
+		win, err := names.next(n)
+		if err != nil {
+			return false, fmt.Errorf("db %d: vector set %q: %w", r.db, p.key, err)
+		}
+		done += len(win)
 		elems, err := r.vectorElements(ctx, p.key, win)
 		if err != nil {
 			return fail(err)
@@ -80,7 +89,7 @@ func (r *reader) readVectorSetOnce(ctx context.Context, p probed) (retry bool, e
 			rec.ExpireAtMs = p.exp
 			rec.VectorSet.Quant, rec.VectorSet.Dim, rec.VectorSet.M = vs.Quant, vs.Dim, vs.M
 		}
-		last := start+n >= len(names)
+		last := done >= names.n
 		if part > 0 || !last {
 			part++
 			rec.Part, rec.More = part, !last
@@ -90,6 +99,100 @@ func (r *reader) readVectorSetOnce(ctx context.Context, p probed) (retry bool, e
 		}
 	}
 	return false, nil
+}
+
+// vectorNames reads the names of a set's elements (VRANDMEMBER with the
+// set's size returns each once) as they arrive: held in memory up to
+// PartBytes, and past that in a temporary file, so that a set of
+// millions of elements is not held whole.
+func (r *reader) vectorNames(ctx context.Context, key string, size int64) (*nameSpool, error) {
+	sp := &nameSpool{limit: int(r.opts.PartBytes)}
+	r.rc.Begin("VRANDMEMBER", 2).Str(key).Int(size)
+	if err := r.rc.ExecEach(ctx, sp.add); err != nil {
+		sp.close()
+		return nil, err
+	}
+	return sp, sp.rewind()
+}
+
+// nameSpool holds names in memory, then in a file past limit bytes.
+type nameSpool struct {
+	limit int
+	mem   []string
+	bytes int
+	n     int // names added
+	f     *os.File
+	w     *bufio.Writer
+	r     *bufio.Reader
+}
+
+func (s *nameSpool) add(name []byte) error {
+	s.n++
+	if s.f == nil && s.bytes+len(name) <= s.limit {
+		s.mem = append(s.mem, string(name))
+		s.bytes += len(name)
+		return nil
+	}
+	if s.f == nil {
+		f, err := os.CreateTemp("", "crsdump-names-*")
+		if err != nil {
+			return fmt.Errorf("spool a vector set's names: %w", err)
+		}
+		s.f, s.w = f, bufio.NewWriter(f)
+	}
+	s.w.Write(binary.AppendUvarint(nil, uint64(len(name))))
+	_, err := s.w.Write(name)
+	return err
+}
+
+// rewind makes the names readable with next, those in memory first.
+func (s *nameSpool) rewind() error {
+	if s.f == nil {
+		return nil
+	}
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("spool a vector set's names: %w", err)
+	}
+	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("spool a vector set's names: %w", err)
+	}
+	s.r = bufio.NewReader(s.f)
+	return nil
+}
+
+// next returns up to n more names.
+func (s *nameSpool) next(n int) ([]string, error) {
+	if len(s.mem) > 0 {
+		win := s.mem[:min(n, len(s.mem))]
+		s.mem = s.mem[len(win):]
+		return win, nil
+	}
+	var win []string
+	for len(win) < n && s.r != nil {
+		l, err := binary.ReadUvarint(s.r)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("spooled names: %w", err)
+		}
+		b := make([]byte, l)
+		if _, err := io.ReadFull(s.r, b); err != nil {
+			return nil, fmt.Errorf("spooled names: %w", err)
+		}
+		win = append(win, string(b))
+	}
+	if len(win) == 0 {
+		return nil, fmt.Errorf("spooled names: fewer than the %d read", s.n)
+	}
+	return win, nil
+}
+
+func (s *nameSpool) close() {
+	if s.f != nil {
+		s.f.Close()
+		os.Remove(s.f.Name())
+	}
 }
 
 // vectorSetInfo reads VINFO's reply: the set's parameters, its size, and

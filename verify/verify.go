@@ -114,6 +114,10 @@ func Run(ctx context.Context, opts Options, w io.Writer) error {
 const (
 	batchRecords = 256
 	batchBytes   = 4 << 20
+	// perCommand is what one queued command costs, counted against
+	// batchBytes for records read back a command per element (vector
+	// sets: VEMB and VGETATTR each), whose JSON is small for what it costs.
+	perCommand = 256
 )
 
 // Verify checks every record read from fr against the target, a batch of
@@ -190,7 +194,11 @@ func Verify(ctx context.Context, fr *format.Reader, opts Options) (Result, error
 			}
 		}
 		batch = append(batch, rec)
-		if size += fr.LineSize(); len(batch) >= batchRecords || size >= batchBytes {
+		size += fr.LineSize()
+		if rec.VectorSet != nil {
+			size += 2 * perCommand * len(rec.VectorSet.Elements)
+		}
+		if len(batch) >= batchRecords || size >= batchBytes {
 			if err := flush(); err != nil {
 				return res, err
 			}

@@ -196,9 +196,7 @@ func summary(st Stats, outBytes int64, err error) string {
 		}
 	case "server", "cluster":
 		fmt.Fprintf(&b, "; %d vanished while dumping, %d returned twice by SCAN, %d read again because they changed while read in parts", st.Vanished, st.Duplicates, st.Reread)
-		if st.Deferred > 0 {
-			fmt.Fprintf(&b, "; %d keys past the memory limit checked for repeats on disk (%s of temporary files)", st.Deferred, report.Bytes(st.DiskBytes))
-		}
+		b.WriteString(report.KeysOnDisk(st.Deferred, st.DiskBytes))
 		if st.Changing > 0 {
 			fmt.Fprintf(&b, "; %d KEYS KEPT CHANGING and were written as last read (--allow-changing)", st.Changing)
 		}

@@ -210,11 +210,7 @@ func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err e
 	seen := keyset.NewSeen(opts.SeenLimit, keys)
 	defer seen.Close()
 	if opts.KeysKnown != nil {
-		limit := int64(opts.SeenLimit)
-		if limit <= 0 {
-			limit = keyset.DefaultLimit
-		}
-		opts.KeysKnown(min(keys, limit))
+		opts.KeysKnown(min(keys, int64(keyset.Limit(opts.SeenLimit))))
 	}
 	opts.Counter.SetTotal(keys)
 	tgt, done, err := openTarget(ctx, opts)

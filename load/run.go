@@ -331,9 +331,7 @@ func summary(st Stats, err error) string {
 	if st.VectorsApprox > 0 {
 		fmt.Fprintf(&b, "; %d VECTOR SET ELEMENTS loaded as dumped, which VEMB returns within a few float ulps, not exactly", st.VectorsApprox)
 	}
-	if st.Deferred > 0 {
-		fmt.Fprintf(&b, "; %d keys past the memory limit checked for repeats on disk (%s of temporary files)", st.Deferred, report.Bytes(st.DiskBytes))
-	}
+	b.WriteString(report.KeysOnDisk(st.Deferred, st.DiskBytes))
 	if st.Retries > 0 {
 		fmt.Fprintf(&b, "; reconnected and resent %d times", st.Retries)
 	}

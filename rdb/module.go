@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"math"
 
 	"github.com/crs-tool/crs/format"
 )
-
-func float32FromBits(b uint32) float32 { return math.Float32frombits(b) }
 
 // Opcodes of a module value's self-describing serialization (type
 // MODULE_2), which lets a reader pass over a value it cannot interpret.

@@ -97,7 +97,7 @@ func (d *Decoder) vectorElement(b *builder, quant string, dim int, attrs bool) e
 	if n < 3 {
 		return fmt.Errorf("%d node parameters", n)
 	}
-	l2, rng := float32FromBits(uint32(last)), float32FromBits(uint32(last>>32))
+	l2, rng := math.Float32frombits(uint32(last)), math.Float32frombits(uint32(last>>32))
 	vec, err := vemb.FromStored(quant, dim, stored, l2, rng)
 	if err != nil {
 		return err

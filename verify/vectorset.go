@@ -7,6 +7,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/source/scan"
 )
 
 // queueVectorSet queues VINFO (for a set's first record) and VEMB and
@@ -24,20 +25,17 @@ func queueVectorSet(ctx context.Context, p redis.Pipeliner, q *pending, rec *for
 func (v *verifier) vectorSetValues(rec *format.Record, q *pending) {
 	vs := rec.VectorSet
 	if q.xinfo != nil {
-		info, _ := q.xinfo.Slice()
-		got := map[string]string{}
-		for i := 0; i+1 < len(info); i += 2 {
-			k, _ := info[i].(string)
-			switch x := info[i+1].(type) {
-			case string:
-				got[k] = x
-			case int64:
-				got[k] = strconv.FormatInt(x, 10)
-			}
+		info, err := q.xinfo.Slice()
+		var got format.VectorSet
+		if err == nil {
+			got, _, _, err = scan.VectorSetInfo(info)
 		}
-		if got["quant-type"] != vs.Quant || got["vector-dim"] != strconv.Itoa(vs.Dim) || got["hnsw-m"] != strconv.Itoa(vs.M) {
-			v.differ(rec.DB, rec.Key, "quant %s dim %d m %d, target quant %s dim %s m %s", vs.Quant, vs.Dim, vs.M,
-				orMissing(got["quant-type"]), orMissing(got["vector-dim"]), orMissing(got["hnsw-m"]))
+		switch {
+		case err != nil:
+			v.differ(rec.DB, rec.Key, "quant %s dim %d m %d, target: %v", vs.Quant, vs.Dim, vs.M, err)
+			return
+		case got.Quant != vs.Quant || got.Dim != vs.Dim || got.M != vs.M:
+			v.differ(rec.DB, rec.Key, "quant %s dim %d m %d, target quant %s dim %d m %d", vs.Quant, vs.Dim, vs.M, got.Quant, got.Dim, got.M)
 			return
 		}
 	}

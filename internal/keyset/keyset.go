@@ -42,13 +42,19 @@ type Seen struct {
 	sp     *spill // nil until past the limit
 }
 
-// NewSeen returns an empty Seen that keeps up to limit keys in memory
-// (DefaultLimit if limit <= 0), expecting about hint keys in all (0 if
-// not known).
-func NewSeen(limit int, hint int64) *Seen {
+// Limit returns the number of keys a Seen made with limit keeps in
+// memory: limit, or DefaultLimit if limit <= 0.
+func Limit(limit int) int {
 	if limit <= 0 {
-		limit = DefaultLimit
+		return DefaultLimit
 	}
+	return limit
+}
+
+// NewSeen returns an empty Seen that keeps up to Limit(limit) keys in
+// memory, expecting about hint keys in all (0 if not known).
+func NewSeen(limit int, hint int64) *Seen {
+	limit = Limit(limit)
 	return &Seen{s1: maphash.MakeSeed(), s2: maphash.MakeSeed(), limit: limit, hint: hint,
 		mem: newTable(int(min(max(hint, 0), int64(limit))))}
 }

@@ -65,3 +65,13 @@ func Bytes(n int64) string {
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
+
+// KeysOnDisk is the summaries' phrase for the keys a tool checked for
+// repeats on disk, past its memory limit (internal/keyset), and the
+// bytes of temporary files they took; "" when there were none.
+func KeysOnDisk(keys, bytes int64) string {
+	if keys == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d keys past the memory limit checked for repeats on disk (%s of temporary files)", keys, Bytes(bytes))
+}

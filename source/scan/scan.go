@@ -62,12 +62,7 @@ type Options struct {
 
 // SeenLimit returns the number of keys a dump with options o remembers in
 // memory per database.
-func SeenLimit(o Options) int {
-	if o.SeenLimit > 0 {
-		return o.SeenLimit
-	}
-	return keyset.DefaultLimit
-}
+func SeenLimit(o Options) int { return keyset.Limit(o.SeenLimit) }
 
 // NewOptions returns the default options.
 func NewOptions() Options {

@@ -54,7 +54,7 @@ func (r *reader) readVectorSetOnce(ctx context.Context, p probed) (retry bool, e
 	case err != nil:
 		return fail(err)
 	}
-	vs, size, projected, err := vectorSetInfo(info)
+	vs, size, projected, err := VectorSetInfo(info)
 	if err != nil {
 		return fail(err)
 	}
@@ -124,6 +124,8 @@ type nameSpool struct {
 	f     *os.File
 	w     *bufio.Writer
 	r     *bufio.Reader
+
+	scratch [binary.MaxVarintLen64]byte
 }
 
 func (s *nameSpool) add(name []byte) error {
@@ -140,7 +142,7 @@ func (s *nameSpool) add(name []byte) error {
 		}
 		s.f, s.w = f, bufio.NewWriter(f)
 	}
-	s.w.Write(binary.AppendUvarint(nil, uint64(len(name))))
+	s.w.Write(binary.AppendUvarint(s.scratch[:0], uint64(len(name))))
 	_, err := s.w.Write(name)
 	return err
 }
@@ -195,9 +197,9 @@ func (s *nameSpool) close() {
 	}
 }
 
-// vectorSetInfo reads VINFO's reply: the set's parameters, its size, and
+// VectorSetInfo reads VINFO's reply: the set's parameters, its size, and
 // whether it was made with a projection (VADD REDUCE).
-func vectorSetInfo(info []interface{}) (vs format.VectorSet, size int64, projected bool, err error) {
+func VectorSetInfo(info []interface{}) (vs format.VectorSet, size int64, projected bool, err error) {
 	num := func(v interface{}) int64 {
 		switch v := v.(type) {
 		case int64:

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,17 +11,6 @@ import (
 	"github.com/crs-tool/crs/internal/redisserver"
 	"github.com/crs-tool/crs/internal/redistest"
 )
-
-// serverBinaries is Debian's redis-server and every server of
-// ../shared/servers, by name (skipping the test where there are none).
-func serverBinaries(t *testing.T) map[string]string {
-	t.Helper()
-	bins := redistest.Versions(t)
-	if p, err := exec.LookPath("redis-server"); err == nil {
-		bins["debian-redis"] = p
-	}
-	return bins
-}
 
 // expiryTolerance is how far apart two servers' expiries of a key may
 // read and still be equal, in ms: none where both have PEXPIRETIME (7.0+,
@@ -78,15 +65,12 @@ func fillFieldExpiry(t *testing.T, s *redisserver.Server) {
 // and a load of the file into a fresh server of the same version compared
 // with the source.
 func TestRDBFromEveryServer(t *testing.T) {
-	bins := serverBinaries(t)
-	names := make([]string, 0, len(bins))
-	for n := range bins {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		bin := bins[name]
-		t.Run(name, func(t *testing.T) {
+	bins := redistest.Servers(t)
+	t.Logf("servers:\n%s", redistest.Describe(bins))
+	for _, b := range bins {
+		bin := b.Path
+		t.Run(b.Name, func(t *testing.T) {
+			skipUnreadableRDB(t, b)
 			src := redistest.StartBinary(t, bin)
 			fill(t, src)
 			fillStreams(t, src)
@@ -111,5 +95,15 @@ func TestRDBFromEveryServer(t *testing.T) {
 			assertNoDiffWithin(t, src, dst, expiryTolerance(t, src, dst))
 			t.Logf("%s: %s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(out))
 		})
+	}
+}
+
+// skipUnreadableRDB skips t where b writes an RDB version crs does not
+// read yet (Redis 8.6's RDB 13: the issue "Redis 8.2–8.6: RDB 13,
+// idempotent stream producers, and every server since 8.0").
+func skipUnreadableRDB(t *testing.T, b redistest.Binary) {
+	t.Helper()
+	if b.Engine == "redis" && b.RDB > 12 {
+		t.Skipf("%s writes RDB %d, which crs does not read yet (the issue \"Redis 8.2–8.6: RDB 13, idempotent stream producers, and every server since 8.0\")", b.Name, b.RDB)
 	}
 }

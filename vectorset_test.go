@@ -41,23 +41,39 @@ var vectorSets = []struct {
 	{"vs:parts", 1200, 4, "Q8", 0},
 }
 
-// TestVectorSetsMove moves vector sets from Redis 8.0.6 to 8.0.6 and to
-// 7.4.1 with the vectorset module, through records jq can read, and checks
-// that 7.4.1 without the module is refused before anything is written.
+// TestVectorSetsMove moves vector sets from each server with vector sets
+// built in (Redis 8.0+) to each of them and to a server that has them from
+// the vectorset module (Debian's 7.0 with modules/vectorset.so), through
+// records jq can read and through the source's RDB file, and checks that a
+// server without them is refused before anything is written.
 func TestVectorSetsMove(t *testing.T) {
-	bins := redistest.Versions(t)
-	r8, r74 := bins["redis-8.0.6"], bins["redis-7.4.1"]
-	if r8 == "" || r74 == "" {
-		t.Fatalf("no redis-8.0.6 or redis-7.4.1 among %v", bins)
+	bins := redistest.Servers(t)
+	var builtIn []redistest.Binary
+	var module *redistest.Binary
+	for i, b := range bins {
+		switch {
+		case b.VectorSets:
+			builtIn = append(builtIn, b)
+		case b.VectorModule != "" && module == nil:
+			module = &bins[i]
+		}
 	}
-	module, err := filepath.Abs(filepath.Join(filepath.Dir(r8), "..", "modules", "vectorset.so"))
-	if err != nil {
-		t.Fatal(err)
+	if len(builtIn) == 0 || module == nil {
+		t.Fatalf("need a server with vector sets built in and one that loads the vectorset module, among:\n%s", redistest.Describe(bins))
 	}
-	if _, err := os.Stat(module); err != nil {
-		t.Fatalf("the vectorset module: %v", err)
+	t.Logf("built in: %v; from the module: %s", builtIn, module.Name)
+	for i, srcBin := range builtIn {
+		t.Run("from "+srcBin.Name, func(t *testing.T) {
+			vectorSetsFrom(t, srcBin, builtIn, *module, i == 0)
+		})
 	}
-	src := redistest.StartBinary(t, r8)
+}
+
+// vectorSetsFrom is TestVectorSetsMove from a server of srcBin; with
+// first, it also checks that verify sees changed vectors and that a
+// server without vector sets is refused.
+func vectorSetsFrom(t *testing.T, srcBin redistest.Binary, builtIn []redistest.Binary, module redistest.Binary, first bool) {
+	src := redistest.StartBinary(t, srcBin.Path)
 	ctx := context.Background()
 	sc := redistest.Client(t, src, 0)
 	fillVectorSets(t, ctx, sc)
@@ -70,32 +86,21 @@ func TestVectorSetsMove(t *testing.T) {
 	}
 	checkJSONLines(t, file)
 
-	t.Run("8.0.6", func(t *testing.T) {
-		dst := redistest.StartBinary(t, r8)
-		loadAndCompare(t, ctx, src, dst, file)
-		// crs verify sees a changed vector and changed attributes.
-		dc := redistest.Client(t, dst, 0)
-		emb, _ := dc.Do(ctx, "VEMB", "vs:f32", "e1").Float64Slice()
-		moved := make([]byte, 4*len(emb))
-		for j, f := range emb {
-			binary.LittleEndian.PutUint32(moved[4*j:], math.Float32bits(float32(f)))
-		}
-		binary.LittleEndian.PutUint32(moved, math.Float32bits(float32(emb[0])*1.01))
-		dc.Do(ctx, "VADD", "vs:f32", "FP32", string(moved), "e1", "NOQUANT", "M", 32)
-		dc.Do(ctx, "VSETATTR", "vs:bin", "e0", `{"i":-1}`)
-		opts := verify.NewOptions()
-		opts.Target.URL, opts.From.File, opts.Progress = dst.URL, file, "none"
-		var out bytes.Buffer
-		err := verify.Run(ctx, opts, &out)
-		if !errors.Is(err, verify.ErrDifferent) || !strings.Contains(out.String(), `"vs:f32": element "e1": vector component 0`) || !strings.Contains(out.String(), `"vs:bin": element "e0": attributes`) {
-			t.Errorf("verify of a changed vector and attributes: %v\n%s", err, out.String())
-		}
-	})
-	t.Run("7.4.1 with the module", func(t *testing.T) {
-		dst := redistest.StartBinary(t, r74, "--loadmodule", module)
+	for j, dstBin := range builtIn {
+		t.Run("to "+dstBin.Name, func(t *testing.T) {
+			dst := redistest.StartBinary(t, dstBin.Path)
+			loadAndCompare(t, ctx, src, dst, file)
+			if first && j == 0 {
+				verifySeesChangedVectors(t, ctx, dst, file)
+			}
+		})
+	}
+	t.Run("to "+module.Name+" with the module", func(t *testing.T) {
+		dst := redistest.StartBinary(t, module.Path, "--loadmodule", module.VectorModule)
 		loadAndCompare(t, ctx, src, dst, file)
 	})
-	t.Run("from an RDB file to 7.4.1 with the module", func(t *testing.T) {
+	t.Run("from its RDB file to "+module.Name+" with the module", func(t *testing.T) {
+		skipUnreadableRDB(t, srcBin)
 		// The module's own serialization is decoded into the same records.
 		if err := sc.Save(ctx).Err(); err != nil {
 			t.Fatal(err)
@@ -110,11 +115,14 @@ func TestVectorSetsMove(t *testing.T) {
 			t.Fatalf("crsdump --rdb: exit %d\n%s", code, out)
 		}
 		checkJSONLines(t, converted)
-		dst := redistest.StartBinary(t, r74, "--loadmodule", module)
+		dst := redistest.StartBinary(t, module.Path, "--loadmodule", module.VectorModule)
 		loadAndCompare(t, ctx, src, dst, converted)
 	})
-	t.Run("7.4.1 without the module", func(t *testing.T) {
-		dst := redistest.StartBinary(t, r74)
+	if !first {
+		return
+	}
+	t.Run("to "+module.Name+" without the module", func(t *testing.T) {
+		dst := redistest.StartBinary(t, module.Path)
 		out, err := runLoad(t, dst, file, nil)
 		var pe *load.PreflightError
 		if !errors.As(err, &pe) || !errors.Is(err, load.ErrTargetLacks) {
@@ -129,6 +137,27 @@ func TestVectorSetsMove(t *testing.T) {
 			t.Errorf("the refused load wrote %d keys", n)
 		}
 	})
+}
+
+// verifySeesChangedVectors changes a vector and an element's attributes
+// on dst and checks that crs verify against the dump file names both.
+func verifySeesChangedVectors(t *testing.T, ctx context.Context, dst *redisserver.Server, file string) {
+	dc := redistest.Client(t, dst, 0)
+	emb, _ := dc.Do(ctx, "VEMB", "vs:f32", "e1").Float64Slice()
+	moved := make([]byte, 4*len(emb))
+	for j, f := range emb {
+		binary.LittleEndian.PutUint32(moved[4*j:], math.Float32bits(float32(f)))
+	}
+	binary.LittleEndian.PutUint32(moved, math.Float32bits(float32(emb[0])*1.01))
+	dc.Do(ctx, "VADD", "vs:f32", "FP32", string(moved), "e1", "NOQUANT", "M", 32)
+	dc.Do(ctx, "VSETATTR", "vs:bin", "e0", `{"i":-1}`)
+	opts := verify.NewOptions()
+	opts.Target.URL, opts.From.File, opts.Progress = dst.URL, file, "none"
+	var out bytes.Buffer
+	err := verify.Run(ctx, opts, &out)
+	if !errors.Is(err, verify.ErrDifferent) || !strings.Contains(out.String(), `"vs:f32": element "e1": vector component 0`) || !strings.Contains(out.String(), `"vs:bin": element "e0": attributes`) {
+		t.Errorf("verify of a changed vector and attributes: %v\n%s", err, out.String())
+	}
 }
 
 // fillVectorSets makes vectorSets, a set made with REDUCE (carried as a

@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/dumppayload"
 	"github.com/crs-tool/crs/internal/resp"
 	"github.com/crs-tool/crs/internal/vemb"
 )
@@ -33,11 +34,17 @@ func (w *worker) commands(c *resp.Conn, p int, it item, st *keyState) {
 	expireSet := false
 	switch {
 	case r.Dump != "":
+		payload := r.Dump
+		// A module type's value reads the same in every RDB version: an
+		// older target takes it stamped with its own.
+		if v := dumppayload.ServerRDB(w.tgt.Engine, w.tgt.Major, w.tgt.Minor); v > 0 && r.RDBVersion > v {
+			payload, _ = dumppayload.Restamp(payload, v)
+		}
 		if it.exp > 0 && w.tgt.AtLeast(5, 0) {
-			w.begin(c, p, cmdRestore, "RESTORE", 4).Str(r.Key).Int(it.exp).Str(r.Dump).Str("ABSTTL")
+			w.begin(c, p, cmdRestore, "RESTORE", 4).Str(r.Key).Int(it.exp).Str(payload).Str("ABSTTL")
 			expireSet = true
 		} else {
-			w.begin(c, p, cmdRestore, "RESTORE", 3).Str(r.Key).Int(0).Str(r.Dump)
+			w.begin(c, p, cmdRestore, "RESTORE", 3).Str(r.Key).Int(0).Str(payload)
 		}
 	case r.Type == format.TypeString:
 		switch {
@@ -152,7 +159,15 @@ func (w *worker) streamCommands(c *resp.Conn, p int, it item, st *keyState) {
 			}
 		}
 		for _, cs := range g.Consumers {
-			w.begin(c, p, cmdWrite, "XGROUP", 4).Str("CREATECONSUMER").Str(r.Key).Str(g.Name).Str(cs.Name)
+			if w.tgt.AtLeast(6, 2) {
+				w.begin(c, p, cmdWrite, "XGROUP", 4).Str("CREATECONSUMER").Str(r.Key).Str(g.Name).Str(cs.Name)
+				continue
+			}
+			// Before 6.2, a consumer is made by reading its own pending
+			// entries past an ID no entry has: nothing is delivered, no
+			// pending entry is touched, the group's last ID stays.
+			w.begin(c, p, cmdWrite, "XREADGROUP", 8).Str("GROUP").Str(g.Name).Str(cs.Name).Str("COUNT").Int(1).Str("STREAMS").Str(r.Key)
+			c.Str(consumerMakingID)
 		}
 		// One XCLAIM for each run of entries with the same consumer,
 		// delivery time and count.
@@ -201,6 +216,11 @@ func (w *worker) streamCommands(c *resp.Conn, p int, it item, st *keyState) {
 	}
 	w.begin(c, p, cmdWrite, "XGROUP", 3).Str("DESTROY").Str(r.Key).Str(loadingGroup)
 }
+
+// consumerMakingID is the ID a consumer reads its pending entries past to
+// be made on a server without XGROUP CREATECONSUMER: the largest ID but
+// one (past the largest, the server answers at once without making it).
+const consumerMakingID = "18446744073709551615-18446744073709551614"
 
 // formatScore writes a score the way Redis reads it back exactly: the
 // shortest decimal form, and "inf" / "-inf".

@@ -166,11 +166,12 @@ func needsScan(hdr format.Header, t serverInfo, opts Options) bool {
 	if lacksModule(hdr, t) {
 		return true
 	}
-	// Streams came with 5.0, consumers without pending entries with 6.2,
-	// their counters with 7.0; a source older than 5.0 has no streams. A
-	// version that does not parse (major 0) may have anything.
+	// Streams came with 5.0 (consumers without pending entries are made
+	// with XGROUP CREATECONSUMER from 6.2, by XREADGROUP before), their
+	// counters with 7.0; a source older than 5.0 has no streams. A version
+	// that does not parse (major 0) may have anything.
 	major, _ := redisconn.ParseVersion(hdr.ServerVersion)
-	return !t.AtLeast(7, 0) && (major == 0 || major >= 5) && !(t.AtLeast(6, 2) && opts.DropStreamCounters)
+	return !t.AtLeast(7, 0) && (major == 0 || major >= 5) && !(t.AtLeast(5, 0) && opts.DropStreamCounters)
 }
 
 // lacksModule reports whether the source may have had a module (or
@@ -265,7 +266,6 @@ func scanNeeds(ctx context.Context, path string, t serverInfo, opts Options) (_ 
 	defer func() { err = preferDecoderError(err, closeInput()) }()
 	fieldExp := &need{what: "hash field expiries", cmd: "HPEXPIREAT (Redis 7.4+)", lacks: !t.FieldExpiry && !opts.DropFieldExpiry}
 	streams := &need{what: "streams", cmd: "XADD (Redis 5.0+)", lacks: !t.AtLeast(5, 0)}
-	consumers := &need{what: "stream consumers", cmd: "XGROUP CREATECONSUMER (Redis 6.2+)", lacks: !t.AtLeast(6, 2)}
 	counters := &need{what: "stream counters (entries-read, entries-added, max-deleted-entry-id)", cmd: "XSETID ... ENTRIESADDED MAXDELETEDID and XGROUP CREATE ... ENTRIESREAD (Redis 7.0+)", lacks: !t.AtLeast(7, 0) && !opts.DropStreamCounters}
 	modules := map[string]*need{}
 	var moduleOrder []*need
@@ -295,9 +295,6 @@ func scanNeeds(ctx context.Context, path string, t serverInfo, opts Options) (_ 
 			counters.add(rec)
 		}
 		for _, g := range s.Groups {
-			if len(g.Consumers) > 0 {
-				consumers.add(rec)
-			}
 			if g.LastDeliveredID != "" && g.EntriesRead >= 0 {
 				counters.add(rec)
 			}
@@ -308,7 +305,7 @@ func scanNeeds(ctx context.Context, path string, t serverInfo, opts Options) (_ 
 		return nil, err
 	}
 	var problems []error
-	for _, n := range append([]*need{fieldExp, streams, consumers, counters}, moduleOrder...) {
+	for _, n := range append([]*need{fieldExp, streams, counters}, moduleOrder...) {
 		if !n.lacks || n.n == 0 {
 			continue
 		}

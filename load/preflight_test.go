@@ -35,8 +35,9 @@ func TestScanNeeds(t *testing.T) {
 	}{
 		{"7.0.15", nil},
 		{"6.2.14", []string{`1 keys have stream counters (entries-read, entries-added, max-deleted-entry-id), which need XSETID ... ENTRIESADDED MAXDELETEDID and XGROUP CREATE ... ENTRIESREAD (Redis 7.0+), and the target is redis 6.2.14: "counters" (db 1)`}},
-		{"6.0.20", []string{`2 keys have stream consumers`, `"consumer" (db 0), "counters" (db 1)`, `1 keys have stream counters`}},
-		{"4.0.14", []string{`3 keys have streams, which need XADD (Redis 5.0+), and the target is redis 4.0.14: "plain" (db 0), "consumer" (db 0), "counters" (db 1)`, `2 keys have stream consumers`, `1 keys have stream counters`}},
+		// Consumers without pending entries are made by XREADGROUP before 6.2.
+		{"6.0.20", []string{`1 keys have stream counters (entries-read, entries-added, max-deleted-entry-id), which need XSETID ... ENTRIESADDED MAXDELETEDID and XGROUP CREATE ... ENTRIESREAD (Redis 7.0+), and the target is redis 6.0.20: "counters" (db 1)`}},
+		{"4.0.14", []string{`3 keys have streams, which need XADD (Redis 5.0+), and the target is redis 4.0.14: "plain" (db 0), "consumer" (db 0), "counters" (db 1)`, `1 keys have stream counters`}},
 	} {
 		major, minor := redisconn.ParseVersion(tt.version)
 		tgt := serverInfo{Server: redisconn.Server{Version: tt.version, Engine: "redis", Major: major, Minor: minor}}

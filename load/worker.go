@@ -404,9 +404,6 @@ func (w *worker) check(it item) error {
 		if g.LastDeliveredID != "" && g.EntriesRead >= 0 && !w.tgt.AtLeast(7, 0) {
 			return fmt.Errorf("%w: group %q has an entries-read counter, which needs XGROUP CREATE ... ENTRIESREAD (Redis 7.0+); the target is %s %s", ErrTargetLacks, g.Name, w.tgt.Engine, w.tgt.Version)
 		}
-		if len(g.Consumers) > 0 && !w.tgt.AtLeast(6, 2) {
-			return fmt.Errorf("%w: group %q has consumers, which need XGROUP CREATECONSUMER (Redis 6.2+); the target is %s %s", ErrTargetLacks, g.Name, w.tgt.Engine, w.tgt.Version)
-		}
 	}
 	if s := r.Stream; it.last && s.LastID != "" && (s.EntriesAdded >= 0 || s.MaxDeletedID != "") && !w.tgt.AtLeast(7, 0) {
 		return fmt.Errorf("%w: the stream's entries-added and max-deleted-entry-id need XSETID ... ENTRIESADDED MAXDELETEDID (Redis 7.0+); the target is %s %s", ErrTargetLacks, w.tgt.Engine, w.tgt.Version)

@@ -6,21 +6,16 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc64"
 	"io"
 	"math"
 	"strconv"
+
+	"github.com/crs-tool/crs/internal/dumppayload"
 )
 
-// crcTable is Redis's CRC-64 (Jones polynomial, reflected), which RDB
-// files and DUMP payloads end with.
-var crcTable = crc64.MakeTable(0x95ac9329ac4bc9b5)
-
-// crcUpdate continues Redis's CRC-64 (no inversion at start or end, unlike
-// hash/crc64's) over p.
-func crcUpdate(crc uint64, p []byte) uint64 {
-	return ^crc64.Update(^crc, crcTable, p)
-}
+// crcUpdate continues Redis's CRC-64, which RDB files and DUMP payloads
+// end with, over p.
+func crcUpdate(crc uint64, p []byte) uint64 { return dumppayload.CRC(crc, p) }
 
 // input reads the bytes of an RDB stream, counting its offset and the
 // CRC-64 of what it consumed, and optionally copying what it consumes

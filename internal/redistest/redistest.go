@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,38 +33,6 @@ func Start(t testing.TB, args ...string) *redisserver.Server {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
-}
-
-// Versions lists the server binaries of ../shared/servers (beside the
-// project's root) by folder name, such as "redis-7.4.1", or skips t with
-// a message where that folder does not exist (a user's machine: it exists
-// for the developers and CI).
-func Versions(t testing.TB) map[string]string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test's directory")
-		}
-		dir = parent
-	}
-	root := filepath.Join(dir, "..", "shared", "servers")
-	matches, _ := filepath.Glob(filepath.Join(root, "*", "*-server"))
-	if len(matches) == 0 {
-		t.Skipf("no server binaries of other versions in %s: the cross-version tests run where it exists (the developers' machines and CI)", root)
-	}
-	out := map[string]string{}
-	for _, m := range matches {
-		out[filepath.Base(filepath.Dir(m))] = m
-	}
-	return out
 }
 
 // StartBinary starts a throwaway server from the binary bin, with extra

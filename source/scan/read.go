@@ -2,7 +2,6 @@ package scan
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"strconv"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/dumppayload"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/resp"
 	"github.com/crs-tool/crs/internal/rtype"
@@ -427,7 +427,7 @@ func fillValue(rec *format.Record, v resp.Value) (bool, error) {
 		}
 		var err error
 		rec.Dump = v.Str
-		rec.RDBVersion, err = rdbVersion(v.Str)
+		rec.RDBVersion, err = dumppayload.Version(v.Str)
 		return err == nil, err
 	}
 	items, err := v.Strings()
@@ -467,15 +467,6 @@ func setItems(rec *format.Record, items []string) error {
 		}
 	}
 	return nil
-}
-
-// rdbVersion reads the RDB version from the footer of a DUMP payload: a
-// 2-byte little-endian version, then an 8-byte CRC-64.
-func rdbVersion(payload string) (int, error) {
-	if len(payload) < 10 {
-		return 0, fmt.Errorf("DUMP payload of %d bytes is too short", len(payload))
-	}
-	return int(binary.LittleEndian.Uint16([]byte(payload[len(payload)-10:]))), nil
 }
 
 // counters counts, for one database's workers, the keys read in parts

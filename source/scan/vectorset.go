@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/dumppayload"
 )
 
 // readVectorSet reads a vector set (Redis 8, or the vectorset module):
@@ -286,7 +287,7 @@ func (r *reader) emitDump(ctx context.Context, p probed) error {
 	if err != nil {
 		return fmt.Errorf("db %d: key %q: DUMP: %w", r.db, p.key, err)
 	}
-	v, err := rdbVersion(payload)
+	v, err := dumppayload.Version(payload)
 	if err != nil {
 		return fmt.Errorf("db %d: key %q: %w", r.db, p.key, err)
 	}

@@ -1,6 +1,7 @@
 # crs: make build | test | demo | bench | fuzz
 GO ?= go
 FUZZTIME ?= 10s
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: build test demo bench fuzz deps clean
 
@@ -17,7 +18,9 @@ deps:
 # redis-server fails them instead of skipping.
 test: deps
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	@./scripts/tracked.sh
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 	$(GO) test -run=NONE -fuzz=FuzzReader -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./format
 	$(GO) test -run=NONE -fuzz=FuzzDecoder -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./rdb
 	$(GO) test -count=1 ./...

@@ -124,8 +124,6 @@ func (s *scanner) alloc(n int) []byte {
 	return s.arena[start : start+n : start+n]
 }
 
-var errEnd = errors.New("unexpected end of line")
-
 func (s *scanner) errorf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s at column %d", ErrSyntax, fmt.Sprintf(format, args...), s.i+1)
 }

@@ -353,7 +353,7 @@ func (d *Decoder) function(emit func(*format.Record) error) error {
 func libraryName(code string) (string, error) {
 	line, _, _ := strings.Cut(code, "\n")
 	if !strings.HasPrefix(line, "#!") {
-		return "", fmt.Errorf("function library code does not start with #!")
+		return "", errors.New("function library code lacks its first line, \"#!<engine> name=<library>\"")
 	}
 	for _, f := range strings.Fields(line) {
 		if name, ok := strings.CutPrefix(f, "name="); ok && name != "" {

@@ -114,6 +114,7 @@ func Enabled(ctx context.Context, c *redis.Client) (bool, error) {
 // one the cluster announces; an empty host (a node that knows itself
 // only by its port) is taken to be the host c talks to.
 func ReadMap(ctx context.Context, c *redis.Client) (*Map, error) {
+	//lint:ignore SA1019 CLUSTER SHARDS is Redis 7.0+, and crs reads clusters of 6.x too
 	slots, err := c.ClusterSlots(ctx).Result()
 	if err != nil {
 		return nil, fmt.Errorf("cluster slots: %w", err)

@@ -80,10 +80,6 @@ func readAll(t *testing.T, ctx context.Context, c *redis.Client, keys []string, 
 	return recs, vanished, err
 }
 
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
-
 // TestUnknownTypeCarriedAsDump drives the reader as if TYPE had answered
 // with a module type: the key must come out as its DUMP payload with the
 // payload's RDB version.

@@ -46,6 +46,9 @@ func downgradeFlags(src, dst redistest.Binary) []string {
 	if src.StreamCounters && !dst.StreamCounters {
 		flags = append(flags, "--drop-stream-counters")
 	}
+	if src.IDMP && !dst.IDMP {
+		flags = append(flags, "--drop-stream-idmp")
+	}
 	return flags
 }
 
@@ -65,6 +68,9 @@ func matrixPair(t *testing.T, srcBin, dstBin redistest.Binary) string {
 		fillStreams(t, src)
 		if srcBin.FieldExpiry {
 			fillFieldExpiry(t, src)
+		}
+		if srcBin.IDMP {
+			fillIDMP(t, src)
 		}
 		dir := t.TempDir()
 		file := filepath.Join(dir, "d.zst")
@@ -92,6 +98,10 @@ func matrixPair(t *testing.T, srcBin, dstBin redistest.Binary) string {
 		if dropCounters && !strings.Contains(out, "DROPPED the counters of") {
 			t.Errorf("the summary does not count the dropped counters:\n%s", out)
 		}
+		dropIDMP := srcBin.IDMP && !dstBin.IDMP
+		if dropIDMP && !strings.Contains(out, "DROPPED the idempotent-producer state of 1 streams") {
+			t.Errorf("the summary does not count the one stream whose IDMP state was dropped:\n%s", out)
+		}
 		diffs, err := redistest.Diff(ctx, src, dst, expiryTolerance(t, src, dst))
 		if err != nil {
 			t.Fatal(err)
@@ -101,6 +111,9 @@ func matrixPair(t *testing.T, srcBin, dstBin redistest.Binary) string {
 			// Counters dropped, or a source without them (the target
 			// makes its own).
 			if (dropCounters || !srcBin.StreamCounters) && counterLine.MatchString(d) {
+				continue
+			}
+			if dropIDMP && strings.Contains(d, "idmp") {
 				continue
 			}
 			t.Error(d)

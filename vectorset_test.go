@@ -100,7 +100,6 @@ func vectorSetsFrom(t *testing.T, srcBin redistest.Binary, builtIn []redistest.B
 		loadAndCompare(t, ctx, src, dst, file)
 	})
 	t.Run("from its RDB file to "+module.Name+" with the module", func(t *testing.T) {
-		skipUnreadableRDB(t, srcBin)
 		// The module's own serialization is decoded into the same records.
 		if err := sc.Save(ctx).Err(); err != nil {
 			t.Fatal(err)

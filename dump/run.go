@@ -191,9 +191,7 @@ func summary(st Stats, outBytes int64, err error) string {
 	switch st.From {
 	case "rdb", "snapshot": // what the file held that the dump does not
 		fmt.Fprintf(&b, "; skipped %d already expired", st.Expired)
-		if st.Functions > 0 {
-			fmt.Fprintf(&b, "; %d FUNCTION LIBRARIES OF A 7.0 RELEASE CANDIDATE NOT CARRIED", st.Functions)
-		}
+		b.WriteString(st.Notes())
 	case "server", "cluster":
 		fmt.Fprintf(&b, "; %d vanished while dumping, %d returned twice by SCAN, %d read again because they changed while read in parts", st.Vanished, st.Duplicates, st.Reread)
 		b.WriteString(report.KeysOnDisk(st.Deferred, st.DiskBytes))

@@ -166,6 +166,57 @@ type Stream struct {
 	EntriesAdded int64
 	MaxDeletedID string
 	Groups       []Group
+	// IDMP is the stream's idempotent-producer state (Redis 8.6+), set
+	// where the source reported it, in a whole stream's record or its
+	// last part; nil otherwise.
+	IDMP *IDMP
+}
+
+// IDMP is a stream's idempotent-producer state (XADD ... IDMP, Redis 8.6):
+// its settings, and the (producer, idempotent ID) → entry ID mappings it
+// tracks, by which a producer that retries is not added twice.
+type IDMP struct {
+	Duration int64 // seconds each tracked ID is kept (idmp-duration)
+	MaxSize  int64 // most recent IDs kept per producer (idmp-maxsize)
+	// Producers lists every tracked mapping, each producer's in the
+	// order they were added; nil when the source could not read them
+	// (then Tracked says how many there were).
+	Producers []Producer
+	// Tracked is the number of tracked IDs the source reported, -1 when
+	// it did not; with Producers set it equals the IDs listed.
+	Tracked int64
+	// Added and Duplicates are the stream's all-time counters
+	// (iids-added, iids-duplicates), -1 when absent. No command sets
+	// them: a load makes its own.
+	Added, Duplicates int64
+}
+
+// Redis's own defaults of a stream's IDMP settings (stream-idmp-duration,
+// stream-idmp-maxsize).
+const (
+	DefaultIDMPDuration = 100
+	DefaultIDMPMaxSize  = 100
+)
+
+// IDMPState reports whether m holds anything a server without idempotent
+// producers would lose: tracked IDs, or settings other than the defaults.
+func IDMPState(m *IDMP) bool {
+	if m == nil {
+		return false
+	}
+	return m.Tracked > 0 || len(m.Producers) > 0 || m.Duration != DefaultIDMPDuration || m.MaxSize != DefaultIDMPMaxSize
+}
+
+// Producer is one producer's tracked idempotent IDs.
+type Producer struct {
+	PID  string
+	IIDs []TrackedID
+}
+
+// TrackedID maps an idempotent ID to the entry it added.
+type TrackedID struct {
+	IID string
+	ID  string // the entry's ID, ms-seq
 }
 
 // StreamEntry is one entry. Fields holds field, value, field, value...

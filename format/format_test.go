@@ -80,6 +80,23 @@ var records = []*format.Record{
 		LastID: "5-0", EntriesAdded: 5, MaxDeletedID: "5-0",
 		Groups: []format.Group{{Name: "g\xff", LastDeliveredID: "5-0", EntriesRead: 5, Consumers: []format.Consumer{}, Pending: []format.Pending{}}},
 	}},
+	{DB: 0, Key: "idempotent", Type: format.TypeStream, Stream: &format.Stream{
+		Entries: []format.StreamEntry{{ID: "7-0", Deleted: true}, {ID: "7-1", Fields: []string{"n", "1"}}},
+		LastID:  "7-1", EntriesAdded: 2, MaxDeletedID: "7-0",
+		IDMP: &format.IDMP{Duration: 600, MaxSize: 50, Tracked: 2, Added: 3, Duplicates: 1, Producers: []format.Producer{
+			{PID: "p1", IIDs: []format.TrackedID{{IID: "i1", ID: "7-0"}, {IID: "i2", ID: "7-1"}}}}},
+	}},
+	{DB: 0, Key: "idempotent-binary", Type: format.TypeStream, Stream: &format.Stream{
+		Entries: []format.StreamEntry{{ID: "8-1", Fields: []string{"n", "1"}}},
+		LastID:  "8-1", EntriesAdded: -1,
+		IDMP: &format.IDMP{Duration: 100, MaxSize: 100, Tracked: 1, Added: -1, Duplicates: -1, Producers: []format.Producer{
+			{PID: "p\xff", IIDs: []format.TrackedID{{IID: "\x00i", ID: "8-1"}}}}},
+	}},
+	{DB: 0, Key: "idempotent-unread", Type: format.TypeStream, Stream: &format.Stream{
+		Entries: []format.StreamEntry{{ID: "9-1", Fields: []string{"n", "1"}}},
+		LastID:  "9-1", EntriesAdded: 1,
+		IDMP: &format.IDMP{Duration: 100, MaxSize: 100, Tracked: 4, Added: 4, Duplicates: 0},
+	}},
 	{DB: 0, Key: "vectors", Type: format.TypeVectorSet, VectorSet: &format.VectorSet{Quant: "int8", Dim: 3, M: 16, Elements: []format.VectorElement{
 		{Name: "a", Vector: []float32{0.10393701, 1.2, -0.5007874}},
 		{Name: "b", Vector: []float32{1e-30, 3.4028235e38, -0}, Attr: `{"genre":"jazz","year":1959}`},
@@ -469,8 +486,8 @@ func Example() {
 func jsonValid(b []byte) bool { return json.Valid(b) }
 
 func validUTF8(r *format.Record) bool {
-	if r.Key == "emptied" || r.Key == "big-list" && r.Part == 3 {
-		return false // binary group name; binary element
+	if r.Key == "emptied" || r.Key == "idempotent-binary" || r.Key == "big-list" && r.Part == 3 {
+		return false // binary group name; binary producer ID; binary element
 	}
 	ss := []string{r.Key, r.Str}
 	ss = append(ss, r.Elems...)

@@ -93,6 +93,8 @@ func parseStream(s *scanner, bs strDecoder) (*Stream, error) {
 			st.MaxDeletedID, err = streamID(s, "max_deleted_id")
 		case "entries_added":
 			st.EntriesAdded, err = nonNegative(s, "entries_added")
+		case "idmp":
+			st.IDMP, err = parseIDMP(s, bs)
 		case "groups":
 			if s.peek() != '[' {
 				return fmt.Errorf("%w: stream groups must be an array", ErrRecord)
@@ -163,13 +165,7 @@ func parseGroup(s *scanner, bs strDecoder, i int) (Group, error) {
 			return s.array(func(j int) error {
 				var p Pending
 				what := fmt.Sprintf("group %d's pending entry %d", i, j)
-				if s.peek() != '[' {
-					return fmt.Errorf("%w: %s must be [id, consumer, delivery ms, count]", ErrRecord, what)
-				}
-				items := 0
-				err := s.array(func(k int) error {
-					items++
-					var err error
+				err := tuple(s, 4, what+" must be [id, consumer, delivery ms, count]", func(k int) (err error) {
 					switch k {
 					case 0:
 						p.ID, err = streamID(s, what+"'s ID")
@@ -179,14 +175,9 @@ func parseGroup(s *scanner, bs strDecoder, i int) (Group, error) {
 						p.DeliveryTimeMs, err = nonNegative(s, what+"'s delivery time")
 					case 3:
 						p.DeliveryCount, err = nonNegative(s, what+"'s delivery count")
-					default:
-						err = fmt.Errorf("%w: %s has more than four items", ErrRecord, what)
 					}
 					return err
 				})
-				if err == nil && items != 4 {
-					err = fmt.Errorf("%w: %s must be [id, consumer, delivery ms, count]", ErrRecord, what)
-				}
 				g.Pending = append(g.Pending, p)
 				return err
 			})
@@ -199,4 +190,118 @@ func parseGroup(s *scanner, bs strDecoder, i int) (Group, error) {
 		err = fmt.Errorf("%w: group %d has no name", ErrRecord, i)
 	}
 	return g, err
+}
+
+// parseIDMP reads a stream's "idmp" member.
+func parseIDMP(s *scanner, bs strDecoder) (*IDMP, error) {
+	m := &IDMP{Tracked: -1, Added: -1, Duplicates: -1}
+	if s.peek() != '{' {
+		return nil, fmt.Errorf("%w: idmp must be an object", ErrRecord)
+	}
+	var has int
+	err := s.object(func(name string) error {
+		var err error
+		switch name {
+		case "duration":
+			m.Duration, err = nonNegative(s, "idmp duration")
+			has |= 1
+		case "maxsize":
+			m.MaxSize, err = nonNegative(s, "idmp maxsize")
+			has |= 2
+		case "tracked":
+			m.Tracked, err = nonNegative(s, "idmp tracked")
+		case "iids_added":
+			m.Added, err = nonNegative(s, "idmp iids_added")
+		case "iids_duplicates":
+			m.Duplicates, err = nonNegative(s, "idmp iids_duplicates")
+		case "producers":
+			if s.peek() != '[' {
+				return fmt.Errorf("%w: idmp producers must be an array", ErrRecord)
+			}
+			m.Producers = []Producer{}
+			return s.array(func(i int) error {
+				p, err := parseProducer(s, bs, i)
+				m.Producers = append(m.Producers, p)
+				return err
+			})
+		default:
+			err = fmt.Errorf("%w: unknown field %q in idmp", ErrRecord, name)
+		}
+		return err
+	})
+	if err == nil && has != 3 {
+		err = fmt.Errorf("%w: idmp must have duration and maxsize", ErrRecord)
+	}
+	if err == nil && m.Producers != nil {
+		n := int64(0)
+		for _, p := range m.Producers {
+			n += int64(len(p.IIDs))
+		}
+		if m.Tracked >= 0 && m.Tracked != n {
+			err = fmt.Errorf("%w: idmp says %d tracked IDs and lists %d", ErrRecord, m.Tracked, n)
+		}
+	}
+	return m, err
+}
+
+func parseProducer(s *scanner, bs strDecoder, i int) (Producer, error) {
+	var p Producer
+	what := fmt.Sprintf("idmp producer %d", i)
+	if s.peek() != '{' {
+		return p, fmt.Errorf("%w: %s must be an object", ErrRecord, what)
+	}
+	named := false
+	err := s.object(func(name string) error {
+		var err error
+		switch name {
+		case "pid":
+			p.PID, err = bs.read(s, what+"'s pid")
+			named = true
+		case "iids":
+			if s.peek() != '[' {
+				return fmt.Errorf("%w: %s's iids must be an array", ErrRecord, what)
+			}
+			p.IIDs = []TrackedID{}
+			return s.array(func(j int) error {
+				var t TrackedID
+				w := fmt.Sprintf("%s's iid %d", what, j)
+				err := tuple(s, 2, w+" must be [iid, entry id]", func(k int) (err error) {
+					if k == 0 {
+						t.IID, err = bs.read(s, w)
+					} else {
+						t.ID, err = streamID(s, w+"'s entry ID")
+					}
+					return err
+				})
+				p.IIDs = append(p.IIDs, t)
+				return err
+			})
+		default:
+			err = fmt.Errorf("%w: unknown field %q in %s", ErrRecord, name, what)
+		}
+		return err
+	})
+	if err == nil && !named {
+		err = fmt.Errorf("%w: %s has no pid", ErrRecord, what)
+	}
+	return p, err
+}
+
+// tuple reads an array of exactly n items, calling item for each; shape
+// says what it must be, for the error.
+func tuple(s *scanner, n int, shape string, item func(k int) error) error {
+	if s.peek() != '[' {
+		return fmt.Errorf("%w: %s", ErrRecord, shape)
+	}
+	items := 0
+	err := s.array(func(k int) error {
+		if items++; k >= n {
+			return fmt.Errorf("%w: %s", ErrRecord, shape)
+		}
+		return item(k)
+	})
+	if err == nil && items != n {
+		err = fmt.Errorf("%w: %s", ErrRecord, shape)
+	}
+	return err
 }

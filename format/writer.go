@@ -280,6 +280,18 @@ func byteStrings(r *Record, fn func(string) bool) {
 			}
 		}
 	}
+	if r.Stream.IDMP != nil {
+		for _, p := range r.Stream.IDMP.Producers {
+			if !fn(p.PID) {
+				return
+			}
+			for _, t := range p.IIDs {
+				if !fn(t.IID) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // needsBase64 reports whether any byte string in r is not valid UTF-8.
@@ -458,6 +470,53 @@ func appendStream(b []byte, st *Stream, str func([]byte, string) []byte, strs fu
 				b = strconv.AppendInt(b, p.DeliveryTimeMs, 10)
 				b = append(b, ',')
 				b = strconv.AppendInt(b, p.DeliveryCount, 10)
+				b = append(b, ']')
+			}
+			b = append(b, "]}"...)
+		}
+		b = append(b, ']')
+	}
+	if st.IDMP != nil {
+		b = appendIDMP(b, st.IDMP, str)
+	}
+	return append(b, '}')
+}
+
+// appendIDMP writes a stream's "idmp" member.
+func appendIDMP(b []byte, m *IDMP, str func([]byte, string) []byte) []byte {
+	b = append(b, `,"idmp":{"duration":`...)
+	b = strconv.AppendInt(b, m.Duration, 10)
+	b = append(b, `,"maxsize":`...)
+	b = strconv.AppendInt(b, m.MaxSize, 10)
+	if m.Tracked >= 0 {
+		b = append(b, `,"tracked":`...)
+		b = strconv.AppendInt(b, m.Tracked, 10)
+	}
+	if m.Added >= 0 {
+		b = append(b, `,"iids_added":`...)
+		b = strconv.AppendInt(b, m.Added, 10)
+	}
+	if m.Duplicates >= 0 {
+		b = append(b, `,"iids_duplicates":`...)
+		b = strconv.AppendInt(b, m.Duplicates, 10)
+	}
+	if m.Producers != nil {
+		b = append(b, `,"producers":[`...)
+		for i, p := range m.Producers {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"pid":`...)
+			b = str(b, p.PID)
+			b = append(b, `,"iids":[`...)
+			for j, t := range p.IIDs {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, '[')
+				b = str(b, t.IID)
+				b = append(b, ',')
+				b = appendString(b, t.ID)
 				b = append(b, ']')
 			}
 			b = append(b, "]}"...)

@@ -192,6 +192,16 @@ func (w *worker) streamCommands(c *resp.Conn, p int, it item, st *keyState) {
 	if !it.last {
 		return
 	}
+	if m := s.IDMP; m != nil {
+		// Settings first: XCFGSET clears what a stream tracks when they
+		// change. XIDMPRECORD needs each entry, placeholders too.
+		w.begin(c, p, cmdWrite, "XCFGSET", 5).Str(r.Key).Str("IDMP-DURATION").Int(m.Duration).Str("IDMP-MAXSIZE").Int(m.MaxSize)
+		for _, pr := range m.Producers {
+			for _, t := range pr.IIDs {
+				w.begin(c, p, cmdWrite, "XIDMPRECORD", 4).Str(r.Key).Str(pr.PID).Str(t.IID).Str(t.ID)
+			}
+		}
+	}
 	if len(st.placeholders) > 0 {
 		w.begin(c, p, cmdWrite, "XDEL", 1+len(st.placeholders)).Str(r.Key)
 		for _, id := range st.placeholders {

@@ -59,6 +59,10 @@ type Options struct {
 	// cannot set them (Redis before 7.0), counting the streams: entries,
 	// groups, consumers and pending entries are all loaded.
 	DropStreamCounters bool
+	// DropStreamIDMP loads streams without their idempotent-producer state
+	// (XCFGSET settings and tracked IDs, Redis 8.6) when the target cannot
+	// hold it, counting the streams.
+	DropStreamIDMP bool
 	// IgnoreMemory loads even when the target's maxmemory looks too small
 	// for the dump.
 	IgnoreMemory bool
@@ -126,6 +130,7 @@ type Stats struct {
 	Unsupported   int64            `json:"skipped_unsupported"`            // keys skipped because the target refused their DUMP payload
 	DroppedField  int64            `json:"dropped_field_expiries"`         // field expiries dropped (--drop-field-expiry)
 	DroppedCount  int64            `json:"dropped_stream_counters"`        // streams loaded without their counters (--drop-stream-counters)
+	DroppedIDMP   int64            `json:"dropped_stream_idmp"`            // streams loaded without their idempotent-producer state (--drop-stream-idmp)
 	Retries       int64            `json:"retries"`                        // batches sent again after a lost connection
 	Functions     int64            `json:"function_libraries"`             // function libraries loaded
 	Redirects     int64            `json:"redirects"`                      // batches sent again to the node a cluster redirected them to
@@ -143,6 +148,7 @@ func (s *Stats) add(o *Stats) {
 	s.Unsupported += o.Unsupported
 	s.DroppedField += o.DroppedField
 	s.DroppedCount += o.DroppedCount
+	s.DroppedIDMP += o.DroppedIDMP
 	s.Retries += o.Retries
 	s.Redirects += o.Redirects
 	s.VectorsApprox += o.VectorsApprox

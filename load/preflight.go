@@ -170,7 +170,12 @@ func needsScan(hdr format.Header, t serverInfo, opts Options) bool {
 	// with XGROUP CREATECONSUMER from 6.2, by XREADGROUP before), their
 	// counters with 7.0; a source older than 5.0 has no streams. A version
 	// that does not parse (major 0) may have anything.
-	major, _ := redisconn.ParseVersion(hdr.ServerVersion)
+	major, minor := redisconn.ParseVersion(hdr.ServerVersion)
+	// Idempotent producers came with Redis 8.6 (a dump that does not say
+	// its server's version is older than them: crs writes it since).
+	if !t.IDMP && !opts.DropStreamIDMP && hdr.Engine != "valkey" && (major > 8 || major == 8 && minor >= 6) {
+		return true
+	}
 	return !t.AtLeast(7, 0) && (major == 0 || major >= 5) && !(t.AtLeast(5, 0) && opts.DropStreamCounters)
 }
 
@@ -267,6 +272,7 @@ func scanNeeds(ctx context.Context, path string, t serverInfo, opts Options) (_ 
 	fieldExp := &need{what: "hash field expiries", cmd: "HPEXPIREAT (Redis 7.4+)", lacks: !t.FieldExpiry && !opts.DropFieldExpiry}
 	streams := &need{what: "streams", cmd: "XADD (Redis 5.0+)", lacks: !t.AtLeast(5, 0)}
 	counters := &need{what: "stream counters (entries-read, entries-added, max-deleted-entry-id)", cmd: "XSETID ... ENTRIESADDED MAXDELETEDID and XGROUP CREATE ... ENTRIESREAD (Redis 7.0+)", lacks: !t.AtLeast(7, 0) && !opts.DropStreamCounters}
+	idmp := &need{what: "streams' idempotent-producer state (idmp settings other than the defaults, or tracked producer IDs)", cmd: "XCFGSET and XIDMPRECORD (Redis 8.6.2+)", lacks: !t.IDMP && !opts.DropStreamIDMP}
 	modules := map[string]*need{}
 	var moduleOrder []*need
 	err = dumpfile.Each(ctx, format.NewReader(r), func(rec *format.Record) error {
@@ -291,6 +297,9 @@ func scanNeeds(ctx context.Context, path string, t serverInfo, opts Options) (_ 
 			return nil
 		}
 		streams.add(rec)
+		if format.IDMPState(s.IDMP) {
+			idmp.add(rec)
+		}
 		if s.LastID != "" && (s.EntriesAdded >= 0 || s.MaxDeletedID != "") {
 			counters.add(rec)
 		}
@@ -305,7 +314,7 @@ func scanNeeds(ctx context.Context, path string, t serverInfo, opts Options) (_ 
 		return nil, err
 	}
 	var problems []error
-	for _, n := range append([]*need{fieldExp, streams, counters}, moduleOrder...) {
+	for _, n := range append([]*need{fieldExp, streams, counters, idmp}, moduleOrder...) {
 		if !n.lacks || n.n == 0 {
 			continue
 		}
@@ -319,6 +328,8 @@ func scanNeeds(ctx context.Context, path string, t serverInfo, opts Options) (_ 
 			hint = "; use --drop-field-expiry to load them without"
 		case counters:
 			hint = "; use --drop-stream-counters to load the streams (entries, groups, consumers, pending entries) without the counters"
+		case idmp:
+			hint = "; use --drop-stream-idmp to load the streams without it (a producer that retries after the move may then add an entry twice)"
 		}
 		problems = append(problems, fmt.Errorf("%w: %d keys have %s, which need %s, and the target is %s %s: %s%s%s",
 			ErrTargetLacks, n.n, n.what, n.cmd, t.Engine, t.Version, strings.Join(n.keys, ", "), more, hint))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -116,6 +117,48 @@ func TestScanNeedsModules(t *testing.T) {
 				}
 			}
 			if got := needsScan(headerOf(t, moduleDump), tgt, tt.opts); got != tt.needsScan {
+				t.Errorf("needsScan = %v, want %v", got, tt.needsScan)
+			}
+		})
+	}
+}
+
+// idmpDump holds, from Redis 8.6, a stream that tracks a producer's ID,
+// one with settings of its own, and one with the defaults only.
+var idmpDump = handWritten(`{"format":"crs","version":1,"server_version":"8.6.3","field_expiry":true,"modules":[]}`,
+	`{"db":0,"key":"tracked","type":"stream","value":{"entries":[["1-0",["a","1"]]],"last_id":"1-0","idmp":{"duration":100,"maxsize":100,"tracked":1,"producers":[{"pid":"p","iids":[["i","1-0"]]}]}}}`,
+	`{"db":0,"key":"settings","type":"stream","value":{"entries":[["1-0",["a","1"]]],"last_id":"1-0","idmp":{"duration":600,"maxsize":100,"tracked":0,"producers":[]}}}`,
+	`{"db":0,"key":"defaults","type":"stream","value":{"entries":[["1-0",["a","1"]]],"last_id":"1-0","idmp":{"duration":100,"maxsize":100,"tracked":0,"producers":[]}}}`,
+)
+
+func TestScanNeedsIDMP(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d.jsonl")
+	if err := os.WriteFile(path, []byte(idmpDump), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	drop := NewOptions()
+	drop.DropStreamIDMP = true
+	for _, tt := range []struct {
+		name      string
+		idmp      bool
+		opts      Options
+		want      string
+		needsScan bool
+	}{
+		{"8.6.3", true, NewOptions(), "", false},
+		{"8.0.6", false, NewOptions(), `2 keys have streams' idempotent-producer state (idmp settings other than the defaults, or tracked producer IDs), which need XCFGSET and XIDMPRECORD (Redis 8.6.2+), and the target is redis 8.0.6: "tracked" (db 0), "settings" (db 0); use --drop-stream-idmp`, true},
+		{"8.0.6 --drop-stream-idmp", false, drop, "", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tgt := serverInfo{Server: redisconn.Server{Version: "8.0.6", Engine: "redis", Major: 8, Minor: 0}, Caps: redisconn.Caps{FieldExpiry: true, VectorSets: true, IDMP: tt.idmp, Modules: []string{}}}
+			problems, err := scanNeeds(context.Background(), path, tgt, tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fmt.Sprint(problems); tt.want == "" && len(problems) > 0 || tt.want != "" && (len(problems) != 1 || !strings.Contains(got, tt.want)) {
+				t.Errorf("problems %s, want %q", got, tt.want)
+			}
+			if got := needsScan(headerOf(t, idmpDump), tgt, tt.opts); got != tt.needsScan {
 				t.Errorf("needsScan = %v, want %v", got, tt.needsScan)
 			}
 		})

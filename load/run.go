@@ -338,6 +338,9 @@ func summary(st Stats, err error) string {
 	if st.DroppedCount > 0 {
 		fmt.Fprintf(&b, "; DROPPED the counters of %d streams (--drop-stream-counters)", st.DroppedCount)
 	}
+	if st.DroppedIDMP > 0 {
+		fmt.Fprintf(&b, "; DROPPED the idempotent-producer state of %d streams (--drop-stream-idmp)", st.DroppedIDMP)
+	}
 	if st.DroppedField > 0 {
 		fmt.Fprintf(&b, "; DROPPED %d hash field expiries (--drop-field-expiry)", st.DroppedField)
 	}

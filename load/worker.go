@@ -400,6 +400,17 @@ func (w *worker) check(it item) error {
 	if w.opts.DropStreamCounters && !w.tgt.AtLeast(7, 0) && dropCounters(r.Stream) && it.last {
 		w.st.DroppedCount++
 	}
+	if m := r.Stream.IDMP; m != nil && !w.tgt.IDMP {
+		switch {
+		case !format.IDMPState(m):
+			r.Stream.IDMP = nil // the defaults, nothing tracked: nothing lost
+		case w.opts.DropStreamIDMP:
+			r.Stream.IDMP = nil
+			w.st.DroppedIDMP++
+		default:
+			return fmt.Errorf("%w: the stream's idempotent-producer state (idmp-duration %d, idmp-maxsize %d, %d tracked IDs) needs XCFGSET and XIDMPRECORD (Redis 8.6.2+); the target is %s %s; use --drop-stream-idmp to load the stream without it", ErrTargetLacks, m.Duration, m.MaxSize, max(m.Tracked, 0), w.tgt.Engine, w.tgt.Version)
+		}
+	}
 	for _, g := range r.Stream.Groups {
 		if g.LastDeliveredID != "" && g.EntriesRead >= 0 && !w.tgt.AtLeast(7, 0) {
 			return fmt.Errorf("%w: group %q has an entries-read counter, which needs XGROUP CREATE ... ENTRIESREAD (Redis 7.0+); the target is %s %s", ErrTargetLacks, g.Name, w.tgt.Engine, w.tgt.Version)

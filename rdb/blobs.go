@@ -235,11 +235,18 @@ func walkIntset(b []byte, fn func(string) error) error {
 // walkZipmap walks a zipmap (hashes before Redis 2.6): a count byte, then
 // key length, key, value length, free byte count, value, free bytes, and
 // 0xff at the end.
+//
+// It checks what Redis checks (zipmapValidateIntegrity): the last byte is
+// the end marker, a length below 254 takes one byte, the map is not empty
+// and its count byte is the count of pairs or 254 (too many to count).
 func walkZipmap(b []byte, fn func(string) error) error {
 	if len(b) < 2 {
 		return fmt.Errorf("zipmap of %d bytes is too short", len(b))
 	}
-	i := 1
+	if b[len(b)-1] != 0xff {
+		return fmt.Errorf("zipmap does not end with its end marker")
+	}
+	i, pairs := 1, 0
 	str := func(withFree bool) (string, bool, error) {
 		if i >= len(b) {
 			return "", false, fmt.Errorf("zipmap has no end marker")
@@ -255,6 +262,9 @@ func walkZipmap(b []byte, fn func(string) error) error {
 			}
 			l = int(binary.LittleEndian.Uint32(b[i:]))
 			i += 4
+			if l < 254 {
+				return "", false, fmt.Errorf("zipmap length %d in five bytes", l)
+			}
 		} else if l == 255 {
 			return "", false, fmt.Errorf("zipmap length 255")
 		}
@@ -275,9 +285,19 @@ func walkZipmap(b []byte, fn func(string) error) error {
 	}
 	for {
 		k, end, err := str(false)
-		if err != nil || end {
+		if err != nil {
 			return err
 		}
+		if end {
+			if pairs == 0 {
+				return fmt.Errorf("zipmap is empty")
+			}
+			if b[0] != 254 && int(b[0]) != pairs {
+				return fmt.Errorf("zipmap count byte %d, and it holds %d pairs (the file is corrupt)", b[0], pairs)
+			}
+			return nil
+		}
+		pairs++
 		v, end, err := str(true)
 		if err != nil {
 			return err

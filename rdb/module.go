@@ -3,7 +3,10 @@ package rdb
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/crs-tool/crs/format"
 )
@@ -98,12 +101,65 @@ func (d *Decoder) skipModuleData() error {
 	}
 }
 
-// moduleAux passes over a module's auxiliary data (not keys).
+// moduleAux passes over a module's auxiliary data (not keys: a module's
+// own state, such as its configuration), naming the module in Stats.
 func (d *Decoder) moduleAux() error {
-	for i := 0; i < 3; i++ { // module ID, "when" opcode, "when"
+	id, err := d.in.count()
+	if err != nil {
+		return err
+	}
+	name := strings.TrimRight(moduleName(id), "-")
+	if !slices.Contains(d.Stats.ModuleAuxNames, name) {
+		d.Stats.ModuleAuxNames = append(d.Stats.ModuleAuxNames, name)
+	}
+	for i := 0; i < 2; i++ { // "when" opcode, "when"
 		if _, err := d.in.count(); err != nil {
 			return err
 		}
 	}
 	return d.skipModuleData()
+}
+
+// DecodePayload decodes a DUMP payload (a value, its RDB version and the
+// CRC-64 of both) of key in database db, calling emit with its records as
+// Decode would for the key in a file. It checks the checksum and that the
+// payload holds one value and nothing more.
+func DecodePayload(payload []byte, db int, key string, opts Options, emit func(*format.Record) error) error {
+	if len(payload) < 11 {
+		return &Error{Offset: 0, Err: fmt.Errorf("DUMP payload of %d bytes is too short", len(payload))}
+	}
+	body := len(payload) - 10
+	if want, got := crcUpdate(0, payload[:body+2]), binary.LittleEndian.Uint64(payload[body+2:]); got != 0 && got != want {
+		return &Error{Offset: int64(body + 2), Err: fmt.Errorf("DUMP payload checksum mismatch: it says %016x, its bytes give %016x", got, want)}
+	}
+	d := NewDecoder(bytes.NewReader(payload[:body]), opts)
+	d.info = Info{Version: int(binary.LittleEndian.Uint16(payload[body:])), Engine: "redis"}
+	d.head, d.db = true, db
+	t, err := d.in.byte()
+	if err != nil {
+		return d.fail(err)
+	}
+	var meta []string
+	if t == opKeyMeta {
+		if meta, err = d.keyMeta(); err == nil {
+			t, err = d.in.byte()
+		}
+		if err != nil {
+			return d.fail(err)
+		}
+	}
+	if len(meta) > 0 && !opts.DropKeyMeta {
+		return d.fail(fmt.Errorf("db %d key %q carries module key metadata (%s), which crs cannot carry", db, key, strings.Join(meta, ", ")))
+	}
+	b := &builder{opts: d.opts, emit: emit, db: db, key: key, stats: &d.Stats}
+	if err := d.value(t, b); err != nil {
+		if isEmitError(err) {
+			return errors.Unwrap(err)
+		}
+		return d.fail(fmt.Errorf("db %d key %q: %w", db, key, err))
+	}
+	if d.in.off != int64(body) {
+		return &Error{Offset: d.in.off, Err: fmt.Errorf("DUMP payload of key %q holds %d bytes past its value", key, int64(body)-d.in.off)}
+	}
+	return nil
 }

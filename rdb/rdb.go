@@ -29,7 +29,7 @@ import (
 )
 
 // MaxVersion is the newest Redis RDB version this package reads.
-const MaxVersion = 12
+const MaxVersion = 13
 
 // MaxValkeyVersion is the newest Valkey RDB version (magic "VALKEY")
 // this package reads.
@@ -45,8 +45,13 @@ type Options struct {
 	// NowMs, when above 0, is the time in unix ms before which a key's
 	// expiry must fall for the key to be kept: keys already expired are
 	// skipped and counted in Stats.Expired, as a server loading the file
-	// would drop them.
+	// would drop them; so are hash fields whose expiry has passed
+	// (Stats.ExpiredFields).
 	NowMs int64
+	// DropKeyMeta reads a key that carries module key metadata
+	// (RDB_OPCODE_KEY_META, Redis 8.6) without it, counting it; without
+	// it, such a key stops the decoder with an error naming it.
+	DropKeyMeta bool
 }
 
 // Info is what an RDB file says of itself before its keys.
@@ -64,6 +69,21 @@ type Stats struct {
 	Expired        int64 // keys skipped because their expiry had passed
 	FunctionsPreGA int64 // function libraries of Redis 7.0 release candidates, not carried
 	ModuleAux      int64 // module auxiliary data blocks, skipped
+	// ModuleAuxNames names the modules whose auxiliary data was skipped.
+	ModuleAuxNames []string
+	// LengthMismatch counts streams whose recorded length differs from
+	// their entries (Redis 5 after XTRIM); LengthMismatchKeys names the
+	// first few.
+	LengthMismatch     int64
+	LengthMismatchKeys []string
+	// KeyMeta counts keys whose module key metadata (RDB_OPCODE_KEY_META,
+	// Redis 8.6) was dropped (Options.DropKeyMeta); KeyMetaKeys names the
+	// first few.
+	KeyMeta     int64
+	KeyMetaKeys []string
+	// ExpiredFields counts hash fields left out because their expiry had
+	// passed (Options.NowMs), as a server loading the file drops them.
+	ExpiredFields int64
 }
 
 // Error is a failure to decode, at a byte offset of the input.
@@ -131,6 +151,9 @@ func (d *Decoder) Info() (Info, error) {
 	for {
 		op, err := d.in.byte()
 		if err != nil {
+			if verr := d.checkVersion(); verr != nil {
+				return d.info, verr
+			}
 			return d.info, d.fail(err)
 		}
 		if op != opAux {
@@ -140,6 +163,9 @@ func (d *Decoder) Info() (Info, error) {
 		if err := d.aux(); err != nil {
 			return d.info, d.fail(err)
 		}
+	}
+	if err := d.checkVersion(); err != nil {
+		return d.info, err
 	}
 	d.head = true
 	return d.info, nil
@@ -166,10 +192,21 @@ func (d *Decoder) readMagic() error {
 		return fmt.Errorf("%w: bad version %q", ErrNotRDB, vb)
 	}
 	d.info.Version = v
-	if d.info.Engine == "redis" && v > MaxVersion || d.info.Engine == "valkey" && v > MaxValkeyVersion {
-		return fmt.Errorf("%w: the file is %s RDB version %d, this crs reads up to %d (Redis) and %d (Valkey); use a newer crs", ErrVersion, d.info.Engine, v, MaxVersion, MaxValkeyVersion)
-	}
 	return nil
+}
+
+// checkVersion refuses a file newer than this package reads, once the aux
+// fields have said which server wrote it.
+func (d *Decoder) checkVersion() error {
+	v := d.info.Version
+	if d.info.Engine == "redis" && v <= MaxVersion || d.info.Engine == "valkey" && v <= MaxValkeyVersion {
+		return nil
+	}
+	by := "a server that does not say its version"
+	if d.info.ServerVersion != "" {
+		by = d.info.Engine + " " + d.info.ServerVersion
+	}
+	return &Error{Offset: 0, Err: fmt.Errorf("%w: the file is %s RDB version %d, written by %s, which crs does not read yet (it reads Redis RDB versions up to %d and Valkey's up to %d)", ErrVersion, d.info.Engine, v, by, MaxVersion, MaxValkeyVersion)}
 }
 
 // aux reads one aux field.
@@ -201,6 +238,7 @@ func (d *Decoder) aux() error {
 
 // Opcodes between the keys.
 const (
+	opKeyMeta     = 243 // before a key's type: module key metadata (Redis 8.6)
 	opSlotInfo    = 244
 	opFunction2   = 245
 	opFunctionPre = 246
@@ -277,11 +315,17 @@ func (d *Decoder) Decode(ctx context.Context, emit func(*format.Record) error) e
 			err = d.function(emit)
 		case opFunctionPre:
 			d.Stats.FunctionsPreGA++
-			for i := 0; i < 4 && err == nil; i++ { // name, engine, description, code
-				_, err = d.in.str()
+			err = d.functionPreGA(emit)
+		case opKeyMeta:
+			var classes []string
+			if classes, err = d.keyMeta(); err == nil {
+				if op, err = d.in.byte(); err == nil {
+					err = d.key(op, expire, classes, emit)
+				}
 			}
+			expire = 0
 		default:
-			err = d.key(op, expire, emit)
+			err = d.key(op, expire, nil, emit)
 			expire = 0
 		}
 		switch {
@@ -346,6 +390,79 @@ func (d *Decoder) function(emit func(*format.Record) error) error {
 		return emitError{err}
 	}
 	return nil
+}
+
+// functionPreGA reads a function library as Redis 7.0 release candidates
+// wrote it (opcode 246): its name, engine, a flag saying whether a
+// description follows, the description, then the code; and emits it as
+// Redis 7.0 loads it, with the first line "#!<engine> name=<name>".
+func (d *Decoder) functionPreGA(emit func(*format.Record) error) error {
+	name, err := d.in.str()
+	if err != nil {
+		return err
+	}
+	engine, err := d.in.str()
+	if err != nil {
+		return err
+	}
+	hasDesc, err := d.in.count()
+	if err != nil {
+		return err
+	}
+	if hasDesc != 0 {
+		if _, err := d.in.str(); err != nil { // the description: 7.0 GA has none
+			return err
+		}
+	}
+	code, err := d.in.str()
+	if err != nil {
+		return err
+	}
+	full := fmt.Sprintf("#!%s name=%s\n%s", engine, name, code)
+	if err := emit(&format.Record{Key: string(name), Type: format.TypeFunction, Str: full}); err != nil {
+		return emitError{err}
+	}
+	return nil
+}
+
+// keyMeta reads a key's module metadata (RDB_OPCODE_KEY_META): a count of
+// classes, then for each its 32-bit spec (a 4-character name, version
+// and flags) and its value in module opcodes up to EOF. It returns the
+// classes' names.
+func (d *Decoder) keyMeta() ([]string, error) {
+	n, err := d.in.count()
+	if err != nil {
+		return nil, err
+	}
+	if n > 64 {
+		return nil, fmt.Errorf("key metadata of %d classes (the file is corrupt)", n)
+	}
+	var names []string
+	for i := uint64(0); i < n; i++ {
+		spec, err := d.in.uint32LE()
+		if err != nil {
+			return nil, err
+		}
+		names = append(names, keyMetaClass(spec))
+		if err := d.skipModuleData(); err != nil {
+			return nil, fmt.Errorf("key metadata class %q: %w", names[len(names)-1], err)
+		}
+	}
+	return names, nil
+}
+
+// keyMetaClass names a key metadata class from its 32-bit spec: four
+// 6-bit characters above 5 bits of version and 3 of flags.
+func keyMetaClass(spec uint32) string {
+	const cset = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+	ver := (spec >> 3) & 31
+	spec >>= 8
+	var name [4]byte
+	for j := 3; j >= 0; j-- {
+		name[j] = cset[spec&63]
+		spec >>= 6
+	}
+	return fmt.Sprintf("%s (version %d)", name[:], ver)
 }
 
 // libraryName returns the name a function library's code gives itself in

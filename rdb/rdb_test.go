@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"strings"
 	"testing"
 
@@ -335,11 +336,12 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"empty", nil, "not an RDB file"},
 		{"json", []byte(`{"format":"crs"}`), "not an RDB file"},
-		{"newer version", []byte("REDIS0013"), "RDB version 13, this crs reads up to 12"},
+		{"newer version", []byte("REDIS0014"), "redis RDB version 14, written by a server that does not say its version, which crs does not read yet (it reads Redis RDB versions up to 13"},
+		{"newer version, its server named", rdbFile("REDIS", 14, nil), "redis RDB version 14, written by redis 9.9.9, which crs does not read yet"},
 		{"newer valkey", []byte("VALKEY081"), "RDB version 81"},
 		{"checksum", flipped, "checksum mismatch"},
-		{"unknown type", rdbFile("REDIS", 9, []byte{30, 1, 'k'}), "unknown value type 30"},
-		{"unknown opcode as type", rdbFile("REDIS", 9, []byte{243}), "unknown value type 243"},
+		{"unknown type", rdbFile("REDIS", 9, []byte{30, 1, 'k'}), "offset 44: db 0 key \"k\": value type 30, which crs does not read yet (the file is redis RDB version 9, written by redis 9.9.9)"},
+		{"unknown opcode as type", rdbFile("REDIS", 9, []byte{242, 1, 'k'}), "value type 242, which crs does not read yet"},
 		{"data after the end", append(bytes.Clone(good), 'x'), ""},
 	}
 	for _, tt := range tests {
@@ -382,6 +384,14 @@ func FuzzDecoder(f *testing.F) {
 		f.Add(rdbFile("REDIS", tt.version, w.b))
 	}
 	f.Add([]byte("REDIS0001\xfc0000000\xf2\x00\x0200\x00")) // a negative expiry, found by the fuzzer
+	// Streams of every encoding, as real servers wrote them (RDB 9 to 13
+	// and 80), and a stream node with a negative count.
+	for _, g := range goldenFiles(f) {
+		if b, err := os.ReadFile(g); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add(streamFile(twoEntries(-1), 2))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		d := NewDecoder(bytes.NewReader(in), Options{PartElems: 3, PartBytes: 16})
 		fw := format.NewWriter(&bytes.Buffer{})

@@ -60,7 +60,8 @@ func (d *Decoder) stream(t byte, b *builder) error {
 	if err != nil {
 		return err
 	}
-	if _, err := d.in.count(); err != nil { // length: the entries tell
+	length, err := d.in.count()
+	if err != nil {
 		return err
 	}
 	last, err := d.lenID()
@@ -84,11 +85,24 @@ func (d *Decoder) stream(t byte, b *builder) error {
 	if meta.Groups, err = d.groups(t); err != nil {
 		return err
 	}
+	if t >= typeStreamListpack4 {
+		if meta.IDMP, err = d.idmp(); err != nil {
+			return err
+		}
+	}
+	// A server keeps the length the file records, which files of Redis 5
+	// written after XTRIM can have wrong; a load has the entries' count.
+	if live := ids.count(); length != live && !b.skip {
+		d.Stats.LengthMismatch++
+		if len(d.Stats.LengthMismatchKeys) < 10 {
+			d.Stats.LengthMismatchKeys = append(d.Stats.LengthMismatchKeys, fmt.Sprintf("%q (db %d): length %d, %d entries", b.key, b.db, length, live))
+		}
+	}
 	if err := b.next(); err != nil {
 		return err
 	}
 	st := b.rec.Stream
-	st.LastID, st.EntriesAdded, st.MaxDeletedID, st.Groups = meta.LastID, meta.EntriesAdded, meta.MaxDeletedID, meta.Groups
+	st.LastID, st.EntriesAdded, st.MaxDeletedID, st.Groups, st.IDMP = meta.LastID, meta.EntriesAdded, meta.MaxDeletedID, meta.Groups, meta.IDMP
 	if err := placeholders(st, b.part == 0, ids); err != nil {
 		return err
 	}
@@ -111,6 +125,9 @@ func streamNode(ms, seq uint64, lp []byte, b *builder, ids *idLog) error {
 		if err != nil {
 			return 0, fmt.Errorf("stream listpack: %q where a number belongs", items[i])
 		}
+		if v < 0 {
+			return 0, fmt.Errorf("stream listpack: %d where a count or ID delta belongs (the file is corrupt)", v)
+		}
 		return uint64(v), nil
 	}
 	// Master entry: count, deleted, field count, fields, 0.
@@ -118,7 +135,7 @@ func streamNode(ms, seq uint64, lp []byte, b *builder, ids *idLog) error {
 	if err != nil {
 		return err
 	}
-	if 3+int(nf)+1 > len(items) {
+	if nf > uint64(len(items)) || 3+int(nf)+1 > len(items) {
 		return fmt.Errorf("stream listpack master entry cut short")
 	}
 	master := items[3 : 3+nf]
@@ -151,7 +168,7 @@ func streamNode(ms, seq uint64, lp []byte, b *builder, ids *idLog) error {
 			if err != nil {
 				return err
 			}
-			if i+1+2*int(n) > len(items) {
+			if n > uint64(len(items)) || i+1+2*int(n) > len(items) {
 				return fmt.Errorf("stream entry cut short")
 			}
 			fields = append(fields, items[i+1:i+1+2*int(n)]...)
@@ -167,6 +184,8 @@ func streamNode(ms, seq uint64, lp []byte, b *builder, ids *idLog) error {
 		e := format.StreamEntry{ID: streamID(ms+dms, seq+dseq), Fields: fields}
 		if flags&entryDeleted != 0 {
 			e = format.StreamEntry{ID: e.ID, Deleted: true}
+		} else {
+			ids.live++
 		}
 		b.rec.Stream.Entries = append(b.rec.Stream.Entries, e)
 		size := 16
@@ -279,6 +298,7 @@ func (d *Decoder) consumers(t byte, g *format.Group, index map[string]int) error
 type idLog struct {
 	ids  [][2]uint64
 	full bool
+	live uint64 // entries not deleted, however many
 }
 
 const maxIDLog = 2 << 20
@@ -290,6 +310,9 @@ func (l *idLog) add(ms, seq uint64) {
 	}
 	l.ids = append(l.ids, [2]uint64{ms, seq})
 }
+
+// count is the number of entries read that are not deleted.
+func (l *idLog) count() uint64 { return l.live }
 
 func (l *idLog) has(ms, seq uint64) bool {
 	i := sort.Search(len(l.ids), func(i int) bool {
@@ -318,6 +341,15 @@ func placeholders(st *format.Stream, whole bool, ids *idLog) error {
 	for _, g := range st.Groups {
 		for _, p := range g.Pending {
 			pending[p.ID] = true
+		}
+	}
+	// A tracked idempotent ID may point at an entry since deleted: it is
+	// carried too, as XIDMPRECORD needs the entry while it is recorded.
+	if st.IDMP != nil {
+		for _, p := range st.IDMP.Producers {
+			for _, id := range p.IIDs {
+				pending[id.ID] = true
+			}
 		}
 	}
 	if whole {
@@ -364,4 +396,59 @@ func splitID(id string) (uint64, uint64) {
 		}
 	}
 	return 0, 0
+}
+
+// idmp reads a stream's idempotent-producer state (RDB_TYPE_STREAM_LISTPACKS_4,
+// Redis 8.6): duration, maxsize, the producers with their tracked IDs in
+// insertion order, and the all-time counters.
+func (d *Decoder) idmp() (*format.IDMP, error) {
+	m := &format.IDMP{Producers: []format.Producer{}}
+	dur, err := d.in.count()
+	if err != nil {
+		return nil, err
+	}
+	max, err := d.in.count()
+	if err != nil {
+		return nil, err
+	}
+	// The ranges Redis 8.6 checks on load.
+	if dur < 1 || dur > 86400 || max < 1 || max > 10000 {
+		return nil, fmt.Errorf("stream IDMP duration %d or maxsize %d out of range (the file is corrupt)", dur, max)
+	}
+	m.Duration, m.MaxSize = int64(dur), int64(max)
+	err = d.each(func() error {
+		pid, err := d.in.str()
+		if err != nil {
+			return err
+		}
+		p := format.Producer{PID: string(pid)}
+		err = d.each(func() error {
+			iid, err := d.in.str()
+			if err != nil {
+				return err
+			}
+			id, err := d.lenID()
+			if err != nil {
+				return err
+			}
+			p.IIDs = append(p.IIDs, format.TrackedID{IID: string(iid), ID: id})
+			m.Tracked++
+			return nil
+		})
+		m.Producers = append(m.Producers, p)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	added, err := d.in.count()
+	if err != nil {
+		return nil, err
+	}
+	dups, err := d.in.count()
+	if err != nil {
+		return nil, err
+	}
+	m.Added, m.Duplicates = int64(added), int64(dups)
+	return m, nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 
 	"github.com/crs-tool/crs/format"
 )
@@ -35,6 +36,7 @@ const (
 	typeHashLpExPreGA   = 23
 	typeHashMeta        = 24
 	typeHashLpEx        = 25
+	typeStreamListpack4 = 26 // with idempotent producers (Redis 8.6)
 
 	// Valkey 9 (RDB 80) numbers its hash with field expiries 22, which
 	// Redis used for 7.4 release candidates.
@@ -51,6 +53,7 @@ type builder struct {
 	elems int
 	bytes int
 	skip  bool // the key has expired: read, but emit nothing
+	stats *Stats
 	full  bool // the record is full; it goes as a part once more follows
 	db    int
 	key   string
@@ -127,6 +130,14 @@ func (b *builder) elem(s string) error {
 }
 
 func (b *builder) field(name, value string, expireAt int64) error {
+	// A field whose expiry has passed is one a server loading the file
+	// drops.
+	if expireAt > 0 && b.opts.NowMs > 0 && expireAt <= b.opts.NowMs {
+		if b.stats != nil && !b.skip {
+			b.stats.ExpiredFields++
+		}
+		return nil
+	}
 	if err := b.next(); err != nil {
 		return err
 	}
@@ -168,15 +179,29 @@ func pairs(fn func(a, b string) error) (func(string) error, func() error) {
 }
 
 // key reads one key of value type t and emits its records.
-func (d *Decoder) key(t byte, expire int64, emit func(*format.Record) error) error {
-	if t > typeHashLpEx || t == 8 {
-		return fmt.Errorf("unknown value type %d", t)
-	}
+func (d *Decoder) key(t byte, expire int64, meta []string, emit func(*format.Record) error) error {
+	at := d.in.off - 1
 	kb, err := d.in.str()
 	if err != nil {
 		return err
 	}
-	b := &builder{opts: d.opts, emit: emit, db: d.db, key: string(kb), exp: expire}
+	if t > typeStreamListpack4 || t == 8 {
+		by := d.info.Engine + " " + d.info.ServerVersion
+		if d.info.ServerVersion == "" {
+			by = "a server that does not say its version"
+		}
+		return &Error{Offset: at, Err: fmt.Errorf("db %d key %q: value type %d, which crs does not read yet (the file is %s RDB version %d, written by %s)", d.db, kb, t, d.info.Engine, d.info.Version, by)}
+	}
+	if len(meta) > 0 {
+		if !d.opts.DropKeyMeta {
+			return fmt.Errorf("db %d key %q carries module key metadata (%s), which crs cannot carry: --drop-key-metadata reads the key without it, counting it", d.db, kb, strings.Join(meta, ", "))
+		}
+		d.Stats.KeyMeta++
+		if len(d.Stats.KeyMetaKeys) < 10 {
+			d.Stats.KeyMetaKeys = append(d.Stats.KeyMetaKeys, fmt.Sprintf("%q (db %d): %s", kb, d.db, strings.Join(meta, ", ")))
+		}
+	}
+	b := &builder{opts: d.opts, emit: emit, db: d.db, key: string(kb), exp: expire, stats: &d.Stats}
 	if expire > 0 && d.opts.NowMs > 0 && expire <= d.opts.NowMs {
 		b.skip = true
 		d.Stats.Expired++
@@ -204,7 +229,7 @@ func (d *Decoder) value(t byte, b *builder) error {
 		b.typ = format.TypeZSet
 	case typeHash, typeHashZipmap, typeHashZiplist, typeHashListpack, typeHashMeta, typeHashMetaPreGA, typeHashLpEx, typeHashLpExPreGA:
 		b.typ = format.TypeHash
-	case typeStreamListpacks, typeStreamListpack2, typeStreamListpack3:
+	case typeStreamListpacks, typeStreamListpack2, typeStreamListpack3, typeStreamListpack4:
 		b.typ = format.TypeStream
 		return d.stream(t, b)
 	case typeModule2, typeModulePreGA:

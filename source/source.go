@@ -15,7 +15,9 @@ package source
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -35,24 +37,32 @@ type Source interface {
 // Stats counts what a source dumped. Fields a source has no use for stay
 // zero.
 type Stats struct {
-	From       string           `json:"from"`                            // the kind of source: "server", "rdb" or "dump"
-	Keys       int64            `json:"keys"`                            // keys written
-	Records    int64            `json:"records"`                         // records written (a key in parts has several)
-	ByType     map[string]int64 `json:"keys_by_type"`                    // keys written per type
-	Vanished   int64            `json:"vanished"`                        // keys SCAN returned that were gone when read
-	Reread     int64            `json:"reread"`                          // keys read in parts again because they changed meanwhile
-	Changing   int64            `json:"carried_changing"`                // keys that kept changing, written as last read (--allow-changing)
-	Duplicates int64            `json:"scan_duplicates"`                 // keys SCAN returned more than once
-	Deferred   int64            `json:"keys_checked_on_disk,omitempty"`  // keys past the memory limit, checked for repeats on disk and read after SCAN
-	DiskBytes  int64            `json:"key_files_bytes,omitempty"`       // bytes those keys took in temporary files
-	Expired    int64            `json:"skipped_expired"`                 // keys left out because their expiry had passed
-	NotOwned   int64            `json:"skipped_not_owned,omitempty"`     // keys a cluster node held in a slot it did not serve (a resharding under way)
-	Functions  int64            `json:"functions_not_carried,omitempty"` // function libraries of 7.0 release candidates, left out (RDB files)
-	Libraries  int64            `json:"function_libraries"`              // function libraries written
-	Shards     int              `json:"shards,omitempty"`                // cluster shards dumped
-	ShardsOf   int              `json:"shards_of,omitempty"`             // shards the cluster has
-	Databases  int              `json:"databases"`                       // databases dumped
-	Elapsed    time.Duration    `json:"-"`
+	From       string           `json:"from"`                           // the kind of source: "server", "rdb" or "dump"
+	Keys       int64            `json:"keys"`                           // keys written
+	Records    int64            `json:"records"`                        // records written (a key in parts has several)
+	ByType     map[string]int64 `json:"keys_by_type"`                   // keys written per type
+	Vanished   int64            `json:"vanished"`                       // keys SCAN returned that were gone when read
+	Reread     int64            `json:"reread"`                         // keys read in parts again because they changed meanwhile
+	Changing   int64            `json:"carried_changing"`               // keys that kept changing, written as last read (--allow-changing)
+	Duplicates int64            `json:"scan_duplicates"`                // keys SCAN returned more than once
+	Deferred   int64            `json:"keys_checked_on_disk,omitempty"` // keys past the memory limit, checked for repeats on disk and read after SCAN
+	DiskBytes  int64            `json:"key_files_bytes,omitempty"`      // bytes those keys took in temporary files
+	Expired    int64            `json:"skipped_expired"`                // keys left out because their expiry had passed
+	NotOwned   int64            `json:"skipped_not_owned,omitempty"`    // keys a cluster node held in a slot it did not serve (a resharding under way)
+	Functions  int64            `json:"functions_pre_ga,omitempty"`     // function libraries of 7.0 release candidates, converted as Redis 7.0 does (RDB files)
+	// What an RDB file held that a server loading it would drop, or that
+	// no command can carry.
+	ExpiredFields  int64         `json:"skipped_expired_fields,omitempty"`    // hash fields whose expiry had passed
+	ModuleAux      []string      `json:"skipped_module_aux,omitempty"`        // modules whose auxiliary data (module state, not keys) was skipped
+	LengthMismatch []string      `json:"stream_length_mismatch,omitempty"`    // streams whose recorded length is not their entries' count (the first few)
+	LengthMisses   int64         `json:"stream_length_mismatches,omitempty"`  // how many
+	KeyMeta        int64         `json:"dropped_key_metadata,omitempty"`      // keys read without their module key metadata (--drop-key-metadata)
+	KeyMetaKeys    []string      `json:"dropped_key_metadata_keys,omitempty"` // the first few
+	Libraries      int64         `json:"function_libraries"`                  // function libraries written
+	Shards         int           `json:"shards,omitempty"`                    // cluster shards dumped
+	ShardsOf       int           `json:"shards_of,omitempty"`                 // shards the cluster has
+	Databases      int           `json:"databases"`                           // databases dumped
+	Elapsed        time.Duration `json:"-"`
 }
 
 // RecordWriter takes records; format.Writer is one.
@@ -76,6 +86,12 @@ func (s *Stats) Add(o *Stats) {
 	s.Expired += o.Expired
 	s.NotOwned += o.NotOwned
 	s.Functions += o.Functions
+	s.ExpiredFields += o.ExpiredFields
+	s.LengthMisses += o.LengthMisses
+	s.KeyMeta += o.KeyMeta
+	s.ModuleAux = append(s.ModuleAux, o.ModuleAux...)
+	s.LengthMismatch = append(s.LengthMismatch, o.LengthMismatch...)
+	s.KeyMetaKeys = append(s.KeyMetaKeys, o.KeyMetaKeys...)
 	s.Libraries += o.Libraries
 	for t, n := range o.ByType {
 		s.ByType[t] += n
@@ -115,4 +131,27 @@ func Pipe(ctx context.Context, src Source, p *progress.Counter, read func(ctx co
 		return err
 	})
 	return g.Wait()
+}
+
+// Notes says, as a summary's clauses ("; …"), what the source held that
+// the records do not: what a server loading an RDB file would drop too,
+// and what no command can carry.
+func (s *Stats) Notes() string {
+	var b strings.Builder
+	if s.ExpiredFields > 0 {
+		fmt.Fprintf(&b, "; skipped %d hash fields already expired", s.ExpiredFields)
+	}
+	if s.Functions > 0 {
+		fmt.Fprintf(&b, "; %d function libraries of a 7.0 release candidate converted as Redis 7.0 loads them", s.Functions)
+	}
+	if len(s.ModuleAux) > 0 {
+		fmt.Fprintf(&b, "; SKIPPED the auxiliary data of the modules %s (module state, not keys, which no command carries)", strings.Join(s.ModuleAux, ", "))
+	}
+	if s.LengthMisses > 0 {
+		fmt.Fprintf(&b, "; %d STREAMS RECORD A LENGTH OTHER THAN THEIR ENTRIES' COUNT (%s), which a load cannot set: they load with their entries' count", s.LengthMisses, strings.Join(s.LengthMismatch, "; "))
+	}
+	if s.KeyMeta > 0 {
+		fmt.Fprintf(&b, "; DROPPED the module key metadata of %d keys (--drop-key-metadata): %s", s.KeyMeta, strings.Join(s.KeyMetaKeys, "; "))
+	}
+	return b.String()
 }

@@ -64,6 +64,10 @@ func (v *verifier) stream(rec *format.Record, q *pending) error {
 			v.differ(rec.DB, rec.Key, "entries-added %d, target %v", s.EntriesAdded, m["entries-added"])
 		case s.MaxDeletedID != "" && m["max-deleted-entry-id"] != nil && m["max-deleted-entry-id"] != s.MaxDeletedID:
 			v.differ(rec.DB, rec.Key, "max-deleted-entry-id %s, target %v", s.MaxDeletedID, m["max-deleted-entry-id"])
+		case s.IDMP != nil && m["idmp-duration"] != nil && (m["idmp-duration"] != s.IDMP.Duration || m["idmp-maxsize"] != s.IDMP.MaxSize):
+			v.differ(rec.DB, rec.Key, "idmp-duration %d, idmp-maxsize %d, target %v, %v", s.IDMP.Duration, s.IDMP.MaxSize, m["idmp-duration"], m["idmp-maxsize"])
+		case s.IDMP != nil && s.IDMP.Tracked >= 0 && m["iids-tracked"] != nil && m["iids-tracked"] != s.IDMP.Tracked:
+			v.differ(rec.DB, rec.Key, "%d tracked idempotent IDs, target %v", s.IDMP.Tracked, m["iids-tracked"])
 		}
 	}
 	// Groups may continue across parts: add them up for finish.

@@ -17,6 +17,7 @@ type Caps struct {
 	FieldExpiry bool // HPEXPIRETIME and HPEXPIREAT (Redis 7.4+, Valkey 9)
 	MultiMember bool // SMISMEMBER and ZMSCORE (6.2+)
 	VectorSets  bool // VADD, VEMB... (Redis 8.0+, or the vectorset module)
+	IDMP        bool // XCFGSET and XIDMPRECORD: streams' idempotent producers (Redis 8.6.2+)
 	// Modules names the modules MODULE LIST shows; nil when the server
 	// would not say (MODULE denied, as on some managed services).
 	Modules []string
@@ -48,6 +49,8 @@ func ProbeCaps(ctx context.Context, c redis.Cmdable) (Caps, error) {
 		{"ZMSCORE", "crs:probe", "m"},
 		{"VCARD", "crs:probe"},
 		{"MODULE", "LIST"},
+		{"XIDMPRECORD", "crs:probe", "p", "i", "1-1"},
+		{"XCFGSET", "crs:probe", "IDMP-DURATION", 100},
 	}
 	cmds := make([]*redis.Cmd, len(probes))
 	_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -72,7 +75,7 @@ func ProbeCaps(ctx context.Context, c redis.Cmdable) (Caps, error) {
 		return i != 1
 	}
 	return Caps{ExpireTime: has(0), MemoryUsage: has(1), FieldExpiry: has(2), MultiMember: has(3) && has(4),
-		VectorSets: has(5), Modules: moduleNames(cmds[6])}, nil
+		VectorSets: has(5), Modules: moduleNames(cmds[6]), IDMP: has(7) && has(8)}, nil
 }
 
 // moduleNames reads MODULE LIST's reply: a list of modules, each a list

@@ -17,7 +17,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/redisserver"
+	"github.com/crs-tool/crs/rdb"
 )
 
 // Start starts a throwaway redis-server for t, with extra config
@@ -87,6 +89,9 @@ type Key struct {
 	Type     string
 	Value    []string // string: one item; list: in order; set: sorted; hash: sorted field, value pairs; zset: member, score text in rank order
 	ExpireAt int64    // PEXPIRETIME: -1 for none
+	// IDMP is a stream's idempotent-producer state (Redis 8.6) where it
+	// has any beyond the defaults: settings, counts, tracked IDs.
+	IDMP []string
 }
 
 // Read reads one key from c.
@@ -126,7 +131,7 @@ func Read(ctx context.Context, c *redis.Client, key string) (Key, error) {
 		// The server's own score text, so that any change shows.
 		k.Value, err = c.Do(ctx, "ZRANGE", key, 0, -1, "WITHSCORES").StringSlice()
 	case "stream":
-		k.Value, err = readStream(ctx, c, key)
+		k.Value, k.IDMP, err = readStream(ctx, c, key)
 	default:
 		return k, fmt.Errorf("key %q: type %s not compared", key, t)
 	}
@@ -160,15 +165,31 @@ func expireAt(ctx context.Context, c *redis.Client, key string) (int64, error) {
 // delivery time and count, and its consumers with their pending counts.
 // Consumers' seen and active times are left out: no command sets them, so
 // a load cannot carry them.
-func readStream(ctx context.Context, c *redis.Client, key string) ([]string, error) {
+func readStream(ctx context.Context, c *redis.Client, key string) (_, idmp []string, err error) {
 	res, err := c.Do(ctx, "XINFO", "STREAM", key, "FULL", "COUNT", 0).Slice()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []string
 	info := pairs(res)
 	for _, f := range []string{"length", "last-generated-id", "max-deleted-entry-id", "entries-added"} {
 		out = append(out, fmt.Sprintf("%s=%v", f, info[f]))
+	}
+	// Idempotent producers (8.6): settings, counts, and every tracked ID,
+	// which only the DUMP payload shows. iids-added and iids-duplicates
+	// are the stream's own history, which no command sets.
+	dur, _ := info["idmp-duration"].(int64)
+	max, _ := info["idmp-maxsize"].(int64)
+	n, _ := info["iids-tracked"].(int64)
+	if info["idmp-duration"] != nil && (n > 0 || dur != format.DefaultIDMPDuration || max != format.DefaultIDMPMaxSize) {
+		idmp = append(idmp, fmt.Sprintf("duration=%v maxsize=%v pids-tracked=%v iids-tracked=%v", dur, max, info["pids-tracked"], n))
+		if n > 0 {
+			tracked, err := trackedIDs(ctx, c, key)
+			if err != nil {
+				return nil, nil, err
+			}
+			idmp = append(idmp, tracked...)
+		}
 	}
 	for _, e := range list(info["entries"]) {
 		out = append(out, fmt.Sprintf("entry %q", e))
@@ -184,7 +205,26 @@ func readStream(ctx context.Context, c *redis.Client, key string) ([]string, err
 			out = append(out, fmt.Sprintf("  consumer %q pel-count=%v pending=%q", cm["name"], cm["pel-count"], cm["pending"]))
 		}
 	}
-	return out, nil
+	return out, idmp, nil
+}
+
+// trackedIDs lists a stream's tracked idempotent IDs, one line a
+// producer, from its DUMP payload.
+func trackedIDs(ctx context.Context, c *redis.Client, key string) ([]string, error) {
+	payload, err := c.Dump(ctx, key).Result()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	err = rdb.DecodePayload([]byte(payload), 0, key, rdb.Options{}, func(rec *format.Record) error {
+		if rec.Stream != nil && rec.Stream.IDMP != nil {
+			for _, p := range rec.Stream.IDMP.Producers {
+				out = append(out, fmt.Sprintf("producer %q: %q", p.PID, p.IIDs))
+			}
+		}
+		return nil
+	})
+	return out, err
 }
 
 func pairs(v interface{}) map[string]interface{} {
@@ -297,6 +337,9 @@ func compare(k string, a, b Key, tolerance int64) []string {
 				break
 			}
 		}
+	}
+	if strings.Join(a.IDMP, "\n") != strings.Join(b.IDMP, "\n") {
+		d = append(d, fmt.Sprintf("key %q: idmp %q, target %q", k, a.IDMP, b.IDMP))
 	}
 	switch {
 	case (a.ExpireAt < 0) != (b.ExpireAt < 0):

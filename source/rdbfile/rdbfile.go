@@ -32,6 +32,9 @@ type Options struct {
 	// Modules, if not nil, are the modules of the server the stream comes
 	// from, for the header (a file does not say).
 	Modules []string
+	// DropKeyMeta reads keys that carry module key metadata (Redis 8.6)
+	// without it, counting them, instead of failing.
+	DropKeyMeta bool
 }
 
 // NewOptions returns the defaults, those of a live dump.
@@ -88,7 +91,7 @@ func (s *Source) Dump(ctx context.Context, fw *format.Writer, p *progress.Counte
 	st.From = "rdb"
 	start := time.Now()
 	defer func() { st.Elapsed = time.Since(start) }()
-	o := rdb.Options{PartElems: s.opts.PartElems, PartBytes: s.opts.PartBytes}
+	o := rdb.Options{PartElems: s.opts.PartElems, PartBytes: s.opts.PartBytes, DropKeyMeta: s.opts.DropKeyMeta}
 	if !s.opts.KeepExpired {
 		o.NowMs = time.Now().UnixMilli()
 	}
@@ -116,7 +119,10 @@ func (s *Source) Dump(ctx context.Context, fw *format.Writer, p *progress.Counte
 		}
 		return nil
 	})
-	st.Expired, st.Databases, st.Functions = dec.Stats.Expired, len(dbs), dec.Stats.FunctionsPreGA
+	ds := dec.Stats
+	st.Expired, st.Databases, st.Functions = ds.Expired, len(dbs), ds.FunctionsPreGA
+	st.ExpiredFields, st.ModuleAux, st.KeyMeta, st.KeyMetaKeys = ds.ExpiredFields, ds.ModuleAuxNames, ds.KeyMeta, ds.KeyMetaKeys
+	st.LengthMisses, st.LengthMismatch = ds.LengthMismatch, ds.LengthMismatchKeys
 	if err != nil {
 		return st, err
 	}

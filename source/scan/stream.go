@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/rdb"
 )
 
 // groupInfo is what XINFO STREAM FULL says of a consumer group.
@@ -56,6 +57,9 @@ func (r *reader) readStreamOnce(ctx context.Context, p probed) (gone bool, err e
 	if err != nil {
 		return false, fmt.Errorf("db %d: key %q: %w", r.db, p.key, err)
 	}
+	if meta.IDMP, err = r.readIDMP(ctx, p.key, info); err != nil {
+		return false, err
+	}
 
 	// Pending entries whose message was deleted must be recreated on
 	// load, in ID order among the entries: find them first.
@@ -69,6 +73,20 @@ func (r *reader) readStreamOnce(ctx context.Context, p probed) (gone bool, err e
 		if err != nil {
 			return false, err
 		}
+	}
+	if meta.IDMP != nil {
+		// A tracked ID's entry may be gone: it is carried as deleted.
+		var tracked []format.Pending
+		for _, pr := range meta.IDMP.Producers {
+			for _, t := range pr.IIDs {
+				tracked = append(tracked, format.Pending{ID: t.ID})
+			}
+		}
+		ids, err := r.missing(ctx, p.key, tracked)
+		if err != nil {
+			return false, err
+		}
+		deleted = append(deleted, ids...)
 	}
 	sort.Slice(deleted, func(i, j int) bool { return idLess(deleted[i], deleted[j]) })
 	deleted = uniq(deleted)
@@ -255,7 +273,7 @@ func (e *streamEmitter) flush(more bool) error {
 
 // finish emits the last part, which carries the stream's metadata.
 func (e *streamEmitter) finish(ctx context.Context, meta *format.Stream) error {
-	e.cur.LastID, e.cur.EntriesAdded, e.cur.MaxDeletedID = meta.LastID, meta.EntriesAdded, meta.MaxDeletedID
+	e.cur.LastID, e.cur.EntriesAdded, e.cur.MaxDeletedID, e.cur.IDMP = meta.LastID, meta.EntriesAdded, meta.MaxDeletedID, meta.IDMP
 	return e.flush(false)
 }
 
@@ -371,4 +389,44 @@ func uniq(ids []string) []string {
 		}
 	}
 	return out
+}
+
+// readIDMP reads a stream's idempotent-producer state (Redis 8.6): its
+// settings and counters from XINFO STREAM, and, where it tracks IDs, the
+// IDs themselves from the stream's DUMP payload, which no other command
+// shows. It returns nil for a server without idempotent producers.
+func (r *reader) readIDMP(ctx context.Context, key string, info map[string]interface{}) (*format.IDMP, error) {
+	dur, ok := info["idmp-duration"].(int64)
+	if !ok {
+		return nil, nil
+	}
+	num := func(name string) int64 {
+		if n, ok := info[name].(int64); ok {
+			return n
+		}
+		return -1
+	}
+	m := &format.IDMP{Duration: dur, MaxSize: num("idmp-maxsize"), Tracked: num("iids-tracked"), Added: num("iids-added"), Duplicates: num("iids-duplicates"), Producers: []format.Producer{}}
+	if m.Tracked <= 0 {
+		return m, nil
+	}
+	payload, err := r.c.Dump(ctx, key).Result()
+	if err != nil {
+		return nil, fmt.Errorf("db %d: key %q: DUMP, to read the producer IDs the stream tracks: %w", r.db, key, err)
+	}
+	var last *format.IDMP
+	err = rdb.DecodePayload([]byte(payload), r.db, key, rdb.Options{}, func(rec *format.Record) error {
+		if rec.Stream != nil && rec.Stream.IDMP != nil {
+			last = rec.Stream.IDMP
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("db %d: key %q: the DUMP payload: %w", r.db, key, err)
+	}
+	if last == nil {
+		return nil, fmt.Errorf("db %d: key %q: XINFO says it tracks %d producer IDs, and its DUMP payload holds none", r.db, key, m.Tracked)
+	}
+	m.Producers = last.Producers
+	return m, nil
 }

@@ -1,0 +1,95 @@
+package rdb
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/crs-tool/crs/format"
+)
+
+var update = flag.Bool("update", false, "write the golden .jsonl of testdata/*.rdb anew")
+
+// goldenFiles are the RDB files real servers wrote (testdata/make.sh).
+func goldenFiles(t testing.TB) []string {
+	files, err := filepath.Glob(filepath.Join("testdata", "*.rdb"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no testdata/*.rdb: %v", err)
+	}
+	return files
+}
+
+// decodeToJSON decodes an RDB file into the dump format's plain lines, in
+// parts of at most 2 elements so that every encoding is cut somewhere.
+func decodeToJSON(in []byte, opts Options) ([]byte, error) {
+	var out bytes.Buffer
+	fw := format.NewWriter(&out)
+	if err := fw.WriteHeader(format.Header{}); err != nil {
+		return nil, err
+	}
+	d := NewDecoder(bytes.NewReader(in), opts)
+	if err := d.Decode(context.Background(), fw.Write); err != nil {
+		return nil, err
+	}
+	if err := fw.Close(); err != nil {
+		return nil, err
+	}
+	// Only the records: the header and trailer hold times and checksums.
+	lines := strings.SplitAfter(strings.TrimSuffix(out.String(), "\n"), "\n")
+	return []byte(strings.Join(lines[1:len(lines)-1], "")), nil
+}
+
+// TestGoldenFiles decodes the RDB file of every server version (Redis 6.0
+// to 8.6, Valkey 8.1 and 9.1: RDB 9 to 13 and 80) and compares the records
+// with the golden .jsonl beside it.
+func TestGoldenFiles(t *testing.T) {
+	for _, f := range goldenFiles(t) {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			in, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := decodeToJSON(in, Options{PartElems: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden := strings.TrimSuffix(f, ".rdb") + ".jsonl"
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("records differ from %s:\ngot\n%s\nwant\n%s", golden, got, want)
+			}
+		})
+	}
+}
+
+// TestGoldenTruncations cuts every golden file at every byte: each cut
+// gives an *Error at an offset within the input, never a panic or a
+// success.
+func TestGoldenTruncations(t *testing.T) {
+	for _, f := range goldenFiles(t) {
+		in, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for cut := 0; cut < len(in); cut++ {
+			_, err := decodeToJSON(in[:cut], Options{PartElems: 2})
+			var e *Error
+			if !errors.As(err, &e) || e.Offset < 0 || e.Offset > int64(cut) {
+				t.Fatalf("%s cut at %d of %d: %v", f, cut, len(in), err)
+			}
+		}
+	}
+}

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/crs-tool/crs/internal/redisserver"
 	"github.com/crs-tool/crs/internal/redistest"
 )
 
@@ -52,81 +54,140 @@ func downgradeFlags(src, dst redistest.Binary) []string {
 	return flags
 }
 
+// fillCorpus fills a server of binary b with the round-trip corpus:
+// every type, streams in every state, and field expiries and idempotent
+// producers where b has them.
+func fillCorpus(t *testing.T, b redistest.Binary, src *redisserver.Server) {
+	t.Helper()
+	soon := fill(t, src)
+	if err := redistest.Client(t, src, 0).Del(context.Background(), soon...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	fillStreams(t, src)
+	if b.FieldExpiry {
+		fillFieldExpiry(t, src)
+	}
+	if b.IDMP {
+		fillIDMP(t, src)
+	}
+}
+
 // matrixPair moves the corpus from a server of binary srcBin to one of
-// dstBin and returns the matrix's row for the pair.
+// dstBin through a SCAN dump and returns the matrix's row for the pair.
 func matrixPair(t *testing.T, srcBin, dstBin redistest.Binary) string {
 	row := fmt.Sprintf("%-14s → %-14s FAILED", srcBin.Name, dstBin.Name)
 	t.Run(srcBin.Name+"→"+dstBin.Name, func(t *testing.T) {
 		begin := time.Now()
 		src := redistest.StartBinary(t, srcBin.Path)
-		dst := redistest.StartBinary(t, dstBin.Path)
-		soon := fill(t, src)
-		ctx := context.Background()
-		if err := redistest.Client(t, src, 0).Del(ctx, soon...).Err(); err != nil {
-			t.Fatal(err)
-		}
-		fillStreams(t, src)
-		if srcBin.FieldExpiry {
-			fillFieldExpiry(t, src)
-		}
-		if srcBin.IDMP {
-			fillIDMP(t, src)
-		}
+		fillCorpus(t, srcBin, src)
 		dir := t.TempDir()
 		file := filepath.Join(dir, "d.zst")
 		if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o "+file); code != 0 {
 			t.Fatalf("dump: exit %d\n%s", code, out)
 		}
-		flags := downgradeFlags(srcBin, dstBin)
-		if len(flags) > 0 {
-			// Without the flags, nothing is written and the flags are named.
-			out, code := sh(t, dir, "crsload -u "+dst.URL+" "+file)
-			for _, f := range flags {
-				if code != 4 || !strings.Contains(out, f) {
-					t.Errorf("load without %s: exit %d\n%s", f, code, out)
-				}
-			}
-			if n, _ := redistest.Client(t, dst, 0).DBSize(ctx).Result(); n != 0 {
-				t.Errorf("a refused load wrote %d keys", n)
-			}
-		}
-		out, code := sh(t, dir, "crsload "+strings.Join(flags, " ")+" -u "+dst.URL+" "+file)
-		if code != 0 {
-			t.Fatalf("load %v: exit %d\n%s", flags, code, out)
-		}
-		dropCounters := srcBin.StreamCounters && !dstBin.StreamCounters
-		if dropCounters && !strings.Contains(out, "DROPPED the counters of") {
-			t.Errorf("the summary does not count the dropped counters:\n%s", out)
-		}
-		dropIDMP := srcBin.IDMP && !dstBin.IDMP
-		if dropIDMP && !strings.Contains(out, "DROPPED the idempotent-producer state of 1 streams") {
-			t.Errorf("the summary does not count the one stream whose IDMP state was dropped:\n%s", out)
-		}
-		diffs, err := redistest.Diff(ctx, src, dst, expiryTolerance(t, src, dst))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, d := range diffs {
-			// Counters dropped, or a source without them (the target
-			// makes its own).
-			if (dropCounters || !srcBin.StreamCounters) && counterLine.MatchString(d) {
-				continue
-			}
-			if dropIDMP && strings.Contains(d, "idmp") {
-				continue
-			}
-			t.Error(d)
-			n++
-		}
-		if len(flags) == 0 {
-			if out, code := sh(t, dir, "crs verify -u "+dst.URL+" "+file); code != 0 || !strings.Contains(out, " 0 differences") {
-				t.Errorf("verify: exit %d\n%s", code, out)
-				n++
-			}
-		}
-		keys, _ := redistest.Client(t, dst, 0).DBSize(ctx).Result()
+		keys, n, flags := loadAndDiff(t, srcBin, src, dstBin, file)
 		row = fmt.Sprintf("%-14s → %-14s %4d keys (db 0) %2d differences %5.1fs %v", srcBin.Name, dstBin.Name, keys, n, time.Since(begin).Seconds(), flags)
 	})
 	return row
+}
+
+// loadAndDiff loads file (a dump or an RDB file of src) into a new server
+// of dstBin with the flags the pair needs, after checking that without
+// them the load is refused, naming them, with nothing written; it then
+// compares the two servers key by key, leaving out only what the flags
+// dropped, and checks the target with crs verify where nothing was. It
+// returns the target's keys in db 0, the differences and the flags.
+func loadAndDiff(t *testing.T, srcBin redistest.Binary, src *redisserver.Server, dstBin redistest.Binary, file string) (keys int64, n int, flags []string) {
+	t.Helper()
+	ctx := context.Background()
+	dst := redistest.StartBinary(t, dstBin.Path)
+	dir := t.TempDir()
+	flags = downgradeFlags(srcBin, dstBin)
+	if len(flags) > 0 {
+		out, code := sh(t, dir, "crsload -u "+dst.URL+" "+file)
+		for _, f := range flags {
+			if code != 4 || !strings.Contains(out, f) {
+				t.Errorf("load without %s: exit %d\n%s", f, code, out)
+			}
+		}
+		if n, _ := redistest.Client(t, dst, 0).DBSize(ctx).Result(); n != 0 {
+			t.Errorf("a refused load wrote %d keys", n)
+		}
+	}
+	out, code := sh(t, dir, "crsload "+strings.Join(flags, " ")+" -u "+dst.URL+" "+file)
+	if code != 0 {
+		t.Fatalf("load %v: exit %d\n%s", flags, code, out)
+	}
+	dropCounters := srcBin.StreamCounters && !dstBin.StreamCounters
+	if dropCounters && !strings.Contains(out, "DROPPED the counters of") {
+		t.Errorf("the summary does not count the dropped counters:\n%s", out)
+	}
+	dropIDMP := srcBin.IDMP && !dstBin.IDMP
+	if dropIDMP && !strings.Contains(out, "DROPPED the idempotent-producer state of 1 streams") {
+		t.Errorf("the summary does not count the one stream whose IDMP state was dropped:\n%s", out)
+	}
+	diffs, err := redistest.Diff(ctx, src, dst, expiryTolerance(t, src, dst))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range diffs {
+		// Counters dropped, or a source without them (the target makes
+		// its own).
+		if (dropCounters || !srcBin.StreamCounters) && counterLine.MatchString(d) {
+			continue
+		}
+		if dropIDMP && strings.Contains(d, "idmp") {
+			continue
+		}
+		t.Error(d)
+		n++
+	}
+	if len(flags) == 0 {
+		if out, code := sh(t, dir, "crs verify -u "+dst.URL+" "+file); code != 0 || !strings.Contains(out, " 0 differences") {
+			t.Errorf("verify: exit %d\n%s", code, out)
+			n++
+		}
+	}
+	keys, _ = redistest.Client(t, dst, 0).DBSize(ctx).Result()
+	return keys, n, flags
+}
+
+// TestEveryInputOfTheNewest takes the newest Redis at hand (8.6 and its
+// idempotent producers, today), filled with the corpus, as a SCAN dump, a
+// replication snapshot and an RDB file (SAVE), and loads each into every
+// server at hand, comparing key by key.
+func TestEveryInputOfTheNewest(t *testing.T) {
+	bins := redistest.Servers(t)
+	var newest redistest.Binary
+	for _, b := range bins {
+		if b.Engine == "redis" && slices.Compare(b.Version[:], newest.Version[:]) > 0 {
+			newest = b
+		}
+	}
+	src := redistest.StartBinary(t, newest.Path, "--repl-diskless-sync-delay", "0")
+	fillCorpus(t, newest, src)
+	dir := t.TempDir()
+	inputs := map[string]string{"SCAN": filepath.Join(dir, "scan.zst"), "snapshot": filepath.Join(dir, "snap.zst")}
+	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o "+inputs["SCAN"]+" && crsdump -q --snapshot -u "+src.URL+" -o "+inputs["snapshot"]); code != 0 {
+		t.Fatalf("dumps: exit %d\n%s", code, out)
+	}
+	sc := redistest.Client(t, src, 0)
+	redistest.WaitFor(t, "the snapshot's child to end", func() bool {
+		info, _ := sc.Info(context.Background(), "persistence").Result()
+		return strings.Contains(info, "rdb_bgsave_in_progress:0")
+	})
+	if err := sc.Save(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	inputs["RDB file"] = filepath.Join(src.Dir, "dump.rdb")
+	var table []string
+	for _, in := range []string{"SCAN", "snapshot", "RDB file"} {
+		for _, dstBin := range bins {
+			t.Run(in+" to "+dstBin.Name, func(t *testing.T) {
+				keys, n, flags := loadAndDiff(t, newest, src, dstBin, inputs[in])
+				table = append(table, fmt.Sprintf("%-8s of %s → %-14s %4d keys (db 0) %2d differences %v", in, newest.Name, dstBin.Name, keys, n, flags))
+			})
+		}
+	}
+	t.Logf("every input of %s:\n%s", newest.Name, strings.Join(table, "\n"))
 }

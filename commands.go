@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 
 	"github.com/crs-tool/crs/dump"
 	"github.com/crs-tool/crs/internal/keyset"
@@ -70,12 +71,9 @@ func dumpCommand() *cli.Command {
 			if from.File == "" {
 				shareCores(from.Scan.Conn)
 			}
-			src, done, err := pick.Source(c.Context, from)
-			if err != nil {
-				return err
-			}
-			defer done()
-			return dump.Run(c.Context, src, opts, os.Stdout, os.Stderr)
+			in := pick.Open(from)
+			defer in.Close()
+			return dump.Run(c.Context, in, opts, os.Stdout, os.Stderr)
 		},
 	}
 }
@@ -84,6 +82,7 @@ func dumpCommand() *cli.Command {
 func loadCommand() *cli.Command {
 	loadOpts := load.NewOptions()
 	loadOpts.KeysKnown = memlimit.Set
+	from := pick.NewSpec()
 	var verifyAfterLoad bool
 	return &cli.Command{
 		Name:         "load",
@@ -97,6 +96,7 @@ func loadCommand() *cli.Command {
 			&cli.BoolFlag{Name: "verify", Usage: "after loading, check that the target holds every key of the dump (crs verify)", Destination: &verifyAfterLoad},
 			&cli.BoolFlag{Name: "check", Aliases: []string{"dry-run"}, Usage: "read and validate the whole dump (format, count, checksum) and print what it holds; touch no server", Destination: &loadOpts.Check},
 			&cli.BoolFlag{Name: "drop-stream-counters", Usage: "load streams into a server before 7.0 without entries-added, max-deleted-entry-id and the groups' entries-read (entries, groups, consumers and pending entries all load), counting them", Destination: &loadOpts.DropStreamCounters},
+			&cli.BoolFlag{Name: "drop-key-metadata", Usage: "of an RDB file: read keys that carry module key metadata (Redis 8.6) without it, counting them, instead of failing", Destination: &from.RDB.DropKeyMeta},
 			&cli.BoolFlag{Name: "drop-stream-idmp", Usage: "load streams into a server before 8.6 without their idempotent-producer state (XCFGSET settings and tracked producer IDs), counting them", Destination: &loadOpts.DropStreamIDMP},
 			&cli.BoolFlag{Name: "drop-field-expiry", Usage: "load hashes without their field expiries when the target cannot set them (Redis before 7.4), counting them", Destination: &loadOpts.DropFieldExpiry},
 			&cli.BoolFlag{Name: "skip-unsupported", Usage: "skip, and count, keys whose DUMP payload the target refuses (another RDB version, a missing module)", Destination: &loadOpts.SkipUnsupported},
@@ -114,18 +114,26 @@ func loadCommand() *cli.Command {
 			if err := atMostOneFile(c); err != nil {
 				return err
 			}
-			loadOpts.Input = c.Args().First()
-			if verifyAfterLoad && (loadOpts.Input == "" || loadOpts.Input == "-") {
-				return usageError{errors.New("--verify needs the dump as a file argument, to read it again")}
+			from.File, from.Stdin = c.Args().First(), os.Stdin
+			if from.File == "" || from.File == "-" {
+				if verifyAfterLoad {
+					return usageError{errors.New("--verify needs the dump as a file argument, to read it again")}
+				}
+				if term.IsTerminal(int(os.Stdin.Fd())) {
+					return load.ErrNoInput
+				}
+				from.File = "-"
 			}
 			shareCores(loadOpts.Conn)
-			if err := load.Run(c.Context, loadOpts, os.Stdin, os.Stderr); err != nil || !verifyAfterLoad {
+			in := pick.Open(from)
+			defer in.Close()
+			if err := load.Run(c.Context, loadOpts, in, os.Stderr); err != nil || !verifyAfterLoad {
 				return err
 			}
 			vo := verify.NewOptions()
-			vo.Target, vo.From.File = loadOpts.Conn, loadOpts.Input
+			vo.Target = loadOpts.Conn
 			vo.Progress, vo.Quiet = loadOpts.Progress, loadOpts.Quiet
-			return verify.Run(c.Context, vo, os.Stderr)
+			return verify.Run(c.Context, vo, in, os.Stderr)
 		},
 	}
 }
@@ -133,26 +141,29 @@ func loadCommand() *cli.Command {
 // statsCommand is crs stats: counts of a dump or a server.
 func statsCommand() *cli.Command {
 	statsOpts := stats.NewOptions()
+	from := pick.NewSpec()
 	var statsPatterns cli.StringSlice
 	return &cli.Command{
 		Name:         "stats",
 		Usage:        "count keys per database, type, expiry and pattern, and list the biggest, from a dump FILE or a server",
 		UsageText:    "crs stats [options] FILE\ncrs stats [options] -u URL",
 		OnUsageError: onUsage,
-		Flags: append(connFlags(&statsOpts.From.Scan.Conn, "only this database, from a server", "every database"),
+		Flags: append(connFlags(&from.Scan.Conn, "only this database, from a server", "every database"),
 			&cli.StringSliceFlag{Name: "pattern", Usage: "count the keys matching this SCAN MATCH `PATTERN` (repeatable) instead of the patterns found", Destination: &statsPatterns},
 			&cli.IntFlag{Name: "top", Value: statsOpts.Top, Usage: "list this many of the biggest keys", Destination: &statsOpts.Top},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object", Destination: &statsOpts.JSON},
-			&cli.BoolFlag{Name: "node-only", Usage: "of a cluster: count only the shard of the node given (a cluster is counted whole otherwise)", Destination: &statsOpts.From.NodeOnly},
-			&cli.BoolFlag{Name: "from-replicas", Usage: "of a cluster: read each shard from a replica", Destination: &statsOpts.From.FromReplicas},
+			&cli.BoolFlag{Name: "node-only", Usage: "of a cluster: count only the shard of the node given (a cluster is counted whole otherwise)", Destination: &from.NodeOnly},
+			&cli.BoolFlag{Name: "from-replicas", Usage: "of a cluster: read each shard from a replica", Destination: &from.FromReplicas},
 		),
 		Action: func(c *cli.Context) error {
 			if err := atMostOneFile(c); err != nil {
 				return err
 			}
-			statsOpts.From.File, statsOpts.From.Stdin = c.Args().First(), os.Stdin
+			from.File, from.Stdin = c.Args().First(), os.Stdin
 			statsOpts.Patterns = statsPatterns.Value()
-			return stats.Run(c.Context, statsOpts, os.Stdout)
+			in := pick.Open(from)
+			defer in.Close()
+			return stats.Run(c.Context, statsOpts, in, os.Stdout)
 		},
 	}
 }
@@ -160,6 +171,7 @@ func statsCommand() *cli.Command {
 // verifyCommand is crs verify: a server against a dump or another server.
 func verifyCommand() *cli.Command {
 	verifyOpts := verify.NewOptions()
+	from := pick.NewSpec()
 	return &cli.Command{
 		Name:         "verify",
 		Usage:        "check that a server holds every key of a dump (or of another server) with the same type, value and expiry",
@@ -167,7 +179,7 @@ func verifyCommand() *cli.Command {
 		OnUsageError: onUsage,
 		Flags: append(connFlags(&verifyOpts.Target, "the target database to check every record against", "each record's own"),
 			&cli.StringFlag{Name: "target", Usage: "the server to check (the same as -u)", Destination: &verifyOpts.Target.URL},
-			&cli.StringFlag{Name: "source", Usage: "compare against this server's keys instead of a dump file", Destination: &verifyOpts.From.Scan.Conn.URL},
+			&cli.StringFlag{Name: "source", Usage: "compare against this server's keys instead of a dump file", Destination: &from.Scan.Conn.URL},
 			&cli.DurationFlag{Name: "tolerance", Value: verifyOpts.Tolerance, Usage: "how far apart two expiries may be and still match", Destination: &verifyOpts.Tolerance},
 			&cli.IntFlag{Name: "show", Value: verifyOpts.Show, Usage: "list this many differences, count the rest", Destination: &verifyOpts.Show},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the summary", Destination: &verifyOpts.Quiet},
@@ -177,14 +189,16 @@ func verifyCommand() *cli.Command {
 			if err := atMostOneFile(c); err != nil {
 				return err
 			}
-			verifyOpts.From.File, verifyOpts.From.Stdin = c.Args().First(), os.Stdin
-			if (verifyOpts.From.File == "") == (verifyOpts.From.Scan.Conn.URL == "") {
+			from.File, from.Stdin = c.Args().First(), os.Stdin
+			if (from.File == "") == (from.Scan.Conn.URL == "") {
 				return usageError{errors.New("give either a dump FILE or --source URL")}
 			}
 			if err := progress.CheckMode(verifyOpts.Progress); err != nil {
 				return usageError{err}
 			}
-			return verify.Run(c.Context, verifyOpts, os.Stderr)
+			in := pick.Open(from)
+			defer in.Close()
+			return verify.Run(c.Context, verifyOpts, in, os.Stderr)
 		},
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/crs-tool/crs/internal/redistest"
 	"github.com/crs-tool/crs/load"
 	"github.com/crs-tool/crs/source/dumpfile"
+	"github.com/crs-tool/crs/source/pick"
 )
 
 // fillStreams makes streams in every state the issue names.
@@ -274,19 +275,20 @@ func TestFieldExpiryRefusedOnOldTarget(t *testing.T) {
 		t.Run(via, func(t *testing.T) {
 			opts := load.NewOptions()
 			opts.Conn.URL = dst.URL
-			var stdin *os.File
-			if via == "file" {
-				opts.Input = file
-			} else {
+			spec := pick.NewSpec()
+			spec.File = file
+			if via == "stdin" {
 				f, err := os.Open(file)
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer f.Close()
-				stdin = f
+				spec.File, spec.Stdin = "-", f
 			}
+			in := pick.Open(spec)
+			defer in.Close()
 			var stderr bytes.Buffer
-			err := load.Run(ctx, opts, stdin, &stderr)
+			err := load.Run(ctx, opts, in, &stderr)
 			if !errors.Is(err, load.ErrTargetLacks) || !strings.Contains(err.Error(), `"session:1" (db 0), "session:2" (db 3)`) || !strings.Contains(err.Error(), "nothing was written") {
 				t.Fatalf("err = %v", err)
 			}

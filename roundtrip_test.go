@@ -18,6 +18,8 @@ import (
 	"github.com/crs-tool/crs/internal/redisserver"
 	"github.com/crs-tool/crs/internal/redistest"
 	"github.com/crs-tool/crs/load"
+	"github.com/crs-tool/crs/records"
+	"github.com/crs-tool/crs/source/pick"
 	"github.com/crs-tool/crs/source/scan"
 )
 
@@ -171,7 +173,9 @@ func runDump(t *testing.T, s *redisserver.Server, mod func(*dumpSetup)) (string,
 		mod(&opts)
 	}
 	var stderr bytes.Buffer
-	if err := dump.Run(context.Background(), scan.New(opts.Options), opts.Out, nil, &stderr); err != nil {
+	spec := pick.NewSpec()
+	spec.Scan = opts.Options
+	if err := dump.Run(context.Background(), pick.Open(spec), opts.Out, nil, &stderr); err != nil {
 		t.Fatalf("dump: %v\n%s", err, stderr.String())
 	}
 	return opts.Out.Output, stderr.String()
@@ -181,13 +185,20 @@ func runLoad(t *testing.T, s *redisserver.Server, file string, mod func(*load.Op
 	t.Helper()
 	opts := load.NewOptions()
 	opts.Conn.URL = s.URL
-	opts.Input = file
 	if mod != nil {
 		mod(&opts)
 	}
 	var stderr bytes.Buffer
-	err := load.Run(context.Background(), opts, nil, &stderr)
+	err := load.Run(context.Background(), opts, fileInput(file), &stderr)
 	return stderr.String(), err
+}
+
+// fileInput is the dump (or RDB) file at path, as crsload and crs verify
+// read it.
+func fileInput(path string) records.Input {
+	spec := pick.NewSpec()
+	spec.File = path
+	return pick.Open(spec)
 }
 
 func assertNoDiff(t *testing.T, a, b *redisserver.Server) {

@@ -15,20 +15,20 @@ import (
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/redisserver"
 	"github.com/crs-tool/crs/internal/redistest"
-	"github.com/crs-tool/crs/source/dumpfile"
+	"github.com/crs-tool/crs/records"
 )
 
 // readDump returns every record of a dump file by key (parts joined for
 // lists).
 func readDump(t *testing.T, file string) map[string]*format.Record {
 	t.Helper()
-	r, done, err := dumpfile.Open(file)
+	r, err := fileInput(file).Open(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer done()
+	defer r.Close()
 	out := map[string]*format.Record{}
-	err = dumpfile.Each(context.Background(), format.NewReader(r), func(rec *format.Record) error {
+	err = records.Each(context.Background(), r, func(rec *format.Record) error {
 		if prev := out[rec.Key]; prev != nil && rec.Part > 1 {
 			prev.Elems = append(prev.Elems, rec.Elems...)
 			return nil

@@ -151,9 +151,9 @@ func verifySeesChangedVectors(t *testing.T, ctx context.Context, dst *redisserve
 	dc.Do(ctx, "VADD", "vs:f32", "FP32", string(moved), "e1", "NOQUANT", "M", 32)
 	dc.Do(ctx, "VSETATTR", "vs:bin", "e0", `{"i":-1}`)
 	opts := verify.NewOptions()
-	opts.Target.URL, opts.From.File, opts.Progress = dst.URL, file, "none"
+	opts.Target.URL, opts.Progress = dst.URL, "none"
 	var out bytes.Buffer
-	err := verify.Run(ctx, opts, &out)
+	err := verify.Run(ctx, opts, fileInput(file), &out)
 	if !errors.Is(err, verify.ErrDifferent) || !strings.Contains(out.String(), `"vs:f32": element "e1": vector component 0`) || !strings.Contains(out.String(), `"vs:bin": element "e0": attributes`) {
 		t.Errorf("verify of a changed vector and attributes: %v\n%s", err, out.String())
 	}
@@ -265,10 +265,9 @@ func loadAndCompare(t *testing.T, ctx context.Context, src, dst *redisserver.Ser
 	}()
 	opts := verify.NewOptions()
 	opts.Target.URL = dst.URL
-	opts.From.File = file
 	opts.Quiet = true
 	var vout bytes.Buffer
-	if err := verify.Run(ctx, opts, &vout); err != nil {
+	if err := verify.Run(ctx, opts, fileInput(file), &vout); err != nil {
 		t.Fatalf("verify: %v\n%s", err, vout.String())
 	}
 	sc, dc := redistest.Client(t, src, 0), redistest.Client(t, dst, 0)

@@ -1,5 +1,5 @@
 // Package dump is crsdump: it writes the dump of a source (a live server,
-// an RDB file, …; see package source) to stdout or a file, compressed
+// an RDB file, …: any records.Input) to stdout or a file, compressed
 // with zstd, and prints a summary.
 package dump
 
@@ -17,7 +17,7 @@ import (
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/report"
-	"github.com/crs-tool/crs/source"
+	"github.com/crs-tool/crs/records"
 )
 
 // Options configure crsdump's output. NewOptions holds the defaults.
@@ -46,7 +46,7 @@ func NewOptions() Options {
 
 // Stats counts what a dump did.
 type Stats struct {
-	source.Stats
+	records.Stats
 	Bytes int64 `json:"json_bytes"` // uncompressed bytes of the dump
 }
 
@@ -59,7 +59,7 @@ var ErrTerminal = errors.New("refusing to write compressed data to a terminal: r
 // Run dumps the server to opts.Output (or stdout) and prints a summary to
 // stderr. With an output file, the dump is written to FILE.tmp, synced,
 // and renamed to FILE only when it is complete; the file is mode 0600.
-func Run(ctx context.Context, src source.Source, opts Options, stdout, stderr io.Writer) (err error) {
+func Run(ctx context.Context, in records.Input, opts Options, stdout, stderr io.Writer) (err error) {
 	if err := progress.CheckMode(opts.Progress); err != nil {
 		return fmt.Errorf("%w: %v", ErrOptions, err)
 	}
@@ -99,7 +99,7 @@ func Run(ctx context.Context, src source.Source, opts Options, stdout, stderr io
 		stopProgress = progress.Show(stderr, opts.Progress, "crsdump", opts.Counter)
 	}
 	var st Stats
-	st.Stats, err = src.Dump(ctx, format.NewWriter(raw), opts.Counter)
+	st.Stats, err = copyDump(ctx, in, format.NewWriter(raw), opts.Counter)
 	stopProgress()
 	st.Bytes = raw.n
 	if enc != nil {
@@ -132,6 +132,43 @@ func Run(ctx context.Context, src source.Source, opts Options, stdout, stderr io
 		fmt.Fprintln(stderr, summary(st, compressed.n, err))
 	}
 	return err
+}
+
+// copyDump writes the dump in holds to fw: the source runs beside the
+// writer (decoding in one goroutine, encoding and compressing in this
+// one), and its counts come back at the end.
+func copyDump(ctx context.Context, in records.Input, fw *format.Writer, p *progress.Counter) (records.Stats, error) {
+	r, err := in.Open(ctx, p)
+	if err != nil {
+		return records.Stats{}, err
+	}
+	err = func() error {
+		h, err := r.Header()
+		if err != nil {
+			return err
+		}
+		if err := fw.WriteHeader(h); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		err = records.Each(ctx, r, func(rec *format.Record) error {
+			if err := fw.Write(rec); err != nil {
+				return fmt.Errorf("write: %w", err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := fw.Close(); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		return nil
+	}()
+	st, serr := r.Close()
+	if err == nil {
+		err = serr
+	}
+	return st, err
 }
 
 // checkOutput checks the output options and returns the zstd level.

@@ -38,8 +38,8 @@ type Reader struct {
 	records int64
 	keys    int64
 	size    int
-	open    *Record // the key whose next part must follow, if any
-	err     error   // sticky
+	checker *Checker // the records' sequence
+	err     error    // sticky
 }
 
 // NewReader returns a Reader that reads from r.
@@ -80,6 +80,7 @@ func (r *Reader) Header() (Header, error) {
 	}
 	r.crc.Write(b)
 	r.header = &h
+	r.checker = NewChecker(h)
 	return h, nil
 }
 
@@ -106,8 +107,8 @@ func (r *Reader) Read() (*Record, error) {
 	b, err := r.readLine()
 	if err == io.EOF {
 		r.line++
-		if r.open != nil {
-			return nil, r.fail(fmt.Errorf("%w: it ends inside key %q, after part %d", ErrTruncated, r.open.Key, r.open.Part))
+		if o, open := r.checker.Open(); open {
+			return nil, r.fail(fmt.Errorf("%w: it ends inside key %q, after part %d", ErrTruncated, o.Key, o.Part))
 		}
 		return nil, r.fail(fmt.Errorf("%w after %d records", ErrTruncated, r.records))
 	}
@@ -119,19 +120,16 @@ func (r *Reader) Read() (*Record, error) {
 		return nil, r.fail(err)
 	}
 	if tr != nil {
-		if r.open != nil {
-			return nil, r.fail(fmt.Errorf("%w: the trailer comes before the last part of key %q", ErrTruncated, r.open.Key))
+		if o, open := r.checker.Open(); open {
+			return nil, r.fail(fmt.Errorf("%w: the trailer comes before the last part of key %q", ErrTruncated, o.Key))
 		}
 		if err := r.finish(tr); err != nil {
 			return nil, r.fail(err)
 		}
 		return nil, io.EOF
 	}
-	if err := r.sequence(rec); err != nil {
+	if err := r.checker.sequence(rec); err != nil {
 		return nil, r.fail(err)
-	}
-	if r.header.NoFieldExpiry && len(rec.FieldExpire) > 0 {
-		return nil, r.fail(fmt.Errorf("%w: field expiries in a dump whose header says it has none", ErrRecord))
 	}
 	r.crc.Write(b)
 	r.size = len(b)
@@ -140,22 +138,6 @@ func (r *Reader) Read() (*Record, error) {
 		r.keys++
 	}
 	return rec, nil
-}
-
-// sequence checks that the parts of a key come together and in order.
-func (r *Reader) sequence(rec *Record) error {
-	if o := r.open; o != nil {
-		if rec.DB != o.DB || rec.Key != o.Key || rec.Type != o.Type || rec.Part != o.Part+1 {
-			return fmt.Errorf("%w: expected part %d of key %q (db %d), found part %d of key %q (db %d)", ErrRecord, o.Part+1, o.Key, o.DB, rec.Part, rec.Key, rec.DB)
-		}
-	} else if rec.Part > 1 {
-		return fmt.Errorf("%w: part %d of key %q without the parts before it", ErrRecord, rec.Part, rec.Key)
-	}
-	r.open = nil
-	if rec.More {
-		r.open = &Record{DB: rec.DB, Key: rec.Key, Type: rec.Type, Part: rec.Part}
-	}
-	return nil
 }
 
 func (r *Reader) finish(tr *Trailer) error {

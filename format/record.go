@@ -244,25 +244,8 @@ func (l *line) value(bs strDecoder) error {
 	if l.valueErr != nil {
 		return l.valueErr
 	}
-	if rec.Type == TypeFunction && (rec.Part != 0 || rec.ExpireAtMs != 0 || rec.Str == "") {
-		return fmt.Errorf("%w: a function library has code, no parts and no expiry", ErrRecord)
-	}
-	if rec.Type != TypeString && rec.Type != TypeStream && rec.Type != TypeFunction && rec.Part <= 1 && elements(rec) == 0 {
-		return fmt.Errorf("%w: an empty %s value (Redis holds no empty %ss)", ErrRecord, rec.Type, rec.Type)
-	}
-	if rec.VectorSet != nil {
-		if err := checkVectorSetPart(rec); err != nil {
-			return err
-		}
-	}
-	if rec.Stream != nil && rec.Part <= 1 {
-		// A group first named here must say where it stands; only a later
-		// part may continue a group without it.
-		for _, g := range rec.Stream.Groups {
-			if g.LastDeliveredID == "" {
-				return fmt.Errorf("%w: stream group %q has no last_delivered_id", ErrRecord, g.Name)
-			}
-		}
+	if err := checkValue(rec); err != nil {
+		return err
 	}
 	if sc, ok := l.at("field_expire_at_ms"); ok {
 		return parseFieldExpire(sc, rec, bs)

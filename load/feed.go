@@ -14,6 +14,7 @@ import (
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/keyset"
 	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/records"
 )
 
 // feeder reads the dump and hands each record to the writer of its key:
@@ -40,7 +41,7 @@ type feeder struct {
 
 // feed reads every record of fr and sends it on, until the end of the
 // dump or an error.
-func (f *feeder) feed(ctx context.Context, fr *format.Reader, st *Stats) error {
+func (f *feeder) feed(ctx context.Context, fr records.Reader, st *Stats) error {
 	f.seed = maphash.MakeSeed()
 	for {
 		rec, err := fr.Read()
@@ -51,13 +52,14 @@ func (f *feeder) feed(ctx context.Context, fr *format.Reader, st *Stats) error {
 			return err
 		}
 		st.Records++
+		line := records.LineOf(fr, st.Records)
 		if rec.Type == format.TypeFunction {
-			if err := f.function(ctx, rec, fr.Line(), st); err != nil {
+			if err := f.function(ctx, rec, line, st); err != nil {
 				return err
 			}
 			continue
 		}
-		it := item{rec: rec, db: rec.DB, line: fr.Line(), last: !rec.More}
+		it := item{rec: rec, db: rec.DB, line: line, last: !rec.More}
 		if f.targetDB >= 0 {
 			it.db = f.targetDB
 		}
@@ -78,7 +80,7 @@ func (f *feeder) feed(ctx context.Context, fr *format.Reader, st *Stats) error {
 		if it.last {
 			it.exp = f.keyExp
 		}
-		it.size = min(int64(fr.LineSize()), max(f.opts.MaxInFlight, 1))
+		it.size = min(int64(records.Size(fr, rec)), max(f.opts.MaxInFlight, 1))
 		if err := f.inFlight.Acquire(ctx, it.size); err != nil {
 			return err
 		}

@@ -25,7 +25,7 @@ import (
 	"github.com/crs-tool/crs/internal/keyset"
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/redisconn"
-	"github.com/crs-tool/crs/source/pick"
+	"github.com/crs-tool/crs/records"
 )
 
 // TTL policies.
@@ -38,12 +38,6 @@ const (
 // Options configure a load. NewOptions holds the defaults.
 type Options struct {
 	Conn redisconn.Options
-	// Input is the dump file (or RDB file) to read; empty or "-" means
-	// standard input.
-	Input string
-	// Source says how to read an RDB file given as Input: it is decoded
-	// into a dump as it is read.
-	Source pick.Spec
 	// TTL is TTLKeep, TTLShift or TTLNone. It applies to hash field
 	// expiries too.
 	TTL string
@@ -107,7 +101,6 @@ type Options struct {
 func NewOptions() Options {
 	o := Options{
 		Conn:        redisconn.NewOptions(),
-		Source:      pick.NewSpec(),
 		TTL:         TTLKeep,
 		Concurrency: 8,
 		Pipeline:    256,
@@ -138,7 +131,10 @@ type Stats struct {
 	Deferred      int64            `json:"keys_checked_on_disk,omitempty"` // keys past the memory limit, checked for repeats on disk at the end
 	DiskBytes     int64            `json:"key_files_bytes,omitempty"`      // bytes those keys took in temporary files
 	VectorsApprox int64            `json:"vectors_approximate,omitempty"`  // vector set elements loaded as dumped: VEMB returns them within a few float ulps, not exactly
-	Elapsed       time.Duration    `json:"-"`
+	// Source is what the source counted (an RDB file's expired keys and
+	// fields, what no command carries), for the summary.
+	Source  records.Stats `json:"source"`
+	Elapsed time.Duration `json:"-"`
 }
 
 func (s *Stats) add(o *Stats) {
@@ -194,7 +190,7 @@ type serverInfo struct {
 
 // Load reads records from fr and writes them to the server. It returns
 // what it did even when it fails part way.
-func Load(ctx context.Context, fr *format.Reader, opts Options) (st Stats, err error) {
+func Load(ctx context.Context, fr records.Reader, opts Options) (st Stats, err error) {
 	st = Stats{ByType: make(map[string]int64)}
 	start := time.Now()
 	defer func() { st.Elapsed = time.Since(start) }()

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"math"
 	"strings"
 	"testing"
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/redistest"
+	"github.com/crs-tool/crs/records"
+	"github.com/crs-tool/crs/source/pick"
 )
 
 // handWritten builds a plain dump as another writer might: the header
@@ -67,7 +70,7 @@ func TestTargetRefusalNamesKeyAndLine(t *testing.T) {
 	opts.Conn.URL = s.URL
 	opts.Concurrency = 1
 	var stderr bytes.Buffer
-	err := Run(context.Background(), opts, strings.NewReader(handWritten(lines...)), &stderr)
+	err := Run(context.Background(), opts, stdinInput(strings.NewReader(handWritten(lines...))), &stderr)
 	var ke *KeyError
 	if !errors.As(err, &ke) || !strings.Contains(err.Error(), "OOM") {
 		t.Fatalf("err = %v", err)
@@ -129,4 +132,18 @@ func TestDuplicateKeyInMemoryAndOnDisk(t *testing.T) {
 			}
 		})
 	}
+}
+
+// stdinInput is r as standard input, as crsload reads it.
+func stdinInput(r io.Reader) records.Input {
+	spec := pick.NewSpec()
+	spec.File, spec.Stdin = "-", r
+	return pick.Open(spec)
+}
+
+// fileInput is the dump file at path.
+func fileInput(path string) records.Input {
+	spec := pick.NewSpec()
+	spec.File = path
+	return pick.Open(spec)
 }

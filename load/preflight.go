@@ -1,19 +1,16 @@
 package load
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/redisconn"
-	"github.com/crs-tool/crs/source/dumpfile"
-	"github.com/crs-tool/crs/source/pick"
+	"github.com/crs-tool/crs/records"
 )
 
 // ErrTargetMemory is returned when the target's maxmemory leaves too
@@ -256,26 +253,25 @@ func (n *need) add(rec *format.Record) {
 	n.n++
 }
 
-// scanNeeds reads the whole dump at path and returns the problems of the
-// data the target has no command for.
-func scanNeeds(ctx context.Context, path string, t serverInfo, opts Options) (_ []error, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("open input: %w", err)
-	}
-	defer f.Close()
-	r, closeInput, err := pick.Lines(ctx, opts.Source, bufio.NewReaderSize(f, 1<<20))
+// scanNeeds reads the whole dump in and returns the problems of the data
+// the target has no command for.
+func scanNeeds(ctx context.Context, in records.Input, t serverInfo, opts Options) (_ []error, err error) {
+	r, err := in.Open(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
-	defer func() { err = preferDecoderError(err, closeInput()) }()
+	defer func() {
+		if _, serr := r.Close(); err == nil {
+			err = serr
+		}
+	}()
 	fieldExp := &need{what: "hash field expiries", cmd: "HPEXPIREAT (Redis 7.4+)", lacks: !t.FieldExpiry && !opts.DropFieldExpiry}
 	streams := &need{what: "streams", cmd: "XADD (Redis 5.0+)", lacks: !t.AtLeast(5, 0)}
 	counters := &need{what: "stream counters (entries-read, entries-added, max-deleted-entry-id)", cmd: "XSETID ... ENTRIESADDED MAXDELETEDID and XGROUP CREATE ... ENTRIESREAD (Redis 7.0+)", lacks: !t.AtLeast(7, 0) && !opts.DropStreamCounters}
 	idmp := &need{what: "streams' idempotent-producer state (idmp settings other than the defaults, or tracked producer IDs)", cmd: "XCFGSET and XIDMPRECORD (Redis 8.6.2+)", lacks: !t.IDMP && !opts.DropStreamIDMP}
 	modules := map[string]*need{}
 	var moduleOrder []*need
-	err = dumpfile.Each(ctx, format.NewReader(r), func(rec *format.Record) error {
+	err = records.Each(ctx, r, func(rec *format.Record) error {
 		if len(rec.FieldExpire) > 0 {
 			fieldExp.add(rec)
 		}

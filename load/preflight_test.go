@@ -42,7 +42,7 @@ func TestScanNeeds(t *testing.T) {
 	} {
 		major, minor := redisconn.ParseVersion(tt.version)
 		tgt := serverInfo{Server: redisconn.Server{Version: tt.version, Engine: "redis", Major: major, Minor: minor}}
-		problems, err := scanNeeds(context.Background(), path, tgt, NewOptions())
+		problems, err := scanNeeds(context.Background(), fileInput(path), tgt, NewOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -104,7 +104,7 @@ func TestScanNeedsModules(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tgt := serverInfo{Server: redisconn.Server{Version: "7.4.1", Engine: "redis", Major: 7, Minor: 4}, Caps: tt.caps}
 			tgt.FieldExpiry = true
-			problems, err := scanNeeds(context.Background(), path, tgt, tt.opts)
+			problems, err := scanNeeds(context.Background(), fileInput(path), tgt, tt.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -151,7 +151,7 @@ func TestScanNeedsIDMP(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tgt := serverInfo{Server: redisconn.Server{Version: "8.0.6", Engine: "redis", Major: 8, Minor: 0}, Caps: redisconn.Caps{FieldExpiry: true, VectorSets: true, IDMP: tt.idmp, Modules: []string{}}}
-			problems, err := scanNeeds(context.Background(), path, tgt, tt.opts)
+			problems, err := scanNeeds(context.Background(), fileInput(path), tgt, tt.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -179,7 +179,7 @@ func TestPreflightListsEveryProblem(t *testing.T) {
 			opts := NewOptions()
 			opts.Conn.URL = s.URL
 			var stderr bytes.Buffer
-			err := Run(ctx, opts, strings.NewReader(in), &stderr)
+			err := Run(ctx, opts, stdinInput(strings.NewReader(in)), &stderr)
 			var pe *PreflightError
 			if !errors.As(err, &pe) || len(pe.Problems) != 3 {
 				t.Fatalf("err = %v", err)
@@ -205,7 +205,7 @@ func TestPreflightListsEveryProblem(t *testing.T) {
 			// Each problem answered, the load goes through.
 			opts.Replace, opts.IgnoreMemory, opts.DropFieldExpiry = true, true, true
 			stderr.Reset()
-			if err := Run(ctx, opts, strings.NewReader(in), &stderr); err != nil {
+			if err := Run(ctx, opts, stdinInput(strings.NewReader(in)), &stderr); err != nil {
 				t.Fatalf("%v\n%s", err, stderr.String())
 			}
 			if !strings.Contains(stderr.String(), "pre-flight ok") || !strings.Contains(stderr.String(), "DROPPED 1 hash field expiries") {

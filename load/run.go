@@ -1,62 +1,47 @@
 package load
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
-
-	"golang.org/x/term"
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/report"
-	"github.com/crs-tool/crs/rdb"
-	"github.com/crs-tool/crs/source/dumpfile"
-	"github.com/crs-tool/crs/source/pick"
+	"github.com/crs-tool/crs/records"
 )
 
 // ErrNoInput is returned when crsload would read a dump from a terminal.
 var ErrNoInput = errors.New("no input: give a dump file, or pipe one in (crsload < FILE)")
 
-// Run loads the dump in opts.Input (or stdin) and prints a summary to
-// stderr. Compressed and plain input are told apart by the zstd magic
-// bytes.
+// Run loads the dump in (a dump file, zstd or plain, or an RDB file, from
+// a file or standard input) and prints a summary to stderr.
 //
 // Before it writes anything, Run checks the target against the dump's
 // header (databases that already hold keys, maxmemory) and, when the
 // target may lack a command the data needs (hash field expiries before
-// Redis 7.4, stream features before 7.0), reads the whole dump first,
-// spooling standard input to a private temporary file. It reports every
-// problem found at once in a PreflightError.
-func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) error {
+// Redis 7.4, stream features before 7.0, idempotent producers before
+// 8.6), reads the whole dump first, spooling standard input to a private
+// temporary file. It reports every problem found at once in a
+// PreflightError.
+func Run(ctx context.Context, opts Options, in records.Input, stderr io.Writer) error {
 	if err := checkOptions(opts); err != nil {
 		return err
 	}
 	if opts.Check {
-		return check(ctx, opts, stdin, stderr)
+		return check(ctx, opts, in, stderr)
 	}
-	in, err := openInput(opts.Input, stdin)
-	if err != nil {
-		return err
-	}
-	defer in.close()
-	if opts.Source.RDB.Name == "" {
-		opts.Source.RDB.Name = in.name
-	}
-	hdr, ti, err := in.preflight(ctx, opts, stderr)
+	hdr, ti, err := preflightInput(ctx, opts, in, stderr)
 	if err != nil {
 		return err
 	}
 	if !opts.Quiet && !opts.JSON {
 		fmt.Fprintln(stderr, preflightReport(hdr, ti))
 	}
-
-	r, closeInput, err := pick.Lines(ctx, opts.Source, in.br)
+	r, err := in.Open(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -67,10 +52,14 @@ func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) e
 	if !opts.Quiet {
 		stopProgress = progress.Show(stderr, opts.Progress, "crsload", opts.Counter)
 	}
-	st, err := Load(ctx, format.NewReader(r), opts)
-	err = preferDecoderError(err, closeInput())
+	st, err := Load(ctx, r, opts)
+	src, serr := r.Close()
+	if err == nil {
+		err = serr
+	}
 	stopProgress()
-	st.Bytes = in.counted.n
+	st.Bytes, st.Source = src.InputBytes, src
+	st.Expired += src.Expired // keys an RDB file held already expired
 	switch {
 	case opts.JSON:
 		writeJSON(stderr, st, err)
@@ -80,52 +69,12 @@ func Run(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) e
 	return err
 }
 
-// input is what crsload reads: a file, or standard input, counted, and
-// buffered so that its header can be looked at first.
-type input struct {
-	name    string // the file, or "stdin"
-	path    string // "" for standard input
-	counted *countingReader
-	br      *bufio.Reader
-	closers []func()
-}
-
-func openInput(path string, stdin io.Reader) (*input, error) {
-	in := &input{path: path, name: path}
-	if path == "-" {
-		in.path, in.name = "", ""
-	}
-	r := stdin
-	if in.path == "" {
-		if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-			return nil, ErrNoInput
-		}
-		in.name = "stdin"
-	} else {
-		f, err := os.Open(in.path)
-		if err != nil {
-			return nil, fmt.Errorf("open input: %w", err)
-		}
-		in.closers = append(in.closers, func() { f.Close() })
-		r = f
-	}
-	in.counted = &countingReader{r: r}
-	in.br = bufio.NewReaderSize(in.counted, 1<<20)
-	return in, nil
-}
-
-func (in *input) close() {
-	for i := len(in.closers) - 1; i >= 0; i-- {
-		in.closers[i]()
-	}
-}
-
-// preflight checks the target against the dump before anything is
+// preflightInput checks the target against the dump before anything is
 // written, and reports every problem at once. When the target may lack a
 // command the data needs, it reads the whole dump first (standard input
-// spooled to a private temporary file), then starts the input again.
-func (in *input) preflight(ctx context.Context, opts Options, stderr io.Writer) (format.Header, targetInfo, error) {
-	hdr, err := pick.PeekHeader(in.br, in.name)
+// spooled to a private temporary file, which later reads read again).
+func preflightInput(ctx context.Context, opts Options, in records.Input, stderr io.Writer) (format.Header, targetInfo, error) {
+	hdr, err := in.Header(ctx)
 	if err != nil {
 		return hdr, targetInfo{}, err
 	}
@@ -135,26 +84,14 @@ func (in *input) preflight(ctx context.Context, opts Options, stderr io.Writer) 
 	}
 	problems := preflight(hdr, ti, opts)
 	if needsScan(hdr, ti.serverInfo, opts) {
-		if in.path == "" {
-			spool, err := spoolToFile(in.br)
-			if err != nil {
-				return hdr, ti, err
-			}
-			in.closers = append(in.closers, func() { os.Remove(spool) })
-			in.path = spool
+		if err := in.Replayable(); err != nil {
+			return hdr, ti, err
 		}
-		more, err := scanNeeds(ctx, in.path, ti.serverInfo, opts)
+		more, err := scanNeeds(ctx, in, ti.serverInfo, opts)
 		if err != nil {
 			return hdr, ti, err
 		}
 		problems = append(problems, more...)
-		f, err := os.Open(in.path)
-		if err != nil {
-			return hdr, ti, fmt.Errorf("open input: %w", err)
-		}
-		in.closers = append(in.closers, func() { f.Close() })
-		in.counted = &countingReader{r: f}
-		in.br = bufio.NewReaderSize(in.counted, 1<<20)
 	}
 	if len(problems) > 0 {
 		err := &PreflightError{Problems: problems}
@@ -195,8 +132,8 @@ func preflightReport(hdr format.Header, ti targetInfo) string {
 
 // check reads and validates a whole dump, touching no server, and prints
 // what it holds.
-func check(ctx context.Context, opts Options, stdin io.Reader, stderr io.Writer) error {
-	c, err := checkDump(ctx, opts, stdin)
+func check(ctx context.Context, opts Options, in records.Input, stderr io.Writer) error {
+	c, err := checkDump(ctx, in)
 	switch {
 	case opts.JSON:
 		report.JSON(stderr, "crsload --check", c, err)
@@ -226,35 +163,29 @@ type checked struct {
 	ServerVersion string           `json:"server_version"`
 }
 
-func checkDump(ctx context.Context, opts Options, stdin io.Reader) (c checked, err error) {
+func checkDump(ctx context.Context, in records.Input) (c checked, err error) {
 	c = checked{ByType: map[string]int64{}}
-	in := stdin
-	if opts.Input != "" && opts.Input != "-" {
-		f, err := os.Open(opts.Input)
-		if err != nil {
-			return c, fmt.Errorf("open input: %w", err)
-		}
-		defer f.Close()
-		in = f
-	} else if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		return c, ErrNoInput
-	}
-	r, closeInput, err := pick.Lines(ctx, opts.Source, bufio.NewReaderSize(in, 1<<20))
+	r, err := in.Open(ctx, nil)
 	if err != nil {
 		return c, err
 	}
-	defer func() { err = preferDecoderError(err, closeInput()) }()
-	fr := format.NewReader(r)
-	hdr, err := fr.Header()
+	defer func() {
+		if _, serr := r.Close(); err == nil {
+			err = serr
+		}
+	}()
+	hdr, err := r.Header()
 	if err != nil {
 		return c, err
 	}
 	c.Version, c.CreatedMs, c.Source, c.Engine, c.ServerVersion = hdr.Version, hdr.CreatedMs, hdr.Source, hdr.Engine, hdr.ServerVersion
-	err = dumpfile.Each(ctx, fr, func(rec *format.Record) error {
+	err = records.Each(ctx, r, func(rec *format.Record) error {
+		c.Records++
 		if rec.Part > 0 {
 			c.Parts++
 		}
-		if rec.Part <= 1 {
+		if rec.Part <= 1 && rec.Type != format.TypeFunction {
+			c.Keys++
 			c.ByType[rec.Type]++
 			if rec.ExpireAtMs > 0 {
 				c.Expiring++
@@ -265,40 +196,16 @@ func checkDump(ctx context.Context, opts Options, stdin io.Reader) (c checked, e
 	if err != nil {
 		return c, err
 	}
-	tr, _ := fr.Trailer()
-	c.Keys, c.Records, c.CRC32C = tr.Keys, tr.Records, fmt.Sprintf("%08x", tr.CRC32C)
+	c.CRC32C = "none (not a dump file)"
+	if t, ok := r.(interface{ Trailer() (format.Trailer, bool) }); ok {
+		if tr, ok := t.Trailer(); ok {
+			c.CRC32C = fmt.Sprintf("%08x", tr.CRC32C)
+		}
+	}
 	return c, nil
 }
 
-// preferDecoderError returns the error of an RDB decoder that fed a load
-// or a check, when there was one: it says what was wrong with the file
-// where the reader of its records saw only a broken pipe.
-func preferDecoderError(err, decoderErr error) error {
-	var re *rdb.Error
-	if errors.As(decoderErr, &re) {
-		return decoderErr
-	}
-	return err
-}
-
-// spoolToFile copies r to a new temporary file, mode 0600, and returns its
-// name.
-func spoolToFile(r io.Reader) (string, error) {
-	f, err := os.CreateTemp("", "crsload-*.spool")
-	if err != nil {
-		return "", fmt.Errorf("spool input: %w", err)
-	}
-	_, err = io.Copy(f, r)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return "", fmt.Errorf("spool input: %w", err)
-	}
-	return f.Name(), nil
-}
-
+// summary is the line crsload prints at the end.
 func summary(st Stats, err error) string {
 	var b strings.Builder
 	if err != nil {
@@ -344,22 +251,10 @@ func summary(st Stats, err error) string {
 	if st.DroppedField > 0 {
 		fmt.Fprintf(&b, "; DROPPED %d hash field expiries (--drop-field-expiry)", st.DroppedField)
 	}
+	b.WriteString(st.Source.Notes())
 	return b.String()
 }
 
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
-// writeJSON prints the summary as one JSON object on one line.
 func writeJSON(w io.Writer, st Stats, err error) {
 	report.JSON(w, "crsload", struct {
 		Stats

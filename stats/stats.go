@@ -26,14 +26,11 @@ import (
 	"strings"
 
 	"github.com/crs-tool/crs/format"
-	"github.com/crs-tool/crs/source/dumpfile"
-	"github.com/crs-tool/crs/source/pick"
+	"github.com/crs-tool/crs/records"
 )
 
 // Options configure stats. NewOptions holds the defaults.
 type Options struct {
-	// From is what to count: a dump file or a server (any source).
-	From pick.Spec
 	// Patterns, when given, are counted instead of the patterns found.
 	Patterns []string
 	// Top is how many of the biggest keys are listed.
@@ -44,7 +41,7 @@ type Options struct {
 
 // NewOptions returns the defaults.
 func NewOptions() Options {
-	return Options{From: pick.NewSpec(), Top: 10}
+	return Options{Top: 10}
 }
 
 // DB is what stats found in one database.
@@ -146,15 +143,15 @@ func (h *keyHeap) Pop() any {
 	return x
 }
 
-// Collect reads every record of fr.
-func Collect(ctx context.Context, fr *format.Reader, opts Options) ([]*DB, error) {
-	if _, err := fr.Header(); err != nil {
+// Collect reads every record of r.
+func Collect(ctx context.Context, r records.Reader, opts Options) ([]*DB, error) {
+	if _, err := r.Header(); err != nil {
 		return nil, err
 	}
 	dbs := map[int]*DB{}
 	var cur *Key // the key whose parts are being added up
 	var curDB *DB
-	err := dumpfile.Each(ctx, fr, func(rec *format.Record) error {
+	err := records.Each(ctx, r, func(rec *format.Record) error {
 		if rec.Type == format.TypeFunction {
 			return nil // not a key
 		}
@@ -163,7 +160,15 @@ func Collect(ctx context.Context, fr *format.Reader, opts Options) ([]*DB, error
 			d = &DB{DB: rec.DB, ByType: map[string]int64{}, shapes: map[string]*shape{}, firsts: map[int]int{}, merged: map[int]bool{}, given: make([]int64, len(opts.Patterns))}
 			dbs[rec.DB] = d
 		}
-		size := int64(fr.LineSize())
+		// The bytes of the record's line, as a dump file holds it, so
+		// that a server and its dump give the same numbers.
+		var size int64
+		if lr, ok := r.(interface{ LineSize() int }); ok {
+			size = int64(lr.LineSize())
+		}
+		if size == 0 {
+			size = int64(format.EncodedSize(rec))
+		}
 		d.Bytes += size
 		if rec.Part > 1 {
 			cur.Bytes += size
@@ -316,14 +321,17 @@ func (d *DB) finish(patterns []string) {
 	sort.Slice(d.Biggest, func(i, j int) bool { return d.Biggest[i].Bytes > d.Biggest[j].Bytes })
 }
 
-// Run collects from the file or the server and prints the result to w.
-func Run(ctx context.Context, opts Options, w io.Writer) error {
-	var dbs []*DB
-	err := pick.Read(ctx, opts.From, nil, func(ctx context.Context, fr *format.Reader) error {
-		var err error
-		dbs, err = Collect(ctx, fr, opts)
+// Run collects from in (a dump file, an RDB file, a server) and prints
+// the result to w.
+func Run(ctx context.Context, opts Options, in records.Input, w io.Writer) error {
+	r, err := in.Open(ctx, nil)
+	if err != nil {
 		return err
-	})
+	}
+	dbs, err := Collect(ctx, r, opts)
+	if _, serr := r.Close(); err == nil {
+		err = serr
+	}
 	if err != nil {
 		return err
 	}

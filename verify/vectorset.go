@@ -7,7 +7,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crs-tool/crs/format"
-	"github.com/crs-tool/crs/source/scan"
+	"github.com/crs-tool/crs/internal/rtype"
 )
 
 // queueVectorSet queues VINFO (for a set's first record) and VEMB and
@@ -28,7 +28,7 @@ func (v *verifier) vectorSetValues(rec *format.Record, q *pending) {
 		info, err := q.xinfo.Slice()
 		var got format.VectorSet
 		if err == nil {
-			got, _, _, err = scan.VectorSetInfo(info)
+			got, _, _, err = rtype.VectorSetInfo(info)
 		}
 		switch {
 		case err != nil:

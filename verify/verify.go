@@ -22,16 +22,13 @@ import (
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/rtype"
-	"github.com/crs-tool/crs/source/pick"
+	"github.com/crs-tool/crs/records"
 )
 
 // Options configure a verification. NewOptions holds the defaults.
 type Options struct {
 	// Target is the server checked.
 	Target redisconn.Options
-	// From is what the target must hold: a dump file, or the live dump of
-	// another server (any source).
-	From pick.Spec
 	// Tolerance is how far apart two expiries may be and still match.
 	Tolerance time.Duration
 	// Show is how many differences are listed; the rest are counted.
@@ -50,7 +47,6 @@ type Options struct {
 func NewOptions() Options {
 	return Options{
 		Target:    redisconn.NewOptions(),
-		From:      pick.NewSpec(),
 		Tolerance: time.Second,
 		Show:      20,
 		Progress:  progress.Auto,
@@ -70,8 +66,9 @@ type Result struct {
 	Shown       []string
 }
 
-// Run verifies and prints the differences and a summary to w.
-func Run(ctx context.Context, opts Options, w io.Writer) error {
+// Run verifies that the target holds what in (a dump file, an RDB file,
+// another server) holds, and prints the differences and a summary to w.
+func Run(ctx context.Context, opts Options, in records.Input, w io.Writer) error {
 	if err := progress.CheckMode(opts.Progress); err != nil {
 		return err
 	}
@@ -83,11 +80,13 @@ func Run(ctx context.Context, opts Options, w io.Writer) error {
 		stopProgress = progress.Show(w, opts.Progress, "crs verify", opts.Counter)
 	}
 	var res Result
-	err := pick.Read(ctx, opts.From, nil, func(ctx context.Context, fr *format.Reader) error {
-		var err error
-		res, err = Verify(ctx, fr, opts)
-		return err
-	})
+	r, err := in.Open(ctx, nil)
+	if err == nil {
+		res, err = Verify(ctx, r, opts)
+		if _, serr := r.Close(); err == nil {
+			err = serr
+		}
+	}
 	stopProgress()
 	if !opts.Quiet {
 		for _, d := range res.Shown {
@@ -122,7 +121,7 @@ const (
 
 // Verify checks every record read from fr against the target, a batch of
 // records at a time.
-func Verify(ctx context.Context, fr *format.Reader, opts Options) (Result, error) {
+func Verify(ctx context.Context, fr records.Reader, opts Options) (Result, error) {
 	var res Result
 	hdr, err := fr.Header()
 	if err != nil {
@@ -194,7 +193,7 @@ func Verify(ctx context.Context, fr *format.Reader, opts Options) (Result, error
 			}
 		}
 		batch = append(batch, rec)
-		size += fr.LineSize()
+		size += records.Size(fr, rec)
 		if rec.VectorSet != nil {
 			size += 2 * perCommand * len(rec.VectorSet.Elements)
 		}

@@ -22,7 +22,7 @@ import (
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/slotmap"
-	"github.com/crs-tool/crs/source"
+	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/source/scan"
 )
 
@@ -56,8 +56,8 @@ type shardDump struct {
 }
 
 // Dump reads every shard and writes one dump.
-func (s *Source) Dump(ctx context.Context, fw *format.Writer, p *progress.Counter) (st source.Stats, err error) {
-	st = source.Stats{From: "cluster", ByType: map[string]int64{}}
+func (s *Source) Dump(ctx context.Context, fw records.Writer, p *progress.Counter) (st records.Stats, err error) {
+	st = records.Stats{From: "cluster", ByType: map[string]int64{}}
 	start := time.Now()
 	defer func() { st.Elapsed = time.Since(start) }()
 	seed, _, err := redisconn.Open(ctx, s.opts.Scan.Conn, 0, 1)
@@ -93,7 +93,7 @@ func (s *Source) Dump(ctx context.Context, fw *format.Writer, p *progress.Counte
 	}
 	w := &keyWriter{w: fw}
 	g, gctx := errgroup.WithContext(ctx)
-	stats := make([]source.Stats, len(shards))
+	stats := make([]records.Stats, len(shards))
 	for i, sh := range shards {
 		stats[i].ByType = map[string]int64{}
 		g.Go(func() error {
@@ -250,7 +250,7 @@ func keysOf(h format.Header) int64 {
 // key stay together.
 type keyWriter struct {
 	mu sync.Mutex
-	w  *format.Writer
+	w  records.Writer
 }
 
 // forShard returns a writer for one shard's reader.

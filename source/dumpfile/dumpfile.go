@@ -1,21 +1,21 @@
 // Package dumpfile is the source that reads a crs dump file, zstd or
-// plain, told apart by the zstd magic bytes. Every reader of dump files
-// (crsload, crs stats, crs verify, tests) opens them here.
+// plain, told apart by the zstd magic bytes: a format.Reader over its
+// lines is already a records.Reader, so nothing runs beside it. Every
+// reader of dump files (crsload, crs stats, crs verify, tests) opens them
+// here, through source/pick.
 package dumpfile
 
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/progress"
-	"github.com/crs-tool/crs/source"
+	"github.com/crs-tool/crs/records"
 )
 
 // ZstdMagic starts every zstd frame.
@@ -42,21 +42,6 @@ func Decompress(in io.Reader) (io.Reader, func(), error) {
 		return nil, nil, fmt.Errorf("zstd: %w", err)
 	}
 	return dec, dec.Close, nil
-}
-
-// Open returns the plain lines of the dump at path and a function that
-// closes it.
-func Open(path string) (io.Reader, func(), error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("open input: %w", err)
-	}
-	r, done, err := Decompress(f)
-	if err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	return r, func() { done(); f.Close() }, nil
 }
 
 // PeekHeader reads the header at the start of br without consuming
@@ -102,72 +87,56 @@ func firstLine(raw []byte) ([]byte, bool, error) {
 	return line, len(line) > 0 && line[len(line)-1] == '\n', err
 }
 
-// Each calls fn with every record fr reads, until the clean end (nil), a
-// read error, an error from fn, or ctx being done between two records.
-func Each(ctx context.Context, fr *format.Reader, fn func(*format.Record) error) error {
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		rec, err := fr.Read()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := fn(rec); err != nil {
-			return err
-		}
-	}
+// Reader is a dump file read as records: a format.Reader over the
+// decompressed lines, which counts what it reads and the keys done.
+type Reader struct {
+	*format.Reader
+	release func()
+	p       *progress.Counter
+	st      records.Stats
 }
 
-// Source is a dump file as a source: its records, checked and written
-// again (to convert, recompress or check a dump with crsdump).
-type Source struct {
-	r io.Reader
+// Open returns the records of the dump (zstd or plain) r holds.
+func Open(r io.Reader, p *progress.Counter) (*Reader, error) {
+	plain, release, err := Decompress(r)
+	if err != nil {
+		return nil, err
+	}
+	return &Reader{Reader: format.NewReader(plain), release: release, p: p, st: records.Stats{From: "dump", ByType: map[string]int64{}}}, nil
 }
 
-// New returns a source that reads the dump (zstd or plain) from r.
-func New(r io.Reader) *Source { return &Source{r: r} }
-
-// Dump copies the dump's header and records to fw.
-func (s *Source) Dump(ctx context.Context, fw *format.Writer, p *progress.Counter) (st source.Stats, err error) {
-	st.From = "dump"
-	r, done, err := Decompress(s.r)
-	if err != nil {
-		return st, err
-	}
-	defer done()
-	fr := format.NewReader(r)
-	h, err := fr.Header()
-	if err != nil {
-		return st, err
-	}
-	st.Databases = len(h.Databases)
-	var total int64
-	for _, d := range h.Databases {
-		total += d.Keys
-	}
-	p.SetTotal(total)
-	if err := fw.WriteHeader(h); err != nil {
-		return st, fmt.Errorf("write: %w", err)
-	}
-	err = Each(ctx, fr, func(rec *format.Record) error {
-		if err := fw.Write(rec); err != nil {
-			return fmt.Errorf("write: %w", err)
+// Header reads the header and counts its keys as the total to do.
+func (r *Reader) Header() (format.Header, error) {
+	first := r.st.Databases == 0
+	h, err := r.Reader.Header()
+	if err == nil && first {
+		r.st.Databases = len(h.Databases)
+		var total int64
+		for _, d := range h.Databases {
+			total += d.Keys
 		}
-		st.Count(rec)
+		r.p.SetTotal(total)
+	}
+	return h, err
+}
+
+// Read returns the next record, counting it.
+func (r *Reader) Read() (*format.Record, error) {
+	if _, err := r.Header(); err != nil {
+		return nil, err
+	}
+	rec, err := r.Reader.Read()
+	if err == nil {
+		r.st.Count(rec)
 		if !rec.More {
-			p.Add(1)
+			r.p.Add(1)
 		}
-		return nil
-	})
-	if err != nil {
-		return st, err
 	}
-	if err := fw.Close(); err != nil {
-		return st, fmt.Errorf("write: %w", err)
-	}
-	return st, nil
+	return rec, err
+}
+
+// Close releases the decoder and returns the counts.
+func (r *Reader) Close() (records.Stats, error) {
+	r.release()
+	return r.st, nil
 }

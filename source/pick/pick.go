@@ -1,7 +1,9 @@
 // Package pick chooses a source from the command line: a file (a crs
-// dump, zstd or plain, or an RDB file, told apart by their first bytes)
-// or, without one, the server the connection flags name. It is the one
-// place that knows every kind of source.
+// dump, zstd or plain, or an RDB file, told apart by their first bytes),
+// standard input, or, without either, the server the connection flags
+// name (one server or a cluster; read with SCAN or a snapshot). It is the
+// one place that knows every kind of source; consumers get a
+// records.Input.
 package pick
 
 import (
@@ -16,7 +18,7 @@ import (
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/slotmap"
 	"github.com/crs-tool/crs/rdb"
-	"github.com/crs-tool/crs/source"
+	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/source/cluster"
 	"github.com/crs-tool/crs/source/dumpfile"
 	"github.com/crs-tool/crs/source/rdbfile"
@@ -47,126 +49,201 @@ func NewSpec() Spec {
 	return Spec{Scan: scan.NewOptions(), RDB: rdbfile.NewOptions()}
 }
 
-// isRDB reports whether the buffered input starts with an RDB magic.
-func isRDB(br *bufio.Reader) bool {
-	b, _ := br.Peek(9)
-	return rdb.IsRDB(b)
+// Open returns the input spec names. Nothing is read yet.
+func Open(spec Spec) records.Input {
+	in := &input{spec: spec, path: spec.File}
+	if spec.File == "-" {
+		in.path = ""
+		in.stdin = bufio.NewReaderSize(spec.Stdin, 1<<20)
+	}
+	return in
 }
 
-// fileSource returns the source of an opened file: an RDB file or a dump.
-func fileSource(spec Spec, br *bufio.Reader) source.Source {
-	if isRDB(br) {
-		return rdbfile.New(br, rdbOptions(spec))
-	}
-	return dumpfile.New(br)
+// input is a records.Input: a file, standard input, or a server.
+type input struct {
+	spec  Spec
+	path  string        // a file, or a spool of standard input
+	stdin *bufio.Reader // standard input, until it is opened or spooled
+	spool string        // the spool file, removed by Close
 }
 
-// rdbOptions are spec's options for decoding RDB: the same bound on a
-// record as for a live dump (--part-elems, --part-bytes).
-func rdbOptions(spec Spec) rdbfile.Options {
-	o := spec.RDB
-	if o.Name == "" {
-		o.Name = spec.File
+func (in *input) Name() string {
+	switch {
+	case in.spec.File == "-":
+		return "stdin"
+	case in.spec.File != "":
+		return in.spec.File
 	}
-	o.PartElems, o.PartBytes = spec.Scan.PartElems, int(spec.Scan.PartBytes)
-	return o
+	return in.spec.Scan.Conn.Address()
 }
 
-// Source returns the source spec names and a function that releases it.
-// A server is asked whether it runs in cluster mode: a cluster is read
-// whole, from any of its nodes.
-func Source(ctx context.Context, spec Spec) (source.Source, func(), error) {
-	if spec.File == "" {
-		src, err := server(ctx, spec)
-		return src, func() {}, err
-	}
-	r, done, err := openFile(spec)
-	if err != nil {
-		return nil, nil, err
-	}
-	return fileSource(spec, r), done, nil
-}
+func (in *input) server() bool { return in.spec.File == "" }
 
-// Read calls read with a Reader of the dump of the source spec names: a
-// dump file is read as it is; any other source (a server, an RDB file) is
-// dumped into a pipe as it is read.
-func Read(ctx context.Context, spec Spec, p *progress.Counter, read func(ctx context.Context, fr *format.Reader) error) error {
-	if spec.File != "" {
-		r, done, err := openFile(spec)
+// Header returns the dump's header without consuming anything: of a file,
+// from its first bytes; of a server, from a source started and stopped.
+func (in *input) Header(ctx context.Context) (format.Header, error) {
+	if in.server() {
+		rc, err := in.Open(ctx, nil)
 		if err != nil {
-			return err
+			return format.Header{}, err
 		}
-		defer done()
-		if isRDB(r) {
-			return source.Pipe(ctx, fileSource(spec, r), p, read)
-		}
-		plain, release, err := dumpfile.Decompress(r)
-		if err != nil {
-			return err
-		}
-		defer release()
-		return read(ctx, format.NewReader(plain))
+		h, err := rc.Header()
+		rc.Close()
+		return h, err
 	}
-	src, done, err := Source(ctx, spec)
+	br, done, err := in.file(false)
 	if err != nil {
-		return err
+		return format.Header{}, err
 	}
 	defer done()
-	return source.Pipe(ctx, src, p, read)
+	if isRDB(br) {
+		return rdbfile.PeekHeader(br, in.Name())
+	}
+	return dumpfile.PeekHeader(br)
 }
 
-// openFile opens spec.File, or standard input for "-", buffered so that
-// its first bytes can be looked at.
-func openFile(spec Spec) (*bufio.Reader, func(), error) {
-	if spec.File == "-" {
-		return bufio.NewReaderSize(spec.Stdin, 1<<20), func() {}, nil
+// Open starts reading the input from its start.
+func (in *input) Open(ctx context.Context, p *progress.Counter) (records.ReadCloser, error) {
+	if in.server() {
+		src, err := server(ctx, in.spec)
+		if err != nil {
+			return nil, err
+		}
+		return records.Open(ctx, src, p), nil
 	}
-	f, err := os.Open(spec.File)
+	br, done, err := in.file(true)
+	if err != nil {
+		return nil, err
+	}
+	counted := &countingReader{r: br}
+	cbr := bufio.NewReaderSize(counted, 1<<20)
+	if isRDB(br) {
+		o := in.spec.RDB
+		if o.Name == "" {
+			o.Name = in.Name()
+		}
+		o.PartElems, o.PartBytes = in.spec.Scan.PartElems, int(in.spec.Scan.PartBytes)
+		s := records.Open(ctx, rdbfile.New(cbr, o), p)
+		return &closer{ReadCloser: s, counted: counted, done: done}, nil
+	}
+	r, err := dumpfile.Open(cbr, p)
+	if err != nil {
+		done()
+		return nil, err
+	}
+	return &closer{ReadCloser: r, counted: counted, done: done}, nil
+}
+
+// file returns the buffered bytes of the file or of standard input; with
+// consume, standard input is handed over (it can be read once).
+func (in *input) file(consume bool) (*bufio.Reader, func(), error) {
+	if in.path == "" {
+		if in.stdin == nil {
+			return nil, nil, fmt.Errorf("standard input was read already")
+		}
+		br := in.stdin
+		if consume {
+			in.stdin = nil
+		}
+		return br, func() {}, nil
+	}
+	f, err := os.Open(in.path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open input: %w", err)
 	}
 	return bufio.NewReaderSize(f, 1<<20), func() { f.Close() }, nil
 }
 
-// PeekHeader returns the dump header of the file at the start of br (a
-// dump, zstd or plain, or an RDB file) without consuming anything.
-func PeekHeader(br *bufio.Reader, name string) (format.Header, error) {
-	if isRDB(br) {
-		return rdbfile.PeekHeader(br, name)
+// Replayable spools standard input, unread, to a private temporary file
+// (mode 0600) that later Opens read.
+func (in *input) Replayable() error {
+	if in.path != "" || in.server() {
+		return nil
 	}
-	return dumpfile.PeekHeader(br)
+	if in.stdin == nil {
+		return fmt.Errorf("standard input was read already")
+	}
+	f, err := os.CreateTemp("", "crs-*.spool")
+	if err != nil {
+		return fmt.Errorf("spool input: %w", err)
+	}
+	_, err = io.Copy(f, in.stdin)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("spool input: %w", err)
+	}
+	in.stdin, in.path, in.spool = nil, f.Name(), f.Name()
+	return nil
 }
 
-// Lines returns the plain lines of the dump of the file at the start of
-// br: a dump decompressed, or an RDB file decoded into a dump as it is
-// read. done releases what Lines started and returns the error that
-// ended the RDB decoder, if any, which says more than a read error.
-func Lines(ctx context.Context, spec Spec, br *bufio.Reader) (r io.Reader, done func() error, err error) {
-	if !isRDB(br) {
-		plain, release, err := dumpfile.Decompress(br)
-		if err != nil {
-			return nil, nil, err
-		}
-		return plain, func() error { release(); return nil }, nil
+func (in *input) Close() error {
+	if in.spool != "" {
+		return os.Remove(in.spool)
 	}
-	pr, pw := io.Pipe()
-	ctx, cancel := context.WithCancel(ctx)
-	errc := make(chan error, 1)
-	go func() {
-		_, err := fileSource(spec, br).Dump(ctx, format.NewWriter(pw), nil)
-		pw.CloseWithError(err)
-		errc <- err
-	}()
-	return pr, func() error {
-		cancel()
-		pr.Close()
-		return <-errc
-	}, nil
+	return nil
+}
+
+// closer closes a file's reader and the file, and counts the bytes read.
+type closer struct {
+	records.ReadCloser
+	counted *countingReader
+	done    func()
+}
+
+func (c *closer) Close() (records.Stats, error) {
+	st, err := c.ReadCloser.Close()
+	c.done()
+	st.InputBytes = c.counted.n
+	return st, err
+}
+
+// Line and LineSize pass a dump file's own through (0 for an RDB file).
+func (c *closer) Line() int {
+	if l, ok := c.ReadCloser.(interface{ Line() int }); ok {
+		return l.Line()
+	}
+	return 0
+}
+
+func (c *closer) LineSize() int {
+	if l, ok := c.ReadCloser.(interface{ LineSize() int }); ok {
+		return l.LineSize()
+	}
+	return 0
+}
+
+// Trailer passes a dump file's trailer through.
+func (c *closer) Trailer() (format.Trailer, bool) {
+	if t, ok := c.ReadCloser.(interface{ Trailer() (format.Trailer, bool) }); ok {
+		return t.Trailer()
+	}
+	return format.Trailer{}, false
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// isRDB reports whether the buffered input starts with an RDB magic.
+func isRDB(br *bufio.Reader) bool {
+	b, _ := br.Peek(9)
+	return rdb.IsRDB(b)
 }
 
 // server returns the source for the server spec names: one server, or a
 // cluster; read with SCAN or through a snapshot.
-func server(ctx context.Context, spec Spec) (source.Source, error) {
+func server(ctx context.Context, spec Spec) (records.Source, error) {
 	c, _, err := redisconn.Open(ctx, spec.Scan.Conn, 0, 1)
 	if err != nil {
 		return nil, err
@@ -176,6 +253,8 @@ func server(ctx context.Context, spec Spec) (source.Source, error) {
 	if err != nil {
 		return nil, err
 	}
+	rdbOpts := spec.RDB
+	rdbOpts.PartElems, rdbOpts.PartBytes = spec.Scan.PartElems, int(spec.Scan.PartBytes)
 	switch {
 	case isCluster && spec.Snapshot:
 		return nil, fmt.Errorf("--snapshot of a cluster is not supported yet: dump it without --snapshot (every shard with SCAN)")
@@ -184,7 +263,7 @@ func server(ctx context.Context, spec Spec) (source.Source, error) {
 	case spec.FromReplicas || spec.NodeOnly:
 		return nil, fmt.Errorf("--from-replicas and --node-only are for a cluster, and %s is not in cluster mode", spec.Scan.Conn.Address())
 	case spec.Snapshot:
-		return snapshot.New(snapshot.Options{Conn: spec.Scan.Conn, RDB: rdbOptions(spec)}), nil
+		return snapshot.New(snapshot.Options{Conn: spec.Scan.Conn, RDB: rdbOpts}), nil
 	}
 	return scan.New(spec.Scan), nil
 }

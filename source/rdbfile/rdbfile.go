@@ -16,7 +16,7 @@ import (
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/rdb"
-	"github.com/crs-tool/crs/source"
+	"github.com/crs-tool/crs/records"
 )
 
 // Options configure the conversion.
@@ -87,7 +87,7 @@ func PeekHeader(br *bufio.Reader, name string) (format.Header, error) {
 }
 
 // Dump decodes the RDB stream and writes its keys as records to fw.
-func (s *Source) Dump(ctx context.Context, fw *format.Writer, p *progress.Counter) (st source.Stats, err error) {
+func (s *Source) Dump(ctx context.Context, fw records.Writer, p *progress.Counter) (st records.Stats, err error) {
 	st.From = "rdb"
 	start := time.Now()
 	defer func() { st.Elapsed = time.Since(start) }()

@@ -21,7 +21,7 @@ import (
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/resp"
-	"github.com/crs-tool/crs/source"
+	"github.com/crs-tool/crs/records"
 )
 
 // Options configure a dump. NewOptions holds the defaults.
@@ -85,8 +85,8 @@ func New(opts Options) *Source { return &Source{opts: opts} }
 // success) the trailer to fw, counting keys on p of the total DBSIZE gave
 // (unknown with Match). It returns what it did even when it fails part
 // way.
-func (s *Source) Dump(ctx context.Context, fw *format.Writer, p *progress.Counter) (st source.Stats, err error) {
-	st = source.Stats{From: "server", ByType: make(map[string]int64)}
+func (s *Source) Dump(ctx context.Context, fw records.Writer, p *progress.Counter) (st records.Stats, err error) {
+	st = records.Stats{From: "server", ByType: make(map[string]int64)}
 	start := time.Now()
 	defer func() { st.Elapsed = time.Since(start) }()
 	pr, err := s.Prepare(ctx, start)
@@ -185,7 +185,7 @@ func (s *Source) Prepare(ctx context.Context, start time.Time) (*Prepared, error
 
 // Records reads every key of the databases pr lists and writes their
 // records with w, a key's parts one after another, adding to st.
-func (s *Source) Records(ctx context.Context, pr *Prepared, w source.RecordWriter, p *progress.Counter, st *source.Stats) error {
+func (s *Source) Records(ctx context.Context, pr *Prepared, w records.RecordWriter, p *progress.Counter, st *records.Stats) error {
 	for _, f := range pr.Functions {
 		if err := w.Write(f); err != nil {
 			return fmt.Errorf("write: %w", err)
@@ -231,7 +231,7 @@ type batch struct {
 // records in SCAN order, draining each batch's channel in turn. A worker
 // blocks once its channel's few slots are full, so memory stays bounded
 // by the workers' windows, not by the data.
-func dumpDB(ctx context.Context, fw source.RecordWriter, opts Options, d format.Database, cp redisconn.Caps, st *source.Stats, p *progress.Counter) error {
+func dumpDB(ctx context.Context, fw records.RecordWriter, opts Options, d format.Database, cp redisconn.Caps, st *records.Stats, p *progress.Counter) error {
 	db := d.DB
 	conc := max(opts.Concurrency, 1)
 	// Each worker may hold a connection in WATCH while it reads a key in

@@ -14,6 +14,7 @@ import (
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/dumppayload"
+	"github.com/crs-tool/crs/internal/rtype"
 )
 
 // readVectorSet reads a vector set (Redis 8, or the vectorset module):
@@ -55,7 +56,7 @@ func (r *reader) readVectorSetOnce(ctx context.Context, p probed) (retry bool, e
 	case err != nil:
 		return fail(err)
 	}
-	vs, size, projected, err := VectorSetInfo(info)
+	vs, size, projected, err := rtype.VectorSetInfo(info)
 	if err != nil {
 		return fail(err)
 	}
@@ -196,40 +197,6 @@ func (s *nameSpool) close() {
 		s.f.Close()
 		os.Remove(s.f.Name())
 	}
-}
-
-// VectorSetInfo reads VINFO's reply: the set's parameters, its size, and
-// whether it was made with a projection (VADD REDUCE).
-func VectorSetInfo(info []interface{}) (vs format.VectorSet, size int64, projected bool, err error) {
-	num := func(v interface{}) int64 {
-		switch v := v.(type) {
-		case int64:
-			return v
-		case string:
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
-		}
-		return 0
-	}
-	for i := 0; i+1 < len(info); i += 2 {
-		name, _ := info[i].(string)
-		switch name {
-		case "quant-type":
-			vs.Quant, _ = info[i+1].(string)
-		case "vector-dim":
-			vs.Dim = int(num(info[i+1]))
-		case "hnsw-m":
-			vs.M = int(num(info[i+1]))
-		case "size":
-			size = num(info[i+1])
-		case "projection-input-dim":
-			projected = num(info[i+1]) > 0
-		}
-	}
-	if _, ok := format.QuantOption(vs.Quant); !ok || vs.Dim <= 0 || vs.M <= 0 {
-		return vs, 0, false, fmt.Errorf("VINFO: quantization %q, dim %d, M %d: not a vector set crs can carry", vs.Quant, vs.Dim, vs.M)
-	}
-	return vs, size, projected, nil
 }
 
 // vectorElements reads the vectors and attributes of names in one round

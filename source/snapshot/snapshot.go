@@ -17,12 +17,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/resp"
 	"github.com/crs-tool/crs/rdb"
-	"github.com/crs-tool/crs/source"
+	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/source/rdbfile"
 )
 
@@ -54,21 +53,21 @@ func New(opts Options) *Source {
 var ErrRefused = errors.New("the server refuses replication")
 
 // Dump takes the snapshot and writes its keys as records to fw.
-func (s *Source) Dump(ctx context.Context, fw *format.Writer, p *progress.Counter) (st source.Stats, err error) {
+func (s *Source) Dump(ctx context.Context, fw records.Writer, p *progress.Counter) (st records.Stats, err error) {
 	start := time.Now()
 	defer func() { st.Elapsed = time.Since(start) }()
 	addr := s.opts.Conn.Address()
 	modules, err := serverModules(ctx, s.opts.Conn)
 	if err != nil {
-		return source.Stats{From: "snapshot"}, err
+		return records.Stats{From: "snapshot"}, err
 	}
 	ro, err := s.opts.Conn.RESP(0)
 	if err != nil {
-		return source.Stats{From: "snapshot"}, err
+		return records.Stats{From: "snapshot"}, err
 	}
 	c, err := resp.Dial(ctx, ro)
 	if err != nil {
-		return source.Stats{From: "snapshot"}, &redisconn.Error{Addr: addr, Err: err}
+		return records.Stats{From: "snapshot"}, &redisconn.Error{Addr: addr, Err: err}
 	}
 	defer c.Close()
 	conn, br := c.Raw()
@@ -82,7 +81,7 @@ func (s *Source) Dump(ctx context.Context, fw *format.Writer, p *progress.Counte
 		case errors.Is(err, io.EOF):
 			err = fmt.Errorf("the server closed the connection before it sent the snapshot (see its log): %w", err)
 		}
-		return source.Stats{From: "snapshot"}, fmt.Errorf("snapshot of %s: %w", addr, err)
+		return records.Stats{From: "snapshot"}, fmt.Errorf("snapshot of %s: %w", addr, err)
 	}
 	o := s.opts.RDB
 	if o.Name == "" {

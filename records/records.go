@@ -1,43 +1,101 @@
-// Package source is where dumps come from. A Source writes a dump (one
-// header, then a record per key or part of a key, then the trailer) to a
-// format.Writer; crsdump writes it to a file, and stats, verify and load
-// read it through Pipe as they would read a dump file.
+// Package records is the one seam between where a dump comes from and
+// what takes it. A source (a live server read with SCAN, a cluster's
+// shards, a replication snapshot, an RDB file, a dump file) yields a
+// header and then records; a consumer (crsdump's writer, crsload, crs
+// stats, crs verify, and next crs sync) reads them through Reader, one at
+// a time, io.EOF at the clean end, as from csv.Reader. Records are
+// serialized to JSON only where a file is written: nothing in one process
+// encodes a record and parses it back.
 //
-// Each kind of source lives in a package of its own below this one:
+// A source is written as the producer it is (its reads run in parallel,
+// in windows, in shards) against Writer, which *format.Writer also
+// implements; Open runs it in a goroutine of its own and hands its records
+// over in order, in bounded batches, each checked by format.Checker, the
+// checks a reader of the format makes on a record from a file, so that a
+// decoder's mistake stops the read before anything is written.
 //
-//	source/scan     a live server, read with SCAN and pipelined reads
-//	source/pick     chooses a source from the command line: a URL or a
-//	                file, told apart by its first bytes
+// Where things live:
 //
-// To add a source, write a package with a type that implements Source and
-// give it a case in source/pick.
-package source
+//	records        Reader, Writer, Source, Input, Stats, Open
+//	source/…       one package per source: scan, cluster, snapshot, rdbfile, dumpfile
+//	source/pick    the one place that chooses a source from the command line
+//	target/…       the other seam: where records go (standalone, cluster)
+//
+// To add a source, write a package with a type that implements Source (or
+// Reader) and give it a case in source/pick; no consumer changes.
+package records
 
 import (
 	"context"
 	"fmt"
-	"io"
 	"strings"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/progress"
 )
 
-// Source produces a dump.
-type Source interface {
-	// Dump writes a header, every record and, on success, the trailer
-	// (fw.Close) to fw, counting finished keys on p (which may be nil).
-	// It returns what it did even when it fails part way.
-	Dump(ctx context.Context, fw *format.Writer, p *progress.Counter) (Stats, error)
+// Reader yields a dump: Header once, then records, then io.EOF.
+// *format.Reader is one; a Stream is another. A record returned is the
+// caller's.
+type Reader interface {
+	Header() (format.Header, error)
+	Read() (*format.Record, error)
 }
 
-// Stats counts what a source dumped. Fields a source has no use for stay
+// Writer takes a dump: its header, its records, and Close at the clean
+// end (a source does not call Close after a failure). *format.Writer is
+// one.
+type Writer interface {
+	WriteHeader(h format.Header) error
+	RecordWriter
+	Close() error
+}
+
+// RecordWriter takes records. A record given to Write is the writer's
+// from then on: the caller neither changes nor reuses it.
+type RecordWriter interface {
+	Write(rec *format.Record) error
+}
+
+// Source produces a dump.
+type Source interface {
+	// Dump writes a header, every record and, on success, Close to w,
+	// counting finished keys on p (which may be nil). It returns what it
+	// did even when it fails part way.
+	Dump(ctx context.Context, w Writer, p *progress.Counter) (Stats, error)
+}
+
+// ReadCloser is a Reader that holds a source open: Close stops it if it
+// is still running and returns what it counted and the error that ended
+// it, if any (nil after the clean end, and when the reader stopped
+// first).
+type ReadCloser interface {
+	Reader
+	Close() (Stats, error)
+}
+
+// Input is a dump a consumer reads: a file, standard input or a server,
+// chosen in source/pick. A load opens it once, or twice where its
+// pre-flight must read every record before it writes one.
+type Input interface {
+	// Name says what it is, for messages: a file, "stdin", a server.
+	Name() string
+	// Header returns the dump's header, consuming nothing.
+	Header(ctx context.Context) (format.Header, error)
+	// Open starts reading the dump from its start.
+	Open(ctx context.Context, p *progress.Counter) (ReadCloser, error)
+	// Replayable makes later Opens possible where the input could be
+	// read once only (standard input is spooled to a private file).
+	Replayable() error
+	// Close releases what the input holds (a spool file).
+	Close() error
+}
+
+// Stats counts what a source did. Fields a source has no use for stay
 // zero.
 type Stats struct {
-	From       string           `json:"from"`                           // the kind of source: "server", "rdb" or "dump"
+	From       string           `json:"from"`                           // the kind of source: "server", "cluster", "snapshot", "rdb" or "dump"
 	Keys       int64            `json:"keys"`                           // keys written
 	Records    int64            `json:"records"`                        // records written (a key in parts has several)
 	ByType     map[string]int64 `json:"keys_by_type"`                   // keys written per type
@@ -50,6 +108,11 @@ type Stats struct {
 	Expired    int64            `json:"skipped_expired"`                // keys left out because their expiry had passed
 	NotOwned   int64            `json:"skipped_not_owned,omitempty"`    // keys a cluster node held in a slot it did not serve (a resharding under way)
 	Functions  int64            `json:"functions_pre_ga,omitempty"`     // function libraries of 7.0 release candidates, converted as Redis 7.0 does (RDB files)
+	Libraries  int64            `json:"function_libraries"`             // function libraries written
+	Shards     int              `json:"shards,omitempty"`               // cluster shards dumped
+	ShardsOf   int              `json:"shards_of,omitempty"`            // shards the cluster has
+	Databases  int              `json:"databases"`                      // databases dumped
+	InputBytes int64            `json:"input_bytes,omitempty"`          // bytes of the file read, as given (compressed)
 	// What an RDB file held that a server loading it would drop, or that
 	// no command can carry.
 	ExpiredFields  int64         `json:"skipped_expired_fields,omitempty"`    // hash fields whose expiry had passed
@@ -58,16 +121,7 @@ type Stats struct {
 	LengthMisses   int64         `json:"stream_length_mismatches,omitempty"`  // how many
 	KeyMeta        int64         `json:"dropped_key_metadata,omitempty"`      // keys read without their module key metadata (--drop-key-metadata)
 	KeyMetaKeys    []string      `json:"dropped_key_metadata_keys,omitempty"` // the first few
-	Libraries      int64         `json:"function_libraries"`                  // function libraries written
-	Shards         int           `json:"shards,omitempty"`                    // cluster shards dumped
-	ShardsOf       int           `json:"shards_of,omitempty"`                 // shards the cluster has
-	Databases      int           `json:"databases"`                           // databases dumped
 	Elapsed        time.Duration `json:"-"`
-}
-
-// RecordWriter takes records; format.Writer is one.
-type RecordWriter interface {
-	Write(rec *format.Record) error
 }
 
 // Add adds o's counts to s.
@@ -86,13 +140,14 @@ func (s *Stats) Add(o *Stats) {
 	s.Expired += o.Expired
 	s.NotOwned += o.NotOwned
 	s.Functions += o.Functions
+	s.Libraries += o.Libraries
+	s.InputBytes += o.InputBytes
 	s.ExpiredFields += o.ExpiredFields
 	s.LengthMisses += o.LengthMisses
 	s.KeyMeta += o.KeyMeta
 	s.ModuleAux = append(s.ModuleAux, o.ModuleAux...)
 	s.LengthMismatch = append(s.LengthMismatch, o.LengthMismatch...)
 	s.KeyMetaKeys = append(s.KeyMetaKeys, o.KeyMetaKeys...)
-	s.Libraries += o.Libraries
 	for t, n := range o.ByType {
 		s.ByType[t] += n
 	}
@@ -112,25 +167,6 @@ func (s *Stats) Count(rec *format.Record) {
 		s.Keys++
 		s.ByType[rec.Type]++
 	}
-}
-
-// Pipe dumps src into a pipe and calls read with a Reader of the records
-// as they are made: the dump is read as a dump file would be, without a
-// file. It returns the first error of the two sides.
-func Pipe(ctx context.Context, src Source, p *progress.Counter, read func(ctx context.Context, fr *format.Reader) error) error {
-	pr, pw := io.Pipe()
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		_, err := src.Dump(gctx, format.NewWriter(pw), p)
-		pw.CloseWithError(err)
-		return err
-	})
-	g.Go(func() error {
-		err := read(gctx, format.NewReader(pr))
-		pr.CloseWithError(err)
-		return err
-	})
-	return g.Wait()
 }
 
 // Notes says, as a summary's clauses ("; …"), what the source held that

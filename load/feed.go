@@ -15,6 +15,7 @@ import (
 	"github.com/crs-tool/crs/internal/keyset"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/records"
+	"github.com/crs-tool/crs/target"
 )
 
 // feeder reads the dump and hands each record to the writer of its key:
@@ -24,7 +25,7 @@ type feeder struct {
 	hdr      format.Header
 	opts     Options
 	targetDB int // --db, or -1 for each record's own
-	tgt      Target
+	tgt      target.Target
 	bases    []*redis.Client // database 0 of each node
 	clock    func() int64    // the target's time, unix ms
 	shift    int64           // added to expiries (--ttl shift)

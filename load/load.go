@@ -26,6 +26,7 @@ import (
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/records"
+	"github.com/crs-tool/crs/target"
 )
 
 // TTL policies.
@@ -215,11 +216,11 @@ func Load(ctx context.Context, fr records.Reader, opts Options) (st Stats, err e
 		opts.KeysKnown(min(keys, int64(keyset.Limit(opts.SeenLimit))))
 	}
 	opts.Counter.SetTotal(keys)
-	tgt, done, err := openTarget(ctx, opts)
+	tgt, err := target.Open(ctx, opts.Conn)
 	if err != nil {
 		return st, err
 	}
-	defer done()
+	defer tgt.Close()
 	bases, infos, err := nodeClients(ctx, tgt)
 	if err != nil {
 		return st, err
@@ -257,7 +258,7 @@ func Load(ctx context.Context, fr records.Reader, opts Options) (st Stats, err e
 		f.workers[i] = make(chan item, max(opts.Pipeline, 1))
 		results[i].ByType = make(map[string]int64)
 		n := i / f.perNode
-		w := &worker{conn: nodes[n], tgt: infos[n], opts: opts, st: &results[i], inFlight: f.inFlight, moved: tgt.Moved}
+		w := &worker{conn: nodes[n], tgt: infos[n], opts: opts, st: &results[i], inFlight: f.inFlight, moved: tgt.Moved, redirection: tgt.Redirection}
 		ch := f.workers[i]
 		g.Go(func() error { return w.run(ctx, gctx, ch) })
 	}

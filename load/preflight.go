@@ -11,6 +11,7 @@ import (
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/records"
+	"github.com/crs-tool/crs/target"
 )
 
 // ErrTargetMemory is returned when the target's maxmemory leaves too
@@ -53,12 +54,12 @@ type targetInfo struct {
 // probe connects to every node of the target and reads what the checks
 // need.
 func probe(ctx context.Context, opts Options) (targetInfo, error) {
-	tgt, done, err := openTarget(ctx, opts)
+	tgt, err := target.Open(ctx, opts.Conn)
 	if err != nil {
 		return targetInfo{}, err
 	}
-	defer done()
-	_, cluster := tgt.(*clusterTarget)
+	defer tgt.Close()
+	cluster := tgt.SlotRouted()
 	cs, infos, err := nodeClients(ctx, tgt)
 	if err != nil {
 		return targetInfo{}, err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/resp"
@@ -47,16 +46,14 @@ func (w *worker) connTo(ctx context.Context, k connKey) (*resp.Conn, error) {
 	return c, nil
 }
 
-// redirection reports whether a refusal is a cluster's MOVED or ASK, and
-// notes where it sends the plan's key.
-func redirection(text string, pl *planned) bool {
-	kind, rest, _ := strings.Cut(text, " ")
-	if kind != "MOVED" && kind != "ASK" {
-		return false
+// noteRedirection reports whether a refusal redirects the plan's key to
+// another node (the target says), and notes where.
+func (w *worker) noteRedirection(refusal string, pl *planned) bool {
+	addr, ask, ok := w.redirection(refusal)
+	if ok {
+		pl.redirect, pl.ask, pl.refused = addr, ask, true
 	}
-	_, addr, _ := strings.Cut(rest, " ") // "<slot> <host:port>"
-	pl.redirect, pl.ask, pl.refused = addr, kind == "ASK", true
-	return true
+	return ok
 }
 
 // redirected writes again, on the nodes a cluster named, the keys it

@@ -33,6 +33,8 @@ type worker struct {
 	conns    map[connKey]*resp.Conn
 	// moved tells the target that a cluster answered MOVED.
 	moved func(ctx context.Context)
+	// redirection reads a refusal that sends a key to another node.
+	redirection func(refusal string) (addr string, ask, ok bool)
 	// asking makes begin send ASKING before each command: the plans are
 	// going to the node a slot is being migrated to (an ASK redirection).
 	asking bool
@@ -355,7 +357,7 @@ func (w *worker) sendOn(ctx context.Context, c *resp.Conn, db int, plans []plann
 		case sc.kind == cmdDel:
 			pl.existed = r.Int > 0
 		case r.Kind != resp.KindError:
-		case redirection(r.Text, pl):
+		case w.noteRedirection(r.Text, pl):
 		case sc.kind == cmdRestore && w.opts.SkipUnsupported:
 			pl.failed = true
 		case !pl.failed:

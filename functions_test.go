@@ -51,7 +51,7 @@ func TestFunctionLibrariesMove(t *testing.T) {
 		dst := redistest.Start(t)
 		dc := redistest.Client(t, dst, 0)
 		out, code := sh(t, dir, "crsload -u "+dst.URL+" "+in+" && crs verify -u "+dst.URL+" "+in)
-		if code != 0 || !strings.Contains(out, "2 keys checked, 0 differences") {
+		if code != 0 || !strings.Contains(out, "1 keys and 1 function libraries checked, 0 differences") {
 			t.Fatalf("%s: exit %d\n%s", in, code, out)
 		}
 		if got := libraries(t, dc)["crslib"]; got != library {
@@ -76,5 +76,56 @@ func TestFunctionLibrariesMove(t *testing.T) {
 		if out, code := sh(t, dir, "crs verify -u "+dst.URL+" "+in); code != 6 || !strings.Contains(out, "its code differs") {
 			t.Errorf("%s: verify of a changed library: exit %d\n%s", in, code, out)
 		}
+	}
+}
+
+// TestFunctionsIntoAServerWithout: a dump with a function library, into a
+// server before 7.0 (no FUNCTION LOAD), is refused by pre-flight naming
+// the library and the flag, with nothing written; --skip-functions loads
+// the keys and counts the library. crs stats and crs verify of a file of
+// libraries only say what it holds.
+func TestFunctionsIntoAServerWithout(t *testing.T) {
+	var old *redistest.Binary
+	for _, b := range redistest.Servers(t) {
+		if b.Engine == "redis" && !b.AtLeast(7, 0) {
+			old = &b
+			break
+		}
+	}
+	if old == nil {
+		t.Skip("no server before Redis 7.0 at hand")
+	}
+	ctx := context.Background()
+	src := redistest.Start(t)
+	sc := redistest.Client(t, src, 0)
+	if err := sc.FunctionLoad(ctx, library).Err(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o lib.zst && crs stats lib.zst"); code != 0 || !strings.Contains(out, "0 keys in 0 databases; 1 function libraries") {
+		t.Errorf("stats of a file of one library: exit %d\n%s", code, out)
+	}
+	if out, code := sh(t, dir, "crs verify -u "+src.URL+" lib.zst"); code != 0 || !strings.Contains(out, "0 keys and 1 function libraries checked, 0 differences") {
+		t.Errorf("verify of a file of one library: exit %d\n%s", code, out)
+	}
+	sc.Set(ctx, "k", "v", 0)
+	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o d.zst"); code != 0 {
+		t.Fatalf("dump: exit %d\n%s", code, out)
+	}
+	dst := redistest.StartBinary(t, old.Path)
+	dc := redistest.Client(t, dst, 0)
+	out, code := sh(t, dir, "crsload -u "+dst.URL+" d.zst")
+	if code != 4 || !strings.Contains(out, `the dump holds 1 function libraries, which need FUNCTION LOAD (Redis 7.0+), and the target is redis `+old.Name[len("redis-"):]+`: "crslib"`) || !strings.Contains(out, "--skip-functions") {
+		t.Errorf("load into %s: exit %d\n%s", old.Name, code, out)
+	}
+	if n, _ := dc.DBSize(ctx).Result(); n != 0 {
+		t.Errorf("the refused load wrote %d keys", n)
+	}
+	out, code = sh(t, dir, "crsload --skip-functions -u "+dst.URL+" d.zst")
+	if code != 0 || !strings.Contains(out, "SKIPPED 1 function libraries (--skip-functions)") {
+		t.Errorf("load --skip-functions: exit %d\n%s", code, out)
+	}
+	if v, _ := dc.Get(ctx, "k").Result(); v != "v" {
+		t.Errorf("k = %q after the load", v)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"hash/maphash"
 	"io"
 	"strconv"
-	"strings"
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/semaphore"
@@ -143,6 +142,10 @@ func (f *feeder) route(db int, key string) int {
 // --replace; a library the target has already stops the load unless
 // --replace or --skip-existing says what to do.
 func (f *feeder) function(ctx context.Context, rec *format.Record, line int, st *Stats) error {
+	if f.opts.SkipFunctions {
+		st.SkippedFunctions++
+		return nil
+	}
 	for _, c := range f.bases {
 		args := []interface{}{"FUNCTION", "LOAD"}
 		if f.opts.Replace {
@@ -152,11 +155,11 @@ func (f *feeder) function(ctx context.Context, rec *format.Record, line int, st 
 		switch {
 		case err == nil:
 		case redisconn.IsUnknownCommand(err):
-			return &KeyError{Line: line, Key: rec.Key, Err: fmt.Errorf("%w: a function library, and the target has no FUNCTION LOAD (Redis 7.0+)", ErrTargetLacks)}
-		case strings.Contains(err.Error(), "already exists") && f.opts.SkipExisting:
+			return &KeyError{Line: line, Key: rec.Key, Err: fmt.Errorf("%w: a function library, and the target has no FUNCTION LOAD (Redis 7.0+); --skip-functions loads the keys without the libraries", ErrTargetLacks)}
+		case redisconn.IsAlreadyExists(err) && f.opts.SkipExisting:
 			st.Existing++
 			return nil
-		case strings.Contains(err.Error(), "already exists"):
+		case redisconn.IsAlreadyExists(err):
 			return &KeyError{Line: line, Key: rec.Key, Err: fmt.Errorf("%w: function library %q exists on the target: --replace replaces it, --skip-existing keeps the target's", ErrTargetNotEmpty, rec.Key)}
 		default:
 			return &KeyError{Line: line, Key: rec.Key, Cmd: "FUNCTION LOAD", Err: err}

@@ -58,6 +58,10 @@ type Options struct {
 	// (XCFGSET settings and tracked IDs, Redis 8.6) when the target cannot
 	// hold it, counting the streams.
 	DropStreamIDMP bool
+	// SkipFunctions loads the keys without the dump's function libraries
+	// (for a target before Redis 7.0, which has no FUNCTION LOAD),
+	// counting them.
+	SkipFunctions bool
 	// IgnoreMemory loads even when the target's maxmemory looks too small
 	// for the dump.
 	IgnoreMemory bool
@@ -115,23 +119,24 @@ func NewOptions() Options {
 
 // Stats counts what a load did.
 type Stats struct {
-	Records       int64            `json:"records"`                        // records read
-	Keys          int64            `json:"keys"`                           // keys written
-	ByType        map[string]int64 `json:"keys_by_type"`                   // keys written per type
-	Expired       int64            `json:"skipped_expired"`                // keys skipped because their expiry had passed
-	Existing      int64            `json:"skipped_existing"`               // keys skipped because they existed (--skip-existing)
-	Replaced      int64            `json:"replaced"`                       // keys that existed and were replaced (--replace)
-	Unsupported   int64            `json:"skipped_unsupported"`            // keys skipped because the target refused their DUMP payload
-	DroppedField  int64            `json:"dropped_field_expiries"`         // field expiries dropped (--drop-field-expiry)
-	DroppedCount  int64            `json:"dropped_stream_counters"`        // streams loaded without their counters (--drop-stream-counters)
-	DroppedIDMP   int64            `json:"dropped_stream_idmp"`            // streams loaded without their idempotent-producer state (--drop-stream-idmp)
-	Retries       int64            `json:"retries"`                        // batches sent again after a lost connection
-	Functions     int64            `json:"function_libraries"`             // function libraries loaded
-	Redirects     int64            `json:"redirects"`                      // batches sent again to the node a cluster redirected them to
-	Bytes         int64            `json:"input_bytes"`                    // bytes of input read (compressed, as given)
-	Deferred      int64            `json:"keys_checked_on_disk,omitempty"` // keys past the memory limit, checked for repeats on disk at the end
-	DiskBytes     int64            `json:"key_files_bytes,omitempty"`      // bytes those keys took in temporary files
-	VectorsApprox int64            `json:"vectors_approximate,omitempty"`  // vector set elements loaded as dumped: VEMB returns them within a few float ulps, not exactly
+	Records          int64            `json:"records"`                        // records read
+	Keys             int64            `json:"keys"`                           // keys written
+	ByType           map[string]int64 `json:"keys_by_type"`                   // keys written per type
+	Expired          int64            `json:"skipped_expired"`                // keys skipped because their expiry had passed
+	Existing         int64            `json:"skipped_existing"`               // keys skipped because they existed (--skip-existing)
+	Replaced         int64            `json:"replaced"`                       // keys that existed and were replaced (--replace)
+	Unsupported      int64            `json:"skipped_unsupported"`            // keys skipped because the target refused their DUMP payload
+	DroppedField     int64            `json:"dropped_field_expiries"`         // field expiries dropped (--drop-field-expiry)
+	DroppedCount     int64            `json:"dropped_stream_counters"`        // streams loaded without their counters (--drop-stream-counters)
+	DroppedIDMP      int64            `json:"dropped_stream_idmp"`            // streams loaded without their idempotent-producer state (--drop-stream-idmp)
+	Retries          int64            `json:"retries"`                        // batches sent again after a lost connection
+	Functions        int64            `json:"function_libraries"`             // function libraries loaded
+	SkippedFunctions int64            `json:"skipped_function_libraries"`     // function libraries left out (--skip-functions)
+	Redirects        int64            `json:"redirects"`                      // batches sent again to the node a cluster redirected them to
+	Bytes            int64            `json:"input_bytes"`                    // bytes of input read (compressed, as given)
+	Deferred         int64            `json:"keys_checked_on_disk,omitempty"` // keys past the memory limit, checked for repeats on disk at the end
+	DiskBytes        int64            `json:"key_files_bytes,omitempty"`      // bytes those keys took in temporary files
+	VectorsApprox    int64            `json:"vectors_approximate,omitempty"`  // vector set elements loaded as dumped: VEMB returns them within a few float ulps, not exactly
 	// Source is what the source counted (an RDB file's expired keys and
 	// fields, what no command carries), for the summary.
 	Source  records.Stats `json:"source"`

@@ -169,6 +169,11 @@ func needsScan(hdr format.Header, t serverInfo, opts Options) bool {
 	// counters with 7.0; a source older than 5.0 has no streams. A version
 	// that does not parse (major 0) may have anything.
 	major, minor := redisconn.ParseVersion(hdr.ServerVersion)
+	// Function libraries came with Redis 7.0: a source of 7.0 or later
+	// may have some, which a target before it has no command for.
+	if !t.AtLeast(7, 0) && !opts.SkipFunctions && (major == 0 || major >= 7) {
+		return true
+	}
 	// Idempotent producers came with Redis 8.6 (a dump that does not say
 	// its server's version is older than them: crs writes it since).
 	if !t.IDMP && !opts.DropStreamIDMP && hdr.Engine != "valkey" && (major > 8 || major == 8 && minor >= 6) {
@@ -269,10 +274,15 @@ func scanNeeds(ctx context.Context, in records.Input, t serverInfo, opts Options
 	fieldExp := &need{what: "hash field expiries", cmd: "HPEXPIREAT (Redis 7.4+)", lacks: !t.FieldExpiry && !opts.DropFieldExpiry}
 	streams := &need{what: "streams", cmd: "XADD (Redis 5.0+)", lacks: !t.AtLeast(5, 0)}
 	counters := &need{what: "stream counters (entries-read, entries-added, max-deleted-entry-id)", cmd: "XSETID ... ENTRIESADDED MAXDELETEDID and XGROUP CREATE ... ENTRIESREAD (Redis 7.0+)", lacks: !t.AtLeast(7, 0) && !opts.DropStreamCounters}
+	functions := &need{what: "function libraries", cmd: "FUNCTION LOAD (Redis 7.0+)", lacks: !t.AtLeast(7, 0) && !opts.SkipFunctions}
 	idmp := &need{what: "streams' idempotent-producer state (idmp settings other than the defaults, or tracked producer IDs)", cmd: "XCFGSET and XIDMPRECORD (Redis 8.6.2+)", lacks: !t.IDMP && !opts.DropStreamIDMP}
 	modules := map[string]*need{}
 	var moduleOrder []*need
 	err = records.Each(ctx, r, func(rec *format.Record) error {
+		if rec.Type == format.TypeFunction {
+			functions.add(rec)
+			return nil
+		}
 		if len(rec.FieldExpire) > 0 {
 			fieldExp.add(rec)
 		}
@@ -311,7 +321,7 @@ func scanNeeds(ctx context.Context, in records.Input, t serverInfo, opts Options
 		return nil, err
 	}
 	var problems []error
-	for _, n := range append([]*need{fieldExp, streams, counters, idmp}, moduleOrder...) {
+	for _, n := range append([]*need{functions, fieldExp, streams, counters, idmp}, moduleOrder...) {
 		if !n.lacks || n.n == 0 {
 			continue
 		}
@@ -325,11 +335,17 @@ func scanNeeds(ctx context.Context, in records.Input, t serverInfo, opts Options
 			hint = "; use --drop-field-expiry to load them without"
 		case counters:
 			hint = "; use --drop-stream-counters to load the streams (entries, groups, consumers, pending entries) without the counters"
+		case functions:
+			hint = "; use --skip-functions to load the keys without them"
 		case idmp:
 			hint = "; use --drop-stream-idmp to load the streams without it (a producer that retries after the move may then add an entry twice)"
 		}
-		problems = append(problems, fmt.Errorf("%w: %d keys have %s, which need %s, and the target is %s %s: %s%s%s",
-			ErrTargetLacks, n.n, n.what, n.cmd, t.Engine, t.Version, strings.Join(n.keys, ", "), more, hint))
+		has := fmt.Sprintf("%d keys have %s", n.n, n.what)
+		if n == functions {
+			has = fmt.Sprintf("the dump holds %d %s", n.n, n.what)
+		}
+		problems = append(problems, fmt.Errorf("%w: %s, which need %s, and the target is %s %s: %s%s%s",
+			ErrTargetLacks, has, n.cmd, t.Engine, t.Version, strings.Join(n.keys, ", "), more, hint))
 	}
 	return problems, nil
 }

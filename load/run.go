@@ -245,6 +245,9 @@ func summary(st Stats, err error) string {
 	if st.DroppedCount > 0 {
 		fmt.Fprintf(&b, "; DROPPED the counters of %d streams (--drop-stream-counters)", st.DroppedCount)
 	}
+	if st.SkippedFunctions > 0 {
+		fmt.Fprintf(&b, "; SKIPPED %d function libraries (--skip-functions)", st.SkippedFunctions)
+	}
 	if st.DroppedIDMP > 0 {
 		fmt.Fprintf(&b, "; DROPPED the idempotent-producer state of %d streams (--drop-stream-idmp)", st.DroppedIDMP)
 	}

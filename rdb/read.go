@@ -134,14 +134,16 @@ func (in *input) length() (n uint64, encoded bool, err error) {
 		}
 		return binary.BigEndian.Uint64(p), false, nil
 	}
-	return 0, false, fmt.Errorf("unknown length encoding 0x%02x", b)
+	// The offset of the bad byte, not of the byte after it.
+	return 0, false, &Error{Offset: in.off - 1, Err: fmt.Errorf("unknown length encoding 0x%02x", b)}
 }
 
 // count reads a length that counts things and may not be an encoding.
 func (in *input) count() (uint64, error) {
+	at := in.off
 	n, enc, err := in.length()
 	if err == nil && enc {
-		err = fmt.Errorf("a string encoding where a length belongs")
+		err = &Error{Offset: at, Err: fmt.Errorf("a string encoding (0x%02x) where a length belongs", 0xc0|n)}
 	}
 	return n, err
 }
@@ -156,6 +158,7 @@ const (
 
 // str reads a whole string.
 func (in *input) str() ([]byte, error) {
+	at := in.off
 	n, enc, err := in.length()
 	if err != nil {
 		return nil, err
@@ -182,7 +185,7 @@ func (in *input) str() ([]byte, error) {
 		}
 		return lzfDecompress(comp, ulen)
 	}
-	return nil, fmt.Errorf("unknown string encoding %d", n)
+	return nil, &Error{Offset: at, Err: fmt.Errorf("unknown string encoding 0x%02x", 0xc0|n)}
 }
 
 // pair reads two strings: a hash's field and value, an aux field's name
@@ -219,6 +222,7 @@ func (in *input) intEnc(n uint64) (int64, error) {
 // bytes, so that a string of any length is never held whole, compressed
 // (LZF) or not.
 func (in *input) strChunks(size int, fn func([]byte) error) error {
+	at := in.off
 	n, enc, err := in.length()
 	if err != nil {
 		return err
@@ -243,7 +247,7 @@ func (in *input) strChunks(size int, fn func([]byte) error) error {
 			}
 			return in.lzfChunks(clen, ulen, size, fn)
 		default:
-			return fmt.Errorf("unknown string encoding %d", n)
+			return &Error{Offset: at, Err: fmt.Errorf("unknown string encoding 0x%02x", 0xc0|n)}
 		}
 		for len(b) > size {
 			if err := fn(b[:size]); err != nil {

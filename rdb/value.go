@@ -1,6 +1,7 @@
 package rdb
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -207,8 +208,12 @@ func (d *Decoder) key(t byte, expire int64, meta []string, emit func(*format.Rec
 		d.Stats.Expired++
 	}
 	if err := d.value(t, b); err != nil {
-		if isEmitError(err) {
+		var e *Error
+		switch {
+		case isEmitError(err):
 			return err
+		case errors.As(err, &e):
+			return &Error{Offset: e.Offset, Err: fmt.Errorf("db %d key %q: %w", d.db, b.key, e.Err)}
 		}
 		return fmt.Errorf("db %d key %q: %w", d.db, b.key, err)
 	}

@@ -329,7 +329,8 @@ func Run(ctx context.Context, opts Options, in records.Input, w io.Writer) error
 		return err
 	}
 	dbs, err := Collect(ctx, r, opts)
-	if _, serr := r.Close(); err == nil {
+	src, serr := r.Close()
+	if err == nil {
 		err = serr
 	}
 	if err != nil {
@@ -338,10 +339,19 @@ func Run(ctx context.Context, opts Options, in records.Input, w io.Writer) error
 	if opts.JSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"databases": dbs})
+		return enc.Encode(map[string]any{"databases": dbs, "function_libraries": src.Libraries, "skipped_expired": src.Expired})
 	}
 	for _, d := range dbs {
 		printDB(w, d)
+	}
+	// What is not a key, and what an RDB file held already expired, so
+	// that a file with no keys still says what it holds.
+	if len(dbs) == 0 || src.Libraries > 0 || src.Expired > 0 {
+		var keys int64
+		for _, d := range dbs {
+			keys += d.Keys
+		}
+		fmt.Fprintf(w, "%d keys in %d databases; %d function libraries; %d keys already expired, left out%s\n", keys, len(dbs), src.Libraries, src.Expired, src.Notes())
 	}
 	return nil
 }

@@ -60,6 +60,7 @@ var ErrDifferent = errors.New("the target differs")
 // Result counts what a verification found.
 type Result struct {
 	Keys        int64 // keys checked
+	Libraries   int64 // function libraries checked
 	Differences int64
 	Missing     int64 // keys absent from the target
 	Expired     int64 // keys whose expiry passed since the dump: not differences
@@ -100,8 +101,12 @@ func Run(ctx context.Context, opts Options, in records.Input, w io.Writer) error
 	if err != nil {
 		status = "crs verify: FAILED after " // the summary counts only what was checked
 	}
-	fmt.Fprintf(w, "%s%d keys checked, %d differences (%d keys missing), %d keys expired since the dump (not differences)\n",
-		status, res.Keys, res.Differences, res.Missing, res.Expired)
+	libs := ""
+	if res.Libraries > 0 {
+		libs = fmt.Sprintf(" and %d function libraries", res.Libraries)
+	}
+	fmt.Fprintf(w, "%s%d keys%s checked, %d differences (%d keys missing), %d keys expired since the dump (not differences)\n",
+		status, res.Keys, libs, res.Differences, res.Missing, res.Expired)
 	if err == nil && res.Differences > 0 {
 		err = fmt.Errorf("%w: %d differences", ErrDifferent, res.Differences)
 	}
@@ -422,7 +427,7 @@ func (v *verifier) function(ctx context.Context, opts Options, rec *format.Recor
 		return err
 	}
 	defer c.Close()
-	v.res.Keys++
+	v.res.Libraries++
 	libs, err := c.FunctionList(ctx, redis.FunctionListQuery{LibraryNamePattern: rec.Key, WithCode: true}).Result()
 	if err != nil && !redisconn.IsUnknownCommand(err) {
 		return fmt.Errorf("function list: %w", err)

@@ -411,10 +411,9 @@ func explain(err error) error {
 	var ne net.Error
 	msg := err.Error()
 	switch {
-	case strings.HasPrefix(msg, "WRONGPASS"), strings.HasPrefix(msg, "NOAUTH"),
-		strings.Contains(msg, "invalid password"), strings.Contains(msg, "invalid username-password"):
+	case IsAuthFailure(err):
 		return fmt.Errorf("authentication failed: %w", err)
-	case strings.Contains(msg, "certificate"):
+	case IsCertificateError(err):
 		return fmt.Errorf("TLS: %w (give the CA with --cacert; --insecure skips the check)", err)
 	case strings.Contains(msg, "connection refused"):
 		return fmt.Errorf("connection refused (is the server running, and is the address right?)")
@@ -428,4 +427,39 @@ func explain(err error) error {
 // it does not have.
 func IsUnknownCommand(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "ERR unknown command")
+}
+
+// Replies crs tells apart, each matched in one place.
+
+// IsWrongType reports whether err is a WRONGTYPE reply: the key holds
+// another type than the command reads (it changed meanwhile).
+func IsWrongType(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE")
+}
+
+// IsNoSuchKey reports whether err says the key does not exist (XINFO,
+// XCFGSET and the like answer so for a missing key).
+func IsNoSuchKey(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "no such key")
+}
+
+// IsAlreadyExists reports whether err says what was to be created exists
+// already (FUNCTION LOAD of a library the server has).
+func IsAlreadyExists(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "already exists")
+}
+
+// IsAuthFailure reports whether err is a refused authentication.
+func IsAuthFailure(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	return strings.HasPrefix(msg, "WRONGPASS") || strings.HasPrefix(msg, "NOAUTH") ||
+		strings.Contains(msg, "invalid password") || strings.Contains(msg, "invalid username-password")
+}
+
+// IsCertificateError reports whether err is a TLS certificate failure.
+func IsCertificateError(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "certificate")
 }

@@ -3,9 +3,9 @@ package scan
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/rtype"
 )
 
@@ -53,7 +53,7 @@ func (r *reader) readBigOnce(ctx context.Context, p probed) (retry bool, err err
 		// Probed with MEMORY USAGE only: count the elements, to size the
 		// windows.
 		n, err := r.c.Do(ctx, rtype.Len(p.typ), p.key).Int64()
-		if err != nil && !strings.HasPrefix(err.Error(), "WRONGTYPE") {
+		if err != nil && !redisconn.IsWrongType(err) {
 			return false, fmt.Errorf("db %d: key %q: %w", r.db, p.key, err)
 		}
 		p.size = n
@@ -75,7 +75,7 @@ func (r *reader) readBigOnce(ctx context.Context, p probed) (retry bool, err err
 	for {
 		rec, last, err := next(ctx)
 		if err != nil {
-			if strings.HasPrefix(err.Error(), "WRONGTYPE") {
+			if redisconn.IsWrongType(err) {
 				if part == 0 && held == nil {
 					return true, nil
 				}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -223,7 +222,7 @@ func (r *reader) probeSlow(ctx context.Context, keys []string) ([]probed, error)
 		p := probed{key: k, typ: t}
 		if sizes[i] != nil {
 			n, err := sizes[i].Result()
-			if err != nil && !strings.HasPrefix(err.Error(), "WRONGTYPE") {
+			if err != nil && !redisconn.IsWrongType(err) {
 				return nil, fmt.Errorf("db %d: key %q: %w", r.db, k, err)
 			}
 			p.size, p.bytes = n, n
@@ -318,7 +317,7 @@ func (r *reader) readSmall(ctx context.Context, ps []probed) (retry []string, er
 		rec := &format.Record{DB: r.db, Key: k.key, Type: k.typ, ExpireAtMs: k.exp}
 		ok, err := fillValue(rec, v)
 		if err != nil {
-			if strings.HasPrefix(err.Error(), "WRONGTYPE") {
+			if redisconn.IsWrongType(err) {
 				retry = append(retry, k.key)
 				return nil
 			}

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/rdb"
 )
 
@@ -39,7 +40,7 @@ func (r *reader) readStreamOnce(ctx context.Context, p probed) (gone bool, err e
 	w := r.opts.PartElems
 	res, err := r.c.Do(ctx, "XINFO", "STREAM", p.key, "FULL", "COUNT", w).Slice()
 	if err != nil {
-		if strings.Contains(err.Error(), "no such key") {
+		if redisconn.IsNoSuchKey(err) {
 			return true, nil
 		}
 		return false, fmt.Errorf("db %d: key %q: XINFO STREAM FULL (streams need Redis 6.0 or later on the source): %w", r.db, p.key, err)

@@ -8,12 +8,12 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"strings"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/dumppayload"
+	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/rtype"
 )
 
@@ -36,7 +36,7 @@ func (r *reader) readVectorSet(ctx context.Context, p probed) (retry bool, err e
 
 func (r *reader) readVectorSetOnce(ctx context.Context, p probed) (retry bool, err error) {
 	fail := func(err error) (bool, error) {
-		if strings.HasPrefix(err.Error(), "WRONGTYPE") {
+		if redisconn.IsWrongType(err) {
 			return true, nil
 		}
 		return false, fmt.Errorf("db %d: vector set %q: %w", r.db, p.key, err)

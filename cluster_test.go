@@ -320,7 +320,58 @@ func TestClusterLoadFollowsRedirections(t *testing.T) {
 // and readied the first two shards (the second sees its connection); an
 // empty slot moves then, and the paused master resumes: no timing.
 func TestClusterDumpDuringResharding(t *testing.T) {
-	c := redistest.StartCluster(t, 3, 0, "", "--cluster-node-timeout", "60000") // the pause must not look like a failure
+	reshardDuringDump(t, "", func(t *testing.T, slot int, a, b *redisserver.Server, bID string) {
+		for _, s := range []*redisserver.Server{a, b} {
+			if err := redistest.Client(t, s, 0).Do(context.Background(), "CLUSTER", "SETSLOT", slot, "NODE", bID).Err(); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+}
+
+// TestClusterDumpDuringAtomicSlotMigration is the same with Redis 8.4's
+// atomic slot migration (CLUSTER MIGRATION IMPORT on the node that takes
+// the slot), on the newest Redis at hand that has it.
+func TestClusterDumpDuringAtomicSlotMigration(t *testing.T) {
+	var bin *redistest.Binary
+	for _, b := range redistest.Servers(t) {
+		if b.Engine == "redis" && b.AtLeast(8, 4) {
+			bin = &b
+		}
+	}
+	if bin == nil {
+		t.Skip("no Redis 8.4 or later at hand")
+	}
+	t.Logf("on %s", bin.Name)
+	reshardDuringDump(t, bin.Path, func(t *testing.T, slot int, a, b *redisserver.Server, bID string) {
+		ctx := context.Background()
+		bc := redistest.Client(t, b, 0)
+		if err := bc.Do(ctx, "CLUSTER", "MIGRATION", "IMPORT", slot, slot).Err(); err != nil {
+			t.Error(err)
+			return
+		}
+		redistest.WaitFor(t, "the migration to complete", func() bool {
+			ac := redistest.Client(t, a, 0)
+			nodes, _ := ac.ClusterNodes(ctx).Result()
+			for _, line := range strings.Split(nodes, "\n") {
+				f := strings.Fields(line)
+				if len(f) > 8 && f[0] == bID {
+					for _, r := range f[8:] {
+						if r == strconv.Itoa(slot) {
+							return true
+						}
+					}
+				}
+			}
+			return false
+		})
+	})
+}
+
+// reshardDuringDump runs the resharding test on a cluster of bin
+// (Debian's with ""), moving the slot with move.
+func reshardDuringDump(t *testing.T, bin string, move func(t *testing.T, slot int, a, b *redisserver.Server, bID string)) {
+	c := redistest.StartCluster(t, 3, 0, bin, "--cluster-node-timeout", "60000") // the pause must not look like a failure
 	fillCluster(t, c, 3000)
 	ctx := context.Background()
 	a, b, paused := c.Nodes[0], c.Nodes[1], c.Nodes[2]
@@ -343,12 +394,7 @@ func TestClusterDumpDuringResharding(t *testing.T) {
 	paused.Pause()
 	cmd, output := start(t, dir, "crsdump --scan-count 10 -u "+a.URL+" -o d.zst")
 	redistest.WaitFor(t, "the dump to ready the second shard", func() bool { return connections() > before })
-	for _, s := range []*redisserver.Server{a, b} {
-		if err := redistest.Client(t, s, 0).Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", bID).Err(); err != nil {
-			paused.Resume()
-			t.Fatal(err)
-		}
-	}
+	move(t, slot, a, b, bID)
 	paused.Resume()
 	err := cmd.Wait()
 	if code := exitCodeOf(err); code == 0 || !strings.Contains(output(), "slot map changed during the dump") || !strings.Contains(output(), fmt.Sprintf("slot %d (", slot)) {

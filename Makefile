@@ -1,6 +1,9 @@
 # crs: make build | test | demo | bench | fuzz
 GO ?= go
 FUZZTIME ?= 10s
+# The RDB decoder reads files from anywhere: it is fuzzed longer, seeded
+# with the RDB files of every server version (rdb/testdata).
+RDBFUZZTIME ?= 60s
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: build test demo bench fuzz deps clean
@@ -22,7 +25,7 @@ test: deps
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 	$(GO) test -run=NONE -fuzz=FuzzReader -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./format
-	$(GO) test -run=NONE -fuzz=FuzzDecoder -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./rdb
+	$(GO) test -run=NONE -fuzz=FuzzDecoder -fuzztime=$(RDBFUZZTIME) -fuzzminimizetime=2s ./rdb
 	$(GO) test -count=1 ./...
 
 # Two throwaway servers, a guide-shaped keyspace, dump, load, counts.

@@ -97,6 +97,7 @@ func loadCommand() *cli.Command {
 			&cli.BoolFlag{Name: "check", Aliases: []string{"dry-run"}, Usage: "read and validate the whole dump (format, count, checksum) and print what it holds; touch no server", Destination: &loadOpts.Check},
 			&cli.BoolFlag{Name: "drop-stream-counters", Usage: "load streams into a server before 7.0 without entries-added, max-deleted-entry-id and the groups' entries-read (entries, groups, consumers and pending entries all load), counting them", Destination: &loadOpts.DropStreamCounters},
 			&cli.BoolFlag{Name: "drop-key-metadata", Usage: "of an RDB file: read keys that carry module key metadata (Redis 8.6) without it, counting them, instead of failing", Destination: &from.RDB.DropKeyMeta},
+			&cli.BoolFlag{Name: "allow-truncated", Usage: "of an AOF whose last command was cut short (a crash): load everything before it, saying so, instead of failing", Destination: &from.AllowTruncated},
 			&cli.BoolFlag{Name: "skip-functions", Usage: "load the keys without the dump's function libraries (for a server before 7.0, which has no FUNCTION LOAD), counting them", Destination: &loadOpts.SkipFunctions},
 			&cli.BoolFlag{Name: "drop-stream-idmp", Usage: "load streams into a server before 8.6 without their idempotent-producer state (XCFGSET settings and tracked producer IDs), counting them", Destination: &loadOpts.DropStreamIDMP},
 			&cli.BoolFlag{Name: "drop-field-expiry", Usage: "load hashes without their field expiries when the target cannot set them (Redis before 7.4), counting them", Destination: &loadOpts.DropFieldExpiry},

@@ -95,6 +95,7 @@ func TestFunctionsIntoAServerWithout(t *testing.T) {
 	if old == nil {
 		t.Skip("no server before Redis 7.0 at hand")
 	}
+	t.Logf("into %s", old.Name)
 	ctx := context.Background()
 	src := redistest.Start(t)
 	sc := redistest.Client(t, src, 0)

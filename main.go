@@ -35,6 +35,7 @@ import (
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/load"
 	"github.com/crs-tool/crs/rdb"
+	"github.com/crs-tool/crs/source/aof"
 	"github.com/crs-tool/crs/source/snapshot"
 	"github.com/crs-tool/crs/verify"
 )
@@ -95,6 +96,7 @@ func (e usageError) Unwrap() error { return e.error }
 func exitCode(ctx context.Context, err error) int {
 	var (
 		rdbErr   *rdb.Error
+		aofErr   *aof.Error
 		parseErr *format.ParseError
 		connErr  *redisconn.Error
 		usage    usageError
@@ -106,7 +108,7 @@ func exitCode(ctx context.Context, err error) int {
 		return 130
 	case errors.As(err, &usage), errors.Is(err, dump.ErrOptions), errors.Is(err, load.ErrOptions):
 		return 2
-	case errors.As(err, &parseErr), errors.As(err, &rdbErr), errors.Is(err, load.ErrNoInput):
+	case errors.As(err, &parseErr), errors.As(err, &rdbErr), errors.As(err, &aofErr), errors.Is(err, load.ErrNoInput):
 		return 3
 	case errors.Is(err, load.ErrTargetNotEmpty), errors.Is(err, load.ErrTargetLacks), errors.Is(err, load.ErrTargetMemory), errors.Is(err, dump.ErrTerminal):
 		return 4

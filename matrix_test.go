@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -158,12 +157,7 @@ func loadAndDiff(t *testing.T, srcBin redistest.Binary, src *redisserver.Server,
 // server at hand, comparing key by key.
 func TestEveryInputOfTheNewest(t *testing.T) {
 	bins := redistest.Servers(t)
-	var newest redistest.Binary
-	for _, b := range bins {
-		if b.Engine == "redis" && slices.Compare(b.Version[:], newest.Version[:]) > 0 {
-			newest = b
-		}
-	}
+	newest, _ := redistest.Newest(bins, "redis")
 	src := redistest.StartBinary(t, newest.Path, "--repl-diskless-sync-delay", "0")
 	fillCorpus(t, newest, src)
 	dir := t.TempDir()

@@ -137,6 +137,11 @@ type Stats struct {
 	Deferred         int64            `json:"keys_checked_on_disk,omitempty"` // keys past the memory limit, checked for repeats on disk at the end
 	DiskBytes        int64            `json:"key_files_bytes,omitempty"`      // bytes those keys took in temporary files
 	VectorsApprox    int64            `json:"vectors_approximate,omitempty"`  // vector set elements loaded as dumped: VEMB returns them within a few float ulps, not exactly
+	// Applied counts the commands applied after the records (an AOF's),
+	// Commands them by name; ChangesNote says what was left out of them.
+	Applied     int64            `json:"commands_applied,omitempty"`
+	Commands    map[string]int64 `json:"commands,omitempty"`
+	ChangesNote string           `json:"commands_note,omitempty"`
 	// Source is what the source counted (an RDB file's expired keys and
 	// fields, what no command carries), for the summary.
 	Source  records.Stats `json:"source"`

@@ -262,7 +262,7 @@ func (n *need) add(rec *format.Record) {
 // scanNeeds reads the whole dump in and returns the problems of the data
 // the target has no command for.
 func scanNeeds(ctx context.Context, in records.Input, t serverInfo, opts Options) (_ []error, err error) {
-	r, err := in.Open(ctx, nil)
+	r, err := in.Skim(ctx)
 	if err != nil {
 		return nil, err
 	}

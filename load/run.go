@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/progress"
+	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/report"
 	"github.com/crs-tool/crs/records"
 )
@@ -57,6 +59,10 @@ func Run(ctx context.Context, opts Options, in records.Input, stderr io.Writer) 
 	if err == nil {
 		err = serr
 	}
+	// An AOF's commands, after its base's keys.
+	if ci, ok := in.(records.ChangesInput); ok && err == nil {
+		err = applyChanges(ctx, ci, opts, &st)
+	}
 	stopProgress()
 	st.Bytes, st.Source = src.InputBytes, src
 	st.Expired += src.Expired // keys an RDB file held already expired
@@ -88,6 +94,18 @@ func preflightInput(ctx context.Context, opts Options, in records.Input, stderr 
 			return hdr, ti, err
 		}
 		more, err := scanNeeds(ctx, in, ti.serverInfo, opts)
+		if err != nil {
+			return hdr, ti, err
+		}
+		problems = append(problems, more...)
+	}
+	if ci, ok := in.(records.ChangesInput); ok {
+		c, _, err := redisconn.Open(ctx, opts.Conn, 0, 1)
+		if err != nil {
+			return hdr, ti, err
+		}
+		more, err := checkCommands(ctx, ci, ti, c)
+		c.Close()
 		if err != nil {
 			return hdr, ti, err
 		}
@@ -255,6 +273,20 @@ func summary(st Stats, err error) string {
 		fmt.Fprintf(&b, "; DROPPED %d hash field expiries (--drop-field-expiry)", st.DroppedField)
 	}
 	b.WriteString(st.Source.Notes())
+	if st.Applied > 0 || st.Commands != nil {
+		names := make([]string, 0, len(st.Commands))
+		for n := range st.Commands {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for i, n := range names {
+			names[i] = fmt.Sprintf("%s %d", n, st.Commands[n])
+		}
+		fmt.Fprintf(&b, "; then applied %d commands (%s)", st.Applied, strings.Join(names, ", "))
+	}
+	if st.ChangesNote != "" {
+		b.WriteString("; " + st.ChangesNote)
+	}
 	return b.String()
 }
 

@@ -93,3 +93,34 @@ func TestGoldenTruncations(t *testing.T) {
 		}
 	}
 }
+
+// TestSkim: a skim of each golden file names every key with its type, as
+// the full read does, and reads its streams whole.
+func TestSkim(t *testing.T) {
+	for _, f := range goldenFiles(t) {
+		in, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		full, _, err := decodeAll(t, in, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		skim, _, err := decodeAll(t, in, Options{Skim: true})
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if len(full) != len(skim) {
+			t.Fatalf("%s: %d records, skimmed %d", f, len(full), len(skim))
+		}
+		for i := range full {
+			a, b := full[i], skim[i]
+			if a.DB != b.DB || a.Key != b.Key || a.Type != b.Type || a.ExpireAtMs != b.ExpireAtMs {
+				t.Errorf("%s: record %d %d %q %s, skimmed %d %q %s", f, i, a.DB, a.Key, a.Type, b.DB, b.Key, b.Type)
+			}
+			if a.Type == format.TypeStream && describe([]*format.Record{a}) != describe([]*format.Record{b}) || (a.Stream != nil) != (b.Stream != nil) || len(a.FieldExpire) != len(b.FieldExpire) {
+				t.Errorf("%s: %q not read whole by the skim", f, a.Key)
+			}
+		}
+	}
+}

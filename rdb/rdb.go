@@ -52,6 +52,14 @@ type Options struct {
 	// (RDB_OPCODE_KEY_META, Redis 8.6) without it, counting it; without
 	// it, such a key stops the decoder with an error naming it.
 	DropKeyMeta bool
+	// Skim passes over the values a pre-flight needs no more of than
+	// their key and type (see skim.go): the records it makes are for
+	// looking at only, and the checksum is not checked.
+	Skim bool
+	// Whole says the input is a file that ends where the RDB data does:
+	// bytes after the checksum are an error (an AOF's commands after an
+	// RDB preamble, say), never ignored.
+	Whole bool
 }
 
 // Info is what an RDB file says of itself before its keys.
@@ -370,11 +378,23 @@ func (d *Decoder) end() error {
 	if err != nil {
 		return d.fail(fmt.Errorf("checksum: %w", err))
 	}
-	if got != 0 && got != want {
+	if got != 0 && got != want && !d.opts.Skim {
 		return &Error{Offset: d.in.off - 8, Err: fmt.Errorf("checksum mismatch: the file says %016x, its bytes give %016x (the file is corrupt)", got, want)}
+	}
+	if d.opts.Whole {
+		if b, err := d.in.r.Peek(1); err == nil {
+			what := "data"
+			if b[0] == '*' {
+				what = "commands (an AOF with an RDB preamble: load it as such, by its .aof name or its appendonlydir)"
+			}
+			return &Error{Offset: d.in.off, Err: fmt.Errorf("the RDB data ends here and more bytes follow: %s; nothing after an RDB file's end is ignored", what)}
+		}
 	}
 	return nil
 }
+
+// End is the offset at which the RDB data ended, once Decode returned nil.
+func (d *Decoder) End() int64 { return d.in.off }
 
 // function reads a function library and emits it as a record.
 func (d *Decoder) function(emit func(*format.Record) error) error {

@@ -342,7 +342,7 @@ func TestBadInput(t *testing.T) {
 		{"checksum", flipped, "checksum mismatch"},
 		{"unknown type", rdbFile("REDIS", 9, []byte{30, 1, 'k'}), "offset 44: db 0 key \"k\": value type 30, which crs does not read yet (the file is redis RDB version 9, written by redis 9.9.9)"},
 		{"unknown opcode as type", rdbFile("REDIS", 9, []byte{242, 1, 'k'}), "value type 242, which crs does not read yet"},
-		{"data after the end", append(bytes.Clone(good), 'x'), ""},
+		{"data after the end, by default", append(bytes.Clone(good), 'x'), ""},
 		// The offset is the bad byte's: 9 bytes of magic, 17 and 18 of aux
 		// fields, the type at 44, the key's 2 bytes, then the value's
 		// length at 47.

@@ -222,6 +222,9 @@ func (d *Decoder) key(t byte, expire int64, meta []string, emit func(*format.Rec
 
 // value reads the value of type t into b.
 func (d *Decoder) value(t byte, b *builder) error {
+	if d.opts.Skim && skimmed(t) {
+		return d.skimValue(t, b)
+	}
 	switch t {
 	case typeString:
 		b.typ = format.TypeString

@@ -85,6 +85,11 @@ type Input interface {
 	Header(ctx context.Context) (format.Header, error)
 	// Open starts reading the dump from its start.
 	Open(ctx context.Context, p *progress.Counter) (ReadCloser, error)
+	// Skim reads the dump for a load's pre-flight: every key with its
+	// type, and whole the records a target may lack a command for
+	// (streams, field expiries, module types); other values may be
+	// absent, so skimmed records are for looking at, not for loading.
+	Skim(ctx context.Context) (ReadCloser, error)
 	// Replayable makes later Opens possible where the input could be
 	// read once only (standard input is spooled to a private file).
 	Replayable() error
@@ -190,4 +195,29 @@ func (s *Stats) Notes() string {
 		fmt.Fprintf(&b, "; DROPPED the module key metadata of %d keys (--drop-key-metadata): %s", s.KeyMeta, strings.Join(s.KeyMetaKeys, "; "))
 	}
 	return b.String()
+}
+
+// Command is one write command of a stream of changes (an AOF's, and
+// next a replication link's), in the database it applies to, with where
+// it comes from.
+type Command struct {
+	DB     int
+	Args   []string // the command's name first
+	File   string   // the file it was read from, or the link
+	Offset int64    // the byte offset where it starts
+}
+
+// Changes yields commands in the order they were made, io.EOF at the end.
+type Changes interface {
+	Next() (*Command, error)
+}
+
+// ChangesInput is an Input whose dump is followed by changes to apply
+// after its records (an AOF: its base, then its commands).
+type ChangesInput interface {
+	Input
+	// Changes starts reading the commands that follow the records; Open
+	// must have been read to its end first. Close releases them and says
+	// what was left out (a command cut short, under AllowTruncated).
+	Changes(ctx context.Context) (Changes, func() (note string, err error), error)
 }

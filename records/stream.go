@@ -43,6 +43,16 @@ type Stream struct {
 // Open starts src and returns the stream of its records. Close releases
 // it.
 func Open(ctx context.Context, src Source, p *progress.Counter) *Stream {
+	return open(ctx, src, p, true)
+}
+
+// OpenSkim is Open for a source that skims (Input.Skim): its records are
+// not checked, as they lack values.
+func OpenSkim(ctx context.Context, src Source) *Stream {
+	return open(ctx, src, nil, false)
+}
+
+func open(ctx context.Context, src Source, p *progress.Counter, check bool) *Stream {
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Stream{
 		cancel:  cancel,
@@ -50,7 +60,7 @@ func Open(ctx context.Context, src Source, p *progress.Counter) *Stream {
 		batches: make(chan []*format.Record, batchesInFlight),
 		done:    make(chan struct{}),
 	}
-	w := &streamWriter{ctx: ctx, s: s}
+	w := &streamWriter{ctx: ctx, s: s, check: check}
 	go func() {
 		st, err := src.Dump(ctx, w, p)
 		if err == nil && !w.closed {
@@ -137,6 +147,7 @@ type streamWriter struct {
 	ctx     context.Context
 	s       *Stream
 	checker *format.Checker
+	check   bool // check records (not a skim's)
 	batch   []*format.Record
 	bytes   int
 	n       int64
@@ -157,8 +168,10 @@ func (w *streamWriter) Write(rec *format.Record) error {
 		return errors.New("records: a record before the header")
 	}
 	w.n++
-	if err := w.checker.Check(rec); err != nil {
-		return fmt.Errorf("record %d (db %d key %q), as the source made it: %w", w.n, rec.DB, rec.Key, err)
+	if w.check {
+		if err := w.checker.Check(rec); err != nil {
+			return fmt.Errorf("record %d (db %d key %q), as the source made it: %w", w.n, rec.DB, rec.Key, err)
+		}
 	}
 	w.batch = append(w.batch, rec)
 	w.bytes += format.ApproxSize(rec)
@@ -232,4 +245,36 @@ func LineOf(r Reader, n int64) int {
 		return lr.Line()
 	}
 	return int(n) + 1
+}
+
+// EachChange calls fn with every command in's changes hold, in order,
+// until their end, an error, or ctx being done; it returns what the
+// changes said was left out.
+func EachChange(ctx context.Context, in ChangesInput, fn func(*Command) error) (note string, err error) {
+	ch, closeChanges, err := in.Changes(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		n, cerr := closeChanges()
+		note = n
+		if err == nil {
+			err = cerr
+		}
+	}()
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		cmd, err := ch.Next()
+		if err == io.EOF {
+			return "", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		if err := fn(cmd); err != nil {
+			return "", err
+		}
+	}
 }

@@ -336,10 +336,14 @@ func Run(ctx context.Context, opts Options, in records.Input, w io.Writer) error
 	if err != nil {
 		return err
 	}
+	commands, err := countCommands(ctx, in)
+	if err != nil {
+		return err
+	}
 	if opts.JSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"databases": dbs, "function_libraries": src.Libraries, "skipped_expired": src.Expired})
+		return enc.Encode(map[string]any{"databases": dbs, "function_libraries": src.Libraries, "skipped_expired": src.Expired, "commands": commands})
 	}
 	for _, d := range dbs {
 		printDB(w, d)
@@ -353,7 +357,35 @@ func Run(ctx context.Context, opts Options, in records.Input, w io.Writer) error
 		}
 		fmt.Fprintf(w, "%d keys in %d databases; %d function libraries; %d keys already expired, left out%s\n", keys, len(dbs), src.Libraries, src.Expired, src.Notes())
 	}
+	if commands != nil {
+		var total int64
+		names := make([]string, 0, len(commands))
+		for n, c := range commands {
+			names = append(names, n)
+			total += c
+		}
+		sort.Strings(names)
+		fmt.Fprintf(w, "then %d commands (an AOF's, after its base's keys):\n", total)
+		for _, n := range names {
+			fmt.Fprintf(w, "  %-20s %10d\n", n, commands[n])
+		}
+	}
 	return nil
+}
+
+// countCommands counts, by name, the commands that follow in's records
+// (an AOF's), or returns nil for an input without any.
+func countCommands(ctx context.Context, in records.Input) (map[string]int64, error) {
+	ci, ok := in.(records.ChangesInput)
+	if !ok {
+		return nil, nil
+	}
+	out := map[string]int64{}
+	_, err := records.EachChange(ctx, ci, func(cmd *records.Command) error {
+		out[strings.ToUpper(cmd.Args[0])]++
+		return nil
+	})
+	return out, err
 }
 
 func printDB(w io.Writer, d *DB) {

@@ -81,6 +81,10 @@ func Run(ctx context.Context, opts Options, in records.Input, w io.Writer) error
 		stopProgress = progress.Show(w, opts.Progress, "crs verify", opts.Counter)
 	}
 	var res Result
+	if _, ok := in.(records.ChangesInput); ok {
+		stopProgress()
+		return fmt.Errorf("%s is an AOF: its commands change its base's keys, so the keys alone are not what its server holds; compare the servers instead (crs verify --source URL --target URL)", in.Name())
+	}
 	r, err := in.Open(ctx, nil)
 	if err == nil {
 		res, err = Verify(ctx, r, opts)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -225,4 +226,16 @@ func probeBinary(path, module string) (Binary, error) {
 		}
 	}
 	return b, nil
+}
+
+// Newest returns the newest binary of engine ("redis" or "valkey") among
+// bins, or false where there is none.
+func Newest(bins []Binary, engine string) (Binary, bool) {
+	var newest Binary
+	for _, b := range bins {
+		if b.Engine == engine && slices.Compare(b.Version[:], newest.Version[:]) > 0 {
+			newest = b
+		}
+	}
+	return newest, newest.Name != ""
 }

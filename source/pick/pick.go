@@ -41,6 +41,9 @@ type Spec struct {
 	// FromReplicas and NodeOnly apply to a cluster (see source/cluster).
 	FromReplicas bool
 	NodeOnly     bool
+	// AllowTruncated reads an AOF whose last command was cut short (by a
+	// crash) up to that command, saying so, instead of failing.
+	AllowTruncated bool
 }
 
 // NewSpec returns a spec with every source's defaults: a server, unless
@@ -49,8 +52,17 @@ func NewSpec() Spec {
 	return Spec{Scan: scan.NewOptions(), RDB: rdbfile.NewOptions()}
 }
 
-// Open returns the input spec names. Nothing is read yet.
+// Open returns the input spec names: an AOF (a directory, a file named
+// *.aof, a file of commands) as a records.ChangesInput, anything else as
+// a records.Input. Nothing but an AOF's manifest is read yet.
 func Open(spec Spec) records.Input {
+	if spec.File != "" && spec.File != "-" && isAOFPath(spec.File) {
+		in, err := openAOF(spec)
+		if err != nil {
+			return failed{spec.File, err}
+		}
+		return in
+	}
 	in := &input{spec: spec, path: spec.File}
 	if spec.File == "-" {
 		in.path = ""
@@ -118,12 +130,7 @@ func (in *input) Open(ctx context.Context, p *progress.Counter) (records.ReadClo
 	counted := &countingReader{r: br}
 	cbr := bufio.NewReaderSize(counted, 1<<20)
 	if isRDB(br) {
-		o := in.spec.RDB
-		if o.Name == "" {
-			o.Name = in.Name()
-		}
-		o.PartElems, o.PartBytes = in.spec.Scan.PartElems, int(in.spec.Scan.PartBytes)
-		s := records.Open(ctx, rdbfile.New(cbr, o), p)
+		s := records.Open(ctx, rdbfile.New(cbr, in.rdbOptions()), p)
 		return &closer{ReadCloser: s, counted: counted, done: done}, nil
 	}
 	r, err := dumpfile.Open(cbr, p)
@@ -132,6 +139,31 @@ func (in *input) Open(ctx context.Context, p *progress.Counter) (records.ReadClo
 		return nil, err
 	}
 	return &closer{ReadCloser: r, counted: counted, done: done}, nil
+}
+
+// Skim reads an RDB file skimming its values; any other input is read
+// whole.
+func (in *input) Skim(ctx context.Context) (records.ReadCloser, error) {
+	if in.server() {
+		return in.Open(ctx, nil)
+	}
+	br, done, err := in.file(false)
+	if err != nil {
+		return nil, err
+	}
+	rdbFile := isRDB(br)
+	done()
+	if !rdbFile {
+		return in.Open(ctx, nil)
+	}
+	if br, done, err = in.file(true); err != nil {
+		return nil, err
+	}
+	counted := &countingReader{r: br}
+	o := in.rdbOptions()
+	o.Skim = true
+	s := records.OpenSkim(ctx, rdbfile.New(bufio.NewReaderSize(counted, 1<<20), o))
+	return &closer{ReadCloser: s, counted: counted, done: done}, nil
 }
 
 // file returns the buffered bytes of the file or of standard input; with
@@ -266,4 +298,31 @@ func server(ctx context.Context, spec Spec) (records.Source, error) {
 		return snapshot.New(snapshot.Options{Conn: spec.Scan.Conn, RDB: rdbOpts}), nil
 	}
 	return scan.New(spec.Scan), nil
+}
+
+// failed is an input that could not be opened: every use says why.
+type failed struct {
+	name string
+	err  error
+}
+
+func (f failed) Name() string                                  { return f.name }
+func (f failed) Header(context.Context) (format.Header, error) { return format.Header{}, f.err }
+func (f failed) Replayable() error                             { return f.err }
+func (f failed) Close() error                                  { return nil }
+func (f failed) Open(context.Context, *progress.Counter) (records.ReadCloser, error) {
+	return nil, f.err
+}
+func (f failed) Skim(context.Context) (records.ReadCloser, error) { return nil, f.err }
+
+// rdbOptions are the options of an RDB file's decoder: the spec's, with
+// the bound on a record of a live dump, for a whole file.
+func (in *input) rdbOptions() rdbfile.Options {
+	o := in.spec.RDB
+	if o.Name == "" {
+		o.Name = in.Name()
+	}
+	o.PartElems, o.PartBytes = in.spec.Scan.PartElems, int(in.spec.Scan.PartBytes)
+	o.Whole = true
+	return o
 }

@@ -35,6 +35,13 @@ type Options struct {
 	// DropKeyMeta reads keys that carry module key metadata (Redis 8.6)
 	// without it, counting them, instead of failing.
 	DropKeyMeta bool
+	// Whole says the input is a whole RDB file: bytes after its end are an
+	// error. End, when not nil, is set to where the RDB data ended (an
+	// AOF's commands start there).
+	Whole bool
+	End   *int64
+	// Skim reads for a pre-flight only (rdb.Options.Skim).
+	Skim bool
 }
 
 // NewOptions returns the defaults, those of a live dump.
@@ -91,7 +98,7 @@ func (s *Source) Dump(ctx context.Context, fw records.Writer, p *progress.Counte
 	st.From = "rdb"
 	start := time.Now()
 	defer func() { st.Elapsed = time.Since(start) }()
-	o := rdb.Options{PartElems: s.opts.PartElems, PartBytes: s.opts.PartBytes, DropKeyMeta: s.opts.DropKeyMeta}
+	o := rdb.Options{PartElems: s.opts.PartElems, PartBytes: s.opts.PartBytes, DropKeyMeta: s.opts.DropKeyMeta, Whole: s.opts.Whole, Skim: s.opts.Skim}
 	if !s.opts.KeepExpired {
 		o.NowMs = time.Now().UnixMilli()
 	}
@@ -125,6 +132,9 @@ func (s *Source) Dump(ctx context.Context, fw records.Writer, p *progress.Counte
 	st.LengthMisses, st.LengthMismatch = ds.LengthMismatch, ds.LengthMismatchKeys
 	if err != nil {
 		return st, err
+	}
+	if s.opts.End != nil {
+		*s.opts.End = dec.End()
 	}
 	if err := fw.Close(); err != nil {
 		return st, fmt.Errorf("write: %w", err)

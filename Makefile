@@ -9,7 +9,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 .PHONY: build test demo bench fuzz deps clean
 
 build:
-	$(GO) build -o bin/crs .
+	$(GO) build -buildvcs=auto -o bin/crs .
 	ln -f bin/crs bin/crsdump
 	ln -f bin/crs bin/crsload
 

@@ -23,6 +23,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -53,6 +54,11 @@ func main() {
 	case "crsdump", "crsload":
 		name = base
 		args = append([]string{"crs", strings.TrimPrefix(base, "crs")}, args[1:]...)
+	}
+	// crs --version, crsdump --version, crs load --version.
+	if n := len(args); n >= 2 && n <= 3 && args[n-1] == "--version" {
+		fmt.Println(version(name))
+		os.Exit(0)
 	}
 	app := newApp()
 	err := app.RunContext(ctx, flagsFirst(app, args))
@@ -198,4 +204,28 @@ func connFlags(o *redisconn.Options, dbUsage, dbDefault string) []cli.Flag {
 		&cli.BoolFlag{Name: "insecure", Usage: "do not verify the server certificate (not for production)", Destination: &o.Insecure},
 		&cli.IntFlag{Name: "db", Aliases: []string{"n"}, Value: -1, DefaultText: dbDefault, Usage: dbUsage, Destination: &o.DB},
 	}
+}
+
+// version is the program's name, its module version and the VCS revision
+// it was built from, from the build information Go records.
+func version(name string) string {
+	v, rev, dirty, when := "(devel)", "unknown revision", "", ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.time":
+				when = ", " + s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = " with local changes"
+				}
+			}
+		}
+	}
+	return fmt.Sprintf("%s %s (%s%s%s, %s)", name, v, rev, dirty, when, runtime.Version())
 }

@@ -205,3 +205,15 @@ func TestDumpRefusesTerminalAndHidesPassword(t *testing.T) {
 		t.Errorf("header does not name the source:\n%s", out)
 	}
 }
+
+// TestVersion: --version names the program, its module version and the
+// Go it was built with, under every name, and exits 0.
+func TestVersion(t *testing.T) {
+	for _, cmd := range []string{"crs --version", "crsdump --version", "crsload --version", "crs load --version"} {
+		out, code := sh(t, t.TempDir(), cmd)
+		name := strings.Fields(cmd)[0]
+		if code != 0 || !strings.HasPrefix(out, name+" ") || !strings.Contains(out, "go1.") {
+			t.Errorf("%s: exit %d: %s", cmd, code, out)
+		}
+	}
+}

@@ -10,9 +10,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/resp"
 	"github.com/crs-tool/crs/records"
+	"github.com/crs-tool/crs/target"
 )
 
 // Commands are applied to the target in the order they were made, on one
@@ -107,13 +107,9 @@ func applyChanges(ctx context.Context, in records.ChangesInput, opts Options, st
 			err = cerr
 		}
 	}()
-	o, err := opts.Conn.RESP(0)
+	c, err := target.Dial(ctx, opts.Conn, "", 0)
 	if err != nil {
 		return err
-	}
-	c, err := resp.Dial(ctx, o)
-	if err != nil {
-		return &redisconn.Error{Addr: opts.Conn.Address(), Err: err}
 	}
 	defer c.Close()
 	target, _ := opts.Conn.SelectedDB()

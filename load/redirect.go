@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/resp"
+	"github.com/crs-tool/crs/target"
 )
 
 // Where a writer sends a batch: its own node, or, in a cluster, the node a
@@ -27,17 +27,9 @@ func (w *worker) connTo(ctx context.Context, k connKey) (*resp.Conn, error) {
 	if c := w.conns[k]; c != nil {
 		return c, nil
 	}
-	conn := w.conn
-	if k.addr != "" {
-		conn = conn.At(k.addr)
-	}
-	o, err := conn.RESP(k.db)
+	c, err := target.Dial(ctx, w.conn, k.addr, k.db)
 	if err != nil {
 		return nil, err
-	}
-	c, err := resp.Dial(ctx, o)
-	if err != nil {
-		return nil, &redisconn.Error{Addr: conn.Address(), Err: err}
 	}
 	if w.conns == nil {
 		w.conns = make(map[connKey]*resp.Conn)

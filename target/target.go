@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/internal/resp"
 	"github.com/crs-tool/crs/internal/slotmap"
 )
 
@@ -42,6 +43,23 @@ type Target interface {
 	SlotRouted() bool
 	// Close releases what the target holds.
 	Close()
+}
+
+// Dial opens a pipelined connection to database db of node (one of
+// Nodes), or of the server at addr where a redirection named one.
+func Dial(ctx context.Context, node redisconn.Options, addr string, db int) (*resp.Conn, error) {
+	if addr != "" {
+		node = node.At(addr)
+	}
+	o, err := node.RESP(db)
+	if err != nil {
+		return nil, err
+	}
+	c, err := resp.Dial(ctx, o)
+	if err != nil {
+		return nil, &redisconn.Error{Addr: node.Address(), Err: err}
+	}
+	return c, nil
 }
 
 // standalone is one server: every key goes to it.

@@ -84,6 +84,20 @@ func TestClusterDump(t *testing.T) {
 			t.Fatalf("dump from %s: exit %d\n%s", node, code, out)
 		}
 	}
+	// Every shard's replica known to the node asked (gossip takes a moment).
+	redistest.WaitFor(t, "each shard's replica in the slot map", func() bool {
+		//lint:ignore SA1019 CLUSTER SHARDS is Redis 7.0+, and crs reads clusters of 6.x too
+		slots, err := redistest.Client(t, c.Nodes[0], 0).ClusterSlots(context.Background()).Result()
+		if err != nil || len(slots) == 0 {
+			return false
+		}
+		for _, sl := range slots {
+			if len(sl.Nodes) < 2 {
+				return false
+			}
+		}
+		return true
+	})
 	out, code := sh(t, dir, "crsdump --from-replicas -u "+c.Nodes[0].URL+" -o replicas.zst")
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("dumped %d keys", n)) {
 		t.Fatalf("--from-replicas: exit %d\n%s", code, out)

@@ -39,19 +39,19 @@ func dumpCommand() *cli.Command {
 	from := pick.NewSpec()
 	from.Stdin = os.Stdin
 	from.Scan.KeysKnown = memlimit.Set
+	var sel selectFlags
 	return &cli.Command{
 		Name:         "dump",
 		Usage:        "write every key of a server as JSON lines, zstd-compressed, to stdout or -o FILE",
 		UsageText:    "crsdump [options] > FILE.jsonl.zst\ncrs dump [options] -o FILE.jsonl.zst",
 		OnUsageError: onUsage,
-		Flags: append(connFlags(&from.Scan.Conn, "dump only this database (a database in the URL does the same)", "every database"),
+		Flags: append(append(connFlags(&from.Scan.Conn, "dump only this database (a database in the URL does the same)", "every database"), sel.flags()...),
 			&cli.StringFlag{Name: "input", Aliases: []string{"i", "rdb"}, Usage: "read this `FILE` (- for stdin) instead of a server: an RDB file (a backup, of any Redis or Valkey version) to convert, or a dump to check or recompress", Destination: &from.File},
 			&cli.BoolFlag{Name: "drop-key-metadata", Usage: "of an RDB file or snapshot: read keys that carry module key metadata (Redis 8.6) without it, counting them, instead of failing", Destination: &from.RDB.DropKeyMeta},
 			&cli.BoolFlag{Name: "allow-changing", Usage: "write a key read in parts that changed during each of 3 reads as last read (not a value it ever held), counting it, instead of failing", Destination: &from.Scan.AllowChanging},
 			&cli.BoolFlag{Name: "from-replicas", Usage: "of a cluster: read each shard from a replica, to spare the masters", Destination: &from.FromReplicas},
 			&cli.BoolFlag{Name: "node-only", Usage: "of a cluster: dump only the node given (the slots its shard serves), not every shard", Destination: &from.NodeOnly},
 			&cli.BoolFlag{Name: "snapshot", Usage: "read the server through a replication snapshot (REPLCONF, PSYNC): every key from one instant, as the server forks to make it; needs SYNC, which managed services often refuse", Destination: &from.Snapshot},
-			&cli.StringFlag{Name: "match", Usage: "dump only keys matching this SCAN `PATTERN`", Destination: &from.Scan.Match},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` (mode 0600, via FILE.tmp, renamed when complete)", Destination: &opts.Output},
 			&cli.StringFlag{Name: "compress", Value: opts.Compress, Usage: "zstd or none", Destination: &opts.Compress},
 			&cli.IntFlag{Name: "zstd-level", Value: opts.ZstdLevel, Usage: "zstd level, 1 (fastest) to 4 (smallest)", Destination: &opts.ZstdLevel},
@@ -68,6 +68,13 @@ func dumpCommand() *cli.Command {
 			if c.NArg() > 0 {
 				return usageError{fmt.Errorf("unexpected argument %q (the dump goes to stdout or -o FILE)", c.Args().First())}
 			}
+			var err error
+			if from.Select, err = sel.apply(); err != nil {
+				return err
+			}
+			if m := from.Select.Match; len(m) == 1 {
+				from.Scan.Match = m[0] // SCAN MATCH on the server does the work
+			}
 			if from.File == "" {
 				shareCores(from.Scan.Conn)
 			}
@@ -83,13 +90,14 @@ func loadCommand() *cli.Command {
 	loadOpts := load.NewOptions()
 	loadOpts.KeysKnown = memlimit.Set
 	from := pick.NewSpec()
+	var sel selectFlags
 	var verifyAfterLoad bool
 	return &cli.Command{
 		Name:         "load",
 		Usage:        "replay a dump (zstd or plain, from FILE or stdin) into a server",
 		UsageText:    "crsload [options] < FILE.jsonl.zst\ncrs load [options] FILE.jsonl.zst",
 		OnUsageError: onUsage,
-		Flags: append(connFlags(&loadOpts.Conn, "load every record into this database (a database in the URL does the same)", "each record's own"),
+		Flags: append(append(connFlags(&loadOpts.Conn, "load every record into this database (a database in the URL does the same)", "each record's own"), sel.flags()...),
 			&cli.StringFlag{Name: "ttl", Value: loadOpts.TTL, Usage: "keep (expire at the same instant), shift (by the time since the dump) or none", Destination: &loadOpts.TTL},
 			&cli.BoolFlag{Name: "replace", Usage: "delete a key that exists in the target before writing it", Destination: &loadOpts.Replace},
 			&cli.BoolFlag{Name: "skip-existing", Usage: "leave a key that exists in the target as it is", Destination: &loadOpts.SkipExisting},
@@ -117,6 +125,10 @@ func loadCommand() *cli.Command {
 				return err
 			}
 			from.File, from.Stdin = c.Args().First(), os.Stdin
+			var err error
+			if from.Select, err = sel.apply(); err != nil {
+				return err
+			}
 			if from.File == "" || from.File == "-" {
 				if verifyAfterLoad {
 					return usageError{errors.New("--verify needs the dump as a file argument, to read it again")}
@@ -144,13 +156,14 @@ func loadCommand() *cli.Command {
 func statsCommand() *cli.Command {
 	statsOpts := stats.NewOptions()
 	from := pick.NewSpec()
+	var sel selectFlags
 	var statsPatterns cli.StringSlice
 	return &cli.Command{
 		Name:         "stats",
 		Usage:        "count keys per database, type, expiry and pattern, and list the biggest, from a dump FILE or a server",
 		UsageText:    "crs stats [options] FILE\ncrs stats [options] -u URL",
 		OnUsageError: onUsage,
-		Flags: append(connFlags(&from.Scan.Conn, "only this database, from a server", "every database"),
+		Flags: append(append(connFlags(&from.Scan.Conn, "only this database, from a server", "every database"), sel.flags()...),
 			&cli.StringSliceFlag{Name: "pattern", Usage: "count the keys matching this SCAN MATCH `PATTERN` (repeatable) instead of the patterns found", Destination: &statsPatterns},
 			&cli.IntFlag{Name: "top", Value: statsOpts.Top, Usage: "list this many of the biggest keys", Destination: &statsOpts.Top},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object", Destination: &statsOpts.JSON},
@@ -162,6 +175,10 @@ func statsCommand() *cli.Command {
 				return err
 			}
 			from.File, from.Stdin = c.Args().First(), os.Stdin
+			var err error
+			if from.Select, err = sel.apply(); err != nil {
+				return err
+			}
 			statsOpts.Patterns = statsPatterns.Value()
 			in := pick.Open(from)
 			defer in.Close()
@@ -174,12 +191,13 @@ func statsCommand() *cli.Command {
 func verifyCommand() *cli.Command {
 	verifyOpts := verify.NewOptions()
 	from := pick.NewSpec()
+	var sel selectFlags
 	return &cli.Command{
 		Name:         "verify",
 		Usage:        "check that a server holds every key of a dump (or of another server) with the same type, value and expiry",
 		UsageText:    "crs verify [options] -u TARGET_URL FILE\ncrs verify --source URL --target URL",
 		OnUsageError: onUsage,
-		Flags: append(connFlags(&verifyOpts.Target, "the target database to check every record against", "each record's own"),
+		Flags: append(append(connFlags(&verifyOpts.Target, "the target database to check every record against", "each record's own"), sel.flags()...),
 			&cli.StringFlag{Name: "target", Usage: "the server to check (the same as -u)", Destination: &verifyOpts.Target.URL},
 			&cli.StringFlag{Name: "source", Usage: "compare against this server's keys instead of a dump file", Destination: &from.Scan.Conn.URL},
 			&cli.DurationFlag{Name: "tolerance", Value: verifyOpts.Tolerance, Usage: "how far apart two expiries may be and still match", Destination: &verifyOpts.Tolerance},
@@ -192,6 +210,10 @@ func verifyCommand() *cli.Command {
 				return err
 			}
 			from.File, from.Stdin = c.Args().First(), os.Stdin
+			var err error
+			if from.Select, err = sel.apply(); err != nil {
+				return err
+			}
 			if (from.File == "") == (from.Scan.Conn.URL == "") {
 				return usageError{errors.New("give either a dump FILE or --source URL")}
 			}

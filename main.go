@@ -36,6 +36,7 @@ import (
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/load"
 	"github.com/crs-tool/crs/rdb"
+	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/source/aof"
 	"github.com/crs-tool/crs/source/snapshot"
 	"github.com/crs-tool/crs/verify"
@@ -228,4 +229,29 @@ func version(name string) string {
 		}
 	}
 	return fmt.Sprintf("%s %s (%s%s%s, %s)", name, v, rev, dirty, when, runtime.Version())
+}
+
+// selectFlags are the flags that choose keys, the same on every command;
+// apply copies them into a selection once the command line is parsed.
+type selectFlags struct {
+	match, exclude, types cli.StringSlice
+	dbs                   cli.IntSlice
+}
+
+func (s *selectFlags) flags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "match", Usage: "only keys matching this glob `PATTERN` (SCAN MATCH syntax; repeatable: any of them)", Destination: &s.match},
+		&cli.StringSliceFlag{Name: "exclude", Usage: "leave out keys matching this glob `PATTERN` (repeatable)", Destination: &s.exclude},
+		&cli.StringSliceFlag{Name: "type", Usage: "only keys of this `TYPE` (string, list, set, zset, hash, stream, vectorset…; repeatable)", Destination: &s.types},
+		&cli.IntSliceFlag{Name: "from-db", Usage: "only keys of this source database `N` (repeatable)", Destination: &s.dbs},
+	}
+}
+
+// apply returns the selection the flags make, checked.
+func (s *selectFlags) apply() (records.Selection, error) {
+	sel := records.Selection{Match: s.match.Value(), Exclude: s.exclude.Value(), Types: s.types.Value(), DBs: s.dbs.Value()}
+	if err := sel.Check(); err != nil {
+		return sel, usageError{err}
+	}
+	return sel, nil
 }

@@ -228,7 +228,6 @@ func summary(st Stats, outBytes int64, err error) string {
 	switch st.From {
 	case "rdb", "snapshot": // what the file held that the dump does not
 		fmt.Fprintf(&b, "; skipped %d already expired", st.Expired)
-		b.WriteString(st.Notes())
 	case "server", "cluster":
 		fmt.Fprintf(&b, "; %d vanished while dumping, %d returned twice by SCAN, %d read again because they changed while read in parts", st.Vanished, st.Duplicates, st.Reread)
 		b.WriteString(report.KeysOnDisk(st.Deferred, st.DiskBytes))
@@ -236,6 +235,7 @@ func summary(st Stats, outBytes int64, err error) string {
 			fmt.Fprintf(&b, "; %d KEYS KEPT CHANGING and were written as last read (--allow-changing)", st.Changing)
 		}
 	}
+	b.WriteString(st.Notes())
 	if st.ShardsOf > 0 {
 		if st.Shards < st.ShardsOf {
 			fmt.Fprintf(&b, "; node-only: %d of %d shards", st.Shards, st.ShardsOf)

@@ -118,6 +118,10 @@ type Stats struct {
 	ShardsOf   int              `json:"shards_of,omitempty"`            // shards the cluster has
 	Databases  int              `json:"databases"`                      // databases dumped
 	InputBytes int64            `json:"input_bytes,omitempty"`          // bytes of the file read, as given (compressed)
+	// Unselected counts the keys the selection (--match, --exclude,
+	// --type, the databases) left out, UnselectedBy by reason.
+	Unselected   int64            `json:"left_out_unselected,omitempty"`
+	UnselectedBy map[string]int64 `json:"left_out_by,omitempty"`
 	// What an RDB file held that a server loading it would drop, or that
 	// no command can carry.
 	ExpiredFields  int64         `json:"skipped_expired_fields,omitempty"`    // hash fields whose expiry had passed
@@ -147,6 +151,7 @@ func (s *Stats) Add(o *Stats) {
 	s.Functions += o.Functions
 	s.Libraries += o.Libraries
 	s.InputBytes += o.InputBytes
+	s.Unselected += o.Unselected
 	s.ExpiredFields += o.ExpiredFields
 	s.LengthMisses += o.LengthMisses
 	s.KeyMeta += o.KeyMeta
@@ -179,6 +184,15 @@ func (s *Stats) Count(rec *format.Record) {
 // and what no command can carry.
 func (s *Stats) Notes() string {
 	var b strings.Builder
+	if s.Unselected > 0 {
+		var why []string
+		for _, k := range []string{"match", "exclude", "type", "database"} {
+			if n := s.UnselectedBy[k]; n > 0 {
+				why = append(why, fmt.Sprintf("%d by --%s", n, map[string]string{"match": "match", "exclude": "exclude", "type": "type", "database": "from-db"}[k]))
+			}
+		}
+		fmt.Fprintf(&b, "; left out %d keys the selection does not take (%s)", s.Unselected, strings.Join(why, ", "))
+	}
 	if s.ExpiredFields > 0 {
 		fmt.Fprintf(&b, "; skipped %d hash fields already expired", s.ExpiredFields)
 	}

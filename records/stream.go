@@ -278,3 +278,33 @@ func EachChange(ctx context.Context, in ChangesInput, fn func(*Command) error) (
 		}
 	}
 }
+
+// Wrapped is a ReadCloser that another wraps, overriding what it changes:
+// a dump file's line numbers, line sizes and trailer pass through it.
+type Wrapped struct {
+	ReadCloser
+}
+
+// Line is the wrapped reader's line, or 0 where it reads no file.
+func (w Wrapped) Line() int {
+	if l, ok := w.ReadCloser.(interface{ Line() int }); ok {
+		return l.Line()
+	}
+	return 0
+}
+
+// LineSize is the wrapped reader's last line's size, or 0.
+func (w Wrapped) LineSize() int {
+	if l, ok := w.ReadCloser.(interface{ LineSize() int }); ok {
+		return l.LineSize()
+	}
+	return 0
+}
+
+// Trailer is the wrapped dump file's trailer, once read.
+func (w Wrapped) Trailer() (format.Trailer, bool) {
+	if t, ok := w.ReadCloser.(interface{ Trailer() (format.Trailer, bool) }); ok {
+		return t.Trailer()
+	}
+	return format.Trailer{}, false
+}

@@ -350,7 +350,7 @@ func Run(ctx context.Context, opts Options, in records.Input, w io.Writer) error
 	}
 	// What is not a key, and what an RDB file held already expired, so
 	// that a file with no keys still says what it holds.
-	if len(dbs) == 0 || src.Libraries > 0 || src.Expired > 0 {
+	if len(dbs) == 0 || src.Libraries > 0 || src.Expired > 0 || src.Unselected > 0 {
 		var keys int64
 		for _, d := range dbs {
 			keys += d.Keys

@@ -91,7 +91,7 @@ func (in *aofInput) Open(ctx context.Context, p *progress.Counter) (records.Read
 	o.Name, o.End = in.Name(), &in.end
 	o.PartElems, o.PartBytes = in.spec.Scan.PartElems, int(in.spec.Scan.PartBytes)
 	s := records.Open(ctx, rdbfile.New(bufio.NewReaderSize(counted, 1<<20), o), p)
-	return &closer{ReadCloser: s, counted: counted, done: func() { f.Close() }}, nil
+	return records.Select(&closer{Wrapped: records.Wrapped{ReadCloser: s}, counted: counted, done: func() { f.Close() }}, in.spec.Select), nil
 }
 
 // Skim reads the base's keys skimming an RDB base's values.
@@ -106,7 +106,7 @@ func (in *aofInput) Skim(ctx context.Context) (records.ReadCloser, error) {
 	o := in.spec.RDB
 	o.Name, o.Skim = in.Name(), true
 	s := records.OpenSkim(ctx, rdbfile.New(bufio.NewReaderSize(f, 1<<20), o))
-	return &closer{ReadCloser: s, counted: &countingReader{}, done: func() { f.Close() }}, nil
+	return records.Select(&closer{Wrapped: records.Wrapped{ReadCloser: s}, counted: &countingReader{}, done: func() { f.Close() }}, in.spec.Select), nil
 }
 
 // Changes reads every command after the base's RDB data, file by file.

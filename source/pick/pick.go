@@ -44,6 +44,8 @@ type Spec struct {
 	// AllowTruncated reads an AOF whose last command was cut short (by a
 	// crash) up to that command, saying so, instead of failing.
 	AllowTruncated bool
+	// Select chooses the keys read, from any source.
+	Select records.Selection
 }
 
 // NewSpec returns a spec with every source's defaults: a server, unless
@@ -121,7 +123,7 @@ func (in *input) Open(ctx context.Context, p *progress.Counter) (records.ReadClo
 		if err != nil {
 			return nil, err
 		}
-		return records.Open(ctx, src, p), nil
+		return records.Select(records.Open(ctx, src, p), in.spec.Select), nil
 	}
 	br, done, err := in.file(true)
 	if err != nil {
@@ -131,14 +133,14 @@ func (in *input) Open(ctx context.Context, p *progress.Counter) (records.ReadClo
 	cbr := bufio.NewReaderSize(counted, 1<<20)
 	if isRDB(br) {
 		s := records.Open(ctx, rdbfile.New(cbr, in.rdbOptions()), p)
-		return &closer{ReadCloser: s, counted: counted, done: done}, nil
+		return records.Select(&closer{Wrapped: records.Wrapped{ReadCloser: s}, counted: counted, done: done}, in.spec.Select), nil
 	}
 	r, err := dumpfile.Open(cbr, p)
 	if err != nil {
 		done()
 		return nil, err
 	}
-	return &closer{ReadCloser: r, counted: counted, done: done}, nil
+	return records.Select(&closer{Wrapped: records.Wrapped{ReadCloser: r}, counted: counted, done: done}, in.spec.Select), nil
 }
 
 // Skim reads an RDB file skimming its values; any other input is read
@@ -163,7 +165,7 @@ func (in *input) Skim(ctx context.Context) (records.ReadCloser, error) {
 	o := in.rdbOptions()
 	o.Skim = true
 	s := records.OpenSkim(ctx, rdbfile.New(bufio.NewReaderSize(counted, 1<<20), o))
-	return &closer{ReadCloser: s, counted: counted, done: done}, nil
+	return records.Select(&closer{Wrapped: records.Wrapped{ReadCloser: s}, counted: counted, done: done}, in.spec.Select), nil
 }
 
 // file returns the buffered bytes of the file or of standard input; with
@@ -220,39 +222,16 @@ func (in *input) Close() error {
 
 // closer closes a file's reader and the file, and counts the bytes read.
 type closer struct {
-	records.ReadCloser
+	records.Wrapped
 	counted *countingReader
 	done    func()
 }
 
 func (c *closer) Close() (records.Stats, error) {
-	st, err := c.ReadCloser.Close()
+	st, err := c.Wrapped.Close()
 	c.done()
 	st.InputBytes = c.counted.n
 	return st, err
-}
-
-// Line and LineSize pass a dump file's own through (0 for an RDB file).
-func (c *closer) Line() int {
-	if l, ok := c.ReadCloser.(interface{ Line() int }); ok {
-		return l.Line()
-	}
-	return 0
-}
-
-func (c *closer) LineSize() int {
-	if l, ok := c.ReadCloser.(interface{ LineSize() int }); ok {
-		return l.LineSize()
-	}
-	return 0
-}
-
-// Trailer passes a dump file's trailer through.
-func (c *closer) Trailer() (format.Trailer, bool) {
-	if t, ok := c.ReadCloser.(interface{ Trailer() (format.Trailer, bool) }); ok {
-		return t.Trailer()
-	}
-	return format.Trailer{}, false
 }
 
 // countingReader counts the bytes read through it.

@@ -1,0 +1,72 @@
+package records
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/crs-tool/crs/format"
+)
+
+func TestGlob(t *testing.T) {
+	for _, tt := range []struct {
+		p, s string
+		want bool
+	}{
+		{"*", "", true}, {"*", "anything", true},
+		{"client_keys:*", "client_keys:sk-1", true}, {"client_keys:*", "client_key:sk", false},
+		{"h?llo", "hello", true}, {"h?llo", "hllo", false},
+		{"h[ae]llo", "hallo", true}, {"h[ae]llo", "hillo", false},
+		{"h[^e]llo", "hallo", true}, {"h[^e]llo", "hello", false},
+		{"h[a-c]llo", "hbllo", true}, {"h[a-c]llo", "hdllo", false},
+		{`a\*b`, "a*b", true}, {`a\*b`, "axb", false},
+		{"*:window", "high_rate_limit:k:m:window", true}, {"*:*:count", "a:b:count", true},
+		{"a*b*c", "aXbYc", true}, {"a*b*c", "aXbY", false},
+		{"", "", true}, {"", "x", false},
+		{"x/*", "x/y/z", true}, // no special meaning for '/', unlike path.Match
+	} {
+		if got, err := Glob(tt.p, tt.s); err != nil || got != tt.want {
+			t.Errorf("Glob(%q, %q) = %v, %v; want %v", tt.p, tt.s, got, err, tt.want)
+		}
+	}
+}
+
+func TestSelect(t *testing.T) {
+	recs := []*format.Record{
+		{Key: "lib", Type: format.TypeFunction, Str: "#!lua name=lib\n"},
+		{Key: "a:1", Type: format.TypeString, Str: "v"},
+		{Key: "a:x", Type: format.TypeString, Str: "v"},
+		{Key: "a:big", Type: format.TypeList, Elems: []string{"1"}, Part: 1, More: true},
+		{Key: "a:big", Type: format.TypeList, Elems: []string{"2"}, Part: 2},
+		{Key: "b:1", Type: format.TypeHash, Hash: []format.Field{{Name: "f", Value: "v"}}},
+		{DB: 3, Key: "a:2", Type: format.TypeString, Str: "v"},
+	}
+	for _, tt := range []struct {
+		name string
+		s    Selection
+		want string
+		out  int64
+	}{
+		{"everything", Selection{}, "[lib a:1 a:x a:big/1 a:big/2 b:1 a:2]", 0},
+		{"match and exclude", Selection{Match: []string{"a:*"}, Exclude: []string{"*:x"}}, "[lib a:1 a:big/1 a:big/2 a:2]", 2},
+		{"a key in parts left out whole", Selection{Types: []string{"string"}}, "[lib a:1 a:x a:2]", 2},
+		{"a database", Selection{DBs: []int{3}}, "[lib a:2]", 4},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := Select(Open(context.Background(), writeAll(recs...), nil), tt.s)
+			var got []string
+			err := Each(context.Background(), r, func(rec *format.Record) error {
+				k := rec.Key
+				if rec.Part > 0 {
+					k = fmt.Sprintf("%s/%d", k, rec.Part)
+				}
+				got = append(got, k)
+				return nil
+			})
+			st, cerr := r.Close()
+			if err != nil || cerr != nil || fmt.Sprint(got) != tt.want || st.Unselected != tt.out {
+				t.Errorf("got %v (left out %d), %v %v; want %s, %d", got, st.Unselected, err, cerr, tt.want, tt.out)
+			}
+		})
+	}
+}

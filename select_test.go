@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/crs-tool/crs/internal/redistest"
+)
+
+// TestSelection: --match, --exclude, --type and --from-db choose the same
+// keys on every command: a dump, a load of a whole dump, stats, and a
+// verify of only what was moved.
+func TestSelection(t *testing.T) {
+	ctx := context.Background()
+	src := redistest.Start(t)
+	c := redistest.Client(t, src, 0)
+	for _, k := range []string{"client_keys:1", "client_keys:2", "client_keys:x", "other:1"} {
+		c.Set(ctx, k, "v", 0)
+	}
+	c.HSet(ctx, "client_keys:h", "f", "v")
+	redistest.Client(t, src, 2).Set(ctx, "client_keys:db2", "v", 0)
+	dir := t.TempDir()
+	// A dump of some keys.
+	out, code := sh(t, dir, "crsdump --match 'client_keys:*' --exclude '*:x' --type string -u "+src.URL+" -o some.zst")
+	if code != 0 || !strings.Contains(out, "dumped 3 keys") {
+		t.Fatalf("dump: exit %d\n%s", code, out)
+	}
+	dst := redistest.Start(t)
+	if out, code := sh(t, dir, "crsload -u "+dst.URL+" some.zst"); code != 0 {
+		t.Fatalf("load: exit %d\n%s", code, out)
+	}
+	got0, _ := redistest.Keys(ctx, redistest.Client(t, dst, 0))
+	got2, _ := redistest.Keys(ctx, redistest.Client(t, dst, 2))
+	if strings.Join(got0, " ") != "client_keys:1 client_keys:2" || strings.Join(got2, " ") != "client_keys:db2" {
+		t.Errorf("the target holds %v and %v", got0, got2)
+	}
+	// A whole dump, loaded in part, then verified in part.
+	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o all.zst"); code != 0 {
+		t.Fatalf("dump: exit %d\n%s", code, out)
+	}
+	dst2 := redistest.Start(t)
+	out, code = sh(t, dir, "crsload --type hash --from-db 0 -u "+dst2.URL+" all.zst")
+	if code != 0 || !strings.Contains(out, "loaded 1 keys") || !strings.Contains(out, "left out 5 keys the selection does not take (4 by --type, 1 by --from-db)") {
+		t.Errorf("load of hashes: exit %d\n%s", code, out)
+	}
+	if out, code := sh(t, dir, "crs verify --type hash --from-db 0 -u "+dst2.URL+" all.zst"); code != 0 || !strings.Contains(out, "1 keys checked, 0 differences") {
+		t.Errorf("verify of what was moved: exit %d\n%s", code, out)
+	}
+	if out, code := sh(t, dir, "crs verify -u "+dst2.URL+" all.zst"); code != 6 || !strings.Contains(out, "5 keys missing") {
+		t.Errorf("verify of all: exit %d\n%s", code, out)
+	}
+	// stats of a server and of the file agree on a selection.
+	for _, from := range []string{"-u " + src.URL, "all.zst"} {
+		out, code := sh(t, dir, "crs stats --match 'client_keys:*' --exclude 'client_keys:h' "+from)
+		if code != 0 || !strings.Contains(out, "db 0: 3 keys (string 3)") || !strings.Contains(out, "db 2: 1 keys (string 1)") {
+			t.Errorf("stats %s: exit %d\n%s", from, code, out)
+		}
+	}
+	// A pattern the matcher refuses is a usage error.
+	if out, code := sh(t, dir, "crs stats --type function all.zst"); code != 2 {
+		t.Errorf("--type function: exit %d\n%s", code, out)
+	}
+}

@@ -68,8 +68,7 @@ func dumpCommand() *cli.Command {
 			if c.NArg() > 0 {
 				return usageError{fmt.Errorf("unexpected argument %q (the dump goes to stdout or -o FILE)", c.Args().First())}
 			}
-			var err error
-			if from.Select, err = sel.apply(); err != nil {
+			if err := sel.into(&from); err != nil {
 				return err
 			}
 			if m := from.Select.Match; len(m) == 1 {
@@ -125,9 +124,14 @@ func loadCommand() *cli.Command {
 				return err
 			}
 			from.File, from.Stdin = c.Args().First(), os.Stdin
-			var err error
-			if from.Select, err = sel.apply(); err != nil {
+			if err := sel.into(&from); err != nil {
 				return err
+			}
+			if !from.Reshape.Empty() {
+				if db, _ := loadOpts.Conn.SelectedDB(); db >= 0 && len(from.Reshape.DBMap) > 0 {
+					return usageError{errors.New("-n (every key into one database) and --db-map (each database to its own) do not go together")}
+				}
+				loadOpts.CheckCollisions = true
 			}
 			if from.File == "" || from.File == "-" {
 				if verifyAfterLoad {
@@ -175,8 +179,7 @@ func statsCommand() *cli.Command {
 				return err
 			}
 			from.File, from.Stdin = c.Args().First(), os.Stdin
-			var err error
-			if from.Select, err = sel.apply(); err != nil {
+			if err := sel.into(&from); err != nil {
 				return err
 			}
 			statsOpts.Patterns = statsPatterns.Value()
@@ -210,8 +213,7 @@ func verifyCommand() *cli.Command {
 				return err
 			}
 			from.File, from.Stdin = c.Args().First(), os.Stdin
-			var err error
-			if from.Select, err = sel.apply(); err != nil {
+			if err := sel.into(&from); err != nil {
 				return err
 			}
 			if (from.File == "") == (from.Scan.Conn.URL == "") {

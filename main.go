@@ -38,6 +38,7 @@ import (
 	"github.com/crs-tool/crs/rdb"
 	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/source/aof"
+	"github.com/crs-tool/crs/source/pick"
 	"github.com/crs-tool/crs/source/snapshot"
 	"github.com/crs-tool/crs/verify"
 )
@@ -102,11 +103,12 @@ func (e usageError) Unwrap() error { return e.error }
 
 func exitCode(ctx context.Context, err error) int {
 	var (
-		rdbErr   *rdb.Error
-		aofErr   *aof.Error
-		parseErr *format.ParseError
-		connErr  *redisconn.Error
-		usage    usageError
+		rdbErr    *rdb.Error
+		aofErr    *aof.Error
+		preflight *load.PreflightError
+		parseErr  *format.ParseError
+		connErr   *redisconn.Error
+		usage     usageError
 	)
 	switch {
 	case err == nil:
@@ -117,7 +119,7 @@ func exitCode(ctx context.Context, err error) int {
 		return 2
 	case errors.As(err, &parseErr), errors.As(err, &rdbErr), errors.As(err, &aofErr), errors.Is(err, load.ErrNoInput):
 		return 3
-	case errors.Is(err, load.ErrTargetNotEmpty), errors.Is(err, load.ErrTargetLacks), errors.Is(err, load.ErrTargetMemory), errors.Is(err, dump.ErrTerminal):
+	case errors.Is(err, load.ErrTargetNotEmpty), errors.Is(err, load.ErrTargetLacks), errors.Is(err, load.ErrTargetMemory), errors.Is(err, dump.ErrTerminal), errors.As(err, &preflight):
 		return 4
 	case errors.As(err, &connErr), errors.Is(err, snapshot.ErrRefused):
 		return 5
@@ -234,8 +236,9 @@ func version(name string) string {
 // selectFlags are the flags that choose keys, the same on every command;
 // apply copies them into a selection once the command line is parsed.
 type selectFlags struct {
-	match, exclude, types cli.StringSlice
-	dbs                   cli.IntSlice
+	match, exclude, types, renames cli.StringSlice
+	dbs                            cli.IntSlice
+	dbMap, prefix                  string
 }
 
 func (s *selectFlags) flags() []cli.Flag {
@@ -244,7 +247,30 @@ func (s *selectFlags) flags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "exclude", Usage: "leave out keys matching this glob `PATTERN` (repeatable)", Destination: &s.exclude},
 		&cli.StringSliceFlag{Name: "type", Usage: "only keys of this `TYPE` (string, list, set, zset, hash, stream, vectorset…; repeatable)", Destination: &s.types},
 		&cli.IntSliceFlag{Name: "from-db", Usage: "only keys of this source database `N` (repeatable)", Destination: &s.dbs},
+		&cli.StringSliceFlag{Name: "rename", Usage: "rename keys: `FROM=TO`, a name or a glob with one '*' kept ('trial_*=free_*'); repeatable, the first match wins", Destination: &s.renames},
+		&cli.StringFlag{Name: "key-prefix", Usage: "put `PREFIX` before every key (after --rename)", Destination: &s.prefix},
+		&cli.StringFlag{Name: "db-map", Usage: "move source databases to others: `MAP` such as 1=0,2=3", Destination: &s.dbMap},
 	}
+}
+
+// reshape returns the reshape the flags make.
+func (s *selectFlags) reshape() (records.Reshape, error) {
+	r := records.Reshape{Prefix: s.prefix}
+	for _, v := range s.renames.Value() {
+		rn, err := records.ParseRename(v)
+		if err != nil {
+			return r, usageError{err}
+		}
+		r.Renames = append(r.Renames, rn)
+	}
+	if s.dbMap != "" {
+		m, err := records.ParseDBMap(s.dbMap)
+		if err != nil {
+			return r, usageError{err}
+		}
+		r.DBMap = m
+	}
+	return r, nil
 }
 
 // apply returns the selection the flags make, checked.
@@ -254,4 +280,13 @@ func (s *selectFlags) apply() (records.Selection, error) {
 		return sel, usageError{err}
 	}
 	return sel, nil
+}
+
+// into sets spec's selection and reshape from the flags.
+func (s *selectFlags) into(spec *pick.Spec) (err error) {
+	if spec.Select, err = s.apply(); err != nil {
+		return err
+	}
+	spec.Reshape, err = s.reshape()
+	return err
 }

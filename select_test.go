@@ -62,3 +62,48 @@ func TestSelection(t *testing.T) {
 		t.Errorf("--type function: exit %d\n%s", code, out)
 	}
 }
+
+// TestReshape: --rename, --key-prefix and --db-map move keys to new names
+// and databases; crs verify with the same flags compares each with its
+// original; a rename that makes two keys one is refused before writing.
+func TestReshape(t *testing.T) {
+	ctx := context.Background()
+	src := redistest.Start(t)
+	c := redistest.Client(t, src, 0)
+	c.Set(ctx, "trial_1", "a", 0)
+	c.Set(ctx, "trial_2", "b", 0)
+	c.HSet(ctx, "client_keys:k", "tier", "free")
+	redistest.Client(t, src, 1).Set(ctx, "other", "c", 0)
+	dir := t.TempDir()
+	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o d.zst"); code != 0 {
+		t.Fatalf("dump: exit %d\n%s", code, out)
+	}
+	dst := redistest.Start(t)
+	flags := "--rename 'trial_*=free_*' --key-prefix app1: --db-map 1=5"
+	if out, code := sh(t, dir, "crsload "+flags+" -u "+dst.URL+" d.zst"); code != 0 {
+		t.Fatalf("load: exit %d\n%s", code, out)
+	}
+	got0, _ := redistest.Keys(ctx, redistest.Client(t, dst, 0))
+	got5, _ := redistest.Keys(ctx, redistest.Client(t, dst, 5))
+	if strings.Join(got0, " ") != "app1:client_keys:k app1:free_1 app1:free_2" || strings.Join(got5, " ") != "app1:other" {
+		t.Errorf("the target holds %v in db 0 and %v in db 5", got0, got5)
+	}
+	if v, _ := redistest.Client(t, dst, 0).Get(ctx, "app1:free_2").Result(); v != "b" {
+		t.Errorf("app1:free_2 = %q", v)
+	}
+	if out, code := sh(t, dir, "crs verify "+flags+" -u "+dst.URL+" d.zst"); code != 0 || !strings.Contains(out, "4 keys checked, 0 differences") {
+		t.Errorf("verify with the reshape: exit %d\n%s", code, out)
+	}
+	if out, code := sh(t, dir, "crs verify -u "+dst.URL+" d.zst"); code != 6 || !strings.Contains(out, "4 keys missing") {
+		t.Errorf("verify without it: exit %d\n%s", code, out)
+	}
+	// trial_1 and trial_2 become one key: refused, nothing written.
+	dst2 := redistest.Start(t)
+	out, code := sh(t, dir, "crsload --rename 'trial_*=free' -u "+dst2.URL+" d.zst")
+	if code != 4 || !strings.Contains(out, `1 keys would be written twice, two source keys becoming one on the target`) || !strings.Contains(out, `"free" (db 0)`) {
+		t.Errorf("a merging rename: exit %d\n%s", code, out)
+	}
+	if n, _ := redistest.Client(t, dst2, 0).DBSize(ctx).Result(); n != 0 {
+		t.Errorf("the refused load wrote %d keys", n)
+	}
+}

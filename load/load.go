@@ -58,6 +58,10 @@ type Options struct {
 	// (XCFGSET settings and tracked IDs, Redis 8.6) when the target cannot
 	// hold it, counting the streams.
 	DropStreamIDMP bool
+	// CheckCollisions reads the whole dump before writing to find two
+	// keys that are one on the target (a --rename or --db-map that merges
+	// them), refusing the load if there are.
+	CheckCollisions bool
 	// SkipFunctions loads the keys without the dump's function libraries
 	// (for a target before Redis 7.0, which has no FUNCTION LOAD),
 	// counting them.

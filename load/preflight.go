@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/keyset"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/target"
@@ -168,6 +169,9 @@ func needsScan(hdr format.Header, t serverInfo, opts Options) bool {
 	// with XGROUP CREATECONSUMER from 6.2, by XREADGROUP before), their
 	// counters with 7.0; a source older than 5.0 has no streams. A version
 	// that does not parse (major 0) may have anything.
+	if opts.CheckCollisions {
+		return true
+	}
 	major, minor := redisconn.ParseVersion(hdr.ServerVersion)
 	// Function libraries came with Redis 7.0: a source of 7.0 or later
 	// may have some, which a target before it has no command for.
@@ -278,10 +282,31 @@ func scanNeeds(ctx context.Context, in records.Input, t serverInfo, opts Options
 	idmp := &need{what: "streams' idempotent-producer state (idmp settings other than the defaults, or tracked producer IDs)", cmd: "XCFGSET and XIDMPRECORD (Redis 8.6.2+)", lacks: !t.IDMP && !opts.DropStreamIDMP}
 	modules := map[string]*need{}
 	var moduleOrder []*need
+	var seen *keyset.Seen
+	var collided []string
+	var collisions int64
+	if opts.CheckCollisions {
+		seen = keyset.NewSeen(opts.SeenLimit, 0)
+		defer seen.Close()
+	}
+	collide := func(db int, key string) {
+		if collisions++; len(collided) < 10 {
+			collided = append(collided, fmt.Sprintf("%q (db %d)", key, db))
+		}
+	}
 	err = records.Each(ctx, r, func(rec *format.Record) error {
 		if rec.Type == format.TypeFunction {
 			functions.add(rec)
 			return nil
+		}
+		if seen != nil && rec.Part <= 1 {
+			v, err := seen.Add(rec.DB, rec.Key, 0)
+			if err != nil {
+				return err
+			}
+			if v == keyset.Twice {
+				collide(rec.DB, rec.Key)
+			}
 		}
 		if len(rec.FieldExpire) > 0 {
 			fieldExp.add(rec)
@@ -320,7 +345,21 @@ func scanNeeds(ctx context.Context, in records.Input, t serverInfo, opts Options
 	if err != nil {
 		return nil, err
 	}
+	if seen != nil {
+		err := seen.Finish(func(db int, key string, _ int64, dup bool) error {
+			if dup {
+				collide(db, key)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	var problems []error
+	if collisions > 0 {
+		problems = append(problems, fmt.Errorf("%w: %d keys would be written twice, two source keys becoming one on the target (by --rename, --key-prefix or --db-map, or a dump that holds a key twice): %s", ErrDuplicateKey, collisions, strings.Join(collided, ", ")))
+	}
 	for _, n := range append([]*need{functions, fieldExp, streams, counters, idmp}, moduleOrder...) {
 		if !n.lacks || n.n == 0 {
 			continue

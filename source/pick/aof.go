@@ -73,14 +73,15 @@ func (in *aofInput) Header(ctx context.Context) (format.Header, error) {
 		return format.Header{}, fmt.Errorf("open input: %w", err)
 	}
 	defer f.Close()
-	return rdbfile.PeekHeader(bufio.NewReaderSize(f, 1<<20), in.Name())
+	h, err := rdbfile.PeekHeader(bufio.NewReaderSize(f, 1<<20), in.Name())
+	return in.spec.Reshape.Header(h), err
 }
 
 // Open reads the base's keys: its RDB data (a base file, or the preamble
 // of a single AOF), or none for a base of commands.
 func (in *aofInput) Open(ctx context.Context, p *progress.Counter) (records.ReadCloser, error) {
 	if !in.rdb {
-		return records.Open(ctx, emptySource{in.Name()}, p), nil
+		return in.spec.shape(records.Open(ctx, emptySource{in.Name()}, p)), nil
 	}
 	f, err := os.Open(in.parts[0].Path)
 	if err != nil {
@@ -91,7 +92,7 @@ func (in *aofInput) Open(ctx context.Context, p *progress.Counter) (records.Read
 	o.Name, o.End = in.Name(), &in.end
 	o.PartElems, o.PartBytes = in.spec.Scan.PartElems, int(in.spec.Scan.PartBytes)
 	s := records.Open(ctx, rdbfile.New(bufio.NewReaderSize(counted, 1<<20), o), p)
-	return records.Select(&closer{Wrapped: records.Wrapped{ReadCloser: s}, counted: counted, done: func() { f.Close() }}, in.spec.Select), nil
+	return in.spec.shape(&closer{Wrapped: records.Wrapped{ReadCloser: s}, counted: counted, done: func() { f.Close() }}), nil
 }
 
 // Skim reads the base's keys skimming an RDB base's values.
@@ -106,7 +107,7 @@ func (in *aofInput) Skim(ctx context.Context) (records.ReadCloser, error) {
 	o := in.spec.RDB
 	o.Name, o.Skim = in.Name(), true
 	s := records.OpenSkim(ctx, rdbfile.New(bufio.NewReaderSize(f, 1<<20), o))
-	return records.Select(&closer{Wrapped: records.Wrapped{ReadCloser: s}, counted: &countingReader{}, done: func() { f.Close() }}, in.spec.Select), nil
+	return in.spec.shape(&closer{Wrapped: records.Wrapped{ReadCloser: s}, counted: &countingReader{}, done: func() { f.Close() }}), nil
 }
 
 // Changes reads every command after the base's RDB data, file by file.

@@ -44,8 +44,15 @@ type Spec struct {
 	// AllowTruncated reads an AOF whose last command was cut short (by a
 	// crash) up to that command, saying so, instead of failing.
 	AllowTruncated bool
-	// Select chooses the keys read, from any source.
-	Select records.Selection
+	// Select chooses the keys read, from any source; Reshape then
+	// renames them and maps their databases.
+	Select  records.Selection
+	Reshape records.Reshape
+}
+
+// shape selects and reshapes what rc reads, as spec says.
+func (spec Spec) shape(rc records.ReadCloser) records.ReadCloser {
+	return records.Apply(records.Select(rc, spec.Select), spec.Reshape)
 }
 
 // NewSpec returns a spec with every source's defaults: a server, unless
@@ -110,10 +117,13 @@ func (in *input) Header(ctx context.Context) (format.Header, error) {
 		return format.Header{}, err
 	}
 	defer done()
+	var h format.Header
 	if isRDB(br) {
-		return rdbfile.PeekHeader(br, in.Name())
+		h, err = rdbfile.PeekHeader(br, in.Name())
+	} else {
+		h, err = dumpfile.PeekHeader(br)
 	}
-	return dumpfile.PeekHeader(br)
+	return in.spec.Reshape.Header(h), err
 }
 
 // Open starts reading the input from its start.
@@ -123,7 +133,7 @@ func (in *input) Open(ctx context.Context, p *progress.Counter) (records.ReadClo
 		if err != nil {
 			return nil, err
 		}
-		return records.Select(records.Open(ctx, src, p), in.spec.Select), nil
+		return in.spec.shape(records.Open(ctx, src, p)), nil
 	}
 	br, done, err := in.file(true)
 	if err != nil {
@@ -133,14 +143,14 @@ func (in *input) Open(ctx context.Context, p *progress.Counter) (records.ReadClo
 	cbr := bufio.NewReaderSize(counted, 1<<20)
 	if isRDB(br) {
 		s := records.Open(ctx, rdbfile.New(cbr, in.rdbOptions()), p)
-		return records.Select(&closer{Wrapped: records.Wrapped{ReadCloser: s}, counted: counted, done: done}, in.spec.Select), nil
+		return in.spec.shape(&closer{Wrapped: records.Wrapped{ReadCloser: s}, counted: counted, done: done}), nil
 	}
 	r, err := dumpfile.Open(cbr, p)
 	if err != nil {
 		done()
 		return nil, err
 	}
-	return records.Select(&closer{Wrapped: records.Wrapped{ReadCloser: r}, counted: counted, done: done}, in.spec.Select), nil
+	return in.spec.shape(&closer{Wrapped: records.Wrapped{ReadCloser: r}, counted: counted, done: done}), nil
 }
 
 // Skim reads an RDB file skimming its values; any other input is read
@@ -165,7 +175,7 @@ func (in *input) Skim(ctx context.Context) (records.ReadCloser, error) {
 	o := in.rdbOptions()
 	o.Skim = true
 	s := records.OpenSkim(ctx, rdbfile.New(bufio.NewReaderSize(counted, 1<<20), o))
-	return records.Select(&closer{Wrapped: records.Wrapped{ReadCloser: s}, counted: counted, done: done}, in.spec.Select), nil
+	return in.spec.shape(&closer{Wrapped: records.Wrapped{ReadCloser: s}, counted: counted, done: done}), nil
 }
 
 // file returns the buffered bytes of the file or of standard input; with

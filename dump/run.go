@@ -16,6 +16,7 @@ import (
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/progress"
+	"github.com/crs-tool/crs/internal/ratelimit"
 	"github.com/crs-tool/crs/internal/report"
 	"github.com/crs-tool/crs/records"
 )
@@ -37,6 +38,10 @@ type Options struct {
 	JSON bool
 	// Counter, if not nil, counts keys as they are written.
 	Counter *progress.Counter
+	// Rate, when above 0, is the most keys a second the dump reads
+	// (--rate): the source is held back through the records in flight,
+	// to spare a server in production.
+	Rate float64
 }
 
 // NewOptions returns the default options.
@@ -99,7 +104,7 @@ func Run(ctx context.Context, in records.Input, opts Options, stdout, stderr io.
 		stopProgress = progress.Show(stderr, opts.Progress, "crsdump", opts.Counter)
 	}
 	var st Stats
-	st.Stats, err = copyDump(ctx, in, format.NewWriter(raw), opts.Counter)
+	st.Stats, err = copyDump(ctx, in, format.NewWriter(raw), opts.Counter, ratelimit.New(opts.Rate))
 	stopProgress()
 	st.Bytes = raw.n
 	if enc != nil {
@@ -137,7 +142,7 @@ func Run(ctx context.Context, in records.Input, opts Options, stdout, stderr io.
 // copyDump writes the dump in holds to fw: the source runs beside the
 // writer (decoding in one goroutine, encoding and compressing in this
 // one), and its counts come back at the end.
-func copyDump(ctx context.Context, in records.Input, fw *format.Writer, p *progress.Counter) (records.Stats, error) {
+func copyDump(ctx context.Context, in records.Input, fw *format.Writer, p *progress.Counter, limit *ratelimit.Limiter) (records.Stats, error) {
 	r, err := in.Open(ctx, p)
 	if err != nil {
 		return records.Stats{}, err
@@ -153,6 +158,9 @@ func copyDump(ctx context.Context, in records.Input, fw *format.Writer, p *progr
 		err = records.Each(ctx, r, func(rec *format.Record) error {
 			if err := fw.Write(rec); err != nil {
 				return fmt.Errorf("write: %w", err)
+			}
+			if !rec.More {
+				return limit.Wait(ctx, 1)
 			}
 			return nil
 		})

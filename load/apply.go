@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/crs-tool/crs/internal/ratelimit"
 	"github.com/crs-tool/crs/internal/resp"
 	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/target"
@@ -117,6 +118,7 @@ func applyChanges(ctx context.Context, in records.ChangesInput, opts Options, st
 		st.Commands = map[string]int64{}
 	}
 	db := 0
+	limiter := ratelimit.New(opts.Rate)
 	var batch []*records.Command
 	flush := func() error {
 		if len(batch) == 0 {
@@ -141,6 +143,9 @@ func applyChanges(ctx context.Context, in records.ChangesInput, opts Options, st
 				c.Str(a)
 			}
 			sent = append(sent, cmd)
+		}
+		if err := limiter.Wait(ctx, len(sent)); err != nil {
+			return err
 		}
 		err := c.Exec(ctx, func(i int, r resp.Reply) error {
 			cmd := sent[i]

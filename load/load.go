@@ -24,6 +24,7 @@ import (
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/keyset"
 	"github.com/crs-tool/crs/internal/progress"
+	"github.com/crs-tool/crs/internal/ratelimit"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/target"
@@ -58,6 +59,9 @@ type Options struct {
 	// (XCFGSET settings and tracked IDs, Redis 8.6) when the target cannot
 	// hold it, counting the streams.
 	DropStreamIDMP bool
+	// Rate, when above 0, is the most commands a second the load sends,
+	// all writers together (--rate), to spare a server in production.
+	Rate float64
 	// CheckCollisions reads the whole dump before writing to find two
 	// keys that are one on the target (a --rename or --db-map that merges
 	// them), refusing the load if there are.
@@ -264,6 +268,7 @@ func Load(ctx context.Context, fr records.Reader, opts Options) (st Stats, err e
 
 	g, gctx := errgroup.WithContext(ctx)
 	f.inFlight = semaphore.NewWeighted(max(opts.MaxInFlight, 1))
+	limiter := ratelimit.New(opts.Rate)
 	nodes := tgt.Nodes()
 	f.perNode = max(opts.Concurrency/len(nodes), 2)
 	f.workers = make([]chan item, f.perNode*len(nodes))
@@ -272,7 +277,7 @@ func Load(ctx context.Context, fr records.Reader, opts Options) (st Stats, err e
 		f.workers[i] = make(chan item, max(opts.Pipeline, 1))
 		results[i].ByType = make(map[string]int64)
 		n := i / f.perNode
-		w := &worker{conn: nodes[n], tgt: infos[n], opts: opts, st: &results[i], inFlight: f.inFlight, moved: tgt.Moved, redirection: tgt.Redirection}
+		w := &worker{limiter: limiter, conn: nodes[n], tgt: infos[n], opts: opts, st: &results[i], inFlight: f.inFlight, moved: tgt.Moved, redirection: tgt.Redirection}
 		ch := f.workers[i]
 		g.Go(func() error { return w.run(ctx, gctx, ch) })
 	}

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/ratelimit"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/resp"
 )
@@ -25,6 +26,7 @@ const placeholderField = "\x00crsload-deleted\x00"
 // worker writes the records it is sent, a pipeline at a time, on its own
 // connections (one per target database).
 type worker struct {
+	limiter  *ratelimit.Limiter // shared by every writer; nil: no limit
 	conn     redisconn.Options
 	tgt      serverInfo
 	opts     Options
@@ -349,6 +351,10 @@ func (w *worker) sendOn(ctx context.Context, c *resp.Conn, db int, plans []plann
 	// the target did take are still counted; the first refusal is the
 	// error.
 	var refusal error
+	// --rate: the commands of this round trip, against every writer's.
+	if err := w.limiter.Wait(ctx, len(w.sent)); err != nil {
+		return err
+	}
 	err = c.Exec(ctx, func(j int, r resp.Reply) error {
 		sc := w.sent[j]
 		pl := &plans[sc.plan]

@@ -189,6 +189,19 @@ func keyspaceBench(ctx context.Context, bin string, scale float64, keep string, 
 		d, r, l, p = best(d, rd), best(r, rr), best(l, rl), best(p, rp)
 	}
 
+	// A dump held to half its own best rate, and a load to half its own,
+	// by --rate: how close each keeps to the rate asked.
+	dumpRate := float64(keys) / d.wall.Seconds() / 2
+	rd, err := run(ctx, bin, fmt.Sprintf("crsdump -q --rate %.0f -u %s -o %s", dumpRate, src.URL, file))
+	if err != nil {
+		return err
+	}
+	loadRate := float64(lkeys) / l.wall.Seconds() // keys a second; a key here takes one command, two with an expiry
+	rl, _, err := loadInto(func(url, _ string) string { return fmt.Sprintf("crsload -q --rate %.0f -u %s %s", loadRate, url, file) })
+	if err != nil {
+		return err
+	}
+
 	size := func(f string) int64 { fi, _ := os.Stat(f); return fi.Size() }
 	mib := func(n int64) float64 { return float64(n) / (1 << 20) }
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -233,6 +246,9 @@ func keyspaceBench(ctx context.Context, bin string, scale float64, keep string, 
 	rdbLoadRatio := lr.wall.Seconds() / l.wall.Seconds()
 	fmt.Printf("crsload FILE.rdb / crsload of the dump file: %.2f best against best (target <= 1.0: %s); round by round %s; peak RSS %.1f MiB\n", rdbLoadRatio, verdict(rdbLoadRatio <= 1.0), strings.Join(rdbLoadRatios, " "), mib(lr.maxRSS))
 	fmt.Printf("peak RSS crsdump %.1f MiB, crsload %.1f MiB, the highest of all rounds (target < 64: %s)\n", mib(d.maxRSS), mib(l.maxRSS), verdict(d.maxRSS < rssLimit && l.maxRSS < rssLimit))
+	got := float64(keys) / rd.wall.Seconds()
+	fmt.Printf("crsdump --rate %.0f: %.0f keys/s, %.3f of the rate (target within 10%%: %s)\n", dumpRate, got, got/dumpRate, verdict(got >= dumpRate*0.9 && got <= dumpRate*1.1))
+	fmt.Printf("crsload --rate %.0f (commands a second): %.2fs against %.2fs unlimited\n", loadRate, rl.wall.Seconds(), l.wall.Seconds())
 	if lkeys != keys || pkeys != keys {
 		return fmt.Errorf("keys loaded: crsload %d, redis-cli --pipe %d, source %d", lkeys, pkeys, keys)
 	}

@@ -6,12 +6,16 @@ FUZZTIME ?= 10s
 RDBFUZZTIME ?= 60s
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: build test demo bench fuzz deps clean
+.PHONY: build test demo bench fuzz deps clean man
 
 build:
 	$(GO) build -buildvcs=auto -o bin/crs .
 	ln -f bin/crs bin/crsdump
 	ln -f bin/crs bin/crsload
+
+# The manual page, from the CLI's own definitions.
+man: build
+	bin/crs man > bin/crs.1
 
 deps:
 	@./scripts/deps.sh

@@ -217,3 +217,33 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestCompletionAndMan: crs completion bash completes a command's flags
+// from the CLI's definitions, under each name; zsh's and fish's are made
+// too; crs man is a manual page naming the flags.
+func TestCompletionAndMan(t *testing.T) {
+	dir := t.TempDir()
+	script := `source <(crs completion bash)
+COMP_WORDS=(crsdump --ren); COMP_CWORD=1; _crs; echo "dump: ${COMPREPLY[*]}"
+COMP_WORDS=(crs lo); COMP_CWORD=1; _crs; echo "commands: ${COMPREPLY[*]}"
+COMP_WORDS=(crs load --allow-t); COMP_CWORD=2; _crs; echo "load: ${COMPREPLY[*]}"`
+	out, code := sh(t, dir, "bash -c '"+strings.ReplaceAll(script, "'", `'\''`)+"'")
+	for _, want := range []string{"dump: --rename", "commands: load", "load: --allow-truncated"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("bash completion: exit %d, want %q:\n%s", code, want, out)
+		}
+	}
+	for _, tt := range []struct{ cmd, want string }{
+		{"crs completion zsh", "#compdef crs crsdump crsload"},
+		{"crs completion fish", "complete -c crs"},
+		{"crs man", ".SH NAME"},
+		{"crs man", "--rename"},
+	} {
+		if out, code := sh(t, dir, tt.cmd); code != 0 || !strings.Contains(out, tt.want) {
+			t.Errorf("%s: exit %d, no %q", tt.cmd, code, tt.want)
+		}
+	}
+	if out, code := sh(t, dir, "crs completion tcsh"); code != 2 {
+		t.Errorf("crs completion tcsh: exit %d\n%s", code, out)
+	}
+}

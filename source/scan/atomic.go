@@ -39,8 +39,11 @@ func (r *reader) atomically(ctx context.Context, key string, read func(ctx conte
 			if r.afterRead != nil {
 				r.afterRead(key, attempt)
 			}
+			// An EXISTS of the key (a read the dump may do anyway, unlike
+			// PING, which an ACL user might lack) in a transaction that
+			// fails if the key changed since WATCH.
 			_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				p.Ping(ctx)
+				p.Exists(ctx, key)
 				return nil
 			})
 			return err

@@ -44,6 +44,9 @@ type Options struct {
 	// its reads as it was last read (not a value it ever held), counting
 	// it, instead of failing the dump.
 	AllowChanging bool
+	// SkipFunctions reads the keys without the server's function
+	// libraries (for an ACL user without FUNCTION LIST), saying so.
+	SkipFunctions bool
 	// Keep, if not nil, says which keys SCAN returns are this source's to
 	// dump; the others are counted in Stats.NotOwned. A cluster source
 	// keeps the keys of the slots a node served when the dump began.
@@ -160,7 +163,7 @@ func (s *Source) Prepare(ctx context.Context, start time.Time) (*Prepared, error
 		return nil, err
 	}
 	var libs []*format.Record
-	if opts.Match == "" {
+	if opts.Match == "" && !opts.SkipFunctions {
 		if libs, err = functions(ctx, base); err != nil {
 			return nil, err
 		}
@@ -410,7 +413,7 @@ func functions(ctx context.Context, c *redis.Client) ([]*format.Record, error) {
 	case err != nil && redisconn.IsUnknownCommand(err):
 		return nil, nil
 	case err != nil:
-		return nil, fmt.Errorf("function list: %w (a dump without the server's function libraries would lose them)", err)
+		return nil, fmt.Errorf("function list: %w (a dump without the server's function libraries would lose them: --skip-functions dumps the keys alone)", err)
 	}
 	out := make([]*format.Record, 0, len(libs))
 	for _, l := range libs {

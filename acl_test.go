@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/crs-tool/crs/internal/redisserver"
+	"github.com/crs-tool/crs/internal/redistest"
+)
+
+// leastPrivilege is what each command needs of an ACL user on Redis 7.0,
+// as the README's "Least privilege" lists it.
+var leastPrivilege = []struct {
+	name  string
+	rules []string
+	run   func(src, dst *redisserver.Server, user string) string // the command line
+}{
+	{"crsdump", []string{"~*", "+@read", "+info", "+function|list", "+multi", "+exec", "+watch"},
+		func(src, _ *redisserver.Server, u string) string {
+			return "crsdump -q -u redis://" + u + "@" + src.Addr + " -o d.zst"
+		}},
+	{"crsdump --snapshot", []string{"+info", "+psync", "+replconf"},
+		func(src, _ *redisserver.Server, u string) string {
+			return "crsdump -q --snapshot -u redis://" + u + "@" + src.Addr + " -o s.zst"
+		}},
+	{"crsload", []string{"~*", "+@write", "+info", "+time"},
+		func(_, dst *redisserver.Server, u string) string {
+			return "crsload -q -u redis://" + u + "@" + dst.Addr + " all.zst"
+		}},
+	{"crs verify", []string{"~*", "+@read", "+info", "+function|list"},
+		func(src, _ *redisserver.Server, u string) string {
+			return "crs verify -q -u redis://" + u + "@" + src.Addr + " all.zst"
+		}},
+	{"crs stats", []string{"~*", "+@read", "+info", "+function|list", "+multi", "+exec", "+watch"},
+		func(src, _ *redisserver.Server, u string) string { return "crs stats -u redis://" + u + "@" + src.Addr }},
+}
+
+// TestLeastPrivilege runs each command as an ACL user with exactly the
+// rules the README lists for it, then with each rule taken away: the
+// first succeeds, each of the others fails naming a rule to add.
+func TestLeastPrivilege(t *testing.T) {
+	ctx := context.Background()
+	src := redistest.Start(t, "--repl-diskless-sync-delay", "0")
+	sc := redistest.Client(t, src, 0)
+	sc.Set(ctx, "k", "v", 0)
+	sc.HSet(ctx, "h", "f", "v")
+	sc.Do(ctx, "XADD", "s", "*", "f", "v")
+	if err := sc.FunctionLoad(ctx, library).Err(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o all.zst"); code != 0 {
+		t.Fatalf("dump: exit %d\n%s", code, out)
+	}
+	for _, lp := range leastPrivilege {
+		t.Run(lp.name, func(t *testing.T) {
+			for drop := -1; drop < len(lp.rules); drop++ {
+				var rules []string
+				for i, r := range lp.rules {
+					if i != drop {
+						rules = append(rules, r)
+					}
+				}
+				dst := redistest.Start(t)
+				user := fmt.Sprintf("u%d", drop+1)
+				for _, s := range []*redisserver.Server{src, dst} {
+					args := append([]interface{}{"ACL", "SETUSER", user, "reset", "on", ">pw"}, anys(rules)...)
+					if err := redistest.Client(t, s, 0).Do(ctx, args...).Err(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				out, code := sh(t, dir, lp.run(src, dst, user+":pw"))
+				switch {
+				case drop < 0 && code != 0:
+					t.Errorf("with %v: exit %d\n%s", rules, code, out)
+				case drop >= 0 && (code == 0 || !strings.Contains(out, "the ACL user ")):
+					t.Errorf("without %s: exit %d, and no rule named:\n%s", lp.rules[drop], code, out)
+				}
+			}
+		})
+	}
+}
+
+func anys(ss []string) []interface{} {
+	out := make([]interface{}, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -269,6 +270,10 @@ func Load(ctx context.Context, fr records.Reader, opts Options) (st Stats, err e
 	g, gctx := errgroup.WithContext(ctx)
 	f.inFlight = semaphore.NewWeighted(max(opts.MaxInFlight, 1))
 	limiter := ratelimit.New(opts.Rate)
+	waitReplicas, err := sentinelReplicas(ctx, opts, bases)
+	if err != nil {
+		return st, err
+	}
 	nodes := tgt.Nodes()
 	f.perNode = max(opts.Concurrency/len(nodes), 2)
 	f.workers = make([]chan item, f.perNode*len(nodes))
@@ -277,7 +282,7 @@ func Load(ctx context.Context, fr records.Reader, opts Options) (st Stats, err e
 		f.workers[i] = make(chan item, max(opts.Pipeline, 1))
 		results[i].ByType = make(map[string]int64)
 		n := i / f.perNode
-		w := &worker{limiter: limiter, conn: nodes[n], tgt: infos[n], opts: opts, st: &results[i], inFlight: f.inFlight, moved: tgt.Moved, redirection: tgt.Redirection}
+		w := &worker{limiter: limiter, waitReplicas: waitReplicas, conn: nodes[n], tgt: infos[n], opts: opts, st: &results[i], inFlight: f.inFlight, moved: tgt.Moved, redirection: tgt.Redirection}
 		ch := f.workers[i]
 		g.Go(func() error { return w.run(ctx, gctx, ch) })
 	}
@@ -408,3 +413,19 @@ func (e *KeyError) Error() string {
 }
 
 func (e *KeyError) Unwrap() error { return e.Err }
+
+// sentinelReplicas is how many replicas each batch must reach before it
+// counts: 1 on a Sentinel-managed master that has a replica, else 0.
+func sentinelReplicas(ctx context.Context, opts Options, bases []*redis.Client) (int, error) {
+	if opts.Conn.SentinelMaster == "" || len(bases) == 0 {
+		return 0, nil
+	}
+	info, err := bases[0].Info(ctx, "replication").Result()
+	if err != nil {
+		return 0, fmt.Errorf("info replication: %w", err)
+	}
+	if n, _ := strconv.Atoi(redisconn.InfoFields(info)["connected_slaves"]); n > 0 {
+		return 1, nil
+	}
+	return 0, nil
+}

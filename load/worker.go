@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -35,6 +36,9 @@ type worker struct {
 	conns    map[connKey]*resp.Conn
 	// moved tells the target that a cluster answered MOVED.
 	moved func(ctx context.Context)
+	// waitReplicas is how many replicas must have each batch (WAIT) on a
+	// Sentinel-managed master; 0 elsewhere.
+	waitReplicas int
 	// redirection reads a refusal that sends a key to another node.
 	redirection func(refusal string) (addr string, ask, ok bool)
 	// asking makes begin send ASKING before each command: the plans are
@@ -60,6 +64,7 @@ const (
 	cmdRestore // RESTORE of a DUMP payload
 	cmdRedo    // DEL before a key is sent again after a lost connection
 	cmdAsking  // ASKING before a command sent after an ASK redirection
+	cmdWait    // WAIT for a replica, on a Sentinel-managed master
 )
 
 // keyState is what a worker remembers of a key between its parts.
@@ -310,6 +315,7 @@ func (w *worker) send(ctx context.Context, db int, plans []planned, resend bool)
 	}
 	err = w.sendOn(ctx, c, db, plans, resend)
 	if errors.Is(err, resp.ErrLost) {
+		c.Close()
 		delete(w.conns, connKey{db: db})
 		return connError{err}
 	}
@@ -344,6 +350,12 @@ func (w *worker) sendOn(ctx context.Context, c *resp.Conn, db int, plans []plann
 		}
 		w.commands(c, i, pl.it, pl.state)
 	}
+	// On a Sentinel-managed master, a batch counts once a replica has it:
+	// a failover promotes a replica, and what only the old master held is
+	// lost with it.
+	if w.waitReplicas > 0 && len(plans) > 0 {
+		w.begin(c, 0, cmdWait, "WAIT", 2).Int(int64(w.waitReplicas)).Int(5000)
+	}
 	for _, sc := range w.sent {
 		plans[sc.plan].cmds++
 	}
@@ -355,6 +367,7 @@ func (w *worker) sendOn(ctx context.Context, c *resp.Conn, db int, plans []plann
 	if err := w.limiter.Wait(ctx, len(w.sent)); err != nil {
 		return err
 	}
+	var failedOver string
 	err = c.Exec(ctx, func(j int, r resp.Reply) error {
 		sc := w.sent[j]
 		pl := &plans[sc.plan]
@@ -362,6 +375,12 @@ func (w *worker) sendOn(ctx context.Context, c *resp.Conn, db int, plans []plann
 		switch {
 		case sc.kind == cmdDel:
 			pl.existed = r.Int > 0
+		case sc.kind == cmdWait && r.Kind != resp.KindError:
+			if r.Int < int64(w.waitReplicas) {
+				failedOver = "no replica acknowledged the batch"
+			}
+		case r.Kind == resp.KindError && strings.HasPrefix(r.Text, "READONLY"):
+			failedOver = "the master is a replica now"
 		case r.Kind != resp.KindError:
 		case w.noteRedirection(r.Text, pl):
 		case sc.kind == cmdRestore && w.opts.SkipUnsupported:
@@ -376,6 +395,11 @@ func (w *worker) sendOn(ctx context.Context, c *resp.Conn, db int, plans []plann
 	})
 	if errors.Is(err, resp.ErrLost) {
 		return err
+	}
+	if failedOver != "" {
+		// A failover under way: the batch goes again, to the master the
+		// sentinels name once it is over.
+		return fmt.Errorf("%w: %s (a failover?)", resp.ErrLost, failedOver)
 	}
 	w.tally(plans)
 	switch {

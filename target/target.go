@@ -48,6 +48,11 @@ type Target interface {
 // Dial opens a pipelined connection to database db of node (one of
 // Nodes), or of the server at addr where a redirection named one.
 func Dial(ctx context.Context, node redisconn.Options, addr string, db int) (*resp.Conn, error) {
+	// A Sentinel-managed master is where its sentinels say it is now.
+	node, err := redisconn.Resolve(ctx, node)
+	if err != nil {
+		return nil, err
+	}
 	if addr != "" {
 		node = node.At(addr)
 	}

@@ -59,6 +59,15 @@ type Options struct {
 	// ReadOnly sends READONLY on each connection, so that a replica of a
 	// cluster answers reads of its slots instead of redirecting them.
 	ReadOnly bool
+	// SentinelMaster names a Sentinel-managed master: the options then
+	// name the sentinels (SentinelAddrs, comma-separated host:port, or
+	// the address the options give), whom Resolve asks where it is.
+	SentinelMaster   string
+	SentinelAddrs    string
+	SentinelUser     string
+	SentinelPassword string
+	// SentinelReplica resolves to a replica of the master instead.
+	SentinelReplica bool
 }
 
 // NewOptions returns the defaults: no URL, default host and port, no db.
@@ -326,6 +335,10 @@ func (s Server) AtLeast(major, minor int) bool {
 // timeouts, not by its context, so when ctx ends the client is closed,
 // which ends any call still waiting on a stalled server at once.
 func Open(ctx context.Context, o Options, db, poolSize int) (*redis.Client, Server, error) {
+	o, err := Resolve(ctx, o)
+	if err != nil {
+		return nil, Server{}, err
+	}
 	ro, err := o.ClientOptions()
 	if err != nil {
 		return nil, Server{}, err

@@ -265,6 +265,10 @@ func isRDB(br *bufio.Reader) bool {
 // server returns the source for the server spec names: one server, or a
 // cluster; read with SCAN or through a snapshot.
 func server(ctx context.Context, spec Spec) (records.Source, error) {
+	if spec.Scan.Conn.SentinelMaster != "" && spec.FromReplicas {
+		// A replica of the Sentinel-managed master, not a cluster's.
+		spec.Scan.Conn.SentinelReplica, spec.FromReplicas = true, false
+	}
 	c, _, err := redisconn.Open(ctx, spec.Scan.Conn, 0, 1)
 	if err != nil {
 		return nil, err

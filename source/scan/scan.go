@@ -258,7 +258,11 @@ func dumpDB(ctx context.Context, fw records.RecordWriter, opts Options, d format
 	})
 	for i := 0; i < conc; i++ {
 		g.Go(func() error {
-			ro, err := opts.Conn.RESP(db)
+			conn, err := redisconn.Resolve(gctx, opts.Conn)
+			if err != nil {
+				return err
+			}
+			ro, err := conn.RESP(db)
 			if err != nil {
 				return err
 			}

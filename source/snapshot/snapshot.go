@@ -61,7 +61,11 @@ func (s *Source) Dump(ctx context.Context, fw records.Writer, p *progress.Counte
 	if err != nil {
 		return records.Stats{From: "snapshot"}, err
 	}
-	ro, err := s.opts.Conn.RESP(0)
+	at, err := redisconn.Resolve(ctx, s.opts.Conn)
+	if err != nil {
+		return records.Stats{From: "snapshot"}, err
+	}
+	ro, err := at.RESP(0)
 	if err != nil {
 		return records.Stats{From: "snapshot"}, err
 	}

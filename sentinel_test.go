@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/crs-tool/crs/internal/redisserver"
+	"github.com/crs-tool/crs/internal/redistest"
+)
+
+// startSentinels starts n sentinels (Debian's redis-server --sentinel)
+// monitoring master as "mymaster" with quorum 2, and waits until each
+// knows the others and the replica. It returns their addresses.
+func startSentinels(t *testing.T, master *redisserver.Server, n int) []string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, mport, _ := strings.Cut(master.Addr, ":")
+	var addrs []string
+	for i := 0; i < n; i++ {
+		port, err := redisserver.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		conf := filepath.Join(dir, "sentinel.conf")
+		body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor mymaster 127.0.0.1 %s 2\nsentinel down-after-milliseconds mymaster 3000\nsentinel failover-timeout mymaster 20000\n", port, dir, mport)
+		if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, conf, "--sentinel")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		addrs = append(addrs, "127.0.0.1:"+strconv.Itoa(port))
+	}
+	for _, a := range addrs {
+		c := redis.NewClient(&redis.Options{Addr: a, Protocol: 2, DisableIdentity: true})
+		t.Cleanup(func() { c.Close() })
+		redistest.WaitFor(t, "sentinel "+a+" to know the others and the replica", func() bool {
+			m, err := c.Do(context.Background(), "SENTINEL", "MASTER", "mymaster").Slice()
+			if err != nil {
+				return false
+			}
+			f := map[string]string{}
+			for i := 0; i+1 < len(m); i += 2 {
+				k, _ := m[i].(string)
+				f[k] = fmt.Sprint(m[i+1])
+			}
+			return f["num-other-sentinels"] == strconv.Itoa(n-1) && f["num-slaves"] == "1"
+		})
+	}
+	return addrs
+}
+
+// TestSentinelFailoverMidLoad loads a dump into a Sentinel-managed master
+// (three sentinels, a master and a replica), found through the
+// sentinels, and fails the master over mid-load with SENTINEL FAILOVER:
+// the load follows the new master and ends with it holding the dump, key
+// by key.
+func TestSentinelFailoverMidLoad(t *testing.T) {
+	ctx := context.Background()
+	src := redistest.Start(t)
+	fillMany(t, src, 20_000)
+	dir := t.TempDir()
+	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o d.zst"); code != 0 {
+		t.Fatalf("dump: exit %d\n%s", code, out)
+	}
+	master := redistest.Start(t)
+	_, mport, _ := strings.Cut(master.Addr, ":")
+	replica := redistest.Start(t, "--replicaof", "127.0.0.1", mport)
+	sentinels := startSentinels(t, master, 3)
+	// Through the sentinels, a server that is not the master is no
+	// target: the sentinels name it.
+	cmd, output := start(t, dir, "crsload --rate 8000 --retry-for 2m --sentinel-master mymaster --sentinel "+strings.Join(sentinels, ",")+" d.zst")
+	mc := redistest.Client(t, master, 0)
+	redistest.WaitFor(t, "keys on the master", func() bool {
+		n, _ := mc.DBSize(ctx).Result()
+		return n > 0
+	})
+	sc := redis.NewClient(&redis.Options{Addr: sentinels[0], Protocol: 2, DisableIdentity: true})
+	defer sc.Close()
+	if err := sc.Do(ctx, "SENTINEL", "FAILOVER", "mymaster").Err(); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	out := output()
+	if err != nil {
+		t.Fatalf("the load across the failover: exit %d\n%s", exitCodeOf(err), out)
+	}
+	hp, err := sc.Do(ctx, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster").StringSlice()
+	if err != nil || len(hp) != 2 || hp[0]+":"+hp[1] != replica.Addr {
+		t.Fatalf("the master after the failover is %v (%v), want the replica %s", hp, err, replica.Addr)
+	}
+	if !strings.Contains(out, "reconnected and resent") {
+		t.Errorf("the load did not say it followed the failover:\n%s", out)
+	}
+	t.Log(strings.TrimSpace(out))
+	assertNoDiff(t, src, replica)
+}

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
@@ -116,6 +118,7 @@ func loadCommand() *cli.Command {
 			&cli.IntFlag{Name: "pipeline", Value: loadOpts.Pipeline, Usage: "most keys one writer sends per round trip", Destination: &loadOpts.Pipeline},
 			&cli.Int64Flag{Name: "max-in-flight", Value: loadOpts.MaxInFlight, Usage: "most bytes of records read and not yet written, across all writers", Destination: &loadOpts.MaxInFlight},
 			&cli.DurationFlag{Name: "retry-for", Value: loadOpts.RetryFor, Usage: "keep reconnecting and resending this long after a lost connection", Destination: &loadOpts.RetryFor},
+			&cli.BoolFlag{Name: "resume", Usage: "continue a load of this file into this target that stopped (a lost target, ^C, OOM) from its checkpoint, skipping what it wrote", Destination: &loadOpts.Resume},
 			&cli.Float64Flag{Name: "rate", Usage: "send at most `N` commands a second, all writers together (0: as fast as it goes), to spare a production server", Destination: &loadOpts.Rate},
 			&cli.BoolFlag{Name: "ignore-memory", Usage: "load even when the target's maxmemory looks too small for the dump", Destination: &loadOpts.IgnoreMemory},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors", Destination: &loadOpts.Quiet},
@@ -145,6 +148,11 @@ func loadCommand() *cli.Command {
 				}
 				from.File = "-"
 			}
+			checkpoint, err := checkpointPath(from.File, loadOpts)
+			if err != nil {
+				return err
+			}
+			loadOpts.Checkpoint = checkpoint
 			shareCores(loadOpts.Conn)
 			in := pick.Open(from)
 			defer in.Close()
@@ -231,4 +239,24 @@ func verifyCommand() *cli.Command {
 			return verify.Run(c.Context, verifyOpts, in, os.Stderr)
 		},
 	}
+}
+
+// checkpointPath is where a load of file into opts' target keeps its
+// checkpoint: a file in TMPDIR named by a hash of the file's absolute path,
+// the target and the writers, so that crsload --resume with the same
+// arguments finds it. Standard input has none; --resume refuses it.
+func checkpointPath(file string, opts load.Options) (string, error) {
+	if file == "" || file == "-" {
+		if opts.Resume {
+			return "", usageError{errors.New("--resume needs the dump as a file argument, to read it again")}
+		}
+		return "", nil
+	}
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return "", err
+	}
+	db, _ := opts.Conn.SelectedDB()
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%d\x00%d", abs, opts.Conn.Address(), db, opts.Concurrency)))
+	return filepath.Join(os.TempDir(), fmt.Sprintf("crsload-%x.checkpoint", sum[:8])), nil
 }

@@ -3,9 +3,7 @@ package load
 import (
 	"context"
 	"fmt"
-	"hash/maphash"
 	"io"
-	"strconv"
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/semaphore"
@@ -33,7 +31,7 @@ type feeder struct {
 	inFlight *semaphore.Weighted
 	workers  []chan item // perNode writers for each node, node by node
 	perNode  int
-	seed     maphash.Seed
+	resume   []int64 // per writer, the line up to which a resumed load skips its records; nil: no resume
 
 	skipping bool  // the parts of the current key are being skipped
 	keyExp   int64 // the expiry of the current key, set after its last part
@@ -42,7 +40,6 @@ type feeder struct {
 // feed reads every record of fr and sends it on, until the end of the
 // dump or an error.
 func (f *feeder) feed(ctx context.Context, fr records.Reader, st *Stats) error {
-	f.seed = maphash.MakeSeed()
 	for {
 		rec, err := fr.Read()
 		if err == io.EOF {
@@ -79,6 +76,19 @@ func (f *feeder) feed(ctx context.Context, fr records.Reader, st *Stats) error {
 		}
 		if it.last {
 			it.exp = f.keyExp
+		}
+		if w := f.route(it.db, rec.Key); f.resume != nil {
+			if line <= int(f.resume[w]) {
+				st.Resumed++ // written before the load stopped
+				if it.last {
+					f.opts.Counter.Add(1)
+				}
+				continue
+			}
+			// The checkpoint lags what was written by up to its interval
+			// (all of it after a crash): every key a resumed load sends
+			// goes from scratch, after a DEL, so none is doubled.
+			it.redo = rec.Part <= 1
 		}
 		it.size = min(int64(records.Size(fr, rec)), max(f.opts.MaxInFlight, 1))
 		if err := f.inFlight.Acquire(ctx, it.size); err != nil {
@@ -130,11 +140,7 @@ func (f *feeder) finishSeen() error {
 // route returns the writer for a key: one of the writers of the node that
 // takes it, by a hash of database and key.
 func (f *feeder) route(db int, key string) int {
-	var h maphash.Hash
-	h.SetSeed(f.seed)
-	h.WriteString(strconv.Itoa(db))
-	h.WriteString(key)
-	return f.tgt.Node(key)*f.perNode + int(h.Sum64()%uint64(f.perNode))
+	return f.tgt.Node(key)*f.perNode + int(routeHash(db, key)%uint64(f.perNode))
 }
 
 // function loads a function library on every node (a cluster's masters

@@ -14,8 +14,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -60,6 +62,11 @@ type Options struct {
 	// (XCFGSET settings and tracked IDs, Redis 8.6) when the target cannot
 	// hold it, counting the streams.
 	DropStreamIDMP bool
+	// Checkpoint, when set, is the file where the load keeps, while it
+	// runs, how far each writer got, removed when the load ends well;
+	// with Resume, a load continues from it.
+	Checkpoint string
+	Resume     bool
 	// Rate, when above 0, is the most commands a second the load sends,
 	// all writers together (--rate), to spare a server in production.
 	Rate float64
@@ -138,6 +145,7 @@ type Stats struct {
 	DroppedField     int64            `json:"dropped_field_expiries"`         // field expiries dropped (--drop-field-expiry)
 	DroppedCount     int64            `json:"dropped_stream_counters"`        // streams loaded without their counters (--drop-stream-counters)
 	DroppedIDMP      int64            `json:"dropped_stream_idmp"`            // streams loaded without their idempotent-producer state (--drop-stream-idmp)
+	Resumed          int64            `json:"resumed_skipped,omitempty"`      // records a resumed load skipped: written before it stopped
 	Retries          int64            `json:"retries"`                        // batches sent again after a lost connection
 	Functions        int64            `json:"function_libraries"`             // function libraries loaded
 	SkippedFunctions int64            `json:"skipped_function_libraries"`     // function libraries left out (--skip-functions)
@@ -165,6 +173,7 @@ func (s *Stats) add(o *Stats) {
 	s.DroppedField += o.DroppedField
 	s.DroppedCount += o.DroppedCount
 	s.DroppedIDMP += o.DroppedIDMP
+	s.Resumed += o.Resumed
 	s.Retries += o.Retries
 	s.Redirects += o.Redirects
 	s.VectorsApprox += o.VectorsApprox
@@ -200,6 +209,7 @@ type item struct {
 	last bool  // the record ends its key (a whole key, or its last part)
 	line int
 	size int64 // bytes held against MaxInFlight
+	redo bool  // the first record of a resumed writer: it goes from scratch, after a DEL
 }
 
 // serverInfo is what the loader knows of a server it writes to.
@@ -253,8 +263,9 @@ func Load(ctx context.Context, fr records.Reader, opts Options) (st Stats, err e
 	if opts.TTL == TTLShift && hdr.CreatedMs > 0 {
 		f.shift = clock() - hdr.CreatedMs
 	}
-	// Refuse to mix into databases that already hold keys.
-	if !opts.Replace && !opts.SkipExisting {
+	// Refuse to mix into databases that already hold keys (a resumed load
+	// continues into its own).
+	if !opts.Replace && !opts.SkipExisting && !opts.Resume {
 		dbs, all := mustBeEmpty(hdr, targetDB)
 		if err := checkEmpty(ctx, bases, dbs, all); err != nil {
 			return st, err
@@ -278,11 +289,21 @@ func Load(ctx context.Context, fr records.Reader, opts Options) (st Stats, err e
 	f.perNode = max(opts.Concurrency/len(nodes), 2)
 	f.workers = make([]chan item, f.perNode*len(nodes))
 	results := make([]Stats, len(f.workers))
+	lines := make([]*atomic.Int64, len(f.workers))
+	if opts.Resume {
+		if f.resume, err = readCheckpoint(opts.Checkpoint, len(f.workers)); err != nil {
+			return st, err
+		}
+	}
 	for i := range f.workers {
+		lines[i] = &atomic.Int64{}
+		if f.resume != nil {
+			lines[i].Store(f.resume[i])
+		}
 		f.workers[i] = make(chan item, max(opts.Pipeline, 1))
 		results[i].ByType = make(map[string]int64)
 		n := i / f.perNode
-		w := &worker{limiter: limiter, waitReplicas: waitReplicas, conn: nodes[n], tgt: infos[n], opts: opts, st: &results[i], inFlight: f.inFlight, moved: tgt.Moved, redirection: tgt.Redirection}
+		w := &worker{line: lines[i], limiter: limiter, waitReplicas: waitReplicas, conn: nodes[n], tgt: infos[n], opts: opts, st: &results[i], inFlight: f.inFlight, moved: tgt.Moved, redirection: tgt.Redirection}
 		ch := f.workers[i]
 		g.Go(func() error { return w.run(ctx, gctx, ch) })
 	}
@@ -294,7 +315,20 @@ func Load(ctx context.Context, fr records.Reader, opts Options) (st Stats, err e
 		}()
 		return f.feed(gctx, fr, &st)
 	})
+	var stopCheckpoint chan struct{}
+	var checkpointDone chan error
+	if opts.Checkpoint != "" {
+		stopCheckpoint, checkpointDone = make(chan struct{}), make(chan error, 1)
+		go keepCheckpoint(opts.Checkpoint, lines, stopCheckpoint, checkpointDone)
+	}
 	err = g.Wait()
+	if stopCheckpoint != nil {
+		close(stopCheckpoint)
+		cerr := <-checkpointDone
+		if err == nil || cerr != nil {
+			os.Remove(opts.Checkpoint) // done, or no checkpoint to trust
+		}
+	}
 	for i := range results {
 		st.add(&results[i])
 	}

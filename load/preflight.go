@@ -96,7 +96,7 @@ func probe(ctx context.Context, opts Options) (targetInfo, error) {
 // databases that hold keys, and too little memory.
 func preflight(hdr format.Header, ti targetInfo, opts Options) []error {
 	var problems []error
-	if !opts.Replace && !opts.SkipExisting {
+	if !opts.Replace && !opts.SkipExisting && !opts.Resume {
 		db, _ := opts.Conn.SelectedDB()
 		dbs, all := mustBeEmpty(hdr, db)
 		if busy := busyDatabases(ti.keyspace, dbs, all); len(busy) > 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -71,6 +72,9 @@ func Run(ctx context.Context, opts Options, in records.Input, stderr io.Writer) 
 		writeJSON(stderr, st, err)
 	case !opts.Quiet:
 		fmt.Fprintln(stderr, summary(st, err))
+	}
+	if _, serr := os.Stat(opts.Checkpoint); err != nil && opts.Checkpoint != "" && serr == nil {
+		fmt.Fprintln(stderr, "crsload: crsload --resume with the same arguments continues this load from where it stopped")
 	}
 	return err
 }
@@ -262,6 +266,9 @@ func summary(st Stats, err error) string {
 	}
 	if st.DroppedCount > 0 {
 		fmt.Fprintf(&b, "; DROPPED the counters of %d streams (--drop-stream-counters)", st.DroppedCount)
+	}
+	if st.Resumed > 0 {
+		fmt.Fprintf(&b, "; resumed: skipped %d records written before the load stopped", st.Resumed)
 	}
 	if st.SkippedFunctions > 0 {
 		fmt.Fprintf(&b, "; SKIPPED %d function libraries (--skip-functions)", st.SkippedFunctions)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -27,6 +28,10 @@ const placeholderField = "\x00crsload-deleted\x00"
 // worker writes the records it is sent, a pipeline at a time, on its own
 // connections (one per target database).
 type worker struct {
+	// line is the last line up to which every record this writer was
+	// given is written, its keys whole (the checkpoint's).
+	line     *atomic.Int64
+	keyFirst int                // the line of the first part of the key in progress
 	limiter  *ratelimit.Limiter // shared by every writer; nil: no limit
 	conn     redisconn.Options
 	tgt      serverInfo
@@ -114,6 +119,16 @@ func (w *worker) run(ctx, group context.Context, ch <-chan item) error {
 			if it.last {
 				done++
 			}
+			if err == nil {
+				if it.rec.Part <= 1 {
+					w.keyFirst = it.line
+				}
+				if it.last {
+					w.line.Store(int64(it.line)) // every key up to here is whole
+				} else if w.line.Load() < int64(w.keyFirst-1) {
+					w.line.Store(int64(w.keyFirst - 1))
+				}
+			}
 		}
 		w.opts.Counter.Add(done)
 		w.inFlight.Release(held)
@@ -158,7 +173,7 @@ func (w *worker) writeRetrying(ctx context.Context, db int, items []item) error 
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		if err == nil {
-			err = w.send(ctx, db, plans, attempt > 0)
+			err = w.send(ctx, db, plans, attempt > 0 || redo(plans))
 		}
 		var ce connError
 		if err == nil || !errors.As(err, &ce) {
@@ -452,4 +467,16 @@ func (w *worker) check(it item) error {
 		return fmt.Errorf("%w: the stream's entries-added and max-deleted-entry-id need XSETID ... ENTRIESADDED MAXDELETEDID (Redis 7.0+); the target is %s %s", ErrTargetLacks, w.tgt.Engine, w.tgt.Version)
 	}
 	return nil
+}
+
+// redo reports whether plans hold the first record of a resumed writer,
+// which may have been half written when the load stopped: it goes from
+// scratch, as after a lost connection.
+func redo(plans []planned) bool {
+	for _, pl := range plans {
+		if pl.it.redo {
+			return true
+		}
+	}
+	return false
 }

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/internal/redisserver"
+	"github.com/crs-tool/crs/internal/redistest"
+)
+
+// commandCalls is the number of commands a server has run, from INFO
+// commandstats.
+func commandCalls(t *testing.T, s *redisserver.Server) int64 {
+	info, err := redistest.Client(t, s, 0).Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, v := range redisconn.InfoFields(info) {
+		if calls, ok := strings.CutPrefix(v, "calls="); ok {
+			c, _ := strconv.ParseInt(calls[:strings.IndexByte(calls, ',')], 10, 64)
+			n += c
+		}
+	}
+	return n
+}
+
+// TestResumeLoad interrupts a load half way (^C), then continues it with
+// --resume: the target ends equal to the source, key by key, keys in parts
+// whole, and the resumed run sends fewer commands than loading it all
+// again would (with --replace, as a target that holds keys needs).
+func TestResumeLoad(t *testing.T) {
+	ctx := context.Background()
+	src := redistest.Start(t)
+	fillMany(t, src, 20_000)
+	dir := t.TempDir()
+	// Parts of two fields: every hash of the keyspace in three parts.
+	if out, code := sh(t, dir, "crsdump -q --part-elems 2 -u "+src.URL+" -o d.zst"); code != 0 {
+		t.Fatalf("dump: exit %d\n%s", code, out)
+	}
+	total, _ := redistest.Client(t, src, 0).DBSize(ctx).Result()
+	dst := redistest.Start(t)
+	dc := redistest.Client(t, dst, 0)
+	cmd, output := start(t, dir, "crsload --rate 10000 -u "+dst.URL+" d.zst")
+	redistest.WaitFor(t, "a third of the keys on the target", func() bool {
+		n, _ := dc.DBSize(ctx).Result()
+		return n > total/3
+	})
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	if code := exitCodeOf(err); code != 130 || !strings.Contains(output(), "crsload --resume with the same arguments continues this load") {
+		t.Fatalf("the interrupted load: exit %d\n%s", code, output())
+	}
+	before := commandCalls(t, dst)
+	out, code := sh(t, dir, "crsload --resume -u "+dst.URL+" d.zst")
+	if code != 0 || !strings.Contains(out, "resumed: skipped ") {
+		t.Fatalf("--resume: exit %d\n%s", code, out)
+	}
+	resumed := commandCalls(t, dst) - before
+	assertNoDiff(t, src, dst)
+	// The whole load again, for the count.
+	full := redistest.Start(t)
+	if out, code := sh(t, dir, "crsload -q --replace -u "+full.URL+" d.zst"); code != 0 {
+		t.Fatalf("the whole load: exit %d\n%s", code, out)
+	}
+	whole := commandCalls(t, full)
+	if resumed >= whole {
+		t.Errorf("the resumed run sent %d commands, the whole load again %d", resumed, whole)
+	}
+	t.Logf("%s; the resumed run: %d commands, the whole load again (--replace): %d", strings.TrimSpace(out), resumed, whole)
+	// Nothing is left to resume.
+	if out, code := sh(t, dir, "crsload --resume -u "+dst.URL+" d.zst"); code == 0 || !strings.Contains(out, "no checkpoint to resume from") {
+		t.Errorf("a second --resume: exit %d\n%s", code, out)
+	}
+}
+
+// TestResumeAfterACrash kills the load (SIGKILL: its checkpoint lags what
+// it wrote) and resumes it: lists, whose pushes a resend would double,
+// end equal to the source's.
+func TestResumeAfterACrash(t *testing.T) {
+	ctx := context.Background()
+	src := redistest.Start(t)
+	c := redistest.Client(t, src, 0)
+	for i := 0; i < 3000; i++ {
+		c.RPush(ctx, "list:"+strconv.Itoa(i), "a", "b", "c", "d", "e")
+	}
+	dir := t.TempDir()
+	if out, code := sh(t, dir, "crsdump -q --part-elems 2 -u "+src.URL+" -o d.zst"); code != 0 {
+		t.Fatalf("dump: exit %d\n%s", code, out)
+	}
+	dst := redistest.Start(t)
+	dc := redistest.Client(t, dst, 0)
+	cmd, _ := start(t, dir, "crsload --rate 3000 -u "+dst.URL+" d.zst")
+	redistest.WaitFor(t, "a third of the keys on the target", func() bool {
+		n, _ := dc.DBSize(ctx).Result()
+		return n > 1000
+	})
+	cmd.Process.Kill()
+	cmd.Wait()
+	out, code := sh(t, dir, "crsload --resume -u "+dst.URL+" d.zst")
+	if code != 0 || !strings.Contains(out, "resumed: skipped ") {
+		t.Fatalf("--resume: exit %d\n%s", code, out)
+	}
+	assertNoDiff(t, src, dst)
+}

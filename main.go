@@ -68,7 +68,7 @@ func main() {
 	case err != nil && ctx.Err() != nil:
 		fmt.Fprintf(os.Stderr, "%s: interrupted\n", name)
 	case err != nil:
-		fmt.Fprintf(os.Stderr, "%s: %v%s\n", name, err, aclHint(err))
+		fmt.Fprintf(os.Stderr, "%s: %v%s\n", name, err, redisconn.ACLHint(err))
 	}
 	os.Exit(exitCode(ctx, err))
 }
@@ -293,28 +293,4 @@ func (s *selectFlags) into(spec *pick.Spec) (err error) {
 	}
 	spec.Reshape, err = s.reshape()
 	return err
-}
-
-// aclHint names the ACL rule a NOPERM refusal lacks: "…no permissions to
-// run the 'watch' command" becomes "; the ACL user needs +watch".
-func aclHint(err error) string {
-	msg := err.Error()
-	i := strings.Index(msg, "NOPERM")
-	if i < 0 {
-		return ""
-	}
-	rest := msg[i:]
-	if strings.Contains(rest, "access one of the keys") || strings.Contains(rest, "channel") {
-		return "; the ACL user lacks access to that key: add a ~pattern rule that covers it (~* for every key)"
-	}
-	a := strings.Index(rest, "'")
-	if a < 0 {
-		return ""
-	}
-	b := strings.Index(rest[a+1:], "'")
-	if b < 0 {
-		return ""
-	}
-	what := rest[a+1 : a+1+b]
-	return fmt.Sprintf("; the ACL user needs +%s (README: \"Least privilege\" lists what each command needs)", what)
 }

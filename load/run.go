@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -281,15 +280,7 @@ func summary(st Stats, err error) string {
 	}
 	b.WriteString(st.Source.Notes())
 	if st.Applied > 0 || st.Commands != nil {
-		names := make([]string, 0, len(st.Commands))
-		for n := range st.Commands {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for i, n := range names {
-			names[i] = fmt.Sprintf("%s %d", n, st.Commands[n])
-		}
-		fmt.Fprintf(&b, "; then applied %d commands (%s)", st.Applied, strings.Join(names, ", "))
+		fmt.Fprintf(&b, "; then applied %d commands%s", st.Applied, report.TypeCounts(st.Commands))
 	}
 	if st.ChangesNote != "" {
 		b.WriteString("; " + st.ChangesNote)

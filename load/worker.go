@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -394,7 +393,7 @@ func (w *worker) sendOn(ctx context.Context, c *resp.Conn, db int, plans []plann
 			if r.Int < int64(w.waitReplicas) {
 				failedOver = "no replica acknowledged the batch"
 			}
-		case r.Kind == resp.KindError && strings.HasPrefix(r.Text, "READONLY"):
+		case r.Kind == resp.KindError && redisconn.IsReadOnly(r.Err()):
 			failedOver = "the master is a replica now"
 		case r.Kind != resp.KindError:
 		case w.noteRedirection(r.Text, pl):

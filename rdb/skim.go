@@ -31,7 +31,6 @@ func skimmed(t byte) bool {
 
 // skimValue passes over a value of type t and emits its key and type.
 func (d *Decoder) skimValue(t byte, b *builder) error {
-	typ := format.TypeString
 	switch t {
 	case typeString:
 		if err := d.in.skipStr(); err != nil {
@@ -80,20 +79,10 @@ func (d *Decoder) skimValue(t byte, b *builder) error {
 			return err
 		}
 	}
-	switch t {
-	case typeList, typeListZiplist, typeListQuicklist, typeListQuicklist2:
-		typ = format.TypeList
-	case typeSet, typeSetIntset, typeSetListpack:
-		typ = format.TypeSet
-	case typeZSet, typeZSet2, typeZSetZiplist, typeZSetListpack:
-		typ = format.TypeZSet
-	case typeHash, typeHashZipmap, typeHashZiplist, typeHashListpack:
-		typ = format.TypeHash
-	}
 	if b.skip {
 		return nil
 	}
-	if err := b.emit(&format.Record{DB: b.db, Key: b.key, Type: typ, ExpireAtMs: b.exp}); err != nil {
+	if err := b.emit(&format.Record{DB: b.db, Key: b.key, Type: b.typ, ExpireAtMs: b.exp}); err != nil {
 		return emitError{err}
 	}
 	return nil

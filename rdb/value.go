@@ -222,27 +222,19 @@ func (d *Decoder) key(t byte, expire int64, meta []string, emit func(*format.Rec
 
 // value reads the value of type t into b.
 func (d *Decoder) value(t byte, b *builder) error {
+	b.typ = nativeType(t)
 	if d.opts.Skim && skimmed(t) {
 		return d.skimValue(t, b)
 	}
-	switch t {
-	case typeString:
-		b.typ = format.TypeString
+	switch b.typ {
+	case format.TypeString:
 		return d.stringValue(b)
-	case typeList, typeListZiplist, typeListQuicklist, typeListQuicklist2:
-		b.typ = format.TypeList
-	case typeSet, typeSetIntset, typeSetListpack:
-		b.typ = format.TypeSet
-	case typeZSet, typeZSet2, typeZSetZiplist, typeZSetListpack:
-		b.typ = format.TypeZSet
-	case typeHash, typeHashZipmap, typeHashZiplist, typeHashListpack, typeHashMeta, typeHashMetaPreGA, typeHashLpEx, typeHashLpExPreGA:
-		b.typ = format.TypeHash
-	case typeStreamListpacks, typeStreamListpack2, typeStreamListpack3, typeStreamListpack4:
-		b.typ = format.TypeStream
+	case format.TypeStream:
 		return d.stream(t, b)
-	case typeModule2, typeModulePreGA:
-		return d.module(t, b)
-	default:
+	case "":
+		if t == typeModule2 || t == typeModulePreGA {
+			return d.module(t, b)
+		}
 		return fmt.Errorf("unknown value type %d", t)
 	}
 	b.start()
@@ -250,6 +242,26 @@ func (d *Decoder) value(t byte, b *builder) error {
 		return err
 	}
 	return b.finish()
+}
+
+// nativeType is the format's type of RDB value type t, or "" for a
+// module value (or a type crs does not know).
+func nativeType(t byte) string {
+	switch t {
+	case typeString:
+		return format.TypeString
+	case typeList, typeListZiplist, typeListQuicklist, typeListQuicklist2:
+		return format.TypeList
+	case typeSet, typeSetIntset, typeSetListpack:
+		return format.TypeSet
+	case typeZSet, typeZSet2, typeZSetZiplist, typeZSetListpack:
+		return format.TypeZSet
+	case typeHash, typeHashZipmap, typeHashZiplist, typeHashListpack, typeHashMeta, typeHashMetaPreGA, typeHashLpEx, typeHashLpExPreGA:
+		return format.TypeHash
+	case typeStreamListpacks, typeStreamListpack2, typeStreamListpack3, typeStreamListpack4:
+		return format.TypeStream
+	}
+	return ""
 }
 
 // stringValue reads a string, in parts of PartBytes when it is larger.

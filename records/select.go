@@ -25,14 +25,8 @@ func (s Selection) Empty() bool {
 	return len(s.Match) == 0 && len(s.Exclude) == 0 && len(s.Types) == 0 && len(s.DBs) == 0
 }
 
-// Check reports a pattern the glob matcher refuses, and a type name that
-// is none.
+// Check reports a type name that is none.
 func (s Selection) Check() error {
-	for _, p := range append(append([]string{}, s.Match...), s.Exclude...) {
-		if _, err := Glob(p, ""); err != nil {
-			return err
-		}
-	}
 	for _, t := range s.Types {
 		if t == "" || t == format.TypeFunction {
 			return fmt.Errorf("--type %q: not a key type (string, list, set, zset, hash, stream, vectorset or a module type)", t)
@@ -63,7 +57,7 @@ func (s Selection) Takes(rec *format.Record) (bool, string) {
 
 func anyGlob(patterns []string, key string) bool {
 	for _, p := range patterns {
-		if ok, _ := Glob(p, key); ok {
+		if Glob(p, key) {
 			return true
 		}
 	}
@@ -138,89 +132,67 @@ func (r *selected) Close() (Stats, error) {
 	return st, err
 }
 
-// Glob reports whether key matches the Redis glob pattern p, as SCAN
-// MATCH and KEYS match: '*' any run of bytes, '?' one byte, '[abc]',
-// '[^abc]' and '[a-z]' one of a set, '\' the next byte as it is.
-func Glob(p, key string) (bool, error) {
-	if strings.Count(p, "[") > 64 {
-		return false, fmt.Errorf("pattern %q: too many classes", p)
-	}
-	return glob(p, key), nil
-}
-
-func glob(p, s string) bool {
-	for len(p) > 0 {
-		switch p[0] {
+// Glob reports whether key matches a SCAN MATCH pattern: '*' any run of
+// bytes, '?' one byte, [abc], [^abc] and [a-z] one byte of a class, and
+// '\' to quote the next byte.
+func Glob(pattern, key string) bool {
+	for len(pattern) > 0 {
+		switch pattern[0] {
 		case '*':
-			for len(p) > 1 && p[1] == '*' {
-				p = p[1:]
+			for len(pattern) > 1 && pattern[1] == '*' {
+				pattern = pattern[1:]
 			}
-			if len(p) == 1 {
+			if len(pattern) == 1 {
 				return true
 			}
-			for i := 0; i <= len(s); i++ {
-				if glob(p[1:], s[i:]) {
+			for i := 0; i <= len(key); i++ {
+				if Glob(pattern[1:], key[i:]) {
 					return true
 				}
 			}
 			return false
 		case '?':
-			if len(s) == 0 {
+			if key == "" {
 				return false
 			}
-			s = s[1:]
-			p = p[1:]
 		case '[':
-			if len(s) == 0 {
+			if key == "" {
 				return false
 			}
-			end := 1
-			not := end < len(p) && p[end] == '^'
-			if not {
-				end++
+			end := strings.IndexByte(pattern[1:], ']')
+			if end < 0 {
+				return pattern == key // an unclosed class is literal
 			}
-			match := false
-			for end < len(p) && p[end] != ']' {
-				switch {
-				case p[end] == '\\' && end+1 < len(p):
-					end++
-					match = match || p[end] == s[0]
-				case end+2 < len(p) && p[end+1] == '-' && p[end+2] != ']':
-					lo, hi := p[end], p[end+2]
-					if lo > hi {
-						lo, hi = hi, lo
-					}
-					match = match || s[0] >= lo && s[0] <= hi
-					end += 2
-				default:
-					match = match || p[end] == s[0]
+			class := pattern[1 : 1+end]
+			negate := strings.HasPrefix(class, "^")
+			if negate {
+				class = class[1:]
+			}
+			in := false
+			for i := 0; i < len(class); i++ {
+				if i+2 < len(class) && class[i+1] == '-' {
+					lo, hi := min(class[i], class[i+2]), max(class[i], class[i+2])
+					in = in || (key[0] >= lo && key[0] <= hi)
+					i += 2
+				} else {
+					in = in || key[0] == class[i]
 				}
-				end++
 			}
-			if not {
-				match = !match
-			}
-			if !match {
+			if in == negate {
 				return false
 			}
-			s = s[1:]
-			if end < len(p) {
-				p = p[end+1:]
-			} else {
-				p = p[end:]
-			}
+			pattern = pattern[1+end:]
 		case '\\':
-			if len(p) >= 2 {
-				p = p[1:]
+			if len(pattern) > 1 {
+				pattern = pattern[1:]
 			}
 			fallthrough
 		default:
-			if len(s) == 0 || s[0] != p[0] {
+			if key == "" || key[0] != pattern[0] {
 				return false
 			}
-			s = s[1:]
-			p = p[1:]
 		}
+		pattern, key = pattern[1:], key[1:]
 	}
-	return len(s) == 0
+	return key == ""
 }

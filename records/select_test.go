@@ -25,8 +25,8 @@ func TestGlob(t *testing.T) {
 		{"", "", true}, {"", "x", false},
 		{"x/*", "x/y/z", true}, // no special meaning for '/', unlike path.Match
 	} {
-		if got, err := Glob(tt.p, tt.s); err != nil || got != tt.want {
-			t.Errorf("Glob(%q, %q) = %v, %v; want %v", tt.p, tt.s, got, err, tt.want)
+		if got := Glob(tt.p, tt.s); got != tt.want {
+			t.Errorf("Glob(%q, %q) = %v; want %v", tt.p, tt.s, got, tt.want)
 		}
 	}
 }

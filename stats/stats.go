@@ -201,7 +201,7 @@ func Collect(ctx context.Context, r records.Reader, opts Options) ([]*DB, error)
 func (d *DB) addKey(key string, patterns []string) {
 	if len(patterns) > 0 {
 		for i, p := range patterns {
-			if Match(p, key) {
+			if records.Glob(p, key) {
 				d.given[i]++
 			}
 		}
@@ -417,69 +417,4 @@ func printable(s string) string {
 		return q
 	}
 	return s
-}
-
-// Match reports whether key matches a SCAN MATCH pattern: '*' any run of
-// bytes, '?' one byte, [abc], [^abc] and [a-z] one byte of a class, and
-// '\' to quote the next byte.
-func Match(pattern, key string) bool {
-	for len(pattern) > 0 {
-		switch pattern[0] {
-		case '*':
-			for len(pattern) > 1 && pattern[1] == '*' {
-				pattern = pattern[1:]
-			}
-			if len(pattern) == 1 {
-				return true
-			}
-			for i := 0; i <= len(key); i++ {
-				if Match(pattern[1:], key[i:]) {
-					return true
-				}
-			}
-			return false
-		case '?':
-			if key == "" {
-				return false
-			}
-		case '[':
-			if key == "" {
-				return false
-			}
-			end := strings.IndexByte(pattern[1:], ']')
-			if end < 0 {
-				return pattern == key // an unclosed class is literal
-			}
-			class := pattern[1 : 1+end]
-			negate := strings.HasPrefix(class, "^")
-			if negate {
-				class = class[1:]
-			}
-			in := false
-			for i := 0; i < len(class); i++ {
-				if i+2 < len(class) && class[i+1] == '-' {
-					lo, hi := min(class[i], class[i+2]), max(class[i], class[i+2])
-					in = in || (key[0] >= lo && key[0] <= hi)
-					i += 2
-				} else {
-					in = in || key[0] == class[i]
-				}
-			}
-			if in == negate {
-				return false
-			}
-			pattern = pattern[1+end:]
-		case '\\':
-			if len(pattern) > 1 {
-				pattern = pattern[1:]
-			}
-			fallthrough
-		default:
-			if key == "" || key[0] != pattern[0] {
-				return false
-			}
-		}
-		pattern, key = pattern[1:], key[1:]
-	}
-	return key == ""
 }

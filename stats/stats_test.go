@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/records"
 )
 
 func TestMatch(t *testing.T) {
@@ -21,7 +22,7 @@ func TestMatch(t *testing.T) {
 		{"h[^e]llo", "hello", false}, {"h[a-c]llo", "hbllo", true}, {"h[a-c]llo", "hdllo", false},
 		{`a\*b`, "a*b", true}, {`a\*b`, "axb", false}, {"**x", "abx", true}, {"a*", "b", false},
 	} {
-		if got := Match(tt.pattern, tt.key); got != tt.want {
+		if got := records.Glob(tt.pattern, tt.key); got != tt.want {
 			t.Errorf("Match(%q, %q) = %v, want %v", tt.pattern, tt.key, got, tt.want)
 		}
 	}

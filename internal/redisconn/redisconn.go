@@ -472,7 +472,37 @@ func IsAuthFailure(err error) bool {
 		strings.Contains(msg, "invalid password") || strings.Contains(msg, "invalid username-password")
 }
 
+// IsReadOnly reports whether err is a READONLY reply: the server is a
+// replica now (a failover demoted it).
+func IsReadOnly(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "READONLY")
+}
+
 // IsCertificateError reports whether err is a TLS certificate failure.
 func IsCertificateError(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "certificate")
+}
+
+// ACLHint names the ACL rule a NOPERM refusal lacks: "…no permissions to
+// run the 'watch' command" becomes "; the ACL user needs +watch".
+func ACLHint(err error) string {
+	msg := err.Error()
+	i := strings.Index(msg, "NOPERM")
+	if i < 0 {
+		return ""
+	}
+	rest := msg[i:]
+	if strings.Contains(rest, "access one of the keys") || strings.Contains(rest, "channel") {
+		return "; the ACL user lacks access to that key: add a ~pattern rule that covers it (~* for every key)"
+	}
+	a := strings.Index(rest, "'")
+	if a < 0 {
+		return ""
+	}
+	b := strings.Index(rest[a+1:], "'")
+	if b < 0 {
+		return ""
+	}
+	what := rest[a+1 : a+1+b]
+	return fmt.Sprintf("; the ACL user needs +%s (README: \"Least privilege\" lists what each command needs)", what)
 }

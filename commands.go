@@ -28,7 +28,7 @@ func newApp() *cli.App {
 		Usage:           "move Redis data between servers through a lossless JSON-lines dump",
 		HideHelpCommand: true,
 		OnUsageError:    onUsage,
-		Commands:        []*cli.Command{dumpCommand(), loadCommand(), statsCommand(), verifyCommand(), completionCommand(), manCommand()},
+		Commands:        []*cli.Command{dumpCommand(), loadCommand(), statsCommand(), verifyCommand(), syncCommand(), completionCommand(), manCommand()},
 	}
 }
 

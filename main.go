@@ -34,11 +34,13 @@ import (
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/memlimit"
 	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/livesync"
 	"github.com/crs-tool/crs/load"
 	"github.com/crs-tool/crs/rdb"
 	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/source/aof"
 	"github.com/crs-tool/crs/source/pick"
+	"github.com/crs-tool/crs/source/repl"
 	"github.com/crs-tool/crs/source/snapshot"
 	"github.com/crs-tool/crs/verify"
 )
@@ -119,6 +121,10 @@ func exitCode(ctx context.Context, err error) int {
 		return 2
 	case errors.As(err, &parseErr), errors.As(err, &rdbErr), errors.As(err, &aofErr), errors.Is(err, load.ErrNoInput):
 		return 3
+	case errors.Is(err, livesync.ErrDifferent):
+		return 6
+	case errors.Is(err, livesync.ErrStopped), errors.Is(err, repl.ErrNoBacklog):
+		return 4
 	case errors.Is(err, load.ErrTargetNotEmpty), errors.Is(err, load.ErrTargetLacks), errors.Is(err, load.ErrTargetMemory), errors.Is(err, dump.ErrTerminal), errors.As(err, &preflight):
 		return 4
 	case errors.As(err, &connErr), errors.Is(err, snapshot.ErrRefused):

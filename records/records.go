@@ -219,6 +219,7 @@ type Command struct {
 	Args   []string // the command's name first
 	File   string   // the file it was read from, or the link
 	Offset int64    // the byte offset where it starts
+	End    int64    // the byte offset just after it
 }
 
 // Changes yields commands in the order they were made, io.EOF at the end.

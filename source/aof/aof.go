@@ -132,6 +132,11 @@ func NewReader(file string, r io.Reader, off int64, db int, last bool) *Reader {
 	return &Reader{file: file, r: bufio.NewReaderSize(r, 1<<20), off: off, db: db, last: last}
 }
 
+// Consumed returns the offset just after the last command returned (and
+// the SELECTs before it): the offset given to NewReader plus the bytes
+// read.
+func (r *Reader) Consumed() int64 { return r.off }
+
 // DB is the database the commands read so far selected.
 func (r *Reader) DB() int { return r.db }
 
@@ -163,7 +168,7 @@ func (r *Reader) Next() (*records.Command, error) {
 			r.db = db
 			continue
 		}
-		return &records.Command{DB: r.db, Args: args, File: r.file, Offset: start}, nil
+		return &records.Command{DB: r.db, Args: args, File: r.file, Offset: start, End: r.off}, nil
 	}
 }
 

@@ -7,14 +7,11 @@
 package snapshot
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/crs-tool/crs/internal/progress"
@@ -23,6 +20,7 @@ import (
 	"github.com/crs-tool/crs/rdb"
 	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/source/rdbfile"
+	"github.com/crs-tool/crs/source/repl"
 )
 
 // Options configure a snapshot.
@@ -50,7 +48,7 @@ func New(opts Options) *Source {
 }
 
 // ErrRefused is wrapped when the server will not replicate to crs.
-var ErrRefused = errors.New("the server refuses replication")
+var ErrRefused = repl.ErrRefused
 
 // Dump takes the snapshot and writes its keys as records to fw.
 func (s *Source) Dump(ctx context.Context, fw records.Writer, p *progress.Counter) (st records.Stats, err error) {
@@ -74,10 +72,13 @@ func (s *Source) Dump(ctx context.Context, fw records.Writer, p *progress.Counte
 		return records.Stats{From: "snapshot"}, &redisconn.Error{Addr: addr, Err: err}
 	}
 	defer c.Close()
-	conn, br := c.Raw()
+	conn, _ := c.Raw()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	payload, err := handshake(ctx, c, conn, br, s.opts.Idle)
+	// rdb-only (7.0+): the server sends the snapshot and nothing after,
+	// and keeps no replication backlog for us; older servers do not know
+	// it.
+	_, payload, err := repl.Handshake(ctx, c, nil, true, s.opts.Idle)
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:
@@ -115,73 +116,6 @@ func serverModules(ctx context.Context, o redisconn.Options) ([]string, error) {
 	defer c.Close()
 	caps, err := redisconn.ProbeCaps(ctx, c)
 	return caps.Modules, err
-}
-
-// handshake asks for a full resynchronization and returns a reader of
-// the RDB payload.
-func handshake(ctx context.Context, c *resp.Conn, conn net.Conn, br *bufio.Reader, idle time.Duration) (io.Reader, error) {
-	// rdb-only (7.0+): the server sends the snapshot and nothing after, and
-	// keeps no replication backlog for us; older servers do not know it.
-	c.Begin("REPLCONF", 2).Str("rdb-only").Str("1")
-	c.Begin("REPLCONF", 4).Str("capa").Str("eof").Str("capa").Str("psync2")
-	err := c.Exec(ctx, func(i int, r resp.Reply) error {
-		if r.Kind == resp.KindError && i == 1 {
-			return refused("REPLCONF", r.Text)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	conn.SetDeadline(time.Now().Add(idle))
-	if _, err := conn.Write([]byte("*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n")); err != nil {
-		return nil, err
-	}
-	var line string
-	for line == "" {
-		var err error
-		if line, err = readLine(conn, br, idle); err != nil {
-			return nil, err
-		}
-	}
-	if !strings.HasPrefix(line, "+FULLRESYNC") {
-		return nil, refused("PSYNC", strings.TrimPrefix(line, "-"))
-	}
-	// While it makes the snapshot, the server sends newlines to show it
-	// is alive; then "$<length>" or, streamed without a file,
-	// "$EOF:<40-byte mark>" (the RDB's own end opcode and checksum end
-	// the decoding before the mark).
-	for line = ""; line == ""; {
-		var err error
-		if line, err = readLine(conn, br, idle); err != nil {
-			return nil, err
-		}
-	}
-	if !strings.HasPrefix(line, "$") {
-		return nil, fmt.Errorf("unexpected reply to PSYNC: %q", line)
-	}
-	if strings.HasPrefix(line, "$EOF:") {
-		return br, nil
-	}
-	n, err := strconv.ParseInt(line[1:], 10, 64)
-	if err != nil || n < 0 {
-		return nil, fmt.Errorf("unexpected reply to PSYNC: %q", line)
-	}
-	return io.LimitReader(br, n), nil
-}
-
-func refused(cmd, msg string) error {
-	return fmt.Errorf("%w: %s: %s. Managed services often disable replication, and an ACL user needs +psync and +replconf; crsdump without --snapshot reads the server with SCAN instead", ErrRefused, cmd, msg)
-}
-
-// readLine reads a line without its CRLF (or LF, for keepalives).
-func readLine(conn net.Conn, br *bufio.Reader, idle time.Duration) (string, error) {
-	conn.SetReadDeadline(time.Now().Add(idle))
-	line, err := br.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimRight(line, "\r\n"), nil
 }
 
 // idleReader reads the payload, failing when the server sends nothing

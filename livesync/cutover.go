@@ -1,0 +1,251 @@
+package livesync
+
+import (
+	"context"
+	"errors"
+	"io"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/internal/resp"
+	"github.com/crs-tool/crs/records"
+	"github.com/crs-tool/crs/verify"
+)
+
+// cutover pauses the source's writes, applies the stream up to the
+// source's offset at the pause, checks the target and removes the
+// checkpoint. On failure it ends the pause, so the service goes on
+// writing to the source.
+func (a *applier) cutover(ctx context.Context, cmds <-chan *records.Command, errc <-chan error) (err error) {
+	a.st.Phase = "cutover"
+	pausedAt := time.Now()
+	until, err := a.src.PauseWrites(ctx, a.opts.Pause)
+	if err != nil {
+		return err
+	}
+	deadline := pausedAt.Add(a.opts.Pause)
+	defer func() {
+		if err != nil {
+			if uerr := a.src.Unpause(context.WithoutCancel(ctx)); uerr == nil {
+				err = fmt.Errorf("%w (the cutover ended the pause: the source takes writes again)", err)
+			}
+		}
+	}()
+	a.say("crs sync: cutover: the source's writes are paused (for %s at most); applying up to its offset %d", a.opts.Pause, until)
+	timeout := time.NewTimer(time.Until(deadline))
+	defer timeout.Stop()
+	for a.pos.Offset < until {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timeout.C:
+			return fmt.Errorf("the pause of %s ran out before the target caught up (offset %d of %d); give a longer --pause", a.opts.Pause, a.pos.Offset, until)
+		case cmd, ok := <-cmds:
+			if !ok {
+				return fmt.Errorf("%s: %w", a.link.Name(), <-errc)
+			}
+			batch, err := a.gather(ctx, cmd, cmds)
+			if err != nil {
+				return err
+			}
+			if err := a.apply(ctx, batch); err != nil {
+				return err
+			}
+		}
+	}
+	caughtUp := time.Since(pausedAt)
+	if err := a.check(ctx); err != nil {
+		return err
+	}
+	if a.opts.VerifyAll != nil {
+		if err := a.opts.VerifyAll(ctx); err != nil {
+			return err
+		}
+	}
+	if err := a.dropCheckpoint(ctx); err != nil {
+		return err
+	}
+	ready := time.Since(pausedAt)
+	if time.Now().After(deadline) {
+		return fmt.Errorf("the pause of %s ran out during the check (it took %s), so writes may have reached the source after it: give a longer --pause", a.opts.Pause, ready.Round(time.Millisecond))
+	}
+	a.st.PausedMs = ready.Milliseconds()
+	a.st.Phase = "done"
+	a.say("crs sync: cutover done at offset %d: the target caught up %d ms after the pause began and was checked and ready after %d ms (%d keys changed during the sync compared, 0 differ; key counts equal); the source's writes stay paused until %s, %s after the pause began: point the clients at the target now",
+		a.pos.Offset, caughtUp.Milliseconds(), ready.Milliseconds(), a.st.Verified, deadline.Format("15:04:05.000"), a.opts.Pause)
+	return nil
+}
+
+// check compares the target with the source while the source's writes
+// are paused: key counts per database, and every key the stream wrote.
+func (a *applier) check(ctx context.Context) error {
+	want, err := a.src.KeyCounts(ctx)
+	if err != nil {
+		return err
+	}
+	mapped := map[int]int64{}
+	for db, n := range want {
+		if to, ok := a.mapDB(db); ok {
+			mapped[to] += n
+		}
+	}
+	got, err := a.targetKeyCounts(ctx)
+	if err != nil {
+		return err
+	}
+	got[0]-- // the checkpoint
+	var diffs []string
+	for db := range union(mapped, got) {
+		if mapped[db] != got[db] {
+			diffs = append(diffs, fmt.Sprintf("database %d holds %d keys on the target and %d on the source", db, got[db], mapped[db]))
+		}
+	}
+	sort.Strings(diffs)
+	n, kdiffs, err := a.checkChanged(ctx)
+	a.st.Verified = n
+	if err != nil {
+		return err
+	}
+	diffs = append(diffs, kdiffs...)
+	a.st.Differences = int64(len(diffs))
+	if len(diffs) > 0 {
+		return fmt.Errorf("%w: %s", ErrDifferent, strings.Join(diffs, "; "))
+	}
+	if a.many {
+		a.say("crs sync: more than %d keys changed during the sync: the check compared key counts only (--verify compares every key)", maxChanged)
+	}
+	return nil
+}
+
+func union(a, b map[int]int64) map[int]bool {
+	u := map[int]bool{}
+	for k, v := range a {
+		u[k] = u[k] || v != 0
+	}
+	for k, v := range b {
+		u[k] = u[k] || v != 0
+	}
+	return u
+}
+
+// targetKeyCounts reads the target's INFO keyspace.
+func (a *applier) targetKeyCounts(ctx context.Context) (map[int]int64, error) {
+	c, _, err := redisconn.Open(ctx, a.opts.Load.Conn, 0, 1)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return redisconn.Keyspace(ctx, c)
+}
+
+// checkChanged compares each key the stream wrote with the source's, in
+// batches: a key gone from the source must be gone from the target too.
+func (a *applier) checkChanged(ctx context.Context) (int64, []string, error) {
+	byDB := map[int][]string{}
+	for k := range a.changed {
+		byDB[k.db] = append(byDB[k.db], k.key)
+	}
+	var n int64
+	var diffs []string
+	vo := verify.NewOptions()
+	vo.Target, vo.Quiet, vo.Progress = a.opts.Load.Conn, true, "none"
+	for db, keys := range byDB {
+		to, _ := a.mapDB(db)
+		for len(keys) > 0 {
+			part := keys[:min(len(keys), 256)]
+			keys = keys[len(part):]
+			recs, err := a.src.Keys(ctx, db, part)
+			if err != nil {
+				return n, diffs, err
+			}
+			var present []*format.Record
+			var gone []string
+			for i, rs := range recs {
+				if rs == nil {
+					gone = append(gone, part[i])
+				}
+				for _, r := range rs {
+					r.DB = to
+					present = append(present, r)
+				}
+			}
+			if len(present) > 0 {
+				res, err := verify.Verify(ctx, &sliceReader{recs: present}, vo)
+				n += res.Keys
+				if err != nil && !errors.Is(err, verify.ErrDifferent) {
+					return n, diffs, err
+				}
+				diffs = append(diffs, res.Shown...)
+				if extra := int(res.Differences) - len(res.Shown); extra > 0 {
+					diffs = append(diffs, fmt.Sprintf("%d more keys differ", extra))
+				}
+			}
+			more, err := a.stillThere(ctx, to, gone)
+			if err != nil {
+				return n, diffs, err
+			}
+			n += int64(len(gone))
+			diffs = append(diffs, more...)
+		}
+	}
+	return n, diffs, nil
+}
+
+// stillThere names the keys of keys that exist in database db of the
+// target (they are gone from the source).
+func (a *applier) stillThere(ctx context.Context, db int, keys []string) ([]string, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	a.target.Begin("SELECT", 1).Int(int64(db))
+	a.tdb = db
+	for _, k := range keys {
+		a.target.Begin("EXISTS", 1).Str(k)
+	}
+	var diffs []string
+	err := a.target.Exec(ctx, func(i int, r resp.Reply) error {
+		switch {
+		case r.Kind == resp.KindError:
+			return r.Err()
+		case i > 0 && r.Int != 0:
+			diffs = append(diffs, fmt.Sprintf("key %q of database %d is gone from the source and still on the target", keys[i-1], db))
+		}
+		return nil
+	})
+	return diffs, err
+}
+
+// dropCheckpoint removes the checkpoint: the target then holds the
+// source's keys and nothing else.
+func (a *applier) dropCheckpoint(ctx context.Context) error {
+	if a.tdb != 0 {
+		a.target.Begin("SELECT", 1).Str("0")
+		a.tdb = 0
+	}
+	a.target.Begin("DEL", 1).Str(CheckpointKey)
+	return a.target.Exec(ctx, func(_ int, r resp.Reply) error {
+		if r.Kind == resp.KindError {
+			return fmt.Errorf("remove %s from the target: %w", CheckpointKey, r.Err())
+		}
+		return nil
+	})
+}
+
+// sliceReader reads records from a slice.
+type sliceReader struct {
+	recs []*format.Record
+}
+
+func (r *sliceReader) Header() (format.Header, error) { return format.Header{Version: format.Version}, nil }
+func (r *sliceReader) Read() (*format.Record, error) {
+	if len(r.recs) == 0 {
+		return nil, io.EOF
+	}
+	rec := r.recs[0]
+	r.recs = r.recs[1:]
+	return rec, nil
+}

@@ -1,0 +1,137 @@
+// Package livesync is crs sync: it keeps a target in step with a source
+// that is still taking writes, then cuts over with a write pause.
+//
+// Phase 1 loads the source's snapshot with package load (its pre-flight,
+// conflict policy and version checks). Phase 2 applies the command stream
+// that follows the snapshot on the same replication link, in order, in
+// transactions on the target: each batch of commands goes inside one
+// MULTI/EXEC together with the write of the link's position (replication
+// ID, offset and selected database) to one hash on the target,
+// CheckpointKey, so the position the target records is always that of
+// exactly the commands it holds. A sync stopped or killed and run again
+// continues from there (PSYNC with that position) with no command applied
+// twice and none lost, while the source's backlog holds it. The cutover
+// pauses the source's writes, applies what remains up to the offset the
+// source had at the pause, compares the target with the source (key
+// counts per database and every key written during the sync) and
+// removes the checkpoint.
+//
+// livesync takes the link and the source through the small interfaces
+// Link and Source; package repl provides both, and main wires them.
+package livesync
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/load"
+	"github.com/crs-tool/crs/records"
+)
+
+// Link is the replication link: the commands that follow the snapshot.
+type Link interface {
+	// Next returns the next command, waiting for it; End is its
+	// replication offset (that of its last byte).
+	Next() (*records.Command, error)
+	// Pending reports whether more has arrived that Next has not
+	// returned.
+	Pending() bool
+	// Received is the offset of the last byte that has arrived.
+	Received() int64
+	// Ack tells the source the offset applied (at once when now).
+	Ack(offset int64, now bool)
+	// Behind is how long ago the oldest byte not yet applied arrived.
+	Behind() time.Duration
+	// Name says where the link goes.
+	Name() string
+	// Close ends the link; a Next waiting returns.
+	Close() error
+}
+
+// Source is the server the link comes from, asked on a connection of its
+// own.
+type Source interface {
+	Describe() string
+	Offset(ctx context.Context) (int64, error)
+	PauseWrites(ctx context.Context, d time.Duration) (int64, error)
+	Unpause(ctx context.Context) error
+	KeyCounts(ctx context.Context) (map[int]int64, error)
+	// Keys reads keys of database db as records, one slice per key, nil
+	// for a key that does not exist.
+	Keys(ctx context.Context, db int, keys []string) ([][]*format.Record, error)
+}
+
+// Position is where the target stands in the source's replication
+// history: the commands up to Offset are applied, and DB is the database
+// the stream had selected there.
+type Position struct {
+	ReplID string
+	Offset int64
+	DB     int
+}
+
+// Options configure a sync.
+type Options struct {
+	// Load is what the snapshot is loaded with, and names the target.
+	Load load.Options
+	// DBMap maps a source database to the target's (nil: the same; the
+	// -n of Load.Conn, when set, takes every database into one).
+	DBMap map[int]int
+	// DBs, when not empty, are the only source databases synced.
+	DBs []int
+	// Cutover cuts over once the target is in step; CutoverNow, when a
+	// value arrives, cuts over (a signal to a running sync).
+	Cutover    bool
+	CutoverNow <-chan struct{}
+	// Pause is the longest the source's writes are paused for.
+	Pause time.Duration
+	// SkipUnsupported skips, and counts, commands the target lacks
+	// instead of stopping.
+	SkipUnsupported bool
+	// VerifyAll, when set, checks every key at the cutover (crs verify
+	// of the whole source, while its writes are paused) beside the keys
+	// written during the sync.
+	VerifyAll func(ctx context.Context) error
+	// Progress is the display's mode (progress.Auto, Bar, Plain, None);
+	// JSON prints progress and summary as JSON lines.
+	Progress string
+	JSON     bool
+	Quiet    bool
+	// Every is how often a progress line is printed.
+	Every time.Duration
+}
+
+// NewOptions returns the defaults.
+func NewOptions() Options {
+	return Options{Load: load.NewOptions(), Pause: 10 * time.Second, Every: time.Second}
+}
+
+// ErrDifferent is returned when the cutover's check finds the target
+// differs from the source.
+var ErrDifferent = errors.New("the target differs from the source")
+
+// ErrStopped is wrapped when the stream cannot be applied further: a
+// command the target refused or lacks.
+var ErrStopped = errors.New("sync stopped")
+
+// Stats counts what a sync did.
+type Stats struct {
+	Phase        string           `json:"phase"`
+	Loaded       int64            `json:"snapshot_keys"`
+	Applied      int64            `json:"commands_applied"`
+	ByCommand    map[string]int64 `json:"commands"`
+	Skipped      map[string]int64 `json:"skipped_unsupported,omitempty"`
+	Offset       int64            `json:"offset"`
+	SourceOffset int64            `json:"source_offset"`
+	LagBytes     int64            `json:"lag_bytes"`
+	LagMs        int64            `json:"lag_ms"`
+	PerSecond    float64          `json:"commands_per_second"`
+	Transactions int64            `json:"transactions"`
+	Resumed      bool             `json:"resumed"`
+	PausedMs     int64            `json:"paused_ms,omitempty"`
+	Changed      int64            `json:"keys_changed,omitempty"`
+	Verified     int64            `json:"keys_verified,omitempty"`
+	Differences  int64            `json:"differences,omitempty"`
+}

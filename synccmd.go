@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/crs-tool/crs/internal/keyset"
+	"github.com/crs-tool/crs/internal/memlimit"
+	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/livesync"
+	"github.com/crs-tool/crs/records"
+	"github.com/crs-tool/crs/source/pick"
+	"github.com/crs-tool/crs/source/repl"
+	"github.com/crs-tool/crs/verify"
+)
+
+// syncCommand is crs sync: a live source kept in step with a target over
+// replication, then a cutover.
+func syncCommand() *cli.Command {
+	opts := livesync.NewOptions()
+	opts.Load.KeysKnown = memlimit.Set
+	from := pick.NewSpec()
+	src := redisconn.NewOptions()
+	var sel selectFlags
+	var replace, verifyAll bool
+	var spool string
+	return &cli.Command{
+		Name:  "sync",
+		Usage: "keep a target in step with a source that takes writes (a replication snapshot, then its write stream), then cut over with a write pause",
+		UsageText: "crs sync --source URL --target URL [--cutover]\n" +
+			"kill -USR1 <pid of crs sync>   # cut over a running sync once in step",
+		OnUsageError: onUsage,
+		Flags: append(append(connFlags(&opts.Load.Conn, "sync every database into this one of the target", "each database its own"), sel.flags()...),
+			&cli.StringFlag{Name: "target", Usage: "the server to keep in step (the same as -u)", Destination: &opts.Load.Conn.URL},
+			&cli.StringFlag{Name: "source", Usage: "the server to copy, which may go on taking writes: `URL` (it must allow PSYNC)", Destination: &src.URL, Required: true},
+			&cli.BoolFlag{Name: "cutover", Usage: "once in step, pause the source's writes (CLIENT PAUSE … WRITE), apply the rest, check the target and exit", Destination: &opts.Cutover},
+			&cli.DurationFlag{Name: "pause", Value: opts.Pause, Usage: "the longest the cutover pauses the source's writes; the pause runs out by itself", Destination: &opts.Pause},
+			&cli.BoolFlag{Name: "verify", Usage: "at the cutover, compare every key (crs verify of the whole source), not only those written during the sync", Destination: &verifyAll},
+			&cli.BoolFlag{Name: "replace", Usage: "empty the target first (FLUSHALL) and copy anew: for a target that holds keys, or a sync whose position the source no longer holds", Destination: &replace},
+			&cli.BoolFlag{Name: "skip-unsupported", Usage: "skip, and count, commands the target lacks (and keys whose DUMP payload it refuses) instead of stopping", Destination: &opts.SkipUnsupported},
+			&cli.BoolFlag{Name: "drop-stream-counters", Usage: "load the snapshot's streams into a server before 7.0 without their counters, counting them", Destination: &opts.Load.DropStreamCounters},
+			&cli.BoolFlag{Name: "drop-field-expiry", Usage: "load the snapshot's hashes without field expiries when the target cannot set them, counting them", Destination: &opts.Load.DropFieldExpiry},
+			&cli.BoolFlag{Name: "drop-stream-idmp", Usage: "load the snapshot's streams into a server before 8.6 without their idempotent-producer state, counting them", Destination: &opts.Load.DropStreamIDMP},
+			&cli.BoolFlag{Name: "skip-functions", Usage: "load the snapshot without its function libraries, counting them", Destination: &opts.Load.SkipFunctions},
+			&cli.StringFlag{Name: "spool-dir", Usage: "keep the snapshot and the stream that arrives while it loads in a new directory in `DIR` (default TMPDIR)", Destination: &spool},
+			&cli.IntFlag{Name: "keys-in-memory", Value: keyset.DefaultLimit, Usage: "keys of the snapshot remembered in memory to catch one twice", Destination: &opts.Load.SeenLimit},
+			&cli.IntFlag{Name: "concurrency", Value: opts.Load.Concurrency, Usage: "writers of the snapshot at once", Destination: &opts.Load.Concurrency},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors", Destination: &opts.Quiet},
+			progressFlag(&opts.Progress),
+			&cli.BoolFlag{Name: "json", Usage: "print progress and the summary as JSON lines (on stderr)", Destination: &opts.JSON},
+		),
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageError{fmt.Errorf("crs sync takes no file (found %q): --source names the server", c.Args().First())}
+			}
+			if err := sel.into(&from); err != nil {
+				return err
+			}
+			if len(from.Select.Match)+len(from.Select.Exclude)+len(from.Select.Types)+len(from.Reshape.Renames) > 0 || from.Reshape.Prefix != "" {
+				return usageError{errors.New("crs sync selects and maps databases (--from-db, --db-map, -n) but not keys yet: --match, --exclude, --type, --rename and --key-prefix would have to be applied to every command of the stream")}
+			}
+			if db, _ := opts.Load.Conn.SelectedDB(); db >= 0 && len(from.Reshape.DBMap) > 0 {
+				return usageError{errors.New("-n (every database into one) and --db-map (each database to its own) do not go together")}
+			}
+			opts.DBMap, opts.DBs = from.Reshape.DBMap, from.Select.DBs
+			opts.Load.SkipUnsupported = opts.SkipUnsupported
+			opts.Load.Replace = replace
+			cut := make(chan struct{}, 1)
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, syscall.SIGUSR1)
+			defer signal.Stop(sigs)
+			go func() {
+				for range sigs {
+					select {
+					case cut <- struct{}{}:
+					default:
+					}
+				}
+			}()
+			opts.CutoverNow = cut
+			if verifyAll {
+				opts.VerifyAll = func(ctx context.Context) error {
+					spec := pick.NewSpec()
+					spec.Scan.Conn = src
+					spec.Select.DBs, spec.Reshape.DBMap = opts.DBs, opts.DBMap
+					in := pick.Open(spec)
+					defer in.Close()
+					vo := verify.NewOptions()
+					vo.Target, vo.Quiet, vo.Progress = opts.Load.Conn, opts.Quiet, opts.Progress
+					return verify.Run(ctx, vo, in, os.Stderr)
+				}
+			}
+			shareCores(opts.Load.Conn)
+			return runSync(c.Context, opts, src, from, replace, spool)
+		},
+	}
+}
+
+// runSync finds where the target stands, opens the link and syncs.
+func runSync(ctx context.Context, opts livesync.Options, src redisconn.Options, from pick.Spec, replace bool, spool string) error {
+	server, err := repl.OpenServer(ctx, src)
+	if err != nil {
+		return err
+	}
+	defer server.Close()
+	pos, source, err := livesync.ReadCheckpoint(ctx, opts.Load.Conn)
+	if err != nil {
+		return err
+	}
+	var resume *repl.Position
+	switch {
+	case replace:
+		if err := flushTarget(ctx, opts.Load.Conn); err != nil {
+			return err
+		}
+	case pos != nil:
+		resume = &repl.Position{ReplID: pos.ReplID, Offset: pos.Offset, DB: pos.DB}
+		if err := server.Holds(ctx, *resume); err != nil {
+			return fmt.Errorf("the target holds a sync from %s up to offset %d, which cannot continue: %w; crs sync --replace empties the target and starts over", source, pos.Offset, err)
+		}
+	}
+	link, err := repl.Dial(ctx, repl.Options{Conn: src, Dir: spool, Idle: time.Minute}, resume)
+	if err != nil {
+		return err
+	}
+	rep := link.Reply()
+	start := livesync.Position{ReplID: rep.Position.ReplID, Offset: rep.Position.Offset}
+	var snapshot records.Input
+	if rep.Full {
+		from.File = link.Snapshot()
+		snapshot = pick.Open(from)
+		defer snapshot.Close()
+	} else {
+		start.DB = pos.DB
+	}
+	return livesync.Run(ctx, opts, snapshot, start, link, server, os.Stderr)
+}
+
+// flushTarget empties the target for --replace.
+func flushTarget(ctx context.Context, o redisconn.Options) error {
+	c, _, err := redisconn.Open(ctx, o, 0, 1)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.FlushAll(ctx).Err(); err != nil {
+		return fmt.Errorf("--replace: flushall on the target: %w", err)
+	}
+	return nil
+}

@@ -130,6 +130,29 @@ func TestDefects(t *testing.T) {
 	}
 }
 
+// TestStreamSequenceDelta: an entry of a later millisecond than its node's
+// master ID often has a smaller sequence number, a negative delta that
+// Redis adds in wrapping arithmetic (every stream written faster than one
+// entry a millisecond has such entries; crs refused them for a round).
+func TestStreamSequenceDelta(t *testing.T) {
+	key := make([]byte, 16)
+	binary.BigEndian.PutUint64(key, 100)
+	binary.BigEndian.PutUint64(key[8:], 5)
+	lp := listpack(int64(2), int64(0), int64(1), "f", int64(0),
+		int64(entrySameFields), int64(0), int64(0), "v1", int64(3),
+		int64(entrySameFields), int64(1), int64(-5), "v2", int64(3))
+	w := &buf{}
+	w.byte(typeStreamListpacks).str("st").len(1).str(string(key)).str(string(lp))
+	w.len(2).len(101).len(0).len(0) // length 2, last ID 101-0, no groups
+	recs, _, err := decodeAll(t, rdbFile("REDIS", 9, w.b), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || len(recs[0].Stream.Entries) != 2 || recs[0].Stream.Entries[0].ID != "100-5" || recs[0].Stream.Entries[1].ID != "101-0" {
+		t.Fatalf("records %+v", recs)
+	}
+}
+
 // TestIDMPDeletedEntry: a tracked idempotent ID whose entry was deleted is
 // carried with a deleted entry, so that a load can record it.
 func TestIDMPDeletedEntry(t *testing.T) {

@@ -117,7 +117,7 @@ func streamNode(ms, seq uint64, lp []byte, b *builder, ids *idLog) error {
 	if err := walkListpack(lp, func(s string) error { items = append(items, s); return nil }); err != nil {
 		return err
 	}
-	num := func(i int) (uint64, error) {
+	signed := func(i int) (int64, error) {
 		if i >= len(items) {
 			return 0, fmt.Errorf("stream listpack cut short")
 		}
@@ -125,10 +125,21 @@ func streamNode(ms, seq uint64, lp []byte, b *builder, ids *idLog) error {
 		if err != nil {
 			return 0, fmt.Errorf("stream listpack: %q where a number belongs", items[i])
 		}
-		if v < 0 {
-			return 0, fmt.Errorf("stream listpack: %d where a count or ID delta belongs (the file is corrupt)", v)
+		return v, nil
+	}
+	num := func(i int) (uint64, error) {
+		v, err := signed(i)
+		if err == nil && v < 0 {
+			return 0, fmt.Errorf("stream listpack: %d where a count belongs (the file is corrupt)", v)
 		}
-		return uint64(v), nil
+		return uint64(v), err
+	}
+	// An ID is the master's plus signed deltas, in wrapping unsigned
+	// arithmetic as Redis adds them: an entry whose ms is past the
+	// master's often has a smaller sequence number (1001-0 after 1000-5).
+	delta := func(i int) (uint64, error) {
+		v, err := signed(i)
+		return uint64(v), err
 	}
 	// Master entry: count, deleted, field count, fields, 0.
 	nf, err := num(2)
@@ -145,11 +156,11 @@ func streamNode(ms, seq uint64, lp []byte, b *builder, ids *idLog) error {
 		if err != nil {
 			return err
 		}
-		dms, err := num(i + 1)
+		dms, err := delta(i + 1)
 		if err != nil {
 			return err
 		}
-		dseq, err := num(i + 2)
+		dseq, err := delta(i + 2)
 		if err != nil {
 			return err
 		}

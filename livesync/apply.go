@@ -38,11 +38,12 @@ type cmdInfo struct {
 
 // probeTarget learns what the target can do.
 func (a *applier) probeTarget(ctx context.Context) error {
-	c, _, err := redisconn.Open(ctx, a.opts.Load.Conn, 0, 1)
+	c, srv, err := redisconn.Open(ctx, a.opts.Load.Conn, 0, 1)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	a.counters = srv.AtLeast(7, 0)
 	if cluster, err := slotmap.Enabled(ctx, c); err != nil || cluster {
 		return fmt.Errorf("%w: the target is a Redis Cluster, and crs sync applies a command stream to a standalone server only so far (crsdump --snapshot and crsload move a cluster, with writes stopped)", ErrStopped)
 	}
@@ -159,7 +160,10 @@ func (a *applier) apply(ctx context.Context, batch []*records.Command) error {
 		}
 		sent = append(sent, cmd)
 	}
-	for _, cmd := range batch {
+	// What the target says of each command is asked before anything is
+	// queued: the connection carries one exchange at a time.
+	apply := make([]bool, len(batch))
+	for i, cmd := range batch {
 		ci, err := a.info(ctx, cmd.Args[0])
 		if err != nil {
 			return err
@@ -167,8 +171,7 @@ func (a *applier) apply(ctx context.Context, batch []*records.Command) error {
 		if ci.replicationProtocol || isName(cmd, "multi") || isName(cmd, "exec") {
 			continue
 		}
-		db, ok := a.mapDB(cmd.DB)
-		if !ok {
+		if _, ok := a.mapDB(cmd.DB); !ok {
 			continue
 		}
 		if why := a.unsupported(cmd, ci); why != "" {
@@ -178,17 +181,23 @@ func (a *applier) apply(ctx context.Context, batch []*records.Command) error {
 			}
 			return fmt.Errorf("%w at offset %d of %s: %s %q: %s; the target holds everything before it (crs sync --skip-unsupported skips and counts such commands)", ErrStopped, cmd.Offset+1, a.link.Name(), ci.name, firstKey(cmd), why)
 		}
+		if err := a.remember(ctx, cmd, ci); err != nil {
+			return err
+		}
+		apply[i] = true
+	}
+	for i, cmd := range batch {
+		if !apply[i] {
+			continue
+		}
 		if len(sent) == 0 {
 			queue(nil, "MULTI")
 		}
-		if db != a.tdb {
+		if db, _ := a.mapDB(cmd.DB); db != a.tdb {
 			queue(nil, "SELECT", strconv.Itoa(db))
 			a.tdb = db
 		}
 		queue(cmd, cmd.Args[0], cmd.Args[1:]...)
-		if err := a.remember(ctx, cmd, ci); err != nil {
-			return err
-		}
 	}
 	next := Position{ReplID: a.pos.ReplID, Offset: end.End, DB: end.DB}
 	if len(sent) == 0 {

@@ -3,8 +3,8 @@ package livesync
 import (
 	"context"
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"time"
@@ -173,6 +173,9 @@ func (a *applier) checkChanged(ctx context.Context) (int64, []string, error) {
 					present = append(present, r)
 				}
 			}
+			if err := a.setEntriesRead(ctx, to, present); err != nil {
+				return n, diffs, err
+			}
 			if len(present) > 0 {
 				res, err := verify.Verify(ctx, &sliceReader{recs: present}, vo)
 				n += res.Keys
@@ -193,6 +196,41 @@ func (a *applier) checkChanged(ctx context.Context) (int64, []string, error) {
 		}
 	}
 	return n, diffs, nil
+}
+
+// setEntriesRead gives the groups of the streams among recs the source's
+// entries-read on the target. Replication does not carry it exactly (a
+// group read with XREADGROUP replicates as XCLAIM … LASTID, which leaves
+// a replica's count behind), so the cutover copies it while the source's
+// writes are paused; on a target without stream counters (before 7.0)
+// there is none to set.
+func (a *applier) setEntriesRead(ctx context.Context, db int, recs []*format.Record) error {
+	queued := 0
+	for _, r := range recs {
+		if r.Type != format.TypeStream || r.Stream == nil || !a.counters {
+			continue
+		}
+		for _, g := range r.Stream.Groups {
+			if g.EntriesRead < 0 {
+				continue
+			}
+			if queued == 0 {
+				a.target.Begin("SELECT", 1).Int(int64(db))
+				a.tdb = db
+			}
+			a.target.Begin("XGROUP", 6).Str("SETID").Str(r.Key).Str(g.Name).Str(g.LastDeliveredID).Str("ENTRIESREAD").Int(g.EntriesRead)
+			queued++
+		}
+	}
+	if queued == 0 {
+		return nil
+	}
+	return a.target.Exec(ctx, func(_ int, r resp.Reply) error {
+		if r.Kind == resp.KindError {
+			return fmt.Errorf("set a stream group's entries-read on the target: %w", r.Err())
+		}
+		return nil
+	})
 }
 
 // stillThere names the keys of keys that exist in database db of the
@@ -240,7 +278,9 @@ type sliceReader struct {
 	recs []*format.Record
 }
 
-func (r *sliceReader) Header() (format.Header, error) { return format.Header{Version: format.Version}, nil }
+func (r *sliceReader) Header() (format.Header, error) {
+	return format.Header{Version: format.Version}, nil
+}
 func (r *sliceReader) Read() (*format.Record, error) {
 	if len(r.recs) == 0 {
 		return nil, io.EOF

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/load"
 	"github.com/crs-tool/crs/records"
 )
@@ -105,7 +106,7 @@ type Options struct {
 
 // NewOptions returns the defaults.
 func NewOptions() Options {
-	return Options{Load: load.NewOptions(), Pause: 10 * time.Second, Every: time.Second}
+	return Options{Load: load.NewOptions(), Pause: 10 * time.Second, Every: time.Second, Progress: progress.Auto}
 }
 
 // ErrDifferent is returned when the cutover's check finds the target

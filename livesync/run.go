@@ -71,14 +71,15 @@ type dbKey struct {
 
 // applier applies the stream.
 type applier struct {
-	opts   Options
-	link   Link
-	src    Source
-	target *resp.Conn
-	tdb    int // the target connection's selected database
-	caps   redisconn.Caps
-	out    io.Writer
-	mode   string
+	opts     Options
+	link     Link
+	src      Source
+	target   *resp.Conn
+	tdb      int // the target connection's selected database
+	caps     redisconn.Caps
+	counters bool // the target has stream counters (entries-read, 7.0+)
+	out      io.Writer
+	mode     string
 
 	pos       Position // what the target holds
 	st        Stats
@@ -154,6 +155,10 @@ func (a *applier) reader(ctx context.Context) (<-chan *records.Command, <-chan e
 	return cmds, errc
 }
 
+// inStep is the lag under which the target counts as in step with the
+// source: a cutover then has at most that much to apply.
+const inStep = 100 * time.Millisecond
+
 // perTransaction is the most commands applied in one transaction on the
 // target (a source's MULTI/EXEC is never split).
 const perTransaction = 512
@@ -226,12 +231,14 @@ func (a *applier) progress(ctx context.Context, queued int) error {
 		a.st.PerSecond = float64(a.st.Applied-a.last.applied) / now.Sub(a.last.at).Seconds()
 	}
 	a.last.at, a.last.applied = now, a.st.Applied
-	// In step: everything the link has received is applied; what the
-	// source's offset is ahead by is still on the wire.
-	a.inSync = queued == 0 && !a.link.Pending() && a.link.Behind() == 0
+	// In step: what the link has received is applied, or arrived less
+	// than inStep ago; what the source's offset is ahead by is on the
+	// wire.
+	behind := a.link.Behind()
+	a.inSync = behind < inStep && a.st.LagBytes < 1<<20
 	if a.inSync && !a.wasInSync {
 		a.wasInSync = true
-		a.say("crs sync: in sync: lag 0 at offset %d (%d bytes on the wire), %.1fs after the start", a.pos.Offset, a.st.LagBytes, time.Since(a.began).Seconds())
+		a.say("crs sync: in sync: lag %d ms at offset %d (%d bytes on the wire), %.1fs after the start", behind.Milliseconds(), a.pos.Offset, a.st.LagBytes, time.Since(a.began).Seconds())
 	}
 	a.show()
 	return nil

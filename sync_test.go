@@ -1,0 +1,259 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/crs-tool/crs/internal/redisserver"
+	"github.com/crs-tool/crs/internal/redistest"
+	"github.com/crs-tool/crs/livesync"
+)
+
+// writer writes to a server the whole time a sync runs: transactions
+// that increment a and b together, pushes and pops on a long list, keys
+// set with PX and deleted, hash fields, stream entries read and
+// acknowledged by a consumer group, and a counter incremented once per
+// round. Rounds counts the rounds done.
+type writer struct {
+	Rounds atomic.Int64
+	stop   chan struct{}
+	done   sync.WaitGroup
+	err    error
+}
+
+func startMixWriter(t *testing.T, s *redisserver.Server) *writer {
+	t.Helper()
+	ctx := context.Background()
+	c := redistest.Client(t, s, 0)
+	c.Do(ctx, "XGROUP", "CREATE", "w:stream", "g", "$", "MKSTREAM")
+	for i := 0; i < 2000; i++ {
+		c.RPush(ctx, "w:list", i)
+	}
+	w := &writer{stop: make(chan struct{})}
+	w.done.Add(1)
+	go func() {
+		defer w.done.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-w.stop:
+				return
+			default:
+			}
+			_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.Incr(ctx, "w:a")
+				p.Incr(ctx, "w:b")
+				return nil
+			})
+			if err == nil {
+				_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
+					p.LPush(ctx, "w:list", i)
+					p.RPop(ctx, "w:list")
+					p.Set(ctx, fmt.Sprintf("w:px:%d", i%50), i, time.Hour)
+					p.Del(ctx, fmt.Sprintf("w:px:%d", (i+25)%50))
+					p.HSet(ctx, "w:hash", fmt.Sprintf("f%d", i%20), i)
+					p.XAdd(ctx, &redis.XAddArgs{Stream: "w:stream", Values: []any{"n", i}})
+					if i%10 == 0 {
+						p.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c1", Streams: []string{"w:stream", ">"}, Count: 3})
+					}
+					return nil
+				})
+			}
+			if err == nil {
+				err = c.Incr(ctx, "w:rounds").Err()
+			}
+			if err != nil && err != redis.Nil {
+				w.err = err
+				return
+			}
+			w.Rounds.Add(1)
+		}
+	}()
+	return w
+}
+
+// Stop stops the writer: the source's pause is ended first so that a
+// write waiting for it completes.
+func (w *writer) Stop(t *testing.T, s *redisserver.Server) {
+	close(w.stop)
+	redistest.Client(t, s, 0).Do(context.Background(), "CLIENT", "UNPAUSE")
+	w.done.Wait()
+	if w.err != nil {
+		t.Errorf("the writer: %v", w.err)
+	}
+}
+
+// assertSynced checks, while the source's writes are paused, that the
+// target equals the source key by key and holds a == b and the writer's
+// round count.
+func assertSynced(t *testing.T, src, dst *redisserver.Server, w *writer) {
+	t.Helper()
+	ctx := context.Background()
+	dc := redistest.Client(t, dst, 0)
+	assertNoDiff(t, src, dst)
+	a, _ := dc.Get(ctx, "w:a").Int64()
+	b, _ := dc.Get(ctx, "w:b").Int64()
+	rounds, _ := dc.Get(ctx, "w:rounds").Int64()
+	if a != b || a == 0 {
+		t.Errorf("on the target a = %d, b = %d", a, b)
+	}
+	if done := w.Rounds.Load(); rounds != done {
+		t.Errorf("the target's counter is %d, and the writer did %d rounds", rounds, done)
+	}
+	if n, _ := dc.Exists(ctx, livesync.CheckpointKey).Result(); n != 0 {
+		t.Errorf("the checkpoint %s is still on the target after the cutover", livesync.CheckpointKey)
+	}
+	t.Logf("a = b = %d, %d rounds of writes", a, rounds)
+}
+
+// syncPair starts a source holding n keys (with args), an empty target
+// and the writer on the source.
+func syncPair(t *testing.T, n int, args ...string) (src, dst *redisserver.Server, w *writer, dir string) {
+	src = redistest.Start(t, args...)
+	fillMany(t, src, n)
+	dst = redistest.Start(t)
+	return src, dst, startMixWriter(t, src), t.TempDir()
+}
+
+// TestSyncCutover syncs a source that takes writes the whole time and
+// cuts over: the target equals the source, key by key, and a == b.
+func TestSyncCutover(t *testing.T) {
+	src, dst, w, dir := syncPair(t, 5000)
+	out, code := sh(t, dir, "crs sync --progress plain --cutover --pause 60s --source "+src.URL+" -u "+dst.URL)
+	if code != 0 || !strings.Contains(out, "crs sync: in sync: lag ") || !strings.Contains(out, "cutover done") {
+		w.Stop(t, src)
+		t.Fatalf("crs sync --cutover: exit %d\n%s", code, out)
+	}
+	assertSynced(t, src, dst, w)
+	w.Stop(t, src)
+	t.Log(lineWith(out, "cutover done"))
+	t.Log(lineWith(out, "crs sync: done"))
+}
+
+func lineWith(out, s string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
+}
+
+// checkpointOffset is the offset the target's checkpoint records, 0
+// when it has none.
+func checkpointOffset(t *testing.T, dst *redisserver.Server) int64 {
+	v, _ := redistest.Client(t, dst, 0).HGet(context.Background(), livesync.CheckpointKey, "offset").Result()
+	n, _ := strconv.ParseInt(v, 10, 64)
+	return n
+}
+
+// TestSyncResumes stops a sync with ^C, then kills one with SIGKILL, both
+// mid-stream while the writer runs; each run again continues from the
+// target's position, with no full copy, and after the cutover the
+// counter incremented once per round equals the writer's rounds.
+func TestSyncResumes(t *testing.T) {
+	// A backlog that holds the writer's writes between two runs.
+	src, dst, w, dir := syncPair(t, 3000, "--repl-backlog-size", "256mb")
+	defer w.Stop(t, src)
+	args := " --progress plain --source " + src.URL + " -u " + dst.URL
+	var first int64
+	for i, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGKILL} {
+		cmd, output := start(t, dir, "crs sync"+args)
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		base := checkpointOffset(t, dst)
+		var err error
+		redistest.WaitFor(t, "the stream applied on the target", func() bool {
+			select {
+			case err = <-exited:
+				t.Fatalf("run %d ended by itself: exit %d\n%s", i+1, exitCodeOf(err), output())
+			default:
+			}
+			off := checkpointOffset(t, dst)
+			if first == 0 && off > 0 {
+				first = off
+			}
+			return off > base+10_000 && off > first+10_000
+		})
+		cmd.Process.Signal(sig)
+		err = <-exited
+		out := output()
+		switch {
+		case i == 0 && !strings.Contains(out, "phase 1: loading the snapshot"):
+			t.Fatalf("the first run did not load a snapshot:\n%s", out)
+		case i > 0 && (strings.Contains(out, "phase 1") || !strings.Contains(out, "continuing from offset")):
+			t.Fatalf("run %d did not continue from the target's position:\n%s", i+1, out)
+		case sig == syscall.SIGINT && (exitCodeOf(err) != 130 || !strings.Contains(out, "the same crs sync continues from there")):
+			t.Fatalf("^C: exit %d\n%s", exitCodeOf(err), out)
+		}
+		t.Logf("run %d stopped by %v at offset %d", i+1, sig, checkpointOffset(t, dst))
+	}
+	out, code := sh(t, dir, "crs sync --cutover --pause 60s"+args)
+	if code != 0 || strings.Contains(out, "phase 1") || !strings.Contains(out, "continuing from offset") {
+		t.Fatalf("the last run: exit %d\n%s", code, out)
+	}
+	assertSynced(t, src, dst, w)
+	t.Log(lineWith(out, "crs sync: done"))
+}
+
+// TestSyncSourceRestarts restarts the source mid-sync: crs stops, loudly.
+func TestSyncSourceRestarts(t *testing.T) {
+	src, dst, w, dir := syncPair(t, 1000)
+	cmd, output := start(t, dir, "crs sync --progress plain --source "+src.URL+" -u "+dst.URL)
+	redistest.WaitFor(t, "the stream applied on the target", func() bool {
+		return strings.Contains(output(), "phase 2")
+	})
+	redistest.Client(t, src, 0).Do(context.Background(), "SHUTDOWN", "NOSAVE")
+	w.done.Wait()
+	err := cmd.Wait()
+	out := output()
+	if code := exitCodeOf(err); code == 0 || code == 130 || !strings.Contains(out, "the source closed the replication link") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	t.Log(lineWith(out, "closed the replication link"))
+}
+
+// TestSyncRefusesACommandTheTargetLacks syncs a server with hash field
+// expiries into one without: the field expiry written during the sync
+// stops it, naming the command, its key and offset.
+func TestSyncRefusesACommandTheTargetLacks(t *testing.T) {
+	bins := redistest.Servers(t)
+	var from, to *redistest.Binary
+	for i := range bins {
+		b := &bins[i]
+		switch {
+		case b.FieldExpiry && from == nil:
+			from = b
+		case !b.FieldExpiry && b.AtLeast(6, 2) && to == nil:
+			to = b
+		}
+	}
+	if from == nil || to == nil {
+		t.Skipf("needs a server with hash field expiries and one without: %s", redistest.Describe(bins))
+	}
+	src := redistest.StartBinary(t, from.Path)
+	dst := redistest.StartBinary(t, to.Path)
+	ctx := context.Background()
+	c := redistest.Client(t, src, 0)
+	c.HSet(ctx, "h", "f", "v", "g", "w")
+	dir := t.TempDir()
+	cmd, output := start(t, dir, "crs sync --progress plain --source "+src.URL+" -u "+dst.URL)
+	redistest.WaitFor(t, "the stream phase", func() bool { return strings.Contains(output(), "phase 2") })
+	if err := c.Do(ctx, "HPEXPIRE", "h", 600000, "FIELDS", 1, "f").Err(); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	out := output()
+	if code := exitCodeOf(err); code != 4 || !strings.Contains(out, "HPEXPIRE") || !strings.Contains(out, `"h"`) || !strings.Contains(out, "offset") {
+		t.Fatalf("%s → %s: exit %d\n%s", from, to, code, out)
+	}
+	t.Logf("%s → %s: %s", from, to, lineWith(out, "HPEXPIRE"))
+}

@@ -98,7 +98,7 @@ func (s *Source) Dump(ctx context.Context, fw records.Writer, p *progress.Counte
 	st.From = "snapshot"
 	if err != nil && ctx.Err() == nil {
 		var re *rdb.Error
-		if errors.As(err, &re) && (errors.Is(in.err, io.EOF) || errors.Is(in.err, net.ErrClosed)) {
+		if errors.As(err, &re) && (errors.Is(in.err, io.EOF) || errors.Is(in.err, io.ErrUnexpectedEOF) || errors.Is(in.err, net.ErrClosed)) {
 			err = fmt.Errorf("snapshot of %s: the server closed the connection part way through the snapshot (is its client-output-buffer-limit for replicas too small for the writes it takes meanwhile?): %w", addr, err)
 		}
 	}

@@ -1,6 +1,7 @@
 package livesync
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/resp"
+	"github.com/crs-tool/crs/rdb"
 	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/verify"
 )
@@ -142,8 +144,11 @@ func (a *applier) targetKeyCounts(ctx context.Context) (map[int]int64, error) {
 	return redisconn.Keyspace(ctx, c)
 }
 
-// checkChanged compares each key the stream wrote with the source's, in
-// batches: a key gone from the source must be gone from the target too.
+// checkChanged compares each key the stream wrote with the source's:
+// DUMP and PTTL on both, pipelined; a key whose payloads differ (another
+// encoding of the same value, another RDB version, or another value) is
+// decoded and checked as crs verify checks it. A key gone from the
+// source must be gone from the target too.
 func (a *applier) checkChanged(ctx context.Context) (int64, []string, error) {
 	byDB := map[int][]string{}
 	for k := range a.changed {
@@ -151,51 +156,98 @@ func (a *applier) checkChanged(ctx context.Context) (int64, []string, error) {
 	}
 	var n int64
 	var diffs []string
-	vo := verify.NewOptions()
-	vo.Target, vo.Quiet, vo.Progress = a.opts.Load.Conn, true, "none"
+	var differ []*format.Record
+	now := time.Now().UnixMilli()
 	for db, keys := range byDB {
 		to, _ := a.mapDB(db)
 		for len(keys) > 0 {
-			part := keys[:min(len(keys), 256)]
+			part := keys[:min(len(keys), 512)]
 			keys = keys[len(part):]
-			recs, err := a.src.Keys(ctx, db, part)
+			want, err := a.src.Dumps(ctx, db, part)
 			if err != nil {
 				return n, diffs, err
 			}
-			var present []*format.Record
-			var gone []string
-			for i, rs := range recs {
-				if rs == nil {
-					gone = append(gone, part[i])
-				}
-				for _, r := range rs {
-					r.DB = to
-					present = append(present, r)
-				}
-			}
-			if err := a.setEntriesRead(ctx, to, present); err != nil {
-				return n, diffs, err
-			}
-			if len(present) > 0 {
-				res, err := verify.Verify(ctx, &sliceReader{recs: present}, vo)
-				n += res.Keys
-				if err != nil && !errors.Is(err, verify.ErrDifferent) {
-					return n, diffs, err
-				}
-				diffs = append(diffs, res.Shown...)
-				if extra := int(res.Differences) - len(res.Shown); extra > 0 {
-					diffs = append(diffs, fmt.Sprintf("%d more keys differ", extra))
-				}
-			}
-			more, err := a.stillThere(ctx, to, gone)
+			got, err := a.targetDumps(ctx, to, part)
 			if err != nil {
 				return n, diffs, err
 			}
-			n += int64(len(gone))
-			diffs = append(diffs, more...)
+			for i, k := range part {
+				n++
+				w, g := want[i], got[i]
+				switch {
+				case w.Payload == nil && g.Payload == nil:
+				case w.Payload == nil:
+					diffs = append(diffs, fmt.Sprintf("key %q of database %d is gone from the source and still on the target", k, to))
+				case g.Payload == nil:
+					diffs = append(diffs, fmt.Sprintf("key %q of database %d is missing on the target", k, to))
+				case bytes.Equal(w.Payload, g.Payload) && absDiff(w.PTTLMs, g.PTTLMs) <= 1000 && (w.PTTLMs < 0) == (g.PTTLMs < 0):
+				default:
+					err := rdb.DecodePayload(w.Payload, to, k, rdb.Options{}, func(r *format.Record) error {
+						if w.PTTLMs >= 0 {
+							r.ExpireAtMs = now + w.PTTLMs
+						}
+						differ = append(differ, r)
+						return nil
+					})
+					if err != nil {
+						return n, diffs, fmt.Errorf("the source's DUMP of %q: %w", k, err)
+					}
+				}
+			}
 		}
 	}
+	if len(differ) == 0 {
+		return n, diffs, nil
+	}
+	if err := a.setEntriesRead(ctx, differ); err != nil {
+		return n, diffs, err
+	}
+	vo := verify.NewOptions()
+	vo.Target, vo.Quiet, vo.Progress = a.opts.Load.Conn, true, "none"
+	res, err := verify.Verify(ctx, &sliceReader{recs: differ}, vo)
+	if err != nil && !errors.Is(err, verify.ErrDifferent) {
+		return n, diffs, err
+	}
+	diffs = append(diffs, res.Shown...)
+	if extra := int(res.Differences) - len(res.Shown); extra > 0 {
+		diffs = append(diffs, fmt.Sprintf("%d more keys differ", extra))
+	}
 	return n, diffs, nil
+}
+
+func absDiff(a, b int64) int64 {
+	if a > b {
+		return a - b
+	}
+	return b - a
+}
+
+// targetDumps reads keys of database db of the target with DUMP and PTTL.
+func (a *applier) targetDumps(ctx context.Context, db int, keys []string) ([]records.Dumped, error) {
+	a.target.Begin("SELECT", 1).Int(int64(db))
+	a.tdb = db
+	for _, k := range keys {
+		a.target.Begin("DUMP", 1).Str(k)
+		a.target.Begin("PTTL", 1).Str(k)
+	}
+	out := make([]records.Dumped, len(keys))
+	err := a.target.ExecValues(ctx, func(i int, v resp.Value) error {
+		if v.Kind == resp.KindError {
+			return fmt.Errorf("the target: %s", v.Str)
+		}
+		if i == 0 {
+			return nil
+		}
+		d := &out[(i-1)/2]
+		switch {
+		case (i-1)%2 == 1:
+			d.PTTLMs = v.Int
+		case !v.Nil:
+			d.Payload = []byte(v.Str)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // setEntriesRead gives the groups of the streams among recs the source's
@@ -204,7 +256,7 @@ func (a *applier) checkChanged(ctx context.Context) (int64, []string, error) {
 // a replica's count behind), so the cutover copies it while the source's
 // writes are paused; on a target without stream counters (before 7.0)
 // there is none to set.
-func (a *applier) setEntriesRead(ctx context.Context, db int, recs []*format.Record) error {
+func (a *applier) setEntriesRead(ctx context.Context, recs []*format.Record) error {
 	queued := 0
 	for _, r := range recs {
 		if r.Type != format.TypeStream || r.Stream == nil || !a.counters {
@@ -214,9 +266,10 @@ func (a *applier) setEntriesRead(ctx context.Context, db int, recs []*format.Rec
 			if g.EntriesRead < 0 {
 				continue
 			}
-			if queued == 0 {
-				a.target.Begin("SELECT", 1).Int(int64(db))
-				a.tdb = db
+			if queued == 0 || a.tdb != r.DB {
+				a.target.Begin("SELECT", 1).Int(int64(r.DB))
+				a.tdb = r.DB
+				queued++
 			}
 			a.target.Begin("XGROUP", 6).Str("SETID").Str(r.Key).Str(g.Name).Str(g.LastDeliveredID).Str("ENTRIESREAD").Int(g.EntriesRead)
 			queued++
@@ -231,30 +284,6 @@ func (a *applier) setEntriesRead(ctx context.Context, db int, recs []*format.Rec
 		}
 		return nil
 	})
-}
-
-// stillThere names the keys of keys that exist in database db of the
-// target (they are gone from the source).
-func (a *applier) stillThere(ctx context.Context, db int, keys []string) ([]string, error) {
-	if len(keys) == 0 {
-		return nil, nil
-	}
-	a.target.Begin("SELECT", 1).Int(int64(db))
-	a.tdb = db
-	for _, k := range keys {
-		a.target.Begin("EXISTS", 1).Str(k)
-	}
-	var diffs []string
-	err := a.target.Exec(ctx, func(i int, r resp.Reply) error {
-		switch {
-		case r.Kind == resp.KindError:
-			return r.Err()
-		case i > 0 && r.Int != 0:
-			diffs = append(diffs, fmt.Sprintf("key %q of database %d is gone from the source and still on the target", keys[i-1], db))
-		}
-		return nil
-	})
-	return diffs, err
 }
 
 // dropCheckpoint removes the checkpoint: the target then holds the

@@ -25,7 +25,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/load"
 	"github.com/crs-tool/crs/records"
@@ -59,9 +58,8 @@ type Source interface {
 	PauseWrites(ctx context.Context, d time.Duration) (int64, error)
 	Unpause(ctx context.Context) error
 	KeyCounts(ctx context.Context) (map[int]int64, error)
-	// Keys reads keys of database db as records, one slice per key, nil
-	// for a key that does not exist.
-	Keys(ctx context.Context, db int, keys []string) ([][]*format.Record, error)
+	// Dumps reads keys of database db with DUMP and PTTL.
+	Dumps(ctx context.Context, db int, keys []string) ([]records.Dumped, error)
 }
 
 // Position is where the target stands in the source's replication
@@ -120,6 +118,7 @@ var ErrStopped = errors.New("sync stopped")
 // Stats counts what a sync did.
 type Stats struct {
 	Phase        string           `json:"phase"`
+	InSync       bool             `json:"in_sync"`
 	Loaded       int64            `json:"snapshot_keys"`
 	Applied      int64            `json:"commands_applied"`
 	ByCommand    map[string]int64 `json:"commands"`

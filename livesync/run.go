@@ -236,6 +236,7 @@ func (a *applier) progress(ctx context.Context, queued int) error {
 	// wire.
 	behind := a.link.Behind()
 	a.inSync = behind < inStep && a.st.LagBytes < 1<<20
+	a.st.InSync = a.inSync
 	if a.inSync && !a.wasInSync {
 		a.wasInSync = true
 		a.say("crs sync: in sync: lag %d ms at offset %d (%d bytes on the wire), %.1fs after the start", behind.Milliseconds(), a.pos.Offset, a.st.LagBytes, time.Since(a.began).Seconds())

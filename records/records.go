@@ -236,3 +236,10 @@ type ChangesInput interface {
 	// what was left out (a command cut short, under AllowTruncated).
 	Changes(ctx context.Context) (Changes, func() (note string, err error), error)
 }
+
+// Dumped is a key as DUMP and PTTL give it: its payload (nil for a key
+// that does not exist) and its time to live in milliseconds (-1: none).
+type Dumped struct {
+	Payload []byte
+	PTTLMs  int64
+}

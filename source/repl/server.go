@@ -8,9 +8,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/redisconn"
-	"github.com/crs-tool/crs/rdb"
+	"github.com/crs-tool/crs/records"
 )
 
 // Server is the source of a link, asked about where it is and paused for
@@ -98,10 +97,9 @@ func (s *Server) KeyCounts(ctx context.Context) (map[int]int64, error) {
 	return redisconn.Keyspace(ctx, s.c)
 }
 
-// Keys reads keys of database db as records (DUMP and PTTL, pipelined,
-// decoded with package rdb), one slice per key: nil for a key that does
-// not exist.
-func (s *Server) Keys(ctx context.Context, db int, keys []string) ([][]*format.Record, error) {
+// Dumps reads keys of database db with DUMP and PTTL, pipelined: one
+// Dumped per key, Payload nil for a key that does not exist.
+func (s *Server) Dumps(ctx context.Context, db int, keys []string) ([]records.Dumped, error) {
 	dumps := make([]*redis.StringCmd, len(keys))
 	pttls := make([]*redis.DurationCmd, len(keys))
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -114,21 +112,14 @@ func (s *Server) Keys(ctx context.Context, db int, keys []string) ([][]*format.R
 	if err != nil && err != redis.Nil {
 		return nil, fmt.Errorf("source: dump: %w", err)
 	}
-	now := time.Now().UnixMilli()
-	out := make([][]*format.Record, len(keys))
-	for i, k := range keys {
-		if dumps[i].Err() == redis.Nil {
-			continue
-		}
-		err := rdb.DecodePayload([]byte(dumps[i].Val()), db, k, rdb.Options{}, func(r *format.Record) error {
-			if d := pttls[i].Val(); d > 0 {
-				r.ExpireAtMs = now + d.Milliseconds()
+	out := make([]records.Dumped, len(keys))
+	for i := range keys {
+		if dumps[i].Err() == nil {
+			ttl := int64(-1)
+			if d := pttls[i].Val(); d >= 0 {
+				ttl = d.Milliseconds()
 			}
-			out[i] = append(out[i], r)
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("source: dump %q: %w", k, err)
+			out[i] = records.Dumped{Payload: []byte(dumps[i].Val()), PTTLMs: ttl}
 		}
 	}
 	return out, nil

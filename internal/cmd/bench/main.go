@@ -13,6 +13,10 @@
 // each tool's peak RSS stays under 64 MiB, and that every key arrives
 // intact (DEBUG DIGEST-VALUE on both servers).
 //
+// The "sync" scenario syncs the keyspace while redis-benchmark writes to
+// the source as fast as it can, and reports the write rate, crs sync's
+// lag meanwhile, and the cutover's pause.
+//
 // The "manykeys" scenario moves 1M and then 10M small keys and checks
 // that each tool's peak RSS stays under 64 MiB whatever the key count,
 // and that the target's DEBUG DIGEST equals the source's.
@@ -44,7 +48,7 @@ func main() {
 	bin := flag.String("bin", "bin", "directory holding crsdump and crsload")
 	scale := flag.Float64("scale", 1, "multiply the sizes by this (0.01 for a quick run)")
 	keep := flag.String("keep", "", "keep the dump file at this path, for profiling")
-	scenario := flag.String("scenario", "all", "keyspace, bigkeys, manykeys or all")
+	scenario := flag.String("scenario", "all", "keyspace, bigkeys, manykeys, sync or all")
 	rounds := flag.Int("rounds", 3, "keyspace: run each tool this many times, and count its best")
 	flag.Parse()
 	ctx := context.Background()
@@ -63,6 +67,12 @@ func main() {
 	}
 	if *scenario == "all" || *scenario == "manykeys" {
 		if err := manyKeys(ctx, *bin, *scale); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			failed = true
+		}
+	}
+	if *scenario == "all" || *scenario == "sync" {
+		if err := syncBench(ctx, *bin, *scale); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			failed = true
 		}

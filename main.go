@@ -123,7 +123,7 @@ func exitCode(ctx context.Context, err error) int {
 		return 3
 	case errors.Is(err, livesync.ErrDifferent):
 		return 6
-	case errors.Is(err, livesync.ErrStopped), errors.Is(err, repl.ErrNoBacklog):
+	case errors.Is(err, livesync.ErrStopped), errors.Is(err, repl.ErrNoBacklog), errors.Is(err, repl.ErrNotifications), errors.Is(err, livesync.ErrLostNotifications):
 		return 4
 	case errors.Is(err, load.ErrTargetNotEmpty), errors.Is(err, load.ErrTargetLacks), errors.Is(err, load.ErrTargetMemory), errors.Is(err, dump.ErrTerminal), errors.As(err, &preflight):
 		return 4

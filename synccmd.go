@@ -31,6 +31,7 @@ func syncCommand() *cli.Command {
 	var sel selectFlags
 	var replace, verifyAll bool
 	var spool string
+	mode := "auto"
 	return &cli.Command{
 		Name:  "sync",
 		Usage: "keep a target in step with a source that takes writes (a replication snapshot, then its write stream), then cut over with a write pause",
@@ -40,6 +41,7 @@ func syncCommand() *cli.Command {
 		Flags: append(append(connFlags(&opts.Load.Conn, "sync every database into this one of the target", "each database its own"), sel.flags()...),
 			&cli.StringFlag{Name: "target", Usage: "the server to keep in step (the same as -u)", Destination: &opts.Load.Conn.URL},
 			&cli.StringFlag{Name: "source", Usage: "the server to copy, which may go on taking writes: `URL` (it must allow PSYNC)", Destination: &src.URL, Required: true},
+			&cli.StringFlag{Name: "mode", Value: mode, Usage: "replication (PSYNC: a snapshot, then the write stream; exactly once), notify (SCAN, then every key its keyspace notifications name read again: for sources that refuse replication, such as managed services) or auto (replication where the source allows it)", Destination: &mode},
 			&cli.BoolFlag{Name: "cutover", Usage: "once in step, pause the source's writes (CLIENT PAUSE … WRITE), apply the rest, check the target and exit", Destination: &opts.Cutover},
 			&cli.DurationFlag{Name: "pause", Value: opts.Pause, Usage: "the longest the cutover pauses the source's writes; the pause runs out by itself", Destination: &opts.Pause},
 			&cli.BoolFlag{Name: "verify", Usage: "at the cutover, compare every key (crs verify of the whole source), not only those written during the sync", Destination: &verifyAll},
@@ -98,18 +100,26 @@ func syncCommand() *cli.Command {
 				}
 			}
 			shareCores(opts.Load.Conn)
-			return runSync(c.Context, opts, src, from, replace, spool)
+			switch mode {
+			case "auto", "replication", "notify":
+			default:
+				return usageError{fmt.Errorf("--mode must be auto, replication or notify, not %q", mode)}
+			}
+			return runSync(c.Context, opts, src, from, replace, spool, mode)
 		},
 	}
 }
 
 // runSync finds where the target stands, opens the link and syncs.
-func runSync(ctx context.Context, opts livesync.Options, src redisconn.Options, from pick.Spec, replace bool, spool string) error {
+func runSync(ctx context.Context, opts livesync.Options, src redisconn.Options, from pick.Spec, replace bool, spool, mode string) error {
 	server, err := repl.OpenServer(ctx, src)
 	if err != nil {
 		return err
 	}
 	defer server.Close()
+	if mode == "notify" {
+		return runNotify(ctx, opts, src, server, from, replace)
+	}
 	pos, source, err := livesync.ReadCheckpoint(ctx, opts.Load.Conn)
 	if err != nil {
 		return err
@@ -127,6 +137,12 @@ func runSync(ctx context.Context, opts livesync.Options, src redisconn.Options, 
 		}
 	}
 	link, err := repl.Dial(ctx, repl.Options{Conn: src, Dir: spool, Idle: time.Minute}, resume)
+	if errors.Is(err, repl.ErrRefused) && mode == "auto" && resume == nil {
+		if !opts.Quiet && !opts.JSON {
+			fmt.Fprintf(os.Stderr, "crs sync: %v\ncrs sync: so it syncs by keyspace notifications (--mode notify: convergence once writes pause, proved at the cutover; --mode replication stops here instead)\n", err)
+		}
+		return runNotify(ctx, opts, src, server, from, replace)
+	}
 	if err != nil {
 		return err
 	}
@@ -141,6 +157,49 @@ func runSync(ctx context.Context, opts livesync.Options, src redisconn.Options, 
 		start.DB = pos.DB
 	}
 	return livesync.Run(ctx, opts, snapshot, start, link, server, os.Stderr)
+}
+
+// runNotify syncs by keyspace notifications: it turns them on where they
+// are off (and back at the end), subscribes, and copies with SCAN.
+func runNotify(ctx context.Context, opts livesync.Options, src redisconn.Options, server *repl.Server, from pick.Spec, replace bool) error {
+	restore, said, err := server.EnsureNotifications(ctx)
+	if err != nil {
+		return err
+	}
+	if restore != "" {
+		defer server.RestoreNotifications(context.WithoutCancel(ctx), restore)
+	}
+	if !opts.Quiet && !opts.JSON {
+		fmt.Fprintf(os.Stderr, "crs sync: %s\n", said)
+	}
+	if pos, _, err := livesync.ReadCheckpoint(ctx, opts.Load.Conn); err != nil {
+		return err
+	} else if pos != nil && !replace {
+		return fmt.Errorf("%w: the target holds the position of a sync by replication (%s): a sync by notifications starts from an empty target (--replace empties it)", livesync.ErrStopped, livesync.CheckpointKey)
+	}
+	if replace {
+		if err := flushTarget(ctx, opts.Load.Conn); err != nil {
+			return err
+		}
+	}
+	sub, err := repl.Subscribe(ctx, src)
+	if err != nil {
+		return err
+	}
+	// A key that changes while SCAN reads it in parts is notified, and
+	// read again after the copy.
+	from.File, from.Scan.Conn, from.Scan.AllowChanging = "", src, true
+	in := pick.Open(from)
+	defer in.Close()
+	return livesync.RunNotify(ctx, opts, in, server, notifications{sub}, os.Stderr)
+}
+
+// notifications gives a repl.Subscription to livesync.
+type notifications struct{ *repl.Subscription }
+
+func (n notifications) Next() (int, string, bool, error) {
+	e, err := n.Subscription.Next()
+	return e.DB, e.Key, e.Barrier, err
 }
 
 // flushTarget empties the target for --replace.

@@ -78,6 +78,7 @@ type applier struct {
 	tdb      int // the target connection's selected database
 	caps     redisconn.Caps
 	counters bool // the target has stream counters (entries-read, 7.0+)
+	notify   bool // a sync by notifications: no position on the target
 	out      io.Writer
 	mode     string
 
@@ -258,6 +259,9 @@ func (a *applier) show() {
 }
 
 func (a *applier) line() string {
+	if a.notify {
+		return fmt.Sprintf("crs sync: %s: %d keys read again as notified, %d waiting, the oldest for %d ms", a.st.Phase, a.st.Applied, a.st.LagBytes, a.st.LagMs)
+	}
 	return fmt.Sprintf("crs sync: %s: %d commands applied (%.0f/s), lag %d bytes, %d ms; offset %d", a.st.Phase, a.st.Applied, a.st.PerSecond, a.st.LagBytes, a.st.LagMs, a.pos.Offset)
 }
 
@@ -294,7 +298,11 @@ func (a *applier) finish(err error) {
 	default:
 		b.WriteString("crs sync: FAILED: ")
 	}
-	fmt.Fprintf(&b, "applied %d commands%s in %d transactions, up to offset %d", a.st.Applied, report.TypeCounts(a.st.ByCommand), a.st.Transactions, a.pos.Offset)
+	if a.notify {
+		fmt.Fprintf(&b, "read %d keys again as notified changed%s", a.st.Applied, report.TypeCounts(a.st.ByCommand))
+	} else {
+		fmt.Fprintf(&b, "applied %d commands%s in %d transactions, up to offset %d", a.st.Applied, report.TypeCounts(a.st.ByCommand), a.st.Transactions, a.pos.Offset)
+	}
 	if a.st.Loaded > 0 {
 		fmt.Fprintf(&b, ", after a snapshot of %d keys", a.st.Loaded)
 	}
@@ -304,6 +312,9 @@ func (a *applier) finish(err error) {
 	}
 	if skipped > 0 {
 		fmt.Fprintf(&b, "; SKIPPED %d commands the target lacks (--skip-unsupported)%s", skipped, report.TypeCounts(a.st.Skipped))
+	}
+	if err != nil && a.notify {
+		b.WriteString("; a sync by notifications cannot continue where it stopped: crs sync --replace starts over")
 	}
 	if err != nil && a.pos.ReplID != "" {
 		b.WriteString("; the target records where it stands: the same crs sync continues from there")

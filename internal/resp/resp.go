@@ -454,3 +454,28 @@ func (c *Conn) readValue() (Value, error) {
 	}
 	return v, err
 }
+
+// Send sends the pending commands without reading their replies: on a
+// connection subscribed to channels, replies and messages come through
+// Receive.
+func (c *Conn) Send() error {
+	c.pending = 0
+	_, err := c.c.Write(c.buf)
+	c.buf = c.buf[:0]
+	if err != nil {
+		c.c.Close()
+		return fmt.Errorf("%w to %s: %w", ErrLost, c.opts.Addr, err)
+	}
+	return nil
+}
+
+// Receive reads the next reply or message, waiting as long as it takes
+// (Close ends the wait), for a connection subscribed to channels.
+func (c *Conn) Receive() (Value, error) {
+	c.c.SetReadDeadline(time.Time{})
+	v, err := c.readValue()
+	if err != nil {
+		return v, fmt.Errorf("%w to %s: %w", ErrLost, c.opts.Addr, err)
+	}
+	return v, nil
+}

@@ -1,0 +1,342 @@
+package livesync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/progress"
+	"github.com/crs-tool/crs/internal/resp"
+	"github.com/crs-tool/crs/load"
+	"github.com/crs-tool/crs/rdb"
+	"github.com/crs-tool/crs/records"
+	"github.com/crs-tool/crs/target"
+)
+
+// Notifications are a source's keyspace notifications (package repl's
+// Subscription is one).
+type Notifications interface {
+	// Next returns the next notification; a lost subscription is an
+	// error (notifications may have been lost).
+	Next() (db int, key string, barrier bool, err error)
+	// Barrier asks for a notification with barrier set, which comes
+	// after every one published before it.
+	Barrier() error
+	Close() error
+}
+
+// ErrLostNotifications is wrapped when the subscription ended mid-sync:
+// changes may have been missed, and the target may be stale.
+var ErrLostNotifications = errors.New("keyspace notifications were lost")
+
+// RunNotify syncs the target with a source that refuses replication:
+// subscribed to its keyspace notifications first, it copies every key
+// (copy, read with SCAN), then reads again every key notified as changed,
+// until ^C or through a cutover. This converges once writes pause; it is
+// not a snapshot, and a lost subscription stops it (the target may then
+// be stale: crs sync --replace starts over).
+func RunNotify(ctx context.Context, opts Options, copy records.Input, src Source, sub Notifications, stderr io.Writer) (err error) {
+	defer sub.Close()
+	a := &applier{opts: opts, src: src, out: stderr, began: time.Now(), notify: true,
+		changed: map[dbKey]struct{}{}, infos: map[string]*cmdInfo{},
+		st: Stats{ByCommand: map[string]int64{}, Skipped: map[string]int64{}}}
+	a.mode = progress.Resolve(opts.Progress, stderr)
+	if opts.Quiet {
+		a.mode = progress.None
+	}
+	if a.target, err = target.Dial(ctx, opts.Load.Conn, "", 0); err != nil {
+		return err
+	}
+	defer a.target.Close()
+	if err := a.probeTarget(ctx); err != nil {
+		return err
+	}
+	d := &dirtySet{keys: map[dbKey]struct{}{}, barrier: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
+	go d.collect(sub)
+	a.st.Phase = "copy"
+	a.say("crs sync: phase 1: copying every key of %s with SCAN, while its keyspace notifications say what changes meanwhile", src.Describe())
+	lo := opts.Load
+	lo.Quiet = opts.Quiet || opts.JSON
+	lo.Progress = opts.Progress
+	lo.Counter = &progress.Counter{}
+	if err := load.Run(ctx, lo, copy, stderr); err != nil {
+		return fmt.Errorf("the copy: %w", err)
+	}
+	a.st.Loaded = lo.Counter.Done()
+	a.st.Phase = "streaming"
+	a.say("crs sync: phase 2: reading again every key notified as changed")
+	err = a.notified(ctx, d, sub)
+	a.finish(err)
+	return err
+}
+
+// dirtySet is the keys notified as changed and not read again yet.
+type dirtySet struct {
+	mu      sync.Mutex
+	keys    map[dbKey]struct{}
+	oldest  time.Time
+	err     error
+	barrier chan struct{}
+	wake    chan struct{}
+}
+
+// collect adds every notified key, until the subscription ends.
+func (d *dirtySet) collect(sub Notifications) {
+	for {
+		db, key, barrier, err := sub.Next()
+		d.mu.Lock()
+		switch {
+		case err != nil:
+			d.err = err
+		case barrier:
+		default:
+			if len(d.keys) == 0 {
+				d.oldest = time.Now()
+			}
+			d.keys[dbKey{db, key}] = struct{}{}
+		}
+		d.mu.Unlock()
+		if barrier {
+			d.barrier <- struct{}{}
+		}
+		select {
+		case d.wake <- struct{}{}:
+		default:
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// take returns the keys waiting and empties the set; the error that
+// ended the subscription, if any.
+func (d *dirtySet) take() (map[dbKey]struct{}, time.Duration, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	keys, err := d.keys, d.err
+	var age time.Duration
+	if len(keys) > 0 {
+		age = time.Since(d.oldest)
+	}
+	d.keys = map[dbKey]struct{}{}
+	return keys, age, err
+}
+
+// notified reads again, until ctx ends or a cutover completes, every key
+// notified as changed.
+func (a *applier) notified(ctx context.Context, d *dirtySet, sub Notifications) error {
+	tick := time.NewTicker(a.opts.Every)
+	defer tick.Stop()
+	cutover := a.opts.Cutover
+	var behind time.Duration
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-a.opts.CutoverNow:
+			a.say("crs sync: cutover asked for: it begins once the target is in step")
+			cutover = true
+		case <-d.wake:
+			keys, age, err := d.take()
+			if err != nil {
+				return fmt.Errorf("%w: %w; the target may be stale: crs sync --replace starts over", ErrLostNotifications, err)
+			}
+			behind = age
+			if err := a.reread(ctx, keys); err != nil {
+				return err
+			}
+		case <-tick.C:
+			d.mu.Lock()
+			waiting := len(d.keys)
+			d.mu.Unlock()
+			a.st.LagBytes, a.st.LagMs = int64(waiting), behind.Milliseconds()
+			a.inSync = waiting == 0 && behind < inStep
+			a.st.InSync = a.inSync
+			if a.inSync && !a.wasInSync {
+				a.wasInSync = true
+				a.say("crs sync: in sync: every change notified is on the target, %.1fs after the start", time.Since(a.began).Seconds())
+			}
+			a.show()
+			behind = 0
+			if cutover && a.inSync {
+				return a.notifyCutover(ctx, d, sub)
+			}
+		}
+	}
+}
+
+// reread copies keys again from the source: DUMP, decoded, loaded over
+// the target's; a key gone from the source is deleted from the target.
+func (a *applier) reread(ctx context.Context, keys map[dbKey]struct{}) error {
+	byDB := map[int][]string{}
+	for k := range keys {
+		if _, ok := a.mapDB(k.db); ok {
+			byDB[k.db] = append(byDB[k.db], k.key)
+			if !a.many {
+				a.changed[k] = struct{}{}
+			}
+		}
+	}
+	if len(a.changed) > maxChanged {
+		a.many, a.changed = true, nil
+	}
+	lo := a.opts.Load
+	lo.Replace, lo.Quiet, lo.Counter, lo.Checkpoint, lo.KeysKnown = true, true, nil, "", nil
+	for db, all := range byDB {
+		to, _ := a.mapDB(db)
+		for len(all) > 0 {
+			part := all[:min(len(all), 512)]
+			all = all[len(part):]
+			dumps, err := a.src.Dumps(ctx, db, part)
+			if err != nil {
+				return err
+			}
+			var recs []*format.Record
+			var gone []string
+			now := time.Now().UnixMilli()
+			for i, dump := range dumps {
+				if dump.Payload == nil {
+					gone = append(gone, part[i])
+					continue
+				}
+				err := rdb.DecodePayload(dump.Payload, to, part[i], rdb.Options{}, func(r *format.Record) error {
+					if dump.PTTLMs >= 0 {
+						r.ExpireAtMs = now + dump.PTTLMs
+					}
+					recs = append(recs, r)
+					return nil
+				})
+				if err != nil {
+					return fmt.Errorf("the source's DUMP of %q: %w", part[i], err)
+				}
+			}
+			if len(recs) > 0 {
+				if _, err := load.Load(ctx, &sliceReader{recs: recs}, lo); err != nil {
+					return err
+				}
+			}
+			if err := a.deleteKeys(ctx, to, gone); err != nil {
+				return err
+			}
+			a.st.Applied += int64(len(part))
+			a.st.ByCommand["reread"] += int64(len(part) - len(gone))
+			if len(gone) > 0 {
+				a.st.ByCommand["deleted"] += int64(len(gone))
+			}
+		}
+	}
+	return nil
+}
+
+// deleteKeys deletes keys from database db of the target.
+func (a *applier) deleteKeys(ctx context.Context, db int, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	a.target.Begin("SELECT", 1).Int(int64(db))
+	a.tdb = db
+	a.target.Begin("DEL", len(keys))
+	for _, k := range keys {
+		a.target.Str(k)
+	}
+	return a.target.Exec(ctx, func(_ int, r resp.Reply) error {
+		if r.Kind == resp.KindError {
+			return fmt.Errorf("the target: %w", r.Err())
+		}
+		return nil
+	})
+}
+
+// notifyCutover pauses the source's writes (or, where CLIENT PAUSE is
+// refused, asks for the writers to be stopped and waits for the changes
+// to stop), takes every notification published before the pause, reads
+// those keys again and checks the target.
+func (a *applier) notifyCutover(ctx context.Context, d *dirtySet, sub Notifications) (err error) {
+	a.st.Phase = "cutover"
+	pausedAt := time.Now()
+	paused := true
+	if _, err := a.src.PauseWrites(ctx, a.opts.Pause); err != nil {
+		paused = false
+		a.say("crs sync: cutover: the source's writes cannot be paused (%v): stop the writers now; the cutover goes on once no change has come for 2s", err)
+		if err := a.waitQuiet(ctx, d); err != nil {
+			return err
+		}
+		pausedAt = time.Now()
+	}
+	deadline := pausedAt.Add(a.opts.Pause)
+	defer func() {
+		if err != nil && paused {
+			if uerr := a.src.Unpause(context.WithoutCancel(ctx)); uerr == nil {
+				err = fmt.Errorf("%w (the cutover ended the pause: the source takes writes again)", err)
+			}
+		}
+	}()
+	if paused {
+		a.say("crs sync: cutover: the source's writes are paused (for %s at most)", a.opts.Pause)
+	}
+	// Every notification published before the pause is in the set once
+	// the barrier's answer comes.
+	if err := sub.Barrier(); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-d.barrier:
+	}
+	keys, _, err := d.take()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrLostNotifications, err)
+	}
+	if err := a.reread(ctx, keys); err != nil {
+		return err
+	}
+	caughtUp := time.Since(pausedAt)
+	if err := a.check(ctx); err != nil {
+		return err
+	}
+	if a.opts.VerifyAll != nil {
+		if err := a.opts.VerifyAll(ctx); err != nil {
+			return err
+		}
+	}
+	ready := time.Since(pausedAt)
+	if paused && time.Now().After(deadline) {
+		return fmt.Errorf("the pause of %s ran out during the check (it took %s), so writes may have reached the source after it: give a longer --pause", a.opts.Pause, ready.Round(time.Millisecond))
+	}
+	a.st.PausedMs = ready.Milliseconds()
+	a.st.Phase = "done"
+	a.say("crs sync: cutover done: the target caught up %d ms after the pause began and was checked and ready after %d ms (%d keys changed during the sync compared, 0 differ; key counts equal); point the clients at the target now", caughtUp.Milliseconds(), ready.Milliseconds(), a.st.Verified)
+	return nil
+}
+
+// waitQuiet waits until no change has been notified for 2s, reading
+// again those that are.
+func (a *applier) waitQuiet(ctx context.Context, d *dirtySet) error {
+	quiet := time.NewTimer(2 * time.Second)
+	defer quiet.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-quiet.C:
+			return nil
+		case <-d.wake:
+			keys, _, err := d.take()
+			if err != nil {
+				return fmt.Errorf("%w: %w", ErrLostNotifications, err)
+			}
+			if len(keys) > 0 {
+				quiet.Reset(2 * time.Second)
+			}
+			if err := a.reread(ctx, keys); err != nil {
+				return err
+			}
+		}
+	}
+}

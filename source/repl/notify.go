@@ -1,0 +1,149 @@
+package repl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/internal/resp"
+)
+
+// NotifyFlags are the notify-keyspace-events classes a sync by
+// notifications needs: keyspace events (K) of every kind of write (A:
+// generic, string, list, set, hash, sorted set, stream, module key,
+// expired and evicted).
+const NotifyFlags = "KA"
+
+// ErrNotifications is wrapped when the source's keyspace notifications
+// are not set as a sync by notifications needs, and crs cannot set them.
+var ErrNotifications = errors.New("keyspace notifications are off")
+
+// EnsureNotifications checks that the server publishes the keyspace
+// notifications a sync needs and, where they are off, turns them on with
+// CONFIG SET. It returns the setting to restore at the end ("" when it
+// changed nothing) and a line saying what it did.
+func (s *Server) EnsureNotifications(ctx context.Context) (restore, said string, err error) {
+	v, err := s.c.ConfigGet(ctx, "notify-keyspace-events").Result()
+	cur, ok := v["notify-keyspace-events"]
+	if err != nil || !ok {
+		return "", "", fmt.Errorf("%w: CONFIG GET notify-keyspace-events was refused (%v): a sync by notifications needs it to hold %s; on a managed service, set notify-keyspace-events = %s in its parameter group", ErrNotifications, err, NotifyFlags, NotifyFlags)
+	}
+	if hasNotifyFlags(cur) {
+		return "", fmt.Sprintf("the source publishes keyspace notifications (notify-keyspace-events %q)", cur), nil
+	}
+	want := cur + NotifyFlags
+	if err := s.c.ConfigSet(ctx, "notify-keyspace-events", want).Err(); err != nil {
+		return "", "", fmt.Errorf("%w: the source's notify-keyspace-events is %q, a sync by notifications needs %s, and CONFIG SET was refused (%v): on a managed service, set notify-keyspace-events = %s in its parameter group", ErrNotifications, cur, NotifyFlags, err, NotifyFlags)
+	}
+	return cur, fmt.Sprintf("turned on the source's keyspace notifications (notify-keyspace-events %q, was %q; restored at the end)", want, cur), nil
+}
+
+// RestoreNotifications sets notify-keyspace-events back.
+func (s *Server) RestoreNotifications(ctx context.Context, v string) error {
+	return s.c.ConfigSet(ctx, "notify-keyspace-events", v).Err()
+}
+
+// hasNotifyFlags reports whether flags hold K and every class of A.
+func hasNotifyFlags(flags string) bool {
+	if !strings.Contains(flags, "K") {
+		return false
+	}
+	if strings.Contains(flags, "A") {
+		return true
+	}
+	for _, c := range "g$lshzxet" {
+		if !strings.ContainsRune(flags, c) {
+			return false
+		}
+	}
+	return true
+}
+
+// Event is a keyspace notification: key of database DB had Op done to
+// it; or, with Barrier, the answer to a Barrier call, which comes after
+// every notification published before it.
+type Event struct {
+	DB      int
+	Key     string
+	Op      string
+	Barrier bool
+}
+
+// Subscription receives the server's keyspace notifications on a
+// connection of its own. It never reconnects by itself: a lost
+// connection means notifications were lost, which Next returns as an
+// error.
+type Subscription struct {
+	c    *resp.Conn
+	addr string
+}
+
+// Subscribe subscribes to every keyspace notification of the server
+// opts names (PSUBSCRIBE __keyspace@*__:*).
+func Subscribe(ctx context.Context, opts redisconn.Options) (*Subscription, error) {
+	at, err := redisconn.Resolve(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	ro, err := at.RESP(0)
+	if err != nil {
+		return nil, err
+	}
+	ro.IOTimeout = 0
+	c, err := resp.Dial(ctx, ro)
+	if err != nil {
+		return nil, &redisconn.Error{Addr: at.Address(), Err: err}
+	}
+	s := &Subscription{c: c, addr: at.Address()}
+	c.Begin("PSUBSCRIBE", 1).Str("__keyspace@*__:*")
+	if err := c.Send(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	v, err := c.Receive()
+	if err == nil && (v.Kind == resp.KindError || len(v.Array) < 1 || v.Array[0].Str != "psubscribe") {
+		err = fmt.Errorf("psubscribe: %s", v.Str)
+	}
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("subscribe to the keyspace notifications of %s: %w", s.addr, err)
+	}
+	return s, nil
+}
+
+// Next returns the next notification, waiting for it.
+func (s *Subscription) Next() (Event, error) {
+	for {
+		v, err := s.c.Receive()
+		if err != nil {
+			return Event{}, fmt.Errorf("the subscription to the keyspace notifications of %s ended, so notifications may have been lost: %w", s.addr, err)
+		}
+		if v.Kind == resp.KindArray && len(v.Array) == 2 && v.Array[0].Str == "pong" {
+			return Event{Barrier: true}, nil
+		}
+		if v.Kind != resp.KindArray || len(v.Array) != 4 || v.Array[0].Str != "pmessage" {
+			continue
+		}
+		rest, ok := strings.CutPrefix(v.Array[2].Str, "__keyspace@")
+		dbs, key, ok2 := strings.Cut(rest, "__:")
+		db, err := strconv.Atoi(dbs)
+		if !ok || !ok2 || err != nil {
+			continue
+		}
+		return Event{DB: db, Key: strings.Clone(key), Op: strings.Clone(v.Array[3].Str)}, nil
+	}
+}
+
+// Barrier asks for an Event with Barrier set, which arrives after every
+// notification the server published before it (a PING on the
+// subscribed connection).
+func (s *Subscription) Barrier() error {
+	s.c.Begin("PING", 0)
+	return s.c.Send()
+}
+
+// Close ends the subscription; a Next waiting returns.
+func (s *Subscription) Close() error { return s.c.Close() }

@@ -257,3 +257,78 @@ func TestSyncRefusesACommandTheTargetLacks(t *testing.T) {
 	}
 	t.Logf("%s → %s: %s", from, to, lineWith(out, "HPEXPIRE"))
 }
+
+// noReplication starts a server that refuses replication, as managed
+// services do.
+func noReplication(t *testing.T, args ...string) *redisserver.Server {
+	return redistest.Start(t, append([]string{"--rename-command", "PSYNC", "", "--rename-command", "SYNC", ""}, args...)...)
+}
+
+// TestSyncByNotifications syncs a source that refuses replication while
+// the writer runs, with keys that expire during the copy: crs says which
+// mode it took and why, and after the cutover the target equals the
+// source key by key, and the source's notification setting is back.
+func TestSyncByNotifications(t *testing.T) {
+	ctx := context.Background()
+	src := noReplication(t)
+	fillMany(t, src, 3000)
+	c := redistest.Client(t, src, 0)
+	for i := 0; i < 300; i++ {
+		c.Set(ctx, fmt.Sprintf("soon:%d", i), i, time.Duration(100+i)*time.Millisecond)
+	}
+	dst := redistest.Start(t)
+	w := startMixWriter(t, src)
+	defer w.Stop(t, src)
+	out, code := sh(t, t.TempDir(), "crs sync --progress plain --cutover --pause 60s --source "+src.URL+" -u "+dst.URL)
+	if code != 0 || !strings.Contains(out, "so it syncs by keyspace notifications") || !strings.Contains(out, "cutover done") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	assertSynced(t, src, dst, w)
+	if v, _ := c.ConfigGet(ctx, "notify-keyspace-events").Result(); v["notify-keyspace-events"] != "" {
+		t.Errorf("notify-keyspace-events left at %q", v["notify-keyspace-events"])
+	}
+	t.Log(lineWith(out, "cutover done"))
+	t.Log(lineWith(out, "crs sync: done"))
+}
+
+// TestSyncNotifyRefusals: an ACL user without +psync gets the
+// notification mode (and --mode replication a refusal); a source whose
+// CONFIG is renamed away and whose notifications are off is refused
+// naming the setting; a subscription killed mid-sync stops the sync.
+func TestSyncNotifyRefusals(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	src := redistest.Start(t)
+	fillMany(t, src, 500)
+	c := redistest.Client(t, src, 0)
+	if err := c.Do(ctx, "ACL", "SETUSER", "mover", "on", ">pw", "~*", "&*", "+@all", "-psync", "-sync").Err(); err != nil {
+		t.Fatal(err)
+	}
+	user := "redis://mover:pw@" + src.Addr
+	dst := redistest.Start(t)
+	if out, code := sh(t, dir, "crs sync --mode replication --source "+user+" -u "+dst.URL); code != 5 || !strings.Contains(out, "refuses replication") {
+		t.Errorf("--mode replication without +psync: exit %d\n%s", code, out)
+	}
+	if out, code := sh(t, dir, "crs sync --cutover --source "+user+" -u "+dst.URL); code != 0 || !strings.Contains(out, "so it syncs by keyspace notifications") {
+		t.Errorf("auto without +psync: exit %d\n%s", code, out)
+	}
+	assertNoDiff(t, src, dst)
+
+	noConfig := noReplication(t, "--rename-command", "CONFIG", "")
+	if out, code := sh(t, dir, "crs sync --source "+noConfig.URL+" -u "+redistest.Start(t).URL); code != 4 || !strings.Contains(out, "parameter group") {
+		t.Errorf("CONFIG renamed away: exit %d\n%s", code, out)
+	}
+
+	cut := noReplication(t)
+	fillMany(t, cut, 500)
+	cmd, output := start(t, dir, "crs sync --progress plain --source "+cut.URL+" -u "+redistest.Start(t).URL)
+	redistest.WaitFor(t, "the notified phase", func() bool { return strings.Contains(output(), "phase 2") })
+	if err := redistest.Client(t, cut, 0).Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	if code := exitCodeOf(err); code != 4 || !strings.Contains(output(), "keyspace notifications were lost") {
+		t.Errorf("a killed subscription: exit %d\n%s", code, output())
+	}
+	t.Log(lineWith(output(), "were lost"))
+}

@@ -166,8 +166,8 @@ func runNotify(ctx context.Context, opts livesync.Options, src redisconn.Options
 	if err != nil {
 		return err
 	}
-	if restore != "" {
-		defer server.RestoreNotifications(context.WithoutCancel(ctx), restore)
+	if restore != nil {
+		defer server.RestoreNotifications(context.WithoutCancel(ctx), *restore)
 	}
 	if !opts.Quiet && !opts.JSON {
 		fmt.Fprintf(os.Stderr, "crs sync: %s\n", said)

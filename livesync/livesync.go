@@ -58,6 +58,9 @@ type Source interface {
 	PauseWrites(ctx context.Context, d time.Duration) (int64, error)
 	Unpause(ctx context.Context) error
 	KeyCounts(ctx context.Context) (map[int]int64, error)
+	// Count counts the keys of database db with SCAN (which leaves out
+	// keys whose expiry has passed).
+	Count(ctx context.Context, db int) (int64, error)
 	// Dumps reads keys of database db with DUMP and PTTL.
 	Dumps(ctx context.Context, db int, keys []string) ([]records.Dumped, error)
 }
@@ -93,6 +96,9 @@ type Options struct {
 	// of the whole source, while its writes are paused) beside the keys
 	// written during the sync.
 	VerifyAll func(ctx context.Context) error
+	// PartElems and PartBytes bound one record of a key read again or
+	// checked (a key with more is loaded in parts), as crsdump's do.
+	PartElems, PartBytes int
 	// Progress is the display's mode (progress.Auto, Bar, Plain, None);
 	// JSON prints progress and summary as JSON lines.
 	Progress string
@@ -104,7 +110,7 @@ type Options struct {
 
 // NewOptions returns the defaults.
 func NewOptions() Options {
-	return Options{Load: load.NewOptions(), Pause: 10 * time.Second, Every: time.Second, Progress: progress.Auto}
+	return Options{Load: load.NewOptions(), Pause: 10 * time.Second, Every: time.Second, Progress: progress.Auto, PartElems: 5000, PartBytes: 1 << 20}
 }
 
 // ErrDifferent is returned when the cutover's check finds the target

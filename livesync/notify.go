@@ -146,20 +146,25 @@ func (a *applier) notified(ctx context.Context, d *dirtySet, sub Notifications) 
 			if err != nil {
 				return fmt.Errorf("%w: %w; the target may be stale: crs sync --replace starts over", ErrLostNotifications, err)
 			}
-			behind = age
+			taken := time.Now()
 			if err := a.reread(ctx, keys); err != nil {
 				return err
 			}
+			// How long the oldest of these waited to be on the target.
+			behind = max(behind, age+time.Since(taken))
 		case <-tick.C:
 			d.mu.Lock()
 			waiting := len(d.keys)
 			d.mu.Unlock()
 			a.st.LagBytes, a.st.LagMs = int64(waiting), behind.Milliseconds()
-			a.inSync = waiting == 0 && behind < inStep
+			// In step: the changes wait less than a second (a pass over
+			// the keys notified takes that long) and few enough keys
+			// wait that the cutover's last pass is short.
+			a.inSync = behind < time.Second && waiting <= notifyInStep
 			a.st.InSync = a.inSync
 			if a.inSync && !a.wasInSync {
 				a.wasInSync = true
-				a.say("crs sync: in sync: every change notified is on the target, %.1fs after the start", time.Since(a.began).Seconds())
+				a.say("crs sync: in sync: %d keys wait to be read again, the oldest for %d ms, %.1fs after the start", waiting, behind.Milliseconds(), time.Since(a.began).Seconds())
 			}
 			a.show()
 			behind = 0
@@ -169,6 +174,10 @@ func (a *applier) notified(ctx context.Context, d *dirtySet, sub Notifications) 
 		}
 	}
 }
+
+// notifyInStep is the most keys waiting to be read again for a sync by
+// notifications to count as in step.
+const notifyInStep = 10_000
 
 // reread copies keys again from the source: DUMP, decoded, loaded over
 // the target's; a key gone from the source is deleted from the target.
@@ -198,16 +207,13 @@ func (a *applier) reread(ctx context.Context, keys map[dbKey]struct{}) error {
 			}
 			var recs []*format.Record
 			var gone []string
-			now := time.Now().UnixMilli()
 			for i, dump := range dumps {
 				if dump.Payload == nil {
 					gone = append(gone, part[i])
 					continue
 				}
-				err := rdb.DecodePayload(dump.Payload, to, part[i], rdb.Options{}, func(r *format.Record) error {
-					if dump.PTTLMs >= 0 {
-						r.ExpireAtMs = now + dump.PTTLMs
-					}
+				err := rdb.DecodePayload(dump.Payload, to, part[i], a.parts(), func(r *format.Record) error {
+					r.ExpireAtMs = dump.ExpireAtMs
 					recs = append(recs, r)
 					return nil
 				})
@@ -231,6 +237,11 @@ func (a *applier) reread(ctx context.Context, keys map[dbKey]struct{}) error {
 		}
 	}
 	return nil
+}
+
+// parts are the decoder's options: records of bounded size.
+func (a *applier) parts() rdb.Options {
+	return rdb.Options{PartElems: a.opts.PartElems, PartBytes: a.opts.PartBytes}
 }
 
 // deleteKeys deletes keys from database db of the target.

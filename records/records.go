@@ -237,9 +237,9 @@ type ChangesInput interface {
 	Changes(ctx context.Context) (Changes, func() (note string, err error), error)
 }
 
-// Dumped is a key as DUMP and PTTL give it: its payload (nil for a key
-// that does not exist) and its time to live in milliseconds (-1: none).
+// Dumped is a key as DUMP gives it (Payload nil for a key that does not
+// exist), with the instant it expires, in Unix milliseconds (0: never).
 type Dumped struct {
-	Payload []byte
-	PTTLMs  int64
+	Payload    []byte
+	ExpireAtMs int64
 }

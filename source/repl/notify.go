@@ -23,22 +23,22 @@ var ErrNotifications = errors.New("keyspace notifications are off")
 
 // EnsureNotifications checks that the server publishes the keyspace
 // notifications a sync needs and, where they are off, turns them on with
-// CONFIG SET. It returns the setting to restore at the end ("" when it
+// CONFIG SET. It returns the setting to restore at the end (nil when it
 // changed nothing) and a line saying what it did.
-func (s *Server) EnsureNotifications(ctx context.Context) (restore, said string, err error) {
+func (s *Server) EnsureNotifications(ctx context.Context) (restore *string, said string, err error) {
 	v, err := s.c.ConfigGet(ctx, "notify-keyspace-events").Result()
 	cur, ok := v["notify-keyspace-events"]
 	if err != nil || !ok {
-		return "", "", fmt.Errorf("%w: CONFIG GET notify-keyspace-events was refused (%v): a sync by notifications needs it to hold %s; on a managed service, set notify-keyspace-events = %s in its parameter group", ErrNotifications, err, NotifyFlags, NotifyFlags)
+		return nil, "", fmt.Errorf("%w: CONFIG GET notify-keyspace-events was refused (%v): a sync by notifications needs it to hold %s; on a managed service, set notify-keyspace-events = %s in its parameter group", ErrNotifications, err, NotifyFlags, NotifyFlags)
 	}
 	if hasNotifyFlags(cur) {
-		return "", fmt.Sprintf("the source publishes keyspace notifications (notify-keyspace-events %q)", cur), nil
+		return nil, fmt.Sprintf("the source publishes keyspace notifications (notify-keyspace-events %q)", cur), nil
 	}
 	want := cur + NotifyFlags
 	if err := s.c.ConfigSet(ctx, "notify-keyspace-events", want).Err(); err != nil {
-		return "", "", fmt.Errorf("%w: the source's notify-keyspace-events is %q, a sync by notifications needs %s, and CONFIG SET was refused (%v): on a managed service, set notify-keyspace-events = %s in its parameter group", ErrNotifications, cur, NotifyFlags, err, NotifyFlags)
+		return nil, "", fmt.Errorf("%w: the source's notify-keyspace-events is %q, a sync by notifications needs %s, and CONFIG SET was refused (%v): on a managed service, set notify-keyspace-events = %s in its parameter group", ErrNotifications, cur, NotifyFlags, err, NotifyFlags)
 	}
-	return cur, fmt.Sprintf("turned on the source's keyspace notifications (notify-keyspace-events %q, was %q; restored at the end)", want, cur), nil
+	return &cur, fmt.Sprintf("turned on the source's keyspace notifications (notify-keyspace-events %q, was %q; restored at the end)", want, cur), nil
 }
 
 // RestoreNotifications sets notify-keyspace-events back.

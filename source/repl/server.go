@@ -15,8 +15,9 @@ import (
 // Server is the source of a link, asked about where it is and paused for
 // a cutover, on a connection of its own.
 type Server struct {
-	c   *redis.Client
-	srv redisconn.Server
+	c    *redis.Client
+	srv  redisconn.Server
+	opts redisconn.Options
 }
 
 // OpenServer connects to the server opts names.
@@ -25,7 +26,7 @@ func OpenServer(ctx context.Context, opts redisconn.Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{c: c, srv: srv}, nil
+	return &Server{c: c, srv: srv, opts: opts}, nil
 }
 
 // Close closes the connection.
@@ -97,29 +98,63 @@ func (s *Server) KeyCounts(ctx context.Context) (map[int]int64, error) {
 	return redisconn.Keyspace(ctx, s.c)
 }
 
-// Dumps reads keys of database db with DUMP and PTTL, pipelined: one
-// Dumped per key, Payload nil for a key that does not exist.
+// Count counts the keys of database db with SCAN, which leaves out keys
+// whose expiry has passed and that the server has not deleted yet.
+func (s *Server) Count(ctx context.Context, db int) (int64, error) {
+	c, _, err := redisconn.Open(ctx, s.opts, db, 1)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	var n int64
+	iter := c.Scan(ctx, 0, "", 1000).Iterator()
+	for iter.Next(ctx) {
+		n++
+	}
+	return n, iter.Err()
+}
+
+// Dumps reads keys of database db with DUMP, and their expiry with
+// PEXPIRETIME (7.0+; before, PTTL added to the time now), pipelined: one
+// Dumped per key.
 func (s *Server) Dumps(ctx context.Context, db int, keys []string) ([]records.Dumped, error) {
+	return Dumps(ctx, s.c, s.srv.AtLeast(7, 0), db, keys)
+}
+
+// Dumps reads keys of database db on c with DUMP and their expiry
+// (PEXPIRETIME where exact, else PTTL).
+func Dumps(ctx context.Context, c *redis.Client, exact bool, db int, keys []string) ([]records.Dumped, error) {
 	dumps := make([]*redis.StringCmd, len(keys))
-	pttls := make([]*redis.DurationCmd, len(keys))
-	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+	ttls := make([]*redis.IntCmd, len(keys))
+	_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Do(ctx, "SELECT", db)
 		for i, k := range keys {
-			dumps[i], pttls[i] = p.Dump(ctx, k), p.PTTL(ctx, k)
+			dumps[i] = p.Dump(ctx, k)
+			cmd := "PTTL"
+			if exact {
+				cmd = "PEXPIRETIME"
+			}
+			ttls[i] = redis.NewIntCmd(ctx, cmd, k)
+			p.Process(ctx, ttls[i])
 		}
 		return nil
 	})
 	if err != nil && err != redis.Nil {
-		return nil, fmt.Errorf("source: dump: %w", err)
+		return nil, fmt.Errorf("dump: %w", err)
 	}
+	now := time.Now().UnixMilli()
 	out := make([]records.Dumped, len(keys))
 	for i := range keys {
-		if dumps[i].Err() == nil {
-			ttl := int64(-1)
-			if d := pttls[i].Val(); d >= 0 {
-				ttl = d.Milliseconds()
-			}
-			out[i] = records.Dumped{Payload: []byte(dumps[i].Val()), PTTLMs: ttl}
+		if dumps[i].Err() != nil {
+			continue
+		}
+		out[i].Payload = []byte(dumps[i].Val())
+		switch t := ttls[i].Val(); {
+		case t < 0:
+		case exact:
+			out[i].ExpireAtMs = t
+		default:
+			out[i].ExpireAtMs = now + t
 		}
 	}
 	return out, nil

@@ -218,6 +218,11 @@ type streamEmitter struct {
 	cur   format.Stream
 	items int
 	part  int
+	// The highest entry ID and the entries emitted: a stream read in
+	// parts while it grew (--allow-changing) can hold entries past the
+	// metadata read first, which finish then raises to match.
+	maxMs, maxSeq uint64
+	entries       int64
 }
 
 func (e *streamEmitter) entry(ctx context.Context, x format.StreamEntry) error {
@@ -226,6 +231,10 @@ func (e *streamEmitter) entry(ctx context.Context, x format.StreamEntry) error {
 	}
 	e.cur.Entries = append(e.cur.Entries, x)
 	e.items++
+	e.entries++
+	if ms, seq := parseID(x.ID); ms > e.maxMs || (ms == e.maxMs && seq > e.maxSeq) {
+		e.maxMs, e.maxSeq = ms, seq
+	}
 	return nil
 }
 
@@ -275,6 +284,12 @@ func (e *streamEmitter) flush(more bool) error {
 // finish emits the last part, which carries the stream's metadata.
 func (e *streamEmitter) finish(ctx context.Context, meta *format.Stream) error {
 	e.cur.LastID, e.cur.EntriesAdded, e.cur.MaxDeletedID, e.cur.IDMP = meta.LastID, meta.EntriesAdded, meta.MaxDeletedID, meta.IDMP
+	if ms, seq := parseID(meta.LastID); e.entries > 0 && (e.maxMs > ms || (e.maxMs == ms && e.maxSeq > seq)) {
+		e.cur.LastID = fmt.Sprintf("%d-%d", e.maxMs, e.maxSeq)
+	}
+	if e.cur.EntriesAdded >= 0 && e.cur.EntriesAdded < e.entries {
+		e.cur.EntriesAdded = e.entries
+	}
 	return e.flush(false)
 }
 

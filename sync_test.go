@@ -31,9 +31,14 @@ type writer struct {
 }
 
 func startMixWriter(t *testing.T, s *redisserver.Server) *writer {
+	return startMixWriterOn(t, redistest.Client(t, s, 0))
+}
+
+// startMixWriterOn runs the writer through c (a cluster client too: the
+// transaction's keys share a hash tag).
+func startMixWriterOn(t *testing.T, c redis.UniversalClient) *writer {
 	t.Helper()
 	ctx := context.Background()
-	c := redistest.Client(t, s, 0)
 	c.Do(ctx, "XGROUP", "CREATE", "w:stream", "g", "$", "MKSTREAM")
 	for i := 0; i < 2000; i++ {
 		c.RPush(ctx, "w:list", i)
@@ -49,8 +54,8 @@ func startMixWriter(t *testing.T, s *redisserver.Server) *writer {
 			default:
 			}
 			_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				p.Incr(ctx, "w:a")
-				p.Incr(ctx, "w:b")
+				p.Incr(ctx, "{w}:a")
+				p.Incr(ctx, "{w}:b")
 				return nil
 			})
 			if err == nil {
@@ -80,11 +85,13 @@ func startMixWriter(t *testing.T, s *redisserver.Server) *writer {
 	return w
 }
 
-// Stop stops the writer: the source's pause is ended first so that a
-// write waiting for it completes.
-func (w *writer) Stop(t *testing.T, s *redisserver.Server) {
+// Stop stops the writer: the pause of each server is ended first so
+// that a write waiting for it completes.
+func (w *writer) Stop(t *testing.T, servers ...*redisserver.Server) {
 	close(w.stop)
-	redistest.Client(t, s, 0).Do(context.Background(), "CLIENT", "UNPAUSE")
+	for _, s := range servers {
+		redistest.Client(t, s, 0).Do(context.Background(), "CLIENT", "UNPAUSE")
+	}
 	w.done.Wait()
 	if w.err != nil {
 		t.Errorf("the writer: %v", w.err)
@@ -96,11 +103,17 @@ func (w *writer) Stop(t *testing.T, s *redisserver.Server) {
 // round count.
 func assertSynced(t *testing.T, src, dst *redisserver.Server, w *writer) {
 	t.Helper()
-	ctx := context.Background()
-	dc := redistest.Client(t, dst, 0)
 	assertNoDiff(t, src, dst)
-	a, _ := dc.Get(ctx, "w:a").Int64()
-	b, _ := dc.Get(ctx, "w:b").Int64()
+	assertCounters(t, redistest.Client(t, dst, 0), w)
+}
+
+// assertCounters checks that the target holds a == b and the writer's
+// round count, and not the sync's position.
+func assertCounters(t *testing.T, dc redis.UniversalClient, w *writer) {
+	t.Helper()
+	ctx := context.Background()
+	a, _ := dc.Get(ctx, "{w}:a").Int64()
+	b, _ := dc.Get(ctx, "{w}:b").Int64()
 	rounds, _ := dc.Get(ctx, "w:rounds").Int64()
 	if a != b || a == 0 {
 		t.Errorf("on the target a = %d, b = %d", a, b)
@@ -331,4 +344,66 @@ func TestSyncNotifyRefusals(t *testing.T) {
 		t.Errorf("a killed subscription: exit %d\n%s", code, output())
 	}
 	t.Log(lineWith(output(), "were lost"))
+}
+
+// masters are the first n nodes of a cluster.
+func masters(c *redistest.Cluster, n int) []*redisserver.Server { return c.Nodes[:n] }
+
+// assertClustersSynced checks, while the source's writes are paused, that
+// crs verify finds the target equal to the source, that they hold as many
+// keys, and the writer's counters.
+func assertClustersSynced(t *testing.T, dir, src, dst string, srcKeys, dstKeys int64, dc redis.UniversalClient, w *writer) {
+	t.Helper()
+	if out, code := sh(t, dir, "crs verify --source "+src+" --target "+dst); code != 0 || !strings.Contains(out, " 0 differences") {
+		t.Errorf("verify: exit %d\n%s", code, out)
+	}
+	if srcKeys != dstKeys {
+		t.Errorf("the source holds %d keys, the target %d", srcKeys, dstKeys)
+	}
+	assertCounters(t, dc, w)
+}
+
+// TestSyncClusterToCluster syncs a 3-master cluster into a 4-master one
+// while the writer runs: by keyspace notifications, one subscription per
+// master; after the cutover crs verify finds them equal.
+func TestSyncClusterToCluster(t *testing.T) {
+	dir := t.TempDir()
+	c3 := redistest.StartCluster(t, 3, 0, "")
+	c4 := redistest.StartCluster(t, 4, 0, "")
+	fillCluster(t, c3, 3000)
+	w := startMixWriterOn(t, c3.Client(t))
+	defer w.Stop(t, masters(c3, 3)...)
+	out, code := sh(t, dir, "crs sync --progress plain --cutover --pause 60s --source "+c3.Nodes[0].URL+" -u "+c4.URL())
+	if code != 0 || !strings.Contains(out, "one subscription per master") || !strings.Contains(out, "cutover done") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	assertClustersSynced(t, dir, c3.URL(), c4.URL(), clusterKeys(t, c3), clusterKeys(t, c4), c4.Client(t), w)
+	t.Log(lineWith(out, "cutover done"))
+}
+
+// TestSyncIntoCluster syncs a standalone server into a cluster by
+// replication while the writer runs, each command sent to the master of
+// its slot; a cluster target keeps no position, so a sync stopped part
+// way starts over only with --replace.
+func TestSyncIntoCluster(t *testing.T) {
+	dir := t.TempDir()
+	src := redistest.Start(t)
+	fillMany(t, src, 3000)
+	c3 := redistest.StartCluster(t, 3, 0, "")
+	w := startMixWriter(t, src)
+	defer w.Stop(t, src)
+	cmd, output := start(t, dir, "crs sync --progress plain --db 0 --source "+src.URL+" -u "+c3.URL())
+	redistest.WaitFor(t, "the stream phase", func() bool { return strings.Contains(output(), "in sync") })
+	cmd.Process.Kill()
+	cmd.Wait()
+	if out, code := sh(t, dir, "crs sync --db 0 --source "+src.URL+" -u "+c3.URL()); code != 4 || !strings.Contains(out, "--replace") {
+		t.Errorf("a second run without --replace: exit %d\n%s", code, out)
+	}
+	out, code := sh(t, dir, "crs sync --progress plain --replace --cutover --pause 60s --db 0 --source "+src.URL+" -u "+c3.URL())
+	if code != 0 || !strings.Contains(out, "cutover done") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	n, _ := redistest.Client(t, src, 0).DBSize(context.Background()).Result()
+	assertClustersSynced(t, dir, src.URL, c3.URL(), n, clusterKeys(t, c3), c3.Client(t), w)
+	t.Log(lineWith(out, "cutover done"))
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/source/pick"
 	"github.com/crs-tool/crs/source/repl"
+	"github.com/crs-tool/crs/target"
 	"github.com/crs-tool/crs/verify"
 )
 
@@ -117,8 +118,13 @@ func runSync(ctx context.Context, opts livesync.Options, src redisconn.Options, 
 		return err
 	}
 	defer server.Close()
-	if mode == "notify" {
+	if _, cluster := server.Cluster(); mode == "notify" || (cluster && mode == "auto") {
+		if cluster && mode == "auto" && !opts.Quiet && !opts.JSON {
+			fmt.Fprintln(os.Stderr, "crs sync: the source is a Redis Cluster, which crs syncs by keyspace notifications (one subscription per master) so far")
+		}
 		return runNotify(ctx, opts, src, server, from, replace)
+	} else if cluster {
+		return usageError{errors.New("--mode replication: a Redis Cluster source is synced by keyspace notifications so far (--mode notify, or auto)")}
 	}
 	pos, source, err := livesync.ReadCheckpoint(ctx, opts.Load.Conn)
 	if err != nil {
@@ -182,7 +188,11 @@ func runNotify(ctx context.Context, opts livesync.Options, src redisconn.Options
 			return err
 		}
 	}
-	sub, err := repl.Subscribe(ctx, src)
+	nodes, cluster := server.Cluster()
+	if !cluster {
+		nodes = []redisconn.Options{src}
+	}
+	sub, err := repl.Subscribe(ctx, nodes...)
 	if err != nil {
 		return err
 	}
@@ -202,15 +212,24 @@ func (n notifications) Next() (int, string, bool, error) {
 	return e.DB, e.Key, e.Barrier, err
 }
 
-// flushTarget empties the target for --replace.
+// flushTarget empties the target (every master of a cluster) for
+// --replace.
 func flushTarget(ctx context.Context, o redisconn.Options) error {
-	c, _, err := redisconn.Open(ctx, o, 0, 1)
+	tgt, err := target.Open(ctx, o)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	if err := c.FlushAll(ctx).Err(); err != nil {
-		return fmt.Errorf("--replace: flushall on the target: %w", err)
+	defer tgt.Close()
+	for _, n := range tgt.Nodes() {
+		c, _, err := redisconn.Open(ctx, n, 0, 1)
+		if err != nil {
+			return err
+		}
+		err = c.FlushAll(ctx).Err()
+		c.Close()
+		if err != nil {
+			return fmt.Errorf("--replace: flushall on the target: %w", err)
+		}
 	}
 	return nil
 }

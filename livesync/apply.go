@@ -10,7 +10,6 @@ import (
 
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/resp"
-	"github.com/crs-tool/crs/internal/slotmap"
 	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/target"
 )
@@ -44,9 +43,7 @@ func (a *applier) probeTarget(ctx context.Context) error {
 	}
 	defer c.Close()
 	a.counters = srv.AtLeast(7, 0)
-	if cluster, err := slotmap.Enabled(ctx, c); err != nil || cluster {
-		return fmt.Errorf("%w: the target is a Redis Cluster, and crs sync applies a command stream to a standalone server only so far (crsdump --snapshot and crsload move a cluster, with writes stopped)", ErrStopped)
-	}
+	a.t.exact = a.counters
 	a.caps, err = redisconn.ProbeCaps(ctx, c)
 	return err
 }
@@ -64,8 +61,9 @@ func (a *applier) info(ctx context.Context, name string) (*cmdInfo, error) {
 	case "multi", "exec":
 		ci.known = true
 	default:
-		a.target.Begin("COMMAND", 2).Str("INFO").Str(lower)
-		err := a.target.ExecValues(ctx, func(_ int, v resp.Value) error {
+		c := a.t.conns[0]
+		c.Begin("COMMAND", 2).Str("INFO").Str(lower)
+		err := c.ExecValues(ctx, func(_ int, v resp.Value) error {
 			if v.Kind == resp.KindError {
 				return fmt.Errorf("command info %s: %s", lower, v.Str)
 			}
@@ -148,27 +146,58 @@ func (a *applier) mapDB(db int) (int, bool) {
 	return db, true
 }
 
-// apply applies batch in one transaction on the target, with the
-// position it brings the target to.
+// apply applies batch to the target and moves the position past it.
 func (a *applier) apply(ctx context.Context, batch []*records.Command) error {
 	end := batch[len(batch)-1]
-	var sent []*records.Command // the commands queued, nil for crs's own
-	queue := func(cmd *records.Command, name string, args ...string) {
-		a.target.Begin(name, len(args))
-		for _, s := range args {
-			a.target.Str(s)
-		}
-		sent = append(sent, cmd)
+	apply, nodes, n, err := a.plan(ctx, batch)
+	if err != nil {
+		return err
 	}
-	// What the target says of each command is asked before anything is
-	// queued: the connection carries one exchange at a time.
-	apply := make([]bool, len(batch))
-	for i, cmd := range batch {
-		ci, err := a.info(ctx, cmd.Args[0])
+	next := Position{ReplID: a.pos.ReplID, Offset: end.End, DB: end.DB}
+	if n > 0 {
+		if a.t.cluster {
+			err = a.applyRouted(ctx, batch, apply, nodes)
+		} else {
+			err = a.applyTx(ctx, batch, apply, next)
+		}
 		if err != nil {
 			return err
 		}
-		if ci.replicationProtocol || isName(cmd, "multi") || isName(cmd, "exec") {
+		a.st.Transactions++
+	}
+	// The source learns the offset (at once when it asked, REPLCONF
+	// GETACK), replication pings included.
+	a.pos = next
+	a.link.Ack(next.Offset, isName(end, "replconf"))
+	return nil
+}
+
+// plan says which commands of batch are applied (not the replication
+// protocol's, not of a database left out, not skipped), and on a cluster
+// target to which node each goes (a source's MULTI and EXEC go with the
+// transaction's commands). It asks the target about each command before
+// anything is queued: a connection carries one exchange at a time.
+func (a *applier) plan(ctx context.Context, batch []*records.Command) (apply []bool, nodes []int, n int, err error) {
+	apply, nodes = make([]bool, len(batch)), make([]int, len(batch))
+	tx := -1 // where the source's open transaction began
+	for i, cmd := range batch {
+		ci, err := a.info(ctx, cmd.Args[0])
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		switch {
+		case isName(cmd, "multi"):
+			tx, nodes[i] = i, -1
+			apply[i] = a.t.cluster
+			continue
+		case isName(cmd, "exec"):
+			if tx >= 0 {
+				nodes[i], apply[i] = nodes[tx], a.t.cluster && nodes[tx] >= 0
+				apply[tx] = apply[i]
+			}
+			tx = -1
+			continue
+		case ci.replicationProtocol:
 			continue
 		}
 		if _, ok := a.mapDB(cmd.DB); !ok {
@@ -179,57 +208,70 @@ func (a *applier) apply(ctx context.Context, batch []*records.Command) error {
 				a.st.Skipped[ci.name]++
 				continue
 			}
-			return fmt.Errorf("%w at offset %d of %s: %s %q: %s; the target holds everything before it (crs sync --skip-unsupported skips and counts such commands)", ErrStopped, cmd.Offset+1, a.link.Name(), ci.name, firstKey(cmd), why)
+			return nil, nil, 0, fmt.Errorf("%w at offset %d of %s: %s %q: %s; the target holds everything before it (crs sync --skip-unsupported skips and counts such commands)", ErrStopped, cmd.Offset+1, a.link.Name(), ci.name, firstKey(cmd), why)
 		}
-		if err := a.remember(ctx, cmd, ci); err != nil {
-			return err
+		keys, err := a.remember(ctx, cmd, ci)
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		if a.t.cluster {
+			if len(keys) == 0 {
+				return nil, nil, 0, fmt.Errorf("%w at offset %d of %s: %s names no key, so it has no master to go to in the target cluster", ErrStopped, cmd.Offset+1, a.link.Name(), ci.name)
+			}
+			nodes[i] = a.t.node(keys[0])
+			if tx >= 0 {
+				if nodes[tx] >= 0 && nodes[tx] != nodes[i] {
+					return nil, nil, 0, fmt.Errorf("%w at offset %d of %s: a transaction of the source writes keys that different masters of the target cluster serve (%q among them), which no transaction there can do", ErrStopped, cmd.Offset+1, a.link.Name(), keys[0])
+				}
+				nodes[tx] = nodes[i]
+			}
 		}
 		apply[i] = true
+		n++
 	}
+	return apply, nodes, n, nil
+}
+
+// applyTx applies the commands of batch apply says in one transaction on
+// a standalone target, with the write of the position next.
+func (a *applier) applyTx(ctx context.Context, batch []*records.Command, apply []bool, next Position) error {
+	c := a.t.conns[0]
+	var sent []*records.Command // the commands queued, nil for crs's own
+	queue := func(cmd *records.Command, name string, args ...string) {
+		c.Begin(name, len(args))
+		for _, s := range args {
+			c.Str(s)
+		}
+		sent = append(sent, cmd)
+	}
+	queue(nil, "MULTI")
 	for i, cmd := range batch {
 		if !apply[i] {
 			continue
 		}
-		if len(sent) == 0 {
-			queue(nil, "MULTI")
-		}
-		if db, _ := a.mapDB(cmd.DB); db != a.tdb {
+		if db, _ := a.mapDB(cmd.DB); db != a.t.dbs[0] {
 			queue(nil, "SELECT", strconv.Itoa(db))
-			a.tdb = db
+			a.t.dbs[0] = db
 		}
 		queue(cmd, cmd.Args[0], cmd.Args[1:]...)
 	}
-	next := Position{ReplID: a.pos.ReplID, Offset: end.End, DB: end.DB}
-	if len(sent) == 0 {
-		// Only replication pings: nothing to record; the source learns
-		// the offset.
-		a.pos = next
-		a.link.Ack(next.Offset, isName(end, "replconf"))
-		return nil
-	}
-	if a.tdb != 0 {
+	if a.t.dbs[0] != 0 {
 		queue(nil, "SELECT", "0")
-		a.tdb = 0
+		a.t.dbs[0] = 0
 	}
 	queue(nil, "HSET", checkpointFields(next, a.link.Name())...)
 	queue(nil, "EXEC")
 	var refusal error
-	err := a.target.ExecValues(ctx, func(i int, v resp.Value) error {
-		cmd := sent[i]
-		switch {
-		case i == len(sent)-1 && v.Kind == resp.KindArray:
+	err := c.ExecValues(ctx, func(i int, v resp.Value) error {
+		if i == len(sent)-1 && v.Kind == resp.KindArray {
 			// EXEC's replies, in the order queued, MULTI not among them.
 			for j, r := range v.Array {
-				if c := sent[j+1]; c != nil && r.Kind == resp.KindError && refusal == nil {
-					refusal = fmt.Errorf("%w: the target refused %s %q (offset %d of %s) inside a transaction whose other commands it applied, so it may now differ from the source (verify it, or start over with crs sync --replace): %s", ErrStopped, strings.ToUpper(c.Args[0]), firstKey(c), c.Offset+1, a.link.Name(), r.Str)
+				if cmd := sent[j+1]; cmd != nil && r.Kind == resp.KindError && refusal == nil {
+					refusal = a.refusedInTx(cmd, r.Str)
 				}
 			}
-		case v.Kind == resp.KindError && refusal == nil:
-			if cmd != nil {
-				refusal = fmt.Errorf("%w: the target refused %s %q (offset %d of %s), and applied nothing of its transaction: %s", ErrStopped, strings.ToUpper(cmd.Args[0]), firstKey(cmd), cmd.Offset+1, a.link.Name(), v.Str)
-			} else {
-				refusal = fmt.Errorf("%w: the target refused crs's transaction: %s", ErrStopped, v.Str)
-			}
+		} else if v.Kind == resp.KindError && refusal == nil {
+			refusal = a.refused(sent[i], v.Str)
 		}
 		return nil
 	})
@@ -239,16 +281,75 @@ func (a *applier) apply(ctx context.Context, batch []*records.Command) error {
 	if refusal != nil {
 		return refusal
 	}
+	a.count(sent)
+	return nil
+}
+
+// applyRouted applies the commands of batch apply says to the masters of
+// a cluster target that nodes name, in order on each (a source's
+// transaction as one there); no position is recorded.
+func (a *applier) applyRouted(ctx context.Context, batch []*records.Command, apply []bool, nodes []int) error {
+	sent := make([][]*records.Command, len(a.t.conns))
+	for i, cmd := range batch {
+		if !apply[i] {
+			continue
+		}
+		n := nodes[i]
+		a.t.conns[n].Begin(cmd.Args[0], len(cmd.Args)-1)
+		for _, s := range cmd.Args[1:] {
+			a.t.conns[n].Str(s)
+		}
+		sent[n] = append(sent[n], cmd)
+	}
+	for n, c := range a.t.conns {
+		if len(sent[n]) == 0 {
+			continue
+		}
+		var refusal error
+		err := c.ExecValues(ctx, func(i int, v resp.Value) error {
+			cmd := sent[n][i]
+			if v.Kind == resp.KindError && refusal == nil {
+				refusal = a.refused(cmd, v.Str)
+			}
+			if isName(cmd, "exec") && v.Kind == resp.KindArray {
+				for _, r := range v.Array {
+					if r.Kind == resp.KindError && refusal == nil {
+						refusal = a.refusedInTx(cmd, r.Str)
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if refusal != nil {
+			return refusal
+		}
+		a.count(sent[n])
+	}
+	return nil
+}
+
+// count adds the commands applied to the counts.
+func (a *applier) count(sent []*records.Command) {
 	for _, cmd := range sent {
-		if cmd != nil {
+		if cmd != nil && !isName(cmd, "multi") && !isName(cmd, "exec") {
 			a.st.Applied++
 			a.st.ByCommand[strings.ToUpper(cmd.Args[0])]++
 		}
 	}
-	a.st.Transactions++
-	a.pos = next
-	a.link.Ack(next.Offset, isName(end, "replconf"))
-	return nil
+}
+
+func (a *applier) refused(cmd *records.Command, msg string) error {
+	if cmd == nil {
+		return fmt.Errorf("%w: the target refused crs's transaction: %s", ErrStopped, msg)
+	}
+	return fmt.Errorf("%w: the target refused %s %q (offset %d of %s), and applied nothing of its transaction: %s", ErrStopped, strings.ToUpper(cmd.Args[0]), firstKey(cmd), cmd.Offset+1, a.link.Name(), msg)
+}
+
+func (a *applier) refusedInTx(cmd *records.Command, msg string) error {
+	return fmt.Errorf("%w: the target refused %s %q (offset %d of %s) inside a transaction whose other commands it applied, so it may now differ from the source (verify it, or start over with crs sync --replace): %s", ErrStopped, strings.ToUpper(cmd.Args[0]), firstKey(cmd), cmd.Offset+1, a.link.Name(), msg)
 }
 
 func firstKey(cmd *records.Command) string {
@@ -258,27 +359,26 @@ func firstKey(cmd *records.Command) string {
 	return ""
 }
 
-// remember notes the keys cmd writes, for the cutover's check.
-func (a *applier) remember(ctx context.Context, cmd *records.Command, ci *cmdInfo) error {
-	if a.many {
-		return nil
-	}
+// remember notes the keys cmd writes, for the cutover's check, and
+// returns them.
+func (a *applier) remember(ctx context.Context, cmd *records.Command, ci *cmdInfo) ([]string, error) {
 	var keys []string
 	switch {
 	case ci.movable:
 		// Where the keys are depends on the arguments: the target says.
-		a.target.Begin("COMMAND", len(cmd.Args)).Str("GETKEYS")
+		c := a.t.conns[0]
+		c.Begin("COMMAND", len(cmd.Args)).Str("GETKEYS")
 		for _, s := range cmd.Args {
-			a.target.Str(s)
+			c.Str(s)
 		}
-		err := a.target.ExecValues(ctx, func(_ int, v resp.Value) error {
+		err := c.ExecValues(ctx, func(_ int, v resp.Value) error {
 			if v.Kind == resp.KindArray {
 				keys, _ = v.Strings()
 			}
 			return nil
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 	case ci.first > 0:
 		last := ci.last
@@ -290,13 +390,15 @@ func (a *applier) remember(ctx context.Context, cmd *records.Command, ci *cmdInf
 			keys = append(keys, cmd.Args[i])
 		}
 	}
-	for _, k := range keys {
-		a.changed[dbKey{cmd.DB, k}] = struct{}{}
+	if !a.many {
+		for _, k := range keys {
+			a.changed[dbKey{cmd.DB, k}] = struct{}{}
+		}
+		if len(a.changed) > maxChanged {
+			a.many, a.changed = true, nil
+		}
 	}
-	if len(a.changed) > maxChanged {
-		a.many, a.changed = true, nil
-	}
-	return nil
+	return keys, nil
 }
 
 // checkpointFields are the HSET arguments that record pos.
@@ -304,18 +406,20 @@ func checkpointFields(pos Position, source string) []string {
 	return []string{CheckpointKey, "replid", pos.ReplID, "offset", strconv.FormatInt(pos.Offset, 10), "db", strconv.Itoa(pos.DB), "source", source, "at_ms", strconv.FormatInt(time.Now().UnixMilli(), 10)}
 }
 
-// writeCheckpoint records a.pos on the target (after the snapshot).
+// writeCheckpoint records a.pos on a standalone target (after the
+// snapshot); a cluster target keeps none.
 func (a *applier) writeCheckpoint(ctx context.Context) error {
-	if a.tdb != 0 {
-		a.target.Begin("SELECT", 1).Str("0")
-		a.tdb = 0
+	if a.t.cluster {
+		return nil
 	}
+	c := a.t.conns[0]
+	a.t.selectDB(0, 0)
 	f := checkpointFields(a.pos, a.link.Name())
-	a.target.Begin("HSET", len(f))
+	c.Begin("HSET", len(f))
 	for _, s := range f {
-		a.target.Str(s)
+		c.Str(s)
 	}
-	return a.target.Exec(ctx, func(_ int, r resp.Reply) error {
+	return c.Exec(ctx, func(_ int, r resp.Reply) error {
 		if r.Kind == resp.KindError {
 			return fmt.Errorf("record the position on the target: %w", r.Err())
 		}
@@ -326,6 +430,15 @@ func (a *applier) writeCheckpoint(ctx context.Context) error {
 // ReadCheckpoint returns the position a sync recorded on the target, and
 // the source it named; nil when there is none.
 func ReadCheckpoint(ctx context.Context, conn redisconn.Options) (*Position, string, error) {
+	tgt, err := target.Open(ctx, conn)
+	if err != nil {
+		return nil, "", err
+	}
+	cluster := tgt.SlotRouted()
+	tgt.Close()
+	if cluster {
+		return nil, "", nil // a cluster target keeps no position
+	}
 	c, err := target.Dial(ctx, conn, "", 0)
 	if err != nil {
 		return nil, "", err

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/crs-tool/crs/format"
-	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/resp"
 	"github.com/crs-tool/crs/rdb"
 	"github.com/crs-tool/crs/records"
@@ -95,12 +94,12 @@ func (a *applier) check(ctx context.Context) error {
 			mapped[to] += n
 		}
 	}
-	got, err := a.targetKeyCounts(ctx)
+	got, err := a.t.keyCounts(ctx)
 	if err != nil {
 		return err
 	}
-	if !a.notify {
-		got[0]-- // the checkpoint
+	if a.checkpointed() {
+		got[0]-- // the position
 	}
 	var diffs []string
 	for db := range union(mapped, got) {
@@ -156,18 +155,12 @@ func (a *applier) liveCounts(ctx context.Context, db int) (src, tgt int64, err e
 		}
 		src += n
 	}
-	c, _, err := redisconn.Open(ctx, a.opts.Load.Conn, db, 1)
-	if err != nil {
-		return 0, 0, err
+	skip := ""
+	if db == 0 && a.checkpointed() {
+		skip = CheckpointKey
 	}
-	defer c.Close()
-	iter := c.Scan(ctx, 0, "", 1000).Iterator()
-	for iter.Next(ctx) {
-		if db != 0 || a.notify || iter.Val() != CheckpointKey {
-			tgt++
-		}
-	}
-	return src, tgt, iter.Err()
+	tgt, err = a.t.scanCount(ctx, db, skip)
+	return src, tgt, err
 }
 
 // sourceDBs returns the source databases synced into target database db.
@@ -180,16 +173,6 @@ func (a *applier) sourceDBs(ctx context.Context, db int) map[int]bool {
 		}
 	}
 	return out
-}
-
-// targetKeyCounts reads the target's INFO keyspace.
-func (a *applier) targetKeyCounts(ctx context.Context) (map[int]int64, error) {
-	c, _, err := redisconn.Open(ctx, a.opts.Load.Conn, 0, 1)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	return redisconn.Keyspace(ctx, c)
 }
 
 // checkChanged compares each key the stream wrote with the source's:
@@ -214,7 +197,7 @@ func (a *applier) checkChanged(ctx context.Context) (int64, []string, error) {
 			if err != nil {
 				return n, diffs, err
 			}
-			got, err := a.targetDumps(ctx, to, part)
+			got, err := a.t.dumps(ctx, to, part)
 			if err != nil {
 				return n, diffs, err
 			}
@@ -267,43 +250,6 @@ func absDiff(a, b int64) int64 {
 	return b - a
 }
 
-// targetDumps reads keys of database db of the target with DUMP, and
-// their expiry with PEXPIRETIME (7.0+; before, PTTL added to now).
-func (a *applier) targetDumps(ctx context.Context, db int, keys []string) ([]records.Dumped, error) {
-	a.target.Begin("SELECT", 1).Int(int64(db))
-	a.tdb = db
-	ttl := "PTTL"
-	if a.counters {
-		ttl = "PEXPIRETIME"
-	}
-	for _, k := range keys {
-		a.target.Begin("DUMP", 1).Str(k)
-		a.target.Begin(ttl, 1).Str(k)
-	}
-	now := time.Now().UnixMilli()
-	out := make([]records.Dumped, len(keys))
-	err := a.target.ExecValues(ctx, func(i int, v resp.Value) error {
-		if v.Kind == resp.KindError {
-			return fmt.Errorf("the target: %s", v.Str)
-		}
-		if i == 0 {
-			return nil
-		}
-		d := &out[(i-1)/2]
-		switch {
-		case (i-1)%2 == 1 && v.Int >= 0 && a.counters:
-			d.ExpireAtMs = v.Int
-		case (i-1)%2 == 1 && v.Int >= 0:
-			d.ExpireAtMs = now + v.Int
-		case (i-1)%2 == 1:
-		case !v.Nil:
-			d.Payload = []byte(v.Str)
-		}
-		return nil
-	})
-	return out, err
-}
-
 // setEntriesRead gives the groups of the streams among recs the source's
 // entries-read on the target. Replication does not carry it exactly (a
 // group read with XREADGROUP replicates as XCLAIM … LASTID, which leaves
@@ -311,44 +257,40 @@ func (a *applier) targetDumps(ctx context.Context, db int, keys []string) ([]rec
 // writes are paused; on a target without stream counters (before 7.0)
 // there is none to set.
 func (a *applier) setEntriesRead(ctx context.Context, recs []*format.Record) error {
-	queued := 0
 	for _, r := range recs {
 		if r.Type != format.TypeStream || r.Stream == nil || !a.counters {
 			continue
+		}
+		c, err := a.t.client(ctx, r.DB)
+		if err != nil {
+			return err
 		}
 		for _, g := range r.Stream.Groups {
 			if g.EntriesRead < 0 {
 				continue
 			}
-			if queued == 0 || a.tdb != r.DB {
-				a.target.Begin("SELECT", 1).Int(int64(r.DB))
-				a.tdb = r.DB
-				queued++
+			if err := c.Do(ctx, "XGROUP", "SETID", r.Key, g.Name, g.LastDeliveredID, "ENTRIESREAD", g.EntriesRead).Err(); err != nil {
+				return fmt.Errorf("set a stream group's entries-read on the target: %w", err)
 			}
-			a.target.Begin("XGROUP", 6).Str("SETID").Str(r.Key).Str(g.Name).Str(g.LastDeliveredID).Str("ENTRIESREAD").Int(g.EntriesRead)
-			queued++
 		}
 	}
-	if queued == 0 {
-		return nil
-	}
-	return a.target.Exec(ctx, func(_ int, r resp.Reply) error {
-		if r.Kind == resp.KindError {
-			return fmt.Errorf("set a stream group's entries-read on the target: %w", r.Err())
-		}
-		return nil
-	})
+	return nil
 }
+
+// checkpointed reports whether the target holds the sync's position: a
+// standalone target of a sync by replication.
+func (a *applier) checkpointed() bool { return !a.notify && !a.t.cluster }
 
 // dropCheckpoint removes the checkpoint: the target then holds the
 // source's keys and nothing else.
 func (a *applier) dropCheckpoint(ctx context.Context) error {
-	if a.tdb != 0 {
-		a.target.Begin("SELECT", 1).Str("0")
-		a.tdb = 0
+	if !a.checkpointed() {
+		return nil
 	}
-	a.target.Begin("DEL", 1).Str(CheckpointKey)
-	return a.target.Exec(ctx, func(_ int, r resp.Reply) error {
+	c := a.t.conns[0]
+	a.t.selectDB(0, 0)
+	c.Begin("DEL", 1).Str(CheckpointKey)
+	return c.Exec(ctx, func(_ int, r resp.Reply) error {
 		if r.Kind == resp.KindError {
 			return fmt.Errorf("remove %s from the target: %w", CheckpointKey, r.Err())
 		}

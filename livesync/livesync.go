@@ -54,6 +54,9 @@ type Link interface {
 // own.
 type Source interface {
 	Describe() string
+	// Steady fails once a cluster source's slots have moved (a
+	// resharding or failover, which a sync cannot follow).
+	Steady(ctx context.Context) error
 	Offset(ctx context.Context) (int64, error)
 	PauseWrites(ctx context.Context, d time.Duration) (int64, error)
 	Unpause(ctx context.Context) error

@@ -10,11 +10,9 @@ import (
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/progress"
-	"github.com/crs-tool/crs/internal/resp"
 	"github.com/crs-tool/crs/load"
 	"github.com/crs-tool/crs/rdb"
 	"github.com/crs-tool/crs/records"
-	"github.com/crs-tool/crs/target"
 )
 
 // Notifications are a source's keyspace notifications (package repl's
@@ -48,10 +46,10 @@ func RunNotify(ctx context.Context, opts Options, copy records.Input, src Source
 	if opts.Quiet {
 		a.mode = progress.None
 	}
-	if a.target, err = target.Dial(ctx, opts.Load.Conn, "", 0); err != nil {
+	if a.t, err = openTarget(ctx, opts.Load.Conn); err != nil {
 		return err
 	}
-	defer a.target.Close()
+	defer a.t.close()
 	if err := a.probeTarget(ctx); err != nil {
 		return err
 	}
@@ -153,6 +151,9 @@ func (a *applier) notified(ctx context.Context, d *dirtySet, sub Notifications) 
 			// How long the oldest of these waited to be on the target.
 			behind = max(behind, age+time.Since(taken))
 		case <-tick.C:
+			if err := a.src.Steady(ctx); err != nil {
+				return fmt.Errorf("%w: %w", ErrStopped, err)
+			}
 			d.mu.Lock()
 			waiting := len(d.keys)
 			d.mu.Unlock()
@@ -226,7 +227,7 @@ func (a *applier) reread(ctx context.Context, keys map[dbKey]struct{}) error {
 					return err
 				}
 			}
-			if err := a.deleteKeys(ctx, to, gone); err != nil {
+			if err := a.t.del(ctx, to, gone); err != nil {
 				return err
 			}
 			a.st.Applied += int64(len(part))
@@ -242,25 +243,6 @@ func (a *applier) reread(ctx context.Context, keys map[dbKey]struct{}) error {
 // parts are the decoder's options: records of bounded size.
 func (a *applier) parts() rdb.Options {
 	return rdb.Options{PartElems: a.opts.PartElems, PartBytes: a.opts.PartBytes}
-}
-
-// deleteKeys deletes keys from database db of the target.
-func (a *applier) deleteKeys(ctx context.Context, db int, keys []string) error {
-	if len(keys) == 0 {
-		return nil
-	}
-	a.target.Begin("SELECT", 1).Int(int64(db))
-	a.tdb = db
-	a.target.Begin("DEL", len(keys))
-	for _, k := range keys {
-		a.target.Str(k)
-	}
-	return a.target.Exec(ctx, func(_ int, r resp.Reply) error {
-		if r.Kind == resp.KindError {
-			return fmt.Errorf("the target: %w", r.Err())
-		}
-		return nil
-	})
 }
 
 // notifyCutover pauses the source's writes (or, where CLIENT PAUSE is

@@ -11,10 +11,8 @@ import (
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/report"
-	"github.com/crs-tool/crs/internal/resp"
 	"github.com/crs-tool/crs/load"
 	"github.com/crs-tool/crs/records"
-	"github.com/crs-tool/crs/target"
 )
 
 // Run syncs the target with the source: it loads snapshot (nil when the
@@ -32,10 +30,10 @@ func Run(ctx context.Context, opts Options, snapshot records.Input, start Positi
 	if opts.Quiet {
 		a.mode = progress.None
 	}
-	if a.target, err = target.Dial(ctx, opts.Load.Conn, "", 0); err != nil {
+	if a.t, err = openTarget(ctx, opts.Load.Conn); err != nil {
 		return err
 	}
-	defer a.target.Close()
+	defer a.t.close()
 	if err := a.probeTarget(ctx); err != nil {
 		return err
 	}
@@ -74,8 +72,7 @@ type applier struct {
 	opts     Options
 	link     Link
 	src      Source
-	target   *resp.Conn
-	tdb      int // the target connection's selected database
+	t        *targetSide
 	caps     redisconn.Caps
 	counters bool // the target has stream counters (entries-read, 7.0+)
 	notify   bool // a sync by notifications: no position on the target
@@ -220,6 +217,9 @@ func isName(cmd *records.Command, name string) bool { return strings.EqualFold(c
 
 // progress prints where the sync is, and notes the moment it is in step.
 func (a *applier) progress(ctx context.Context, queued int) error {
+	if err := a.src.Steady(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrStopped, err)
+	}
 	off, err := a.src.Offset(ctx)
 	if err != nil {
 		return err

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/resp"
@@ -31,19 +34,27 @@ func (s *Server) EnsureNotifications(ctx context.Context) (restore *string, said
 	if err != nil || !ok {
 		return nil, "", fmt.Errorf("%w: CONFIG GET notify-keyspace-events was refused (%v): a sync by notifications needs it to hold %s; on a managed service, set notify-keyspace-events = %s in its parameter group", ErrNotifications, err, NotifyFlags, NotifyFlags)
 	}
-	if hasNotifyFlags(cur) {
+	if hasNotifyFlags(cur) && s.masters == nil {
 		return nil, fmt.Sprintf("the source publishes keyspace notifications (notify-keyspace-events %q)", cur), nil
 	}
-	want := cur + NotifyFlags
-	if err := s.c.ConfigSet(ctx, "notify-keyspace-events", want).Err(); err != nil {
+	want := cur
+	if !hasNotifyFlags(cur) {
+		want = cur + NotifyFlags
+	}
+	// Every master of a cluster publishes its own.
+	err = s.each(func(c *redis.Client) error { return c.ConfigSet(ctx, "notify-keyspace-events", want).Err() })
+	if err != nil {
 		return nil, "", fmt.Errorf("%w: the source's notify-keyspace-events is %q, a sync by notifications needs %s, and CONFIG SET was refused (%v): on a managed service, set notify-keyspace-events = %s in its parameter group", ErrNotifications, cur, NotifyFlags, err, NotifyFlags)
+	}
+	if want == cur {
+		return nil, fmt.Sprintf("the source publishes keyspace notifications (notify-keyspace-events %q, now on every master)", cur), nil
 	}
 	return &cur, fmt.Sprintf("turned on the source's keyspace notifications (notify-keyspace-events %q, was %q; restored at the end)", want, cur), nil
 }
 
 // RestoreNotifications sets notify-keyspace-events back.
 func (s *Server) RestoreNotifications(ctx context.Context, v string) error {
-	return s.c.ConfigSet(ctx, "notify-keyspace-events", v).Err()
+	return s.each(func(c *redis.Client) error { return c.ConfigSet(ctx, "notify-keyspace-events", v).Err() })
 }
 
 // hasNotifyFlags reports whether flags hold K and every class of A.
@@ -72,18 +83,47 @@ type Event struct {
 	Barrier bool
 }
 
-// Subscription receives the server's keyspace notifications on a
-// connection of its own. It never reconnects by itself: a lost
-// connection means notifications were lost, which Next returns as an
-// error.
+// Subscription receives keyspace notifications from one server, or from
+// every master of a cluster (notifications are per node), on connections
+// of its own. It never reconnects by itself: a lost connection means
+// notifications were lost, which Next returns as an error.
 type Subscription struct {
+	subs   []*nodeSub
+	events chan Event
+	errs   chan error
+	pongs  atomic.Int32 // barrier answers still to come
+	done   chan struct{}
+}
+
+// nodeSub is the subscription to one server.
+type nodeSub struct {
 	c    *resp.Conn
 	addr string
 }
 
-// Subscribe subscribes to every keyspace notification of the server
-// opts names (PSUBSCRIBE __keyspace@*__:*).
-func Subscribe(ctx context.Context, opts redisconn.Options) (*Subscription, error) {
+// Subscribe subscribes to every keyspace notification of each server
+// nodes names (PSUBSCRIBE __keyspace@*__:*).
+func Subscribe(ctx context.Context, nodes ...redisconn.Options) (_ *Subscription, err error) {
+	s := &Subscription{events: make(chan Event, 4096), errs: make(chan error, len(nodes)), done: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	for _, o := range nodes {
+		n, err := subscribe(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		s.subs = append(s.subs, n)
+	}
+	for _, n := range s.subs {
+		go s.receive(n)
+	}
+	return s, nil
+}
+
+func subscribe(ctx context.Context, opts redisconn.Options) (*nodeSub, error) {
 	at, err := redisconn.Resolve(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -97,7 +137,7 @@ func Subscribe(ctx context.Context, opts redisconn.Options) (*Subscription, erro
 	if err != nil {
 		return nil, &redisconn.Error{Addr: at.Address(), Err: err}
 	}
-	s := &Subscription{c: c, addr: at.Address()}
+	n := &nodeSub{c: c, addr: at.Address()}
 	c.Begin("PSUBSCRIBE", 1).Str("__keyspace@*__:*")
 	if err := c.Send(); err != nil {
 		c.Close()
@@ -109,17 +149,32 @@ func Subscribe(ctx context.Context, opts redisconn.Options) (*Subscription, erro
 	}
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("subscribe to the keyspace notifications of %s: %w", s.addr, err)
+		return nil, fmt.Errorf("subscribe to the keyspace notifications of %s: %w", n.addr, err)
 	}
-	return s, nil
+	return n, nil
 }
 
-// Next returns the next notification, waiting for it.
-func (s *Subscription) Next() (Event, error) {
+// receive passes on one server's notifications until its connection ends.
+func (s *Subscription) receive(n *nodeSub) {
 	for {
-		v, err := s.c.Receive()
+		e, err := n.next()
 		if err != nil {
-			return Event{}, fmt.Errorf("the subscription to the keyspace notifications of %s ended, so notifications may have been lost: %w", s.addr, err)
+			s.errs <- err
+			return
+		}
+		select {
+		case s.events <- e:
+		case <-s.done:
+			return
+		}
+	}
+}
+
+func (n *nodeSub) next() (Event, error) {
+	for {
+		v, err := n.c.Receive()
+		if err != nil {
+			return Event{}, fmt.Errorf("the subscription to the keyspace notifications of %s ended, so notifications may have been lost: %w", n.addr, err)
 		}
 		if v.Kind == resp.KindArray && len(v.Array) == 2 && v.Array[0].Str == "pong" {
 			return Event{Barrier: true}, nil
@@ -137,13 +192,47 @@ func (s *Subscription) Next() (Event, error) {
 	}
 }
 
+// Next returns the next notification, waiting for it; an Event with
+// Barrier comes once every server has answered a Barrier call.
+func (s *Subscription) Next() (Event, error) {
+	for {
+		select {
+		case err := <-s.errs:
+			return Event{}, err
+		case e := <-s.events:
+			if !e.Barrier {
+				return e, nil
+			}
+			if s.pongs.Add(-1) == 0 {
+				return e, nil
+			}
+		}
+	}
+}
+
 // Barrier asks for an Event with Barrier set, which arrives after every
-// notification the server published before it (a PING on the
+// notification the servers published before it (a PING on each
 // subscribed connection).
 func (s *Subscription) Barrier() error {
-	s.c.Begin("PING", 0)
-	return s.c.Send()
+	s.pongs.Store(int32(len(s.subs)))
+	for _, n := range s.subs {
+		n.c.Begin("PING", 0)
+		if err := n.c.Send(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close ends the subscription; a Next waiting returns.
-func (s *Subscription) Close() error { return s.c.Close() }
+func (s *Subscription) Close() error {
+	select {
+	case <-s.done:
+	default:
+		close(s.done)
+	}
+	for _, n := range s.subs {
+		n.c.Close()
+	}
+	return nil
+}

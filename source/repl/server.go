@@ -4,36 +4,119 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/internal/slotmap"
 	"github.com/crs-tool/crs/records"
 )
 
-// Server is the source of a link, asked about where it is and paused for
-// a cutover, on a connection of its own.
+// Server is the source of a sync, asked about where it is and paused for
+// a cutover, on connections of its own: one server, or every master of a
+// cluster.
 type Server struct {
-	c    *redis.Client
-	srv  redisconn.Server
-	opts redisconn.Options
+	c       *redis.Client // the server, or the cluster node named
+	srv     redisconn.Server
+	opts    redisconn.Options
+	dbs     map[int]redis.UniversalClient
+	masters []*redis.Client // a cluster's; nil for one server
+	slots   *slotmap.Map
 }
 
-// OpenServer connects to the server opts names.
-func OpenServer(ctx context.Context, opts redisconn.Options) (*Server, error) {
+// OpenServer connects to the server opts names, and to every master when
+// it is a cluster node.
+func OpenServer(ctx context.Context, opts redisconn.Options) (_ *Server, err error) {
 	c, srv, err := redisconn.Open(ctx, opts, 0, 2)
 	if err != nil {
 		return nil, err
 	}
-	return &Server{c: c, srv: srv, opts: opts}, nil
+	s := &Server{c: c, srv: srv, opts: opts}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if cluster, err := slotmap.Enabled(ctx, c); err != nil || !cluster {
+		return s, nil
+	}
+	if s.slots, err = slotmap.ReadMap(ctx, c); err != nil {
+		return nil, err
+	}
+	for _, sh := range s.slots.Shards {
+		m, _, err := redisconn.Open(ctx, opts.At(sh.Master.Addr), 0, 2)
+		if err != nil {
+			return nil, err
+		}
+		s.masters = append(s.masters, m)
+	}
+	return s, nil
 }
 
-// Close closes the connection.
-func (s *Server) Close() error { return s.c.Close() }
+// Close closes the connections.
+func (s *Server) Close() error {
+	for _, c := range s.dbs {
+		c.Close()
+	}
+	for _, m := range s.masters {
+		m.Close()
+	}
+	return s.c.Close()
+}
 
-// Describe says what the server is ("redis 7.0.15").
-func (s *Server) Describe() string { return s.srv.Engine + " " + s.srv.Version }
+// Cluster reports whether the source is a Redis Cluster, and returns the
+// address of each master.
+func (s *Server) Cluster() ([]redisconn.Options, bool) {
+	if s.slots == nil {
+		return nil, false
+	}
+	var out []redisconn.Options
+	for _, sh := range s.slots.Shards {
+		out = append(out, s.opts.At(sh.Master.Addr))
+	}
+	return out, true
+}
+
+// Describe says what the server is ("redis 7.0.15", "redis 7.0.15
+// cluster of 3 masters").
+func (s *Server) Describe() string {
+	d := s.srv.Engine + " " + s.srv.Version
+	if s.slots != nil {
+		d += fmt.Sprintf(" cluster of %d masters", len(s.slots.Shards))
+	}
+	return d
+}
+
+// Steady checks that a cluster's slots are where they were when it was
+// opened: a resharding or a failover during a sync stops it.
+func (s *Server) Steady(ctx context.Context) error {
+	if s.slots == nil {
+		return nil
+	}
+	m, err := slotmap.ReadMap(ctx, s.c)
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	if moved, n := slotmap.Moved(s.slots, m, 3); n > 0 {
+		return fmt.Errorf("the source cluster moved %d slots during the sync (%s): a resharding or a failover, which a sync cannot follow", n, strings.Join(moved, ", "))
+	}
+	return nil
+}
+
+// each runs fn on the server, or on every master of a cluster.
+func (s *Server) each(fn func(c *redis.Client) error) error {
+	if s.masters == nil {
+		return fn(s.c)
+	}
+	for _, m := range s.masters {
+		if err := fn(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // Offset returns the server's replication offset (master_repl_offset).
 func (s *Server) Offset(ctx context.Context) (int64, error) {
@@ -70,92 +153,96 @@ func (s *Server) Holds(ctx context.Context, pos Position) error {
 // PauseWrites pauses the server's writes for d (CLIENT PAUSE … WRITE;
 // the pause runs out by itself) and returns its replication offset at
 // the moment the pause began, which the link must reach: both in one
-// transaction, so that no write falls between them.
+// transaction, so that no write falls between them. A cluster's masters
+// are paused one after the other (the offset is then of no use).
 func (s *Server) PauseWrites(ctx context.Context, d time.Duration) (int64, error) {
 	if !s.srv.AtLeast(6, 2) {
 		return 0, fmt.Errorf("source: a cutover pauses writes with CLIENT PAUSE … WRITE, which %s lacks (6.2 and later have it): stop the writers, then end the sync with ^C once it is in step", s.Describe())
 	}
-	var info *redis.StringCmd
-	_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Do(ctx, "CLIENT", "PAUSE", d.Milliseconds(), "WRITE")
-		info = p.Info(ctx, "replication")
-		return nil
+	var off int64
+	err := s.each(func(c *redis.Client) error {
+		var info *redis.StringCmd
+		_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Do(ctx, "CLIENT", "PAUSE", d.Milliseconds(), "WRITE")
+			info = p.Info(ctx, "replication")
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("source: client pause: %w", err)
+		}
+		off, err = strconv.ParseInt(redisconn.InfoFields(info.Val())["master_repl_offset"], 10, 64)
+		return err
 	})
-	if err != nil {
-		return 0, fmt.Errorf("source: client pause: %w", err)
-	}
-	return strconv.ParseInt(redisconn.InfoFields(info.Val())["master_repl_offset"], 10, 64)
+	return off, err
 }
 
 // Unpause ends a pause early (after a failed cutover: the service goes
 // on writing to the source).
 func (s *Server) Unpause(ctx context.Context) error {
-	return s.c.Do(ctx, "CLIENT", "UNPAUSE").Err()
+	return s.each(func(c *redis.Client) error { return c.Do(ctx, "CLIENT", "UNPAUSE").Err() })
 }
 
-// KeyCounts returns the number of keys in each database that has any.
+// KeyCounts returns the number of keys in each database that has any
+// (of every master, summed, on a cluster).
 func (s *Server) KeyCounts(ctx context.Context) (map[int]int64, error) {
-	return redisconn.Keyspace(ctx, s.c)
+	out := map[int]int64{}
+	err := s.each(func(c *redis.Client) error {
+		ks, err := redisconn.Keyspace(ctx, c)
+		for db, n := range ks {
+			out[db] += n
+		}
+		return err
+	})
+	return out, err
 }
 
 // Count counts the keys of database db with SCAN, which leaves out keys
 // whose expiry has passed and that the server has not deleted yet.
 func (s *Server) Count(ctx context.Context, db int) (int64, error) {
-	c, _, err := redisconn.Open(ctx, s.opts, db, 1)
-	if err != nil {
-		return 0, err
+	nodes, ok := s.Cluster()
+	if !ok {
+		nodes = []redisconn.Options{s.opts}
 	}
-	defer c.Close()
 	var n int64
-	iter := c.Scan(ctx, 0, "", 1000).Iterator()
-	for iter.Next(ctx) {
-		n++
+	for _, o := range nodes {
+		m, err := redisconn.ScanCount(ctx, o, db)
+		if err != nil {
+			return n, err
+		}
+		n += m
 	}
-	return n, iter.Err()
+	return n, nil
 }
 
 // Dumps reads keys of database db with DUMP, and their expiry with
 // PEXPIRETIME (7.0+; before, PTTL added to the time now), pipelined: one
 // Dumped per key.
 func (s *Server) Dumps(ctx context.Context, db int, keys []string) ([]records.Dumped, error) {
-	return Dumps(ctx, s.c, s.srv.AtLeast(7, 0), db, keys)
-}
-
-// Dumps reads keys of database db on c with DUMP and their expiry
-// (PEXPIRETIME where exact, else PTTL).
-func Dumps(ctx context.Context, c *redis.Client, exact bool, db int, keys []string) ([]records.Dumped, error) {
-	dumps := make([]*redis.StringCmd, len(keys))
-	ttls := make([]*redis.IntCmd, len(keys))
-	_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Do(ctx, "SELECT", db)
-		for i, k := range keys {
-			dumps[i] = p.Dump(ctx, k)
-			cmd := "PTTL"
-			if exact {
-				cmd = "PEXPIRETIME"
-			}
-			ttls[i] = redis.NewIntCmd(ctx, cmd, k)
-			p.Process(ctx, ttls[i])
-		}
-		return nil
-	})
-	if err != nil && err != redis.Nil {
-		return nil, fmt.Errorf("dump: %w", err)
+	c, err := s.client(ctx, db)
+	if err != nil {
+		return nil, err
 	}
-	now := time.Now().UnixMilli()
-	out := make([]records.Dumped, len(keys))
-	for i := range keys {
-		if dumps[i].Err() != nil {
-			continue
-		}
-		out[i].Payload = []byte(dumps[i].Val())
-		switch t := ttls[i].Val(); {
-		case t < 0:
-		case exact:
-			out[i].ExpireAtMs = t
-		default:
-			out[i].ExpireAtMs = now + t
-		}
+	out, err := redisconn.Dumps(ctx, c, s.srv.AtLeast(7, 0), keys)
+	if err != nil {
+		return nil, fmt.Errorf("source: %w", err)
 	}
 	return out, nil
 }
+
+// client returns a client of database db (of every master, on a
+// cluster), opened once.
+func (s *Server) client(ctx context.Context, db int) (redis.UniversalClient, error) {
+	if c := s.dbs[db]; c != nil {
+		return c, nil
+	}
+	c, _, err := redisconn.OpenAny(ctx, s.opts, db, 4)
+	if err != nil {
+		return nil, err
+	}
+	if s.dbs == nil {
+		s.dbs = map[int]redis.UniversalClient{}
+	}
+	s.dbs[db] = c
+	return c, nil
+}
+

@@ -1,0 +1,152 @@
+package livesync
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/internal/resp"
+	"github.com/crs-tool/crs/records"
+	"github.com/crs-tool/crs/target"
+)
+
+// targetSide is the target as a sync writes and checks it: a pipelined
+// connection to each node for the stream (one, or a cluster's masters,
+// each command sent to the master of its keys' slot), and clients for the
+// checks.
+type targetSide struct {
+	conn    redisconn.Options
+	tgt     target.Target
+	cluster bool
+	conns   []*resp.Conn
+	dbs     []int // each connection's selected database
+	clients map[int]redis.UniversalClient
+	exact   bool // PEXPIRETIME (7.0+)
+}
+
+// openTarget connects to the target's nodes.
+func openTarget(ctx context.Context, o redisconn.Options) (_ *targetSide, err error) {
+	tgt, err := target.Open(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	t := &targetSide{conn: o, tgt: tgt, cluster: tgt.SlotRouted(), clients: map[int]redis.UniversalClient{}}
+	defer func() {
+		if err != nil {
+			t.close()
+		}
+	}()
+	for _, n := range tgt.Nodes() {
+		c, err := target.Dial(ctx, n, "", 0)
+		if err != nil {
+			return nil, err
+		}
+		t.conns, t.dbs = append(t.conns, c), append(t.dbs, 0)
+	}
+	return t, nil
+}
+
+func (t *targetSide) close() {
+	for _, c := range t.conns {
+		c.Close()
+	}
+	for _, c := range t.clients {
+		c.Close()
+	}
+	t.tgt.Close()
+}
+
+// node returns the index of the connection that takes key.
+func (t *targetSide) node(key string) int { return t.tgt.Node(key) }
+
+// selectDB queues a SELECT on connection i when it is on another database.
+func (t *targetSide) selectDB(i, db int) {
+	if t.dbs[i] != db {
+		t.conns[i].Begin("SELECT", 1).Int(int64(db))
+		t.dbs[i] = db
+	}
+}
+
+// client returns a client of database db (a cluster client on a cluster).
+func (t *targetSide) client(ctx context.Context, db int) (redis.UniversalClient, error) {
+	if c := t.clients[db]; c != nil {
+		return c, nil
+	}
+	c, _, err := redisconn.OpenAny(ctx, t.conn, db, 4)
+	if err != nil {
+		return nil, err
+	}
+	t.clients[db] = c
+	return c, nil
+}
+
+// dumps reads keys of database db with DUMP and their expiry.
+func (t *targetSide) dumps(ctx context.Context, db int, keys []string) ([]records.Dumped, error) {
+	c, err := t.client(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	out, err := redisconn.Dumps(ctx, c, t.exact, keys)
+	if err != nil {
+		return nil, fmt.Errorf("the target: %w", err)
+	}
+	return out, nil
+}
+
+// del deletes keys of database db, one DEL each (a cluster's keys are in
+// different slots).
+func (t *targetSide) del(ctx context.Context, db int, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	c, err := t.client(ctx, db)
+	if err != nil {
+		return err
+	}
+	_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			p.Del(ctx, k)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("the target: del: %w", err)
+	}
+	return nil
+}
+
+// keyCounts returns the keys of each database, summed over the nodes.
+func (t *targetSide) keyCounts(ctx context.Context) (map[int]int64, error) {
+	out := map[int]int64{}
+	for _, n := range t.tgt.Nodes() {
+		c, _, err := redisconn.Open(ctx, n, 0, 1)
+		if err != nil {
+			return nil, err
+		}
+		ks, err := redisconn.Keyspace(ctx, c)
+		c.Close()
+		if err != nil {
+			return nil, err
+		}
+		for db, k := range ks {
+			out[db] += k
+		}
+	}
+	return out, nil
+}
+
+// scanCount counts with SCAN the keys of database db over the nodes,
+// leaving skip out.
+func (t *targetSide) scanCount(ctx context.Context, db int, skip string) (int64, error) {
+	var n int64
+	for _, node := range t.tgt.Nodes() {
+		m, err := redisconn.ScanCount(ctx, node, db, skip)
+		if err != nil {
+			return n, err
+		}
+		n += m
+	}
+	return n, nil
+}

@@ -245,4 +245,3 @@ func (s *Server) client(ctx context.Context, db int) (redis.UniversalClient, err
 	s.dbs[db] = c
 	return c, nil
 }
-

@@ -364,21 +364,26 @@ func assertClustersSynced(t *testing.T, dir, src, dst string, srcKeys, dstKeys i
 }
 
 // TestSyncClusterToCluster syncs a 3-master cluster into a 4-master one
-// while the writer runs: by keyspace notifications, one subscription per
-// master; after the cutover crs verify finds them equal.
+// while the writer runs, by replication (one link per master, in
+// parallel) and by keyspace notifications (one subscription per master);
+// after the cutover crs verify finds them equal.
 func TestSyncClusterToCluster(t *testing.T) {
-	dir := t.TempDir()
-	c3 := redistest.StartCluster(t, 3, 0, "")
-	c4 := redistest.StartCluster(t, 4, 0, "")
-	fillCluster(t, c3, 3000)
-	w := startMixWriterOn(t, c3.Client(t))
-	defer w.Stop(t, masters(c3, 3)...)
-	out, code := sh(t, dir, "crs sync --progress plain --cutover --pause 60s --source "+c3.Nodes[0].URL+" -u "+c4.URL())
-	if code != 0 || !strings.Contains(out, "one subscription per master") || !strings.Contains(out, "cutover done") {
-		t.Fatalf("exit %d\n%s", code, out)
+	for _, mode := range []string{"replication", "notify"} {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			c3 := redistest.StartCluster(t, 3, 0, "")
+			c4 := redistest.StartCluster(t, 4, 0, "")
+			fillCluster(t, c3, 3000)
+			w := startMixWriterOn(t, c3.Client(t))
+			defer w.Stop(t, masters(c3, 3)...)
+			out, code := sh(t, dir, "crs sync --mode "+mode+" --progress plain --cutover --pause 60s --source "+c3.Nodes[0].URL+" -u "+c4.URL())
+			if code != 0 || !strings.Contains(out, "cutover done") || strings.Count(out, "phase 1") != map[string]int{"replication": 3, "notify": 1}[mode] {
+				t.Fatalf("exit %d\n%s", code, out)
+			}
+			assertClustersSynced(t, dir, c3.URL(), c4.URL(), clusterKeys(t, c3), clusterKeys(t, c4), c4.Client(t), w)
+			t.Log(lineWith(out, "cutover done"))
+		})
 	}
-	assertClustersSynced(t, dir, c3.URL(), c4.URL(), clusterKeys(t, c3), clusterKeys(t, c4), c4.Client(t), w)
-	t.Log(lineWith(out, "cutover done"))
 }
 
 // TestSyncIntoCluster syncs a standalone server into a cluster by
@@ -406,4 +411,29 @@ func TestSyncIntoCluster(t *testing.T) {
 	n, _ := redistest.Client(t, src, 0).DBSize(context.Background()).Result()
 	assertClustersSynced(t, dir, src.URL, c3.URL(), n, clusterKeys(t, c3), c3.Client(t), w)
 	t.Log(lineWith(out, "cutover done"))
+}
+
+// TestSyncClusterResumes syncs a cluster into a standalone server, one
+// link per master, kills crs mid-stream and runs it again: each link
+// continues from its own position on the target, with no full copy, and
+// after the cutover the counters equal the writer's.
+func TestSyncClusterResumes(t *testing.T) {
+	dir := t.TempDir()
+	c3 := redistest.StartCluster(t, 3, 0, "", "--repl-backlog-size", "256mb")
+	fillCluster(t, c3, 2000)
+	dst := redistest.Start(t)
+	w := startMixWriterOn(t, c3.Client(t))
+	defer w.Stop(t, masters(c3, 3)...)
+	args := " --progress plain --source " + c3.Nodes[0].URL + " -u " + dst.URL
+	cmd, output := start(t, dir, "crs sync"+args)
+	redistest.WaitFor(t, "every link streaming", func() bool { return strings.Contains(output(), "in sync") })
+	cmd.Process.Kill()
+	cmd.Wait()
+	out, code := sh(t, dir, "crs sync --cutover --pause 60s"+args)
+	if code != 0 || strings.Contains(out, "phase 1") || strings.Count(out, "continuing from offset") != 3 {
+		t.Fatalf("the second run: exit %d\n%s", code, out)
+	}
+	n, _ := redistest.Client(t, dst, 0).DBSize(context.Background()).Result()
+	assertClustersSynced(t, dir, c3.URL(), dst.URL, clusterKeys(t, c3), n, redistest.Client(t, dst, 0), w)
+	t.Log(lineWith(out, "crs sync: done"))
 }

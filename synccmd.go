@@ -15,7 +15,6 @@ import (
 	"github.com/crs-tool/crs/internal/memlimit"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/livesync"
-	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/source/pick"
 	"github.com/crs-tool/crs/source/repl"
 	"github.com/crs-tool/crs/target"
@@ -112,57 +111,91 @@ func syncCommand() *cli.Command {
 }
 
 // runSync finds where the target stands, opens the link and syncs.
-func runSync(ctx context.Context, opts livesync.Options, src redisconn.Options, from pick.Spec, replace bool, spool, mode string) error {
+func runSync(ctx context.Context, opts livesync.Options, src redisconn.Options, from pick.Spec, replace bool, spool, mode string) (err error) {
 	server, err := repl.OpenServer(ctx, src)
 	if err != nil {
 		return err
 	}
 	defer server.Close()
-	if _, cluster := server.Cluster(); mode == "notify" || (cluster && mode == "auto") {
-		if cluster && mode == "auto" && !opts.Quiet && !opts.JSON {
-			fmt.Fprintln(os.Stderr, "crs sync: the source is a Redis Cluster, which crs syncs by keyspace notifications (one subscription per master) so far")
-		}
+	if mode == "notify" {
 		return runNotify(ctx, opts, src, server, from, replace)
-	} else if cluster {
-		return usageError{errors.New("--mode replication: a Redis Cluster source is synced by keyspace notifications so far (--mode notify, or auto)")}
 	}
-	pos, source, err := livesync.ReadCheckpoint(ctx, opts.Load.Conn)
-	if err != nil {
-		return err
+	// One replication link per server: the source, or each master.
+	type node struct {
+		name, key string
+		conn      redisconn.Options
 	}
-	var resume *repl.Position
+	nodes := []node{{key: livesync.CheckpointKey, conn: src}}
+	if masters, ok := server.Cluster(); ok {
+		nodes = nil
+		for _, m := range masters {
+			nodes = append(nodes, node{name: m, key: livesync.CheckpointKey + ":" + m, conn: src.At(m)})
+		}
+		// A cluster has database 0 only, which its snapshots do not say.
+		if db, _ := opts.Load.Conn.SelectedDB(); db < 0 && len(opts.DBMap) == 0 {
+			opts.Load.Conn.DB = 0
+		}
+	}
+	positions := make([]*livesync.Position, len(nodes))
+	held := 0
+	for i, n := range nodes {
+		pos, source, err := livesync.ReadCheckpoint(ctx, opts.Load.Conn, n.key)
+		if err != nil {
+			return err
+		}
+		if pos != nil && !replace {
+			if err := server.Holds(ctx, n.name, repl.Position{ReplID: pos.ReplID, Offset: pos.Offset}); err != nil {
+				return fmt.Errorf("the target holds a sync from %s up to offset %d, which cannot continue: %w; crs sync --replace empties the target and starts over", source, pos.Offset, err)
+			}
+			positions[i] = pos
+			held++
+		}
+	}
 	switch {
 	case replace:
 		if err := flushTarget(ctx, opts.Load.Conn); err != nil {
 			return err
 		}
-	case pos != nil:
-		resume = &repl.Position{ReplID: pos.ReplID, Offset: pos.Offset, DB: pos.DB}
-		if err := server.Holds(ctx, *resume); err != nil {
-			return fmt.Errorf("the target holds a sync from %s up to offset %d, which cannot continue: %w; crs sync --replace empties the target and starts over", source, pos.Offset, err)
+	case held > 0 && held < len(nodes):
+		return fmt.Errorf("%w: the target holds the positions of %d of the source's %d masters (its masters changed since): crs sync --replace empties the target and starts over", livesync.ErrStopped, held, len(nodes))
+	}
+	var shards []livesync.Shard
+	defer func() {
+		if err != nil {
+			for _, sh := range shards {
+				sh.Link.Close()
+			}
 		}
-	}
-	link, err := repl.Dial(ctx, repl.Options{Conn: src, Dir: spool, Idle: time.Minute}, resume)
-	if errors.Is(err, repl.ErrRefused) && mode == "auto" && resume == nil {
-		if !opts.Quiet && !opts.JSON {
-			fmt.Fprintf(os.Stderr, "crs sync: %v\ncrs sync: so it syncs by keyspace notifications (--mode notify: convergence once writes pause, proved at the cutover; --mode replication stops here instead)\n", err)
+	}()
+	for i, n := range nodes {
+		var resume *repl.Position
+		if p := positions[i]; p != nil {
+			resume = &repl.Position{ReplID: p.ReplID, Offset: p.Offset, DB: p.DB}
 		}
-		return runNotify(ctx, opts, src, server, from, replace)
+		link, err := repl.Dial(ctx, repl.Options{Conn: n.conn, Dir: spool, Idle: time.Minute}, resume)
+		if errors.Is(err, repl.ErrRefused) && mode == "auto" && held == 0 && i == 0 {
+			if !opts.Quiet && !opts.JSON {
+				fmt.Fprintf(os.Stderr, "crs sync: %v\ncrs sync: so it syncs by keyspace notifications (--mode notify: convergence once writes pause, proved at the cutover; --mode replication stops here instead)\n", err)
+			}
+			return runNotify(ctx, opts, src, server, from, replace)
+		}
+		if err != nil {
+			return err
+		}
+		rep := link.Reply()
+		sh := livesync.Shard{Link: link, Key: n.key, Source: n.name,
+			Start: livesync.Position{ReplID: rep.Position.ReplID, Offset: rep.Position.Offset}}
+		if rep.Full {
+			spec := from
+			spec.File = link.Snapshot()
+			sh.Snapshot = pick.Open(spec)
+			defer sh.Snapshot.Close()
+		} else {
+			sh.Start.DB = positions[i].DB
+		}
+		shards = append(shards, sh)
 	}
-	if err != nil {
-		return err
-	}
-	rep := link.Reply()
-	start := livesync.Position{ReplID: rep.Position.ReplID, Offset: rep.Position.Offset}
-	var snapshot records.Input
-	if rep.Full {
-		from.File = link.Snapshot()
-		snapshot = pick.Open(from)
-		defer snapshot.Close()
-	} else {
-		start.DB = pos.DB
-	}
-	return livesync.Run(ctx, opts, snapshot, start, link, server, os.Stderr)
+	return livesync.Run(ctx, opts, shards, server, os.Stderr)
 }
 
 // runNotify syncs by keyspace notifications: it turns them on where they
@@ -178,7 +211,7 @@ func runNotify(ctx context.Context, opts livesync.Options, src redisconn.Options
 	if !opts.Quiet && !opts.JSON {
 		fmt.Fprintf(os.Stderr, "crs sync: %s\n", said)
 	}
-	if pos, _, err := livesync.ReadCheckpoint(ctx, opts.Load.Conn); err != nil {
+	if pos, _, err := livesync.ReadCheckpoint(ctx, opts.Load.Conn, livesync.CheckpointKey); err != nil {
 		return err
 	} else if pos != nil && !replace {
 		return fmt.Errorf("%w: the target holds the position of a sync by replication (%s): a sync by notifications starts from an empty target (--replace empties it)", livesync.ErrStopped, livesync.CheckpointKey)
@@ -188,9 +221,12 @@ func runNotify(ctx context.Context, opts livesync.Options, src redisconn.Options
 			return err
 		}
 	}
-	nodes, cluster := server.Cluster()
-	if !cluster {
-		nodes = []redisconn.Options{src}
+	nodes := []redisconn.Options{src}
+	if masters, ok := server.Cluster(); ok {
+		nodes = nil
+		for _, m := range masters {
+			nodes = append(nodes, src.At(m))
+		}
 	}
 	sub, err := repl.Subscribe(ctx, nodes...)
 	if err != nil {

@@ -259,7 +259,7 @@ func (a *applier) applyTx(ctx context.Context, batch []*records.Command, apply [
 		queue(nil, "SELECT", "0")
 		a.t.dbs[0] = 0
 	}
-	queue(nil, "HSET", checkpointFields(next, a.link.Name())...)
+	queue(nil, "HSET", checkpointFields(a.key, next, a.link.Name())...)
 	queue(nil, "EXEC")
 	var refusal error
 	err := c.ExecValues(ctx, func(i int, v resp.Value) error {
@@ -402,8 +402,8 @@ func (a *applier) remember(ctx context.Context, cmd *records.Command, ci *cmdInf
 }
 
 // checkpointFields are the HSET arguments that record pos.
-func checkpointFields(pos Position, source string) []string {
-	return []string{CheckpointKey, "replid", pos.ReplID, "offset", strconv.FormatInt(pos.Offset, 10), "db", strconv.Itoa(pos.DB), "source", source, "at_ms", strconv.FormatInt(time.Now().UnixMilli(), 10)}
+func checkpointFields(key string, pos Position, source string) []string {
+	return []string{key, "replid", pos.ReplID, "offset", strconv.FormatInt(pos.Offset, 10), "db", strconv.Itoa(pos.DB), "source", source, "at_ms", strconv.FormatInt(time.Now().UnixMilli(), 10)}
 }
 
 // writeCheckpoint records a.pos on a standalone target (after the
@@ -414,7 +414,7 @@ func (a *applier) writeCheckpoint(ctx context.Context) error {
 	}
 	c := a.t.conns[0]
 	a.t.selectDB(0, 0)
-	f := checkpointFields(a.pos, a.link.Name())
+	f := checkpointFields(a.key, a.pos, a.link.Name())
 	c.Begin("HSET", len(f))
 	for _, s := range f {
 		c.Str(s)
@@ -427,9 +427,9 @@ func (a *applier) writeCheckpoint(ctx context.Context) error {
 	})
 }
 
-// ReadCheckpoint returns the position a sync recorded on the target, and
-// the source it named; nil when there is none.
-func ReadCheckpoint(ctx context.Context, conn redisconn.Options) (*Position, string, error) {
+// ReadCheckpoint returns the position a sync recorded on the target in
+// the hash key, and the source it named; nil when there is none.
+func ReadCheckpoint(ctx context.Context, conn redisconn.Options, key string) (*Position, string, error) {
 	tgt, err := target.Open(ctx, conn)
 	if err != nil {
 		return nil, "", err
@@ -446,7 +446,7 @@ func ReadCheckpoint(ctx context.Context, conn redisconn.Options) (*Position, str
 	defer c.Close()
 	var pos *Position
 	var source string
-	c.Begin("HGETALL", 1).Str(CheckpointKey)
+	c.Begin("HGETALL", 1).Str(key)
 	err = c.ExecValues(ctx, func(_ int, v resp.Value) error {
 		if v.Kind == resp.KindError {
 			return fmt.Errorf("read %s on the target: %s", CheckpointKey, v.Str)

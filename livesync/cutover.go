@@ -8,78 +8,12 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/resp"
 	"github.com/crs-tool/crs/rdb"
-	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/verify"
 )
-
-// cutover pauses the source's writes, applies the stream up to the
-// source's offset at the pause, checks the target and removes the
-// checkpoint. On failure it ends the pause, so the service goes on
-// writing to the source.
-func (a *applier) cutover(ctx context.Context, cmds <-chan *records.Command, errc <-chan error) (err error) {
-	a.st.Phase = "cutover"
-	pausedAt := time.Now()
-	until, err := a.src.PauseWrites(ctx, a.opts.Pause)
-	if err != nil {
-		return err
-	}
-	deadline := pausedAt.Add(a.opts.Pause)
-	defer func() {
-		if err != nil {
-			if uerr := a.src.Unpause(context.WithoutCancel(ctx)); uerr == nil {
-				err = fmt.Errorf("%w (the cutover ended the pause: the source takes writes again)", err)
-			}
-		}
-	}()
-	a.say("crs sync: cutover: the source's writes are paused (for %s at most); applying up to its offset %d", a.opts.Pause, until)
-	timeout := time.NewTimer(time.Until(deadline))
-	defer timeout.Stop()
-	for a.pos.Offset < until {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-timeout.C:
-			return fmt.Errorf("the pause of %s ran out before the target caught up (offset %d of %d); give a longer --pause", a.opts.Pause, a.pos.Offset, until)
-		case cmd, ok := <-cmds:
-			if !ok {
-				return fmt.Errorf("%s: %w", a.link.Name(), <-errc)
-			}
-			batch, err := a.gather(ctx, cmd, cmds)
-			if err != nil {
-				return err
-			}
-			if err := a.apply(ctx, batch); err != nil {
-				return err
-			}
-		}
-	}
-	caughtUp := time.Since(pausedAt)
-	if err := a.check(ctx); err != nil {
-		return err
-	}
-	if a.opts.VerifyAll != nil {
-		if err := a.opts.VerifyAll(ctx); err != nil {
-			return err
-		}
-	}
-	if err := a.dropCheckpoint(ctx); err != nil {
-		return err
-	}
-	ready := time.Since(pausedAt)
-	if time.Now().After(deadline) {
-		return fmt.Errorf("the pause of %s ran out during the check (it took %s), so writes may have reached the source after it: give a longer --pause", a.opts.Pause, ready.Round(time.Millisecond))
-	}
-	a.st.PausedMs = ready.Milliseconds()
-	a.st.Phase = "done"
-	a.say("crs sync: cutover done at offset %d: the target caught up %d ms after the pause began and was checked and ready after %d ms (%d keys changed during the sync compared, 0 differ; key counts equal); the source's writes stay paused until %s, %s after the pause began: point the clients at the target now",
-		a.pos.Offset, caughtUp.Milliseconds(), ready.Milliseconds(), a.st.Verified, deadline.Format("15:04:05.000"), a.opts.Pause)
-	return nil
-}
 
 // check compares the target with the source while the source's writes
 // are paused: key counts per database, and every key the stream wrote.
@@ -99,7 +33,7 @@ func (a *applier) check(ctx context.Context) error {
 		return err
 	}
 	if a.checkpointed() {
-		got[0]-- // the position
+		got[0] -= int64(max(a.checkpoints, 1)) // the positions
 	}
 	var diffs []string
 	for db := range union(mapped, got) {
@@ -155,9 +89,9 @@ func (a *applier) liveCounts(ctx context.Context, db int) (src, tgt int64, err e
 		}
 		src += n
 	}
-	skip := ""
+	var skip func(string) bool
 	if db == 0 && a.checkpointed() {
-		skip = CheckpointKey
+		skip = func(k string) bool { return strings.HasPrefix(k, CheckpointKey) }
 	}
 	tgt, err = a.t.scanCount(ctx, db, skip)
 	return src, tgt, err
@@ -289,7 +223,7 @@ func (a *applier) dropCheckpoint(ctx context.Context) error {
 	}
 	c := a.t.conns[0]
 	a.t.selectDB(0, 0)
-	c.Begin("DEL", 1).Str(CheckpointKey)
+	c.Begin("DEL", 1).Str(a.key)
 	return c.Exec(ctx, func(_ int, r resp.Reply) error {
 		if r.Kind == resp.KindError {
 			return fmt.Errorf("remove %s from the target: %w", CheckpointKey, r.Err())

@@ -57,8 +57,12 @@ type Source interface {
 	// Steady fails once a cluster source's slots have moved (a
 	// resharding or failover, which a sync cannot follow).
 	Steady(ctx context.Context) error
-	Offset(ctx context.Context) (int64, error)
-	PauseWrites(ctx context.Context, d time.Duration) (int64, error)
+	// Offsets returns the replication offset of the server ("") or of
+	// each master of a cluster (by address).
+	Offsets(ctx context.Context) (map[string]int64, error)
+	// PauseWrites pauses the writes of the server or of every master
+	// for d at most, and returns each one's offset at the pause.
+	PauseWrites(ctx context.Context, d time.Duration) (map[string]int64, error)
 	Unpause(ctx context.Context) error
 	KeyCounts(ctx context.Context) (map[int]int64, error)
 	// Count counts the keys of database db with SCAN (which leaves out

@@ -68,7 +68,7 @@ func RunNotify(ctx context.Context, opts Options, copy records.Input, src Source
 	a.st.Phase = "streaming"
 	a.say("crs sync: phase 2: reading again every key notified as changed")
 	err = a.notified(ctx, d, sub)
-	a.finish(err)
+	a.finishWith(a.st, a.pos, "", err)
 	return err
 }
 
@@ -167,7 +167,7 @@ func (a *applier) notified(ctx context.Context, d *dirtySet, sub Notifications) 
 				a.wasInSync = true
 				a.say("crs sync: in sync: %d keys wait to be read again, the oldest for %d ms, %.1fs after the start", waiting, behind.Milliseconds(), time.Since(a.began).Seconds())
 			}
-			a.show()
+			a.showStats(a.st)
 			behind = 0
 			if cutover && a.inSync {
 				return a.notifyCutover(ctx, d, sub)

@@ -6,60 +6,14 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/report"
-	"github.com/crs-tool/crs/load"
 	"github.com/crs-tool/crs/records"
 )
-
-// Run syncs the target with the source: it loads snapshot (nil when the
-// link continues from a position the target holds), then applies the
-// link's commands from start until ^C, or through a cutover. It prints
-// progress and a summary to stderr.
-func Run(ctx context.Context, opts Options, snapshot records.Input, start Position, link Link, src Source, stderr io.Writer) (err error) {
-	defer link.Close()
-	// A Next waiting for the source ends when ctx does.
-	defer context.AfterFunc(ctx, func() { link.Close() })()
-	a := &applier{opts: opts, link: link, src: src, out: stderr, pos: start, began: time.Now(),
-		changed: map[dbKey]struct{}{}, infos: map[string]*cmdInfo{},
-		st: Stats{ByCommand: map[string]int64{}, Skipped: map[string]int64{}, Resumed: snapshot == nil}}
-	a.mode = progress.Resolve(opts.Progress, stderr)
-	if opts.Quiet {
-		a.mode = progress.None
-	}
-	if a.t, err = openTarget(ctx, opts.Load.Conn); err != nil {
-		return err
-	}
-	defer a.t.close()
-	if err := a.probeTarget(ctx); err != nil {
-		return err
-	}
-	if snapshot != nil {
-		a.st.Phase = "snapshot"
-		a.say("crs sync: phase 1: loading the snapshot of %s (%s) at offset %d", link.Name(), src.Describe(), start.Offset)
-		lo := opts.Load
-		lo.Quiet = opts.Quiet || opts.JSON
-		lo.Progress = opts.Progress
-		lo.Counter = &progress.Counter{}
-		if err := load.Run(ctx, lo, snapshot, stderr); err != nil {
-			return fmt.Errorf("the snapshot: %w", err)
-		}
-		a.st.Loaded = lo.Counter.Done()
-		if err := a.writeCheckpoint(ctx); err != nil {
-			return err
-		}
-	} else {
-		a.say("crs sync: continuing from offset %d of %s (%s), as the target recorded", start.Offset, link.Name(), src.Describe())
-	}
-	a.st.Phase = "streaming"
-	a.say("crs sync: phase 2: applying the source's writes as they come")
-	err = a.stream(ctx)
-	a.finish(err)
-	return err
-}
 
 // dbKey is a key of a source database.
 type dbKey struct {
@@ -79,54 +33,72 @@ type applier struct {
 	out      io.Writer
 	mode     string
 
-	pos       Position // what the target holds
-	st        Stats
-	began     time.Time
-	inSync    bool // at the last progress line
-	wasInSync bool
-	infos     map[string]*cmdInfo
-	changed   map[dbKey]struct{}
-	many      bool // more keys changed than are remembered
-	last      struct {
+	pos     Position // what the target holds
+	key     string   // the hash on the target that holds it
+	srcKey  string   // the link's master, for Source's Offsets and PauseWrites
+	reach   chan int64
+	reached chan error
+	mu      sync.Mutex
+	shown   Stats // a copy of st for the controller, under mu
+	// checkpoints is how many positions the target holds (one per shard)
+	// for the cutover's counts.
+	checkpoints int
+	st          Stats
+	began       time.Time
+	inSync      bool // at the last progress line
+	wasInSync   bool
+	infos       map[string]*cmdInfo
+	changed     map[dbKey]struct{}
+	many        bool // more keys changed than are remembered
+	last        struct {
 		at      time.Time
 		applied int64
 	}
 }
 
-// stream applies commands until the link fails, ctx ends or a cutover
-// completes.
+// stream applies commands until the link fails or ctx ends; asked to
+// reach an offset (the cutover), it applies up to it, says so, and waits
+// for ctx to end.
 func (a *applier) stream(ctx context.Context) error {
 	cmds, errc := a.reader(ctx)
 	tick := time.NewTicker(a.opts.Every)
 	defer tick.Stop()
-	cutover := a.opts.Cutover
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case cmd, ok := <-cmds:
-			if !ok {
-				return fmt.Errorf("%s: %w", a.link.Name(), <-errc)
-			}
-			batch, err := a.gather(ctx, cmd, cmds)
-			if err != nil {
+			if err := a.received(ctx, cmd, ok, cmds, errc); err != nil {
 				return err
 			}
-			if err := a.apply(ctx, batch); err != nil {
-				return err
-			}
-		case <-a.opts.CutoverNow:
-			a.say("crs sync: cutover asked for: it begins once the target is in step")
-			cutover = true
 		case <-tick.C:
 			if err := a.progress(ctx, len(cmds)); err != nil {
 				return err
 			}
-			if cutover && a.inSync && len(cmds) == 0 {
-				return a.cutover(ctx, cmds, errc)
+			a.publish()
+		case until := <-a.reach:
+			err := a.catchUp(ctx, until, cmds, errc)
+			a.reached <- err
+			if err != nil {
+				return err
 			}
+			<-ctx.Done()
+			return nil
 		}
 	}
+}
+
+// received applies cmd and what has arrived after it, or, when the
+// reader has ended (!ok), returns the error that ended it.
+func (a *applier) received(ctx context.Context, cmd *records.Command, ok bool, cmds <-chan *records.Command, errc <-chan error) error {
+	if !ok {
+		return fmt.Errorf("%s: %w", a.link.Name(), <-errc)
+	}
+	batch, err := a.gather(ctx, cmd, cmds)
+	if err != nil {
+		return err
+	}
+	return a.apply(ctx, batch)
 }
 
 // reader reads the link's commands into a channel, in order; at the end
@@ -215,15 +187,17 @@ func trimTx(batch []*records.Command) []*records.Command {
 
 func isName(cmd *records.Command, name string) bool { return strings.EqualFold(cmd.Args[0], name) }
 
-// progress prints where the sync is, and notes the moment it is in step.
+// progress notes where the link is: the lag behind its master, and
+// whether it is in step.
 func (a *applier) progress(ctx context.Context, queued int) error {
 	if err := a.src.Steady(ctx); err != nil {
 		return fmt.Errorf("%w: %w", ErrStopped, err)
 	}
-	off, err := a.src.Offset(ctx)
+	offsets, err := a.src.Offsets(ctx)
 	if err != nil {
 		return err
 	}
+	off := offsets[a.srcKey]
 	now := time.Now()
 	a.st.SourceOffset, a.st.Offset = off, a.pos.Offset
 	a.st.LagBytes = max(off-a.pos.Offset, 0)
@@ -235,34 +209,28 @@ func (a *applier) progress(ctx context.Context, queued int) error {
 	// In step: what the link has received is applied, or arrived less
 	// than inStep ago; what the source's offset is ahead by is on the
 	// wire.
-	behind := a.link.Behind()
-	a.inSync = behind < inStep && a.st.LagBytes < 1<<20
+	a.inSync = queued == 0 && a.link.Behind() < inStep && a.st.LagBytes < 1<<20
 	a.st.InSync = a.inSync
-	if a.inSync && !a.wasInSync {
-		a.wasInSync = true
-		a.say("crs sync: in sync: lag %d ms at offset %d (%d bytes on the wire), %.1fs after the start", behind.Milliseconds(), a.pos.Offset, a.st.LagBytes, time.Since(a.began).Seconds())
-	}
-	a.show()
 	return nil
 }
 
-// show draws the progress line.
-func (a *applier) show() {
+// showStats draws the progress line of st.
+func (a *applier) showStats(st Stats) {
 	switch {
 	case a.opts.JSON:
-		report.JSON(a.out, "crs sync", a.st, nil)
+		report.JSON(a.out, "crs sync", st, nil)
 	case a.mode == progress.Bar:
-		fmt.Fprint(a.out, "\r\033[K"+a.line())
+		fmt.Fprint(a.out, "\r\033[K"+a.line(st))
 	case a.mode == progress.Plain:
-		fmt.Fprintln(a.out, a.line())
+		fmt.Fprintln(a.out, a.line(st))
 	}
 }
 
-func (a *applier) line() string {
+func (a *applier) line(st Stats) string {
 	if a.notify {
-		return fmt.Sprintf("crs sync: %s: %d keys read again as notified, %d waiting, the oldest for %d ms", a.st.Phase, a.st.Applied, a.st.LagBytes, a.st.LagMs)
+		return fmt.Sprintf("crs sync: %s: %d keys read again as notified, %d waiting, the oldest for %d ms", st.Phase, st.Applied, st.LagBytes, st.LagMs)
 	}
-	return fmt.Sprintf("crs sync: %s: %d commands applied (%.0f/s), lag %d bytes, %d ms; offset %d", a.st.Phase, a.st.Applied, a.st.PerSecond, a.st.LagBytes, a.st.LagMs, a.pos.Offset)
+	return fmt.Sprintf("crs sync: %s: %d commands applied (%.0f/s), lag %d bytes, %d ms; offset %d", st.Phase, st.Applied, st.PerSecond, st.LagBytes, st.LagMs, st.Offset)
 }
 
 // say prints a line (not under --quiet or --json).
@@ -276,11 +244,12 @@ func (a *applier) say(format string, args ...any) {
 	fmt.Fprintf(a.out, format+"\n", args...)
 }
 
-// finish prints the summary.
-func (a *applier) finish(err error) {
-	a.st.Offset = a.pos.Offset
+// finishWith prints the summary of st, which brought the target to pos
+// (where says the offsets of every master).
+func (a *applier) finishWith(st Stats, pos Position, where string, err error) {
+	st.Offset = pos.Offset
 	if a.opts.JSON {
-		report.JSON(a.out, "crs sync", a.st, err)
+		report.JSON(a.out, "crs sync", st, err)
 		return
 	}
 	if a.opts.Quiet && err == nil {
@@ -299,24 +268,24 @@ func (a *applier) finish(err error) {
 		b.WriteString("crs sync: FAILED: ")
 	}
 	if a.notify {
-		fmt.Fprintf(&b, "read %d keys again as notified changed%s", a.st.Applied, report.TypeCounts(a.st.ByCommand))
+		fmt.Fprintf(&b, "read %d keys again as notified changed%s", st.Applied, report.TypeCounts(st.ByCommand))
 	} else {
-		fmt.Fprintf(&b, "applied %d commands%s in %d transactions, up to offset %d", a.st.Applied, report.TypeCounts(a.st.ByCommand), a.st.Transactions, a.pos.Offset)
+		fmt.Fprintf(&b, "applied %d commands%s in %d transactions, up to offset %s", st.Applied, report.TypeCounts(st.ByCommand), st.Transactions, where)
 	}
-	if a.st.Loaded > 0 {
-		fmt.Fprintf(&b, ", after a snapshot of %d keys", a.st.Loaded)
+	if st.Loaded > 0 {
+		fmt.Fprintf(&b, ", after a snapshot of %d keys", st.Loaded)
 	}
 	var skipped int64
-	for _, n := range a.st.Skipped {
+	for _, n := range st.Skipped {
 		skipped += n
 	}
 	if skipped > 0 {
-		fmt.Fprintf(&b, "; SKIPPED %d commands the target lacks (--skip-unsupported)%s", skipped, report.TypeCounts(a.st.Skipped))
+		fmt.Fprintf(&b, "; SKIPPED %d commands the target lacks (--skip-unsupported)%s", skipped, report.TypeCounts(st.Skipped))
 	}
 	if err != nil && a.notify {
 		b.WriteString("; a sync by notifications cannot continue where it stopped: crs sync --replace starts over")
 	}
-	if err != nil && a.pos.ReplID != "" {
+	if err != nil && pos.ReplID != "" && a.checkpointed() {
 		b.WriteString("; the target records where it stands: the same crs sync continues from there")
 	}
 	fmt.Fprintln(a.out, b.String())

@@ -138,8 +138,8 @@ func (t *targetSide) keyCounts(ctx context.Context) (map[int]int64, error) {
 }
 
 // scanCount counts with SCAN the keys of database db over the nodes,
-// leaving skip out.
-func (t *targetSide) scanCount(ctx context.Context, db int, skip string) (int64, error) {
+// leaving out those skip says yes to.
+func (t *targetSide) scanCount(ctx context.Context, db int, skip func(string) bool) (int64, error) {
 	var n int64
 	for _, node := range t.tgt.Nodes() {
 		m, err := redisconn.ScanCount(ctx, node, db, skip)

@@ -51,8 +51,8 @@ func Dumps(ctx context.Context, c redis.Cmdable, exact bool, keys []string) ([]r
 
 // ScanCount counts the keys of database db of the server o names with
 // SCAN, which leaves out keys whose expiry has passed and that the server
-// has not deleted yet; skip, when not empty, is left out of the count.
-func ScanCount(ctx context.Context, o Options, db int, skip ...string) (int64, error) {
+// has not deleted yet; keys skip (when not nil) says yes to are left out.
+func ScanCount(ctx context.Context, o Options, db int, skip func(key string) bool) (int64, error) {
 	c, _, err := Open(ctx, o, db, 1)
 	if err != nil {
 		return 0, err
@@ -61,7 +61,7 @@ func ScanCount(ctx context.Context, o Options, db int, skip ...string) (int64, e
 	var n int64
 	iter := c.Scan(ctx, 0, "", 1000).Iterator()
 	for iter.Next(ctx) {
-		if len(skip) == 0 || skip[0] == "" || iter.Val() != skip[0] {
+		if skip == nil || !skip(iter.Val()) {
 			n++
 		}
 	}

@@ -67,14 +67,14 @@ func (s *Server) Close() error {
 }
 
 // Cluster reports whether the source is a Redis Cluster, and returns the
-// address of each master.
-func (s *Server) Cluster() ([]redisconn.Options, bool) {
+// address of each master (the names Offsets and PauseWrites use).
+func (s *Server) Cluster() ([]string, bool) {
 	if s.slots == nil {
 		return nil, false
 	}
-	var out []redisconn.Options
+	var out []string
 	for _, sh := range s.slots.Shards {
-		out = append(out, s.opts.At(sh.Master.Addr))
+		out = append(out, sh.Master.Addr)
 	}
 	return out, true
 }
@@ -118,20 +118,57 @@ func (s *Server) each(fn func(c *redis.Client) error) error {
 	return nil
 }
 
-// Offset returns the server's replication offset (master_repl_offset).
-func (s *Server) Offset(ctx context.Context) (int64, error) {
-	info, err := s.c.Info(ctx, "replication").Result()
-	if err != nil {
-		return 0, fmt.Errorf("source: info replication: %w", err)
+// Offsets returns the replication offset (master_repl_offset) of the
+// server (under "") or of each master of a cluster (under its address).
+func (s *Server) Offsets(ctx context.Context) (map[string]int64, error) {
+	out := map[string]int64{}
+	err := s.eachNamed(func(name string, c *redis.Client) error {
+		info, err := c.Info(ctx, "replication").Result()
+		if err != nil {
+			return fmt.Errorf("source: info replication: %w", err)
+		}
+		out[name], err = strconv.ParseInt(redisconn.InfoFields(info)["master_repl_offset"], 10, 64)
+		return err
+	})
+	return out, err
+}
+
+// eachNamed runs fn on the server ("") or on every master of a cluster
+// (named by its address).
+func (s *Server) eachNamed(fn func(name string, c *redis.Client) error) error {
+	if s.masters == nil {
+		return fn("", s.c)
 	}
-	return strconv.ParseInt(redisconn.InfoFields(info)["master_repl_offset"], 10, 64)
+	for i, m := range s.masters {
+		if err := fn(s.slots.Shards[i].Master.Addr, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// node returns the client of the server ("") or of the master at addr.
+func (s *Server) node(name string) *redis.Client {
+	for i, sh := range s.slotsShards() {
+		if sh.Master.Addr == name {
+			return s.masters[i]
+		}
+	}
+	return s.c
+}
+
+func (s *Server) slotsShards() []slotmap.Shard {
+	if s.slots == nil {
+		return nil
+	}
+	return s.slots.Shards
 }
 
 // Holds checks, before a PSYNC, that the server can continue from pos:
 // the same replication history (its ID, or its previous one up to where
 // that ended) and a backlog that still holds the byte after pos.Offset.
-func (s *Server) Holds(ctx context.Context, pos Position) error {
-	info, err := s.c.Info(ctx, "replication").Result()
+func (s *Server) Holds(ctx context.Context, name string, pos Position) error {
+	info, err := s.node(name).Info(ctx, "replication").Result()
 	if err != nil {
 		return fmt.Errorf("source: info replication: %w", err)
 	}
@@ -153,14 +190,14 @@ func (s *Server) Holds(ctx context.Context, pos Position) error {
 // PauseWrites pauses the server's writes for d (CLIENT PAUSE … WRITE;
 // the pause runs out by itself) and returns its replication offset at
 // the moment the pause began, which the link must reach: both in one
-// transaction, so that no write falls between them. A cluster's masters
-// are paused one after the other (the offset is then of no use).
-func (s *Server) PauseWrites(ctx context.Context, d time.Duration) (int64, error) {
+// transaction, so that no write falls between them; for a cluster, each
+// master's, by address, paused one after the other.
+func (s *Server) PauseWrites(ctx context.Context, d time.Duration) (map[string]int64, error) {
 	if !s.srv.AtLeast(6, 2) {
-		return 0, fmt.Errorf("source: a cutover pauses writes with CLIENT PAUSE … WRITE, which %s lacks (6.2 and later have it): stop the writers, then end the sync with ^C once it is in step", s.Describe())
+		return nil, fmt.Errorf("source: a cutover pauses writes with CLIENT PAUSE … WRITE, which %s lacks (6.2 and later have it): stop the writers, then end the sync with ^C once it is in step", s.Describe())
 	}
-	var off int64
-	err := s.each(func(c *redis.Client) error {
+	offsets := map[string]int64{}
+	err := s.eachNamed(func(name string, c *redis.Client) error {
 		var info *redis.StringCmd
 		_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.Do(ctx, "CLIENT", "PAUSE", d.Milliseconds(), "WRITE")
@@ -170,10 +207,10 @@ func (s *Server) PauseWrites(ctx context.Context, d time.Duration) (int64, error
 		if err != nil {
 			return fmt.Errorf("source: client pause: %w", err)
 		}
-		off, err = strconv.ParseInt(redisconn.InfoFields(info.Val())["master_repl_offset"], 10, 64)
+		offsets[name], err = strconv.ParseInt(redisconn.InfoFields(info.Val())["master_repl_offset"], 10, 64)
 		return err
 	})
-	return off, err
+	return offsets, err
 }
 
 // Unpause ends a pause early (after a failed cutover: the service goes
@@ -199,13 +236,16 @@ func (s *Server) KeyCounts(ctx context.Context) (map[int]int64, error) {
 // Count counts the keys of database db with SCAN, which leaves out keys
 // whose expiry has passed and that the server has not deleted yet.
 func (s *Server) Count(ctx context.Context, db int) (int64, error) {
-	nodes, ok := s.Cluster()
-	if !ok {
-		nodes = []redisconn.Options{s.opts}
+	nodes := []redisconn.Options{s.opts}
+	if masters, ok := s.Cluster(); ok {
+		nodes = nil
+		for _, m := range masters {
+			nodes = append(nodes, s.opts.At(m))
+		}
 	}
 	var n int64
 	for _, o := range nodes {
-		m, err := redisconn.ScanCount(ctx, o, db)
+		m, err := redisconn.ScanCount(ctx, o, db, nil)
 		if err != nil {
 			return n, err
 		}

@@ -1,0 +1,317 @@
+package livesync
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/crs-tool/crs/internal/progress"
+	"github.com/crs-tool/crs/load"
+	"github.com/crs-tool/crs/records"
+)
+
+// Shard is one replication link of a sync: the source's, or one master's
+// of a cluster source, each applied on its own, in parallel.
+type Shard struct {
+	Link Link
+	// Snapshot is the link's snapshot, nil when it continues from a
+	// position the target holds.
+	Snapshot records.Input
+	Start    Position
+	// Key is the hash on the target that holds the link's position
+	// (CheckpointKey for one server; one per master of a cluster).
+	Key string
+	// Source names the link's server to Source's Offsets and
+	// PauseWrites ("" for one server, a master's address in a cluster).
+	Source string
+}
+
+// Run syncs the target with the source: it loads each shard's snapshot,
+// then applies the links' commands, each link on its own and all at once,
+// until ^C or through a cutover, which pauses every master of the source
+// and waits for each link to reach that master's offset. It prints
+// progress and a summary to stderr.
+func Run(ctx context.Context, opts Options, shards []Shard, src Source, stderr io.Writer) (err error) {
+	c := &controller{opts: opts, src: src, out: stderr, began: time.Now()}
+	c.mode = progress.Resolve(opts.Progress, stderr)
+	if opts.Quiet {
+		c.mode = progress.None
+	}
+	for _, sh := range shards {
+		defer sh.Link.Close()
+		// A Next waiting for the source ends when ctx does.
+		defer context.AfterFunc(ctx, func() { sh.Link.Close() })()
+		a := &applier{opts: opts, link: sh.Link, src: src, out: stderr, pos: sh.Start, began: c.began,
+			key: sh.Key, srcKey: sh.Source, reach: make(chan int64, 1), reached: make(chan error, 1),
+			changed: map[dbKey]struct{}{}, infos: map[string]*cmdInfo{}, mode: c.mode,
+			st: Stats{ByCommand: map[string]int64{}, Skipped: map[string]int64{}, Resumed: sh.Snapshot == nil}}
+		if a.t, err = openTarget(ctx, opts.Load.Conn); err != nil {
+			return err
+		}
+		defer a.t.close()
+		if err := a.probeTarget(ctx); err != nil {
+			return err
+		}
+		c.shards = append(c.shards, a)
+	}
+	c.a = c.shards[0]
+	for i, sh := range shards {
+		if err := c.shards[i].start(ctx, sh, i > 0); err != nil {
+			return err
+		}
+	}
+	c.a.say("crs sync: phase 2: applying the source's writes as they come")
+	err = c.run(ctx)
+	c.finish(err)
+	return err
+}
+
+// start loads the shard's snapshot (into a target holding the earlier
+// shards' keys, after), and records its position.
+func (a *applier) start(ctx context.Context, sh Shard, after bool) error {
+	if sh.Snapshot == nil {
+		a.say("crs sync: continuing from offset %d of %s (%s), as the target recorded", sh.Start.Offset, sh.Link.Name(), a.src.Describe())
+		return nil
+	}
+	a.st.Phase = "snapshot"
+	a.say("crs sync: phase 1: loading the snapshot of %s (%s) at offset %d", sh.Link.Name(), a.src.Describe(), sh.Start.Offset)
+	lo := a.opts.Load
+	lo.Quiet = a.opts.Quiet || a.opts.JSON
+	lo.Counter = &progress.Counter{}
+	// A cluster's masters hold different keys: the first load checks that
+	// the target is empty, the later ones add to it.
+	lo.Replace = lo.Replace || after
+	if err := load.Run(ctx, lo, sh.Snapshot, a.out); err != nil {
+		return fmt.Errorf("the snapshot of %s: %w", sh.Link.Name(), err)
+	}
+	a.st.Loaded = lo.Counter.Done()
+	return a.writeCheckpoint(ctx)
+}
+
+// controller runs the shards' appliers, shows their progress as one, and
+// cuts over.
+type controller struct {
+	opts      Options
+	src       Source
+	out       io.Writer
+	mode      string
+	began     time.Time
+	shards    []*applier
+	a         *applier // the first shard's, which speaks and checks for all
+	wasInSync bool
+	pausedMs  int64
+	phase     string
+}
+
+// run applies the links until one fails, ctx ends or a cutover completes.
+func (c *controller) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	for _, a := range c.shards {
+		a.st.Phase = "streaming"
+		g.Go(func() error { return a.stream(gctx) })
+	}
+	err := c.control(gctx)
+	cancel()
+	gerr := g.Wait()
+	switch {
+	case err == nil:
+		return nil // the cutover is done; the appliers were stopped
+	case gerr != nil && gctx.Err() != nil && ctx.Err() == nil:
+		return gerr
+	case gerr != nil && err == gctx.Err():
+		return gerr
+	}
+	return err
+}
+
+// control prints progress each tick and cuts over when asked, once every
+// link is in step.
+func (c *controller) control(ctx context.Context) error {
+	tick := time.NewTicker(c.opts.Every)
+	defer tick.Stop()
+	cutover := c.opts.Cutover
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.opts.CutoverNow:
+			c.a.say("crs sync: cutover asked for: it begins once the target is in step")
+			cutover = true
+		case <-tick.C:
+			st := c.stats()
+			c.a.showStats(st)
+			if st.InSync && !c.wasInSync {
+				c.wasInSync = true
+				c.a.say("crs sync: in sync: lag %d ms at offset %d (%d bytes on the wire), %.1fs after the start", st.LagMs, st.Offset, st.LagBytes, time.Since(c.began).Seconds())
+			}
+			if cutover && st.InSync {
+				return c.cutover(ctx)
+			}
+		}
+	}
+}
+
+// stats adds up the shards' progress.
+func (c *controller) stats() Stats {
+	st := Stats{Phase: "streaming", InSync: true, ByCommand: map[string]int64{}, Skipped: map[string]int64{}}
+	for _, a := range c.shards {
+		a.mu.Lock()
+		s := a.shown
+		a.mu.Unlock()
+		st.InSync = st.InSync && s.InSync
+		st.Loaded += s.Loaded
+		st.Applied += s.Applied
+		st.Transactions += s.Transactions
+		st.PerSecond += s.PerSecond
+		st.LagBytes += s.LagBytes
+		st.LagMs = max(st.LagMs, s.LagMs)
+		st.Offset, st.SourceOffset = s.Offset, s.SourceOffset
+		st.Resumed = st.Resumed || s.Resumed
+		for k, v := range s.ByCommand {
+			st.ByCommand[k] += v
+		}
+		for k, v := range s.Skipped {
+			st.Skipped[k] += v
+		}
+	}
+	if len(c.shards) > 1 {
+		st.Offset, st.SourceOffset = 0, 0
+	}
+	if c.phase != "" {
+		st.Phase = c.phase
+	}
+	st.PausedMs = c.pausedMs
+	st.Verified, st.Differences = c.a.st.Verified, c.a.st.Differences
+	return st
+}
+
+// publish keeps a copy of the applier's counts for the controller.
+func (a *applier) publish() {
+	s := a.st
+	s.ByCommand, s.Skipped = maps.Clone(a.st.ByCommand), maps.Clone(a.st.Skipped)
+	s.Offset = a.pos.Offset
+	a.mu.Lock()
+	a.shown = s
+	a.mu.Unlock()
+}
+
+// cutover pauses the source's writes, has each link applied up to its
+// master's offset at the pause, checks the target and removes the
+// positions. On failure it ends the pause, so the service goes on
+// writing to the source.
+func (c *controller) cutover(ctx context.Context) (err error) {
+	c.phase = "cutover"
+	pausedAt := time.Now()
+	offsets, err := c.src.PauseWrites(ctx, c.opts.Pause)
+	if err != nil {
+		return err
+	}
+	deadline := pausedAt.Add(c.opts.Pause)
+	defer func() {
+		if err != nil {
+			if uerr := c.src.Unpause(context.WithoutCancel(ctx)); uerr == nil {
+				err = fmt.Errorf("%w (the cutover ended the pause: the source takes writes again)", err)
+			}
+		}
+	}()
+	c.a.say("crs sync: cutover: the source's writes are paused (for %s at most); applying up to its offset %s", c.opts.Pause, describeOffsets(offsets))
+	for _, a := range c.shards {
+		a.reach <- offsets[a.srcKey]
+	}
+	timeout := time.NewTimer(time.Until(deadline))
+	defer timeout.Stop()
+	for _, a := range c.shards {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timeout.C:
+			return fmt.Errorf("the pause of %s ran out before the target caught up; give a longer --pause", c.opts.Pause)
+		case err := <-a.reached:
+			if err != nil {
+				return err
+			}
+		}
+	}
+	caughtUp := time.Since(pausedAt)
+	// One check for all: every key any link wrote.
+	for _, a := range c.shards[1:] {
+		c.a.many = c.a.many || a.many
+		if !c.a.many {
+			maps.Copy(c.a.changed, a.changed)
+		}
+	}
+	c.a.checkpoints = len(c.shards)
+	if err := c.a.check(ctx); err != nil {
+		return err
+	}
+	if c.opts.VerifyAll != nil {
+		if err := c.opts.VerifyAll(ctx); err != nil {
+			return err
+		}
+	}
+	for _, a := range c.shards {
+		if err := a.dropCheckpoint(ctx); err != nil {
+			return err
+		}
+	}
+	ready := time.Since(pausedAt)
+	if time.Now().After(deadline) {
+		return fmt.Errorf("the pause of %s ran out during the check (it took %s), so writes may have reached the source after it: give a longer --pause", c.opts.Pause, ready.Round(time.Millisecond))
+	}
+	c.pausedMs, c.phase = ready.Milliseconds(), "done"
+	c.a.say("crs sync: cutover done at offset %s: the target caught up %d ms after the pause began and was checked and ready after %d ms (%d keys changed during the sync compared, 0 differ; key counts equal); the source's writes stay paused until %s, %s after the pause began: point the clients at the target now",
+		describeOffsets(offsets), caughtUp.Milliseconds(), ready.Milliseconds(), c.a.st.Verified, deadline.Format("15:04:05.000"), c.opts.Pause)
+	return nil
+}
+
+// describeOffsets renders the offsets of one server ("123") or of a
+// cluster's masters ("a:1 123, b:2 456").
+func describeOffsets(offsets map[string]int64) string {
+	if len(offsets) == 1 {
+		for _, v := range offsets {
+			return fmt.Sprint(v)
+		}
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(offsets)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, offsets[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// catchUp applies the stream until the position reaches until.
+func (a *applier) catchUp(ctx context.Context, until int64, cmds <-chan *records.Command, errc <-chan error) error {
+	for a.pos.Offset < until {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case cmd, ok := <-cmds:
+			if err := a.received(ctx, cmd, ok, cmds, errc); err != nil {
+				return err
+			}
+		}
+	}
+	a.publish()
+	return nil
+}
+
+// finish prints the summary of all shards.
+func (c *controller) finish(err error) {
+	for _, a := range c.shards {
+		a.publish()
+	}
+	st := c.stats()
+	offsets := map[string]int64{}
+	for _, a := range c.shards {
+		offsets[a.srcKey] = a.pos.Offset
+	}
+	c.a.finishWith(st, Position{ReplID: c.a.pos.ReplID, Offset: st.Offset}, describeOffsets(offsets), err)
+}

@@ -75,9 +75,6 @@ func dumpCommand() *cli.Command {
 			if err := sel.into(&from); err != nil {
 				return err
 			}
-			if m := from.Select.Match; len(m) == 1 {
-				from.Scan.Match = m[0] // SCAN MATCH on the server does the work
-			}
 			if from.File == "" {
 				shareCores(from.Scan.Conn)
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -13,7 +14,8 @@ import (
 // verify of only what was moved.
 func TestSelection(t *testing.T) {
 	ctx := context.Background()
-	src := redistest.Start(t)
+	// Every command in the slow log, to see what SCAN was asked.
+	src := redistest.Start(t, "--slowlog-log-slower-than", "0", "--slowlog-max-len", "100000")
 	c := redistest.Client(t, src, 0)
 	for _, k := range []string{"client_keys:1", "client_keys:2", "client_keys:x", "other:1"} {
 		c.Set(ctx, k, "v", 0)
@@ -25,6 +27,22 @@ func TestSelection(t *testing.T) {
 	out, code := sh(t, dir, "crsdump --match 'client_keys:*' --exclude '*:x' --type string -u "+src.URL+" -o some.zst")
 	if code != 0 || !strings.Contains(out, "dumped 3 keys") {
 		t.Fatalf("dump: exit %d\n%s", code, out)
+	}
+	// One --match and one --type go to the server: SCAN … MATCH … TYPE.
+	var pushed bool
+	logs, _ := c.SlowLogGet(ctx, -1).Result()
+	for _, l := range logs {
+		args := strings.ToUpper(strings.Join(func() []string {
+			var a []string
+			for _, x := range l.Args {
+				a = append(a, fmt.Sprint(x))
+			}
+			return a
+		}(), " "))
+		pushed = pushed || (strings.HasPrefix(args, "SCAN ") && strings.Contains(args, "MATCH CLIENT_KEYS:*") && strings.Contains(args, "TYPE STRING"))
+	}
+	if !pushed {
+		t.Errorf("no SCAN with MATCH and TYPE among the %d commands the server ran", len(logs))
 	}
 	dst := redistest.Start(t)
 	if out, code := sh(t, dir, "crsload -u "+dst.URL+" some.zst"); code != 0 {

@@ -280,6 +280,14 @@ func server(ctx context.Context, spec Spec) (records.Source, error) {
 	}
 	rdbOpts := spec.RDB
 	rdbOpts.PartElems, rdbOpts.PartBytes = spec.Scan.PartElems, int(spec.Scan.PartBytes)
+	// The server does the work where it can: one --match is SCAN MATCH,
+	// one --type SCAN TYPE (the selection still checks every record).
+	if m := spec.Select.Match; len(m) == 1 && spec.Scan.Match == "" {
+		spec.Scan.Match = m[0]
+	}
+	if t := spec.Select.Types; len(t) == 1 && spec.Scan.Type == "" {
+		spec.Scan.Type = t[0]
+	}
 	switch {
 	case isCluster && spec.Snapshot:
 		return nil, fmt.Errorf("--snapshot of a cluster is not supported yet: dump it without --snapshot (every shard with SCAN)")

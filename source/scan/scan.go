@@ -29,6 +29,8 @@ type Options struct {
 	Conn redisconn.Options
 	// Match is a SCAN MATCH pattern; empty means every key.
 	Match string
+	// Type is a SCAN TYPE type name (Redis 6.0+); empty means every type.
+	Type string
 	// ScanCount is the COUNT hint given to SCAN, and so about how many
 	// keys go into one pipelined batch.
 	ScanCount int
@@ -96,7 +98,7 @@ func (s *Source) Dump(ctx context.Context, fw records.Writer, p *progress.Counte
 	if err != nil {
 		return st, err
 	}
-	if s.opts.Match == "" {
+	if s.opts.Match == "" && s.opts.Type == "" {
 		p.SetTotal(pr.Total)
 	}
 	if err := fw.WriteHeader(pr.Header); err != nil {
@@ -169,7 +171,7 @@ func (s *Source) Prepare(ctx context.Context, start time.Time) (*Prepared, error
 		}
 	}
 	var memory int64
-	if opts.Match == "" {
+	if opts.Match == "" && opts.Type == "" {
 		if memory, err = dataMemory(ctx, base, keyspace, total); err != nil {
 			return nil, err
 		}
@@ -354,7 +356,11 @@ func scanKeys(ctx context.Context, c *redis.Client, opts Options, d format.Datab
 	}
 	var cursor uint64
 	for {
-		keys, next, err := c.Scan(ctx, cursor, opts.Match, int64(max(opts.ScanCount, 1))).Result()
+		scan := c.Scan(ctx, cursor, opts.Match, int64(max(opts.ScanCount, 1)))
+		if opts.Type != "" {
+			scan = c.ScanType(ctx, cursor, opts.Match, int64(max(opts.ScanCount, 1)), opts.Type)
+		}
+		keys, next, err := scan.Result()
 		if err != nil {
 			return fmt.Errorf("db %d: scan: %w", d.DB, err)
 		}

@@ -124,4 +124,20 @@ func TestReshape(t *testing.T) {
 	if n, _ := redistest.Client(t, dst2, 0).DBSize(ctx).Result(); n != 0 {
 		t.Errorf("the refused load wrote %d keys", n)
 	}
+
+	// Into a cluster, a rename that takes a key out of its hash tag's
+	// slot is refused, naming it; one that keeps the tag loads.
+	c.Set(ctx, "{user1}:plan", "p", 0)
+	c.Set(ctx, "{user1}:quota", "q", 0)
+	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -n 0 -o tagged.zst"); code != 0 {
+		t.Fatalf("dump: exit %d\n%s", code, out)
+	}
+	cl := redistest.StartCluster(t, 3, 0, "")
+	out, code = sh(t, dir, "crsload --rename '{user1}:plan=user1:plan' -u "+cl.URL()+" tagged.zst")
+	if code != 4 || !strings.Contains(out, "1 keys with a hash tag would go to another slot") || !strings.Contains(out, `"{user1}:plan" → "user1:plan"`) {
+		t.Errorf("a rename out of the tag's slot: exit %d\n%s", code, out)
+	}
+	if out, code := sh(t, dir, "crsload --key-prefix app: -u "+cl.URL()+" tagged.zst"); code != 0 || clusterKeys(t, cl) != 5 {
+		t.Errorf("a prefix that keeps the tags: exit %d, %d keys\n%s", code, clusterKeys(t, cl), out)
+	}
 }

@@ -145,6 +145,9 @@ type Record struct {
 	// a key in one record, else 1, 2, 3, ... More is true on every part
 	// but the last. Only the first part carries ExpireAtMs.
 	Part int
+	// From is the key's name in its source, where a reshape (--rename,
+	// --key-prefix) gave it another; it is not written to a dump.
+	From string
 	More bool
 }
 

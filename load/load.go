@@ -193,6 +193,10 @@ var ErrTargetNotEmpty = errors.New("the target database is not empty")
 // one target database (as when --db merges two source databases).
 var ErrDuplicateKey = errors.New("key appears twice in the input")
 
+// ErrSlotMoved is wrapped when a rename would take keys with a hash tag
+// out of their tag's slot on a cluster target.
+var ErrSlotMoved = errors.New("a rename moves keys out of their hash tag's slot")
+
 // ErrTargetLacks is returned when the dump holds data the target has no
 // command to write, such as hash field expiries before Redis 7.4.
 var ErrTargetLacks = errors.New("the target cannot hold this data")

@@ -11,6 +11,7 @@ import (
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/keyset"
 	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/internal/slotmap"
 	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/target"
 )
@@ -265,7 +266,7 @@ func (n *need) add(rec *format.Record) {
 
 // scanNeeds reads the whole dump in and returns the problems of the data
 // the target has no command for.
-func scanNeeds(ctx context.Context, in records.Input, t serverInfo, opts Options) (_ []error, err error) {
+func scanNeeds(ctx context.Context, in records.Input, t serverInfo, cluster bool, opts Options) (_ []error, err error) {
 	r, err := in.Skim(ctx)
 	if err != nil {
 		return nil, err
@@ -283,8 +284,8 @@ func scanNeeds(ctx context.Context, in records.Input, t serverInfo, opts Options
 	modules := map[string]*need{}
 	var moduleOrder []*need
 	var seen *keyset.Seen
-	var collided []string
-	var collisions int64
+	var collided, tagMoved []string
+	var collisions, tagMoves int64
 	if opts.CheckCollisions {
 		seen = keyset.NewSeen(opts.SeenLimit, 0)
 		defer seen.Close()
@@ -298,6 +299,15 @@ func scanNeeds(ctx context.Context, in records.Input, t serverInfo, opts Options
 		if rec.Type == format.TypeFunction {
 			functions.add(rec)
 			return nil
+		}
+		if cluster && rec.From != "" && rec.Part <= 1 {
+			// Keys that share a hash tag share a slot, which multi-key
+			// commands on them need: a rename must keep it.
+			if _, tagged := slotmap.Tag(rec.From); tagged && slotmap.Slot(rec.From) != slotmap.Slot(rec.Key) {
+				if tagMoves++; len(tagMoved) < 10 {
+					tagMoved = append(tagMoved, fmt.Sprintf("%q → %q", rec.From, rec.Key))
+				}
+			}
 		}
 		if seen != nil && rec.Part <= 1 {
 			v, err := seen.Add(rec.DB, rec.Key, 0)
@@ -357,6 +367,9 @@ func scanNeeds(ctx context.Context, in records.Input, t serverInfo, opts Options
 		}
 	}
 	var problems []error
+	if tagMoves > 0 {
+		problems = append(problems, fmt.Errorf("%w: %d keys with a hash tag would go to another slot than their tag's (the keys that share their tag would no longer share a slot, which multi-key commands and transactions on them need): %s; keep the {tag} part in --rename", ErrSlotMoved, tagMoves, strings.Join(tagMoved, ", ")))
+	}
 	if collisions > 0 {
 		problems = append(problems, fmt.Errorf("%w: %d keys would be written twice, two source keys becoming one on the target (by --rename, --key-prefix or --db-map, or a dump that holds a key twice): %s", ErrDuplicateKey, collisions, strings.Join(collided, ", ")))
 	}

@@ -42,7 +42,7 @@ func TestScanNeeds(t *testing.T) {
 	} {
 		major, minor := redisconn.ParseVersion(tt.version)
 		tgt := serverInfo{Server: redisconn.Server{Version: tt.version, Engine: "redis", Major: major, Minor: minor}}
-		problems, err := scanNeeds(context.Background(), fileInput(path), tgt, NewOptions())
+		problems, err := scanNeeds(context.Background(), fileInput(path), tgt, false, NewOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -104,7 +104,7 @@ func TestScanNeedsModules(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tgt := serverInfo{Server: redisconn.Server{Version: "7.4.1", Engine: "redis", Major: 7, Minor: 4}, Caps: tt.caps}
 			tgt.FieldExpiry = true
-			problems, err := scanNeeds(context.Background(), fileInput(path), tgt, tt.opts)
+			problems, err := scanNeeds(context.Background(), fileInput(path), tgt, false, tt.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -151,7 +151,7 @@ func TestScanNeedsIDMP(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tgt := serverInfo{Server: redisconn.Server{Version: "8.0.6", Engine: "redis", Major: 8, Minor: 0}, Caps: redisconn.Caps{FieldExpiry: true, VectorSets: true, IDMP: tt.idmp, Modules: []string{}}}
-			problems, err := scanNeeds(context.Background(), fileInput(path), tgt, tt.opts)
+			problems, err := scanNeeds(context.Background(), fileInput(path), tgt, false, tt.opts)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -96,7 +96,7 @@ func preflightInput(ctx context.Context, opts Options, in records.Input, stderr 
 		if err := in.Replayable(); err != nil {
 			return hdr, ti, err
 		}
-		more, err := scanNeeds(ctx, in, ti.serverInfo, opts)
+		more, err := scanNeeds(ctx, in, ti.serverInfo, ti.cluster, opts)
 		if err != nil {
 			return hdr, ti, err
 		}

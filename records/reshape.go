@@ -131,6 +131,9 @@ func (s *reshaped) Read() (*format.Record, error) {
 	if err != nil || rec.Type == format.TypeFunction {
 		return rec, err
 	}
-	rec.Key, rec.DB = s.r.Key(rec.Key), s.r.DB(rec.DB)
+	if to := s.r.Key(rec.Key); to != rec.Key {
+		rec.From, rec.Key = rec.Key, to
+	}
+	rec.DB = s.r.DB(rec.DB)
 	return rec, nil
 }

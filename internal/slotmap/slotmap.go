@@ -24,12 +24,20 @@ const Slots = 16384
 // between the first "{" and the next "}", when not empty), else of all of
 // it, modulo 16384.
 func Slot(key string) int {
-	if i := strings.IndexByte(key, '{'); i >= 0 {
-		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
-			key = key[i+1 : i+1+j]
-		}
+	if tag, ok := Tag(key); ok {
+		key = tag
 	}
 	return int(crc16(key)) % Slots
+}
+
+// Tag returns key's hash tag, and whether it has one.
+func Tag(key string) (string, bool) {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			return key[i+1 : i+1+j], true
+		}
+	}
+	return "", false
 }
 
 // crc16 is CRC-16/XMODEM (polynomial 0x1021, initial 0), as the cluster

@@ -249,6 +249,7 @@ type selectFlags struct {
 	match, exclude, types, renames cli.StringSlice
 	dbs                            cli.IntSlice
 	dbMap, prefix                  string
+	maxKeyBytes                    int64
 }
 
 func (s *selectFlags) flags() []cli.Flag {
@@ -257,6 +258,7 @@ func (s *selectFlags) flags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "exclude", Usage: "leave out keys matching this glob `PATTERN` (repeatable)", Destination: &s.exclude},
 		&cli.StringSliceFlag{Name: "type", Usage: "only keys of this `TYPE` (string, list, set, zset, hash, stream, vectorset…; repeatable)", Destination: &s.types},
 		&cli.IntSliceFlag{Name: "from-db", Usage: "only keys of this source database `N` (repeatable)", Destination: &s.dbs},
+		&cli.Int64Flag{Name: "max-key-bytes", Usage: "leave out (naming and counting them) keys whose values take more than `N` bytes; a key read in parts is held until its size is known", Destination: &s.maxKeyBytes},
 		&cli.StringSliceFlag{Name: "rename", Usage: "rename keys: `FROM=TO`, a name or a glob with one '*' kept ('trial_*=free_*'); repeatable, the first match wins", Destination: &s.renames},
 		&cli.StringFlag{Name: "key-prefix", Usage: "put `PREFIX` before every key (after --rename)", Destination: &s.prefix},
 		&cli.StringFlag{Name: "db-map", Usage: "move source databases to others: `MAP` such as 1=0,2=3", Destination: &s.dbMap},
@@ -285,7 +287,7 @@ func (s *selectFlags) reshape() (records.Reshape, error) {
 
 // apply returns the selection the flags make, checked.
 func (s *selectFlags) apply() (records.Selection, error) {
-	sel := records.Selection{Match: s.match.Value(), Exclude: s.exclude.Value(), Types: s.types.Value(), DBs: s.dbs.Value()}
+	sel := records.Selection{Match: s.match.Value(), Exclude: s.exclude.Value(), Types: s.types.Value(), DBs: s.dbs.Value(), MaxKeyBytes: s.maxKeyBytes}
 	if err := sel.Check(); err != nil {
 		return sel, usageError{err}
 	}

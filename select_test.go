@@ -75,6 +75,18 @@ func TestSelection(t *testing.T) {
 			t.Errorf("stats %s: exit %d\n%s", from, code, out)
 		}
 	}
+	// Keys over --max-key-bytes are left out and named, a list read in
+	// parts too.
+	for i := 0; i < 10; i++ {
+		c.RPush(ctx, "client_keys:biglist", strings.Repeat("x", 100))
+	}
+	out, code = sh(t, dir, "crsdump --part-elems 2 --max-key-bytes 500 -u "+src.URL+" -o small.zst")
+	if code != 0 || !strings.Contains(out, `LEFT OUT as larger than --max-key-bytes: "client_keys:biglist" (db 0, list)`) {
+		t.Errorf("--max-key-bytes: exit %d\n%s", code, out)
+	}
+	if out, code := sh(t, dir, "crs stats small.zst"); code != 0 || strings.Contains(out, "list") {
+		t.Errorf("the dump holds a list: exit %d\n%s", code, out)
+	}
 	// A pattern the matcher refuses is a usage error.
 	if out, code := sh(t, dir, "crs stats --type function all.zst"); code != 2 {
 		t.Errorf("--type function: exit %d\n%s", code, out)

@@ -65,8 +65,8 @@ func syncCommand() *cli.Command {
 			if err := sel.into(&from); err != nil {
 				return err
 			}
-			if len(from.Select.Match)+len(from.Select.Exclude)+len(from.Select.Types)+len(from.Reshape.Renames) > 0 || from.Reshape.Prefix != "" {
-				return usageError{errors.New("crs sync selects and maps databases (--from-db, --db-map, -n) but not keys yet: --match, --exclude, --type, --rename and --key-prefix would have to be applied to every command of the stream")}
+			if len(from.Select.Match)+len(from.Select.Exclude)+len(from.Select.Types)+len(from.Reshape.Renames) > 0 || from.Reshape.Prefix != "" || from.Select.MaxKeyBytes > 0 {
+				return usageError{errors.New("crs sync selects and maps databases (--from-db, --db-map, -n) but not keys yet: --match, --exclude, --type, --max-key-bytes, --rename and --key-prefix would have to be applied to every command of the stream")}
 			}
 			if db, _ := opts.Load.Conn.SelectedDB(); db >= 0 && len(from.Reshape.DBMap) > 0 {
 				return usageError{errors.New("-n (every database into one) and --db-map (each database to its own) do not go together")}

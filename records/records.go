@@ -122,6 +122,7 @@ type Stats struct {
 	// --type, the databases) left out, UnselectedBy by reason.
 	Unselected   int64            `json:"left_out_unselected,omitempty"`
 	UnselectedBy map[string]int64 `json:"left_out_by,omitempty"`
+	TooBig       []string         `json:"left_out_too_big,omitempty"` // the first keys --max-key-bytes left out
 	// What an RDB file held that a server loading it would drop, or that
 	// no command can carry.
 	ExpiredFields  int64         `json:"skipped_expired_fields,omitempty"`    // hash fields whose expiry had passed
@@ -152,6 +153,7 @@ func (s *Stats) Add(o *Stats) {
 	s.Libraries += o.Libraries
 	s.InputBytes += o.InputBytes
 	s.Unselected += o.Unselected
+	s.TooBig = append(s.TooBig, o.TooBig...)
 	s.ExpiredFields += o.ExpiredFields
 	s.LengthMisses += o.LengthMisses
 	s.KeyMeta += o.KeyMeta
@@ -186,12 +188,18 @@ func (s *Stats) Notes() string {
 	var b strings.Builder
 	if s.Unselected > 0 {
 		var why []string
-		for _, k := range []string{"match", "exclude", "type", "database"} {
+		for _, k := range []string{"match", "exclude", "type", "database", "max-key-bytes"} {
 			if n := s.UnselectedBy[k]; n > 0 {
-				why = append(why, fmt.Sprintf("%d by --%s", n, map[string]string{"match": "match", "exclude": "exclude", "type": "type", "database": "from-db"}[k]))
+				why = append(why, fmt.Sprintf("%d by --%s", n, map[string]string{"match": "match", "exclude": "exclude", "type": "type", "database": "from-db", "max-key-bytes": "max-key-bytes"}[k]))
 			}
 		}
 		fmt.Fprintf(&b, "; left out %d keys the selection does not take (%s)", s.Unselected, strings.Join(why, ", "))
+		if len(s.TooBig) > 0 {
+			fmt.Fprintf(&b, "; LEFT OUT as larger than --max-key-bytes: %s", strings.Join(s.TooBig, ", "))
+			if n := s.UnselectedBy["max-key-bytes"]; n > int64(len(s.TooBig)) {
+				fmt.Fprintf(&b, " and %d more", n-int64(len(s.TooBig)))
+			}
+		}
 	}
 	if s.ExpiredFields > 0 {
 		fmt.Fprintf(&b, "; skipped %d hash fields already expired", s.ExpiredFields)

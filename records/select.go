@@ -18,11 +18,16 @@ type Selection struct {
 	Exclude []string
 	Types   []string // type names as TYPE answers them (string, hash, stream, vectorset, …)
 	DBs     []int
+	// MaxKeyBytes, above 0, leaves out keys larger than that: the bytes
+	// of their values (format.ApproxSize of their records, parts added
+	// up). A key in parts is held until its size is known, up to
+	// MaxKeyBytes.
+	MaxKeyBytes int64
 }
 
 // Empty reports whether s takes every key.
 func (s Selection) Empty() bool {
-	return len(s.Match) == 0 && len(s.Exclude) == 0 && len(s.Types) == 0 && len(s.DBs) == 0
+	return len(s.Match) == 0 && len(s.Exclude) == 0 && len(s.Types) == 0 && len(s.DBs) == 0 && s.MaxKeyBytes <= 0
 }
 
 // Check reports a type name that is none.
@@ -82,23 +87,47 @@ type selected struct {
 	byType  map[string]int64 // and by type
 	total   int64
 	records int64 // records left out
+	held    []*format.Record // the parts of a key whose size is not known yet
+	heldN   int64
+	ready   []*format.Record // parts taken, to return
+	big     []string         // the first keys left out for their size
 }
 
 func (r *selected) Read() (*format.Record, error) {
 	for {
+		if len(r.ready) > 0 {
+			rec := r.ready[0]
+			r.ready = r.ready[1:]
+			return rec, nil
+		}
 		rec, err := r.ReadCloser.Read()
 		if err != nil {
 			return rec, err
 		}
 		if rec.Part > 1 {
-			if r.skip {
+			switch {
+			case r.skip:
 				r.records++
-				continue
+			case r.held != nil:
+				r.hold(rec)
+			default:
+				return rec, nil
 			}
-			return rec, nil
+			continue
 		}
 		ok, why := r.s.Takes(rec)
 		r.skip = !ok && rec.More
+		if ok && r.s.MaxKeyBytes > 0 && rec.Type != format.TypeFunction {
+			if rec.More {
+				r.held, r.heldN = nil, 0
+				r.hold(rec)
+				continue
+			}
+			if int64(format.ApproxSize(rec)) > r.s.MaxKeyBytes {
+				r.tooBig(rec, 1)
+				continue
+			}
+		}
 		if ok {
 			return rec, nil
 		}
@@ -106,6 +135,34 @@ func (r *selected) Read() (*format.Record, error) {
 		r.byType[rec.Type]++
 		r.total++
 		r.records++
+	}
+}
+
+// hold keeps a part of a key in parts until the key's size is known:
+// over MaxKeyBytes, it is left out (and its later parts passed over);
+// whole within it, its parts are returned.
+func (r *selected) hold(rec *format.Record) {
+	r.held = append(r.held, rec)
+	r.heldN += int64(format.ApproxSize(rec))
+	switch {
+	case r.heldN > r.s.MaxKeyBytes:
+		r.tooBig(r.held[0], len(r.held))
+		r.skip = rec.More
+		r.held = nil
+	case !rec.More:
+		r.ready, r.held = r.held, nil
+	}
+}
+
+// tooBig counts key (its first record; n records read of it) as left out
+// for its size.
+func (r *selected) tooBig(first *format.Record, n int) {
+	r.out["max-key-bytes"]++
+	r.byType[first.Type]++
+	r.total++
+	r.records += int64(n)
+	if len(r.big) < 10 {
+		r.big = append(r.big, fmt.Sprintf("%q (db %d, %s)", first.Key, first.DB, first.Type))
 	}
 }
 
@@ -129,6 +186,7 @@ func (r *selected) Close() (Stats, error) {
 	for k, n := range r.out {
 		st.UnselectedBy[k] += n
 	}
+	st.TooBig = append(st.TooBig, r.big...)
 	return st, err
 }
 

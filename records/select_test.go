@@ -3,6 +3,7 @@ package records
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/crs-tool/crs/format"
@@ -68,5 +69,33 @@ func TestSelect(t *testing.T) {
 				t.Errorf("got %v (left out %d), %v %v; want %s, %d", got, st.Unselected, err, cerr, tt.want, tt.out)
 			}
 		})
+	}
+}
+
+// TestMaxKeyBytes: keys larger than the limit are left out whole, in one
+// record or in parts (held until the size is known), and named.
+func TestMaxKeyBytes(t *testing.T) {
+	big := strings.Repeat("x", 400)
+	recs := []*format.Record{
+		{Key: "small", Type: format.TypeString, Str: "v"},
+		{Key: "huge", Type: format.TypeString, Str: big},
+		{Key: "parts", Type: format.TypeList, Elems: []string{"1"}, Part: 1, More: true},
+		{Key: "parts", Type: format.TypeList, Elems: []string{big}, Part: 2, More: true},
+		{Key: "parts", Type: format.TypeList, Elems: []string{"3"}, Part: 3},
+		{Key: "fits", Type: format.TypeList, Elems: []string{"1"}, Part: 1, More: true},
+		{Key: "fits", Type: format.TypeList, Elems: []string{"2"}, Part: 2},
+	}
+	r := Select(Open(context.Background(), writeAll(recs...), nil), Selection{MaxKeyBytes: 300})
+	var got []string
+	err := Each(context.Background(), r, func(rec *format.Record) error {
+		got = append(got, fmt.Sprintf("%s/%d", rec.Key, rec.Part))
+		return nil
+	})
+	st, cerr := r.Close()
+	if err != nil || cerr != nil || fmt.Sprint(got) != "[small/0 fits/1 fits/2]" {
+		t.Fatalf("got %v, %v %v", got, err, cerr)
+	}
+	if st.Unselected != 2 || st.UnselectedBy["max-key-bytes"] != 2 || !strings.Contains(st.Notes(), `LEFT OUT as larger than --max-key-bytes: "huge" (db 0, string), "parts" (db 0, list)`) {
+		t.Errorf("left out %d %v: %s", st.Unselected, st.UnselectedBy, st.Notes())
 	}
 }

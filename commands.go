@@ -11,6 +11,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/crs-tool/crs/dump"
+	"github.com/crs-tool/crs/internal/backoff"
 	"github.com/crs-tool/crs/internal/keyset"
 	"github.com/crs-tool/crs/internal/memlimit"
 	"github.com/crs-tool/crs/internal/progress"
@@ -42,6 +43,7 @@ func dumpCommand() *cli.Command {
 	from.Stdin = os.Stdin
 	from.Scan.KeysKnown = memlimit.Set
 	var sel selectFlags
+	var maxCPU float64
 	return &cli.Command{
 		Name:         "dump",
 		Usage:        "write every key of a server as JSON lines, zstd-compressed, to stdout or -o FILE",
@@ -64,6 +66,7 @@ func dumpCommand() *cli.Command {
 			&cli.IntFlag{Name: "part-elems", Value: from.Scan.PartElems, Usage: "a key with more elements is read in windows and written in parts of this many", Destination: &from.Scan.PartElems},
 			&cli.Int64Flag{Name: "part-bytes", Value: from.Scan.PartBytes, Usage: "a key larger than this (estimated) is read in windows and written in parts of about this size", Destination: &from.Scan.PartBytes},
 			&cli.Float64Flag{Name: "rate", Usage: "read at most `N` keys a second (0: as fast as it goes), to spare a production server", Destination: &opts.Rate},
+			&cli.Float64Flag{Name: "max-server-cpu", Usage: "hold back while the source uses more than `PCT` percent of a core (INFO cpu, every client's load, measured over a second)", Destination: &maxCPU},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors", Destination: &opts.Quiet},
 			progressFlag(&opts.Progress),
 			&cli.BoolFlag{Name: "json", Usage: "print the summary as one JSON object (on stderr)", Destination: &opts.JSON},
@@ -77,6 +80,12 @@ func dumpCommand() *cli.Command {
 			}
 			if from.File == "" {
 				shareCores(from.Scan.Conn)
+				busy, err := backoff.Start(c.Context, from.Scan.Conn, maxCPU)
+				if err != nil {
+					return err
+				}
+				defer busy.Close()
+				opts.Busy = busy
 			}
 			in := pick.Open(from)
 			defer in.Close()
@@ -117,6 +126,7 @@ func loadCommand() *cli.Command {
 			&cli.DurationFlag{Name: "retry-for", Value: loadOpts.RetryFor, Usage: "keep reconnecting and resending this long after a lost connection", Destination: &loadOpts.RetryFor},
 			&cli.BoolFlag{Name: "resume", Usage: "continue a load of this file into this target that stopped (a lost target, ^C, OOM) from its checkpoint, skipping what it wrote", Destination: &loadOpts.Resume},
 			&cli.Float64Flag{Name: "rate", Usage: "send at most `N` commands a second, all writers together (0: as fast as it goes), to spare a production server", Destination: &loadOpts.Rate},
+			&cli.Float64Flag{Name: "max-server-cpu", Usage: "hold the writers back while the target uses more than `PCT` percent of a core (INFO cpu, every client's load, measured over a second)", Destination: &loadOpts.MaxServerCPU},
 			&cli.BoolFlag{Name: "ignore-memory", Usage: "load even when the target's maxmemory looks too small for the dump", Destination: &loadOpts.IgnoreMemory},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors", Destination: &loadOpts.Quiet},
 			progressFlag(&loadOpts.Progress),

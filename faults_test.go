@@ -345,3 +345,21 @@ func TestFailureSummaryCountsWrittenKeys(t *testing.T) {
 		t.Errorf("summary says %d keys written (ok %v), the target holds %d", v.Keys, v.OK, n)
 	}
 }
+
+// TestMaxServerCPU: a load held to a rate that keeps the target busier
+// than --max-server-cpu is held back, says so, and still loads every key.
+func TestMaxServerCPU(t *testing.T) {
+	src := redistest.Start(t)
+	fillMany(t, src, 20_000)
+	dir := t.TempDir()
+	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o d.zst"); code != 0 {
+		t.Fatalf("dump: exit %d\n%s", code, out)
+	}
+	dst := redistest.Start(t)
+	out, code := sh(t, dir, "crsload --rate 8000 --max-server-cpu 1 -u "+dst.URL+" d.zst")
+	if code != 0 || !strings.Contains(out, "while the server's CPU was over --max-server-cpu") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	assertNoDiff(t, src, dst)
+	t.Log(lineWith(out, "held back"))
+}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/backoff"
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/ratelimit"
 	"github.com/crs-tool/crs/internal/report"
@@ -42,6 +43,9 @@ type Options struct {
 	// (--rate): the source is held back through the records in flight,
 	// to spare a server in production.
 	Rate float64
+	// Busy, when not nil, holds the dump back while the source server is
+	// busier than --max-server-cpu.
+	Busy *backoff.Watch
 }
 
 // NewOptions returns the default options.
@@ -52,7 +56,9 @@ func NewOptions() Options {
 // Stats counts what a dump did.
 type Stats struct {
 	records.Stats
-	Bytes int64 `json:"json_bytes"` // uncompressed bytes of the dump
+	Bytes   int64   `json:"json_bytes"`                    // uncompressed bytes of the dump
+	HeldMs  int64   `json:"held_back_ms,omitempty"`        // time held back by --max-server-cpu
+	PeakCPU float64 `json:"server_cpu_peak_pct,omitempty"` // the source's highest CPU use measured, under --max-server-cpu
 }
 
 // ErrOptions is wrapped by errors about option values.
@@ -104,7 +110,12 @@ func Run(ctx context.Context, in records.Input, opts Options, stdout, stderr io.
 		stopProgress = progress.Show(stderr, opts.Progress, "crsdump", opts.Counter)
 	}
 	var st Stats
-	st.Stats, err = copyDump(ctx, in, format.NewWriter(raw), opts.Counter, ratelimit.New(opts.Rate))
+	limit := ratelimit.New(opts.Rate)
+	if opts.Busy != nil {
+		limit = ratelimit.WithGate(limit, opts.Busy)
+	}
+	st.Stats, err = copyDump(ctx, in, format.NewWriter(raw), opts.Counter, limit)
+	st.HeldMs, st.PeakCPU = opts.Busy.Held().Milliseconds(), opts.Busy.Peak()
 	stopProgress()
 	st.Bytes = raw.n
 	if enc != nil {
@@ -244,6 +255,7 @@ func summary(st Stats, outBytes int64, err error) string {
 		}
 	}
 	b.WriteString(st.Notes())
+	b.WriteString(report.HeldBack(st.HeldMs, st.PeakCPU))
 	if st.ShardsOf > 0 {
 		if st.Shards < st.ShardsOf {
 			fmt.Fprintf(&b, "; node-only: %d of %d shards", st.Shards, st.ShardsOf)

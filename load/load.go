@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/backoff"
 	"github.com/crs-tool/crs/internal/keyset"
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/ratelimit"
@@ -70,6 +71,9 @@ type Options struct {
 	// Rate, when above 0, is the most commands a second the load sends,
 	// all writers together (--rate), to spare a server in production.
 	Rate float64
+	// MaxServerCPU, when above 0, holds the writers back while the
+	// target uses more than that percent of a core (--max-server-cpu).
+	MaxServerCPU float64
 	// CheckCollisions reads the whole dump before writing to find two
 	// keys that are one on the target (a --rename or --db-map that merges
 	// them), refusing the load if there are.
@@ -147,6 +151,8 @@ type Stats struct {
 	DroppedIDMP      int64            `json:"dropped_stream_idmp"`            // streams loaded without their idempotent-producer state (--drop-stream-idmp)
 	Resumed          int64            `json:"resumed_skipped,omitempty"`      // records a resumed load skipped: written before it stopped
 	Retries          int64            `json:"retries"`                        // batches sent again after a lost connection
+	HeldMs           int64            `json:"held_back_ms,omitempty"`         // time held back by --max-server-cpu
+	PeakCPU          float64          `json:"server_cpu_peak_pct,omitempty"`  // the target's highest CPU use measured, under --max-server-cpu
 	Functions        int64            `json:"function_libraries"`             // function libraries loaded
 	SkippedFunctions int64            `json:"skipped_function_libraries"`     // function libraries left out (--skip-functions)
 	Redirects        int64            `json:"redirects"`                      // batches sent again to the node a cluster redirected them to
@@ -285,6 +291,15 @@ func Load(ctx context.Context, fr records.Reader, opts Options) (st Stats, err e
 	g, gctx := errgroup.WithContext(ctx)
 	f.inFlight = semaphore.NewWeighted(max(opts.MaxInFlight, 1))
 	limiter := ratelimit.New(opts.Rate)
+	busy, err := backoff.Start(ctx, tgt.Nodes()[0], opts.MaxServerCPU)
+	if err != nil {
+		return st, err
+	}
+	if busy != nil {
+		defer func() { st.HeldMs, st.PeakCPU = busy.Held().Milliseconds(), busy.Peak() }()
+		defer busy.Close()
+		limiter = ratelimit.WithGate(limiter, busy)
+	}
 	waitReplicas, err := sentinelReplicas(ctx, opts, bases)
 	if err != nil {
 		return st, err

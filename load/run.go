@@ -263,6 +263,7 @@ func summary(st Stats, err error) string {
 	if st.Retries > 0 {
 		fmt.Fprintf(&b, "; reconnected and resent %d times", st.Retries)
 	}
+	b.WriteString(report.HeldBack(st.HeldMs, st.PeakCPU))
 	if st.DroppedCount > 0 {
 		fmt.Fprintf(&b, "; DROPPED the counters of %d streams (--drop-stream-counters)", st.DroppedCount)
 	}

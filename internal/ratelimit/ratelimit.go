@@ -12,6 +12,7 @@ import (
 // Limiter allows Rate events a second on average, in bursts of at most a
 // tenth of a second's worth. A nil *Limiter allows everything.
 type Limiter struct {
+	gate   Gate
 	mu     sync.Mutex
 	rate   float64 // events a second
 	tokens float64
@@ -28,12 +29,36 @@ func New(rate float64) *Limiter {
 	return &Limiter{rate: rate, now: time.Now}
 }
 
+// Gate holds events back for another reason than the rate (a server
+// busier than a limit).
+type Gate interface {
+	Wait(ctx context.Context) error
+}
+
+// WithGate returns l (an unlimited limiter when l is nil) that also
+// waits for g before each event.
+func WithGate(l *Limiter, g Gate) *Limiter {
+	if l == nil {
+		l = &Limiter{now: time.Now}
+	}
+	l.gate = g
+	return l
+}
+
 // burst is the most events that go at once after a pause.
 func (l *Limiter) burst() float64 { return max(l.rate/10, 1) }
 
 // Wait blocks until n events fit in the rate, then takes them.
 func (l *Limiter) Wait(ctx context.Context, n int) error {
 	if l == nil || n <= 0 {
+		return nil
+	}
+	if l.gate != nil {
+		if err := l.gate.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	if l.rate <= 0 {
 		return nil
 	}
 	wait := l.reserve(n)

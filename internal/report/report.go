@@ -75,3 +75,12 @@ func KeysOnDisk(keys, bytes int64) string {
 	}
 	return fmt.Sprintf("; %d keys past the memory limit checked for repeats on disk (%s of temporary files)", keys, Bytes(bytes))
 }
+
+// HeldBack says, as a summary's clause, how long --max-server-cpu held a
+// tool back ("" when it was not given).
+func HeldBack(heldMs int64, peakPct float64) string {
+	if peakPct == 0 && heldMs == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; held back %.1fs while the server's CPU was over --max-server-cpu (its peak: %.0f%% of a core)", float64(heldMs)/1000, peakPct)
+}

@@ -204,6 +204,29 @@ func keyspaceBench(ctx context.Context, bin string, scale float64, keep string, 
 		return err
 	}
 
+	// A load unlimited and one under --max-server-cpu 50: the target's
+	// CPU use over each run (INFO cpu before and after).
+	cpuOf := func(flags string) (float64, measured, error) {
+		dst, err := redisserver.Start(ctx)
+		if err != nil {
+			return 0, measured{}, err
+		}
+		defer dst.Close()
+		dc := redis.NewClient(&redis.Options{Addr: dst.Addr, Protocol: 2})
+		defer dc.Close()
+		before := serverCPU(ctx, dc)
+		m, err := run(ctx, bin, fmt.Sprintf("crsload %s -u %s %s", flags, dst.URL, file))
+		return 100 * (serverCPU(ctx, dc) - before) / m.wall.Seconds(), m, err
+	}
+	freeCPU, _, err := cpuOf("-q")
+	if err != nil {
+		return err
+	}
+	heldCPU, hm, err := cpuOf("--max-server-cpu 50")
+	if err != nil {
+		return err
+	}
+
 	size := func(f string) int64 { fi, _ := os.Stat(f); return fi.Size() }
 	mib := func(n int64) float64 { return float64(n) / (1 << 20) }
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -251,6 +274,7 @@ func keyspaceBench(ctx context.Context, bin string, scale float64, keep string, 
 	got := float64(keys) / rd.wall.Seconds()
 	fmt.Printf("crsdump --rate %.0f: %.0f keys/s, %.3f of the rate (target within 10%%: %s)\n", dumpRate, got, got/dumpRate, verdict(got >= dumpRate*0.9 && got <= dumpRate*1.1))
 	fmt.Printf("crsload --rate %.0f (commands a second): %.2fs against %.2fs unlimited (at least twice as long expected)\n", loadRate, rl.wall.Seconds(), l.wall.Seconds())
+	fmt.Printf("crsload --max-server-cpu 50: the target used %.0f%% of a core over the load (unlimited: %.0f%%), in %.2fs (target at most 55%%: %s)%s\n", heldCPU, freeCPU, hm.wall.Seconds(), verdict(heldCPU <= 55), lineOf(hm.out, "held back"))
 	if lkeys != keys || pkeys != keys {
 		return fmt.Errorf("keys loaded: crsload %d, redis-cli --pipe %d, source %d", lkeys, pkeys, keys)
 	}
@@ -355,4 +379,22 @@ func serverLoadTime(ctx context.Context, rdbFile string) (time.Duration, error) 
 		return 0, err
 	}
 	return time.Duration(secs * float64(time.Second)), nil
+}
+
+// serverCPU is the CPU time a server has used, in seconds.
+func serverCPU(ctx context.Context, c *redis.Client) float64 {
+	info, _ := c.Info(ctx, "cpu").Result()
+	sys, _ := strconv.ParseFloat(infoField(info, "used_cpu_sys"), 64)
+	user, _ := strconv.ParseFloat(infoField(info, "used_cpu_user"), 64)
+	return sys + user
+}
+
+// lineOf returns "; " and the clause of out's summary that holds s.
+func lineOf(out, s string) string {
+	for _, part := range strings.Split(out, "; ") {
+		if strings.Contains(part, s) {
+			return "; " + strings.TrimSpace(part)
+		}
+	}
+	return ""
 }

@@ -86,7 +86,7 @@ type selected struct {
 	out     map[string]int64 // keys left out by reason
 	byType  map[string]int64 // and by type
 	total   int64
-	records int64 // records left out
+	records int64            // records left out
 	held    []*format.Record // the parts of a key whose size is not known yet
 	heldN   int64
 	ready   []*format.Record // parts taken, to return

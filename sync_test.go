@@ -437,3 +437,67 @@ func TestSyncClusterResumes(t *testing.T) {
 	assertClustersSynced(t, dir, c3.URL(), dst.URL, clusterKeys(t, c3), n, redistest.Client(t, dst, 0), w)
 	t.Log(lineWith(out, "crs sync: done"))
 }
+
+// TestSyncSelection syncs only some keys under new names while a writer
+// writes those and others: the target holds the chosen keys, renamed,
+// equal to the source's; a command that writes chosen and other keys at
+// once stops the sync, naming it.
+func TestSyncSelection(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	for _, mode := range []string{"replication", "notify"} {
+		src := redistest.Start(t)
+		c := redistest.Client(t, src, 0)
+		for i := 0; i < 200; i++ {
+			c.Set(ctx, fmt.Sprintf("app:%d", i), i, 0)
+			c.Set(ctx, fmt.Sprintf("other:%d", i), i, 0)
+		}
+		dst := redistest.Start(t)
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c.Incr(ctx, fmt.Sprintf("app:%d", i%300))
+				c.Incr(ctx, fmt.Sprintf("other:%d", i%300))
+				c.RPush(ctx, "app:list", i)
+			}
+		}()
+		flags := " --match 'app:*' --key-prefix new:"
+		out, code := sh(t, dir, "crs sync --mode "+mode+" --cutover --pause 30s"+flags+" --source "+src.URL+" -u "+dst.URL)
+		if code != 0 || !strings.Contains(out, "cutover done") {
+			close(stop)
+			t.Fatalf("%s: exit %d\n%s", mode, code, out)
+		}
+		if out, code := sh(t, dir, "crs verify"+flags+" --source "+src.URL+" --target "+dst.URL); code != 0 || !strings.Contains(out, " 0 differences") {
+			t.Errorf("%s: verify: exit %d\n%s", mode, code, out)
+		}
+		keys, _ := redistest.Keys(ctx, redistest.Client(t, dst, 0))
+		for _, k := range keys {
+			if !strings.HasPrefix(k, "new:app:") {
+				t.Errorf("%s: the target holds %q", mode, k)
+				break
+			}
+		}
+		c.Do(ctx, "CLIENT", "UNPAUSE")
+		close(stop)
+		<-done
+		t.Logf("%s: %d keys on the target; %s", mode, len(keys), lineWith(out, "crs sync: done"))
+	}
+	// A command on a chosen key and another at once cannot be split.
+	src := redistest.Start(t)
+	c := redistest.Client(t, src, 0)
+	c.Set(ctx, "app:1", 1, 0)
+	cmd, output := start(t, dir, "crs sync --match 'app:*' --source "+src.URL+" -u "+redistest.Start(t).URL)
+	redistest.WaitFor(t, "the stream phase", func() bool { return strings.Contains(output(), "phase 2") })
+	c.MSet(ctx, "app:2", 2, "other:2", 2)
+	err := cmd.Wait()
+	if code := exitCodeOf(err); code != 4 || !strings.Contains(output(), "MSET writes keys the selection takes and keys it does not") {
+		t.Errorf("a split command: exit %d\n%s", code, output())
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/crs-tool/crs/internal/memlimit"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/livesync"
+	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/source/pick"
 	"github.com/crs-tool/crs/source/repl"
 	"github.com/crs-tool/crs/target"
@@ -65,13 +66,16 @@ func syncCommand() *cli.Command {
 			if err := sel.into(&from); err != nil {
 				return err
 			}
-			if len(from.Select.Match)+len(from.Select.Exclude)+len(from.Select.Types)+len(from.Reshape.Renames) > 0 || from.Reshape.Prefix != "" || from.Select.MaxKeyBytes > 0 {
-				return usageError{errors.New("crs sync selects and maps databases (--from-db, --db-map, -n) but not keys yet: --match, --exclude, --type, --max-key-bytes, --rename and --key-prefix would have to be applied to every command of the stream")}
+			if len(from.Select.Types) > 0 || from.Select.MaxKeyBytes > 0 {
+				return usageError{errors.New("crs sync chooses keys by name (--match, --exclude) and database (--from-db), not by --type or --max-key-bytes, which a command of the stream does not tell")}
 			}
 			if db, _ := opts.Load.Conn.SelectedDB(); db >= 0 && len(from.Reshape.DBMap) > 0 {
 				return usageError{errors.New("-n (every database into one) and --db-map (each database to its own) do not go together")}
 			}
 			opts.DBMap, opts.DBs = from.Reshape.DBMap, from.Select.DBs
+			opts.Match, opts.Exclude = from.Select.Match, from.Select.Exclude
+			opts.Reshape = records.Reshape{Renames: from.Reshape.Renames, Prefix: from.Reshape.Prefix}
+			opts.Load.CheckCollisions = !from.Reshape.Empty()
 			opts.Load.SkipUnsupported = opts.SkipUnsupported
 			opts.Load.Replace = replace
 			cut := make(chan struct{}, 1)
@@ -91,7 +95,7 @@ func syncCommand() *cli.Command {
 				opts.VerifyAll = func(ctx context.Context) error {
 					spec := pick.NewSpec()
 					spec.Scan.Conn = src
-					spec.Select.DBs, spec.Reshape.DBMap = opts.DBs, opts.DBMap
+					spec.Select, spec.Reshape = from.Select, from.Reshape
 					in := pick.Open(spec)
 					defer in.Close()
 					vo := verify.NewOptions()

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/resp"
 	"github.com/crs-tool/crs/records"
@@ -210,9 +211,22 @@ func (a *applier) plan(ctx context.Context, batch []*records.Command) (apply []b
 			}
 			return nil, nil, 0, fmt.Errorf("%w at offset %d of %s: %s %q: %s; the target holds everything before it (crs sync --skip-unsupported skips and counts such commands)", ErrStopped, cmd.Offset+1, a.link.Name(), ci.name, firstKey(cmd), why)
 		}
-		keys, err := a.remember(ctx, cmd, ci)
+		keys, at, err := a.keysOf(ctx, cmd, ci)
 		if err != nil {
 			return nil, nil, 0, err
+		}
+		sel, err := a.selectKeys(cmd, ci, keys, at)
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		if sel == nil {
+			a.st.NotSelected++
+			continue
+		}
+		a.remember(cmd, keys)
+		batch[i] = sel
+		for j, k := range keys {
+			keys[j] = a.opts.Reshape.Key(k)
 		}
 		if a.t.cluster {
 			if len(keys) == 0 {
@@ -359,10 +373,10 @@ func firstKey(cmd *records.Command) string {
 	return ""
 }
 
-// remember notes the keys cmd writes, for the cutover's check, and
-// returns them.
-func (a *applier) remember(ctx context.Context, cmd *records.Command, ci *cmdInfo) ([]string, error) {
-	var keys []string
+// keysOf returns the keys cmd writes, and where they are among its
+// arguments (nil for a command whose keys' places depend on its
+// arguments: the target says which they are).
+func (a *applier) keysOf(ctx context.Context, cmd *records.Command, ci *cmdInfo) (keys []string, at []int, err error) {
 	switch {
 	case ci.movable:
 		// Where the keys are depends on the arguments: the target says.
@@ -377,9 +391,7 @@ func (a *applier) remember(ctx context.Context, cmd *records.Command, ci *cmdInf
 			}
 			return nil
 		})
-		if err != nil {
-			return nil, err
-		}
+		return keys, nil, err
 	case ci.first > 0:
 		last := ci.last
 		if last < 0 {
@@ -387,9 +399,15 @@ func (a *applier) remember(ctx context.Context, cmd *records.Command, ci *cmdInf
 		}
 		step := max(ci.step, 1)
 		for i := ci.first; i <= last && i < len(cmd.Args); i += step {
-			keys = append(keys, cmd.Args[i])
+			keys, at = append(keys, cmd.Args[i]), append(at, i)
 		}
 	}
+	return keys, at, nil
+}
+
+// remember notes keys of cmd's database as changed, for the cutover's
+// check.
+func (a *applier) remember(cmd *records.Command, keys []string) {
 	if !a.many {
 		for _, k := range keys {
 			a.changed[dbKey{cmd.DB, k}] = struct{}{}
@@ -398,7 +416,53 @@ func (a *applier) remember(ctx context.Context, cmd *records.Command, ci *cmdInf
 			a.many, a.changed = true, nil
 		}
 	}
-	return keys, nil
+}
+
+// selectsKeys reports whether the sync takes only some keys (--match,
+// --exclude).
+func (a *applier) selectsKeys() bool { return len(a.opts.Match)+len(a.opts.Exclude) > 0 }
+
+// takes reports whether the selection takes key.
+func (a *applier) takes(key string) bool {
+	ok, _ := records.Selection{Match: a.opts.Match, Exclude: a.opts.Exclude}.Takes(&format.Record{Key: key})
+	return ok
+}
+
+// renames reports whether keys get other names (--rename, --key-prefix).
+func (a *applier) renames() bool {
+	return len(a.opts.Reshape.Renames) > 0 || a.opts.Reshape.Prefix != ""
+}
+
+// selectKeys applies the selection and the renames to cmd, whose keys are
+// at at: it returns the command to apply (nil: none of its keys is
+// taken), or an error for one that cannot be split or renamed.
+func (a *applier) selectKeys(cmd *records.Command, ci *cmdInfo, keys []string, at []int) (*records.Command, error) {
+	if a.selectsKeys() {
+		n := 0
+		for _, k := range keys {
+			if a.takes(k) {
+				n++
+			}
+		}
+		switch {
+		case n == 0 && len(keys) > 0:
+			return nil, nil
+		case n < len(keys):
+			return nil, fmt.Errorf("%w at offset %d of %s: %s writes keys the selection takes and keys it does not (%q among them), which one command cannot be split into", ErrStopped, cmd.Offset+1, a.link.Name(), ci.name, keys)
+		}
+	}
+	if !a.renames() || len(keys) == 0 {
+		return cmd, nil
+	}
+	if at == nil {
+		return nil, fmt.Errorf("%w at offset %d of %s: %s has its keys where its arguments say, which a rename cannot rewrite", ErrStopped, cmd.Offset+1, a.link.Name(), ci.name)
+	}
+	out := *cmd
+	out.Args = slices.Clone(cmd.Args)
+	for _, i := range at {
+		out.Args[i] = a.opts.Reshape.Key(out.Args[i])
+	}
+	return &out, nil
 }
 
 // checkpointFields are the HSET arguments that record pos.

@@ -17,41 +17,13 @@ import (
 
 // check compares the target with the source while the source's writes
 // are paused: key counts per database, and every key the stream wrote.
-func (a *applier) check(ctx context.Context) error {
-	want, err := a.src.KeyCounts(ctx)
-	if err != nil {
-		return err
-	}
-	mapped := map[int]int64{}
-	for db, n := range want {
-		if to, ok := a.mapDB(db); ok {
-			mapped[to] += n
-		}
-	}
-	got, err := a.t.keyCounts(ctx)
-	if err != nil {
-		return err
-	}
-	if a.checkpointed() {
-		got[0] -= int64(max(a.checkpoints, 1)) // the positions
-	}
+func (a *applier) check(ctx context.Context) (err error) {
 	var diffs []string
-	for db := range union(mapped, got) {
-		if mapped[db] == got[db] {
-			continue
-		}
-		// The counts hold keys whose expiry has passed and that a server
-		// has not deleted yet (a paused source deletes none): counted
-		// with SCAN, which skips them, the two may still agree.
-		srcN, tgtN, err := a.liveCounts(ctx, db)
-		if err != nil {
-			return err
-		}
-		if srcN != tgtN {
-			diffs = append(diffs, fmt.Sprintf("database %d holds %d keys on the target and %d on the source (%d and %d by INFO keyspace)", db, tgtN, srcN, got[db], mapped[db]))
-		}
+	if a.selectsKeys() {
+		a.say("crs sync: a selection of keys is in effect: the check compares the keys changed during the sync, not the key counts (--verify compares every key selected)")
+	} else if diffs, err = a.checkCounts(ctx); err != nil {
+		return err
 	}
-	sort.Strings(diffs)
 	n, kdiffs, err := a.checkChanged(ctx)
 	a.st.Verified = n
 	if err != nil {
@@ -66,6 +38,45 @@ func (a *applier) check(ctx context.Context) error {
 		a.say("crs sync: more than %d keys changed during the sync: the check compared key counts only (--verify compares every key)", maxChanged)
 	}
 	return nil
+}
+
+// checkCounts compares the key counts of each database.
+func (a *applier) checkCounts(ctx context.Context) ([]string, error) {
+	want, err := a.src.KeyCounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	mapped := map[int]int64{}
+	for db, n := range want {
+		if to, ok := a.mapDB(db); ok {
+			mapped[to] += n
+		}
+	}
+	got, err := a.t.keyCounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if a.checkpointed() {
+		got[0] -= int64(max(a.checkpoints, 1)) // the positions
+	}
+	var diffs []string
+	for db := range union(mapped, got) {
+		if mapped[db] == got[db] {
+			continue
+		}
+		// The counts hold keys whose expiry has passed and that a server
+		// has not deleted yet (a paused source deletes none): counted
+		// with SCAN, which skips them, the two may still agree.
+		srcN, tgtN, err := a.liveCounts(ctx, db)
+		if err != nil {
+			return nil, err
+		}
+		if srcN != tgtN {
+			diffs = append(diffs, fmt.Sprintf("database %d holds %d keys on the target and %d on the source (%d and %d by INFO keyspace)", db, tgtN, srcN, got[db], mapped[db]))
+		}
+	}
+	sort.Strings(diffs)
+	return diffs, nil
 }
 
 func union(a, b map[int]int64) map[int]bool {
@@ -131,7 +142,14 @@ func (a *applier) checkChanged(ctx context.Context) (int64, []string, error) {
 			if err != nil {
 				return n, diffs, err
 			}
-			got, err := a.t.dumps(ctx, to, part)
+			names := part
+			if a.renames() {
+				names = make([]string, len(part))
+				for i, k := range part {
+					names[i] = a.opts.Reshape.Key(k)
+				}
+			}
+			got, err := a.t.dumps(ctx, to, names)
 			if err != nil {
 				return n, diffs, err
 			}
@@ -141,12 +159,12 @@ func (a *applier) checkChanged(ctx context.Context) (int64, []string, error) {
 				switch {
 				case w.Payload == nil && g.Payload == nil:
 				case w.Payload == nil:
-					diffs = append(diffs, fmt.Sprintf("key %q of database %d is gone from the source and still on the target", k, to))
+					diffs = append(diffs, fmt.Sprintf("key %q of database %d is gone from the source and still on the target", names[i], to))
 				case g.Payload == nil:
-					diffs = append(diffs, fmt.Sprintf("key %q of database %d is missing on the target", k, to))
+					diffs = append(diffs, fmt.Sprintf("key %q of database %d is missing on the target", names[i], to))
 				case bytes.Equal(w.Payload, g.Payload) && absDiff(w.ExpireAtMs, g.ExpireAtMs) <= 1000 && (w.ExpireAtMs == 0) == (g.ExpireAtMs == 0):
 				default:
-					err := rdb.DecodePayload(w.Payload, to, k, a.parts(), func(r *format.Record) error {
+					err := rdb.DecodePayload(w.Payload, to, names[i], a.parts(), func(r *format.Record) error {
 						r.ExpireAtMs = w.ExpireAtMs
 						differ = append(differ, r)
 						return nil

@@ -90,6 +90,10 @@ type Options struct {
 	DBMap map[int]int
 	// DBs, when not empty, are the only source databases synced.
 	DBs []int
+	// Match and Exclude choose the keys synced (Redis globs); Reshape's
+	// Renames and Prefix rename them.
+	Match, Exclude []string
+	Reshape        records.Reshape
 	// Cutover cuts over once the target is in step; CutoverNow, when a
 	// value arrives, cuts over (a signal to a running sync).
 	Cutover    bool
@@ -136,6 +140,7 @@ type Stats struct {
 	Applied      int64            `json:"commands_applied"`
 	ByCommand    map[string]int64 `json:"commands"`
 	Skipped      map[string]int64 `json:"skipped_unsupported,omitempty"`
+	NotSelected  int64            `json:"commands_not_selected,omitempty"`
 	Offset       int64            `json:"offset"`
 	SourceOffset int64            `json:"source_offset"`
 	LagBytes     int64            `json:"lag_bytes"`

@@ -185,7 +185,7 @@ const notifyInStep = 10_000
 func (a *applier) reread(ctx context.Context, keys map[dbKey]struct{}) error {
 	byDB := map[int][]string{}
 	for k := range keys {
-		if _, ok := a.mapDB(k.db); ok {
+		if _, ok := a.mapDB(k.db); ok && (!a.selectsKeys() || a.takes(k.key)) {
 			byDB[k.db] = append(byDB[k.db], k.key)
 			if !a.many {
 				a.changed[k] = struct{}{}
@@ -209,11 +209,12 @@ func (a *applier) reread(ctx context.Context, keys map[dbKey]struct{}) error {
 			var recs []*format.Record
 			var gone []string
 			for i, dump := range dumps {
+				name := a.opts.Reshape.Key(part[i])
 				if dump.Payload == nil {
-					gone = append(gone, part[i])
+					gone = append(gone, name)
 					continue
 				}
-				err := rdb.DecodePayload(dump.Payload, to, part[i], a.parts(), func(r *format.Record) error {
+				err := rdb.DecodePayload(dump.Payload, to, name, a.parts(), func(r *format.Record) error {
 					r.ExpireAtMs = dump.ExpireAtMs
 					recs = append(recs, r)
 					return nil

@@ -282,6 +282,9 @@ func (a *applier) finishWith(st Stats, pos Position, where string, err error) {
 	if skipped > 0 {
 		fmt.Fprintf(&b, "; SKIPPED %d commands the target lacks (--skip-unsupported)%s", skipped, report.TypeCounts(st.Skipped))
 	}
+	if st.NotSelected > 0 {
+		fmt.Fprintf(&b, "; left out %d commands on keys the selection does not take", st.NotSelected)
+	}
 	if err != nil && a.notify {
 		b.WriteString("; a sync by notifications cannot continue where it stopped: crs sync --replace starts over")
 	}

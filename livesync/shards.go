@@ -170,6 +170,7 @@ func (c *controller) stats() Stats {
 		st.Loaded += s.Loaded
 		st.Applied += s.Applied
 		st.Transactions += s.Transactions
+		st.NotSelected += s.NotSelected
 		st.PerSecond += s.PerSecond
 		st.LagBytes += s.LagBytes
 		st.LagMs = max(st.LagMs, s.LagMs)

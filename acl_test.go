@@ -35,6 +35,15 @@ var leastPrivilege = []struct {
 		}},
 	{"crs stats", []string{"~*", "+@read", "+info", "+function|list", "+multi", "+exec", "+watch"},
 		func(src, _ *redisserver.Server, u string) string { return "crs stats -u redis://" + u + "@" + src.Addr }},
+	// crs sync: the rules of its source's user (the target's is crsload's).
+	{"crs sync --mode replication", []string{"+info", "+psync", "+replconf", "+client|pause", "+multi", "+exec"},
+		func(src, dst *redisserver.Server, u string) string {
+			return "crs sync -q --mode replication --cutover --pause 5s --source redis://" + u + "@" + src.Addr + " -u " + dst.URL
+		}},
+	{"crs sync --mode notify", []string{"~*", "&*", "+@read", "+info", "+function|list", "+multi", "+exec", "+watch", "+psubscribe", "+config|get", "+config|set", "+ping"},
+		func(src, dst *redisserver.Server, u string) string {
+			return "crs sync -q --mode notify --cutover --pause 5s --source redis://" + u + "@" + src.Addr + " -u " + dst.URL
+		}},
 }
 
 // TestLeastPrivilege runs each command as an ACL user with exactly the

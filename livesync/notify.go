@@ -53,7 +53,7 @@ func RunNotify(ctx context.Context, opts Options, copy records.Input, src Source
 	if err := a.probeTarget(ctx); err != nil {
 		return err
 	}
-	d := &dirtySet{keys: map[dbKey]struct{}{}, barrier: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
+	d := &dirtySet{keys: map[dbKey]struct{}{}, barrier: make(chan struct{}, 1), wake: make(chan struct{}, 1), ended: make(chan struct{})}
 	go d.collect(sub)
 	a.st.Phase = "copy"
 	a.say("crs sync: phase 1: copying every key of %s with SCAN, while its keyspace notifications say what changes meanwhile", src.Describe())
@@ -80,6 +80,7 @@ type dirtySet struct {
 	err     error
 	barrier chan struct{}
 	wake    chan struct{}
+	ended   chan struct{} // closed when the subscription has ended
 }
 
 // collect adds every notified key, until the subscription ends.
@@ -106,6 +107,7 @@ func (d *dirtySet) collect(sub Notifications) {
 		default:
 		}
 		if err != nil {
+			close(d.ended)
 			return
 		}
 	}
@@ -282,6 +284,7 @@ func (a *applier) notifyCutover(ctx context.Context, d *dirtySet, sub Notificati
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-d.barrier:
+	case <-d.ended:
 	}
 	keys, _, err := d.take()
 	if err != nil {

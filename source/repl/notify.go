@@ -176,6 +176,9 @@ func (n *nodeSub) next() (Event, error) {
 		if err != nil {
 			return Event{}, fmt.Errorf("the subscription to the keyspace notifications of %s ended, so notifications may have been lost: %w", n.addr, err)
 		}
+		if v.Kind == resp.KindError {
+			return Event{}, fmt.Errorf("the subscription to the keyspace notifications of %s: %w", n.addr, resp.ServerError(v.Str))
+		}
 		if v.Kind == resp.KindArray && len(v.Array) == 2 && v.Array[0].Str == "pong" {
 			return Event{Barrier: true}, nil
 		}

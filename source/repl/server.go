@@ -199,12 +199,20 @@ func (s *Server) PauseWrites(ctx context.Context, d time.Duration) (map[string]i
 	offsets := map[string]int64{}
 	err := s.eachNamed(func(name string, c *redis.Client) error {
 		var info *redis.StringCmd
+		var pause *redis.Cmd
 		_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.Do(ctx, "CLIENT", "PAUSE", d.Milliseconds(), "WRITE")
+			pause = p.Do(ctx, "CLIENT", "PAUSE", d.Milliseconds(), "WRITE")
 			info = p.Info(ctx, "replication")
 			return nil
 		})
 		if err != nil {
+			// The refusal of a queued command says more than EXECABORT.
+			for _, cmd := range []redis.Cmder{pause, info} {
+				if cerr := cmd.Err(); cerr != nil && !strings.HasPrefix(cerr.Error(), "EXECABORT") {
+					err = cerr
+					break
+				}
+			}
 			return fmt.Errorf("source: client pause: %w", err)
 		}
 		offsets[name], err = strconv.ParseInt(redisconn.InfoFields(info.Val())["master_repl_offset"], 10, 64)

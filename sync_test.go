@@ -327,10 +327,20 @@ func TestSyncNotifyRefusals(t *testing.T) {
 	}
 	assertNoDiff(t, src, dst)
 
+	// A managed service: CONFIG refused. With the notifications off, the
+	// probe keys bring none and the sync is refused naming the setting;
+	// with them on (the service's parameter group), it runs.
 	noConfig := noReplication(t, "--rename-command", "CONFIG", "")
-	if out, code := sh(t, dir, "crs sync --source "+noConfig.URL+" -u "+redistest.Start(t).URL); code != 4 || !strings.Contains(out, "parameter group") {
+	if out, code := sh(t, dir, "crs sync --source "+noConfig.URL+" -u "+redistest.Start(t).URL); code != 4 || !strings.Contains(out, "parameter group") || !strings.Contains(out, "brought no set notification") {
 		t.Errorf("CONFIG renamed away: exit %d\n%s", code, out)
 	}
+	managed := noReplication(t, "--rename-command", "CONFIG", "", "--notify-keyspace-events", "KEA")
+	fillMany(t, managed, 300)
+	dst2 := redistest.Start(t)
+	if out, code := sh(t, dir, "crs sync --cutover --source "+managed.URL+" -u "+dst2.URL); code != 0 || !strings.Contains(out, "probe keys") {
+		t.Errorf("CONFIG refused, notifications on: exit %d\n%s", code, out)
+	}
+	assertNoDiff(t, managed, dst2)
 
 	cut := noReplication(t)
 	fillMany(t, cut, 500)

@@ -206,7 +206,10 @@ func runSync(ctx context.Context, opts livesync.Options, src redisconn.Options, 
 // are off (and back at the end), subscribes, and copies with SCAN.
 func runNotify(ctx context.Context, opts livesync.Options, src redisconn.Options, server *repl.Server, from pick.Spec, replace bool) error {
 	restore, said, err := server.EnsureNotifications(ctx)
-	if err != nil {
+	probe := errors.Is(err, repl.ErrNoConfig)
+	if probe {
+		said = "CONFIG is refused, so crs writes probe keys to see that the source publishes every keyspace notification it needs"
+	} else if err != nil {
 		return err
 	}
 	if restore != nil {
@@ -235,6 +238,12 @@ func runNotify(ctx context.Context, opts livesync.Options, src redisconn.Options
 	sub, err := repl.Subscribe(ctx, nodes...)
 	if err != nil {
 		return err
+	}
+	if probe {
+		if err := server.ProbeNotifications(ctx, sub, 10*time.Second); err != nil {
+			sub.Close()
+			return err
+		}
 	}
 	// A key that changes while SCAN reads it in parts is notified, and
 	// read again after the copy.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -20,6 +21,10 @@ import (
 // expired and evicted).
 const NotifyFlags = "KA"
 
+// ErrNoConfig is wrapped when the server refuses CONFIG GET, so that
+// its notification setting can only be learned by ProbeNotifications.
+var ErrNoConfig = errors.New("CONFIG is refused")
+
 // ErrNotifications is wrapped when the source's keyspace notifications
 // are not set as a sync by notifications needs, and crs cannot set them.
 var ErrNotifications = errors.New("keyspace notifications are off")
@@ -32,7 +37,7 @@ func (s *Server) EnsureNotifications(ctx context.Context) (restore *string, said
 	v, err := s.c.ConfigGet(ctx, "notify-keyspace-events").Result()
 	cur, ok := v["notify-keyspace-events"]
 	if err != nil || !ok {
-		return nil, "", fmt.Errorf("%w: CONFIG GET notify-keyspace-events was refused (%v): a sync by notifications needs it to hold %s; on a managed service, set notify-keyspace-events = %s in its parameter group", ErrNotifications, err, NotifyFlags, NotifyFlags)
+		return nil, "", fmt.Errorf("%w: CONFIG GET notify-keyspace-events: %v", ErrNoConfig, err)
 	}
 	if hasNotifyFlags(cur) && s.masters == nil {
 		return nil, fmt.Sprintf("the source publishes keyspace notifications (notify-keyspace-events %q)", cur), nil
@@ -92,6 +97,7 @@ type Subscription struct {
 	events chan Event
 	errs   chan error
 	pongs  atomic.Int32 // barrier answers still to come
+	early  []Event      // notifications read by ProbeNotifications, for Next
 	done   chan struct{}
 }
 
@@ -198,6 +204,11 @@ func (n *nodeSub) next() (Event, error) {
 // Next returns the next notification, waiting for it; an Event with
 // Barrier comes once every server has answered a Barrier call.
 func (s *Subscription) Next() (Event, error) {
+	if len(s.early) > 0 {
+		e := s.early[0]
+		s.early = s.early[1:]
+		return e, nil
+	}
 	for {
 		select {
 		case err := <-s.errs:
@@ -238,4 +249,97 @@ func (s *Subscription) Close() error {
 		n.c.Close()
 	}
 	return nil
+}
+
+// ProbeNotifications proves, where CONFIG is refused, that the server
+// publishes the notifications a sync needs: it writes probe keys of every
+// type on each master (SET, LPUSH, SADD, HSET, ZADD, XADD, DEL, and a key
+// left to expire) and waits, for a while at most, for each one's
+// notification on sub. The probe keys are deleted.
+func (s *Server) ProbeNotifications(ctx context.Context, sub *Subscription, wait time.Duration) error {
+	var want []string
+	err := s.eachNamed(func(name string, c *redis.Client) error {
+		key := probeKey(s, name)
+		exp := key + ":x"
+		_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, key+":s", "v", 0)
+			p.LPush(ctx, key+":l", "v")
+			p.SAdd(ctx, key+":t", "v")
+			p.HSet(ctx, key+":h", "f", "v")
+			p.ZAdd(ctx, key+":z", redis.Z{Member: "v"})
+			p.XAdd(ctx, &redis.XAddArgs{Stream: key + ":x2", Values: []any{"f", "v"}})
+			p.Del(ctx, key+":s", key+":l", key+":t", key+":h", key+":z", key+":x2")
+			p.Set(ctx, exp, "v", time.Millisecond)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("probe the keyspace notifications: %w", err)
+		}
+		// Read it until it is gone (a read of an expired key expires it),
+		// a millisecond apart, for the wait at most.
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for deadline := time.Now().Add(wait); c.Exists(ctx, exp).Val() == 1 && time.Now().Before(deadline); {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-tick.C:
+			}
+		}
+		for _, ev := range []string{"set", "lpush", "sadd", "hset", "zadd", "xadd", "del", "expired"} {
+			want = append(want, ev)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	got, need := map[string]int{}, map[string]int{}
+	for _, ev := range want {
+		need[ev]++
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for missing(need, got) != "" {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-sub.errs:
+			return err
+		case e := <-sub.events:
+			if strings.HasPrefix(e.Key, "crs:probe:") {
+				got[e.Op]++
+			} else {
+				sub.early = append(sub.early, e) // a change, for Next
+			}
+		case <-timer.C:
+			return fmt.Errorf("%w: CONFIG is refused, and writing probe keys brought no %s notification within %s: a sync by notifications needs notify-keyspace-events to hold %s; on a managed service, set notify-keyspace-events = %s in its parameter group", ErrNotifications, missing(need, got), wait, NotifyFlags, NotifyFlags)
+		}
+	}
+	return nil
+}
+
+// missing names an event of need that got lacks ("" when none).
+func missing(need, got map[string]int) string {
+	for _, ev := range []string{"set", "lpush", "sadd", "hset", "zadd", "xadd", "del", "expired"} {
+		if got[ev] < need[ev] {
+			return ev
+		}
+	}
+	return ""
+}
+
+// probeKey is a probe key name on the master name (one whose slot that
+// master serves, on a cluster).
+func probeKey(s *Server, name string) string {
+	base := fmt.Sprintf("crs:probe:%d", time.Now().UnixNano())
+	if s.slots == nil {
+		return base
+	}
+	for i := 0; ; i++ {
+		k := fmt.Sprintf("%s:{%d}", base, i)
+		if o := s.slots.Owner(k); o >= 0 && s.slots.Shards[o].Master.Addr == name {
+			return k
+		}
+	}
 }

@@ -286,9 +286,7 @@ func (s *Server) ProbeNotifications(ctx context.Context, sub *Subscription, wait
 			case <-tick.C:
 			}
 		}
-		for _, ev := range []string{"set", "lpush", "sadd", "hset", "zadd", "xadd", "del", "expired"} {
-			want = append(want, ev)
-		}
+		want = append(want, probeEvents...)
 		return nil
 	})
 	if err != nil {
@@ -319,9 +317,12 @@ func (s *Server) ProbeNotifications(ctx context.Context, sub *Subscription, wait
 	return nil
 }
 
+// probeEvents are the notifications the probe keys bring.
+var probeEvents = []string{"set", "lpush", "sadd", "hset", "zadd", "xadd", "del", "expired"}
+
 // missing names an event of need that got lacks ("" when none).
 func missing(need, got map[string]int) string {
-	for _, ev := range []string{"set", "lpush", "sadd", "hset", "zadd", "xadd", "del", "expired"} {
+	for _, ev := range probeEvents {
 		if got[ev] < need[ev] {
 			return ev
 		}

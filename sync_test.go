@@ -511,3 +511,51 @@ func TestSyncSelection(t *testing.T) {
 		t.Errorf("a split command: exit %d\n%s", code, output())
 	}
 }
+
+// TestSyncStopsWhenTheSourceReshards moves an empty slot of the source
+// cluster to another master mid-sync (both modes): crs stops, naming the
+// slot.
+func TestSyncStopsWhenTheSourceReshards(t *testing.T) {
+	for _, mode := range []string{"replication", "notify"} {
+		t.Run(mode, func(t *testing.T) {
+			ctx := context.Background()
+			c := redistest.StartCluster(t, 3, 0, "")
+			fillCluster(t, c, 500)
+			a, b := c.Nodes[0], c.Nodes[1]
+			ac := redistest.Client(t, a, 0)
+			slot := -1
+			for s := 0; s < 5461 && slot < 0; s++ {
+				if n, _ := ac.ClusterCountKeysInSlot(ctx, s).Result(); n == 0 {
+					slot = s
+				}
+			}
+			dir := t.TempDir()
+			cmd, output := start(t, dir, "crs sync --mode "+mode+" --progress plain --source "+a.URL+" -u "+redistest.Start(t).URL)
+			redistest.WaitFor(t, "the stream phase", func() bool { return strings.Contains(output(), "phase 2") })
+			for _, s := range []*redisserver.Server{a, b} {
+				if err := redistest.Client(t, s, 0).Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", nodeID(t, b)).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := cmd.Wait()
+			if code := exitCodeOf(err); code != 4 || !strings.Contains(output(), "the source cluster moved") || !strings.Contains(output(), fmt.Sprintf("slot %d (", slot)) {
+				t.Errorf("exit %d\n%s", code, output())
+			}
+			t.Log(lineWith(output(), "moved"))
+		})
+	}
+}
+
+// TestSyncCutoverOnSignal cuts over a running sync with SIGUSR1.
+func TestSyncCutoverOnSignal(t *testing.T) {
+	src, dst, w, dir := syncPair(t, 500)
+	cmd, output := start(t, dir, "crs sync --progress plain --pause 60s --source "+src.URL+" -u "+dst.URL)
+	redistest.WaitFor(t, "in sync", func() bool { return strings.Contains(output(), "crs sync: in sync") })
+	cmd.Process.Signal(syscall.SIGUSR1)
+	if err := cmd.Wait(); exitCodeOf(err) != 0 || !strings.Contains(output(), "cutover asked for") || !strings.Contains(output(), "cutover done") {
+		w.Stop(t, src)
+		t.Fatalf("exit %d\n%s", exitCodeOf(err), output())
+	}
+	assertSynced(t, src, dst, w)
+	w.Stop(t, src)
+}

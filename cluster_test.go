@@ -382,6 +382,18 @@ func TestClusterDumpDuringAtomicSlotMigration(t *testing.T) {
 	})
 }
 
+// emptySlot returns a slot of the first master, a, that holds no key.
+func emptySlot(t *testing.T, a *redisserver.Server) int {
+	ac := redistest.Client(t, a, 0)
+	for s := 0; s < 5461; s++ {
+		if n, _ := ac.ClusterCountKeysInSlot(context.Background(), s).Result(); n == 0 {
+			return s
+		}
+	}
+	t.Fatal("no empty slot")
+	return -1
+}
+
 // reshardDuringDump runs the resharding test on a cluster of bin
 // (Debian's with ""), moving the slot with move.
 func reshardDuringDump(t *testing.T, bin string, move func(t *testing.T, slot int, a, b *redisserver.Server, bID string)) {
@@ -389,13 +401,7 @@ func reshardDuringDump(t *testing.T, bin string, move func(t *testing.T, slot in
 	fillCluster(t, c, 3000)
 	ctx := context.Background()
 	a, b, paused := c.Nodes[0], c.Nodes[1], c.Nodes[2]
-	ac := redistest.Client(t, a, 0)
-	slot := -1
-	for s := 0; s < 5461 && slot < 0; s++ {
-		if n, _ := ac.ClusterCountKeysInSlot(ctx, s).Result(); n == 0 {
-			slot = s
-		}
-	}
+	slot := emptySlot(t, a)
 	dir := t.TempDir()
 	bID := nodeID(t, b)
 	bc := redistest.Client(t, b, 0)

@@ -522,13 +522,7 @@ func TestSyncStopsWhenTheSourceReshards(t *testing.T) {
 			c := redistest.StartCluster(t, 3, 0, "")
 			fillCluster(t, c, 500)
 			a, b := c.Nodes[0], c.Nodes[1]
-			ac := redistest.Client(t, a, 0)
-			slot := -1
-			for s := 0; s < 5461 && slot < 0; s++ {
-				if n, _ := ac.ClusterCountKeysInSlot(ctx, s).Result(); n == 0 {
-					slot = s
-				}
-			}
+			slot := emptySlot(t, a)
 			dir := t.TempDir()
 			cmd, output := start(t, dir, "crs sync --mode "+mode+" --progress plain --source "+a.URL+" -u "+redistest.Start(t).URL)
 			redistest.WaitFor(t, "the stream phase", func() bool { return strings.Contains(output(), "phase 2") })

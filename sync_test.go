@@ -269,6 +269,12 @@ func TestSyncRefusesACommandTheTargetLacks(t *testing.T) {
 		t.Fatalf("%s → %s: exit %d\n%s", from, to, code, out)
 	}
 	t.Logf("%s → %s: %s", from, to, lineWith(out, "HPEXPIRE"))
+	// Run again with --skip-unsupported: it continues from the position
+	// the target holds, skips the command and says so in the summary.
+	out, code := sh(t, dir, "crs sync --skip-unsupported --cutover --pause 30s --source "+src.URL+" -u "+dst.URL)
+	if code != 0 || !strings.Contains(out, "continuing from offset") || !strings.Contains(out, "SKIPPED 1 commands the target lacks (--skip-unsupported) (HPEXPIREAT 1)") {
+		t.Errorf("--skip-unsupported: exit %d\n%s", code, out)
+	}
 }
 
 // noReplication starts a server that refuses replication, as managed

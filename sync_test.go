@@ -559,3 +559,32 @@ func TestSyncCutoverOnSignal(t *testing.T) {
 	assertSynced(t, src, dst, w)
 	w.Stop(t, src)
 }
+
+// TestSyncBacklogLost: a sync stopped while the source took more writes
+// than its backlog holds cannot continue: crs says so, naming the
+// offsets, and --replace starts over.
+func TestSyncBacklogLost(t *testing.T) {
+	ctx := context.Background()
+	src := redistest.Start(t, "--repl-backlog-size", "16kb")
+	fillMany(t, src, 500)
+	dst := redistest.Start(t)
+	dir := t.TempDir()
+	args := " --progress plain --source " + src.URL + " -u " + dst.URL
+	cmd, output := start(t, dir, "crs sync"+args)
+	redistest.WaitFor(t, "the stream phase", func() bool { return strings.Contains(output(), "phase 2") })
+	cmd.Process.Kill()
+	cmd.Wait()
+	c := redistest.Client(t, src, 0)
+	for i := 0; i < 2000; i++ { // about 100 KB of writes, past the 16 KB backlog
+		c.Set(ctx, fmt.Sprintf("more:%d", i), strings.Repeat("x", 20), 0)
+	}
+	out, code := sh(t, dir, "crs sync --cutover"+args)
+	if code != 4 || !strings.Contains(out, "no longer holds the position") || !strings.Contains(out, "--replace") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	t.Log(lineWith(out, "no longer holds"))
+	if out, code := sh(t, dir, "crs sync --replace --cutover"+args); code != 0 || !strings.Contains(out, "phase 1") {
+		t.Fatalf("--replace: exit %d\n%s", code, out)
+	}
+	assertNoDiff(t, src, dst)
+}

@@ -15,7 +15,6 @@ import (
 	"github.com/crs-tool/crs/internal/memlimit"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/livesync"
-	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/source/pick"
 	"github.com/crs-tool/crs/source/repl"
 	"github.com/crs-tool/crs/target"
@@ -72,9 +71,7 @@ func syncCommand() *cli.Command {
 			if db, _ := opts.Load.Conn.SelectedDB(); db >= 0 && len(from.Reshape.DBMap) > 0 {
 				return usageError{errors.New("-n (every database into one) and --db-map (each database to its own) do not go together")}
 			}
-			opts.DBMap, opts.DBs = from.Reshape.DBMap, from.Select.DBs
-			opts.Match, opts.Exclude = from.Select.Match, from.Select.Exclude
-			opts.Reshape = records.Reshape{Renames: from.Reshape.Renames, Prefix: from.Reshape.Prefix}
+			opts.Select, opts.Reshape = from.Select, from.Reshape
 			opts.Load.CheckCollisions = !from.Reshape.Empty()
 			opts.Load.SkipUnsupported = opts.SkipUnsupported
 			opts.Load.Replace = replace
@@ -136,7 +133,7 @@ func runSync(ctx context.Context, opts livesync.Options, src redisconn.Options, 
 			nodes = append(nodes, node{name: m, key: livesync.CheckpointKey + ":" + m, conn: src.At(m)})
 		}
 		// A cluster has database 0 only, which its snapshots do not say.
-		if db, _ := opts.Load.Conn.SelectedDB(); db < 0 && len(opts.DBMap) == 0 {
+		if db, _ := opts.Load.Conn.SelectedDB(); db < 0 && len(opts.Reshape.DBMap) == 0 {
 			opts.Load.Conn.DB = 0
 		}
 	}

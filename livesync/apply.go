@@ -51,8 +51,14 @@ func (a *applier) probeTarget(ctx context.Context) error {
 
 // info returns what the target says of cmd's command, asking once.
 func (a *applier) info(ctx context.Context, name string) (*cmdInfo, error) {
+	// The stream spells each command one way: the name as sent is the
+	// key, so the hot path does not lower it.
+	if ci := a.infos[name]; ci != nil {
+		return ci, nil
+	}
 	lower := strings.ToLower(name)
 	if ci := a.infos[lower]; ci != nil {
+		a.infos[name] = ci
 		return ci, nil
 	}
 	ci := &cmdInfo{name: strings.ToUpper(name)}
@@ -89,7 +95,7 @@ func (a *applier) info(ctx context.Context, name string) (*cmdInfo, error) {
 	case "move", "copy", "swapdb":
 		ci.changesOtherDBs = true
 	}
-	a.infos[lower] = ci
+	a.infos[lower], a.infos[name] = ci, ci
 	return ci, nil
 }
 
@@ -101,7 +107,7 @@ func (a *applier) unsupported(cmd *records.Command, ci *cmdInfo) string {
 	if ci.name == "XADD" && !a.caps.IDMP && xaddIDMP(cmd.Args) {
 		return "the target has no idempotent producers (XADD … IDMP, Redis 8.6)"
 	}
-	if ci.changesOtherDBs && (len(a.opts.DBMap) > 0 || a.oneDB() >= 0 || len(a.opts.DBs) > 0) {
+	if ci.changesOtherDBs && (len(a.opts.Reshape.DBMap) > 0 || a.oneDB() >= 0 || len(a.opts.Select.DBs) > 0) {
 		return fmt.Sprintf("%s names a database, which the database mapping (-n, --db-map, --from-db) would have to change", ci.name)
 	}
 	return ""
@@ -135,16 +141,13 @@ func (a *applier) oneDB() int {
 // mapDB returns the target database of source database db, and false
 // when db is not synced.
 func (a *applier) mapDB(db int) (int, bool) {
-	if len(a.opts.DBs) > 0 && !slices.Contains(a.opts.DBs, db) {
+	if len(a.opts.Select.DBs) > 0 && !slices.Contains(a.opts.Select.DBs, db) {
 		return 0, false
 	}
 	if one := a.oneDB(); one >= 0 {
 		return one, true
 	}
-	if to, ok := a.opts.DBMap[db]; ok {
-		return to, true
-	}
-	return db, true
+	return a.opts.Reshape.DB(db), true
 }
 
 // apply applies batch to the target and moves the position past it.
@@ -223,7 +226,7 @@ func (a *applier) plan(ctx context.Context, batch []*records.Command) (apply []b
 			a.st.NotSelected++
 			continue
 		}
-		a.remember(cmd, keys)
+		a.remember(cmd.DB, keys...)
 		batch[i] = sel
 		for j, k := range keys {
 			keys[j] = a.opts.Reshape.Key(k)
@@ -405,12 +408,12 @@ func (a *applier) keysOf(ctx context.Context, cmd *records.Command, ci *cmdInfo)
 	return keys, at, nil
 }
 
-// remember notes keys of cmd's database as changed, for the cutover's
-// check.
-func (a *applier) remember(cmd *records.Command, keys []string) {
+// remember notes keys of source database db as changed, for the
+// cutover's check.
+func (a *applier) remember(db int, keys ...string) {
 	if !a.many {
 		for _, k := range keys {
-			a.changed[dbKey{cmd.DB, k}] = struct{}{}
+			a.changed[dbKey{db, k}] = struct{}{}
 		}
 		if len(a.changed) > maxChanged {
 			a.many, a.changed = true, nil
@@ -420,11 +423,11 @@ func (a *applier) remember(cmd *records.Command, keys []string) {
 
 // selectsKeys reports whether the sync takes only some keys (--match,
 // --exclude).
-func (a *applier) selectsKeys() bool { return len(a.opts.Match)+len(a.opts.Exclude) > 0 }
+func (a *applier) selectsKeys() bool { return len(a.opts.Select.Match)+len(a.opts.Select.Exclude) > 0 }
 
 // takes reports whether the selection takes key.
 func (a *applier) takes(key string) bool {
-	ok, _ := records.Selection{Match: a.opts.Match, Exclude: a.opts.Exclude}.Takes(&format.Record{Key: key})
+	ok, _ := records.Selection{Match: a.opts.Select.Match, Exclude: a.opts.Select.Exclude}.Takes(&format.Record{Key: key})
 	return ok
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/resp"
 	"github.com/crs-tool/crs/rdb"
+	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/verify"
 )
 
@@ -120,27 +121,22 @@ func (a *applier) sourceDBs(ctx context.Context, db int) map[int]bool {
 	return out
 }
 
-// checkChanged compares each key the stream wrote with the source's:
-// DUMP and PTTL on both, pipelined; a key whose payloads differ (another
-// encoding of the same value, another RDB version, or another value) is
-// decoded and checked as crs verify checks it. A key gone from the
-// source must be gone from the target too.
-func (a *applier) checkChanged(ctx context.Context) (int64, []string, error) {
+// eachSourceBatch reads keys from the source in batches of a database,
+// at most 512 keys each, with DUMP, and calls fn with the batch, the
+// target database, the names the keys take there and the dumps.
+func (a *applier) eachSourceBatch(ctx context.Context, keys map[dbKey]struct{}, fn func(to int, part, names []string, dumps []records.Dumped) error) error {
 	byDB := map[int][]string{}
-	for k := range a.changed {
+	for k := range keys {
 		byDB[k.db] = append(byDB[k.db], k.key)
 	}
-	var n int64
-	var diffs []string
-	var differ []*format.Record
-	for db, keys := range byDB {
+	for db, all := range byDB {
 		to, _ := a.mapDB(db)
-		for len(keys) > 0 {
-			part := keys[:min(len(keys), 512)]
-			keys = keys[len(part):]
-			want, err := a.src.Dumps(ctx, db, part)
+		for len(all) > 0 {
+			part := all[:min(len(all), 512)]
+			all = all[len(part):]
+			dumps, err := a.src.Dumps(ctx, db, part)
 			if err != nil {
-				return n, diffs, err
+				return err
 			}
 			names := part
 			if a.renames() {
@@ -149,32 +145,62 @@ func (a *applier) checkChanged(ctx context.Context) (int64, []string, error) {
 					names[i] = a.opts.Reshape.Key(k)
 				}
 			}
-			got, err := a.t.dumps(ctx, to, names)
-			if err != nil {
-				return n, diffs, err
+			if err := fn(to, part, names, dumps); err != nil {
+				return err
 			}
-			for i, k := range part {
-				n++
-				w, g := want[i], got[i]
-				switch {
-				case w.Payload == nil && g.Payload == nil:
-				case w.Payload == nil:
-					diffs = append(diffs, fmt.Sprintf("key %q of database %d is gone from the source and still on the target", names[i], to))
-				case g.Payload == nil:
-					diffs = append(diffs, fmt.Sprintf("key %q of database %d is missing on the target", names[i], to))
-				case bytes.Equal(w.Payload, g.Payload) && absDiff(w.ExpireAtMs, g.ExpireAtMs) <= 1000 && (w.ExpireAtMs == 0) == (g.ExpireAtMs == 0):
-				default:
-					err := rdb.DecodePayload(w.Payload, to, names[i], a.parts(), func(r *format.Record) error {
-						r.ExpireAtMs = w.ExpireAtMs
-						differ = append(differ, r)
-						return nil
-					})
-					if err != nil {
-						return n, diffs, fmt.Errorf("the source's DUMP of %q: %w", k, err)
-					}
+		}
+	}
+	return nil
+}
+
+// decode appends to recs the records of d, a key of the source, as key
+// of target database db.
+func (a *applier) decode(d records.Dumped, db int, key string, recs []*format.Record) ([]*format.Record, error) {
+	err := rdb.DecodePayload(d.Payload, db, key, a.parts(), func(r *format.Record) error {
+		r.ExpireAtMs = d.ExpireAtMs
+		recs = append(recs, r)
+		return nil
+	})
+	if err != nil {
+		return recs, fmt.Errorf("the source's DUMP of %q: %w", key, err)
+	}
+	return recs, nil
+}
+
+// checkChanged compares each key the stream wrote with the source's:
+// DUMP and its expiry on both, pipelined; a key whose payloads differ
+// (another encoding of the same value, another RDB version, or another
+// value) is decoded and checked as crs verify checks it. A key gone from
+// the source must be gone from the target too.
+func (a *applier) checkChanged(ctx context.Context) (int64, []string, error) {
+	var n int64
+	var diffs []string
+	var differ []*format.Record
+	err := a.eachSourceBatch(ctx, a.changed, func(to int, _, names []string, want []records.Dumped) error {
+		got, err := a.t.dumps(ctx, to, names)
+		if err != nil {
+			return err
+		}
+		for i, name := range names {
+			n++
+			w, g := want[i], got[i]
+			switch {
+			case w.Payload == nil && g.Payload == nil:
+			case w.Payload == nil:
+				diffs = append(diffs, fmt.Sprintf("key %q of database %d is gone from the source and still on the target", name, to))
+			case g.Payload == nil:
+				diffs = append(diffs, fmt.Sprintf("key %q of database %d is missing on the target", name, to))
+			case bytes.Equal(w.Payload, g.Payload) && absDiff(w.ExpireAtMs, g.ExpireAtMs) <= 1000 && (w.ExpireAtMs == 0) == (g.ExpireAtMs == 0):
+			default:
+				if differ, err = a.decode(w, to, name, differ); err != nil {
+					return err
 				}
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return n, diffs, err
 	}
 	if len(differ) == 0 {
 		return n, diffs, nil

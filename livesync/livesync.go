@@ -85,15 +85,13 @@ type Position struct {
 type Options struct {
 	// Load is what the snapshot is loaded with, and names the target.
 	Load load.Options
-	// DBMap maps a source database to the target's (nil: the same; the
-	// -n of Load.Conn, when set, takes every database into one).
-	DBMap map[int]int
-	// DBs, when not empty, are the only source databases synced.
-	DBs []int
-	// Match and Exclude choose the keys synced (Redis globs); Reshape's
-	// Renames and Prefix rename them.
-	Match, Exclude []string
-	Reshape        records.Reshape
+	// Select chooses what is synced: its DBs (none: every database), and
+	// keys by Match and Exclude (its Types and MaxKeyBytes are not for a
+	// command stream). Reshape renames keys (Renames, Prefix) and maps
+	// databases (DBMap; the -n of Load.Conn, when set, takes every
+	// database into one).
+	Select  records.Selection
+	Reshape records.Reshape
 	// Cutover cuts over once the target is in step; CutoverNow, when a
 	// value arrives, cuts over (a signal to a running sync).
 	Cutover    bool

@@ -185,62 +185,43 @@ const notifyInStep = 10_000
 // reread copies keys again from the source: DUMP, decoded, loaded over
 // the target's; a key gone from the source is deleted from the target.
 func (a *applier) reread(ctx context.Context, keys map[dbKey]struct{}) error {
-	byDB := map[int][]string{}
+	taken := make(map[dbKey]struct{}, len(keys))
 	for k := range keys {
 		if _, ok := a.mapDB(k.db); ok && (!a.selectsKeys() || a.takes(k.key)) {
-			byDB[k.db] = append(byDB[k.db], k.key)
-			if !a.many {
-				a.changed[k] = struct{}{}
-			}
+			taken[k] = struct{}{}
+			a.remember(k.db, k.key)
 		}
-	}
-	if len(a.changed) > maxChanged {
-		a.many, a.changed = true, nil
 	}
 	lo := a.opts.Load
 	lo.Replace, lo.Quiet, lo.Counter, lo.Checkpoint, lo.KeysKnown = true, true, nil, "", nil
-	for db, all := range byDB {
-		to, _ := a.mapDB(db)
-		for len(all) > 0 {
-			part := all[:min(len(all), 512)]
-			all = all[len(part):]
-			dumps, err := a.src.Dumps(ctx, db, part)
-			if err != nil {
+	return a.eachSourceBatch(ctx, taken, func(to int, part, names []string, dumps []records.Dumped) error {
+		var recs []*format.Record
+		var gone []string
+		for i, d := range dumps {
+			if d.Payload == nil {
+				gone = append(gone, names[i])
+				continue
+			}
+			var err error
+			if recs, err = a.decode(d, to, names[i], recs); err != nil {
 				return err
-			}
-			var recs []*format.Record
-			var gone []string
-			for i, dump := range dumps {
-				name := a.opts.Reshape.Key(part[i])
-				if dump.Payload == nil {
-					gone = append(gone, name)
-					continue
-				}
-				err := rdb.DecodePayload(dump.Payload, to, name, a.parts(), func(r *format.Record) error {
-					r.ExpireAtMs = dump.ExpireAtMs
-					recs = append(recs, r)
-					return nil
-				})
-				if err != nil {
-					return fmt.Errorf("the source's DUMP of %q: %w", part[i], err)
-				}
-			}
-			if len(recs) > 0 {
-				if _, err := load.Load(ctx, &sliceReader{recs: recs}, lo); err != nil {
-					return err
-				}
-			}
-			if err := a.t.del(ctx, to, gone); err != nil {
-				return err
-			}
-			a.st.Applied += int64(len(part))
-			a.st.ByCommand["reread"] += int64(len(part) - len(gone))
-			if len(gone) > 0 {
-				a.st.ByCommand["deleted"] += int64(len(gone))
 			}
 		}
-	}
-	return nil
+		if len(recs) > 0 {
+			if _, err := load.Load(ctx, &sliceReader{recs: recs}, lo); err != nil {
+				return err
+			}
+		}
+		if err := a.t.del(ctx, to, gone); err != nil {
+			return err
+		}
+		a.st.Applied += int64(len(part))
+		a.st.ByCommand["reread"] += int64(len(part) - len(gone))
+		if len(gone) > 0 {
+			a.st.ByCommand["deleted"] += int64(len(gone))
+		}
+		return nil
+	})
 }
 
 // parts are the decoder's options: records of bounded size.

@@ -65,9 +65,6 @@ func syncCommand() *cli.Command {
 			if err := sel.into(&from); err != nil {
 				return err
 			}
-			if len(from.Select.Types) > 0 || from.Select.MaxKeyBytes > 0 {
-				return usageError{errors.New("crs sync chooses keys by name (--match, --exclude) and database (--from-db), not by --type or --max-key-bytes, which a command of the stream does not tell")}
-			}
 			if db, _ := opts.Load.Conn.SelectedDB(); db >= 0 && len(from.Reshape.DBMap) > 0 {
 				return usageError{errors.New("-n (every database into one) and --db-map (each database to its own) do not go together")}
 			}

@@ -20,7 +20,7 @@ import (
 // are paused: key counts per database, and every key the stream wrote.
 func (a *applier) check(ctx context.Context) (err error) {
 	var diffs []string
-	if a.selectsKeys() {
+	if !a.countsChecked() {
 		a.say("crs sync: a selection of keys is in effect: the check compares the keys changed during the sync, not the key counts (--verify compares every key selected)")
 	} else if diffs, err = a.checkCounts(ctx); err != nil {
 		return err
@@ -39,6 +39,18 @@ func (a *applier) check(ctx context.Context) (err error) {
 		a.say("crs sync: more than %d keys changed during the sync: the check compared key counts only (--verify compares every key)", maxChanged)
 	}
 	return nil
+}
+
+// countsChecked reports whether the check compares key counts: not
+// under a selection of keys.
+func (a *applier) countsChecked() bool { return !a.selectsKeys() && !a.judges() }
+
+// countsSaid is what the cutover says of the counts.
+func (a *applier) countsSaid() string {
+	if a.countsChecked() {
+		return "; key counts equal"
+	}
+	return ""
 }
 
 // checkCounts compares the key counts of each database.
@@ -184,6 +196,18 @@ func (a *applier) checkChanged(ctx context.Context) (int64, []string, error) {
 		for i, name := range names {
 			n++
 			w, g := want[i], got[i]
+			if a.judges() && w.Payload != nil {
+				recs, err := a.decode(w, to, name, nil)
+				if err != nil {
+					return err
+				}
+				if why := a.leftOutFor(recs); why != "" {
+					if g.Payload != nil {
+						diffs = append(diffs, fmt.Sprintf("key %q of database %d is left out by the selection (%s) and still on the target", name, to, why))
+					}
+					continue
+				}
+			}
 			switch {
 			case w.Payload == nil && g.Payload == nil:
 			case w.Payload == nil:

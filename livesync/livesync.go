@@ -132,22 +132,31 @@ var ErrStopped = errors.New("sync stopped")
 
 // Stats counts what a sync did.
 type Stats struct {
-	Phase        string           `json:"phase"`
-	InSync       bool             `json:"in_sync"`
-	Loaded       int64            `json:"snapshot_keys"`
-	Applied      int64            `json:"commands_applied"`
-	ByCommand    map[string]int64 `json:"commands"`
-	Skipped      map[string]int64 `json:"skipped_unsupported,omitempty"`
-	NotSelected  int64            `json:"commands_not_selected,omitempty"`
-	Offset       int64            `json:"offset"`
-	SourceOffset int64            `json:"source_offset"`
-	LagBytes     int64            `json:"lag_bytes"`
-	LagMs        int64            `json:"lag_ms"`
-	PerSecond    float64          `json:"commands_per_second"`
-	Transactions int64            `json:"transactions"`
-	Resumed      bool             `json:"resumed"`
-	PausedMs     int64            `json:"paused_ms,omitempty"`
-	Changed      int64            `json:"keys_changed,omitempty"`
-	Verified     int64            `json:"keys_verified,omitempty"`
-	Differences  int64            `json:"differences,omitempty"`
+	Phase       string           `json:"phase"`
+	InSync      bool             `json:"in_sync"`
+	Loaded      int64            `json:"snapshot_keys"`
+	Applied     int64            `json:"commands_applied"`
+	ByCommand   map[string]int64 `json:"commands"`
+	Skipped     map[string]int64 `json:"skipped_unsupported,omitempty"`
+	NotSelected int64            `json:"commands_not_selected,omitempty"`
+	// LeftOut counts, under --type or --max-key-bytes, the reads of keys
+	// the selection left out (deleted from the target), by reason;
+	// TooBig names the first keys left out for their size.
+	LeftOut map[string]int64 `json:"keys_left_out,omitempty"`
+	TooBig  []string         `json:"too_big,omitempty"`
+	// ReadAgain counts, in a sync by replication under --type or
+	// --max-key-bytes, the keys read again from the source after the
+	// commands that wrote them.
+	ReadAgain    int64   `json:"keys_read_again,omitempty"`
+	Offset       int64   `json:"offset"`
+	SourceOffset int64   `json:"source_offset"`
+	LagBytes     int64   `json:"lag_bytes"`
+	LagMs        int64   `json:"lag_ms"`
+	PerSecond    float64 `json:"commands_per_second"`
+	Transactions int64   `json:"transactions"`
+	Resumed      bool    `json:"resumed"`
+	PausedMs     int64   `json:"paused_ms,omitempty"`
+	Changed      int64   `json:"keys_changed,omitempty"`
+	Verified     int64   `json:"keys_verified,omitempty"`
+	Differences  int64   `json:"differences,omitempty"`
 }

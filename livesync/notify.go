@@ -203,8 +203,13 @@ func (a *applier) reread(ctx context.Context, keys map[dbKey]struct{}) error {
 				continue
 			}
 			var err error
+			from := len(recs)
 			if recs, err = a.decode(d, to, names[i], recs); err != nil {
 				return err
+			}
+			if !a.judge(recs[from:]) {
+				recs = recs[:from]
+				gone = append(gone, names[i])
 			}
 		}
 		if len(recs) > 0 {
@@ -214,6 +219,10 @@ func (a *applier) reread(ctx context.Context, keys map[dbKey]struct{}) error {
 		}
 		if err := a.t.del(ctx, to, gone); err != nil {
 			return err
+		}
+		if !a.notify { // commands judged (see applyJudged), counted as applied
+			a.st.ReadAgain += int64(len(part))
+			return nil
 		}
 		a.st.Applied += int64(len(part))
 		a.st.ByCommand["reread"] += int64(len(part) - len(gone))
@@ -289,7 +298,7 @@ func (a *applier) notifyCutover(ctx context.Context, d *dirtySet, sub Notificati
 	}
 	a.st.PausedMs = ready.Milliseconds()
 	a.st.Phase = "done"
-	a.say("crs sync: cutover done: the target caught up %d ms after the pause began and was checked and ready after %d ms (%d keys changed during the sync compared, 0 differ; key counts equal); point the clients at the target now", caughtUp.Milliseconds(), ready.Milliseconds(), a.st.Verified)
+	a.say("crs sync: cutover done: the target caught up %d ms after the pause began and was checked and ready after %d ms (%d keys changed during the sync compared, 0 differ%s); point the clients at the target now", caughtUp.Milliseconds(), ready.Milliseconds(), a.st.Verified, a.countsSaid())
 	return nil
 }
 

@@ -50,7 +50,10 @@ type applier struct {
 	infos       map[string]*cmdInfo
 	changed     map[dbKey]struct{}
 	many        bool // more keys changed than are remembered
-	last        struct {
+	// rereads are, under a selection by type or size, the keys each
+	// command of the batch being applied writes (see applyJudged).
+	rereads [][]dbKey
+	last    struct {
 		at      time.Time
 		applied int64
 	}
@@ -275,15 +278,20 @@ func (a *applier) finishWith(st Stats, pos Position, where string, err error) {
 	if st.Loaded > 0 {
 		fmt.Fprintf(&b, ", after a snapshot of %d keys", st.Loaded)
 	}
-	var skipped int64
-	for _, n := range st.Skipped {
-		skipped += n
-	}
-	if skipped > 0 {
+	if skipped := sum(st.Skipped); skipped > 0 {
 		fmt.Fprintf(&b, "; SKIPPED %d commands the target lacks (--skip-unsupported)%s", skipped, report.TypeCounts(st.Skipped))
 	}
 	if st.NotSelected > 0 {
 		fmt.Fprintf(&b, "; left out %d commands on keys the selection does not take", st.NotSelected)
+	}
+	if st.ReadAgain > 0 {
+		fmt.Fprintf(&b, "; as --type or --max-key-bytes judges a key by what it holds, the %d keys they wrote were read again from the source", st.ReadAgain)
+	}
+	if n := sum(st.LeftOut); n > 0 {
+		fmt.Fprintf(&b, "; left out %d reads of keys the selection does not take%s", n, report.TypeCounts(st.LeftOut))
+	}
+	if len(st.TooBig) > 0 {
+		fmt.Fprintf(&b, "; LEFT OUT as larger than --max-key-bytes: %s", strings.Join(st.TooBig, ", "))
 	}
 	if err != nil && a.notify {
 		b.WriteString("; a sync by notifications cannot continue where it stopped: crs sync --replace starts over")
@@ -292,4 +300,13 @@ func (a *applier) finishWith(st Stats, pos Position, where string, err error) {
 		b.WriteString("; the target records where it stands: the same crs sync continues from there")
 	}
 	fmt.Fprintln(a.out, b.String())
+}
+
+// sum adds up the counts of m.
+func sum(m map[string]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
 }

@@ -171,6 +171,7 @@ func (c *controller) stats() Stats {
 		st.Applied += s.Applied
 		st.Transactions += s.Transactions
 		st.NotSelected += s.NotSelected
+		st.ReadAgain += s.ReadAgain
 		st.PerSecond += s.PerSecond
 		st.LagBytes += s.LagBytes
 		st.LagMs = max(st.LagMs, s.LagMs)
@@ -182,6 +183,13 @@ func (c *controller) stats() Stats {
 		for k, v := range s.Skipped {
 			st.Skipped[k] += v
 		}
+		for k, v := range s.LeftOut {
+			if st.LeftOut == nil {
+				st.LeftOut = map[string]int64{}
+			}
+			st.LeftOut[k] += v
+		}
+		st.TooBig = append(st.TooBig, s.TooBig...)
 	}
 	if len(c.shards) > 1 {
 		st.Offset, st.SourceOffset = 0, 0
@@ -198,6 +206,7 @@ func (c *controller) stats() Stats {
 func (a *applier) publish() {
 	s := a.st
 	s.ByCommand, s.Skipped = maps.Clone(a.st.ByCommand), maps.Clone(a.st.Skipped)
+	s.LeftOut, s.TooBig = maps.Clone(a.st.LeftOut), slices.Clone(a.st.TooBig)
 	s.Offset = a.pos.Offset
 	a.mu.Lock()
 	a.shown = s
@@ -268,8 +277,8 @@ func (c *controller) cutover(ctx context.Context) (err error) {
 		return fmt.Errorf("the pause of %s ran out during the check (it took %s), so writes may have reached the source after it: give a longer --pause", c.opts.Pause, ready.Round(time.Millisecond))
 	}
 	c.pausedMs, c.phase = ready.Milliseconds(), "done"
-	c.a.say("crs sync: cutover done at offset %s: the target caught up %d ms after the pause began and was checked and ready after %d ms (%d keys changed during the sync compared, 0 differ; key counts equal); the source's writes stay paused until %s, %s after the pause began: point the clients at the target now",
-		describeOffsets(offsets), caughtUp.Milliseconds(), ready.Milliseconds(), c.a.st.Verified, deadline.Format("15:04:05.000"), c.opts.Pause)
+	c.a.say("crs sync: cutover done at offset %s: the target caught up %d ms after the pause began and was checked and ready after %d ms (%d keys changed during the sync compared, 0 differ%s); the source's writes stay paused until %s, %s after the pause began: point the clients at the target now",
+		describeOffsets(offsets), caughtUp.Milliseconds(), ready.Milliseconds(), c.a.st.Verified, c.a.countsSaid(), deadline.Format("15:04:05.000"), c.opts.Pause)
 	return nil
 }
 

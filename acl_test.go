@@ -36,7 +36,7 @@ var leastPrivilege = []struct {
 	{"crs stats", []string{"~*", "+@read", "+info", "+function|list", "+multi", "+exec", "+watch"},
 		func(src, _ *redisserver.Server, u string) string { return "crs stats -u redis://" + u + "@" + src.Addr }},
 	// crs sync: the rules of its source's user (the target's is crsload's).
-	{"crs sync --mode replication", []string{"+info", "+psync", "+replconf", "+client|pause", "+multi", "+exec"},
+	{"crs sync --mode replication", []string{"~*", "+info", "+psync", "+replconf", "+client|pause", "+multi", "+exec", "+dump", "+pexpiretime"},
 		func(src, dst *redisserver.Server, u string) string {
 			return "crs sync -q --mode replication --cutover --pause 5s --source redis://" + u + "@" + src.Addr + " -u " + dst.URL
 		}},
@@ -98,4 +98,50 @@ func anys(ss []string) []interface{} {
 		out[i] = s
 	}
 	return out
+}
+
+// TestKeyRules: an ACL user whose key rules (~app:*) do not cover every
+// key is found before anything is read or written: a dump or a sync of
+// every key is refused naming the key rule, one of the keys it may read
+// (--match app:*) goes through; a load of keys it may not write is
+// refused with the target left empty, and a load of every key is warned.
+func TestKeyRules(t *testing.T) {
+	ctx := context.Background()
+	src, dst := redistest.Start(t), redistest.Start(t)
+	for _, s := range []*redisserver.Server{src, dst} {
+		if err := redistest.Client(t, s, 0).Do(ctx, "ACL", "SETUSER", "app", "on", ">pw", "~app:*", "+@all").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sc := redistest.Client(t, src, 0)
+	sc.Set(ctx, "app:1", "a", 0)
+	sc.Set(ctx, "other:1", "b", 0)
+	dir := t.TempDir()
+	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o all.zst"); code != 0 {
+		t.Fatalf("dump: exit %d\n%s", code, out)
+	}
+	asApp := func(s *redisserver.Server) string { return "redis://app:pw@" + s.Addr }
+	for _, c := range []struct {
+		line string
+		code int
+		says string
+	}{
+		{"crsdump -u " + asApp(src) + " -o d.zst", 5, `the ACL user may not touch key "crs:acl-probe": SCAN returns every key`},
+		{"crsdump --match 'app:*' -u " + asApp(src) + " -o d.zst", 0, "dumped 1 keys"},
+		{"crs sync --source " + asApp(src) + " -u " + dst.URL, 5, "crs sync reads the keys changed during the sync"},
+		{"crsload --match 'other:*' -u " + asApp(dst) + " all.zst", 5, `the ACL user may not touch key "other:acl-probe": the load stops`},
+		{"crsload --match 'other:*' --key-prefix app: -u " + asApp(dst) + " -n 1 all.zst", 0, "loaded 1 keys"},
+		{"crsload -u " + asApp(dst) + " all.zst", 1, `BEWARE: the ACL user may not write every key`},
+	} {
+		out, code := sh(t, dir, c.line)
+		if code != c.code || !strings.Contains(out, c.says) {
+			t.Errorf("%s: exit %d, want %d and %q\n%s", c.line, code, c.code, c.says, out)
+		}
+		if c.code == 5 && redistest.Client(t, dst, 0).DBSize(ctx).Val() != 0 {
+			t.Errorf("%s: the target holds keys", c.line)
+		}
+	}
+	if v := redistest.Client(t, dst, 1).Get(ctx, "app:other:1").Val(); v != "b" {
+		t.Errorf("app:other:1 in database 1 of the target: %q", v)
+	}
 }

@@ -140,6 +140,7 @@ func loadCommand() *cli.Command {
 			if err := sel.into(&from); err != nil {
 				return err
 			}
+			loadOpts.ProbeKeys, loadOpts.ProbeAny = from.Select.ProbeKeysAs(from.Reshape)
 			if !from.Reshape.Empty() {
 				if db, _ := loadOpts.Conn.SelectedDB(); db >= 0 && len(from.Reshape.DBMap) > 0 {
 					return usageError{errors.New("-n (every key into one database) and --db-map (each database to its own) do not go together")}

@@ -70,6 +70,7 @@ func syncCommand() *cli.Command {
 			}
 			opts.Select, opts.Reshape = from.Select, from.Reshape
 			opts.Load.CheckCollisions = !from.Reshape.Empty()
+			opts.Load.ProbeKeys, opts.Load.ProbeAny = from.Select.ProbeKeysAs(from.Reshape)
 			opts.Load.SkipUnsupported = opts.SkipUnsupported
 			opts.Load.Replace = replace
 			cut := make(chan struct{}, 1)
@@ -115,6 +116,14 @@ func runSync(ctx context.Context, opts livesync.Options, src redisconn.Options, 
 		return err
 	}
 	defer server.Close()
+	// The cutover's check (and a sync by notifications) reads the keys
+	// changed during the sync as this does: a refusal is found now, not
+	// in the cutover's pause.
+	if _, err := server.Dumps(ctx, 0, from.Select.ProbeKeys()); redisconn.IsNoPerm(err) {
+		return &redisconn.Error{Addr: src.Address(), Err: fmt.Errorf("crs sync reads the keys changed during the sync (DUMP, for the cutover's check), and the ACL user may not (--match chooses keys it may read): %w", err)}
+	} else if err != nil {
+		return err
+	}
 	if mode == "notify" {
 		return runNotify(ctx, opts, src, server, from, replace)
 	}

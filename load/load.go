@@ -74,6 +74,13 @@ type Options struct {
 	// MaxServerCPU, when above 0, holds the writers back while the
 	// target uses more than that percent of a core (--max-server-cpu).
 	MaxServerCPU float64
+	// ProbeKeys are keys the load will write (the selection's probe keys,
+	// renamed), asked about before any is: the pre-flight of an ACL
+	// user's key rules. Refused, the load is refused; but when ProbeAny
+	// (the key is made up: no --match, any key may come) it is said in
+	// the pre-flight's report instead.
+	ProbeKeys []string
+	ProbeAny  bool
 	// CheckCollisions reads the whole dump before writing to find two
 	// keys that are one on the target (a --rename or --db-map that merges
 	// them), refusing the load if there are.

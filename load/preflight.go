@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/keyset"
 	"github.com/crs-tool/crs/internal/redisconn"
@@ -51,6 +53,7 @@ type targetInfo struct {
 	maxmemory  int64         // the smallest node's, 0: no limit
 	used       int64         // used_memory of that node
 	policy     string        // its maxmemory_policy
+	keyRules   string        // the ACL user may not write every key: why
 }
 
 // probe connects to every node of the target and reads what the checks
@@ -89,8 +92,25 @@ func probe(ctx context.Context, opts Options) (targetInfo, error) {
 		if i == 0 || (maxmem > 0 && (ti.maxmemory == 0 || maxmem-used < ti.maxmemory-ti.used)) {
 			ti.maxmemory, ti.used, ti.policy = maxmem, used, f["maxmemory_policy"]
 		}
+		if ti.keyRules == "" {
+			if ti.keyRules, err = keyRules(ctx, c, opts.ProbeKeys, opts.ProbeAny); err != nil {
+				return ti, err
+			}
+		}
 	}
 	return ti, nil
+}
+
+// keyRules checks that the ACL user may write keys (the pre-flight of its
+// key rules): an error when it may not write a key the selection takes;
+// what to say when it may not write a made-up one (anyKey).
+func keyRules(ctx context.Context, c *redis.Client, keys []string, anyKey bool) (string, error) {
+	why := "the load stops at the first key it may not write"
+	err := redisconn.CheckKeyAccess(ctx, c, c.Options().Addr, keys, why)
+	if err != nil && anyKey {
+		return fmt.Sprintf("; BEWARE: the ACL user may not write every key (it may not touch %q), so a key of the dump outside its ~pattern rules stops the load there (--match takes only the keys it may write)", keys[0]), nil
+	}
+	return "", err
 }
 
 // preflight lists the problems that the header alone shows: target

@@ -148,6 +148,7 @@ func preflightReport(hdr format.Header, ti targetInfo) string {
 	} else {
 		b.WriteString(", no maxmemory")
 	}
+	b.WriteString(ti.keyRules)
 	return b.String()
 }
 

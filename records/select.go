@@ -254,3 +254,68 @@ func Glob(pattern, key string) bool {
 	}
 	return key == ""
 }
+
+// ProbeKey is the made-up key a pre-flight of ACL key rules asks about.
+const ProbeKey = "crs:acl-probe"
+
+// ProbeKeysAs returns the keys ProbeKeys gives, renamed as r renames them,
+// and whether they are made up (s takes every name).
+func (s Selection) ProbeKeysAs(r Reshape) ([]string, bool) {
+	keys := s.ProbeKeys()
+	for i, k := range keys {
+		keys[i] = r.Key(k)
+	}
+	return keys, len(s.Match) == 0
+}
+
+// ProbeKeys returns keys s can take, one per --match pattern, for a
+// pre-flight of an ACL user's key rules; ProbeKey when s takes every
+// name. A pattern no simple key matches is passed over.
+func (s Selection) ProbeKeys() []string {
+	if len(s.Match) == 0 {
+		return []string{ProbeKey}
+	}
+	var out []string
+	for _, p := range s.Match {
+		if k := sample(p); Glob(p, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// sample returns a key that pattern likely matches: '*' as ProbeKey's
+// last part, '?' and a class as one byte of them, '\' quoting.
+func sample(pattern string) string {
+	var b strings.Builder
+	for i := 0; i < len(pattern); i++ {
+		switch c := pattern[i]; c {
+		case '*':
+			b.WriteString("acl-probe")
+		case '?':
+			b.WriteByte('x')
+		case '\\':
+			if i+1 < len(pattern) {
+				i++
+				b.WriteByte(pattern[i])
+			}
+		case '[':
+			j := strings.IndexByte(pattern[i+1:], ']')
+			if j < 0 {
+				b.WriteByte(c)
+				continue
+			}
+			class := pattern[i+1 : i+1+j]
+			i += j + 1
+			switch {
+			case class == "" || class[0] == '^':
+				b.WriteByte('~') // rarely excluded; Glob checks
+			default:
+				b.WriteByte(class[0])
+			}
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}

@@ -99,3 +99,24 @@ func TestMaxKeyBytes(t *testing.T) {
 		t.Errorf("left out %d %v: %s", st.Unselected, st.UnselectedBy, st.Notes())
 	}
 }
+
+func TestProbeKeys(t *testing.T) {
+	for _, c := range []struct {
+		match []string
+		want  []string
+	}{
+		{nil, []string{ProbeKey}},
+		{[]string{"app:*"}, []string{"app:acl-probe"}},
+		{[]string{"a?c", "user:[0-9]*", `lit\*`}, []string{"axc", "user:0acl-probe", "lit*"}},
+		{[]string{"x[^~]"}, nil}, // no simple sample: passed over
+	} {
+		got := Selection{Match: c.match}.ProbeKeys()
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("%q: %q, want %q", c.match, got, c.want)
+		}
+	}
+	keys, made := Selection{Match: []string{"app:*"}}.ProbeKeysAs(Reshape{Prefix: "new:"})
+	if fmt.Sprint(keys) != "[new:app:acl-probe]" || made {
+		t.Errorf("renamed: %q %v", keys, made)
+	}
+}

@@ -34,8 +34,15 @@ func Dumps(ctx context.Context, c redis.Cmdable, exact bool, keys []string) ([]r
 	now := time.Now().UnixMilli()
 	out := make([]records.Dumped, len(keys))
 	for i := range keys {
-		if dumps[i].Err() != nil {
+		// A key gone is nil; any other refusal (NOPERM among them) must
+		// not pass for one, which a sync would delete from its target.
+		if err := ttls[i].Err(); err != nil && err != redis.Nil {
+			return nil, fmt.Errorf("the expiry of %q: %w", keys[i], err)
+		}
+		if err := dumps[i].Err(); err == redis.Nil {
 			continue
+		} else if err != nil {
+			return nil, fmt.Errorf("dump %q: %w", keys[i], err)
 		}
 		out[i].Payload = []byte(dumps[i].Val())
 		switch t := ttls[i].Val(); {

@@ -506,3 +506,24 @@ func ACLHint(err error) string {
 	what := rest[a+1 : a+1+b]
 	return fmt.Sprintf("; the ACL user needs +%s (README: \"Least privilege\" lists what each command needs)", what)
 }
+
+// IsNoPerm reports whether err is an ACL refusal (NOPERM).
+func IsNoPerm(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "NOPERM")
+}
+
+// CheckKeyAccess is the pre-flight of an ACL user's key rules (~pattern):
+// it asks EXISTS of each of keys, keys the command will touch (a sample
+// of each --match pattern, or a made-up one when any key may come), and
+// returns an error naming the first the user may not touch, with why
+// that matters; nil when each may be touched, and for any other answer
+// (a key another cluster node serves, a command rule: the command's own
+// first refusal names those).
+func CheckKeyAccess(ctx context.Context, c redis.Cmdable, addr string, keys []string, why string) error {
+	for _, k := range keys {
+		if err := c.Exists(ctx, k).Err(); IsNoPerm(err) && strings.Contains(err.Error(), "key") {
+			return &Error{Addr: addr, Err: fmt.Errorf("the ACL user may not touch key %q: %s: %w", k, why, err)}
+		}
+	}
+	return nil
+}

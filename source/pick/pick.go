@@ -282,6 +282,7 @@ func server(ctx context.Context, spec Spec) (records.Source, error) {
 	rdbOpts.PartElems, rdbOpts.PartBytes = spec.Scan.PartElems, int(spec.Scan.PartBytes)
 	// The server does the work where it can: one --match is SCAN MATCH,
 	// one --type SCAN TYPE (the selection still checks every record).
+	spec.Scan.Probe = spec.Select.ProbeKeys()
 	if m := spec.Select.Match; len(m) == 1 && spec.Scan.Match == "" {
 		spec.Scan.Match = m[0]
 	}

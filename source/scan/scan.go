@@ -46,6 +46,10 @@ type Options struct {
 	// its reads as it was last read (not a value it ever held), counting
 	// it, instead of failing the dump.
 	AllowChanging bool
+	// Probe are keys the dump will read (records.Selection.ProbeKeys),
+	// asked about before any is: the pre-flight of an ACL user's key
+	// rules. None: not asked.
+	Probe []string
 	// SkipFunctions reads the keys without the server's function
 	// libraries (for an ACL user without FUNCTION LIST), saying so.
 	SkipFunctions bool
@@ -162,6 +166,13 @@ func (s *Source) Prepare(ctx context.Context, start time.Time) (*Prepared, error
 	}
 	cp, err := redisconn.ProbeCaps(ctx, base)
 	if err != nil {
+		return nil, err
+	}
+	why := "the read stops at the first key it may not read"
+	if len(opts.Probe) == 1 && opts.Probe[0] == records.ProbeKey {
+		why = "SCAN returns every key and each is read, so " + why + " (--match chooses the keys it may read)"
+	}
+	if err := redisconn.CheckKeyAccess(ctx, base, opts.Conn.Address(), opts.Probe, why); err != nil {
 		return nil, err
 	}
 	var libs []*format.Record

@@ -60,7 +60,7 @@ func checkValue(rec *Record) error {
 	if rec.Type == TypeFunction && (rec.Part != 0 || rec.ExpireAtMs != 0 || rec.Str == "") {
 		return fmt.Errorf("%w: a function library has code, no parts and no expiry", ErrRecord)
 	}
-	if rec.Type != TypeString && rec.Type != TypeStream && rec.Type != TypeFunction && rec.Part <= 1 && elements(rec) == 0 {
+	if !types[rec.Type].empty && rec.Part <= 1 && elements(rec) == 0 {
 		return fmt.Errorf("%w: an empty %s value (Redis holds no empty %ss)", ErrRecord, rec.Type, rec.Type)
 	}
 	if rec.VectorSet != nil {

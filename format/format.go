@@ -43,16 +43,6 @@ const (
 // cannot be read back).
 func DumpAllowed(t string) bool { return t != "" && (!IsNative(t) || t == TypeVectorSet) }
 
-// IsNative reports whether t is a type the format carries as a value
-// (rather than as a DUMP payload).
-func IsNative(t string) bool {
-	switch t {
-	case TypeString, TypeList, TypeSet, TypeHash, TypeZSet, TypeStream, TypeVectorSet, TypeFunction:
-		return true
-	}
-	return false
-}
-
 // Header is the first line of a dump.
 type Header struct {
 	// Version is the format version; Writer always writes Version.

@@ -313,55 +313,14 @@ func (bs strDecoder) read(s *scanner, what string) (string, error) {
 }
 
 func parseValue(s *scanner, rec *Record, bs strDecoder) error {
-	str := bs.read
-	wrongShape := func(want string) error {
-		return fmt.Errorf("%w: a %s value must be %s, found %s", ErrRecord, rec.Type, want, s.kind())
+	vt, ok := types[rec.Type]
+	if !ok {
+		return fmt.Errorf("%w: unknown type %q (a type the format does not carry needs \"dump\")", ErrRecord, rec.Type)
 	}
-	switch rec.Type {
-	case TypeString, TypeFunction:
-		if s.peek() != '"' {
-			return wrongShape("a string")
-		}
-		v, err := str(s, "the value")
-		rec.Str = v
-		return err
-	case TypeList, TypeSet:
-		if s.peek() != '[' {
-			return wrongShape("an array of strings")
-		}
-		var scratch [32]string
-		elems := scratch[:0]
-		err := s.array(func(i int) error {
-			v, err := bs.readAs(s, func() string { return fmt.Sprintf("element %d", i) })
-			elems = append(elems, v)
-			return err
-		})
-		rec.Elems = append(make([]string, 0, len(elems)), elems...)
-		return err
-	case TypeHash:
-		if s.peek() != '{' {
-			return wrongShape("an object")
-		}
-		return parseHash(s, rec, bs)
-	case TypeZSet:
-		if s.peek() != '[' {
-			return wrongShape("an array of [member, score] pairs")
-		}
-		return parseZSet(s, rec, bs)
-	case TypeStream:
-		if s.peek() != '{' {
-			return wrongShape("an object")
-		}
-		st, err := parseStream(s, bs)
-		rec.Stream = st
-		return err
-	case TypeVectorSet:
-		if s.peek() != '{' {
-			return wrongShape("an object")
-		}
-		return parseVectorSet(s, rec, bs)
+	if s.peek() != vt.open {
+		return fmt.Errorf("%w: a %s value must be %s, found %s", ErrRecord, rec.Type, vt.shape, s.kind())
 	}
-	return fmt.Errorf("%w: unknown type %q (a type the format does not carry needs \"dump\")", ErrRecord, rec.Type)
+	return vt.parse(s, rec, bs)
 }
 
 func parseFieldExpire(s *scanner, rec *Record, bs strDecoder) error {

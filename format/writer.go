@@ -8,7 +8,6 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
-	"math"
 	"strconv"
 	"unicode/utf8"
 )
@@ -198,26 +197,12 @@ func checkRecord(r *Record) error {
 	if len(r.FieldExpire) > 0 && r.Type != TypeHash {
 		return fmt.Errorf("field expiries on a %s", r.Type)
 	}
-	switch r.Type {
-	case TypeString, TypeList, TypeSet, TypeHash:
-	case TypeFunction:
-		if r.Part != 0 || r.ExpireAtMs != 0 {
-			return fmt.Errorf("a function library has no parts and no expiry")
-		}
-	case TypeZSet:
-		for _, m := range r.ZSet {
-			if math.IsNaN(m.Score) {
-				return fmt.Errorf("member %q has a NaN score", m.Member)
-			}
-		}
-	case TypeStream:
-		if r.Stream == nil {
-			return errors.New("stream record without a stream")
-		}
-	case TypeVectorSet:
-		return checkVectorSet(r)
-	default:
+	vt, ok := types[r.Type]
+	switch {
+	case !ok:
 		return fmt.Errorf("cannot write type %q without a DUMP payload", r.Type)
+	case vt.check != nil:
+		return vt.check(r)
 	}
 	return nil
 }
@@ -306,7 +291,7 @@ func needsBase64(r *Record) bool {
 
 func appendRecord(b []byte, r *Record) []byte {
 	b64 := needsBase64(r)
-	str := appendString
+	str := appendStr(appendString)
 	if b64 {
 		str = appendBase64
 	}
@@ -350,50 +335,7 @@ func appendRecord(b []byte, r *Record) []byte {
 		b = append(b, '}')
 	}
 	b = append(b, `,"value":`...)
-	strs := func(b []byte, ss []string) []byte {
-		b = append(b, '[')
-		for i, e := range ss {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = str(b, e)
-		}
-		return append(b, ']')
-	}
-	switch r.Type {
-	case TypeString, TypeFunction:
-		b = str(b, r.Str)
-	case TypeList, TypeSet:
-		b = strs(b, r.Elems)
-	case TypeHash:
-		b = append(b, '{')
-		for i, f := range r.Hash {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = str(b, f.Name)
-			b = append(b, ':')
-			b = str(b, f.Value)
-		}
-		b = append(b, '}')
-	case TypeZSet:
-		b = append(b, '[')
-		for i, m := range r.ZSet {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, '[')
-			b = str(b, m.Member)
-			b = append(b, ',')
-			b = appendScore(b, m.Score)
-			b = append(b, ']')
-		}
-		b = append(b, ']')
-	case TypeStream:
-		b = appendStream(b, r.Stream, str, strs)
-	case TypeVectorSet:
-		b = appendVectorSet(b, r.VectorSet, str)
-	}
+	b = types[r.Type].append(b, r, str)
 	return append(b, "}\n"...)
 }
 

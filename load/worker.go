@@ -208,7 +208,7 @@ func (w *worker) writeRetrying(ctx context.Context, db int, items []item) error 
 func notResendable(plans []planned) (item, bool) {
 	for _, pl := range plans {
 		r := pl.it.rec
-		if r.Part > 1 && (r.Type == format.TypeList || r.Type == format.TypeString || r.Type == format.TypeStream) {
+		if r.Part > 1 && format.PartsAppend(r.Type) {
 			return pl.it, true
 		}
 	}

@@ -357,7 +357,7 @@ func (v *verifier) finish(rec *format.Record, q *pending) error {
 			return fmt.Errorf("%s: %w", strings.ToUpper(q.length.Name()), err)
 		}
 		if n != want {
-			v.differ(rec.DB, rec.Key, "%d %s in the dump, target %d", want, unit(rec.Type), n)
+			v.differ(rec.DB, rec.Key, "%d %s in the dump, target %d", want, format.Unit(rec.Type), n)
 			return nil
 		}
 	}
@@ -386,16 +386,6 @@ func (v *verifier) finish(rec *format.Record, q *pending) error {
 		v.differ(rec.DB, rec.Key, "expires at %s in the dump, target at %s", at(v.exp), at(ms))
 	}
 	return nil
-}
-
-func unit(t string) string {
-	switch t {
-	case format.TypeString:
-		return "bytes"
-	case format.TypeStream:
-		return "entries"
-	}
-	return "elements"
 }
 
 func at(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z") }

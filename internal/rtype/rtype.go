@@ -1,9 +1,24 @@
-// Package rtype is the one table of the Redis types that crs carries as
-// values (format's native types) and the commands that count and read
-// each one. Adding a type starts in format (its name, its value field,
-// its JSON shape in reader.go and writer.go), then here, then one place
-// per layer: source/scan/big.go reads a large value in windows,
-// load/commands.go writes it, verify/values.go compares it.
+// Package rtype is the one table of the Redis commands that count and
+// read each type crs carries as a value, and the map of where a type
+// lives. Adding a type is one place per layer:
+//
+//   - format: a row of the table in format/types.go (its JSON shape, what
+//     a Writer checks, whether it may be empty, what its length counts,
+//     whether its parts append), its value field on format.Record and its
+//     parse and append functions beside the row (FORMAT.md says the shape);
+//   - here: a row of types (the commands that count and read it);
+//   - rdb/value.go: its RDB encodings, decoded to records;
+//   - source/scan/read.go: read whole over SCAN, and source/scan/big.go
+//     in windows when large;
+//   - load/commands.go: the commands that write it;
+//   - verify/values.go: how two values of it are compared.
+//
+// A type with more to it than elements gets a file of its own in a layer
+// beside these (streams and vector sets: stream.go, vectorset.go in
+// format, rdb and source/scan), and a type a target may lack a check in
+// load/preflight.go. The selection, the consumers (stats, dump, sync) and
+// the targets take records as they come. A type carried as a DUMP payload
+// (a module's) needs none of this.
 package rtype
 
 import "github.com/crs-tool/crs/format"

@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -64,8 +65,10 @@ func main() {
 		fmt.Println(version(name))
 		os.Exit(0)
 	}
+	stopProfile := cpuProfile(name)
 	app := newApp()
 	err := app.RunContext(ctx, flagsFirst(app, args))
+	stopProfile()
 	switch {
 	case err != nil && ctx.Err() != nil:
 		fmt.Fprintf(os.Stderr, "%s: interrupted\n", name)
@@ -73,6 +76,28 @@ func main() {
 		fmt.Fprintf(os.Stderr, "%s: %v%s\n", name, err, redisconn.ACLHint(err))
 	}
 	os.Exit(exitCode(ctx, err))
+}
+
+// cpuProfile writes a CPU profile of the run to the file CRS_CPUPROFILE
+// names, if any (for the benchmark's profiles: go tool pprof FILE); it
+// returns what stops it.
+func cpuProfile(name string) func() {
+	path := os.Getenv("CRS_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: CRS_CPUPROFILE: %v\n", name, err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // interrupts cancels the run at the first SIGINT or SIGTERM, so that it

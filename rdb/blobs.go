@@ -9,7 +9,9 @@ import (
 // The compact encodings Redis keeps small values in, and saves as one
 // string: ziplist (lists, hashes and zsets before 7.0), listpack (7.0+),
 // intset (sets of integers) and zipmap (hashes before 2.6). Each walker
-// calls fn with every element as a string, in order.
+// calls fn with every element as a string, in order. A walker's b is new
+// memory that the decoder's input made (see owned) and nothing writes
+// again: the elements are substrings of it, not copies.
 
 // walkZiplist walks a ziplist: zlbytes, zltail, zllen, entries, 0xff.
 func walkZiplist(b []byte, fn func(string) error) error {
@@ -60,7 +62,7 @@ func walkZiplist(b []byte, fn func(string) error) error {
 			if n > len(b)-i {
 				return fmt.Errorf("ziplist string runs past the end")
 			}
-			s, i = string(b[i:i+n]), i+n
+			s, i = owned(b)[i:i+n], i+n
 		}
 		if err := fn(s); err != nil {
 			return err
@@ -144,7 +146,7 @@ func listpackEntry(b []byte, i int) (string, int, error) {
 		if err := need(1 + l); err != nil {
 			return "", 0, err
 		}
-		s, n = string(b[i+1:i+1+l]), 1+l
+		s, n = owned(b)[i+1:i+1+l], 1+l
 	case enc&0xe0 == 0xc0: // 13-bit signed
 		if err := need(2); err != nil {
 			return "", 0, err
@@ -162,7 +164,7 @@ func listpackEntry(b []byte, i int) (string, int, error) {
 		if err := need(2 + l); err != nil {
 			return "", 0, err
 		}
-		s, n = string(b[i+2:i+2+l]), 2+l
+		s, n = owned(b)[i+2:i+2+l], 2+l
 	case enc == 0xf0: // 32-bit length string
 		if err := need(5); err != nil {
 			return "", 0, err
@@ -174,7 +176,7 @@ func listpackEntry(b []byte, i int) (string, int, error) {
 		if err := need(5 + l); err != nil {
 			return "", 0, err
 		}
-		s, n = string(b[i+5:i+5+l]), 5+l
+		s, n = owned(b)[i+5:i+5+l], 5+l
 	case enc >= 0xf1 && enc <= 0xf4: // 16, 24, 32, 64-bit signed
 		w := []int{2, 3, 4, 8}[enc-0xf1]
 		if err := need(1 + w); err != nil {
@@ -279,7 +281,7 @@ func walkZipmap(b []byte, fn func(string) error) error {
 		if l < 0 || i+l+free > len(b) {
 			return "", false, fmt.Errorf("zipmap string runs past the end")
 		}
-		s := string(b[i : i+l])
+		s := owned(b)[i : i+l]
 		i += l + free
 		return s, false, nil
 	}

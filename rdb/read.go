@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"unsafe"
 
 	"github.com/crs-tool/crs/internal/dumppayload"
 )
@@ -44,7 +45,11 @@ func (in *input) byte() (byte, error) {
 	if err != nil {
 		return 0, in.eof(err)
 	}
-	in.consumed([]byte{b})
+	in.off++
+	in.crc = dumppayload.CRCByte(in.crc, b)
+	if in.copy != nil {
+		in.copy.WriteByte(b)
+	}
 	return b, nil
 }
 
@@ -196,8 +201,12 @@ func (in *input) pair() (string, string, error) {
 		return "", "", err
 	}
 	b, err := in.str()
-	return string(a), string(b), err
+	return owned(a), owned(b), err
 }
+
+// owned returns b, which str made (new memory nothing writes again), as a
+// string without copying it.
+func owned(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 func (in *input) intEnc(n uint64) (int64, error) {
 	switch n {

@@ -202,7 +202,7 @@ func (d *Decoder) key(t byte, expire int64, meta []string, emit func(*format.Rec
 			d.Stats.KeyMetaKeys = append(d.Stats.KeyMetaKeys, fmt.Sprintf("%q (db %d): %s", kb, d.db, strings.Join(meta, ", ")))
 		}
 	}
-	b := &builder{opts: d.opts, emit: emit, db: d.db, key: string(kb), exp: expire, stats: &d.Stats}
+	b := &builder{opts: d.opts, emit: emit, db: d.db, key: owned(kb), exp: expire, stats: &d.Stats}
 	if expire > 0 && d.opts.NowMs > 0 && expire <= d.opts.NowMs {
 		b.skip = true
 		d.Stats.Expired++
@@ -295,7 +295,7 @@ func (d *Decoder) collection(t byte, b *builder) error {
 			if err != nil {
 				return err
 			}
-			return b.elem(string(s))
+			return b.elem(owned(s))
 		})
 	case typeListQuicklist:
 		return d.each(func() error { return d.blob(walkZiplist, b.elem) })
@@ -322,7 +322,7 @@ func (d *Decoder) collection(t byte, b *builder) error {
 			if err != nil {
 				return err
 			}
-			return b.member(string(m), score)
+			return b.member(owned(m), score)
 		})
 	case typeZSetZiplist, typeZSetListpack:
 		walk := walkListpack
@@ -437,7 +437,7 @@ func (d *Decoder) quicklistNode(b *builder) error {
 		if err != nil {
 			return err
 		}
-		return b.elem(string(s))
+		return b.elem(owned(s))
 	case 2:
 		return d.blob(walkListpack, b.elem)
 	}

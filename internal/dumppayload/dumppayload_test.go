@@ -1,6 +1,9 @@
 package dumppayload
 
-import "testing"
+import (
+	"hash/crc64"
+	"testing"
+)
 
 func TestCRC(t *testing.T) {
 	// The check value Redis's crc64.c tests against.
@@ -57,6 +60,29 @@ func TestServerRDB(t *testing.T) {
 	} {
 		if got := ServerRDB(tt.engine, tt.major, tt.minor); got != tt.want {
 			t.Errorf("ServerRDB(%s %d.%d) = %d, want %d", tt.engine, tt.major, tt.minor, got, tt.want)
+		}
+	}
+}
+
+// TestCRCSlicing checks the sliced CRC against hash/crc64's byte-by-byte
+// one, over every length up to 100 and split at every point.
+func TestCRCSlicing(t *testing.T) {
+	tab := crc64.MakeTable(0x95ac9329ac4bc9b5)
+	p := make([]byte, 100)
+	for i := range p {
+		p[i] = byte(i*131 + 7)
+	}
+	for n := 0; n <= len(p); n++ {
+		want := ^crc64.Update(^uint64(0), tab, p[:n])
+		for split := 0; split <= n; split++ {
+			if got := CRC(CRC(0, p[:split]), p[split:n]); got != want {
+				t.Fatalf("%d bytes split at %d: %016x, want %016x", n, split, got, want)
+			}
+		}
+		if n > 0 {
+			if got := CRCByte(CRC(0, p[:n-1]), p[n-1]); got != want {
+				t.Fatalf("%d bytes, the last by CRCByte: %016x, want %016x", n, got, want)
+			}
 		}
 	}
 }

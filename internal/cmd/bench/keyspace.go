@@ -63,12 +63,14 @@ func keyspaceBench(ctx context.Context, bin string, scale float64, keep string, 
 			return measured{}, 0, err
 		}
 		defer dst.Close()
+		dc := redis.NewClient(&redis.Options{Addr: dst.Addr})
+		defer dc.Close()
+		before := serverCPU(ctx, dc)
 		m, err := run(ctx, bin, script(dst.URL, port(dst.Addr)))
 		if err != nil {
 			return m, 0, err
 		}
-		dc := redis.NewClient(&redis.Options{Addr: dst.Addr})
-		defer dc.Close()
+		m.busy = (serverCPU(ctx, dc) - before) / m.wall.Seconds()
 		n, err := dc.DBSize(ctx).Result()
 		return m, n, err
 	}
@@ -101,10 +103,12 @@ func keyspaceBench(ctx context.Context, bin string, scale float64, keep string, 
 	for round := 0; round < rounds; round++ {
 		// The two reads, one after the other on the same idle server, then
 		// the two writes; the same order each round.
+		before := serverCPU(ctx, sc)
 		rd, err := run(ctx, bin, fmt.Sprintf("crsdump -q -u %s -o %s", src.URL, file))
 		if err != nil {
 			return err
 		}
+		rd.busy = (serverCPU(ctx, sc) - before) / rd.wall.Seconds()
 		rr, err := run(ctx, bin, fmt.Sprintf("redis-cli -h 127.0.0.1 -p %s --rdb %s", port(src.Addr), rdb))
 		if err != nil {
 			return err
@@ -270,6 +274,9 @@ func keyspaceBench(ctx context.Context, bin string, scale float64, keep string, 
 	fmt.Printf("crsdump --rdb FILE / redis-server loading it: %.2f best against best (target <= 1.0: %s); round by round %s; peak RSS %.1f MiB\n", convRatio, verdict(convRatio <= 1.0), strings.Join(convRatios, " "), mib(conv.maxRSS))
 	rdbLoadRatio := lr.wall.Seconds() / l.wall.Seconds()
 	fmt.Printf("crsload FILE.rdb / crsload of the dump file: %.2f best against best (target <= 1.0: %s); round by round %s; peak RSS %.1f MiB\n", rdbLoadRatio, verdict(rdbLoadRatio <= 1.0), strings.Join(rdbLoadRatios, " "), mib(lr.maxRSS))
+	// Where the server works the whole run, the tool waits on it: the
+	// ratio is then the server's work per key, not the tool's.
+	fmt.Printf("the server's CPU over each best round's wall time (100%%: a core the whole run): crsdump (SCAN) %.0f%%, crsload %.0f%%, crsload FILE.rdb %.0f%%, redis-cli --pipe %.0f%%\n", 100*d.busy, 100*l.busy, 100*lr.busy, 100*p.busy)
 	fmt.Printf("peak RSS crsdump %.1f MiB, crsload %.1f MiB, the highest of all rounds (target < 64: %s)\n", mib(d.maxRSS), mib(l.maxRSS), verdict(d.maxRSS < rssLimit && l.maxRSS < rssLimit))
 	got := float64(keys) / rd.wall.Seconds()
 	fmt.Printf("crsdump --rate %.0f: %.0f keys/s, %.3f of the rate (target within 10%%: %s)\n", dumpRate, got, got/dumpRate, verdict(got >= dumpRate*0.9 && got <= dumpRate*1.1))

@@ -87,6 +87,9 @@ type measured struct {
 	wall   time.Duration
 	maxRSS int64 // bytes
 	out    string
+	// busy is the CPU the server read or written used over the run,
+	// as a share of the wall time (1: a core all the time), where measured.
+	busy float64
 }
 
 // rssWrap is the first argument under which the bench runs itself as a

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"hash/fnv"
 	"io"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -146,4 +148,21 @@ func fileInput(path string) records.Input {
 	spec := pick.NewSpec()
 	spec.File = path
 	return pick.Open(spec)
+}
+
+// TestRouteHash pins routeHash to FNV-1a of the database, a 0 byte and
+// the key: a resumed load must send each key to the writer it went to.
+func TestRouteHash(t *testing.T) {
+	for _, c := range []struct {
+		db  int
+		key string
+	}{{0, ""}, {0, "k"}, {15, "client_keys:12345"}, {3, "\xff\x00bytes"}} {
+		h := fnv.New64a()
+		h.Write([]byte(strconv.Itoa(c.db)))
+		h.Write([]byte{0})
+		h.Write([]byte(c.key))
+		if got, want := routeHash(c.db, c.key), h.Sum64(); got != want {
+			t.Errorf("db %d key %q: %x, want %x", c.db, c.key, got, want)
+		}
+	}
 }

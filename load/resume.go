@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"os"
 	"strconv"
 	"sync/atomic"
@@ -88,9 +87,16 @@ func keepCheckpoint(path string, lines []*atomic.Int64, stop <-chan struct{}, do
 // routeHash is the writer-choosing hash of a key: FNV-1a of its database
 // and name, the same in every run.
 func routeHash(db int, key string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(strconv.Itoa(db)))
-	h.Write([]byte{0})
-	h.Write([]byte(key))
-	return h.Sum64()
+	// hash/fnv's, inlined: no allocation per key on the hot path.
+	const offset, prime = 14695981039346656037, 1099511628211
+	var digits [20]byte
+	h := uint64(offset)
+	for _, c := range strconv.AppendInt(digits[:0], int64(db), 10) {
+		h = (h ^ uint64(c)) * prime
+	}
+	h *= prime // the 0 byte between
+	for i := 0; i < len(key); i++ {
+		h = (h ^ uint64(key[i])) * prime
+	}
+	return h
 }

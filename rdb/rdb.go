@@ -17,7 +17,6 @@
 package rdb
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -128,7 +127,7 @@ func NewDecoder(r io.Reader, opts Options) *Decoder {
 	if opts.PartBytes <= 0 {
 		opts.PartBytes = 1 << 20
 	}
-	return &Decoder{in: input{r: bufio.NewReaderSize(r, 64<<10)}, opts: opts, next: -1}
+	return &Decoder{in: input{r: newBuffered(r, 64<<10, opts.Skim)}, opts: opts, next: -1}
 }
 
 // IsRDB reports whether b (the first bytes of an input) starts with an
@@ -373,7 +372,7 @@ func (d *Decoder) end() error {
 	if d.info.Version < 5 && d.info.Engine == "redis" {
 		return nil
 	}
-	want := d.in.crc
+	want := d.in.r.CRC()
 	got, err := d.in.uint64LE()
 	if err != nil {
 		return d.fail(fmt.Errorf("checksum: %w", err))

@@ -1,7 +1,6 @@
 package rdb
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -22,9 +21,8 @@ func crcUpdate(crc uint64, p []byte) uint64 { return dumppayload.CRC(crc, p) }
 // CRC-64 of what it consumed, and optionally copying what it consumes
 // (to rebuild a DUMP payload of a value it cannot express).
 type input struct {
-	r    *bufio.Reader
+	r    *buffered // it keeps the checksum
 	off  int64
-	crc  uint64
 	copy *bytes.Buffer // not nil while a value is being copied
 }
 
@@ -33,7 +31,6 @@ var ErrTruncated = errors.New("unexpected end of file (the file is truncated)")
 
 func (in *input) consumed(p []byte) {
 	in.off += int64(len(p))
-	in.crc = crcUpdate(in.crc, p)
 	if in.copy != nil {
 		in.copy.Write(p)
 	}
@@ -46,7 +43,6 @@ func (in *input) byte() (byte, error) {
 		return 0, in.eof(err)
 	}
 	in.off++
-	in.crc = dumppayload.CRCByte(in.crc, b)
 	if in.copy != nil {
 		in.copy.WriteByte(b)
 	}

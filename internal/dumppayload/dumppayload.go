@@ -63,9 +63,6 @@ func CRC(crc uint64, p []byte) uint64 {
 	return crc
 }
 
-// CRCByte continues Redis's CRC-64 crc over one byte.
-func CRCByte(crc uint64, b byte) uint64 { return crcTables[0][byte(crc)^b] ^ crc>>8 }
-
 // Version returns the RDB version a payload carries.
 func Version(payload string) (int, error) {
 	if len(payload) < footer+1 {

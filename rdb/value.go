@@ -126,9 +126,16 @@ func (b *builder) elem(s string) error {
 	if err := b.next(); err != nil {
 		return err
 	}
+	if b.rec.Elems == nil {
+		b.rec.Elems = make([]string, 0, firstCap)
+	}
 	b.rec.Elems = append(b.rec.Elems, s)
 	return b.grew(len(s))
 }
+
+// firstCap is the room a record's first element gets: most small
+// collections fit, in one allocation rather than four (1, 2, 4, 8).
+const firstCap = 8
 
 func (b *builder) field(name, value string, expireAt int64) error {
 	// A field whose expiry has passed is one a server loading the file
@@ -141,6 +148,9 @@ func (b *builder) field(name, value string, expireAt int64) error {
 	}
 	if err := b.next(); err != nil {
 		return err
+	}
+	if b.rec.Hash == nil {
+		b.rec.Hash = make([]format.Field, 0, firstCap)
 	}
 	b.rec.Hash = append(b.rec.Hash, format.Field{Name: name, Value: value})
 	if expireAt > 0 {
@@ -155,6 +165,9 @@ func (b *builder) member(m string, score float64) error {
 	}
 	if err := b.next(); err != nil {
 		return err
+	}
+	if b.rec.ZSet == nil {
+		b.rec.ZSet = make([]format.Member, 0, firstCap)
 	}
 	b.rec.ZSet = append(b.rec.ZSet, format.Member{Member: m, Score: score})
 	return b.grew(len(m) + 8)

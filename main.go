@@ -237,6 +237,7 @@ func connFlags(o *redisconn.Options, dbUsage, dbDefault string) []cli.Flag {
 		&cli.StringFlag{Name: "sni", Usage: "server `NAME` to send and verify, when not the host", Destination: &o.SNI},
 		&cli.BoolFlag{Name: "insecure", Usage: "do not verify the server certificate (not for production)", Destination: &o.Insecure},
 		&cli.IntFlag{Name: "db", Aliases: []string{"n"}, Value: -1, DefaultText: dbDefault, Usage: dbUsage, Destination: &o.DB},
+		&cli.DurationFlag{Name: "timeout", DefaultText: "60s", Usage: "how long an answer the server owes may take before the connection counts as lost (a stopped or partitioned server is found after it)", Destination: &o.Timeout},
 		&cli.StringFlag{Name: "sentinel-master", Usage: "the server is the master Sentinel monitors as `NAME`: -u (or -h -p) and --sentinel name sentinels, asked where it is now, and again after a failover", Destination: &o.SentinelMaster},
 		&cli.StringFlag{Name: "sentinel", Usage: "sentinels to ask, `HOST:PORT[,HOST:PORT…]` (default: the -u or -h -p address)", Destination: &o.SentinelAddrs},
 		&cli.StringFlag{Name: "sentinel-user", Usage: "ACL user name on the sentinels", Destination: &o.SentinelUser},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -29,32 +30,48 @@ func commandCalls(t *testing.T, s *redisserver.Server) int64 {
 	return n
 }
 
+// loadUntil fills a source, dumps it to d.zst (every hash in three parts)
+// and starts crsload --rate 10000 of it, with flags, into a new server;
+// it returns once more than a part-th of the keys are on the target.
+func loadUntil(t *testing.T, flags string, part int64) (src, dst *redisserver.Server, dir string, cmd *exec.Cmd, output func() string) {
+	t.Helper()
+	ctx := context.Background()
+	src = redistest.Start(t)
+	fillMany(t, src, 20_000)
+	dir = t.TempDir()
+	if out, code := sh(t, dir, "crsdump -q --part-elems 2 -u "+src.URL+" -o d.zst"); code != 0 {
+		t.Fatalf("dump: exit %d\n%s", code, out)
+	}
+	total, _ := redistest.Client(t, src, 0).DBSize(ctx).Result()
+	dst = redistest.Start(t)
+	dc := redistest.Client(t, dst, 0)
+	cmd, output = start(t, dir, "crsload --rate 10000 "+flags+" -u "+dst.URL+" d.zst")
+	redistest.WaitFor(t, "part of the keys on the target", func() bool {
+		n, _ := dc.DBSize(ctx).Result()
+		return n > total/part
+	})
+	return src, dst, dir, cmd, output
+}
+
 // TestResumeLoad interrupts a load half way (^C), then continues it with
 // --resume: the target ends equal to the source, key by key, keys in parts
 // whole, and the resumed run sends fewer commands than loading it all
 // again would (with --replace, as a target that holds keys needs).
 func TestResumeLoad(t *testing.T) {
-	ctx := context.Background()
-	src := redistest.Start(t)
-	fillMany(t, src, 20_000)
-	dir := t.TempDir()
-	// Parts of two fields: every hash of the keyspace in three parts.
-	if out, code := sh(t, dir, "crsdump -q --part-elems 2 -u "+src.URL+" -o d.zst"); code != 0 {
-		t.Fatalf("dump: exit %d\n%s", code, out)
-	}
-	total, _ := redistest.Client(t, src, 0).DBSize(ctx).Result()
-	dst := redistest.Start(t)
-	dc := redistest.Client(t, dst, 0)
-	cmd, output := start(t, dir, "crsload --rate 10000 -u "+dst.URL+" d.zst")
-	redistest.WaitFor(t, "a third of the keys on the target", func() bool {
-		n, _ := dc.DBSize(ctx).Result()
-		return n > total/3
-	})
+	src, dst, dir, cmd, output := loadUntil(t, "", 3)
 	cmd.Process.Signal(syscall.SIGINT)
 	err := cmd.Wait()
 	if code := exitCodeOf(err); code != 130 || !strings.Contains(output(), "crsload --resume with the same arguments continues this load") {
 		t.Fatalf("the interrupted load: exit %d\n%s", code, output())
 	}
+	resumeAndCompare(t, dir, src, dst)
+}
+
+// resumeAndCompare runs crsload --resume of d.zst into dst: the target
+// must end equal to src, the run send fewer commands than the whole load
+// again, and a second --resume find nothing to resume.
+func resumeAndCompare(t *testing.T, dir string, src, dst *redisserver.Server) {
+	t.Helper()
 	before := commandCalls(t, dst)
 	out, code := sh(t, dir, "crsload --resume -u "+dst.URL+" d.zst")
 	if code != 0 || !strings.Contains(out, "resumed: skipped ") {
@@ -76,6 +93,21 @@ func TestResumeLoad(t *testing.T) {
 	if out, code := sh(t, dir, "crsload --resume -u "+dst.URL+" d.zst"); code == 0 || !strings.Contains(out, "no checkpoint to resume from") {
 		t.Errorf("a second --resume: exit %d\n%s", code, out)
 	}
+}
+
+// TestResumeAfterTheTargetIsLost stops the target (SIGSTOP) half way
+// through a load, for longer than --retry-for: the load fails, naming
+// --resume; once the target answers again, --resume finishes the load.
+func TestResumeAfterTheTargetIsLost(t *testing.T) {
+	src, dst, dir, cmd, output := loadUntil(t, "--timeout 2s --retry-for 2s", 2)
+	dst.Pause()
+	err := cmd.Wait()
+	dst.Resume()
+	if code := exitCodeOf(err); code == 0 || !strings.Contains(output(), "crsload --resume with the same arguments continues this load") {
+		t.Fatalf("the load whose target was lost: exit %d\n%s", code, output())
+	}
+	t.Log(lineWith(output(), "lost the connection"))
+	resumeAndCompare(t, dir, src, dst)
 }
 
 // TestResumeAfterACrash kills the load (SIGKILL: its checkpoint lags what

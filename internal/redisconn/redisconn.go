@@ -56,6 +56,11 @@ type Options struct {
 	// Retries is how many times go-redis retries a failed command on a new
 	// connection. Loads set it to -1: a retried RPUSH would append twice.
 	Retries int
+	// Timeout is how long an answer the server owes may take before the
+	// connection counts as lost (and a load reconnects, for --retry-for);
+	// 60s if zero. A server that stops answering without closing the
+	// connection (stopped, partitioned away) is found after it.
+	Timeout time.Duration
 	// ReadOnly sends READONLY on each connection, so that a replica of a
 	// cluster answers reads of its slots instead of redirecting them.
 	ReadOnly bool
@@ -121,8 +126,10 @@ func (o Options) ClientOptions() (*redis.Options, error) {
 	ro.Protocol = 2 // RESP2: scores arrive as the server's exact text
 	ro.DisableIdentity = true
 	ro.DialTimeout = 5 * time.Second
-	ro.ReadTimeout = 60 * time.Second
-	ro.WriteTimeout = 60 * time.Second
+	ro.ReadTimeout, ro.WriteTimeout = 60*time.Second, 60*time.Second
+	if o.Timeout > 0 {
+		ro.ReadTimeout, ro.WriteTimeout = o.Timeout, o.Timeout
+	}
 	ro.MaxRetries = o.Retries
 	if o.ReadOnly {
 		ro.OnConnect = func(ctx context.Context, cn *redis.Conn) error { return cn.ReadOnly(ctx).Err() }

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -140,6 +142,12 @@ func TestKeyRules(t *testing.T) {
 		if c.code == 5 && redistest.Client(t, dst, 0).DBSize(ctx).Val() != 0 {
 			t.Errorf("%s: the target holds keys", c.line)
 		}
+	}
+	// Refused before the first byte, a dump to stdout writes none.
+	if out, code := sh(t, dir, "crsdump -u "+asApp(src)+" > out.zst"); code != 5 {
+		t.Errorf("crsdump to stdout: exit %d\n%s", code, out)
+	} else if b, err := os.ReadFile(filepath.Join(dir, "out.zst")); err != nil || len(b) != 0 {
+		t.Errorf("crsdump to stdout, refused: %v, %d bytes written", err, len(b))
 	}
 	if v := redistest.Client(t, dst, 1).Get(ctx, "app:other:1").Val(); v != "b" {
 		t.Errorf("app:other:1 in database 1 of the target: %q", v)

@@ -121,7 +121,11 @@ func Run(ctx context.Context, in records.Input, opts Options, stdout, stderr io.
 	if enc != nil {
 		// Close the zstd frame even after a failure, so that what was
 		// written reads back as a dump without a trailer: a loader then
-		// reports it as truncated rather than as corrupt.
+		// reports it as truncated rather than as corrupt. A failure before
+		// the first byte (a refused pre-flight) leaves the output empty.
+		if err != nil && raw.n == 0 {
+			enc.Reset(io.Discard)
+		}
 		if cerr := enc.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("write: %w", cerr)
 		}

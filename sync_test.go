@@ -414,7 +414,7 @@ func TestSyncIntoCluster(t *testing.T) {
 	w := startMixWriter(t, src)
 	defer w.Stop(t, src)
 	cmd, output := start(t, dir, "crs sync --progress plain --db 0 --source "+src.URL+" -u "+c3.URL())
-	redistest.WaitFor(t, "the stream phase", func() bool { return strings.Contains(output(), "in sync") })
+	redistest.WaitFor(t, "the stream phase", func() bool { return strings.Contains(output(), "phase 2") })
 	cmd.Process.Kill()
 	cmd.Wait()
 	if out, code := sh(t, dir, "crs sync --db 0 --source "+src.URL+" -u "+c3.URL()); code != 4 || !strings.Contains(out, "--replace") {

@@ -441,8 +441,13 @@ func TestSyncClusterResumes(t *testing.T) {
 	w := startMixWriterOn(t, c3.Client(t))
 	defer w.Stop(t, masters(c3, 3)...)
 	args := " --progress plain --source " + c3.Nodes[0].URL + " -u " + dst.URL
-	cmd, output := start(t, dir, "crs sync"+args)
-	redistest.WaitFor(t, "every link streaming", func() bool { return strings.Contains(output(), "in sync") })
+	cmd, _ := start(t, dir, "crs sync"+args)
+	// Every link streams once the target holds its position.
+	dc := redistest.Client(t, dst, 0)
+	redistest.WaitFor(t, "every link streaming", func() bool {
+		keys, _ := dc.Keys(context.Background(), livesync.CheckpointKey+":*").Result()
+		return len(keys) == 3
+	})
 	cmd.Process.Kill()
 	cmd.Wait()
 	out, code := sh(t, dir, "crs sync --cutover --pause 60s"+args)

@@ -47,9 +47,9 @@ var types = map[string]valueType{
 		unit: "elements"},
 	TypeZSet: {open: '[', shape: "an array of [member, score] pairs", parse: parseZSet, append: appendZSet,
 		check: checkScores, unit: "elements"},
-	TypeStream: {open: '{', shape: "an object", parse: parseStreamValue, append: appendStreamValue,
+	TypeStream: {open: '{', shape: "an object", parse: parseStreamValue, append: appendStream,
 		check: checkStream, empty: true, unit: "entries", appends: true},
-	TypeVectorSet: {open: '{', shape: "an object", parse: parseVectorSet, append: appendVectorSetValue,
+	TypeVectorSet: {open: '{', shape: "an object", parse: parseVectorSet, append: appendVectorSet,
 		check: checkVectorSet, unit: "elements"},
 }
 
@@ -161,17 +161,9 @@ func parseStreamValue(s *scanner, rec *Record, bs strDecoder) error {
 	return err
 }
 
-func appendStreamValue(b []byte, r *Record, str appendStr) []byte {
-	return appendStream(b, r.Stream, str, str.strs)
-}
-
 func checkStream(r *Record) error {
 	if r.Stream == nil {
 		return errors.New("stream record without a stream")
 	}
 	return nil
-}
-
-func appendVectorSetValue(b []byte, r *Record, str appendStr) []byte {
-	return appendVectorSet(b, r.VectorSet, str)
 }

@@ -47,7 +47,8 @@ type VectorElement struct {
 	Attr string
 }
 
-func appendVectorSet(b []byte, vs *VectorSet, str func([]byte, string) []byte) []byte {
+func appendVectorSet(b []byte, r *Record, str appendStr) []byte {
+	vs := r.VectorSet
 	b = append(b, '{')
 	if vs.Quant != "" {
 		b = append(b, `"quant":`...)

@@ -339,7 +339,8 @@ func appendRecord(b []byte, r *Record) []byte {
 	return append(b, "}\n"...)
 }
 
-func appendStream(b []byte, st *Stream, str func([]byte, string) []byte, strs func([]byte, []string) []byte) []byte {
+func appendStream(b []byte, r *Record, str appendStr) []byte {
+	st := r.Stream
 	b = append(b, `{"entries":[`...)
 	for i, e := range st.Entries {
 		if i > 0 {
@@ -351,7 +352,7 @@ func appendStream(b []byte, st *Stream, str func([]byte, string) []byte, strs fu
 		if e.Deleted {
 			b = append(b, "null"...)
 		} else {
-			b = strs(b, e.Fields)
+			b = str.strs(b, e.Fields)
 		}
 		b = append(b, ']')
 	}

@@ -220,7 +220,7 @@ func verifyCommand() *cli.Command {
 		Usage:        "check that a server holds every key of a dump (or of another server) with the same type, value and expiry",
 		UsageText:    "crs verify [options] -u TARGET_URL FILE\ncrs verify --source URL --target URL",
 		OnUsageError: onUsage,
-		Flags: append(append(connFlags(&verifyOpts.Target, "the target database to check every record against", "each record's own"), sel.flags()...),
+		Flags: append(append(append(connFlags(&verifyOpts.Target, "the target database to check every record against", "each record's own"), sel.flags()...), sourceConnFlags(&from.Scan.Conn)...),
 			&cli.StringFlag{Name: "target", Usage: "the server to check (the same as -u)", Destination: &verifyOpts.Target.URL},
 			&cli.StringFlag{Name: "source", Usage: "compare against this server's keys instead of a dump file", Destination: &from.Scan.Conn.URL},
 			&cli.DurationFlag{Name: "tolerance", Value: verifyOpts.Tolerance, Usage: "how far apart two expiries may be and still match", Destination: &verifyOpts.Tolerance},

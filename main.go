@@ -148,7 +148,7 @@ func exitCode(ctx context.Context, err error) int {
 		return 3
 	case errors.Is(err, livesync.ErrDifferent):
 		return 6
-	case errors.Is(err, livesync.ErrStopped), errors.Is(err, repl.ErrNoBacklog), errors.Is(err, repl.ErrNotifications), errors.Is(err, livesync.ErrLostNotifications):
+	case errors.Is(err, livesync.ErrStopped), errors.Is(err, livesync.ErrBusy), errors.Is(err, repl.ErrNoBacklog), errors.Is(err, repl.ErrNotifications), errors.Is(err, livesync.ErrLostNotifications):
 		return 4
 	case errors.Is(err, load.ErrTargetNotEmpty), errors.Is(err, load.ErrTargetLacks), errors.Is(err, load.ErrTargetMemory), errors.Is(err, dump.ErrTerminal), errors.As(err, &preflight):
 		return 4
@@ -223,26 +223,47 @@ func progressFlag(mode *string) cli.Flag {
 // connFlags are the connection flags both commands take, as redis-cli
 // names them.
 func connFlags(o *redisconn.Options, dbUsage, dbDefault string) []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "url", Aliases: []string{"u"}, Usage: "server `URL`: redis://[user:password@]host:port[/db], rediss://… or unix:///path.sock", Destination: &o.URL},
 		&cli.StringFlag{Name: "host", Aliases: []string{"h"}, DefaultText: "127.0.0.1", Usage: "server host", Destination: &o.Host},
 		&cli.IntFlag{Name: "port", Aliases: []string{"p"}, DefaultText: "6379", Usage: "server port", Destination: &o.Port},
-		&cli.StringFlag{Name: "pass", Aliases: []string{"a"}, EnvVars: []string{"REDISCLI_AUTH"}, Usage: "password (better: the REDISCLI_AUTH environment variable, which stays out of the process list)", Destination: &o.Password},
-		&cli.StringFlag{Name: "password-file", Usage: "read the password from the first line of `FILE`", Destination: &o.PasswordFile},
-		&cli.StringFlag{Name: "user", Usage: "ACL user name", Destination: &o.User},
-		&cli.BoolFlag{Name: "tls", Usage: "use TLS (rediss:// URLs do too); the server certificate is verified", Destination: &o.TLS},
-		&cli.StringFlag{Name: "cacert", Usage: "trust the CA certificate(s) in this PEM `FILE`", Destination: &o.CACert},
-		&cli.StringFlag{Name: "cert", Usage: "client certificate PEM `FILE`, for servers that ask for one", Destination: &o.Cert},
-		&cli.StringFlag{Name: "key", Usage: "client key PEM `FILE`", Destination: &o.Key},
-		&cli.StringFlag{Name: "sni", Usage: "server `NAME` to send and verify, when not the host", Destination: &o.SNI},
-		&cli.BoolFlag{Name: "insecure", Usage: "do not verify the server certificate (not for production)", Destination: &o.Insecure},
+	}, append(authFlags(o, "", "REDISCLI_AUTH", "the "),
 		&cli.IntFlag{Name: "db", Aliases: []string{"n"}, Value: -1, DefaultText: dbDefault, Usage: dbUsage, Destination: &o.DB},
 		&cli.DurationFlag{Name: "timeout", DefaultText: "60s", Usage: "how long an answer the server owes may take before the connection counts as lost (a stopped or partitioned server is found after it)", Destination: &o.Timeout},
 		&cli.StringFlag{Name: "sentinel-master", Usage: "the server is the master Sentinel monitors as `NAME`: -u (or -h -p) and --sentinel name sentinels, asked where it is now, and again after a failover", Destination: &o.SentinelMaster},
 		&cli.StringFlag{Name: "sentinel", Usage: "sentinels to ask, `HOST:PORT[,HOST:PORT…]` (default: the -u or -h -p address)", Destination: &o.SentinelAddrs},
 		&cli.StringFlag{Name: "sentinel-user", Usage: "ACL user name on the sentinels", Destination: &o.SentinelUser},
 		&cli.StringFlag{Name: "sentinel-pass", EnvVars: []string{"CRS_SENTINEL_AUTH"}, Usage: "password on the sentinels (better: the CRS_SENTINEL_AUTH environment variable)", Destination: &o.SentinelPassword},
+	)...)
+}
+
+// authFlags are a server's user, password and TLS flags, their names
+// begun with prefix ("source-" for --source's, which never takes the
+// target's: so none of them need go in the URL, which ps shows), the
+// password also from the environment variable env; whose begins their
+// help ("the source's ").
+func authFlags(o *redisconn.Options, prefix, env, whose string) []cli.Flag {
+	pass := &cli.StringFlag{Name: prefix + "pass", EnvVars: []string{env}, Usage: whose + "password (better: the " + env + " environment variable, which stays out of the process list)", Destination: &o.Password}
+	if prefix == "" {
+		pass.Aliases = []string{"a"}
 	}
+	return []cli.Flag{
+		pass,
+		&cli.StringFlag{Name: prefix + "password-file", Usage: "read " + whose + "password from the first line of `FILE`", Destination: &o.PasswordFile},
+		&cli.StringFlag{Name: prefix + "user", Usage: whose + "ACL user name", Destination: &o.User},
+		&cli.BoolFlag{Name: prefix + "tls", Usage: "use TLS (rediss:// URLs do too); the server certificate is verified", Destination: &o.TLS},
+		&cli.StringFlag{Name: prefix + "cacert", Usage: "trust the CA certificate(s) in this PEM `FILE`", Destination: &o.CACert},
+		&cli.StringFlag{Name: prefix + "cert", Usage: whose + "client certificate PEM `FILE`, for servers that ask for one", Destination: &o.Cert},
+		&cli.StringFlag{Name: prefix + "key", Usage: whose + "client key PEM `FILE`", Destination: &o.Key},
+		&cli.StringFlag{Name: prefix + "sni", Usage: "server `NAME` to send and verify, when not the host", Destination: &o.SNI},
+		&cli.BoolFlag{Name: prefix + "insecure", Usage: "do not verify the server certificate (not for production)", Destination: &o.Insecure},
+	}
+}
+
+// sourceConnFlags are --source's user, password and TLS flags
+// (--source-user, CRS_SOURCE_AUTH, --source-tls, …).
+func sourceConnFlags(o *redisconn.Options) []cli.Flag {
+	return authFlags(o, "source-", "CRS_SOURCE_AUTH", "the source's ")
 }
 
 // version is the program's name, its module version and the VCS revision

@@ -25,9 +25,12 @@ import (
 // round. Rounds counts the rounds done.
 type writer struct {
 	Rounds atomic.Int64
-	stop   chan struct{}
-	done   sync.WaitGroup
-	err    error
+	// refused is set when the source refused a write (after a cutover),
+	// which ended the writer.
+	refused atomic.Bool
+	stop    chan struct{}
+	done    sync.WaitGroup
+	err     error
 }
 
 func startMixWriter(t *testing.T, s *redisserver.Server) *writer {
@@ -43,15 +46,48 @@ func startMixWriterOn(t *testing.T, c redis.UniversalClient) *writer {
 	for i := 0; i < 2000; i++ {
 		c.RPush(ctx, "w:list", i)
 	}
+	return startWriterLoop(c, 0, func(p redis.Pipeliner, i int) {
+		p.LPush(ctx, "w:list", i)
+		p.RPop(ctx, "w:list")
+		p.Set(ctx, fmt.Sprintf("w:px:%d", i%50), i, time.Hour)
+		p.Del(ctx, fmt.Sprintf("w:px:%d", (i+25)%50))
+		p.HSet(ctx, "w:hash", fmt.Sprintf("f%d", i%20), i)
+		p.XAdd(ctx, &redis.XAddArgs{Stream: "w:stream", Values: []any{"n", i}})
+		if i%10 == 0 {
+			p.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c1", Streams: []string{"w:stream", ">"}, Count: 3})
+		}
+	})
+}
+
+// startWriterLoop writes rounds through c until stopped, at most one per
+// pace (0: flat out): a transaction that increments a and b together,
+// the writes round queues on a pipeline, then the round counter. A source
+// that refuses writes (after a cutover) ends it.
+func startWriterLoop(c redis.UniversalClient, pace time.Duration, round func(p redis.Pipeliner, i int)) *writer {
+	ctx := context.Background()
 	w := &writer{stop: make(chan struct{})}
 	w.done.Add(1)
 	go func() {
 		defer w.done.Done()
+		var tick <-chan time.Time
+		if pace > 0 {
+			t := time.NewTicker(pace)
+			defer t.Stop()
+			tick = t.C
+		}
 		for i := 0; ; i++ {
-			select {
-			case <-w.stop:
-				return
-			default:
+			if tick == nil {
+				select {
+				case <-w.stop:
+					return
+				default:
+				}
+			} else {
+				select {
+				case <-w.stop:
+					return
+				case <-tick:
+				}
 			}
 			_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				p.Incr(ctx, "{w}:a")
@@ -60,20 +96,16 @@ func startMixWriterOn(t *testing.T, c redis.UniversalClient) *writer {
 			})
 			if err == nil {
 				_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
-					p.LPush(ctx, "w:list", i)
-					p.RPop(ctx, "w:list")
-					p.Set(ctx, fmt.Sprintf("w:px:%d", i%50), i, time.Hour)
-					p.Del(ctx, fmt.Sprintf("w:px:%d", (i+25)%50))
-					p.HSet(ctx, "w:hash", fmt.Sprintf("f%d", i%20), i)
-					p.XAdd(ctx, &redis.XAddArgs{Stream: "w:stream", Values: []any{"n", i}})
-					if i%10 == 0 {
-						p.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c1", Streams: []string{"w:stream", ">"}, Count: 3})
-					}
+					round(p, i)
 					return nil
 				})
 			}
 			if err == nil {
 				err = c.Incr(ctx, "w:rounds").Err()
+			}
+			if refusedWrite(err) {
+				w.refused.Store(true)
+				return
 			}
 			if err != nil && err != redis.Nil {
 				w.err = err
@@ -83,6 +115,13 @@ func startMixWriterOn(t *testing.T, c redis.UniversalClient) *writer {
 		}
 	}()
 	return w
+}
+
+// refusedWrite reports whether err is the refusal of a source that takes
+// no more writes after a cutover: NOREPLICAS, or, for a transaction,
+// EXECABORT (its commands were refused as they were queued).
+func refusedWrite(err error) bool {
+	return err != nil && (strings.HasPrefix(err.Error(), "NOREPLICAS") || strings.HasPrefix(err.Error(), "EXECABORT"))
 }
 
 // Stop stops the writer: the pause of each server is ended first so
@@ -592,4 +631,68 @@ func TestSyncBacklogLost(t *testing.T) {
 		t.Fatalf("--replace: exit %d\n%s", code, out)
 	}
 	assertNoDiff(t, src, dst)
+}
+
+// TestSyncSourceRestartsWithItsData shuts the source down with SAVE while
+// it takes writes and crs syncs it, then starts it again with its data:
+// the same crs sync continues from the position the target recorded, with
+// no full copy, and cuts over. The REPLCONF GETACK a source sends while
+// shutting down counts toward the position like every byte of the stream
+// (it was once consumed and not recorded, which left the target 37 bytes
+// behind the restarted source's backlog).
+func TestSyncSourceRestartsWithItsData(t *testing.T) {
+	ctx := context.Background()
+	src, dst := redistest.Start(t), redistest.Start(t)
+	fillMany(t, src, 1000)
+	dir := t.TempDir()
+	args := " --progress plain --source " + src.URL + " -u " + dst.URL
+	cmd, output := start(t, dir, "crs sync"+args)
+	redistest.WaitFor(t, "the stream phase", func() bool { return strings.Contains(output(), "phase 2") })
+	c := redistest.Client(t, src, 0)
+	for i := range 500 {
+		if err := c.Set(ctx, fmt.Sprintf("during:%d", i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	redistest.WaitFor(t, "the writes applied", func() bool {
+		n, _ := redistest.Client(t, dst, 0).Exists(ctx, "during:499").Result()
+		return n == 1
+	})
+	c.Do(ctx, "SHUTDOWN", "SAVE")
+	if err := cmd.Wait(); exitCodeOf(err) == 0 {
+		t.Fatalf("crs sync went on after the source shut down:\n%s", output())
+	}
+	if err := src.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.Set(ctx, "after:restart", "1", 0)
+	out, code := sh(t, dir, "crs sync --cutover"+args)
+	if code != 0 || strings.Contains(out, "phase 1") || !strings.Contains(out, "continuing from offset") {
+		t.Fatalf("after the restart: exit %d\n%s", code, out)
+	}
+	assertNoDiff(t, src, dst)
+	t.Log(lineWith(out, "continuing from offset"))
+}
+
+// TestSyncOnePerTarget starts a second crs sync into a target while the
+// first runs: it stops at once, exit 4, naming the first (pid, since),
+// and the first goes on to a cutover that leaves the target equal to the
+// source, with a == b (two syncs applying the stream from one position
+// would have doubled it).
+func TestSyncOnePerTarget(t *testing.T) {
+	src, dst, w, dir := syncPair(t, 1000)
+	defer w.Stop(t, src)
+	args := " --progress plain --source " + src.URL + " -u " + dst.URL
+	cmd, output := start(t, dir, "crs sync"+args)
+	redistest.WaitFor(t, "in sync", func() bool { return strings.Contains(output(), "crs sync: in sync") })
+	out, code := sh(t, t.TempDir(), "crs sync"+args)
+	if code != 4 || !strings.Contains(out, "another crs sync writes to this target") || !strings.Contains(out, fmt.Sprintf("pid %d ", cmd.Process.Pid)) {
+		t.Fatalf("the second sync: exit %d\n%s", code, out)
+	}
+	t.Log(lineWith(out, "another crs sync"))
+	cmd.Process.Signal(syscall.SIGUSR1)
+	if err := cmd.Wait(); exitCodeOf(err) != 0 || !strings.Contains(output(), "cutover done") {
+		t.Fatalf("the first sync: exit %d\n%s", exitCodeOf(err), output())
+	}
+	assertSynced(t, src, dst, w)
 }

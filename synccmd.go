@@ -36,14 +36,17 @@ func syncCommand() *cli.Command {
 		Name:  "sync",
 		Usage: "keep a target in step with a source that takes writes (a replication snapshot, then its write stream), then cut over with a write pause",
 		UsageText: "crs sync --source URL --target URL [--cutover]\n" +
-			"kill -USR1 <pid of crs sync>   # cut over a running sync once in step",
+			"kill -USR1 <pid of crs sync>   # cut over a running sync once in step\n" +
+			"kill -USR2 <pid of crs sync>   # rehearse: pause, check, end the pause, go on",
 		OnUsageError: onUsage,
-		Flags: append(append(connFlags(&opts.Load.Conn, "sync every database into this one of the target", "each database its own"), sel.flags()...),
+		Flags: append(append(append(connFlags(&opts.Load.Conn, "sync every database into this one of the target", "each database its own"), sel.flags()...), sourceConnFlags(&src)...),
 			&cli.StringFlag{Name: "target", Usage: "the server to keep in step (the same as -u)", Destination: &opts.Load.Conn.URL},
 			&cli.StringFlag{Name: "source", Usage: "the server to copy, which may go on taking writes: `URL` (it must allow PSYNC)", Destination: &src.URL, Required: true},
 			&cli.StringFlag{Name: "mode", Value: mode, Usage: "replication (PSYNC: a snapshot, then the write stream; exactly once), notify (SCAN, then every key its keyspace notifications name read again: for sources that refuse replication, such as managed services) or auto (replication where the source allows it)", Destination: &mode},
 			&cli.BoolFlag{Name: "cutover", Usage: "once in step, pause the source's writes (CLIENT PAUSE … WRITE), apply the rest, check the target and exit", Destination: &opts.Cutover},
-			&cli.DurationFlag{Name: "pause", Value: opts.Pause, Usage: "the longest the cutover pauses the source's writes; the pause runs out by itself", Destination: &opts.Pause},
+			&cli.DurationFlag{Name: "pause", Value: opts.Pause, Usage: "the longest the cutover pauses the source's writes; the pause ends as soon as the target is checked (the source then refuses writes) and runs out by itself", Destination: &opts.Pause},
+			&cli.IntFlag{Name: "cutover-attempts", Value: opts.CutoverAttempts, Usage: "cutovers whose check fails that are tried (the sync goes on between them) before giving up", Destination: &opts.CutoverAttempts},
+			&cli.DurationFlag{Name: "cutover-timeout", Value: opts.CutoverTimeout, Usage: "how long a cutover asked for waits for the target to get in step before giving up (0: for ever)", Destination: &opts.CutoverTimeout},
 			&cli.BoolFlag{Name: "verify", Usage: "at the cutover, compare every key (crs verify of the whole source), not only those written during the sync", Destination: &verifyAll},
 			&cli.BoolFlag{Name: "replace", Usage: "empty the target first (FLUSHALL) and copy anew: for a target that holds keys, or a sync whose position the source no longer holds", Destination: &replace},
 			&cli.BoolFlag{Name: "skip-unsupported", Usage: "skip, and count, commands the target lacks (and keys whose DUMP payload it refuses) instead of stopping", Destination: &opts.SkipUnsupported},
@@ -73,19 +76,9 @@ func syncCommand() *cli.Command {
 			opts.Load.ProbeKeys, opts.Load.ProbeAny = from.Select.ProbeKeysAs(from.Reshape)
 			opts.Load.SkipUnsupported = opts.SkipUnsupported
 			opts.Load.Replace = replace
-			cut := make(chan struct{}, 1)
-			sigs := make(chan os.Signal, 1)
-			signal.Notify(sigs, syscall.SIGUSR1)
-			defer signal.Stop(sigs)
-			go func() {
-				for range sigs {
-					select {
-					case cut <- struct{}{}:
-					default:
-					}
-				}
-			}()
-			opts.CutoverNow = cut
+			var stop func()
+			opts.CutoverNow, opts.Rehearse, stop = syncSignals()
+			defer stop()
 			if verifyAll {
 				opts.VerifyAll = func(ctx context.Context) error {
 					spec := pick.NewSpec()
@@ -109,11 +102,36 @@ func syncCommand() *cli.Command {
 	}
 }
 
+// syncSignals turns SIGUSR1 into a cutover and SIGUSR2 into a rehearsal.
+func syncSignals() (cutover, rehearse <-chan struct{}, stop func()) {
+	cut, reh := make(chan struct{}, 1), make(chan struct{}, 1)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2)
+	go func() {
+		for sig := range sigs {
+			to := cut
+			if sig == syscall.SIGUSR2 {
+				to = reh
+			}
+			select {
+			case to <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return cut, reh, func() { signal.Stop(sigs); close(sigs) }
+}
+
 // runSync finds where the target stands, opens the link and syncs.
 func runSync(ctx context.Context, opts livesync.Options, src redisconn.Options, from pick.Spec, replace bool, spool, mode string) (err error) {
-	server, err := repl.OpenServer(ctx, src)
+	release, err := livesync.Claim(ctx, opts, os.Stderr)
 	if err != nil {
 		return err
+	}
+	defer release()
+	server, err := repl.OpenServer(ctx, src)
+	if err != nil {
+		return fmt.Errorf("the source: %w", err)
 	}
 	defer server.Close()
 	// The cutover's check (and a sync by notifications) reads the keys
@@ -158,6 +176,11 @@ func runSync(ctx context.Context, opts livesync.Options, src redisconn.Options, 
 			held++
 		}
 	}
+	said, err := livesync.Preflight(ctx, opts, held == 0, replace, server.Pausable())
+	if err != nil {
+		return err
+	}
+	say(opts, said)
 	switch {
 	case replace:
 		if err := flushTarget(ctx, opts.Load.Conn); err != nil {
@@ -208,6 +231,16 @@ func runSync(ctx context.Context, opts livesync.Options, src redisconn.Options, 
 // runNotify syncs by keyspace notifications: it turns them on where they
 // are off (and back at the end), subscribes, and copies with SCAN.
 func runNotify(ctx context.Context, opts livesync.Options, src redisconn.Options, server *repl.Server, from pick.Spec, replace bool) error {
+	if pos, _, err := livesync.ReadCheckpoint(ctx, opts.Load.Conn, livesync.CheckpointKey); err != nil {
+		return err
+	} else if pos != nil && !replace {
+		return fmt.Errorf("%w: the target holds the position of a sync by replication (%s): a sync by notifications starts from an empty target (--replace empties it)", livesync.ErrStopped, livesync.CheckpointKey)
+	}
+	checked, err := livesync.Preflight(ctx, opts, true, replace, nil)
+	if err != nil {
+		return err
+	}
+	say(opts, checked)
 	restore, said, err := server.EnsureNotifications(ctx)
 	probe := errors.Is(err, repl.ErrNoConfig)
 	if probe {
@@ -220,11 +253,6 @@ func runNotify(ctx context.Context, opts livesync.Options, src redisconn.Options
 	}
 	if !opts.Quiet && !opts.JSON {
 		fmt.Fprintf(os.Stderr, "crs sync: %s\n", said)
-	}
-	if pos, _, err := livesync.ReadCheckpoint(ctx, opts.Load.Conn, livesync.CheckpointKey); err != nil {
-		return err
-	} else if pos != nil && !replace {
-		return fmt.Errorf("%w: the target holds the position of a sync by replication (%s): a sync by notifications starts from an empty target (--replace empties it)", livesync.ErrStopped, livesync.CheckpointKey)
 	}
 	if replace {
 		if err := flushTarget(ctx, opts.Load.Conn); err != nil {
@@ -254,6 +282,13 @@ func runNotify(ctx context.Context, opts livesync.Options, src redisconn.Options
 	in := pick.Open(from)
 	defer in.Close()
 	return livesync.RunNotify(ctx, opts, in, server, notifications{sub}, os.Stderr)
+}
+
+// say prints a line of crs sync's, where one is said and it may speak.
+func say(opts livesync.Options, line string) {
+	if line != "" && !opts.Quiet && !opts.JSON {
+		fmt.Fprintln(os.Stderr, line)
+	}
 }
 
 // notifications gives a repl.Subscription to livesync.

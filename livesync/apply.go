@@ -153,31 +153,67 @@ func (a *applier) mapDB(db int) (int, bool) {
 // apply applies batch to the target and moves the position past it.
 func (a *applier) apply(ctx context.Context, batch []*records.Command) error {
 	end := batch[len(batch)-1]
-	apply, nodes, n, err := a.plan(ctx, batch)
+	if err := a.repairExpired(ctx); err != nil {
+		return err
+	}
+	planned, apply, nodes, n, err := a.planRepaired(ctx, batch)
 	if err != nil {
 		return err
 	}
 	next := Position{ReplID: a.pos.ReplID, Offset: end.End, DB: end.DB}
+	var lost []dbKey
 	if a.judges() {
-		if err := a.applyJudged(ctx, batch, apply, nodes, next); err != nil {
+		if err := a.applyJudged(ctx, planned, apply, nodes, next); err != nil {
 			return err
 		}
 	} else if n > 0 {
 		if a.t.cluster {
-			err = a.applyRouted(ctx, batch, apply, nodes)
+			lost, err = a.applyRouted(ctx, batch, planned, apply, nodes)
 		} else {
-			err = a.applyTx(ctx, batch, apply, next)
+			lost, err = a.applyTx(ctx, batch, planned, apply, next)
 		}
 		if err != nil {
 			return err
 		}
 		a.st.Transactions++
+	} else if a.checkpointed() && next.Offset > a.pos.Offset {
+		// Nothing to apply (the source's pings, a REPLCONF GETACK): the
+		// position still moves, since every byte of the stream counts
+		// toward it. A source shut down sends a GETACK last, and restarts
+		// with its backlog beginning right after it.
+		a.pos = next
+		if err := a.writeCheckpoint(ctx); err != nil {
+			return err
+		}
 	}
 	// The source learns the offset (at once when it asked, REPLCONF
 	// GETACK), replication pings included.
 	a.pos = next
 	a.link.Ack(next.Offset, isName(end, "replconf"))
+	if len(lost) > 0 {
+		if err := a.repair(ctx, lost); err != nil {
+			return err
+		}
+	}
+	if len(a.skip) > 0 {
+		a.forget()
+	}
 	return nil
+}
+
+// planRepaired plans batch (a copy of it: plan renames its commands),
+// first repairing the keys that commands on repaired keys also write.
+func (a *applier) planRepaired(ctx context.Context, batch []*records.Command) (planned []*records.Command, apply []bool, nodes []int, n int, err error) {
+	for {
+		planned = slices.Clone(batch)
+		var extra []dbKey
+		if apply, nodes, n, extra, err = a.plan(ctx, planned); err != nil || len(extra) == 0 {
+			return planned, apply, nodes, n, err
+		}
+		if err := a.repair(ctx, extra); err != nil {
+			return nil, nil, nil, 0, err
+		}
+	}
 }
 
 // plan says which commands of batch are applied (not the replication
@@ -185,7 +221,11 @@ func (a *applier) apply(ctx context.Context, batch []*records.Command) error {
 // target to which node each goes (a source's MULTI and EXEC go with the
 // transaction's commands). It asks the target about each command before
 // anything is queued: a connection carries one exchange at a time.
-func (a *applier) plan(ctx context.Context, batch []*records.Command) (apply []bool, nodes []int, n int, err error) {
+//
+// A command on keys repaired past it is left out; one on repaired keys and
+// others returns the others in extra, to be repaired before the batch is
+// planned again.
+func (a *applier) plan(ctx context.Context, batch []*records.Command) (apply []bool, nodes []int, n int, extra []dbKey, err error) {
 	apply, nodes = make([]bool, len(batch)), make([]int, len(batch))
 	if a.judges() {
 		a.rereads = make([][]dbKey, len(batch))
@@ -194,7 +234,7 @@ func (a *applier) plan(ctx context.Context, batch []*records.Command) (apply []b
 	for i, cmd := range batch {
 		ci, err := a.info(ctx, cmd.Args[0])
 		if err != nil {
-			return nil, nil, 0, err
+			return nil, nil, 0, nil, err
 		}
 		switch {
 		case isName(cmd, "multi"):
@@ -219,15 +259,22 @@ func (a *applier) plan(ctx context.Context, batch []*records.Command) (apply []b
 				a.st.Skipped[ci.name]++
 				continue
 			}
-			return nil, nil, 0, fmt.Errorf("%w at offset %d of %s: %s %q: %s; the target holds everything before it (crs sync --skip-unsupported skips and counts such commands)", ErrStopped, cmd.Offset+1, a.link.Name(), ci.name, firstKey(cmd), why)
+			return nil, nil, 0, nil, fmt.Errorf("%w at offset %d of %s: %s %q: %s; the target holds everything before it (crs sync --skip-unsupported skips and counts such commands)", ErrStopped, cmd.Offset+1, a.link.Name(), ci.name, firstKey(cmd), why)
 		}
 		keys, at, err := a.keysOf(ctx, cmd, ci)
 		if err != nil {
-			return nil, nil, 0, err
+			return nil, nil, 0, nil, err
+		}
+		if all, rest := a.covered(cmd, keys); all {
+			a.st.Covered++
+			continue
+		} else if rest != nil {
+			extra = append(extra, rest...)
+			continue
 		}
 		sel, err := a.selectKeys(cmd, ci, keys, at)
 		if err != nil {
-			return nil, nil, 0, err
+			return nil, nil, 0, nil, err
 		}
 		if sel == nil {
 			a.st.NotSelected++
@@ -247,12 +294,12 @@ func (a *applier) plan(ctx context.Context, batch []*records.Command) (apply []b
 		}
 		if a.t.cluster {
 			if len(keys) == 0 {
-				return nil, nil, 0, fmt.Errorf("%w at offset %d of %s: %s names no key, so it has no master to go to in the target cluster", ErrStopped, cmd.Offset+1, a.link.Name(), ci.name)
+				return nil, nil, 0, nil, fmt.Errorf("%w at offset %d of %s: %s names no key, so it has no master to go to in the target cluster", ErrStopped, cmd.Offset+1, a.link.Name(), ci.name)
 			}
 			nodes[i] = a.t.node(keys[0])
 			if tx >= 0 {
 				if nodes[tx] >= 0 && nodes[tx] != nodes[i] {
-					return nil, nil, 0, fmt.Errorf("%w at offset %d of %s: a transaction of the source writes keys that different masters of the target cluster serve (%q among them), which no transaction there can do", ErrStopped, cmd.Offset+1, a.link.Name(), keys[0])
+					return nil, nil, 0, nil, fmt.Errorf("%w at offset %d of %s: a transaction of the source writes keys that different masters of the target cluster serve (%q among them), which no transaction there can do", ErrStopped, cmd.Offset+1, a.link.Name(), keys[0])
 				}
 				nodes[tx] = nodes[i]
 			}
@@ -260,68 +307,90 @@ func (a *applier) plan(ctx context.Context, batch []*records.Command) (apply []b
 		apply[i] = true
 		n++
 	}
-	return apply, nodes, n, nil
+	return apply, nodes, n, extra, nil
 }
 
-// applyTx applies the commands of batch apply says in one transaction on
-// a standalone target, with the write of the position next.
-func (a *applier) applyTx(ctx context.Context, batch []*records.Command, apply []bool, next Position) error {
+// applyTx applies the commands of planned apply says in one transaction
+// on a standalone target, with the write of the position next. It
+// returns the keys (of the source, as batch names them) the target
+// turned out to lack (see repair).
+func (a *applier) applyTx(ctx context.Context, batch, planned []*records.Command, apply []bool, next Position) ([]dbKey, error) {
 	c := a.t.conns[0]
-	var sent []*records.Command // the commands queued, nil for crs's own
-	queue := func(cmd *records.Command, name string, args ...string) {
+	var sent []int // the batch's index of each command queued, -1 for crs's own
+	queue := func(i int, name string, args ...string) {
 		c.Begin(name, len(args))
 		for _, s := range args {
 			c.Str(s)
 		}
-		sent = append(sent, cmd)
+		sent = append(sent, i)
 	}
-	queue(nil, "MULTI")
-	for i, cmd := range batch {
+	queue(-1, "MULTI")
+	for i, cmd := range planned {
 		if !apply[i] {
 			continue
 		}
 		if db, _ := a.mapDB(cmd.DB); db != a.t.dbs[0] {
-			queue(nil, "SELECT", strconv.Itoa(db))
+			queue(-1, "SELECT", strconv.Itoa(db))
 			a.t.dbs[0] = db
 		}
-		queue(cmd, cmd.Args[0], cmd.Args[1:]...)
+		queue(i, cmd.Args[0], cmd.Args[1:]...)
 	}
 	if a.t.dbs[0] != 0 {
-		queue(nil, "SELECT", "0")
+		queue(-1, "SELECT", "0")
 		a.t.dbs[0] = 0
 	}
-	queue(nil, "HSET", checkpointFields(a.key, next, a.link.Name())...)
-	queue(nil, "EXEC")
+	queue(-1, "HSET", checkpointFields(a.key, next, a.link.Name())...)
+	queue(-1, "EXEC")
 	var refusal error
+	var lost []dbKey
 	err := c.ExecValues(ctx, func(i int, v resp.Value) error {
 		if i == len(sent)-1 && v.Kind == resp.KindArray {
 			// EXEC's replies, in the order queued, MULTI not among them.
 			for j, r := range v.Array {
-				if cmd := sent[j+1]; cmd != nil && r.Kind == resp.KindError && refusal == nil {
-					refusal = a.refusedInTx(cmd, r.Str)
+				k := sent[j+1]
+				switch {
+				case k < 0:
+				case lostBy(batch[k], r):
+					lost = append(lost, lostKeys(batch[k])...)
+				case r.Kind == resp.KindError && refusal == nil:
+					refusal = a.refusedInTx(planned[k], r.Str)
 				}
 			}
 		} else if v.Kind == resp.KindError && refusal == nil {
-			refusal = a.refused(sent[i], v.Str)
+			var cmd *records.Command
+			if sent[i] >= 0 {
+				cmd = planned[sent[i]]
+			}
+			refusal = a.refused(cmd, v.Str)
 		}
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if refusal != nil {
-		return refusal
+		return nil, refusal
 	}
-	a.count(sent)
-	return nil
+	a.count(planned, sent)
+	return lost, nil
 }
 
-// applyRouted applies the commands of batch apply says to the masters of
-// a cluster target that nodes name, in order on each (a source's
-// transaction as one there); no position is recorded.
-func (a *applier) applyRouted(ctx context.Context, batch []*records.Command, apply []bool, nodes []int) error {
-	sent := make([][]*records.Command, len(a.t.conns))
-	for i, cmd := range batch {
+// lostKeys are the keys of cmd, a command lostBy names, of the source.
+func lostKeys(cmd *records.Command) []dbKey {
+	out := []dbKey{{cmd.DB, cmd.Args[1]}}
+	if len(cmd.Args) > 2 && strings.HasPrefix(strings.ToUpper(cmd.Args[0]), "RENAME") {
+		out = append(out, dbKey{cmd.DB, cmd.Args[2]})
+	}
+	return out
+}
+
+// applyRouted applies the commands of planned apply says to the masters
+// of a cluster target that nodes name, in order on each (a source's
+// transaction as one there); no position is recorded. It returns the
+// keys the target turned out to lack, as applyTx does.
+func (a *applier) applyRouted(ctx context.Context, batch, planned []*records.Command, apply []bool, nodes []int) ([]dbKey, error) {
+	sent := make([][]int, len(a.t.conns))
+	for i, cmd := range planned {
 		if !apply[i] {
 			continue
 		}
@@ -330,42 +399,63 @@ func (a *applier) applyRouted(ctx context.Context, batch []*records.Command, app
 		for _, s := range cmd.Args[1:] {
 			a.t.conns[n].Str(s)
 		}
-		sent[n] = append(sent[n], cmd)
+		sent[n] = append(sent[n], i)
 	}
+	var lost []dbKey
 	for n, c := range a.t.conns {
 		if len(sent[n]) == 0 {
 			continue
 		}
 		var refusal error
+		var tx []int // the source's transaction open on this master
 		err := c.ExecValues(ctx, func(i int, v resp.Value) error {
-			cmd := sent[n][i]
-			if v.Kind == resp.KindError && refusal == nil {
-				refusal = a.refused(cmd, v.Str)
-			}
-			if isName(cmd, "exec") && v.Kind == resp.KindArray {
-				for _, r := range v.Array {
-					if r.Kind == resp.KindError && refusal == nil {
-						refusal = a.refusedInTx(cmd, r.Str)
+			k := sent[n][i]
+			cmd := planned[k]
+			switch {
+			case isName(cmd, "multi"):
+				tx = tx[:0]
+			case isName(cmd, "exec") && v.Kind == resp.KindArray:
+				for j, r := range v.Array {
+					switch {
+					case j >= len(tx):
+					case lostBy(batch[tx[j]], r):
+						lost = append(lost, lostKeys(batch[tx[j]])...)
+					case r.Kind == resp.KindError && refusal == nil:
+						refusal = a.refusedInTx(planned[tx[j]], r.Str)
 					}
 				}
+				return nil
+			case v.Kind == resp.KindStatus && v.Str == "QUEUED":
+				tx = append(tx, k)
+				return nil
+			case lostBy(batch[k], v):
+				lost = append(lost, lostKeys(batch[k])...)
+				return nil
+			}
+			if v.Kind == resp.KindError && refusal == nil {
+				refusal = a.refused(cmd, v.Str)
 			}
 			return nil
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if refusal != nil {
-			return refusal
+			return nil, refusal
 		}
-		a.count(sent[n])
+		a.count(planned, sent[n])
 	}
-	return nil
+	return lost, nil
 }
 
-// count adds the commands applied to the counts.
-func (a *applier) count(sent []*records.Command) {
-	for _, cmd := range sent {
-		if cmd != nil && !isName(cmd, "multi") && !isName(cmd, "exec") {
+// count adds the commands of planned that sent names (-1: crs's own) to
+// the counts.
+func (a *applier) count(planned []*records.Command, sent []int) {
+	for _, i := range sent {
+		if i < 0 {
+			continue
+		}
+		if cmd := planned[i]; !isName(cmd, "multi") && !isName(cmd, "exec") {
 			a.st.Applied++
 			a.st.ByCommand[strings.ToUpper(cmd.Args[0])]++
 		}

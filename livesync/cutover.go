@@ -8,8 +8,12 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/resp"
 	"github.com/crs-tool/crs/rdb"
 	"github.com/crs-tool/crs/records"
@@ -53,16 +57,33 @@ func (a *applier) countsSaid() string {
 	return ""
 }
 
-// checkCounts compares the key counts of each database.
+// countAhead is how far ahead of the check the instant lies as of which
+// keys with an expiry are counted: further than the counts take, and
+// than the two servers' clocks differ.
+const countAhead = time.Minute
+
+// countLimit is the most keys of a database whose keys with an expiry are
+// counted during the cutover's pause (the count reads every key).
+const countLimit = 2_000_000
+
+// checkCounts compares the key counts of each database as of one
+// instant. Keys without an expiry are compared exactly: INFO keyspace
+// counts them (keys less expires), no clock changes them, and a key
+// missing there is missing. Keys with one are not, on a keyspace whose
+// keys expire all the time: the paused source keeps keys past their
+// expiry until the pause ends, the target deletes them, each by its own
+// clock, and at its own moment of counting. So where INFO's counts of
+// them differ, both servers count, at once, the keys whose expiry is
+// later than an instant a minute ahead: what either holds then.
 func (a *applier) checkCounts(ctx context.Context) ([]string, error) {
 	want, err := a.src.KeyCounts(ctx)
 	if err != nil {
 		return nil, err
 	}
-	mapped := map[int]int64{}
+	mapped := map[int]redisconn.DBCount{}
 	for db, n := range want {
 		if to, ok := a.mapDB(db); ok {
-			mapped[to] += n
+			mapped[to] = redisconn.DBCount{Keys: mapped[to].Keys + n.Keys, Expires: mapped[to].Expires + n.Expires}
 		}
 	}
 	got, err := a.t.keyCounts(ctx)
@@ -70,55 +91,67 @@ func (a *applier) checkCounts(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	if a.checkpointed() {
-		got[0] -= int64(max(a.checkpoints, 1)) // the positions
+		n := got[0]
+		n.Keys -= int64(max(a.checkpoints, 1)) // the positions
+		got[0] = n
 	}
 	var diffs []string
 	for db := range union(mapped, got) {
-		if mapped[db] == got[db] {
+		w, g := mapped[db], got[db]
+		if pw, pg := w.Keys-w.Expires, g.Keys-g.Expires; pw != pg {
+			diffs = append(diffs, fmt.Sprintf("database %d holds %d keys without an expiry on the target and %d on the source", db, pg, pw))
+		}
+		if w.Expires == g.Expires {
 			continue
 		}
-		// The counts hold keys whose expiry has passed and that a server
-		// has not deleted yet (a paused source deletes none): counted
-		// with SCAN, which skips them, the two may still agree.
-		srcN, tgtN, err := a.liveCounts(ctx, db)
+		if max(w.Keys, g.Keys) > countLimit {
+			a.say("crs sync: database %d holds more than %d keys: its keys with an expiry are compared one by one where they changed during the sync, not counted during the pause (--verify compares every key)", db, countLimit)
+			continue
+		}
+		after := time.Now().Add(countAhead).UnixMilli()
+		srcN, tgtN, err := a.countLater(ctx, db, after)
 		if err != nil {
 			return nil, err
 		}
 		if srcN != tgtN {
-			diffs = append(diffs, fmt.Sprintf("database %d holds %d keys on the target and %d on the source (%d and %d by INFO keyspace)", db, tgtN, srcN, got[db], mapped[db]))
+			diffs = append(diffs, fmt.Sprintf("database %d holds %d keys expiring after %s on the target and %d on the source", db, tgtN, time.UnixMilli(after).Format("15:04:05.000"), srcN))
 		}
 	}
 	sort.Strings(diffs)
 	return diffs, nil
 }
 
-func union(a, b map[int]int64) map[int]bool {
+func union(a, b map[int]redisconn.DBCount) map[int]bool {
 	u := map[int]bool{}
 	for k, v := range a {
-		u[k] = u[k] || v != 0
+		u[k] = u[k] || v.Keys != 0
 	}
 	for k, v := range b {
-		u[k] = u[k] || v != 0
+		u[k] = u[k] || v.Keys != 0
 	}
 	return u
 }
 
-// liveCounts counts with SCAN the keys of target database db and of the
-// source databases mapped to it, the target's position key left out.
-func (a *applier) liveCounts(ctx context.Context, db int) (src, tgt int64, err error) {
-	for from := range a.sourceDBs(ctx, db) {
-		n, err := a.src.Count(ctx, from)
-		if err != nil {
-			return 0, 0, err
+// countLater counts, on both sides at once, the keys of target database
+// db and of the source databases mapped to it whose expiry is later than
+// after.
+func (a *applier) countLater(ctx context.Context, db int, after int64) (src, tgt int64, err error) {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		for from := range a.sourceDBs(gctx, db) {
+			n, err := a.src.CountLater(gctx, from, after)
+			if err != nil {
+				return err
+			}
+			src += n
 		}
-		src += n
-	}
-	var skip func(string) bool
-	if db == 0 && a.checkpointed() {
-		skip = func(k string) bool { return strings.HasPrefix(k, CheckpointKey) }
-	}
-	tgt, err = a.t.scanCount(ctx, db, skip)
-	return src, tgt, err
+		return nil
+	})
+	g.Go(func() (err error) {
+		tgt, err = a.t.countLater(gctx, db, after)
+		return err
+	})
+	return src, tgt, g.Wait()
 }
 
 // sourceDBs returns the source databases synced into target database db.
@@ -134,9 +167,11 @@ func (a *applier) sourceDBs(ctx context.Context, db int) map[int]bool {
 }
 
 // eachSourceBatch reads keys from the source in batches of a database,
-// at most 512 keys each, with DUMP, and calls fn with the batch, the
-// target database, the names the keys take there and the dumps.
-func (a *applier) eachSourceBatch(ctx context.Context, keys map[dbKey]struct{}, fn func(to int, part, names []string, dumps []records.Dumped) error) error {
+// at most 512 keys each, with DUMP, and calls fn with the source and the
+// target database, the batch, the names the keys take there and the dumps. With at,
+// each batch is read in one transaction with the replication offset of
+// this link's master (DumpsAt), which fn is given; else offset is 0.
+func (a *applier) eachSourceBatch(ctx context.Context, keys map[dbKey]struct{}, at bool, fn func(db, to int, part, names []string, dumps []records.Dumped, offset int64) error) error {
 	byDB := map[int][]string{}
 	for k := range keys {
 		byDB[k.db] = append(byDB[k.db], k.key)
@@ -146,18 +181,18 @@ func (a *applier) eachSourceBatch(ctx context.Context, keys map[dbKey]struct{}, 
 		for len(all) > 0 {
 			part := all[:min(len(all), 512)]
 			all = all[len(part):]
-			dumps, err := a.src.Dumps(ctx, db, part)
+			var dumps []records.Dumped
+			var offset int64
+			var err error
+			if at {
+				dumps, offset, err = a.src.DumpsAt(ctx, a.srcKey, db, part)
+			} else {
+				dumps, err = a.src.Dumps(ctx, db, part)
+			}
 			if err != nil {
 				return err
 			}
-			names := part
-			if a.renames() {
-				names = make([]string, len(part))
-				for i, k := range part {
-					names[i] = a.opts.Reshape.Key(k)
-				}
-			}
-			if err := fn(to, part, names, dumps); err != nil {
+			if err := fn(db, to, part, a.targetNames(part), dumps, offset); err != nil {
 				return err
 			}
 		}
@@ -188,11 +223,12 @@ func (a *applier) checkChanged(ctx context.Context) (int64, []string, error) {
 	var n int64
 	var diffs []string
 	var differ []*format.Record
-	err := a.eachSourceBatch(ctx, a.changed, func(to int, _, names []string, want []records.Dumped) error {
+	err := a.eachSourceBatch(ctx, a.changed, false, func(_, to int, _, names []string, want []records.Dumped, _ int64) error {
 		got, err := a.t.dumps(ctx, to, names)
 		if err != nil {
 			return err
 		}
+		readAt := time.Now().UnixMilli()
 		for i, name := range names {
 			n++
 			w, g := want[i], got[i]
@@ -214,10 +250,12 @@ func (a *applier) checkChanged(ctx context.Context) (int64, []string, error) {
 			}
 			switch {
 			case w.Payload == nil && g.Payload == nil:
-			case w.Payload == nil:
+			case w.Payload == nil && !expiring(g, readAt):
 				diffs = append(diffs, fmt.Sprintf("key %q of database %d is gone from the source and still on the target", name, to))
-			case g.Payload == nil:
+			case g.Payload == nil && !expiring(w, readAt):
 				diffs = append(diffs, fmt.Sprintf("key %q of database %d is missing on the target", name, to))
+			case w.Payload == nil || g.Payload == nil:
+				a.st.Expiring++
 			case bytes.Equal(w.Payload, g.Payload) && absDiff(w.ExpireAtMs, g.ExpireAtMs) <= 1000 && (w.ExpireAtMs == 0) == (g.ExpireAtMs == 0):
 			case recs != nil:
 				differ = append(differ, recs...)
@@ -249,6 +287,18 @@ func (a *applier) checkChanged(ctx context.Context) (int64, []string, error) {
 		diffs = append(diffs, fmt.Sprintf("%d more keys differ", extra))
 	}
 	return n, diffs, nil
+}
+
+// expirySlack is how far apart two servers' clocks may be: a key one side
+// holds and the other does not is not a difference when the holder's
+// expiry falls within it of the moment both were read.
+const expirySlack = 1000
+
+// expiring reports whether d, a key one side holds and the other does not
+// (read by readAt, unix ms), expires by then: the side that lacks it
+// deleted it on its own clock, as the other will.
+func expiring(d records.Dumped, readAt int64) bool {
+	return d.ExpireAtMs > 0 && d.ExpireAtMs <= readAt+expirySlack
 }
 
 func absDiff(a, b int64) int64 {

@@ -72,9 +72,9 @@ func (a *applier) applyJudged(ctx context.Context, batch []*records.Command, app
 		only[i] = true
 		var err error
 		if a.t.cluster {
-			err = a.applyRouted(ctx, batch, only, nodes)
+			_, err = a.applyRouted(ctx, batch, batch, only, nodes)
 		} else {
-			err = a.applyTx(ctx, batch, only, Position{ReplID: a.pos.ReplID, Offset: cmd.End, DB: cmd.DB})
+			_, err = a.applyTx(ctx, batch, batch, only, Position{ReplID: a.pos.ReplID, Offset: cmd.End, DB: cmd.DB})
 		}
 		if err != nil {
 			return err
@@ -91,7 +91,8 @@ func (a *applier) applyJudged(ctx context.Context, batch []*records.Command, app
 		return nil
 	}
 	a.st.Transactions++
-	return a.applyTx(ctx, batch, make([]bool, len(batch)), next)
+	_, err := a.applyTx(ctx, batch, batch, make([]bool, len(batch)), next)
+	return err
 }
 
 // judge reports whether the selection takes a key read from the source,

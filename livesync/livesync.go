@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/crs-tool/crs/internal/progress"
+	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/load"
 	"github.com/crs-tool/crs/records"
 )
@@ -54,6 +55,9 @@ type Link interface {
 // own.
 type Source interface {
 	Describe() string
+	// Owner names the master of key ("" for one server), as
+	// PauseWrites and DumpsAt name it.
+	Owner(key string) string
 	// Steady fails once a cluster source's slots have moved (a
 	// resharding or failover, which a sync cannot follow).
 	Steady(ctx context.Context) error
@@ -64,12 +68,21 @@ type Source interface {
 	// for d at most, and returns each one's offset at the pause.
 	PauseWrites(ctx context.Context, d time.Duration) (map[string]int64, error)
 	Unpause(ctx context.Context) error
-	KeyCounts(ctx context.Context) (map[int]int64, error)
-	// Count counts the keys of database db with SCAN (which leaves out
-	// keys whose expiry has passed).
-	Count(ctx context.Context, db int) (int64, error)
+	// RefuseWrites makes the server (every master) refuse every write
+	// from now on (after a cutover), and returns how to undo it.
+	RefuseWrites(ctx context.Context) (string, error)
+	// KeyCounts returns INFO keyspace's counts of each database (summed
+	// over a cluster's masters).
+	KeyCounts(ctx context.Context) (map[int]redisconn.DBCount, error)
+	// CountLater counts the keys of database db whose expiry is later
+	// than after (unix ms).
+	CountLater(ctx context.Context, db int, after int64) (int64, error)
 	// Dumps reads keys of database db with DUMP and PTTL.
 	Dumps(ctx context.Context, db int, keys []string) ([]records.Dumped, error)
+	// DumpsAt reads keys as Dumps does, on the server ("") or the
+	// cluster master named, in one transaction with its replication
+	// offset, which it returns.
+	DumpsAt(ctx context.Context, name string, db int, keys []string) ([]records.Dumped, int64, error)
 }
 
 // Position is where the target stands in the source's replication
@@ -98,6 +111,17 @@ type Options struct {
 	CutoverNow <-chan struct{}
 	// Pause is the longest the source's writes are paused for.
 	Pause time.Duration
+	// CutoverAttempts is how many cutovers whose check fails are tried
+	// (the sync goes on streaming between them) before the sync gives
+	// up; CutoverTimeout how long a cutover asked for may wait for the
+	// target to get in step (0: for ever).
+	CutoverAttempts int
+	CutoverTimeout  time.Duration
+	// Rehearse, when a value arrives, runs a cutover's pause and check
+	// and then ends the pause and goes on syncing (a signal to a running
+	// sync): what a cutover would find, and how long it would hold the
+	// writes.
+	Rehearse <-chan struct{}
 	// SkipUnsupported skips, and counts, commands the target lacks
 	// instead of stopping.
 	SkipUnsupported bool
@@ -119,7 +143,7 @@ type Options struct {
 
 // NewOptions returns the defaults.
 func NewOptions() Options {
-	return Options{Load: load.NewOptions(), Pause: 10 * time.Second, Every: time.Second, Progress: progress.Auto, PartElems: 5000, PartBytes: 1 << 20}
+	return Options{Load: load.NewOptions(), Pause: 10 * time.Second, CutoverAttempts: 3, CutoverTimeout: 30 * time.Minute, Every: time.Second, Progress: progress.Auto, PartElems: 5000, PartBytes: 1 << 20}
 }
 
 // ErrDifferent is returned when the cutover's check finds the target
@@ -147,7 +171,17 @@ type Stats struct {
 	// ReadAgain counts, in a sync by replication under --type or
 	// --max-key-bytes, the keys read again from the source after the
 	// commands that wrote them.
-	ReadAgain    int64   `json:"keys_read_again,omitempty"`
+	ReadAgain int64 `json:"keys_read_again,omitempty"`
+	// Repaired counts the keys the target had expired on its own clock
+	// while the source still held them, read again from the source (see
+	// repair); Covered the commands on them their reads made redundant.
+	Repaired int64 `json:"keys_repaired,omitempty"`
+	// Expired counts the keys the target expired on its own clock that
+	// were read again from the source; Unrepaired those that were not,
+	// as more than one key of the source takes their name.
+	Expired      int64   `json:"keys_expired_on_target,omitempty"`
+	Unrepaired   int64   `json:"keys_not_repaired,omitempty"`
+	Covered      int64   `json:"commands_covered_by_repairs,omitempty"`
 	Offset       int64   `json:"offset"`
 	SourceOffset int64   `json:"source_offset"`
 	LagBytes     int64   `json:"lag_bytes"`
@@ -155,8 +189,18 @@ type Stats struct {
 	PerSecond    float64 `json:"commands_per_second"`
 	Transactions int64   `json:"transactions"`
 	Resumed      bool    `json:"resumed"`
-	PausedMs     int64   `json:"paused_ms,omitempty"`
-	Changed      int64   `json:"keys_changed,omitempty"`
-	Verified     int64   `json:"keys_verified,omitempty"`
-	Differences  int64   `json:"differences,omitempty"`
+	// PausedMs is how long after the pause began the target was checked
+	// and ready; HeldMs how long the source's writes were held (until
+	// the source refused them, or the pause ran out).
+	PausedMs int64 `json:"paused_ms,omitempty"`
+	HeldMs   int64 `json:"writes_held_ms,omitempty"`
+	// Cutovers counts the cutovers tried, Rehearsals those rehearsed.
+	Cutovers   int64 `json:"cutover_attempts,omitempty"`
+	Rehearsals int64 `json:"rehearsals,omitempty"`
+	Changed    int64 `json:"keys_changed,omitempty"`
+	Verified   int64 `json:"keys_verified,omitempty"`
+	// Expiring counts the keys compared that one side held and the other
+	// had deleted on its own clock as their expiry passed.
+	Expiring    int64 `json:"keys_expiring,omitempty"`
+	Differences int64 `json:"differences,omitempty"`
 }

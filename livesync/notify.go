@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/load"
 	"github.com/crs-tool/crs/rdb"
@@ -132,7 +131,10 @@ func (d *dirtySet) take() (map[dbKey]struct{}, time.Duration, error) {
 func (a *applier) notified(ctx context.Context, d *dirtySet, sub Notifications) error {
 	tick := time.NewTicker(a.opts.Every)
 	defer tick.Stop()
-	cutover := a.opts.Cutover
+	w := waiter{opts: a.opts, say: a.say}
+	if a.opts.Cutover {
+		w.ask(false)
+	}
 	var behind time.Duration
 	for {
 		select {
@@ -140,7 +142,10 @@ func (a *applier) notified(ctx context.Context, d *dirtySet, sub Notifications) 
 			return ctx.Err()
 		case <-a.opts.CutoverNow:
 			a.say("crs sync: cutover asked for: it begins once the target is in step")
-			cutover = true
+			w.ask(false)
+		case <-a.opts.Rehearse:
+			a.say("crs sync: rehearsal asked for: a cutover's pause and check begin once the target is in step, then the sync goes on")
+			w.ask(true)
 		case <-d.wake:
 			keys, age, err := d.take()
 			if err != nil {
@@ -171,8 +176,19 @@ func (a *applier) notified(ctx context.Context, d *dirtySet, sub Notifications) 
 			}
 			a.showStats(a.st)
 			behind = 0
-			if cutover && a.inSync {
-				return a.notifyCutover(ctx, d, sub)
+			rehearse, start, err := w.ready(a.st)
+			if err != nil {
+				return err
+			}
+			if !start {
+				continue
+			}
+			done, err := a.notifyCutover(ctx, d, sub, rehearse)
+			if done {
+				return nil
+			}
+			if err = w.after(rehearse, err); err != nil {
+				return err
 			}
 		}
 	}
@@ -192,32 +208,9 @@ func (a *applier) reread(ctx context.Context, keys map[dbKey]struct{}) error {
 			a.remember(k.db, k.key)
 		}
 	}
-	lo := a.opts.Load
-	lo.Replace, lo.Quiet, lo.Counter, lo.Checkpoint, lo.KeysKnown = true, true, nil, "", nil
-	return a.eachSourceBatch(ctx, taken, func(to int, part, names []string, dumps []records.Dumped) error {
-		var recs []*format.Record
-		var gone []string
-		for i, d := range dumps {
-			if d.Payload == nil {
-				gone = append(gone, names[i])
-				continue
-			}
-			var err error
-			from := len(recs)
-			if recs, err = a.decode(d, to, names[i], recs); err != nil {
-				return err
-			}
-			if !a.judge(recs[from:]) {
-				recs = recs[:from]
-				gone = append(gone, names[i])
-			}
-		}
-		if len(recs) > 0 {
-			if _, err := load.Load(ctx, &sliceReader{recs: recs}, lo); err != nil {
-				return err
-			}
-		}
-		if err := a.t.del(ctx, to, gone); err != nil {
+	return a.eachSourceBatch(ctx, taken, false, func(_, to int, part, names []string, dumps []records.Dumped, _ int64) error {
+		gone, err := a.writeKeys(ctx, to, names, dumps)
+		if err != nil {
 			return err
 		}
 		if !a.notify { // commands judged (see applyJudged), counted as applied
@@ -225,9 +218,9 @@ func (a *applier) reread(ctx context.Context, keys map[dbKey]struct{}) error {
 			return nil
 		}
 		a.st.Applied += int64(len(part))
-		a.st.ByCommand["reread"] += int64(len(part) - len(gone))
-		if len(gone) > 0 {
-			a.st.ByCommand["deleted"] += int64(len(gone))
+		a.st.ByCommand["reread"] += int64(len(part) - gone)
+		if gone > 0 {
+			a.st.ByCommand["deleted"] += int64(gone)
 		}
 		return nil
 	})
@@ -241,65 +234,92 @@ func (a *applier) parts() rdb.Options {
 // notifyCutover pauses the source's writes (or, where CLIENT PAUSE is
 // refused, asks for the writers to be stopped and waits for the changes
 // to stop), takes every notification published before the pause, reads
-// those keys again and checks the target.
-func (a *applier) notifyCutover(ctx context.Context, d *dirtySet, sub Notifications) (err error) {
-	a.st.Phase = "cutover"
+// those keys again and checks the target. Done, it has the source refuse
+// writes and ends the pause; a rehearsal, or a check that failed, ends
+// the pause and the sync goes on.
+func (a *applier) notifyCutover(ctx context.Context, d *dirtySet, sub Notifications, rehearsal bool) (done bool, err error) {
+	what := "cutover"
+	if rehearsal {
+		what = "rehearsal"
+		a.st.Rehearsals++
+	} else {
+		a.st.Cutovers++
+	}
+	a.st.Phase = what
 	pausedAt := time.Now()
 	paused := true
 	if _, err := a.src.PauseWrites(ctx, a.opts.Pause); err != nil {
+		if rehearsal {
+			return false, fmt.Errorf("the source's writes cannot be paused for a rehearsal: %w", err)
+		}
 		paused = false
 		a.say("crs sync: cutover: the source's writes cannot be paused (%v): stop the writers now; the cutover goes on once no change has come for 2s", err)
 		if err := a.waitQuiet(ctx, d); err != nil {
-			return err
+			return false, err
 		}
 		pausedAt = time.Now()
 	}
 	deadline := pausedAt.Add(a.opts.Pause)
 	defer func() {
-		if err != nil && paused {
-			if uerr := a.src.Unpause(context.WithoutCancel(ctx)); uerr == nil {
-				err = fmt.Errorf("%w (the cutover ended the pause: the source takes writes again)", err)
-			}
+		if done {
+			return
+		}
+		a.st.Phase = "streaming"
+		if !paused {
+			return
+		}
+		if uerr := a.src.Unpause(context.WithoutCancel(ctx)); uerr == nil && err != nil && !errors.Is(err, ErrDifferent) {
+			err = fmt.Errorf("%w (the %s ended the pause: the source takes writes again)", err, what)
 		}
 	}()
 	if paused {
-		a.say("crs sync: cutover: the source's writes are paused (for %s at most)", a.opts.Pause)
+		a.say("crs sync: %s: the source's writes are paused (for %s at most)", what, a.opts.Pause)
 	}
 	// Every notification published before the pause is in the set once
 	// the barrier's answer comes.
 	if err := sub.Barrier(); err != nil {
-		return err
+		return false, err
 	}
 	select {
 	case <-ctx.Done():
-		return ctx.Err()
+		return false, ctx.Err()
 	case <-d.barrier:
 	case <-d.ended:
 	}
 	keys, _, err := d.take()
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrLostNotifications, err)
+		return false, fmt.Errorf("%w: %w", ErrLostNotifications, err)
 	}
 	if err := a.reread(ctx, keys); err != nil {
-		return err
+		return false, err
 	}
 	caughtUp := time.Since(pausedAt)
 	if err := a.check(ctx); err != nil {
-		return err
+		return false, err
 	}
 	if a.opts.VerifyAll != nil {
 		if err := a.opts.VerifyAll(ctx); err != nil {
-			return err
+			return false, err
 		}
 	}
 	ready := time.Since(pausedAt)
 	if paused && time.Now().After(deadline) {
-		return fmt.Errorf("the pause of %s ran out during the check (it took %s), so writes may have reached the source after it: give a longer --pause", a.opts.Pause, ready.Round(time.Millisecond))
+		return false, fmt.Errorf("the pause of %s ran out during the check (it took %s), so writes may have reached the source after it: give a longer --pause", a.opts.Pause, ready.Round(time.Millisecond))
 	}
+	if rehearsal {
+		a.say("crs sync: rehearsal passed: the target caught up %d ms after the pause began and was checked after %d ms (%d keys compared, 0 differ%s); the pause is over and the sync goes on", caughtUp.Milliseconds(), ready.Milliseconds(), a.st.Verified, a.countsSaid())
+		return false, nil
+	}
+	done = true
 	a.st.PausedMs = ready.Milliseconds()
 	a.st.Phase = "done"
-	a.say("crs sync: cutover done: the target caught up %d ms after the pause began and was checked and ready after %d ms (%d keys changed during the sync compared, 0 differ%s); point the clients at the target now", caughtUp.Milliseconds(), ready.Milliseconds(), a.st.Verified, a.countsSaid())
-	return nil
+	a.say("crs sync: cutover done: the target caught up %d ms after the pause began and was checked and ready after %d ms (%d keys changed during the sync compared, 0 differ%s)", caughtUp.Milliseconds(), ready.Milliseconds(), a.st.Verified, a.countsSaid())
+	if paused {
+		a.st.HeldMs = a.release(ctx, pausedAt, deadline)
+	} else {
+		a.say("crs sync: point the clients at the target now")
+	}
+	return true, nil
 }
 
 // waitQuiet waits until no change has been notified for 2s, reading

@@ -38,6 +38,7 @@ type applier struct {
 	srcKey  string   // the link's master, for Source's Offsets and PauseWrites
 	reach   chan int64
 	reached chan error
+	resume  chan struct{}
 	mu      sync.Mutex
 	shown   Stats // a copy of st for the controller, under mu
 	// checkpoints is how many positions the target holds (one per shard)
@@ -49,7 +50,15 @@ type applier struct {
 	wasInSync   bool
 	infos       map[string]*cmdInfo
 	changed     map[dbKey]struct{}
-	many        bool // more keys changed than are remembered
+	// skip holds the keys repaired (read again from the source) and the
+	// source's offset at each read: commands on them up to it are left
+	// out (see repair).
+	skip map[dbKey]int64
+	// watch is the target's own expiries (nil in a sync by notifications,
+	// or where the target refuses CONFIG); shard this link's index there.
+	watch *expiryWatch
+	shard int
+	many  bool // more keys changed than are remembered
 	// rereads are, under a selection by type or size, the keys each
 	// command of the batch being applied writes (see applyJudged).
 	rereads [][]dbKey
@@ -85,8 +94,13 @@ func (a *applier) stream(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			<-ctx.Done()
-			return nil
+			// The controller checks the target while this waits; after a
+			// rehearsal, or a check that failed, the sync goes on.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-a.resume:
+			}
 		}
 	}
 }
@@ -289,6 +303,15 @@ func (a *applier) finishWith(st Stats, pos Position, where string, err error) {
 	}
 	if n := sum(st.LeftOut); n > 0 {
 		fmt.Fprintf(&b, "; left out %d reads of keys the selection does not take%s", n, report.TypeCounts(st.LeftOut))
+	}
+	if st.Repaired > 0 {
+		fmt.Fprintf(&b, "; %d keys the target expired on its own clock, or lacked when the source renewed them, were read again from the source (%d commands on them covered by those reads)", st.Repaired, st.Covered)
+	}
+	if st.HeldMs > 0 {
+		fmt.Fprintf(&b, "; the cutover held the source's writes %d ms (target ready after %d ms)", st.HeldMs, st.PausedMs)
+	}
+	if st.Rehearsals > 0 {
+		fmt.Fprintf(&b, "; %d rehearsals", st.Rehearsals)
 	}
 	if len(st.TooBig) > 0 {
 		fmt.Fprintf(&b, "; LEFT OUT as larger than --max-key-bytes: %s", strings.Join(st.TooBig, ", "))

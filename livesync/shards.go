@@ -2,6 +2,7 @@ package livesync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -48,8 +49,8 @@ func Run(ctx context.Context, opts Options, shards []Shard, src Source, stderr i
 		// A Next waiting for the source ends when ctx does.
 		defer context.AfterFunc(ctx, func() { sh.Link.Close() })()
 		a := &applier{opts: opts, link: sh.Link, src: src, out: stderr, pos: sh.Start, began: c.began,
-			key: sh.Key, srcKey: sh.Source, reach: make(chan int64, 1), reached: make(chan error, 1),
-			changed: map[dbKey]struct{}{}, infos: map[string]*cmdInfo{}, mode: c.mode,
+			key: sh.Key, srcKey: sh.Source, reach: make(chan int64, 1), reached: make(chan error, 1), resume: make(chan struct{}, 1),
+			changed: map[dbKey]struct{}{}, skip: map[dbKey]int64{}, infos: map[string]*cmdInfo{}, mode: c.mode,
 			st: Stats{ByCommand: map[string]int64{}, Skipped: map[string]int64{}, Resumed: sh.Snapshot == nil}}
 		if a.t, err = openTarget(ctx, opts.Load.Conn); err != nil {
 			return err
@@ -61,6 +62,19 @@ func Run(ctx context.Context, opts Options, shards []Shard, src Source, stderr i
 		c.shards = append(c.shards, a)
 	}
 	c.a = c.shards[0]
+	watch, why, err := watchExpiries(ctx, c.a.t, c.route)
+	switch {
+	case err != nil:
+		return err
+	case why != nil:
+		c.a.say("crs sync: BEWARE: the target's keyspace notifications cannot be turned on (%v): a key the target expires on its own clock while crs lags behind the source, where the source keeps it alive or writes it just before it expires, is not read again, and only the cutover's check finds it", why)
+	default:
+		defer watch.close(context.WithoutCancel(ctx))
+		c.watch = watch
+		for i, a := range c.shards {
+			a.watch, a.shard = watch, i
+		}
+	}
 	for i, sh := range shards {
 		if err := c.shards[i].start(ctx, sh, i > 0); err != nil {
 			return err
@@ -104,8 +118,10 @@ type controller struct {
 	began     time.Time
 	shards    []*applier
 	a         *applier // the first shard's, which speaks and checks for all
+	watch     *expiryWatch
 	wasInSync bool
 	pausedMs  int64
+	heldMs    int64
 	phase     string
 }
 
@@ -132,19 +148,27 @@ func (c *controller) run(ctx context.Context) error {
 	return err
 }
 
-// control prints progress each tick and cuts over when asked, once every
-// link is in step.
+// control prints progress each tick and cuts over (or rehearses a
+// cutover) when asked, once every link is in step. A cutover whose check
+// fails ends its pause and the sync goes on, to try again once in step,
+// CutoverAttempts times in all.
 func (c *controller) control(ctx context.Context) error {
 	tick := time.NewTicker(c.opts.Every)
 	defer tick.Stop()
-	cutover := c.opts.Cutover
+	w := waiter{opts: c.opts, say: c.a.say}
+	if c.opts.Cutover {
+		w.ask(false)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-c.opts.CutoverNow:
 			c.a.say("crs sync: cutover asked for: it begins once the target is in step")
-			cutover = true
+			w.ask(false)
+		case <-c.opts.Rehearse:
+			c.a.say("crs sync: rehearsal asked for: a cutover's pause and check begin once the target is in step, then the sync goes on")
+			w.ask(true)
 		case <-tick.C:
 			st := c.stats()
 			c.a.showStats(st)
@@ -152,11 +176,99 @@ func (c *controller) control(ctx context.Context) error {
 				c.wasInSync = true
 				c.a.say("crs sync: in sync: lag %d ms at offset %d (%d bytes on the wire), %.1fs after the start", st.LagMs, st.Offset, st.LagBytes, time.Since(c.began).Seconds())
 			}
-			if cutover && st.InSync {
-				return c.cutover(ctx)
+			rehearse, start, err := w.ready(st)
+			if err != nil {
+				return err
+			}
+			if !start {
+				continue
+			}
+			done, err := c.cutover(ctx, rehearse)
+			if done {
+				return nil
+			}
+			if err = w.after(rehearse, err); err != nil {
+				return err
 			}
 		}
 	}
+}
+
+// waiter keeps what was asked of the cutover: whether one is asked for
+// (or a rehearsal), since when, and how many failed.
+type waiter struct {
+	opts      Options
+	say       func(format string, args ...any)
+	asked     time.Time // when a cutover was asked for (zero: none)
+	rehearse  bool      // a rehearsal is asked for
+	failed    int
+	lastWords time.Time
+}
+
+func (w *waiter) ask(rehearsal bool) {
+	if rehearsal {
+		w.rehearse = true
+	} else if w.asked.IsZero() {
+		w.asked = time.Now()
+	}
+}
+
+// ready reports whether a cutover (or a rehearsal) begins now, the target
+// being in step or not (st), and fails once a cutover has waited past
+// CutoverTimeout.
+func (w *waiter) ready(st Stats) (rehearse, now bool, err error) {
+	cutover := !w.asked.IsZero()
+	switch {
+	case !cutover && !w.rehearse:
+		return false, false, nil
+	case st.InSync:
+		return !cutover, true, nil
+	case cutover && w.opts.CutoverTimeout > 0 && time.Since(w.asked) > w.opts.CutoverTimeout:
+		return false, false, fmt.Errorf("%w: the cutover waited %s (--cutover-timeout) for the target to get in step, and it did not: the lag is %d bytes, %d ms (writes outpace the sync, or a big key is read again and again); the target records where it stands", ErrStopped, w.opts.CutoverTimeout, st.LagBytes, st.LagMs)
+	case time.Since(w.lastWords) >= 10*time.Second && time.Since(w.asked) >= 10*time.Second:
+		w.lastWords = time.Now()
+		w.say("crs sync: the cutover waits for the target to get in step: lag %d bytes, %d ms (it gives up at --cutover-timeout %s)", st.LagBytes, st.LagMs, w.opts.CutoverTimeout)
+	}
+	return false, false, nil
+}
+
+// after takes the outcome of a rehearsal or a cutover not done: a check
+// that failed is counted and the sync goes on, up to CutoverAttempts.
+func (w *waiter) after(rehearsal bool, err error) error {
+	if rehearsal {
+		w.rehearse = false
+	}
+	switch {
+	case err == nil:
+		return nil
+	case !errors.Is(err, ErrDifferent):
+		return err
+	case rehearsal:
+		w.say("crs sync: rehearsal FAILED its check: %v; the sync goes on", err)
+		return nil
+	}
+	w.failed++
+	if w.failed >= max(w.opts.CutoverAttempts, 1) {
+		return fmt.Errorf("%w; %d cutovers failed their check (--cutover-attempts)", err, w.failed)
+	}
+	w.say("crs sync: cutover %d of at most %d failed its check: %v; the sync goes on and tries again once in step", w.failed, max(w.opts.CutoverAttempts, 1), err)
+	return nil
+}
+
+// route names the shard whose link carries key of the target (-1: none).
+func (c *controller) route(k dbKey) int {
+	if len(c.shards) == 1 {
+		return 0
+	}
+	for _, key := range c.opts.Reshape.Sources(k.key) {
+		owner := c.src.Owner(key)
+		for i, a := range c.shards {
+			if a.srcKey == owner {
+				return i
+			}
+		}
+	}
+	return -1
 }
 
 // stats adds up the shards' progress.
@@ -172,6 +284,10 @@ func (c *controller) stats() Stats {
 		st.Transactions += s.Transactions
 		st.NotSelected += s.NotSelected
 		st.ReadAgain += s.ReadAgain
+		st.Repaired += s.Repaired
+		st.Expired += s.Expired
+		st.Unrepaired += s.Unrepaired
+		st.Covered += s.Covered
 		st.PerSecond += s.PerSecond
 		st.LagBytes += s.LagBytes
 		st.LagMs = max(st.LagMs, s.LagMs)
@@ -197,8 +313,9 @@ func (c *controller) stats() Stats {
 	if c.phase != "" {
 		st.Phase = c.phase
 	}
-	st.PausedMs = c.pausedMs
-	st.Verified, st.Differences = c.a.st.Verified, c.a.st.Differences
+	st.PausedMs, st.HeldMs = c.pausedMs, c.heldMs
+	st.Cutovers, st.Rehearsals = c.a.st.Cutovers, c.a.st.Rehearsals
+	st.Verified, st.Differences, st.Expiring = c.a.st.Verified, c.a.st.Differences, c.a.st.Expiring
 	return st
 }
 
@@ -214,25 +331,39 @@ func (a *applier) publish() {
 }
 
 // cutover pauses the source's writes, has each link applied up to its
-// master's offset at the pause, checks the target and removes the
-// positions. On failure it ends the pause, so the service goes on
-// writing to the source.
-func (c *controller) cutover(ctx context.Context) (err error) {
+// master's offset at the pause and checks the target. Done, it removes
+// the positions, has the source refuse writes from then on and ends the
+// pause (done is true). A rehearsal, or a check that failed, ends the
+// pause and lets the links go on.
+func (c *controller) cutover(ctx context.Context, rehearsal bool) (done bool, err error) {
 	c.phase = "cutover"
+	what := "cutover"
+	if rehearsal {
+		what, c.phase = "rehearsal", "rehearsal"
+		c.a.st.Rehearsals++
+	} else {
+		c.a.st.Cutovers++
+	}
 	pausedAt := time.Now()
 	offsets, err := c.src.PauseWrites(ctx, c.opts.Pause)
 	if err != nil {
-		return err
+		return false, err
 	}
 	deadline := pausedAt.Add(c.opts.Pause)
+	reached := 0
 	defer func() {
-		if err != nil {
-			if uerr := c.src.Unpause(context.WithoutCancel(ctx)); uerr == nil {
-				err = fmt.Errorf("%w (the cutover ended the pause: the source takes writes again)", err)
-			}
+		if done {
+			return
+		}
+		c.phase = "streaming"
+		if uerr := c.src.Unpause(context.WithoutCancel(ctx)); uerr == nil && err != nil && !errors.Is(err, ErrDifferent) {
+			err = fmt.Errorf("%w (the %s ended the pause: the source takes writes again)", err, what)
+		}
+		for _, a := range c.shards[:reached] {
+			a.resume <- struct{}{}
 		}
 	}()
-	c.a.say("crs sync: cutover: the source's writes are paused (for %s at most); applying up to its offset %s", c.opts.Pause, describeOffsets(offsets))
+	c.a.say("crs sync: %s: the source's writes are paused (for %s at most); applying up to its offset %s", what, c.opts.Pause, describeOffsets(offsets))
 	for _, a := range c.shards {
 		a.reach <- offsets[a.srcKey]
 	}
@@ -241,12 +372,24 @@ func (c *controller) cutover(ctx context.Context) (err error) {
 	for _, a := range c.shards {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		case <-timeout.C:
-			return fmt.Errorf("the pause of %s ran out before the target caught up; give a longer --pause", c.opts.Pause)
+			return false, fmt.Errorf("the pause of %s ran out before the target caught up; give a longer --pause", c.opts.Pause)
 		case err := <-a.reached:
 			if err != nil {
-				return err
+				return false, err
+			}
+			reached++
+		}
+	}
+	// Keys the target expired on its own clock up to now are read again.
+	if c.watch != nil {
+		if err := c.watch.barrier(ctx); err != nil {
+			return false, err
+		}
+		for _, a := range c.shards {
+			if err := a.repairExpired(ctx); err != nil {
+				return false, err
 			}
 		}
 	}
@@ -260,26 +403,53 @@ func (c *controller) cutover(ctx context.Context) (err error) {
 	}
 	c.a.checkpoints = len(c.shards)
 	if err := c.a.check(ctx); err != nil {
-		return err
+		return false, err
 	}
 	if c.opts.VerifyAll != nil {
 		if err := c.opts.VerifyAll(ctx); err != nil {
-			return err
-		}
-	}
-	for _, a := range c.shards {
-		if err := a.dropCheckpoint(ctx); err != nil {
-			return err
+			return false, err
 		}
 	}
 	ready := time.Since(pausedAt)
 	if time.Now().After(deadline) {
-		return fmt.Errorf("the pause of %s ran out during the check (it took %s), so writes may have reached the source after it: give a longer --pause", c.opts.Pause, ready.Round(time.Millisecond))
+		return false, fmt.Errorf("the pause of %s ran out during the check (it took %s), so writes may have reached the source after it: give a longer --pause", c.opts.Pause, ready.Round(time.Millisecond))
 	}
+	if rehearsal {
+		c.a.say("crs sync: rehearsal passed: the target caught up %d ms after the pause began and was checked after %d ms (%d keys compared, 0 differ%s); the pause is over and the sync goes on", caughtUp.Milliseconds(), ready.Milliseconds(), c.a.st.Verified, c.a.countsSaid())
+		return false, nil
+	}
+	for _, a := range c.shards {
+		if err := a.dropCheckpoint(ctx); err != nil {
+			return false, err
+		}
+	}
+	done = true
 	c.pausedMs, c.phase = ready.Milliseconds(), "done"
-	c.a.say("crs sync: cutover done at offset %s: the target caught up %d ms after the pause began and was checked and ready after %d ms (%d keys changed during the sync compared, 0 differ%s); the source's writes stay paused until %s, %s after the pause began: point the clients at the target now",
-		describeOffsets(offsets), caughtUp.Milliseconds(), ready.Milliseconds(), c.a.st.Verified, c.a.countsSaid(), deadline.Format("15:04:05.000"), c.opts.Pause)
-	return nil
+	c.a.say("crs sync: cutover done at offset %s: the target caught up %d ms after the pause began and was checked and ready after %d ms (%d keys changed during the sync compared, 0 differ%s)",
+		describeOffsets(offsets), caughtUp.Milliseconds(), ready.Milliseconds(), c.a.st.Verified, c.a.countsSaid())
+	c.heldMs = c.a.release(ctx, pausedAt, deadline)
+	return true, nil
+}
+
+// release ends the cutover's pause once the target is ready: the source
+// first made to refuse every write, so that none it still gets (those the
+// pause holds included) is taken and left behind; where it cannot be (a
+// managed service refuses CONFIG), the pause runs its course. It returns
+// how long the writes were held.
+func (a *applier) release(ctx context.Context, pausedAt, deadline time.Time) int64 {
+	undo, err := a.src.RefuseWrites(ctx)
+	if err != nil {
+		a.say("crs sync: the source cannot be made to refuse writes (%v): its writes stay paused until %s, %s after the pause began; point the clients at the target before then: a write that reaches the source after it is not carried to the target", err, deadline.Format("15:04:05.000"), a.opts.Pause)
+		return deadline.Sub(pausedAt).Milliseconds()
+	}
+	uerr := a.src.Unpause(ctx)
+	held := time.Since(pausedAt)
+	if uerr != nil {
+		a.say("crs sync: the pause could not be ended (%v): it runs out by itself at %s", uerr, deadline.Format("15:04:05.000"))
+		held = deadline.Sub(pausedAt)
+	}
+	a.say("crs sync: the source's writes were held %d ms; it now refuses every write (NOREPLICAS), those the pause held included: point the clients at the target now (to let the old source take writes again: %s)", held.Milliseconds(), undo)
+	return held.Milliseconds()
 }
 
 // describeOffsets renders the offsets of one server ("123") or of a

@@ -117,34 +117,35 @@ func (t *targetSide) del(ctx context.Context, db int, keys []string) error {
 	return nil
 }
 
-// keyCounts returns the keys of each database, summed over the nodes.
-func (t *targetSide) keyCounts(ctx context.Context) (map[int]int64, error) {
-	out := map[int]int64{}
+// keyCounts returns INFO keyspace's counts of each database, summed over
+// the nodes.
+func (t *targetSide) keyCounts(ctx context.Context) (map[int]redisconn.DBCount, error) {
+	out := map[int]redisconn.DBCount{}
 	for _, n := range t.tgt.Nodes() {
 		c, _, err := redisconn.Open(ctx, n, 0, 1)
 		if err != nil {
 			return nil, err
 		}
-		ks, err := redisconn.Keyspace(ctx, c)
+		ks, err := redisconn.KeyspaceCounts(ctx, c)
 		c.Close()
 		if err != nil {
 			return nil, err
 		}
 		for db, k := range ks {
-			out[db] += k
+			out[db] = redisconn.DBCount{Keys: out[db].Keys + k.Keys, Expires: out[db].Expires + k.Expires}
 		}
 	}
 	return out, nil
 }
 
-// scanCount counts with SCAN the keys of database db over the nodes,
-// leaving out those skip says yes to.
-func (t *targetSide) scanCount(ctx context.Context, db int, skip func(string) bool) (int64, error) {
+// countLater counts the keys of database db whose expiry is later than
+// after (unix ms), over the nodes.
+func (t *targetSide) countLater(ctx context.Context, db int, after int64) (int64, error) {
 	var n int64
 	for _, node := range t.tgt.Nodes() {
-		m, err := redisconn.ScanCount(ctx, node, db, skip)
+		m, err := redisconn.CountLater(ctx, node, db, after)
 		if err != nil {
-			return n, err
+			return n, fmt.Errorf("the target: %w", err)
 		}
 		n += m
 	}

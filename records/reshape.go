@@ -2,6 +2,7 @@ package records
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -67,6 +68,33 @@ func (r Reshape) Key(key string) string {
 		}
 	}
 	return r.Prefix + key
+}
+
+// Sources returns the names of the source keys that Key renames to key:
+// one, or several (a rename's TO that takes every match, a name that is
+// both renamed and kept), or none.
+func (r Reshape) Sources(key string) []string {
+	rest, ok := strings.CutPrefix(key, r.Prefix)
+	if !ok {
+		return nil
+	}
+	candidates := []string{rest}
+	for _, rn := range r.Renames {
+		pre, post, glob := strings.Cut(rn.To, "*")
+		switch {
+		case !glob && rest == rn.To && !strings.Contains(rn.From, "*"):
+			candidates = append(candidates, rn.From)
+		case glob && len(rest) >= len(pre)+len(post) && strings.HasPrefix(rest, pre) && strings.HasSuffix(rest, post):
+			candidates = append(candidates, strings.Replace(rn.From, "*", rest[len(pre):len(rest)-len(post)], 1))
+		}
+	}
+	var out []string
+	for _, c := range candidates {
+		if r.Key(c) == key && !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // DB returns the database db's keys go to.

@@ -1,6 +1,9 @@
 package records
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 func TestReshape(t *testing.T) {
 	var renames []Rename
@@ -26,6 +29,16 @@ func TestReshape(t *testing.T) {
 		if got := r.Key(tt.in); got != tt.want {
 			t.Errorf("Key(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+		// Sources undoes Key: the name is among those that take the key's.
+		if src := r.Sources(tt.want); !slices.Contains(src, tt.in) {
+			t.Errorf("Sources(%q) = %q, want %q among them", tt.want, src, tt.in)
+		}
+	}
+	if src := r.Sources("app1:user:new"); len(src) != 2 || src[0] != "user:new" || src[1] != "user:old" {
+		t.Errorf("Sources(app1:user:new) = %q, want the name kept and the one renamed", src)
+	}
+	if src := r.Sources("nope"); src != nil {
+		t.Errorf("Sources(nope) = %q: without the prefix no key takes it", src)
 	}
 	for _, bad := range []string{"x", "=y", "a*b*=c", "a=b*", "a*=b**"} {
 		if _, err := ParseRename(bad); err == nil {

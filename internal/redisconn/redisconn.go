@@ -401,14 +401,32 @@ func InfoFields(info string) map[string]string {
 	return m
 }
 
-// Keyspace returns the number of keys in each database that has any, from
-// INFO keyspace.
+// Keyspace returns the number of keys of each database that holds any
+// (INFO keyspace).
 func Keyspace(ctx context.Context, c *redis.Client) (map[int]int64, error) {
+	counts, err := KeyspaceCounts(ctx, c)
+	out := make(map[int]int64, len(counts))
+	for db, n := range counts {
+		out[db] = n.Keys
+	}
+	return out, err
+}
+
+// DBCount is what INFO keyspace says of a database: its keys, and how
+// many of them have an expiry. Keys - Expires, the keys without one, no
+// clock changes.
+type DBCount struct {
+	Keys, Expires int64
+}
+
+// KeyspaceCounts returns INFO keyspace's counts of each database that
+// holds keys.
+func KeyspaceCounts(ctx context.Context, c *redis.Client) (map[int]DBCount, error) {
 	info, err := c.Info(ctx, "keyspace").Result()
 	if err != nil {
 		return nil, fmt.Errorf("info keyspace: %w", err)
 	}
-	out := make(map[int]int64)
+	out := make(map[int]DBCount)
 	for k, v := range InfoFields(info) {
 		if !strings.HasPrefix(k, "db") {
 			continue
@@ -417,11 +435,15 @@ func Keyspace(ctx context.Context, c *redis.Client) (map[int]int64, error) {
 		if err != nil {
 			continue
 		}
+		var n DBCount
 		for _, kv := range strings.Split(v, ",") {
-			if n, ok := strings.CutPrefix(kv, "keys="); ok {
-				out[db], _ = strconv.ParseInt(n, 10, 64)
+			if s, ok := strings.CutPrefix(kv, "keys="); ok {
+				n.Keys, _ = strconv.ParseInt(s, 10, 64)
+			} else if s, ok := strings.CutPrefix(kv, "expires="); ok {
+				n.Expires, _ = strconv.ParseInt(s, 10, 64)
 			}
 		}
+		out[db] = n
 	}
 	return out, nil
 }

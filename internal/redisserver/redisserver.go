@@ -32,6 +32,8 @@ type Server struct {
 	cmd  *exec.Cmd
 	done chan error
 	log  *os.File
+	bin  string
+	args []string
 }
 
 // Start starts a redis-server on a free loopback port with the extra
@@ -87,29 +89,52 @@ func start(ctx context.Context, bin string, extra []string) (*Server, error) {
 		"--databases", "16",
 	}
 	args = append(args, extra...)
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout = log
-	cmd.Stderr = log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		log.Close()
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("start redis-server: %w", err)
-	}
 	s := &Server{
 		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 		Dir:  dir,
-		cmd:  cmd,
-		done: make(chan error, 1),
 		log:  log,
+		bin:  bin,
+		args: args,
 	}
 	s.URL = "redis://" + s.Addr
-	go func() { s.done <- cmd.Wait() }()
-	if err := s.waitReady(ctx); err != nil {
-		s.Close()
+	if err := s.run(ctx); err != nil {
+		log.Close()
+		os.RemoveAll(dir)
 		return nil, err
 	}
 	return s, nil
+}
+
+// run starts the server process and waits until it answers.
+func (s *Server) run(ctx context.Context) error {
+	cmd := exec.Command(s.bin, s.args...)
+	cmd.Stdout = s.log
+	cmd.Stderr = s.log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start redis-server: %w", err)
+	}
+	s.cmd, s.done = cmd, make(chan error, 1)
+	go func() { s.done <- cmd.Wait() }()
+	if err := s.waitReady(ctx); err != nil {
+		s.cmd.Process.Kill()
+		<-s.done
+		return err
+	}
+	return nil
+}
+
+// Restart starts the server again once its process has ended (SHUTDOWN,
+// Kill), on its port and in its directory, so with the data it saved
+// there, and waits until it answers.
+func (s *Server) Restart(ctx context.Context) error {
+	select {
+	case err := <-s.done:
+		s.done <- err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return s.run(ctx)
 }
 
 // FreePort returns a loopback port that was free a moment ago, for a

@@ -265,11 +265,24 @@ func Keys(ctx context.Context, c *redis.Client) ([]string, error) {
 // line per difference: a key missing on either side, a different type,
 // value or expiry (more than tolerance ms apart).
 func Diff(ctx context.Context, a, b *redisserver.Server, tolerance int64) ([]string, error) {
+	return diff(ctx, a, b, tolerance, false)
+}
+
+// DiffLive compares two servers whose keys expire while they are read, as
+// of one instant: a key that one holds and the other does not, or that is
+// gone by the time it is read, is no difference where its expiry falls
+// within two seconds of the comparison (each server deletes keys on its
+// own clock). Expiries must be equal to the millisecond.
+func DiffLive(ctx context.Context, a, b *redisserver.Server) ([]string, error) {
+	return diff(ctx, a, b, 0, true)
+}
+
+func diff(ctx context.Context, a, b *redisserver.Server, tolerance int64, live bool) ([]string, error) {
 	var diffs []string
 	for db := 0; db < 16; db++ {
 		ca := redis.NewClient(&redis.Options{Addr: a.Addr, DB: db, Protocol: 2, DisableIdentity: true})
 		cb := redis.NewClient(&redis.Options{Addr: b.Addr, DB: db, Protocol: 2, DisableIdentity: true})
-		d, err := diffDB(ctx, ca, cb, tolerance)
+		d, err := diffDB(ctx, ca, cb, tolerance, live)
 		ca.Close()
 		cb.Close()
 		if err != nil {
@@ -282,7 +295,13 @@ func Diff(ctx context.Context, a, b *redisserver.Server, tolerance int64) ([]str
 	return diffs, nil
 }
 
-func diffDB(ctx context.Context, ca, cb *redis.Client, tolerance int64) ([]string, error) {
+// soon reports whether k, read on one side only, expires within two
+// seconds of now (or was gone when read).
+func soon(k Key) bool {
+	return k.Type == "none" || (k.ExpireAt >= 0 && k.ExpireAt <= time.Now().UnixMilli()+2000)
+}
+
+func diffDB(ctx context.Context, ca, cb *redis.Client, tolerance int64, live bool) ([]string, error) {
 	ka, err := Keys(ctx, ca)
 	if err != nil {
 		return nil, err
@@ -297,18 +316,23 @@ func diffDB(ctx context.Context, ca, cb *redis.Client, tolerance int64) ([]strin
 		inB[k] = true
 	}
 	for _, k := range ka {
-		if !inB[k] {
-			diffs = append(diffs, fmt.Sprintf("key %q missing from target", k))
-			continue
-		}
-		delete(inB, k)
 		va, err := Read(ctx, ca, k)
 		if err != nil {
 			return nil, err
 		}
+		if !inB[k] {
+			if !live || !soon(va) {
+				diffs = append(diffs, fmt.Sprintf("key %q missing from target", k))
+			}
+			continue
+		}
+		delete(inB, k)
 		vb, err := Read(ctx, cb, k)
 		if err != nil {
 			return nil, err
+		}
+		if live && (va.Type == "none" || vb.Type == "none") && soon(va) && soon(vb) {
+			continue
 		}
 		diffs = append(diffs, compare(k, va, vb, tolerance)...)
 	}
@@ -318,6 +342,15 @@ func diffDB(ctx context.Context, ca, cb *redis.Client, tolerance int64) ([]strin
 	}
 	sort.Strings(extra)
 	for _, k := range extra {
+		if live {
+			vb, err := Read(ctx, cb, k)
+			if err != nil {
+				return nil, err
+			}
+			if soon(vb) {
+				continue
+			}
+		}
 		diffs = append(diffs, fmt.Sprintf("key %q only in target", k))
 	}
 	return diffs, nil

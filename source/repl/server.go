@@ -147,6 +147,14 @@ func (s *Server) eachNamed(fn func(name string, c *redis.Client) error) error {
 	return nil
 }
 
+// Owner names the master that serves key ("" for one server).
+func (s *Server) Owner(key string) string {
+	if s.slots == nil {
+		return ""
+	}
+	return s.slots.Shards[s.slots.Owner(key)].Master.Addr
+}
+
 // node returns the client of the server ("") or of the master at addr.
 func (s *Server) node(name string) *redis.Client {
 	for i, sh := range s.slotsShards() {
@@ -183,6 +191,15 @@ func (s *Server) Holds(ctx context.Context, name string, pos Position) error {
 	first, hist := num("repl_backlog_first_byte_offset"), num("repl_backlog_histlen")
 	if f["repl_backlog_active"] != "1" || pos.Offset+1 < first || pos.Offset > first+hist {
 		return fmt.Errorf("%w: crs applied up to offset %d, and the backlog holds offsets %d to %d (raise repl-backlog-size to keep more)", ErrNoBacklog, pos.Offset, first, first+hist-1)
+	}
+	return nil
+}
+
+// Pausable says why the server cannot pause its writes for a cutover
+// (nil when it can).
+func (s *Server) Pausable() error {
+	if !s.srv.AtLeast(6, 2) {
+		return fmt.Errorf("%s lacks CLIENT PAUSE … WRITE (6.2 and later have it): stop the writers, then end the sync with ^C once it is in step", s.Describe())
 	}
 	return nil
 }
@@ -227,23 +244,23 @@ func (s *Server) Unpause(ctx context.Context) error {
 	return s.each(func(c *redis.Client) error { return c.Do(ctx, "CLIENT", "UNPAUSE").Err() })
 }
 
-// KeyCounts returns the number of keys in each database that has any
-// (of every master, summed, on a cluster).
-func (s *Server) KeyCounts(ctx context.Context) (map[int]int64, error) {
-	out := map[int]int64{}
+// KeyCounts returns INFO keyspace's counts of each database that has
+// keys (of every master, summed, on a cluster).
+func (s *Server) KeyCounts(ctx context.Context) (map[int]redisconn.DBCount, error) {
+	out := map[int]redisconn.DBCount{}
 	err := s.each(func(c *redis.Client) error {
-		ks, err := redisconn.Keyspace(ctx, c)
+		ks, err := redisconn.KeyspaceCounts(ctx, c)
 		for db, n := range ks {
-			out[db] += n
+			out[db] = redisconn.DBCount{Keys: out[db].Keys + n.Keys, Expires: out[db].Expires + n.Expires}
 		}
 		return err
 	})
 	return out, err
 }
 
-// Count counts the keys of database db with SCAN, which leaves out keys
-// whose expiry has passed and that the server has not deleted yet.
-func (s *Server) Count(ctx context.Context, db int) (int64, error) {
+// CountLater counts the keys of database db whose expiry is later than
+// after (unix ms), on the server or every master of a cluster.
+func (s *Server) CountLater(ctx context.Context, db int, after int64) (int64, error) {
 	nodes := []redisconn.Options{s.opts}
 	if masters, ok := s.Cluster(); ok {
 		nodes = nil
@@ -253,9 +270,9 @@ func (s *Server) Count(ctx context.Context, db int) (int64, error) {
 	}
 	var n int64
 	for _, o := range nodes {
-		m, err := redisconn.ScanCount(ctx, o, db, nil)
+		m, err := redisconn.CountLater(ctx, o, db, after)
 		if err != nil {
-			return n, err
+			return n, fmt.Errorf("source: %w", err)
 		}
 		n += m
 	}
@@ -292,4 +309,56 @@ func (s *Server) client(ctx context.Context, db int) (redis.UniversalClient, err
 	}
 	s.dbs[db] = c
 	return c, nil
+}
+
+// DumpsAt reads keys of database db as Dumps does, on the server ("") or
+// the cluster master at name, in one transaction with its replication
+// offset: the keys as they stood at that offset of its stream.
+func (s *Server) DumpsAt(ctx context.Context, name string, db int, keys []string) ([]records.Dumped, int64, error) {
+	c := s.node(name)
+	if s.masters == nil && db != 0 {
+		u, err := s.client(ctx, db)
+		if err != nil {
+			return nil, 0, err
+		}
+		var ok bool
+		if c, ok = u.(*redis.Client); !ok {
+			return nil, 0, fmt.Errorf("source: database %d is not a single server's", db)
+		}
+	}
+	out, offset, err := redisconn.DumpsTx(ctx, c, s.srv.AtLeast(7, 0), keys)
+	if err != nil {
+		return nil, 0, fmt.Errorf("source: %w", err)
+	}
+	return out, offset, nil
+}
+
+// refuseAbove is the min-replicas-to-write that no server reaches.
+const refuseAbove = "1000000"
+
+// RefuseWrites makes the server (every master of a cluster) refuse every
+// write from now on, after a cutover: min-replicas-to-write past any
+// number of replicas it can have, so that a write still sent to it,
+// those its pause holds included, is answered with a NOREPLICAS error
+// instead of being taken and left behind. It returns the command that
+// undoes it.
+func (s *Server) RefuseWrites(ctx context.Context) (string, error) {
+	old := "0"
+	err := s.each(func(c *redis.Client) error {
+		v, err := c.ConfigGet(ctx, "min-replicas-to-write").Result()
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrNoConfig, err)
+		}
+		if cur, ok := v["min-replicas-to-write"]; ok && cur != refuseAbove {
+			old = cur
+		}
+		if err := c.ConfigSet(ctx, "min-replicas-to-write", refuseAbove).Err(); err != nil {
+			return fmt.Errorf("%w: %w", ErrNoConfig, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("source: refuse writes after the cutover: %w", err)
+	}
+	return "CONFIG SET min-replicas-to-write " + old, nil
 }

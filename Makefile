@@ -5,6 +5,12 @@ FUZZTIME ?= 10s
 # with the RDB files of every server version (rdb/testdata).
 RDBFUZZTIME ?= 60s
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# The tests' runner: a line per test as it ends (which passed, which
+# failed and where), and the count at the end.
+GOTESTSUM ?= $(GO) run gotest.tools/gotestsum@v1.13.0 --format testname
+# The packages of goroutines (the sync, the replication link, the
+# records' hand-over, the load), tested again under the race detector.
+RACE_PKGS ?= ./records ./livesync ./source/repl ./load ./target
 
 .PHONY: build test demo bench fuzz deps clean man
 
@@ -22,7 +28,10 @@ deps:
 
 # The test command of the README and of CI. Tests start their own
 # redis-servers on free loopback ports; with CI set, a missing
-# redis-server fails them instead of skipping.
+# redis-server fails them instead of skipping. The end-to-end tests are
+# packages of their own (the root's, e2e/…), which go test runs side by
+# side; each has its timeout set here, well past what it takes on a busy
+# 2-core machine.
 test: deps
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	@./scripts/tracked.sh
@@ -30,7 +39,8 @@ test: deps
 	$(GO) run $(STATICCHECK) ./...
 	$(GO) test -run=NONE -fuzz=FuzzReader -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./format
 	$(GO) test -run=NONE -fuzz=FuzzDecoder -fuzztime=$(RDBFUZZTIME) -fuzzminimizetime=2s ./rdb
-	$(GO) test -count=1 ./...
+	$(GOTESTSUM) -- -count=1 -timeout 15m -race $(RACE_PKGS)
+	$(GOTESTSUM) -- -count=1 -timeout 30m ./...
 
 # Two throwaway servers, a guide-shaped keyspace, dump, load, counts.
 demo: deps build

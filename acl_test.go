@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/crs-tool/crs/internal/e2e"
+
 	"github.com/crs-tool/crs/internal/redisserver"
 	"github.com/crs-tool/crs/internal/redistest"
 )
@@ -62,7 +64,7 @@ func TestLeastPrivilege(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o all.zst"); code != 0 {
+	if out, code := e2e.Sh(t, dir, "crsdump -q -u "+src.URL+" -o all.zst"); code != 0 {
 		t.Fatalf("dump: exit %d\n%s", code, out)
 	}
 	for _, lp := range leastPrivilege {
@@ -82,7 +84,7 @@ func TestLeastPrivilege(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				out, code := sh(t, dir, lp.run(src, dst, user+":pw"))
+				out, code := e2e.Sh(t, dir, lp.run(src, dst, user+":pw"))
 				switch {
 				case drop < 0 && code != 0:
 					t.Errorf("with %v: exit %d\n%s", rules, code, out)
@@ -119,7 +121,7 @@ func TestKeyRules(t *testing.T) {
 	sc.Set(ctx, "app:1", "a", 0)
 	sc.Set(ctx, "other:1", "b", 0)
 	dir := t.TempDir()
-	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o all.zst"); code != 0 {
+	if out, code := e2e.Sh(t, dir, "crsdump -q -u "+src.URL+" -o all.zst"); code != 0 {
 		t.Fatalf("dump: exit %d\n%s", code, out)
 	}
 	asApp := func(s *redisserver.Server) string { return "redis://app:pw@" + s.Addr }
@@ -135,7 +137,7 @@ func TestKeyRules(t *testing.T) {
 		{"crsload --match 'other:*' --key-prefix app: -u " + asApp(dst) + " -n 1 all.zst", 0, "loaded 1 keys"},
 		{"crsload -u " + asApp(dst) + " all.zst", 1, `BEWARE: the ACL user may not write every key`},
 	} {
-		out, code := sh(t, dir, c.line)
+		out, code := e2e.Sh(t, dir, c.line)
 		if code != c.code || !strings.Contains(out, c.says) {
 			t.Errorf("%s: exit %d, want %d and %q\n%s", c.line, code, c.code, c.says, out)
 		}
@@ -144,7 +146,7 @@ func TestKeyRules(t *testing.T) {
 		}
 	}
 	// Refused before the first byte, a dump to stdout writes none.
-	if out, code := sh(t, dir, "crsdump -u "+asApp(src)+" > out.zst"); code != 5 {
+	if out, code := e2e.Sh(t, dir, "crsdump -u "+asApp(src)+" > out.zst"); code != 5 {
 		t.Errorf("crsdump to stdout: exit %d\n%s", code, out)
 	} else if b, err := os.ReadFile(filepath.Join(dir, "out.zst")); err != nil || len(b) != 0 {
 		t.Errorf("crsdump to stdout, refused: %v, %d bytes written", err, len(b))

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/crs-tool/crs/internal/e2e"
+
 	"github.com/crs-tool/crs/internal/redisserver"
 	"github.com/crs-tool/crs/internal/redistest"
 )
@@ -98,7 +100,7 @@ func TestAOFLoadsAnywhere(t *testing.T) {
 			}
 			for _, to := range targets {
 				dst := redistest.StartBinary(t, to.Path)
-				out, code := sh(t, t.TempDir(), "crsload -u "+dst.URL+" "+path)
+				out, code := e2e.Sh(t, t.TempDir(), "crsload -u "+dst.URL+" "+path)
 				if code != 0 || !strings.Contains(out, "then applied") {
 					t.Fatalf("load of %s's AOF into %s: exit %d\n%s", w.Name, to.Name, code, out)
 				}
@@ -156,7 +158,7 @@ func TestAOFTruncated(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := redistest.Start(t)
-	out, code := sh(t, t.TempDir(), "crsload -u "+dst.URL+" "+dir)
+	out, code := e2e.Sh(t, t.TempDir(), "crsload -u "+dst.URL+" "+dir)
 	want := fmt.Sprintf("%s: offset %d: the AOF ends inside a command", filepath.Join(dir, filepath.Base(incr[0])), last)
 	if code != 3 || !strings.Contains(out, want) {
 		t.Errorf("exit %d, want 3 and %q:\n%s", code, want, out)
@@ -164,7 +166,7 @@ func TestAOFTruncated(t *testing.T) {
 	if n, _ := redistest.Client(t, dst, 0).DBSize(ctx).Result(); n != 0 {
 		t.Errorf("the refused load wrote %d keys", n)
 	}
-	out, code = sh(t, t.TempDir(), "crsload --allow-truncated -u "+dst.URL+" "+dir)
+	out, code = e2e.Sh(t, t.TempDir(), "crsload --allow-truncated -u "+dst.URL+" "+dir)
 	if code != 0 || !strings.Contains(out, "LEFT OUT the command cut short at") || !strings.Contains(out, "then applied 9 commands") {
 		t.Errorf("--allow-truncated: exit %d\n%s", code, out)
 	}
@@ -189,7 +191,7 @@ func TestRDBWithCommandsAfterIt(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "backup.rdb")
 	os.WriteFile(file, append(b, "*2\r\n$3\r\nDEL\r\n$1\r\nk\r\n"...), 0o644)
 	dst := redistest.Start(t)
-	out, code := sh(t, t.TempDir(), "crsload -u "+dst.URL+" "+file)
+	out, code := e2e.Sh(t, t.TempDir(), "crsload -u "+dst.URL+" "+file)
 	if code != 3 || !strings.Contains(out, fmt.Sprintf("offset %d: the RDB data ends here and more bytes follow: commands (an AOF with an RDB preamble", len(b))) {
 		t.Errorf("exit %d\n%s", code, out)
 	}
@@ -221,7 +223,7 @@ func TestAOFCommandTheTargetLacks(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := redistest.StartBinary(t, to.Path)
-	out, code := sh(t, t.TempDir(), "crsload -u "+dst.URL+" "+filepath.Join(src.Dir, "appendonlydir"))
+	out, code := e2e.Sh(t, t.TempDir(), "crsload -u "+dst.URL+" "+filepath.Join(src.Dir, "appendonlydir"))
 	if code != 4 || !strings.Contains(out, `HPEXPIREAT commands (the first at `) || !strings.Contains(out, `key "sessions"), and the target, redis `) {
 		t.Errorf("exit %d\n%s", code, out)
 	}

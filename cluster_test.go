@@ -12,52 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crs-tool/crs/internal/e2e"
+
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/redisserver"
 	"github.com/crs-tool/crs/internal/redistest"
 	"github.com/crs-tool/crs/internal/slotmap"
-	"github.com/redis/go-redis/v9"
 )
-
-// fillCluster writes keys with and without hash tags, of every type, with
-// expiries, through a cluster client; it returns how many.
-func fillCluster(t *testing.T, c *redistest.Cluster, n int) int {
-	t.Helper()
-	ctx := context.Background()
-	cc := c.Client(t)
-	for i := 0; i < n; i++ {
-		tag := fmt.Sprintf("{user%d}", i%7)
-		var args []interface{}
-		key := fmt.Sprintf("k:%d", i)
-		if i%3 == 0 {
-			key = tag + key
-		}
-		switch i % 6 {
-		case 0:
-			args = []interface{}{"SET", key, i}
-		case 1:
-			args = []interface{}{"RPUSH", key, "a", "b", i}
-		case 2:
-			args = []interface{}{"HSET", key, "f", i, "g", "\xff"}
-		case 3:
-			args = []interface{}{"ZADD", key, 0.1, "m", 1e300, "n"}
-		case 4:
-			args = []interface{}{"SADD", key, "x", i}
-		case 5:
-			args = []interface{}{"XADD", key, "*", "f", i}
-		}
-		if err := cc.Do(ctx, args...).Err(); err != nil {
-			t.Fatal(err)
-		}
-		if i%5 == 0 {
-			if err := cc.Do(ctx, "PEXPIRE", key, 3_600_000+i).Err(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return n
-}
 
 func TestSlotsAgreeWithTheCluster(t *testing.T) {
 	c := redistest.StartCluster(t, 3, 0, "")
@@ -75,11 +37,11 @@ func TestSlotsAgreeWithTheCluster(t *testing.T) {
 
 func TestClusterDump(t *testing.T) {
 	c := redistest.StartCluster(t, 3, 1, "")
-	n := fillCluster(t, c, 600)
+	n := redistest.FillCluster(t, c, 600)
 	dir := t.TempDir()
 	// From any node, a replica too: the whole cluster.
 	for _, node := range []string{c.Nodes[0].URL, c.Nodes[4].URL} {
-		out, code := sh(t, dir, "crsdump -u "+node+" -o all.zst")
+		out, code := e2e.Sh(t, dir, "crsdump -u "+node+" -o all.zst")
 		if code != 0 || !strings.Contains(out, fmt.Sprintf("dumped %d keys", n)) || !strings.Contains(out, "a cluster of 3 shards") {
 			t.Fatalf("dump from %s: exit %d\n%s", node, code, out)
 		}
@@ -98,11 +60,11 @@ func TestClusterDump(t *testing.T) {
 		}
 		return true
 	})
-	out, code := sh(t, dir, "crsdump --from-replicas -u "+c.Nodes[0].URL+" -o replicas.zst")
+	out, code := e2e.Sh(t, dir, "crsdump --from-replicas -u "+c.Nodes[0].URL+" -o replicas.zst")
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("dumped %d keys", n)) {
 		t.Fatalf("--from-replicas: exit %d\n%s", code, out)
 	}
-	out, code = sh(t, dir, "crsdump --node-only -u "+c.Nodes[1].URL+" -o one.zst")
+	out, code = e2e.Sh(t, dir, "crsdump --node-only -u "+c.Nodes[1].URL+" -o one.zst")
 	if code != 0 || !strings.Contains(out, "node-only: 1 of 3 shards") {
 		t.Fatalf("--node-only: exit %d\n%s", code, out)
 	}
@@ -110,38 +72,17 @@ func TestClusterDump(t *testing.T) {
 	if !strings.Contains(out, fmt.Sprintf("dumped %d keys", nodeKeys)) {
 		t.Errorf("--node-only dumped other than the node's %d keys: %s", nodeKeys, out)
 	}
-	out, _ = sh(t, dir, "zstd -dc one.zst | head -1")
+	out, _ = e2e.Sh(t, dir, "zstd -dc one.zst | head -1")
 	if !strings.Contains(out, `"node_only":true`) || !strings.Contains(out, `"cluster":{"shards":[`) {
 		t.Errorf("header: %s", out)
 	}
 	// The dumps hold what the cluster holds, key by key.
 	for _, f := range []string{"all.zst", "replicas.zst"} {
-		out, code = sh(t, dir, "crs verify -u "+c.Nodes[2].URL+" "+f)
+		out, code = e2e.Sh(t, dir, "crs verify -u "+c.Nodes[2].URL+" "+f)
 		if code != 0 || !strings.Contains(out, fmt.Sprintf("%d keys checked, 0 differences", n)) {
 			t.Errorf("verify %s: exit %d\n%s", f, code, out)
 		}
 	}
-}
-
-// clusterKeys counts the keys on a cluster's masters.
-func clusterKeys(t *testing.T, c *redistest.Cluster) int64 {
-	t.Helper()
-	var n int64
-	var addrs []string
-	for _, s := range c.Nodes {
-		addrs = append(addrs, s.Addr)
-	}
-	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Protocol: 2, DisableIdentity: true, ReadTimeout: 2 * time.Minute})
-	defer cc.Close()
-	err := cc.ForEachMaster(context.Background(), func(ctx context.Context, m *redis.Client) error {
-		k, err := m.DBSize(ctx).Result()
-		n += k
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 // TestClusterRoundTrips moves the round-trip corpus standalone → cluster,
@@ -158,51 +99,51 @@ func TestClusterRoundTrips(t *testing.T) {
 	}
 	c3 := redistest.StartCluster(t, 3, 0, "")
 	c4 := redistest.StartCluster(t, 4, 0, "")
-	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o standalone.zst"); code != 0 {
+	if out, code := e2e.Sh(t, dir, "crsdump -q -u "+src.URL+" -o standalone.zst"); code != 0 {
 		t.Fatalf("dump: %d %s", code, out)
 	}
 	// Keys in database 15 do not fit a cluster without --db 0.
-	out, code := sh(t, dir, "crsload -u "+c3.URL()+" standalone.zst")
-	if code != 4 || !strings.Contains(out, "db 15 (2 keys)") || !strings.Contains(out, "--db 0") || clusterKeys(t, c3) != 0 {
+	out, code := e2e.Sh(t, dir, "crsload -u "+c3.URL()+" standalone.zst")
+	if code != 4 || !strings.Contains(out, "db 15 (2 keys)") || !strings.Contains(out, "--db 0") || c3.Keys(t) != 0 {
 		t.Fatalf("load of db 15 into a cluster: exit %d\n%s", code, out)
 	}
-	out, code = sh(t, dir, "crsload --db 0 -u "+c3.URL()+" standalone.zst")
+	out, code = e2e.Sh(t, dir, "crsload --db 0 -u "+c3.URL()+" standalone.zst")
 	if code != 0 {
 		t.Fatalf("standalone → cluster: exit %d\n%s", code, out)
 	}
-	if out, code := sh(t, dir, "crs verify --db 0 -u "+c3.URL()+" standalone.zst"); code != 0 || !strings.Contains(out, " 0 differences") {
+	if out, code := e2e.Sh(t, dir, "crs verify --db 0 -u "+c3.URL()+" standalone.zst"); code != 0 || !strings.Contains(out, " 0 differences") {
 		t.Errorf("verify standalone → cluster: exit %d\n%s", code, out)
 	}
 	n0, _ := redistest.Client(t, src, 0).DBSize(context.Background()).Result()
 	n15, _ := redistest.Client(t, src, 15).DBSize(context.Background()).Result()
-	if got := clusterKeys(t, c3); got != n0+n15 {
+	if got := c3.Keys(t); got != n0+n15 {
 		t.Errorf("the cluster holds %d keys, the source %d", got, n0+n15)
 	}
 
 	// cluster (3 shards) → cluster (4 shards), and → standalone.
-	if out, code := sh(t, dir, "crsdump -q -u "+c3.Nodes[1].URL+" -o cluster.zst"); code != 0 {
+	if out, code := e2e.Sh(t, dir, "crsdump -q -u "+c3.Nodes[1].URL+" -o cluster.zst"); code != 0 {
 		t.Fatalf("cluster dump: %d %s", code, out)
 	}
-	if out, code := sh(t, dir, "crsload -u "+c4.URL()+" cluster.zst && crs verify -u "+c4.Nodes[3].URL+" cluster.zst"); code != 0 || !strings.Contains(out, " 0 differences") {
+	if out, code := e2e.Sh(t, dir, "crsload -u "+c4.URL()+" cluster.zst && crs verify -u "+c4.Nodes[3].URL+" cluster.zst"); code != 0 || !strings.Contains(out, " 0 differences") {
 		t.Errorf("cluster 3 → cluster 4: exit %d\n%s", code, out)
 	}
-	if got := clusterKeys(t, c4); got != n0+n15 {
+	if got := c4.Keys(t); got != n0+n15 {
 		t.Errorf("the 4-shard cluster holds %d keys, want %d", got, n0+n15)
 	}
 	dst := redistest.Start(t)
-	if out, code := sh(t, dir, "crsload -u "+dst.URL+" cluster.zst && crs verify -u "+dst.URL+" cluster.zst"); code != 0 || !strings.Contains(out, " 0 differences") {
+	if out, code := e2e.Sh(t, dir, "crsload -u "+dst.URL+" cluster.zst && crs verify -u "+dst.URL+" cluster.zst"); code != 0 || !strings.Contains(out, " 0 differences") {
 		t.Errorf("cluster → standalone: exit %d\n%s", code, out)
 	}
 	if got, _ := redistest.Client(t, dst, 0).DBSize(context.Background()).Result(); got != n0+n15 {
 		t.Errorf("the standalone target holds %d keys, want %d", got, n0+n15)
 	}
 	// stats and verify take a cluster on either side.
-	if out, code := sh(t, dir, "crs stats -u "+c4.Nodes[2].URL); code != 0 || !strings.Contains(out, fmt.Sprintf("db 0: %d keys", n0+n15)) {
+	if out, code := e2e.Sh(t, dir, "crs stats -u "+c4.Nodes[2].URL); code != 0 || !strings.Contains(out, fmt.Sprintf("db 0: %d keys", n0+n15)) {
 		t.Errorf("stats of the cluster: exit %d\n%s", code, out)
 	}
 	var perShard int64
 	for _, node := range c4.Nodes {
-		out, code := sh(t, dir, "crs stats --json --node-only -u "+node.URL)
+		out, code := e2e.Sh(t, dir, "crs stats --json --node-only -u "+node.URL)
 		n, _ := redistest.Client(t, node, 0).DBSize(context.Background()).Result()
 		if code != 0 || (n > 0 && !strings.Contains(out, fmt.Sprintf(`"keys": %d,`, n))) {
 			t.Errorf("stats --node-only of %s (%d keys): exit %d\n%s", node.Addr, n, code, out)
@@ -213,7 +154,7 @@ func TestClusterRoundTrips(t *testing.T) {
 		t.Errorf("the shards hold %d keys, want %d", perShard, n0+n15)
 	}
 	for _, pair := range [][2]string{{c4.URL(), dst.URL}, {dst.URL, c3.URL()}} {
-		if out, code := sh(t, dir, "crs verify --source "+pair[0]+" --target "+pair[1]); code != 0 || !strings.Contains(out, fmt.Sprintf("%d keys checked, 0 differences", n0+n15)) {
+		if out, code := e2e.Sh(t, dir, "crs verify --source "+pair[0]+" --target "+pair[1]); code != 0 || !strings.Contains(out, fmt.Sprintf("%d keys checked, 0 differences", n0+n15)) {
 			t.Errorf("verify --source %s --target %s: exit %d\n%s", pair[0], pair[1], code, out)
 		}
 	}
@@ -230,16 +171,6 @@ func keysInSlot(slot, n int) []string {
 	return out
 }
 
-// nodeID returns the cluster node ID of s.
-func nodeID(t *testing.T, s *redisserver.Server) string {
-	t.Helper()
-	id, err := redistest.Client(t, s, 0).Do(context.Background(), "CLUSTER", "MYID").Text()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
-}
-
 // TestClusterLoadFollowsRedirections feeds crsload a dump through its
 // standard input, and between two halves of it moves one slot from a
 // master to another (the second half's keys in it get MOVED) and starts
@@ -249,7 +180,7 @@ func TestClusterLoadFollowsRedirections(t *testing.T) {
 	c := redistest.StartCluster(t, 3, 0, "")
 	ctx := context.Background()
 	a, b := c.Nodes[0], c.Nodes[1]
-	aID, bID := nodeID(t, a), nodeID(t, b)
+	aID, bID := redistest.NodeID(t, a), redistest.NodeID(t, b)
 	// Slots 100 and 101 are a's (redis-cli gives the first node 0-5460).
 	moved, asked := keysInSlot(100, 50), keysInSlot(101, 50)
 	var first []string
@@ -260,7 +191,7 @@ func TestClusterLoadFollowsRedirections(t *testing.T) {
 	}
 	pr, pw := io.Pipe()
 	dir := t.TempDir()
-	cmd := exec.Command(filepath.Join(binaries(t), "crsload"), "-u", c.URL())
+	cmd := exec.Command(filepath.Join(e2e.Binaries(t), "crsload"), "-u", c.URL())
 	cmd.Dir, cmd.Stdin = dir, pr
 	var out strings.Builder
 	cmd.Stderr = &out
@@ -285,7 +216,7 @@ func TestClusterLoadFollowsRedirections(t *testing.T) {
 		}
 	}
 	write(first)
-	redistest.WaitFor(t, "the first half on the cluster", func() bool { return clusterKeys(t, c) > 0 })
+	redistest.WaitFor(t, "the first half on the cluster", func() bool { return c.Keys(t) > 0 })
 	setslot := func(s *redisserver.Server, args ...interface{}) {
 		t.Helper()
 		if err := redistest.Client(t, s, 0).Do(ctx, append([]interface{}{"CLUSTER", "SETSLOT"}, args...)...).Err(); err != nil {
@@ -322,7 +253,7 @@ func TestClusterLoadFollowsRedirections(t *testing.T) {
 			t.Fatalf("key %s on %s: %v %v", k, b.Addr, v, err)
 		}
 	}
-	if got := clusterKeys(t, c); got != int64(total) {
+	if got := c.Keys(t); got != int64(total) {
 		t.Errorf("the cluster holds %d keys, want %d", got, total)
 	}
 	t.Log(strings.TrimSpace(out.String()))
@@ -382,28 +313,16 @@ func TestClusterDumpDuringAtomicSlotMigration(t *testing.T) {
 	})
 }
 
-// emptySlot returns a slot of the first master, a, that holds no key.
-func emptySlot(t *testing.T, a *redisserver.Server) int {
-	ac := redistest.Client(t, a, 0)
-	for s := 0; s < 5461; s++ {
-		if n, _ := ac.ClusterCountKeysInSlot(context.Background(), s).Result(); n == 0 {
-			return s
-		}
-	}
-	t.Fatal("no empty slot")
-	return -1
-}
-
 // reshardDuringDump runs the resharding test on a cluster of bin
 // (Debian's with ""), moving the slot with move.
 func reshardDuringDump(t *testing.T, bin string, move func(t *testing.T, slot int, a, b *redisserver.Server, bID string)) {
 	c := redistest.StartCluster(t, 3, 0, bin, "--cluster-node-timeout", "60000") // the pause must not look like a failure
-	fillCluster(t, c, 3000)
+	redistest.FillCluster(t, c, 3000)
 	ctx := context.Background()
 	a, b, paused := c.Nodes[0], c.Nodes[1], c.Nodes[2]
-	slot := emptySlot(t, a)
+	slot := redistest.EmptySlot(t, a)
 	dir := t.TempDir()
-	bID := nodeID(t, b)
+	bID := redistest.NodeID(t, b)
 	bc := redistest.Client(t, b, 0)
 	connections := func() int64 {
 		info, _ := bc.Info(ctx, "stats").Result()
@@ -412,12 +331,12 @@ func reshardDuringDump(t *testing.T, bin string, move func(t *testing.T, slot in
 	}
 	before := connections()
 	paused.Pause()
-	cmd, output := start(t, dir, "crsdump --scan-count 10 -u "+a.URL+" -o d.zst")
+	cmd, output := e2e.Start(t, dir, "crsdump --scan-count 10 -u "+a.URL+" -o d.zst")
 	redistest.WaitFor(t, "the dump to ready the second shard", func() bool { return connections() > before })
 	move(t, slot, a, b, bID)
 	paused.Resume()
 	err := cmd.Wait()
-	if code := exitCodeOf(err); code == 0 || !strings.Contains(output(), "slot map changed during the dump") || !strings.Contains(output(), fmt.Sprintf("slot %d (", slot)) {
+	if code := e2e.ExitCodeOf(err); code == 0 || !strings.Contains(output(), "slot map changed during the dump") || !strings.Contains(output(), fmt.Sprintf("slot %d (", slot)) {
 		t.Errorf("exit %d:\n%s", code, output())
 	}
 	if _, err := os.Stat(filepath.Join(dir, "d.zst")); !os.IsNotExist(err) {
@@ -430,18 +349,18 @@ func reshardDuringDump(t *testing.T, bin string, move func(t *testing.T, slot in
 // and the cluster holds the dump, key by key.
 func TestClusterFailoverMidLoad(t *testing.T) {
 	src := redistest.Start(t)
-	fillMany(t, src, 60_000)
+	e2e.FillMany(t, src, 60_000)
 	dir := t.TempDir()
-	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o d.zst"); code != 0 {
+	if out, code := e2e.Sh(t, dir, "crsdump -q -u "+src.URL+" -o d.zst"); code != 0 {
 		t.Fatalf("dump: %d %s", code, out)
 	}
 	c := redistest.StartCluster(t, 3, 1, "")
 	survivor := c.Nodes[1]
-	cmd, output := start(t, dir, "crsload --retry-for 1s -u "+survivor.URL+" d.zst")
-	redistest.WaitFor(t, "keys on the cluster", func() bool { return clusterKeys(t, c) > 0 })
+	cmd, output := e2e.Start(t, dir, "crsload --retry-for 1s -u "+survivor.URL+" d.zst")
+	redistest.WaitFor(t, "keys on the cluster", func() bool { return c.Keys(t) > 0 })
 	c.Nodes[0].Kill()
 	err := cmd.Wait()
-	t.Logf("the load the failover interrupted: exit %d\n%s", exitCodeOf(err), output())
+	t.Logf("the load the failover interrupted: exit %d\n%s", e2e.ExitCodeOf(err), output())
 	sc := redistest.Client(t, survivor, 0)
 	redistest.WaitFor(t, "the replica to take over", func() bool {
 		info, _ := sc.ClusterInfo(context.Background()).Result()
@@ -454,7 +373,7 @@ func TestClusterFailoverMidLoad(t *testing.T) {
 		}
 		return strings.Contains(info, "cluster_state:ok")
 	})
-	out, code := sh(t, dir, "crsload --replace -u "+survivor.URL+" d.zst && crs verify -u "+survivor.URL+" d.zst")
+	out, code := e2e.Sh(t, dir, "crsload --replace -u "+survivor.URL+" d.zst && crs verify -u "+survivor.URL+" d.zst")
 	if code != 0 || !strings.Contains(out, " 0 differences") {
 		t.Fatalf("re-run after the failover: exit %d\n%s", code, out)
 	}

@@ -11,49 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crs-tool/crs/internal/keyspace"
+	"github.com/crs-tool/crs/internal/e2e"
+
 	"github.com/crs-tool/crs/internal/redisserver"
 	"github.com/crs-tool/crs/internal/redistest"
 )
-
-// fillMany fills s with n guide-shaped keys, enough for a dump or load to
-// take a while. Their expiries are moved an hour later, so that none
-// passes while a slow machine runs the test.
-func fillMany(t *testing.T, s *redisserver.Server, n int) {
-	t.Helper()
-	c := redistest.Client(t, s, 0)
-	if _, err := keyspace.Fill(context.Background(), c, n); err != nil {
-		t.Fatal(err)
-	}
-	if err := keyspace.Stretch(context.Background(), c, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// start runs a command line in the background with the binaries first on
-// the PATH, its own process group, and combined output in a file.
-func start(t *testing.T, dir, script string) (*exec.Cmd, func() string) {
-	t.Helper()
-	cmd := exec.Command("sh", "-c", "exec "+script)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "PATH="+binaries(t)+":"+os.Getenv("PATH"))
-	out, err := os.Create(filepath.Join(dir, "output.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	return cmd, func() string { b, _ := os.ReadFile(out.Name()); return string(b) }
-}
-
-func exitCodeOf(err error) int {
-	if ee, ok := err.(*exec.ExitError); ok {
-		return ee.ExitCode()
-	}
-	return 0
-}
 
 // digest is DEBUG DIGEST of s: one hash of every key, value and expiry.
 func digest(t *testing.T, s *redisserver.Server) string {
@@ -67,9 +29,9 @@ func digest(t *testing.T, s *redisserver.Server) string {
 
 func TestInterrupted(t *testing.T) {
 	src := redistest.Start(t, "--enable-debug-command", "yes")
-	fillMany(t, src, 100_000)
+	e2e.FillMany(t, src, 100_000)
 	dir := t.TempDir()
-	if out, code := sh(t, dir, "crsdump -u "+src.URL+" -o full.zst"); code != 0 {
+	if out, code := e2e.Sh(t, dir, "crsdump -u "+src.URL+" -o full.zst"); code != 0 {
 		t.Fatalf("dump: %d %s", code, out)
 	}
 	// SIGINT comes while the server is stalled (SIGSTOP): the tool must
@@ -84,10 +46,10 @@ func TestInterrupted(t *testing.T) {
 			begin := time.Now()
 			cmd.Process.Signal(sig)
 			err := cmd.Wait()
-			return exitCodeOf(err), time.Since(begin)
+			return e2e.ExitCodeOf(err), time.Since(begin)
 		}
 		t.Run("dump "+sig.String(), func(t *testing.T) {
-			cmd, output := start(t, dir, "crsdump -u "+src.URL+" -o part.zst")
+			cmd, output := e2e.Start(t, dir, "crsdump -u "+src.URL+" -o part.zst")
 			redistest.WaitFor(t, "the dump's first bytes", redistest.FileHasBytes(filepath.Join(dir, "part.zst.tmp")))
 			code, took := interrupt(t, cmd, src)
 			if code != 130 {
@@ -107,7 +69,7 @@ func TestInterrupted(t *testing.T) {
 		})
 		t.Run("load "+sig.String(), func(t *testing.T) {
 			dst := redistest.Start(t, "--enable-debug-command", "yes")
-			cmd, output := start(t, dir, "crsload -u "+dst.URL+" full.zst")
+			cmd, output := e2e.Start(t, dir, "crsload -u "+dst.URL+" full.zst")
 			c := redistest.Client(t, dst, 0)
 			redistest.WaitFor(t, "keys on the target", func() bool {
 				n, _ := c.DBSize(context.Background()).Result()
@@ -127,7 +89,7 @@ func TestInterrupted(t *testing.T) {
 				t.Errorf("nothing was loaded before the signal: the test did not interrupt a load")
 			}
 			// Re-running with --replace completes the migration.
-			if out, code := sh(t, dir, "crsload --replace -q -u "+dst.URL+" full.zst"); code != 0 {
+			if out, code := e2e.Sh(t, dir, "crsload --replace -q -u "+dst.URL+" full.zst"); code != 0 {
 				t.Fatalf("re-run: %d %s", code, out)
 			}
 			if a, b := digest(t, src), digest(t, dst); a != b {
@@ -142,14 +104,14 @@ func TestSourceDiesMidDump(t *testing.T) {
 		t.Run(to, func(t *testing.T) {
 			dir := t.TempDir()
 			src := redistest.Start(t)
-			fillMany(t, src, 200_000)
+			e2e.FillMany(t, src, 200_000)
 			script := "crsdump -u " + src.URL + " -o out.zst"
 			if to == "stdout" {
 				script = "crsdump -u " + src.URL + " > out.zst"
 			}
 			cmd := exec.Command("sh", "-c", script)
 			cmd.Dir = dir
-			cmd.Env = append(os.Environ(), "PATH="+binaries(t)+":"+os.Getenv("PATH"))
+			cmd.Env = append(os.Environ(), "PATH="+e2e.Binaries(t)+":"+os.Getenv("PATH"))
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
 			if err := cmd.Start(); err != nil {
@@ -160,7 +122,7 @@ func TestSourceDiesMidDump(t *testing.T) {
 			redistest.WaitFor(t, "the dump's first bytes", redistest.FileHasBytes(filepath.Join(dir, "out.zst"), filepath.Join(dir, "out.zst.tmp")))
 			src.Kill()
 			err := cmd.Wait()
-			if code := exitCodeOf(err); code == 0 || code == 130 {
+			if code := e2e.ExitCodeOf(err); code == 0 || code == 130 {
 				t.Fatalf("exit %d after the source died:\n%s", code, stderr.String())
 			}
 			t.Logf("what the user sees:\n%s", stderr.String())
@@ -175,7 +137,7 @@ func TestSourceDiesMidDump(t *testing.T) {
 				}
 			case "stdout":
 				// What reached stdout has no trailer: a loader says so.
-				out, code := sh(t, dir, "crsload --check out.zst")
+				out, code := e2e.Sh(t, dir, "crsload --check out.zst")
 				if code != 3 || !strings.Contains(out, "truncated") {
 					t.Errorf("check: exit %d: %s", code, out)
 				}
@@ -188,15 +150,15 @@ func TestCheck(t *testing.T) {
 	src := redistest.Start(t)
 	fill(t, src)
 	dir := t.TempDir()
-	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" --part-elems 100 -o d.zst"); code != 0 {
+	if out, code := e2e.Sh(t, dir, "crsdump -q -u "+src.URL+" --part-elems 100 -o d.zst"); code != 0 {
 		t.Fatalf("dump: %d %s", code, out)
 	}
-	out, code := sh(t, dir, "crsload --check d.zst")
+	out, code := e2e.Sh(t, dir, "crsload --check d.zst")
 	if code != 0 || !strings.Contains(out, "the dump is intact: 26 keys (hash 4, list 3, set 3, string 13, zset 3)") || !strings.Contains(out, "matches") {
 		t.Errorf("exit %d: %s", code, out)
 	}
 	// No server was needed: the default address has none in this test.
-	out, code = sh(t, dir, "head -c 2000 d.zst > cut.zst; crsload --check cut.zst")
+	out, code = e2e.Sh(t, dir, "head -c 2000 d.zst > cut.zst; crsload --check cut.zst")
 	if code != 3 || !strings.Contains(out, "truncated") {
 		t.Errorf("cut dump: exit %d: %s", code, out)
 	}
@@ -209,7 +171,7 @@ func TestCheck(t *testing.T) {
 		{"d.zst", 0, `"ok":true,"keys":26,`},
 		{"cut.zst", 3, `"ok":false,"error":"line `},
 	} {
-		out, code = sh(t, dir, "crsload --check --json "+tt.file)
+		out, code = e2e.Sh(t, dir, "crsload --check --json "+tt.file)
 		first, _, _ := strings.Cut(out, "\n") // the JSON; then, on failure, the error line
 		var v map[string]any
 		if code != tt.code || !strings.Contains(first, tt.want) || json.Unmarshal([]byte(first), &v) != nil {
@@ -220,13 +182,13 @@ func TestCheck(t *testing.T) {
 
 func TestTargetDiesMidLoad(t *testing.T) {
 	src := redistest.Start(t, "--enable-debug-command", "yes")
-	fillMany(t, src, 100_000)
+	e2e.FillMany(t, src, 100_000)
 	dir := t.TempDir()
-	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o full.zst"); code != 0 {
+	if out, code := e2e.Sh(t, dir, "crsdump -q -u "+src.URL+" -o full.zst"); code != 0 {
 		t.Fatalf("dump: %d %s", code, out)
 	}
 	dst := redistest.Start(t)
-	cmd, output := start(t, dir, "crsload --retry-for 1s -u "+dst.URL+" full.zst")
+	cmd, output := e2e.Start(t, dir, "crsload --retry-for 1s -u "+dst.URL+" full.zst")
 	dc := redistest.Client(t, dst, 0)
 	redistest.WaitFor(t, "keys on the target", func() bool {
 		n, _ := dc.DBSize(context.Background()).Result()
@@ -235,7 +197,7 @@ func TestTargetDiesMidLoad(t *testing.T) {
 	dst.Kill()
 	err := cmd.Wait()
 	t.Logf("what the user sees:\n%s", output())
-	if code := exitCodeOf(err); code == 0 || code == 130 {
+	if code := e2e.ExitCodeOf(err); code == 0 || code == 130 {
 		t.Errorf("exit %d after the target died", code)
 	}
 	if !strings.Contains(output(), "crsload: FAILED after writing") || !strings.Contains(output(), "gave up after retrying for 1s") || strings.Contains(output(), "goroutine ") {
@@ -243,7 +205,7 @@ func TestTargetDiesMidLoad(t *testing.T) {
 	}
 	// The same load into a new target completes the migration.
 	again := redistest.Start(t, "--enable-debug-command", "yes")
-	if out, code := sh(t, dir, "crsload --replace -q -u "+again.URL+" full.zst"); code != 0 {
+	if out, code := e2e.Sh(t, dir, "crsload --replace -q -u "+again.URL+" full.zst"); code != 0 {
 		t.Fatalf("re-run: %d %s", code, out)
 	}
 	if a, b := digest(t, src), digest(t, again); a != b {
@@ -261,29 +223,29 @@ func TestACLUser(t *testing.T) {
 	}
 	redistest.Client(t, src, 0).Set(context.Background(), "k", "v", 0)
 	dir := t.TempDir()
-	out, code := sh(t, dir, "crsdump --user migrator -p "+port(src.Addr)+" -o d.zst && crsload -u redis://migrator@"+dst.Addr+" d.zst", "REDISCLI_AUTH=mig-pass")
+	out, code := e2e.Sh(t, dir, "crsdump --user migrator -p "+port(src.Addr)+" -o d.zst && crsload -u redis://migrator@"+dst.Addr+" d.zst", "REDISCLI_AUTH=mig-pass")
 	if code != 0 || strings.Contains(out, "mig-pass") {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
-	out, code = sh(t, dir, "crsdump --user migrator -a wrong -p "+port(src.Addr)+" -o e.zst")
+	out, code = e2e.Sh(t, dir, "crsdump --user migrator -a wrong -p "+port(src.Addr)+" -o e.zst")
 	if code != 5 || !strings.Contains(out, "authentication failed") {
 		t.Errorf("wrong password: exit %d:\n%s", code, out)
 	}
-	assertNoDiff(t, src, dst)
+	e2e.AssertNoDiff(t, src, dst)
 }
 
 func TestDroppedConnectionsAreRetried(t *testing.T) {
 	src := redistest.Start(t, "--enable-debug-command", "yes")
-	fillMany(t, src, 100_000)
+	e2e.FillMany(t, src, 100_000)
 	dir := t.TempDir()
-	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o full.zst"); code != 0 {
+	if out, code := e2e.Sh(t, dir, "crsdump -q -u "+src.URL+" -o full.zst"); code != 0 {
 		t.Fatalf("dump: %d %s", code, out)
 	}
 	for _, policy := range []string{"", "--replace", "--skip-existing"} {
 		t.Run("policy "+policy, func(t *testing.T) {
 			dst := redistest.Start(t, "--enable-debug-command", "yes")
 			killer := redistest.Client(t, dst, 0)
-			cmd, output := start(t, dir, "crsload --pipeline 64 "+policy+" -u "+dst.URL+" full.zst")
+			cmd, output := e2e.Start(t, dir, "crsload --pipeline 64 "+policy+" -u "+dst.URL+" full.zst")
 			done := make(chan error, 1)
 			go func() { done <- cmd.Wait() }()
 			// Drop every client connection but this one, again and again.
@@ -300,7 +262,7 @@ func TestDroppedConnectionsAreRetried(t *testing.T) {
 				}
 			}
 			t.Logf("killed %d connections; the user sees:\n%s", killed, output())
-			if code := exitCodeOf(err); code != 0 {
+			if code := e2e.ExitCodeOf(err); code != 0 {
 				t.Fatalf("exit %d", code)
 			}
 			if killed == 0 || !strings.Contains(output(), "reconnected and resent") {
@@ -319,13 +281,13 @@ func TestDroppedConnectionsAreRetried(t *testing.T) {
 // the middle of pipelines of other keys that the target took.
 func TestFailureSummaryCountsWrittenKeys(t *testing.T) {
 	src := redistest.Start(t)
-	fillMany(t, src, 30_000)
+	e2e.FillMany(t, src, 30_000)
 	dir := t.TempDir()
-	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o full.zst"); code != 0 {
+	if out, code := e2e.Sh(t, dir, "crsdump -q -u "+src.URL+" -o full.zst"); code != 0 {
 		t.Fatalf("dump: %d %s", code, out)
 	}
 	dst := redistest.Start(t, "--maxmemory", "3mb", "--maxmemory-policy", "noeviction")
-	out, code := sh(t, dir, "crsload --json --ignore-memory -u "+dst.URL+" full.zst")
+	out, code := e2e.Sh(t, dir, "crsload --json --ignore-memory -u "+dst.URL+" full.zst")
 	if code != 1 || !strings.Contains(out, "OOM") {
 		t.Fatalf("exit %d, want 1 with an OOM error: %s", code, out)
 	}
@@ -350,16 +312,16 @@ func TestFailureSummaryCountsWrittenKeys(t *testing.T) {
 // than --max-server-cpu is held back, says so, and still loads every key.
 func TestMaxServerCPU(t *testing.T) {
 	src := redistest.Start(t)
-	fillMany(t, src, 20_000)
+	e2e.FillMany(t, src, 20_000)
 	dir := t.TempDir()
-	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o d.zst"); code != 0 {
+	if out, code := e2e.Sh(t, dir, "crsdump -q -u "+src.URL+" -o d.zst"); code != 0 {
 		t.Fatalf("dump: exit %d\n%s", code, out)
 	}
 	dst := redistest.Start(t)
-	out, code := sh(t, dir, "crsload --rate 8000 --max-server-cpu 1 -u "+dst.URL+" d.zst")
+	out, code := e2e.Sh(t, dir, "crsload --rate 8000 --max-server-cpu 1 -u "+dst.URL+" d.zst")
 	if code != 0 || !strings.Contains(out, "while the server's CPU was over --max-server-cpu") {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
-	assertNoDiff(t, src, dst)
-	t.Log(lineWith(out, "held back"))
+	e2e.AssertNoDiff(t, src, dst)
+	t.Log(e2e.LineWith(out, "held back"))
 }

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crs-tool/crs/internal/e2e"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crs-tool/crs/format"
@@ -219,7 +221,7 @@ func TestReplaceChunkedKey(t *testing.T) {
 		if out, err := runLoad(t, dst, file, func(o *load.Options) { o.Replace = true; o.Concurrency = 2; o.Pipeline = 1 }); err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
-		assertNoDiff(t, src, dst)
+		e2e.AssertNoDiff(t, src, dst)
 	})
 	t.Run("skip existing", func(t *testing.T) {
 		dst := prepare(t)
@@ -448,7 +450,7 @@ func TestConflictPoliciesForStreams(t *testing.T) {
 			if out, err := runLoad(t, dst, file, func(o *load.Options) { o.Replace = true }); err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}
-			assertNoDiff(t, src, dst) // no old entry, no old group
+			e2e.AssertNoDiff(t, src, dst) // no old entry, no old group
 		})
 		t.Run(fmt.Sprintf("skip existing, parts of %d", parts), func(t *testing.T) {
 			dst := prepare(t)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/crs-tool/crs/internal/e2e"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crs-tool/crs/internal/redistest"
@@ -39,7 +41,7 @@ func TestFunctionLibrariesMove(t *testing.T) {
 	}
 	sc.Set(ctx, "k", "v", 0)
 	dir := t.TempDir()
-	out, code := sh(t, dir, "crsdump -u "+src.URL+" -o d.zst")
+	out, code := e2e.Sh(t, dir, "crsdump -u "+src.URL+" -o d.zst")
 	if code != 0 || !strings.Contains(out, "and 1 function libraries") {
 		t.Fatalf("dump: exit %d\n%s", code, out)
 	}
@@ -50,7 +52,7 @@ func TestFunctionLibrariesMove(t *testing.T) {
 	for _, in := range []string{"d.zst", rdbFile} {
 		dst := redistest.Start(t)
 		dc := redistest.Client(t, dst, 0)
-		out, code := sh(t, dir, "crsload -u "+dst.URL+" "+in+" && crs verify -u "+dst.URL+" "+in)
+		out, code := e2e.Sh(t, dir, "crsload -u "+dst.URL+" "+in+" && crs verify -u "+dst.URL+" "+in)
 		if code != 0 || !strings.Contains(out, "1 keys and 1 function libraries checked, 0 differences") {
 			t.Fatalf("%s: exit %d\n%s", in, code, out)
 		}
@@ -62,18 +64,18 @@ func TestFunctionLibrariesMove(t *testing.T) {
 		}
 		// Loaded again: the library exists; refused unless --replace.
 		dc.Del(ctx, "k")
-		out, code = sh(t, dir, "crsload -u "+dst.URL+" "+in)
+		out, code = e2e.Sh(t, dir, "crsload -u "+dst.URL+" "+in)
 		if code != 4 || !strings.Contains(out, `function library "crslib" exists on the target`) {
 			t.Errorf("%s again: exit %d\n%s", in, code, out)
 		}
-		if out, code := sh(t, dir, "crsload --replace -u "+dst.URL+" "+in); code != 0 {
+		if out, code := e2e.Sh(t, dir, "crsload --replace -u "+dst.URL+" "+in); code != 0 {
 			t.Errorf("%s with --replace: exit %d\n%s", in, code, out)
 		}
 		// A library that differs is a difference.
 		if err := dc.FunctionLoadReplace(ctx, strings.Replace(library, "hello ", "bye ", 1)).Err(); err != nil {
 			t.Fatal(err)
 		}
-		if out, code := sh(t, dir, "crs verify -u "+dst.URL+" "+in); code != 6 || !strings.Contains(out, "its code differs") {
+		if out, code := e2e.Sh(t, dir, "crs verify -u "+dst.URL+" "+in); code != 6 || !strings.Contains(out, "its code differs") {
 			t.Errorf("%s: verify of a changed library: exit %d\n%s", in, code, out)
 		}
 	}
@@ -103,26 +105,26 @@ func TestFunctionsIntoAServerWithout(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o lib.zst && crs stats lib.zst"); code != 0 || !strings.Contains(out, "0 keys in 0 databases; 1 function libraries") {
+	if out, code := e2e.Sh(t, dir, "crsdump -q -u "+src.URL+" -o lib.zst && crs stats lib.zst"); code != 0 || !strings.Contains(out, "0 keys in 0 databases; 1 function libraries") {
 		t.Errorf("stats of a file of one library: exit %d\n%s", code, out)
 	}
-	if out, code := sh(t, dir, "crs verify -u "+src.URL+" lib.zst"); code != 0 || !strings.Contains(out, "0 keys and 1 function libraries checked, 0 differences") {
+	if out, code := e2e.Sh(t, dir, "crs verify -u "+src.URL+" lib.zst"); code != 0 || !strings.Contains(out, "0 keys and 1 function libraries checked, 0 differences") {
 		t.Errorf("verify of a file of one library: exit %d\n%s", code, out)
 	}
 	sc.Set(ctx, "k", "v", 0)
-	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o d.zst"); code != 0 {
+	if out, code := e2e.Sh(t, dir, "crsdump -q -u "+src.URL+" -o d.zst"); code != 0 {
 		t.Fatalf("dump: exit %d\n%s", code, out)
 	}
 	dst := redistest.StartBinary(t, old.Path)
 	dc := redistest.Client(t, dst, 0)
-	out, code := sh(t, dir, "crsload -u "+dst.URL+" d.zst")
+	out, code := e2e.Sh(t, dir, "crsload -u "+dst.URL+" d.zst")
 	if code != 4 || !strings.Contains(out, `the dump holds 1 function libraries, which need FUNCTION LOAD (Redis 7.0+), and the target is redis `+old.Name[len("redis-"):]+`: "crslib"`) || !strings.Contains(out, "--skip-functions") {
 		t.Errorf("load into %s: exit %d\n%s", old.Name, code, out)
 	}
 	if n, _ := dc.DBSize(ctx).Result(); n != 0 {
 		t.Errorf("the refused load wrote %d keys", n)
 	}
-	out, code = sh(t, dir, "crsload --skip-functions -u "+dst.URL+" d.zst")
+	out, code = e2e.Sh(t, dir, "crsload --skip-functions -u "+dst.URL+" d.zst")
 	if code != 0 || !strings.Contains(out, "SKIPPED 1 function libraries (--skip-functions)") {
 		t.Errorf("load --skip-functions: exit %d\n%s", code, out)
 	}

@@ -2,75 +2,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/crs-tool/crs/internal/e2e"
 
 	"github.com/crs-tool/crs/internal/redistest"
 )
-
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
-
-// binaries builds crs once per test run, and names it crsdump and crsload
-// too, as make build does.
-func binaries(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "crs-bin-")
-		if buildErr != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, "crs"), ".").CombinedOutput()
-		if err != nil {
-			buildErr = errors.New(string(out))
-			return
-		}
-		for _, name := range []string{"crsdump", "crsload"} {
-			if buildErr = os.Link(filepath.Join(binDir, "crs"), filepath.Join(binDir, name)); buildErr != nil {
-				return
-			}
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("build: %v", buildErr)
-	}
-	return binDir
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
-
-// sh runs a shell command line with the binaries first on the PATH and
-// returns its combined output and exit code.
-func sh(t *testing.T, dir, script string, env ...string) (string, int) {
-	t.Helper()
-	cmd := exec.Command("sh", "-c", script)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "PATH="+binaries(t)+":"+os.Getenv("PATH"))
-	cmd.Env = append(cmd.Env, env...)
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return string(out), ee.ExitCode()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(out), 0
-}
 
 // TestREADMEPipeline runs the commands at the top of the README.
 func TestREADMEPipeline(t *testing.T) {
@@ -85,7 +26,7 @@ func TestREADMEPipeline(t *testing.T) {
 	src, dst := redistest.Start(t), redistest.Start(t)
 	fill(t, src)
 	dir := t.TempDir()
-	out, code := sh(t, dir, `crsdump -u `+src.URL+` > crs.jsonl.zst && crsload -u `+dst.URL+` < crs.jsonl.zst`)
+	out, code := e2e.Sh(t, dir, `crsdump -u `+src.URL+` > crs.jsonl.zst && crsload -u `+dst.URL+` < crs.jsonl.zst`)
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
@@ -94,7 +35,7 @@ func TestREADMEPipeline(t *testing.T) {
 	}
 	assertNoDiffExceptSoon(t, src, dst)
 
-	out, code = sh(t, dir, `zstd -dc crs.jsonl.zst | jq -r 'select(.type=="hash") | .key' | sort`)
+	out, code = e2e.Sh(t, dir, `zstd -dc crs.jsonl.zst | jq -r 'select(.type=="hash") | .key' | sort`)
 	// hash:binary and hash:small hold bytes that are not UTF-8, so their
 	// records (keys included) are base64.
 	if want := "aGFzaDpiaW5hcnk=\naGFzaDpzbWFsbA==\ndb15:hash\nhash:big\n"; code != 0 || out != want {
@@ -104,7 +45,7 @@ func TestREADMEPipeline(t *testing.T) {
 	// The same through "crs dump" / "crs load", a file argument, plain
 	// output, and the password from REDISCLI_AUTH on a server that wants it.
 	auth := redistest.Start(t, "--requirepass", "s3cret")
-	out, code = sh(t, dir, `crs dump -h 127.0.0.1 -p `+port(src.Addr)+` --compress=none -o plain.jsonl && crs load -p `+port(auth.Addr)+` plain.jsonl`, "REDISCLI_AUTH=s3cret")
+	out, code = e2e.Sh(t, dir, `crs dump -h 127.0.0.1 -p `+port(src.Addr)+` --compress=none -o plain.jsonl && crs load -p `+port(auth.Addr)+` plain.jsonl`, "REDISCLI_AUTH=s3cret")
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
@@ -124,7 +65,7 @@ func TestExitCodes(t *testing.T) {
 	redistest.Client(t, src, 0).Set(context.Background(), "k", "v", 0)
 	auth := redistest.Start(t, "--requirepass", "right")
 	dir := t.TempDir()
-	if out, code := sh(t, dir, `crsdump -u `+src.URL+` -o good.zst`); code != 0 {
+	if out, code := e2e.Sh(t, dir, `crsdump -u `+src.URL+` -o good.zst`); code != 0 {
 		t.Fatalf("dump: exit %d: %s", code, out)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "notdump.json"), []byte(`{"users":[]}`+"\n"), 0o644); err != nil {
@@ -161,7 +102,7 @@ func TestExitCodes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, code := sh(t, dir, tt.script)
+			out, code := e2e.Sh(t, dir, tt.script)
 			if code != tt.code {
 				t.Errorf("exit %d, want %d:\n%s", code, tt.code, out)
 			}
@@ -183,18 +124,18 @@ func TestDumpRefusesTerminalAndHidesPassword(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := exec.LookPath("script"); err == nil {
 		// script(1) gives crsdump a terminal as its standard output.
-		out, code := sh(t, dir, `script -qec "crsdump -u redis://:hunter2@`+s.Addr+`" /dev/null`)
+		out, code := e2e.Sh(t, dir, `script -qec "crsdump -u redis://:hunter2@`+s.Addr+`" /dev/null`)
 		if code != 4 || !strings.Contains(out, "refusing to write compressed data to a terminal") {
 			t.Errorf("exit %d:\n%s", code, out)
 		}
-		out, code = sh(t, dir, `script -qec "crsdump --compress=none -u redis://:hunter2@`+s.Addr+`" /dev/null`)
+		out, code = e2e.Sh(t, dir, `script -qec "crsdump --compress=none -u redis://:hunter2@`+s.Addr+`" /dev/null`)
 		if code != 0 || !strings.Contains(out, `{"format":"crs"`) {
 			t.Errorf("plain output to a terminal: exit %d:\n%s", code, out)
 		}
 	} else if os.Getenv("CI") != "" {
 		t.Error("script(1) is not installed")
 	}
-	out, code := sh(t, dir, `crsdump -u redis://:hunter2@`+s.Addr+` --compress=none -o d.jsonl && cat d.jsonl`)
+	out, code := e2e.Sh(t, dir, `crsdump -u redis://:hunter2@`+s.Addr+` --compress=none -o d.jsonl && cat d.jsonl`)
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
@@ -210,7 +151,7 @@ func TestDumpRefusesTerminalAndHidesPassword(t *testing.T) {
 // Go it was built with, under every name, and exits 0.
 func TestVersion(t *testing.T) {
 	for _, cmd := range []string{"crs --version", "crsdump --version", "crsload --version", "crs load --version"} {
-		out, code := sh(t, t.TempDir(), cmd)
+		out, code := e2e.Sh(t, t.TempDir(), cmd)
 		name := strings.Fields(cmd)[0]
 		if code != 0 || !strings.HasPrefix(out, name+" ") || !strings.Contains(out, "go1.") {
 			t.Errorf("%s: exit %d: %s", cmd, code, out)
@@ -227,7 +168,7 @@ func TestCompletionAndMan(t *testing.T) {
 COMP_WORDS=(crsdump --ren); COMP_CWORD=1; _crs; echo "dump: ${COMPREPLY[*]}"
 COMP_WORDS=(crs lo); COMP_CWORD=1; _crs; echo "commands: ${COMPREPLY[*]}"
 COMP_WORDS=(crs load --allow-t); COMP_CWORD=2; _crs; echo "load: ${COMPREPLY[*]}"`
-	out, code := sh(t, dir, "bash -c '"+strings.ReplaceAll(script, "'", `'\''`)+"'")
+	out, code := e2e.Sh(t, dir, "bash -c '"+strings.ReplaceAll(script, "'", `'\''`)+"'")
 	for _, want := range []string{"dump: --rename", "commands: load", "load: --allow-truncated"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("bash completion: exit %d, want %q:\n%s", code, want, out)
@@ -239,11 +180,13 @@ COMP_WORDS=(crs load --allow-t); COMP_CWORD=2; _crs; echo "load: ${COMPREPLY[*]}
 		{"crs man", ".SH NAME"},
 		{"crs man", "--rename"},
 	} {
-		if out, code := sh(t, dir, tt.cmd); code != 0 || !strings.Contains(out, tt.want) {
+		if out, code := e2e.Sh(t, dir, tt.cmd); code != 0 || !strings.Contains(out, tt.want) {
 			t.Errorf("%s: exit %d, no %q", tt.cmd, code, tt.want)
 		}
 	}
-	if out, code := sh(t, dir, "crs completion tcsh"); code != 2 {
+	if out, code := e2e.Sh(t, dir, "crs completion tcsh"); code != 2 {
 		t.Errorf("crs completion tcsh: exit %d\n%s", code, out)
 	}
 }
+
+func TestMain(m *testing.M) { e2e.Main(m) }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crs-tool/crs/internal/e2e"
+
 	"github.com/crs-tool/crs/internal/redisserver"
 	"github.com/crs-tool/crs/internal/redistest"
 )
@@ -81,7 +83,7 @@ func matrixPair(t *testing.T, srcBin, dstBin redistest.Binary) string {
 		fillCorpus(t, srcBin, src)
 		dir := t.TempDir()
 		file := filepath.Join(dir, "d.zst")
-		if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o "+file); code != 0 {
+		if out, code := e2e.Sh(t, dir, "crsdump -q -u "+src.URL+" -o "+file); code != 0 {
 			t.Fatalf("dump: exit %d\n%s", code, out)
 		}
 		keys, n, flags := loadAndDiff(t, srcBin, src, dstBin, file)
@@ -103,7 +105,7 @@ func loadAndDiff(t *testing.T, srcBin redistest.Binary, src *redisserver.Server,
 	dir := t.TempDir()
 	flags = downgradeFlags(srcBin, dstBin)
 	if len(flags) > 0 {
-		out, code := sh(t, dir, "crsload -u "+dst.URL+" "+file)
+		out, code := e2e.Sh(t, dir, "crsload -u "+dst.URL+" "+file)
 		for _, f := range flags {
 			if code != 4 || !strings.Contains(out, f) {
 				t.Errorf("load without %s: exit %d\n%s", f, code, out)
@@ -113,7 +115,7 @@ func loadAndDiff(t *testing.T, srcBin redistest.Binary, src *redisserver.Server,
 			t.Errorf("a refused load wrote %d keys", n)
 		}
 	}
-	out, code := sh(t, dir, "crsload "+strings.Join(flags, " ")+" -u "+dst.URL+" "+file)
+	out, code := e2e.Sh(t, dir, "crsload "+strings.Join(flags, " ")+" -u "+dst.URL+" "+file)
 	if code != 0 {
 		t.Fatalf("load %v: exit %d\n%s", flags, code, out)
 	}
@@ -142,7 +144,7 @@ func loadAndDiff(t *testing.T, srcBin redistest.Binary, src *redisserver.Server,
 		n++
 	}
 	if len(flags) == 0 {
-		if out, code := sh(t, dir, "crs verify -u "+dst.URL+" "+file); code != 0 || !strings.Contains(out, " 0 differences") {
+		if out, code := e2e.Sh(t, dir, "crs verify -u "+dst.URL+" "+file); code != 0 || !strings.Contains(out, " 0 differences") {
 			t.Errorf("verify: exit %d\n%s", code, out)
 			n++
 		}
@@ -162,7 +164,7 @@ func TestEveryInputOfTheNewest(t *testing.T) {
 	fillCorpus(t, newest, src)
 	dir := t.TempDir()
 	inputs := map[string]string{"SCAN": filepath.Join(dir, "scan.zst"), "snapshot": filepath.Join(dir, "snap.zst")}
-	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o "+inputs["SCAN"]+" && crsdump -q --snapshot -u "+src.URL+" -o "+inputs["snapshot"]); code != 0 {
+	if out, code := e2e.Sh(t, dir, "crsdump -q -u "+src.URL+" -o "+inputs["SCAN"]+" && crsdump -q --snapshot -u "+src.URL+" -o "+inputs["snapshot"]); code != 0 {
 		t.Fatalf("dumps: exit %d\n%s", code, out)
 	}
 	sc := redistest.Client(t, src, 0)

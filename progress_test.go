@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/crs-tool/crs/internal/e2e"
+
 	"github.com/crs-tool/crs/internal/redistest"
 )
 
@@ -19,7 +21,7 @@ import (
 // shows.
 func TestProgressAndJSON(t *testing.T) {
 	src := redistest.Start(t)
-	fillMany(t, src, 60_000)
+	e2e.FillMany(t, src, 60_000)
 	want, err := redistest.Client(t, src, 0).DBSize(context.Background()).Result()
 	if err != nil {
 		t.Fatal(err)
@@ -27,7 +29,7 @@ func TestProgressAndJSON(t *testing.T) {
 	dir := t.TempDir()
 
 	// --json: one JSON object on stderr, the dump on stdout.
-	out, code := sh(t, dir, "crsdump --json -u "+src.URL+" > d.zst 2> dump.json")
+	out, code := e2e.Sh(t, dir, "crsdump --json -u "+src.URL+" > d.zst 2> dump.json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, out)
 	}
@@ -47,7 +49,7 @@ func TestProgressAndJSON(t *testing.T) {
 	}
 
 	dst := redistest.Start(t)
-	out, code = sh(t, dir, "crsload --json -q -u "+dst.URL+" d.zst")
+	out, code = e2e.Sh(t, dir, "crsload --json -q -u "+dst.URL+" d.zst")
 	var ls struct {
 		OK   bool
 		Keys int64
@@ -56,7 +58,7 @@ func TestProgressAndJSON(t *testing.T) {
 		t.Errorf("crsload --json: exit %d, %v, %+v\n%s", code, err, ls, out)
 	}
 	// A failure is in the JSON too, and in the exit code.
-	out, code = sh(t, dir, "crsload --json -u "+dst.URL+" d.zst 2> refused.json; code=$?; head -n 1 refused.json; exit $code")
+	out, code = e2e.Sh(t, dir, "crsload --json -u "+dst.URL+" d.zst 2> refused.json; code=$?; head -n 1 refused.json; exit $code")
 	var refused struct {
 		OK    bool
 		Error string
@@ -65,7 +67,7 @@ func TestProgressAndJSON(t *testing.T) {
 		t.Errorf("a refused load: exit %d, %v: %s", code, err, out)
 	}
 
-	if out, code := sh(t, dir, "crsload --progress=sometimes d.zst"); code != 2 || !strings.Contains(out, "--progress must be") {
+	if out, code := e2e.Sh(t, dir, "crsload --progress=sometimes d.zst"); code != 2 || !strings.Contains(out, "--progress must be") {
 		t.Errorf("bad --progress: exit %d: %s", code, out)
 	}
 
@@ -78,7 +80,7 @@ func TestProgressAndJSON(t *testing.T) {
 		t.Skip("script(1) is not installed")
 	}
 	again := redistest.Start(t)
-	out, code = sh(t, dir, `script -qec "crsload --pipeline 16 --concurrency 1 -u `+again.URL+` d.zst" /dev/null`)
+	out, code = e2e.Sh(t, dir, `script -qec "crsload --pipeline 16 --concurrency 1 -u `+again.URL+` d.zst" /dev/null`)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, out)
 	}
@@ -100,11 +102,11 @@ func TestProgressAndJSON(t *testing.T) {
 	}
 
 	// crs verify draws one too, against the header's count, and erases it.
-	out, code = sh(t, dir, `script -qec "crs verify -u `+again.URL+` d.zst" /dev/null`)
+	out, code = e2e.Sh(t, dir, `script -qec "crs verify -u `+again.URL+` d.zst" /dev/null`)
 	if code != 0 || !strings.Contains(out, "\r\x1b[Kcrs verify: "+strconv.FormatInt(want, 10)+" keys checked, 0 differences") {
 		t.Errorf("crs verify on a terminal: exit %d:\n%q", code, out)
 	}
-	if out, code := sh(t, dir, "crs verify --progress=sometimes -u "+again.URL+" d.zst"); code != 2 {
+	if out, code := e2e.Sh(t, dir, "crs verify --progress=sometimes -u "+again.URL+" d.zst"); code != 2 {
 		t.Errorf("bad --progress: exit %d: %s", code, out)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crs-tool/crs/internal/e2e"
+
 	"github.com/crs-tool/crs/internal/redisserver"
 	"github.com/crs-tool/crs/internal/redistest"
 )
@@ -85,12 +87,12 @@ func TestRDBFromEveryServer(t *testing.T) {
 			file := filepath.Join(src.Dir, "dump.rdb")
 			dir := t.TempDir()
 			start := time.Now()
-			out, code := sh(t, dir, "crs verify -u "+src.URL+" "+file)
+			out, code := e2e.Sh(t, dir, "crs verify -u "+src.URL+" "+file)
 			if code != 0 || !strings.Contains(out, " 0 differences") {
 				t.Fatalf("verify of the RDB file against its server: exit %d\n%s", code, out)
 			}
 			dst := redistest.StartBinary(t, bin)
-			out, code = sh(t, dir, "crsload -u "+dst.URL+" "+file)
+			out, code = e2e.Sh(t, dir, "crsload -u "+dst.URL+" "+file)
 			if code != 0 {
 				t.Fatalf("load of the RDB file: exit %d\n%s", code, out)
 			}

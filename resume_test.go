@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/crs-tool/crs/internal/e2e"
+
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/redisserver"
 	"github.com/crs-tool/crs/internal/redistest"
@@ -37,15 +39,15 @@ func loadUntil(t *testing.T, flags string, part int64) (src, dst *redisserver.Se
 	t.Helper()
 	ctx := context.Background()
 	src = redistest.Start(t)
-	fillMany(t, src, 20_000)
+	e2e.FillMany(t, src, 20_000)
 	dir = t.TempDir()
-	if out, code := sh(t, dir, "crsdump -q --part-elems 2 -u "+src.URL+" -o d.zst"); code != 0 {
+	if out, code := e2e.Sh(t, dir, "crsdump -q --part-elems 2 -u "+src.URL+" -o d.zst"); code != 0 {
 		t.Fatalf("dump: exit %d\n%s", code, out)
 	}
 	total, _ := redistest.Client(t, src, 0).DBSize(ctx).Result()
 	dst = redistest.Start(t)
 	dc := redistest.Client(t, dst, 0)
-	cmd, output = start(t, dir, "crsload --rate 10000 "+flags+" -u "+dst.URL+" d.zst")
+	cmd, output = e2e.Start(t, dir, "crsload --rate 10000 "+flags+" -u "+dst.URL+" d.zst")
 	redistest.WaitFor(t, "part of the keys on the target", func() bool {
 		n, _ := dc.DBSize(ctx).Result()
 		return n > total/part
@@ -61,7 +63,7 @@ func TestResumeLoad(t *testing.T) {
 	src, dst, dir, cmd, output := loadUntil(t, "", 3)
 	cmd.Process.Signal(syscall.SIGINT)
 	err := cmd.Wait()
-	if code := exitCodeOf(err); code != 130 || !strings.Contains(output(), "crsload --resume with the same arguments continues this load") {
+	if code := e2e.ExitCodeOf(err); code != 130 || !strings.Contains(output(), "crsload --resume with the same arguments continues this load") {
 		t.Fatalf("the interrupted load: exit %d\n%s", code, output())
 	}
 	resumeAndCompare(t, dir, src, dst)
@@ -73,15 +75,15 @@ func TestResumeLoad(t *testing.T) {
 func resumeAndCompare(t *testing.T, dir string, src, dst *redisserver.Server) {
 	t.Helper()
 	before := commandCalls(t, dst)
-	out, code := sh(t, dir, "crsload --resume -u "+dst.URL+" d.zst")
+	out, code := e2e.Sh(t, dir, "crsload --resume -u "+dst.URL+" d.zst")
 	if code != 0 || !strings.Contains(out, "resumed: skipped ") {
 		t.Fatalf("--resume: exit %d\n%s", code, out)
 	}
 	resumed := commandCalls(t, dst) - before
-	assertNoDiff(t, src, dst)
+	e2e.AssertNoDiff(t, src, dst)
 	// The whole load again, for the count.
 	full := redistest.Start(t)
-	if out, code := sh(t, dir, "crsload -q --replace -u "+full.URL+" d.zst"); code != 0 {
+	if out, code := e2e.Sh(t, dir, "crsload -q --replace -u "+full.URL+" d.zst"); code != 0 {
 		t.Fatalf("the whole load: exit %d\n%s", code, out)
 	}
 	whole := commandCalls(t, full)
@@ -90,7 +92,7 @@ func resumeAndCompare(t *testing.T, dir string, src, dst *redisserver.Server) {
 	}
 	t.Logf("%s; the resumed run: %d commands, the whole load again (--replace): %d", strings.TrimSpace(out), resumed, whole)
 	// Nothing is left to resume.
-	if out, code := sh(t, dir, "crsload --resume -u "+dst.URL+" d.zst"); code == 0 || !strings.Contains(out, "no checkpoint to resume from") {
+	if out, code := e2e.Sh(t, dir, "crsload --resume -u "+dst.URL+" d.zst"); code == 0 || !strings.Contains(out, "no checkpoint to resume from") {
 		t.Errorf("a second --resume: exit %d\n%s", code, out)
 	}
 }
@@ -103,10 +105,10 @@ func TestResumeAfterTheTargetIsLost(t *testing.T) {
 	dst.Pause()
 	err := cmd.Wait()
 	dst.Resume()
-	if code := exitCodeOf(err); code == 0 || !strings.Contains(output(), "crsload --resume with the same arguments continues this load") {
+	if code := e2e.ExitCodeOf(err); code == 0 || !strings.Contains(output(), "crsload --resume with the same arguments continues this load") {
 		t.Fatalf("the load whose target was lost: exit %d\n%s", code, output())
 	}
-	t.Log(lineWith(output(), "lost the connection"))
+	t.Log(e2e.LineWith(output(), "lost the connection"))
 	resumeAndCompare(t, dir, src, dst)
 }
 
@@ -121,21 +123,21 @@ func TestResumeAfterACrash(t *testing.T) {
 		c.RPush(ctx, "list:"+strconv.Itoa(i), "a", "b", "c", "d", "e")
 	}
 	dir := t.TempDir()
-	if out, code := sh(t, dir, "crsdump -q --part-elems 2 -u "+src.URL+" -o d.zst"); code != 0 {
+	if out, code := e2e.Sh(t, dir, "crsdump -q --part-elems 2 -u "+src.URL+" -o d.zst"); code != 0 {
 		t.Fatalf("dump: exit %d\n%s", code, out)
 	}
 	dst := redistest.Start(t)
 	dc := redistest.Client(t, dst, 0)
-	cmd, _ := start(t, dir, "crsload --rate 3000 -u "+dst.URL+" d.zst")
+	cmd, _ := e2e.Start(t, dir, "crsload --rate 3000 -u "+dst.URL+" d.zst")
 	redistest.WaitFor(t, "a third of the keys on the target", func() bool {
 		n, _ := dc.DBSize(ctx).Result()
 		return n > 1000
 	})
 	cmd.Process.Kill()
 	cmd.Wait()
-	out, code := sh(t, dir, "crsload --resume -u "+dst.URL+" d.zst")
+	out, code := e2e.Sh(t, dir, "crsload --resume -u "+dst.URL+" d.zst")
 	if code != 0 || !strings.Contains(out, "resumed: skipped ") {
 		t.Fatalf("--resume: exit %d\n%s", code, out)
 	}
-	assertNoDiff(t, src, dst)
+	e2e.AssertNoDiff(t, src, dst)
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crs-tool/crs/internal/e2e"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crs-tool/crs/dump"
@@ -38,7 +40,7 @@ var allBytes = func() string {
 // not spend those 1.5 s compiling.
 func fill(t *testing.T, s *redisserver.Server) (expiringSoon []string) {
 	t.Helper()
-	binaries(t)
+	e2e.Binaries(t)
 	ctx := context.Background()
 	c := redistest.Client(t, s, 0)
 	c15 := redistest.Client(t, s, 15)
@@ -201,17 +203,6 @@ func fileInput(path string) records.Input {
 	return pick.Open(spec)
 }
 
-func assertNoDiff(t *testing.T, a, b *redisserver.Server) {
-	t.Helper()
-	diffs, err := redistest.Diff(context.Background(), a, b, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range diffs {
-		t.Error(d)
-	}
-}
-
 func TestRoundTrip(t *testing.T) {
 	src, dst := redistest.Start(t), redistest.Start(t)
 	soon := fill(t, src)
@@ -241,7 +232,7 @@ func TestRoundTrip(t *testing.T) {
 	if !strings.Contains(summary, "skipped 2 already expired") || !strings.Contains(summary, "loaded 24 keys") {
 		t.Errorf("load summary: %s", summary)
 	}
-	assertNoDiff(t, src, dst)
+	e2e.AssertNoDiff(t, src, dst)
 
 	// Spot checks that do not rely on Diff.
 	d := redistest.Client(t, dst, 0)

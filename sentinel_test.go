@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/crs-tool/crs/internal/e2e"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crs-tool/crs/internal/redisserver"
@@ -74,9 +76,9 @@ func startSentinels(t *testing.T, master *redisserver.Server, n int) []string {
 func TestSentinelFailoverMidLoad(t *testing.T) {
 	ctx := context.Background()
 	src := redistest.Start(t)
-	fillMany(t, src, 20_000)
+	e2e.FillMany(t, src, 20_000)
 	dir := t.TempDir()
-	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o d.zst"); code != 0 {
+	if out, code := e2e.Sh(t, dir, "crsdump -q -u "+src.URL+" -o d.zst"); code != 0 {
 		t.Fatalf("dump: exit %d\n%s", code, out)
 	}
 	master := redistest.Start(t)
@@ -85,7 +87,7 @@ func TestSentinelFailoverMidLoad(t *testing.T) {
 	sentinels := startSentinels(t, master, 3)
 	// Through the sentinels, a server that is not the master is no
 	// target: the sentinels name it.
-	cmd, output := start(t, dir, "crsload --rate 8000 --retry-for 2m --sentinel-master mymaster --sentinel "+strings.Join(sentinels, ",")+" d.zst")
+	cmd, output := e2e.Start(t, dir, "crsload --rate 8000 --retry-for 2m --sentinel-master mymaster --sentinel "+strings.Join(sentinels, ",")+" d.zst")
 	mc := redistest.Client(t, master, 0)
 	redistest.WaitFor(t, "keys on the master", func() bool {
 		n, _ := mc.DBSize(ctx).Result()
@@ -99,7 +101,7 @@ func TestSentinelFailoverMidLoad(t *testing.T) {
 	err := cmd.Wait()
 	out := output()
 	if err != nil {
-		t.Fatalf("the load across the failover: exit %d\n%s", exitCodeOf(err), out)
+		t.Fatalf("the load across the failover: exit %d\n%s", e2e.ExitCodeOf(err), out)
 	}
 	hp, err := sc.Do(ctx, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster").StringSlice()
 	if err != nil || len(hp) != 2 || hp[0]+":"+hp[1] != replica.Addr {
@@ -109,5 +111,5 @@ func TestSentinelFailoverMidLoad(t *testing.T) {
 		t.Errorf("the load did not say it followed the failover:\n%s", out)
 	}
 	t.Log(strings.TrimSpace(out))
-	assertNoDiff(t, src, replica)
+	e2e.AssertNoDiff(t, src, replica)
 }

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/crs-tool/crs/internal/e2e"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crs-tool/crs/format"
@@ -67,7 +69,7 @@ func TestSnapshotIsConsistent(t *testing.T) {
 	})
 	redistest.WaitFor(t, "the writer's first transactions", func() bool { return writes.Load() > 10 })
 	before := writes.Load()
-	out, code := sh(t, dir, "crsdump --snapshot --part-elems 1000 -u "+src.URL+" -o snap.zst")
+	out, code := e2e.Sh(t, dir, "crsdump --snapshot --part-elems 1000 -u "+src.URL+" -o snap.zst")
 	during := writes.Load() - before
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -93,7 +95,7 @@ func TestSnapshotIsConsistent(t *testing.T) {
 	}
 
 	// Without writes, the snapshot is the server, key by key.
-	out, code = sh(t, dir, "crsdump -q --snapshot -u "+src.URL+" -o still.zst && crs verify -u "+src.URL+" still.zst")
+	out, code = e2e.Sh(t, dir, "crsdump -q --snapshot -u "+src.URL+" -o still.zst && crs verify -u "+src.URL+" still.zst")
 	if code != 0 || !strings.Contains(out, " 0 differences") {
 		t.Errorf("verify: exit %d\n%s", code, out)
 	}
@@ -110,7 +112,7 @@ func TestSnapshotIsConsistent(t *testing.T) {
 func TestSnapshotRefusedOrCut(t *testing.T) {
 	dir := t.TempDir()
 	noSync := redistest.Start(t, "--rename-command", "PSYNC", "", "--rename-command", "SYNC", "")
-	out, code := sh(t, dir, "crsdump --snapshot -u "+noSync.URL+" -o x.zst")
+	out, code := e2e.Sh(t, dir, "crsdump --snapshot -u "+noSync.URL+" -o x.zst")
 	if code != 5 || !strings.Contains(out, "refuses replication") || !strings.Contains(out, "without --snapshot") {
 		t.Errorf("refused: exit %d\n%s", code, out)
 	}
@@ -118,15 +120,15 @@ func TestSnapshotRefusedOrCut(t *testing.T) {
 	// Each key takes 1 ms to save, so the snapshot is under way when the
 	// server drops its replica connection.
 	slow := redistest.Start(t, "--repl-diskless-sync-delay", "0", "--rdb-key-save-delay", "1000")
-	fillMany(t, slow, 20000) // 20 s to save: the kill comes long before
-	cmd, output := start(t, dir, "crsdump --snapshot -u "+slow.URL+" -o cut.zst")
+	e2e.FillMany(t, slow, 20000) // 20 s to save: the kill comes long before
+	cmd, output := e2e.Start(t, dir, "crsdump --snapshot -u "+slow.URL+" -o cut.zst")
 	c := redistest.Client(t, slow, 0)
 	redistest.WaitFor(t, "the snapshot's first records", redistest.FileHasBytes(filepath.Join(dir, "cut.zst.tmp")))
 	if err := c.Do(context.Background(), "CLIENT", "KILL", "TYPE", "replica").Err(); err != nil {
 		t.Fatal(err)
 	}
 	err := cmd.Wait()
-	if code := exitCodeOf(err); code == 0 || !strings.Contains(output(), "closed the connection part way") {
+	if code := e2e.ExitCodeOf(err); code == 0 || !strings.Contains(output(), "closed the connection part way") {
 		t.Errorf("cut: exit %d\n%s", code, output())
 	}
 	if _, err := os.Stat(filepath.Join(dir, "cut.zst")); !os.IsNotExist(err) {
@@ -156,7 +158,7 @@ func TestScanDumpUnderWrites(t *testing.T) {
 	redistest.WaitFor(t, "the writer", func() bool { return writes.Load() > 10 })
 	dir := t.TempDir()
 	for _, flags := range []string{"", "--allow-changing"} {
-		out, code := sh(t, dir, "crsdump --part-elems 500 "+flags+" -u "+src.URL+" -o d.zst")
+		out, code := e2e.Sh(t, dir, "crsdump --part-elems 500 "+flags+" -u "+src.URL+" -o d.zst")
 		t.Logf("crsdump %s: exit %d: %s", flags, code, strings.TrimSpace(out))
 		switch {
 		case code != 0 && flags == "" && strings.Contains(out, `key "list"`) && strings.Contains(out, "kept changing while it was read in parts"):

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/crs-tool/crs/internal/e2e"
+
 	"github.com/crs-tool/crs/internal/keyspace"
 	"github.com/crs-tool/crs/internal/redistest"
 )
@@ -43,14 +45,14 @@ func TestStats(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	if out, code := sh(t, dir, "crsdump -q -u "+src.URL+" -o d.zst"); code != 0 {
+	if out, code := e2e.Sh(t, dir, "crsdump -q -u "+src.URL+" -o d.zst"); code != 0 {
 		t.Fatalf("dump: %s", out)
 	}
-	fromFile, code := sh(t, dir, "crs stats --top 2 d.zst")
+	fromFile, code := e2e.Sh(t, dir, "crs stats --top 2 d.zst")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, fromFile)
 	}
-	fromServer, code := sh(t, dir, "crs stats --top 2 -u "+src.URL)
+	fromServer, code := e2e.Sh(t, dir, "crs stats --top 2 -u "+src.URL)
 	if code != 0 || fromServer != fromFile {
 		t.Errorf("stats of the server differ from those of its dump:\n%s\n%s", fromServer, fromFile)
 	}
@@ -69,7 +71,7 @@ func TestStats(t *testing.T) {
 		}
 	}
 
-	out, code := sh(t, dir, "crs stats --json --pattern 'client_keys:*' --pattern '*_pool:*' --top 1 d.zst")
+	out, code := e2e.Sh(t, dir, "crs stats --json --pattern 'client_keys:*' --pattern '*_pool:*' --top 1 d.zst")
 	var v struct {
 		Databases []struct {
 			DB       int
@@ -94,7 +96,7 @@ func TestStats(t *testing.T) {
 	}
 
 	// Bad input names the line and exits 3.
-	if out, code := sh(t, dir, "printf 'not a dump\\n' > bad && crs stats bad"); code != 3 || !strings.Contains(out, "line 1") {
+	if out, code := e2e.Sh(t, dir, "printf 'not a dump\\n' > bad && crs stats bad"); code != 3 || !strings.Contains(out, "line 1") {
 		t.Errorf("stats of a bad file: exit %d:\n%s", code, out)
 	}
 }

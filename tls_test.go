@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crs-tool/crs/internal/e2e"
+
 	"github.com/crs-tool/crs/internal/redisserver"
 	"github.com/crs-tool/crs/internal/redistest"
 )
@@ -99,7 +101,7 @@ func TestTLS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, code := sh(t, dir, tt.script)
+			out, code := e2e.Sh(t, dir, tt.script)
 			t.Logf("%s", out)
 			if code != tt.code || !strings.Contains(out, tt.output) {
 				t.Errorf("exit %d (want %d), output:\n%s", code, tt.code, out)

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crs-tool/crs/internal/e2e"
+
 	"github.com/klauspost/compress/zstd"
 	"github.com/redis/go-redis/v9"
 
@@ -105,12 +107,12 @@ func vectorSetsFrom(t *testing.T, srcBin redistest.Binary, builtIn []redistest.B
 			t.Fatal(err)
 		}
 		rdbFile := filepath.Join(src.Dir, "dump.rdb")
-		out, code := sh(t, t.TempDir(), "crs verify -u "+src.URL+" "+rdbFile)
+		out, code := e2e.Sh(t, t.TempDir(), "crs verify -u "+src.URL+" "+rdbFile)
 		if code != 0 || !strings.Contains(out, " 0 differences") {
 			t.Fatalf("verify of the RDB file against its server: exit %d\n%s", code, out)
 		}
 		converted := filepath.Join(t.TempDir(), "from-rdb.jsonl.zst")
-		if out, code := sh(t, t.TempDir(), "crsdump --rdb "+rdbFile+" -o "+converted); code != 0 {
+		if out, code := e2e.Sh(t, t.TempDir(), "crsdump --rdb "+rdbFile+" -o "+converted); code != 0 {
 			t.Fatalf("crsdump --rdb: exit %d\n%s", code, out)
 		}
 		checkJSONLines(t, converted)

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crs-tool/crs/internal/e2e"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crs-tool/crs/internal/redisserver"
@@ -41,11 +43,11 @@ func verifyTarget(t *testing.T, dir, file string, src, dst *redisserver.Server) 
 	}
 	ctx := context.Background()
 
-	out, code := sh(t, dir, "crs verify -u "+dst.URL+" "+file)
+	out, code := e2e.Sh(t, dir, "crs verify -u "+dst.URL+" "+file)
 	if code != 0 || !strings.Contains(out, "0 differences") {
 		t.Fatalf("clean target: exit %d:\n%s", code, out)
 	}
-	out, code = sh(t, dir, "crs verify --source "+src.URL+" --target "+dst.URL)
+	out, code = e2e.Sh(t, dir, "crs verify --source "+src.URL+" --target "+dst.URL)
 	if code != 0 || !strings.Contains(out, "0 differences") {
 		t.Fatalf("two servers: exit %d:\n%s", code, out)
 	}
@@ -70,7 +72,7 @@ func verifyTarget(t *testing.T, dir, file string, src, dst *redisserver.Server) 
 		`key "list:long": element 4999 differs`,
 	}
 	for _, args := range []string{"crs verify -u " + dst.URL + " " + file, "crs verify --source " + src.URL + " --target " + dst.URL} {
-		out, code = sh(t, dir, args)
+		out, code = e2e.Sh(t, dir, args)
 		if code != 6 || !strings.Contains(out, "7 differences (1 keys missing)") {
 			t.Errorf("%s: exit %d:\n%s", args, code, out)
 		}
@@ -83,7 +85,7 @@ func verifyTarget(t *testing.T, dir, file string, src, dst *redisserver.Server) 
 
 	// crsload --verify runs the same check right after a load.
 	again := redistest.Start(t)
-	out, code = sh(t, dir, "crsload --verify -u "+again.URL+" "+file)
+	out, code = e2e.Sh(t, dir, "crsload --verify -u "+again.URL+" "+file)
 	if code != 0 || !strings.Contains(out, "crs verify:") || !strings.Contains(out, "0 differences") {
 		t.Errorf("crsload --verify: exit %d:\n%s", code, out)
 	}

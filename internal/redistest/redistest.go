@@ -18,9 +18,15 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/redisserver"
 	"github.com/crs-tool/crs/rdb"
 )
+
+// The tests' clients stay quiet as crs's do: go-redis logs each failed
+// dial of a server a test has stopped on purpose, which only buries what
+// the tests print.
+func init() { redis.SetLogger(redisconn.QuietLogger{}) }
 
 // Start starts a throwaway redis-server for t, with extra config
 // arguments, and kills it when t ends.

@@ -1,4 +1,4 @@
-package main
+package sync_test
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/crs-tool/crs/internal/e2e"
 
 	"github.com/redis/go-redis/v9"
 
@@ -142,7 +144,7 @@ func (w *writer) Stop(t *testing.T, servers ...*redisserver.Server) {
 // round count.
 func assertSynced(t *testing.T, src, dst *redisserver.Server, w *writer) {
 	t.Helper()
-	assertNoDiff(t, src, dst)
+	e2e.AssertNoDiff(t, src, dst)
 	assertCounters(t, redistest.Client(t, dst, 0), w)
 }
 
@@ -170,7 +172,7 @@ func assertCounters(t *testing.T, dc redis.UniversalClient, w *writer) {
 // and the writer on the source.
 func syncPair(t *testing.T, n int, args ...string) (src, dst *redisserver.Server, w *writer, dir string) {
 	src = redistest.Start(t, args...)
-	fillMany(t, src, n)
+	e2e.FillMany(t, src, n)
 	dst = redistest.Start(t)
 	return src, dst, startMixWriter(t, src), t.TempDir()
 }
@@ -179,24 +181,15 @@ func syncPair(t *testing.T, n int, args ...string) (src, dst *redisserver.Server
 // cuts over: the target equals the source, key by key, and a == b.
 func TestSyncCutover(t *testing.T) {
 	src, dst, w, dir := syncPair(t, 5000)
-	out, code := sh(t, dir, "crs sync --progress plain --cutover --pause 60s --source "+src.URL+" -u "+dst.URL)
+	out, code := e2e.Sh(t, dir, "crs sync --progress plain --cutover --pause 60s --source "+src.URL+" -u "+dst.URL)
 	if code != 0 || !strings.Contains(out, "crs sync: in sync: lag ") || !strings.Contains(out, "cutover done") {
 		w.Stop(t, src)
 		t.Fatalf("crs sync --cutover: exit %d\n%s", code, out)
 	}
 	assertSynced(t, src, dst, w)
 	w.Stop(t, src)
-	t.Log(lineWith(out, "cutover done"))
-	t.Log(lineWith(out, "crs sync: done"))
-}
-
-func lineWith(out, s string) string {
-	for _, l := range strings.Split(out, "\n") {
-		if strings.Contains(l, s) {
-			return l
-		}
-	}
-	return ""
+	t.Log(e2e.LineWith(out, "cutover done"))
+	t.Log(e2e.LineWith(out, "crs sync: done"))
 }
 
 // checkpointOffset is the offset the target's checkpoint records, 0
@@ -218,7 +211,7 @@ func TestSyncResumes(t *testing.T) {
 	args := " --progress plain --source " + src.URL + " -u " + dst.URL
 	var first int64
 	for i, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGKILL} {
-		cmd, output := start(t, dir, "crs sync"+args)
+		cmd, output := e2e.Start(t, dir, "crs sync"+args)
 		exited := make(chan error, 1)
 		go func() { exited <- cmd.Wait() }()
 		base := checkpointOffset(t, dst)
@@ -226,7 +219,7 @@ func TestSyncResumes(t *testing.T) {
 		redistest.WaitFor(t, "the stream applied on the target", func() bool {
 			select {
 			case err = <-exited:
-				t.Fatalf("run %d ended by itself: exit %d\n%s", i+1, exitCodeOf(err), output())
+				t.Fatalf("run %d ended by itself: exit %d\n%s", i+1, e2e.ExitCodeOf(err), output())
 			default:
 			}
 			off := checkpointOffset(t, dst)
@@ -243,23 +236,23 @@ func TestSyncResumes(t *testing.T) {
 			t.Fatalf("the first run did not load a snapshot:\n%s", out)
 		case i > 0 && (strings.Contains(out, "phase 1") || !strings.Contains(out, "continuing from offset")):
 			t.Fatalf("run %d did not continue from the target's position:\n%s", i+1, out)
-		case sig == syscall.SIGINT && (exitCodeOf(err) != 130 || !strings.Contains(out, "the same crs sync continues from there")):
-			t.Fatalf("^C: exit %d\n%s", exitCodeOf(err), out)
+		case sig == syscall.SIGINT && (e2e.ExitCodeOf(err) != 130 || !strings.Contains(out, "the same crs sync continues from there")):
+			t.Fatalf("^C: exit %d\n%s", e2e.ExitCodeOf(err), out)
 		}
 		t.Logf("run %d stopped by %v at offset %d", i+1, sig, checkpointOffset(t, dst))
 	}
-	out, code := sh(t, dir, "crs sync --cutover --pause 60s"+args)
+	out, code := e2e.Sh(t, dir, "crs sync --cutover --pause 60s"+args)
 	if code != 0 || strings.Contains(out, "phase 1") || !strings.Contains(out, "continuing from offset") {
 		t.Fatalf("the last run: exit %d\n%s", code, out)
 	}
 	assertSynced(t, src, dst, w)
-	t.Log(lineWith(out, "crs sync: done"))
+	t.Log(e2e.LineWith(out, "crs sync: done"))
 }
 
 // TestSyncSourceRestarts restarts the source mid-sync: crs stops, loudly.
 func TestSyncSourceRestarts(t *testing.T) {
 	src, dst, w, dir := syncPair(t, 1000)
-	cmd, output := start(t, dir, "crs sync --progress plain --source "+src.URL+" -u "+dst.URL)
+	cmd, output := e2e.Start(t, dir, "crs sync --progress plain --source "+src.URL+" -u "+dst.URL)
 	redistest.WaitFor(t, "the stream applied on the target", func() bool {
 		return strings.Contains(output(), "phase 2")
 	})
@@ -267,10 +260,10 @@ func TestSyncSourceRestarts(t *testing.T) {
 	w.done.Wait()
 	err := cmd.Wait()
 	out := output()
-	if code := exitCodeOf(err); code == 0 || code == 130 || !strings.Contains(out, "the source closed the replication link") {
+	if code := e2e.ExitCodeOf(err); code == 0 || code == 130 || !strings.Contains(out, "the source closed the replication link") {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
-	t.Log(lineWith(out, "closed the replication link"))
+	t.Log(e2e.LineWith(out, "closed the replication link"))
 }
 
 // TestSyncRefusesACommandTheTargetLacks syncs a server with hash field
@@ -297,20 +290,20 @@ func TestSyncRefusesACommandTheTargetLacks(t *testing.T) {
 	c := redistest.Client(t, src, 0)
 	c.HSet(ctx, "h", "f", "v", "g", "w")
 	dir := t.TempDir()
-	cmd, output := start(t, dir, "crs sync --progress plain --source "+src.URL+" -u "+dst.URL)
+	cmd, output := e2e.Start(t, dir, "crs sync --progress plain --source "+src.URL+" -u "+dst.URL)
 	redistest.WaitFor(t, "the stream phase", func() bool { return strings.Contains(output(), "phase 2") })
 	if err := c.Do(ctx, "HPEXPIRE", "h", 600000, "FIELDS", 1, "f").Err(); err != nil {
 		t.Fatal(err)
 	}
 	err := cmd.Wait()
 	out := output()
-	if code := exitCodeOf(err); code != 4 || !strings.Contains(out, "HPEXPIRE") || !strings.Contains(out, `"h"`) || !strings.Contains(out, "offset") {
+	if code := e2e.ExitCodeOf(err); code != 4 || !strings.Contains(out, "HPEXPIRE") || !strings.Contains(out, `"h"`) || !strings.Contains(out, "offset") {
 		t.Fatalf("%s → %s: exit %d\n%s", from, to, code, out)
 	}
-	t.Logf("%s → %s: %s", from, to, lineWith(out, "HPEXPIRE"))
+	t.Logf("%s → %s: %s", from, to, e2e.LineWith(out, "HPEXPIRE"))
 	// Run again with --skip-unsupported: it continues from the position
 	// the target holds, skips the command and says so in the summary.
-	out, code := sh(t, dir, "crs sync --skip-unsupported --cutover --pause 30s --source "+src.URL+" -u "+dst.URL)
+	out, code := e2e.Sh(t, dir, "crs sync --skip-unsupported --cutover --pause 30s --source "+src.URL+" -u "+dst.URL)
 	if code != 0 || !strings.Contains(out, "continuing from offset") || !strings.Contains(out, "SKIPPED 1 commands the target lacks (--skip-unsupported) (HPEXPIREAT 1)") {
 		t.Errorf("--skip-unsupported: exit %d\n%s", code, out)
 	}
@@ -329,7 +322,7 @@ func noReplication(t *testing.T, args ...string) *redisserver.Server {
 func TestSyncByNotifications(t *testing.T) {
 	ctx := context.Background()
 	src := noReplication(t)
-	fillMany(t, src, 3000)
+	e2e.FillMany(t, src, 3000)
 	c := redistest.Client(t, src, 0)
 	for i := 0; i < 300; i++ {
 		c.Set(ctx, fmt.Sprintf("soon:%d", i), i, time.Duration(100+i)*time.Millisecond)
@@ -337,7 +330,7 @@ func TestSyncByNotifications(t *testing.T) {
 	dst := redistest.Start(t)
 	w := startMixWriter(t, src)
 	defer w.Stop(t, src)
-	out, code := sh(t, t.TempDir(), "crs sync --progress plain --cutover --pause 60s --source "+src.URL+" -u "+dst.URL)
+	out, code := e2e.Sh(t, t.TempDir(), "crs sync --progress plain --cutover --pause 60s --source "+src.URL+" -u "+dst.URL)
 	if code != 0 || !strings.Contains(out, "so it syncs by keyspace notifications") || !strings.Contains(out, "cutover done") {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
@@ -345,8 +338,8 @@ func TestSyncByNotifications(t *testing.T) {
 	if v, _ := c.ConfigGet(ctx, "notify-keyspace-events").Result(); v["notify-keyspace-events"] != "" {
 		t.Errorf("notify-keyspace-events left at %q", v["notify-keyspace-events"])
 	}
-	t.Log(lineWith(out, "cutover done"))
-	t.Log(lineWith(out, "crs sync: done"))
+	t.Log(e2e.LineWith(out, "cutover done"))
+	t.Log(e2e.LineWith(out, "crs sync: done"))
 }
 
 // TestSyncNotifyRefusals: an ACL user without +psync gets the
@@ -357,48 +350,48 @@ func TestSyncNotifyRefusals(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	src := redistest.Start(t)
-	fillMany(t, src, 500)
+	e2e.FillMany(t, src, 500)
 	c := redistest.Client(t, src, 0)
 	if err := c.Do(ctx, "ACL", "SETUSER", "mover", "on", ">pw", "~*", "&*", "+@all", "-psync", "-sync").Err(); err != nil {
 		t.Fatal(err)
 	}
 	user := "redis://mover:pw@" + src.Addr
 	dst := redistest.Start(t)
-	if out, code := sh(t, dir, "crs sync --mode replication --source "+user+" -u "+dst.URL); code != 5 || !strings.Contains(out, "refuses replication") {
+	if out, code := e2e.Sh(t, dir, "crs sync --mode replication --source "+user+" -u "+dst.URL); code != 5 || !strings.Contains(out, "refuses replication") {
 		t.Errorf("--mode replication without +psync: exit %d\n%s", code, out)
 	}
-	if out, code := sh(t, dir, "crs sync --cutover --source "+user+" -u "+dst.URL); code != 0 || !strings.Contains(out, "so it syncs by keyspace notifications") {
+	if out, code := e2e.Sh(t, dir, "crs sync --cutover --source "+user+" -u "+dst.URL); code != 0 || !strings.Contains(out, "so it syncs by keyspace notifications") {
 		t.Errorf("auto without +psync: exit %d\n%s", code, out)
 	}
-	assertNoDiff(t, src, dst)
+	e2e.AssertNoDiff(t, src, dst)
 
 	// A managed service: CONFIG refused. With the notifications off, the
 	// probe keys bring none and the sync is refused naming the setting;
 	// with them on (the service's parameter group), it runs.
 	noConfig := noReplication(t, "--rename-command", "CONFIG", "")
-	if out, code := sh(t, dir, "crs sync --source "+noConfig.URL+" -u "+redistest.Start(t).URL); code != 4 || !strings.Contains(out, "parameter group") || !strings.Contains(out, "brought no set notification") {
+	if out, code := e2e.Sh(t, dir, "crs sync --source "+noConfig.URL+" -u "+redistest.Start(t).URL); code != 4 || !strings.Contains(out, "parameter group") || !strings.Contains(out, "brought no set notification") {
 		t.Errorf("CONFIG renamed away: exit %d\n%s", code, out)
 	}
 	managed := noReplication(t, "--rename-command", "CONFIG", "", "--notify-keyspace-events", "KEA")
-	fillMany(t, managed, 300)
+	e2e.FillMany(t, managed, 300)
 	dst2 := redistest.Start(t)
-	if out, code := sh(t, dir, "crs sync --cutover --source "+managed.URL+" -u "+dst2.URL); code != 0 || !strings.Contains(out, "probe keys") {
+	if out, code := e2e.Sh(t, dir, "crs sync --cutover --source "+managed.URL+" -u "+dst2.URL); code != 0 || !strings.Contains(out, "probe keys") {
 		t.Errorf("CONFIG refused, notifications on: exit %d\n%s", code, out)
 	}
-	assertNoDiff(t, managed, dst2)
+	e2e.AssertNoDiff(t, managed, dst2)
 
 	cut := noReplication(t)
-	fillMany(t, cut, 500)
-	cmd, output := start(t, dir, "crs sync --progress plain --source "+cut.URL+" -u "+redistest.Start(t).URL)
+	e2e.FillMany(t, cut, 500)
+	cmd, output := e2e.Start(t, dir, "crs sync --progress plain --source "+cut.URL+" -u "+redistest.Start(t).URL)
 	redistest.WaitFor(t, "the notified phase", func() bool { return strings.Contains(output(), "phase 2") })
 	if err := redistest.Client(t, cut, 0).Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
 		t.Fatal(err)
 	}
 	err := cmd.Wait()
-	if code := exitCodeOf(err); code != 4 || !strings.Contains(output(), "keyspace notifications were lost") {
+	if code := e2e.ExitCodeOf(err); code != 4 || !strings.Contains(output(), "keyspace notifications were lost") {
 		t.Errorf("a killed subscription: exit %d\n%s", code, output())
 	}
-	t.Log(lineWith(output(), "were lost"))
+	t.Log(e2e.LineWith(output(), "were lost"))
 }
 
 // masters are the first n nodes of a cluster.
@@ -409,7 +402,7 @@ func masters(c *redistest.Cluster, n int) []*redisserver.Server { return c.Nodes
 // keys, and the writer's counters.
 func assertClustersSynced(t *testing.T, dir, src, dst string, srcKeys, dstKeys int64, dc redis.UniversalClient, w *writer) {
 	t.Helper()
-	if out, code := sh(t, dir, "crs verify --source "+src+" --target "+dst); code != 0 || !strings.Contains(out, " 0 differences") {
+	if out, code := e2e.Sh(t, dir, "crs verify --source "+src+" --target "+dst); code != 0 || !strings.Contains(out, " 0 differences") {
 		t.Errorf("verify: exit %d\n%s", code, out)
 	}
 	if srcKeys != dstKeys {
@@ -428,15 +421,15 @@ func TestSyncClusterToCluster(t *testing.T) {
 			dir := t.TempDir()
 			c3 := redistest.StartCluster(t, 3, 0, "")
 			c4 := redistest.StartCluster(t, 4, 0, "")
-			fillCluster(t, c3, 3000)
+			redistest.FillCluster(t, c3, 3000)
 			w := startMixWriterOn(t, c3.Client(t))
 			defer w.Stop(t, masters(c3, 3)...)
-			out, code := sh(t, dir, "crs sync --mode "+mode+" --progress plain --cutover --pause 60s --source "+c3.Nodes[0].URL+" -u "+c4.URL())
+			out, code := e2e.Sh(t, dir, "crs sync --mode "+mode+" --progress plain --cutover --pause 60s --source "+c3.Nodes[0].URL+" -u "+c4.URL())
 			if code != 0 || !strings.Contains(out, "cutover done") || strings.Count(out, "phase 1") != map[string]int{"replication": 3, "notify": 1}[mode] {
 				t.Fatalf("exit %d\n%s", code, out)
 			}
-			assertClustersSynced(t, dir, c3.URL(), c4.URL(), clusterKeys(t, c3), clusterKeys(t, c4), c4.Client(t), w)
-			t.Log(lineWith(out, "cutover done"))
+			assertClustersSynced(t, dir, c3.URL(), c4.URL(), c3.Keys(t), c4.Keys(t), c4.Client(t), w)
+			t.Log(e2e.LineWith(out, "cutover done"))
 		})
 	}
 }
@@ -448,24 +441,24 @@ func TestSyncClusterToCluster(t *testing.T) {
 func TestSyncIntoCluster(t *testing.T) {
 	dir := t.TempDir()
 	src := redistest.Start(t)
-	fillMany(t, src, 3000)
+	e2e.FillMany(t, src, 3000)
 	c3 := redistest.StartCluster(t, 3, 0, "")
 	w := startMixWriter(t, src)
 	defer w.Stop(t, src)
-	cmd, output := start(t, dir, "crs sync --progress plain --db 0 --source "+src.URL+" -u "+c3.URL())
+	cmd, output := e2e.Start(t, dir, "crs sync --progress plain --db 0 --source "+src.URL+" -u "+c3.URL())
 	redistest.WaitFor(t, "the stream phase", func() bool { return strings.Contains(output(), "phase 2") })
 	cmd.Process.Kill()
 	cmd.Wait()
-	if out, code := sh(t, dir, "crs sync --db 0 --source "+src.URL+" -u "+c3.URL()); code != 4 || !strings.Contains(out, "--replace") {
+	if out, code := e2e.Sh(t, dir, "crs sync --db 0 --source "+src.URL+" -u "+c3.URL()); code != 4 || !strings.Contains(out, "--replace") {
 		t.Errorf("a second run without --replace: exit %d\n%s", code, out)
 	}
-	out, code := sh(t, dir, "crs sync --progress plain --replace --cutover --pause 60s --db 0 --source "+src.URL+" -u "+c3.URL())
+	out, code := e2e.Sh(t, dir, "crs sync --progress plain --replace --cutover --pause 60s --db 0 --source "+src.URL+" -u "+c3.URL())
 	if code != 0 || !strings.Contains(out, "cutover done") {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
 	n, _ := redistest.Client(t, src, 0).DBSize(context.Background()).Result()
-	assertClustersSynced(t, dir, src.URL, c3.URL(), n, clusterKeys(t, c3), c3.Client(t), w)
-	t.Log(lineWith(out, "cutover done"))
+	assertClustersSynced(t, dir, src.URL, c3.URL(), n, c3.Keys(t), c3.Client(t), w)
+	t.Log(e2e.LineWith(out, "cutover done"))
 }
 
 // TestSyncClusterResumes syncs a cluster into a standalone server, one
@@ -475,12 +468,12 @@ func TestSyncIntoCluster(t *testing.T) {
 func TestSyncClusterResumes(t *testing.T) {
 	dir := t.TempDir()
 	c3 := redistest.StartCluster(t, 3, 0, "", "--repl-backlog-size", "256mb")
-	fillCluster(t, c3, 2000)
+	redistest.FillCluster(t, c3, 2000)
 	dst := redistest.Start(t)
 	w := startMixWriterOn(t, c3.Client(t))
 	defer w.Stop(t, masters(c3, 3)...)
 	args := " --progress plain --source " + c3.Nodes[0].URL + " -u " + dst.URL
-	cmd, _ := start(t, dir, "crs sync"+args)
+	cmd, _ := e2e.Start(t, dir, "crs sync"+args)
 	// Every link streams once the target holds its position.
 	dc := redistest.Client(t, dst, 0)
 	redistest.WaitFor(t, "every link streaming", func() bool {
@@ -489,13 +482,13 @@ func TestSyncClusterResumes(t *testing.T) {
 	})
 	cmd.Process.Kill()
 	cmd.Wait()
-	out, code := sh(t, dir, "crs sync --cutover --pause 60s"+args)
+	out, code := e2e.Sh(t, dir, "crs sync --cutover --pause 60s"+args)
 	if code != 0 || strings.Contains(out, "phase 1") || strings.Count(out, "continuing from offset") != 3 {
 		t.Fatalf("the second run: exit %d\n%s", code, out)
 	}
 	n, _ := redistest.Client(t, dst, 0).DBSize(context.Background()).Result()
-	assertClustersSynced(t, dir, c3.URL(), dst.URL, clusterKeys(t, c3), n, redistest.Client(t, dst, 0), w)
-	t.Log(lineWith(out, "crs sync: done"))
+	assertClustersSynced(t, dir, c3.URL(), dst.URL, c3.Keys(t), n, redistest.Client(t, dst, 0), w)
+	t.Log(e2e.LineWith(out, "crs sync: done"))
 }
 
 // TestSyncSelection syncs only some keys under new names while a writer
@@ -529,12 +522,12 @@ func TestSyncSelection(t *testing.T) {
 			}
 		}()
 		flags := " --match 'app:*' --key-prefix new:"
-		out, code := sh(t, dir, "crs sync --mode "+mode+" --cutover --pause 30s"+flags+" --source "+src.URL+" -u "+dst.URL)
+		out, code := e2e.Sh(t, dir, "crs sync --mode "+mode+" --cutover --pause 30s"+flags+" --source "+src.URL+" -u "+dst.URL)
 		if code != 0 || !strings.Contains(out, "cutover done") {
 			close(stop)
 			t.Fatalf("%s: exit %d\n%s", mode, code, out)
 		}
-		if out, code := sh(t, dir, "crs verify"+flags+" --source "+src.URL+" --target "+dst.URL); code != 0 || !strings.Contains(out, " 0 differences") {
+		if out, code := e2e.Sh(t, dir, "crs verify"+flags+" --source "+src.URL+" --target "+dst.URL); code != 0 || !strings.Contains(out, " 0 differences") {
 			t.Errorf("%s: verify: exit %d\n%s", mode, code, out)
 		}
 		keys, _ := redistest.Keys(ctx, redistest.Client(t, dst, 0))
@@ -547,17 +540,17 @@ func TestSyncSelection(t *testing.T) {
 		c.Do(ctx, "CLIENT", "UNPAUSE")
 		close(stop)
 		<-done
-		t.Logf("%s: %d keys on the target; %s", mode, len(keys), lineWith(out, "crs sync: done"))
+		t.Logf("%s: %d keys on the target; %s", mode, len(keys), e2e.LineWith(out, "crs sync: done"))
 	}
 	// A command on a chosen key and another at once cannot be split.
 	src := redistest.Start(t)
 	c := redistest.Client(t, src, 0)
 	c.Set(ctx, "app:1", 1, 0)
-	cmd, output := start(t, dir, "crs sync --match 'app:*' --source "+src.URL+" -u "+redistest.Start(t).URL)
+	cmd, output := e2e.Start(t, dir, "crs sync --match 'app:*' --source "+src.URL+" -u "+redistest.Start(t).URL)
 	redistest.WaitFor(t, "the stream phase", func() bool { return strings.Contains(output(), "phase 2") })
 	c.MSet(ctx, "app:2", 2, "other:2", 2)
 	err := cmd.Wait()
-	if code := exitCodeOf(err); code != 4 || !strings.Contains(output(), "MSET writes keys the selection takes and keys it does not") {
+	if code := e2e.ExitCodeOf(err); code != 4 || !strings.Contains(output(), "MSET writes keys the selection takes and keys it does not") {
 		t.Errorf("a split command: exit %d\n%s", code, output())
 	}
 }
@@ -570,22 +563,22 @@ func TestSyncStopsWhenTheSourceReshards(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			ctx := context.Background()
 			c := redistest.StartCluster(t, 3, 0, "")
-			fillCluster(t, c, 500)
+			redistest.FillCluster(t, c, 500)
 			a, b := c.Nodes[0], c.Nodes[1]
-			slot := emptySlot(t, a)
+			slot := redistest.EmptySlot(t, a)
 			dir := t.TempDir()
-			cmd, output := start(t, dir, "crs sync --mode "+mode+" --progress plain --source "+a.URL+" -u "+redistest.Start(t).URL)
+			cmd, output := e2e.Start(t, dir, "crs sync --mode "+mode+" --progress plain --source "+a.URL+" -u "+redistest.Start(t).URL)
 			redistest.WaitFor(t, "the stream phase", func() bool { return strings.Contains(output(), "phase 2") })
 			for _, s := range []*redisserver.Server{a, b} {
-				if err := redistest.Client(t, s, 0).Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", nodeID(t, b)).Err(); err != nil {
+				if err := redistest.Client(t, s, 0).Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", redistest.NodeID(t, b)).Err(); err != nil {
 					t.Fatal(err)
 				}
 			}
 			err := cmd.Wait()
-			if code := exitCodeOf(err); code != 4 || !strings.Contains(output(), "the source cluster moved") || !strings.Contains(output(), fmt.Sprintf("slot %d (", slot)) {
+			if code := e2e.ExitCodeOf(err); code != 4 || !strings.Contains(output(), "the source cluster moved") || !strings.Contains(output(), fmt.Sprintf("slot %d (", slot)) {
 				t.Errorf("exit %d\n%s", code, output())
 			}
-			t.Log(lineWith(output(), "moved"))
+			t.Log(e2e.LineWith(output(), "moved"))
 		})
 	}
 }
@@ -593,12 +586,12 @@ func TestSyncStopsWhenTheSourceReshards(t *testing.T) {
 // TestSyncCutoverOnSignal cuts over a running sync with SIGUSR1.
 func TestSyncCutoverOnSignal(t *testing.T) {
 	src, dst, w, dir := syncPair(t, 500)
-	cmd, output := start(t, dir, "crs sync --progress plain --pause 60s --source "+src.URL+" -u "+dst.URL)
+	cmd, output := e2e.Start(t, dir, "crs sync --progress plain --pause 60s --source "+src.URL+" -u "+dst.URL)
 	redistest.WaitFor(t, "in sync", func() bool { return strings.Contains(output(), "crs sync: in sync") })
 	cmd.Process.Signal(syscall.SIGUSR1)
-	if err := cmd.Wait(); exitCodeOf(err) != 0 || !strings.Contains(output(), "cutover asked for") || !strings.Contains(output(), "cutover done") {
+	if err := cmd.Wait(); e2e.ExitCodeOf(err) != 0 || !strings.Contains(output(), "cutover asked for") || !strings.Contains(output(), "cutover done") {
 		w.Stop(t, src)
-		t.Fatalf("exit %d\n%s", exitCodeOf(err), output())
+		t.Fatalf("exit %d\n%s", e2e.ExitCodeOf(err), output())
 	}
 	assertSynced(t, src, dst, w)
 	w.Stop(t, src)
@@ -610,11 +603,11 @@ func TestSyncCutoverOnSignal(t *testing.T) {
 func TestSyncBacklogLost(t *testing.T) {
 	ctx := context.Background()
 	src := redistest.Start(t, "--repl-backlog-size", "16kb")
-	fillMany(t, src, 500)
+	e2e.FillMany(t, src, 500)
 	dst := redistest.Start(t)
 	dir := t.TempDir()
 	args := " --progress plain --source " + src.URL + " -u " + dst.URL
-	cmd, output := start(t, dir, "crs sync"+args)
+	cmd, output := e2e.Start(t, dir, "crs sync"+args)
 	redistest.WaitFor(t, "the stream phase", func() bool { return strings.Contains(output(), "phase 2") })
 	cmd.Process.Kill()
 	cmd.Wait()
@@ -622,15 +615,15 @@ func TestSyncBacklogLost(t *testing.T) {
 	for i := 0; i < 2000; i++ { // about 100 KB of writes, past the 16 KB backlog
 		c.Set(ctx, fmt.Sprintf("more:%d", i), strings.Repeat("x", 20), 0)
 	}
-	out, code := sh(t, dir, "crs sync --cutover"+args)
+	out, code := e2e.Sh(t, dir, "crs sync --cutover"+args)
 	if code != 4 || !strings.Contains(out, "no longer holds the position") || !strings.Contains(out, "--replace") {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
-	t.Log(lineWith(out, "no longer holds"))
-	if out, code := sh(t, dir, "crs sync --replace --cutover"+args); code != 0 || !strings.Contains(out, "phase 1") {
+	t.Log(e2e.LineWith(out, "no longer holds"))
+	if out, code := e2e.Sh(t, dir, "crs sync --replace --cutover"+args); code != 0 || !strings.Contains(out, "phase 1") {
 		t.Fatalf("--replace: exit %d\n%s", code, out)
 	}
-	assertNoDiff(t, src, dst)
+	e2e.AssertNoDiff(t, src, dst)
 }
 
 // TestSyncSourceRestartsWithItsData shuts the source down with SAVE while
@@ -643,10 +636,10 @@ func TestSyncBacklogLost(t *testing.T) {
 func TestSyncSourceRestartsWithItsData(t *testing.T) {
 	ctx := context.Background()
 	src, dst := redistest.Start(t), redistest.Start(t)
-	fillMany(t, src, 1000)
+	e2e.FillMany(t, src, 1000)
 	dir := t.TempDir()
 	args := " --progress plain --source " + src.URL + " -u " + dst.URL
-	cmd, output := start(t, dir, "crs sync"+args)
+	cmd, output := e2e.Start(t, dir, "crs sync"+args)
 	redistest.WaitFor(t, "the stream phase", func() bool { return strings.Contains(output(), "phase 2") })
 	c := redistest.Client(t, src, 0)
 	for i := range 500 {
@@ -659,19 +652,19 @@ func TestSyncSourceRestartsWithItsData(t *testing.T) {
 		return n == 1
 	})
 	c.Do(ctx, "SHUTDOWN", "SAVE")
-	if err := cmd.Wait(); exitCodeOf(err) == 0 {
+	if err := cmd.Wait(); e2e.ExitCodeOf(err) == 0 {
 		t.Fatalf("crs sync went on after the source shut down:\n%s", output())
 	}
 	if err := src.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
 	c.Set(ctx, "after:restart", "1", 0)
-	out, code := sh(t, dir, "crs sync --cutover"+args)
+	out, code := e2e.Sh(t, dir, "crs sync --cutover"+args)
 	if code != 0 || strings.Contains(out, "phase 1") || !strings.Contains(out, "continuing from offset") {
 		t.Fatalf("after the restart: exit %d\n%s", code, out)
 	}
-	assertNoDiff(t, src, dst)
-	t.Log(lineWith(out, "continuing from offset"))
+	e2e.AssertNoDiff(t, src, dst)
+	t.Log(e2e.LineWith(out, "continuing from offset"))
 }
 
 // TestSyncOnePerTarget starts a second crs sync into a target while the
@@ -683,16 +676,16 @@ func TestSyncOnePerTarget(t *testing.T) {
 	src, dst, w, dir := syncPair(t, 1000)
 	defer w.Stop(t, src)
 	args := " --progress plain --source " + src.URL + " -u " + dst.URL
-	cmd, output := start(t, dir, "crs sync"+args)
+	cmd, output := e2e.Start(t, dir, "crs sync"+args)
 	redistest.WaitFor(t, "in sync", func() bool { return strings.Contains(output(), "crs sync: in sync") })
-	out, code := sh(t, t.TempDir(), "crs sync"+args)
+	out, code := e2e.Sh(t, t.TempDir(), "crs sync"+args)
 	if code != 4 || !strings.Contains(out, "another crs sync writes to this target") || !strings.Contains(out, fmt.Sprintf("pid %d ", cmd.Process.Pid)) {
 		t.Fatalf("the second sync: exit %d\n%s", code, out)
 	}
-	t.Log(lineWith(out, "another crs sync"))
+	t.Log(e2e.LineWith(out, "another crs sync"))
 	cmd.Process.Signal(syscall.SIGUSR1)
-	if err := cmd.Wait(); exitCodeOf(err) != 0 || !strings.Contains(output(), "cutover done") {
-		t.Fatalf("the first sync: exit %d\n%s", exitCodeOf(err), output())
+	if err := cmd.Wait(); e2e.ExitCodeOf(err) != 0 || !strings.Contains(output(), "cutover done") {
+		t.Fatalf("the first sync: exit %d\n%s", e2e.ExitCodeOf(err), output())
 	}
 	assertSynced(t, src, dst, w)
 }

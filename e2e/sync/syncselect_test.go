@@ -1,10 +1,12 @@
-package main
+package sync_test
 
 import (
 	"context"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/crs-tool/crs/internal/e2e"
 
 	"github.com/redis/go-redis/v9"
 
@@ -34,7 +36,7 @@ func TestSyncByTypeAndSize(t *testing.T) {
 			}
 			c1.Set(ctx, "d1:x", "x", 0)
 			flags := " --type string --type list --max-key-bytes 2000"
-			cmd, output := start(t, dir, "crs sync --mode "+mode+" --progress plain --pause 30s"+flags+" --source "+src.URL+" -u "+dst.URL)
+			cmd, output := e2e.Start(t, dir, "crs sync --mode "+mode+" --progress plain --pause 30s"+flags+" --source "+src.URL+" -u "+dst.URL)
 			redistest.WaitFor(t, "the stream phase", func() bool { return strings.Contains(output(), "phase 2") })
 
 			c.HSet(ctx, "tmp", "f", "v")
@@ -69,7 +71,7 @@ func TestSyncByTypeAndSize(t *testing.T) {
 			cmd.Process.Signal(syscall.SIGUSR1)
 			err := cmd.Wait()
 			c.Do(ctx, "CLIENT", "UNPAUSE")
-			if code := exitCodeOf(err); code != 0 || !strings.Contains(output(), "cutover done") {
+			if code := e2e.ExitCodeOf(err); code != 0 || !strings.Contains(output(), "cutover done") {
 				t.Fatalf("exit %d\n%s", code, output())
 			}
 			if !strings.Contains(output(), `LEFT OUT as larger than --max-key-bytes: "grow" (db 0, list)`) {
@@ -96,10 +98,10 @@ func TestSyncByTypeAndSize(t *testing.T) {
 			if got := d.LRange(ctx, "shrink", 0, -1).Val(); strings.Join(got, ",") != "a,b" || d.Get(ctx, "s:n").Val() != "100" || d.LLen(ctx, "l:2").Val() != 101 {
 				t.Errorf("shrink %v, s:n %s, l:2 of %d", got, d.Get(ctx, "s:n").Val(), d.LLen(ctx, "l:2").Val())
 			}
-			if out, code := sh(t, dir, "crs verify"+flags+" --source "+src.URL+" --target "+dst.URL); code != 0 || !strings.Contains(out, " 0 differences") {
+			if out, code := e2e.Sh(t, dir, "crs verify"+flags+" --source "+src.URL+" --target "+dst.URL); code != 0 || !strings.Contains(out, " 0 differences") {
 				t.Errorf("verify: exit %d\n%s", code, out)
 			}
-			t.Log(lineWith(output(), "crs sync: done"))
+			t.Log(e2e.LineWith(output(), "crs sync: done"))
 		})
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package sync_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/crs-tool/crs/internal/e2e"
 
 	"github.com/redis/go-redis/v9"
 
@@ -77,14 +79,14 @@ func TestSyncGuideKeyspace(t *testing.T) {
 	w := startGuideWriter(t, src)
 	defer w.Stop(t, src)
 	dir := t.TempDir()
-	cmd, output := start(t, dir, "crs sync --progress plain --pause 10m --source "+src.URL+" -u "+dst.URL)
+	cmd, output := e2e.Start(t, dir, "crs sync --progress plain --pause 10m --source "+src.URL+" -u "+dst.URL)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	running := func() {
 		select {
 		case err := <-exited:
 			exited <- err
-			t.Fatalf("crs sync ended: exit %d\n%s", exitCodeOf(err), output())
+			t.Fatalf("crs sync ended: exit %d\n%s", e2e.ExitCodeOf(err), output())
 		default:
 		}
 		if strings.Contains(output(), "rehearsal FAILED") {
@@ -100,12 +102,12 @@ func TestSyncGuideKeyspace(t *testing.T) {
 			return strings.Count(output(), "rehearsal passed") >= i
 		})
 	}
-	t.Log(lineWith(output(), "rehearsal passed"))
+	t.Log(e2e.LineWith(output(), "rehearsal passed"))
 	cmd.Process.Signal(syscall.SIGUSR1)
 	err := <-exited
 	out := output()
-	if exitCodeOf(err) != 0 || !strings.Contains(out, "cutover done") || !strings.Contains(out, "refuses every write") {
-		t.Fatalf("the cutover: exit %d\n%s", exitCodeOf(err), out)
+	if e2e.ExitCodeOf(err) != 0 || !strings.Contains(out, "cutover done") || !strings.Contains(out, "refuses every write") {
+		t.Fatalf("the cutover: exit %d\n%s", e2e.ExitCodeOf(err), out)
 	}
 	// The writer, held by the pause, is refused once the target is ready.
 	redistest.WaitFor(t, "the writer refused by the old source", func() bool { return w.refused.Load() || w.err != nil })
@@ -120,7 +122,7 @@ func TestSyncGuideKeyspace(t *testing.T) {
 	for _, d := range diffs {
 		t.Error(d)
 	}
-	t.Log(lineWith(out, "cutover done"))
-	t.Log(lineWith(out, "were held"))
-	t.Log(lineWith(out, "crs sync: done"))
+	t.Log(e2e.LineWith(out, "cutover done"))
+	t.Log(e2e.LineWith(out, "were held"))
+	t.Log(e2e.LineWith(out, "crs sync: done"))
 }

@@ -280,7 +280,7 @@ func (a *applier) plan(ctx context.Context, batch []*records.Command) (apply []b
 			a.st.NotSelected++
 			continue
 		}
-		a.remember(cmd.DB, keys...)
+		a.remember(cmd.DB, cmd.End, keys...)
 		if a.judges() && len(keys) > 0 {
 			// Its keys are read again instead (see applyJudged).
 			a.rereads[i] = a.keysWritten(cmd, ci, keys)
@@ -512,12 +512,12 @@ func (a *applier) keysOf(ctx context.Context, cmd *records.Command, ci *cmdInfo)
 	return keys, at, nil
 }
 
-// remember notes keys of source database db as changed, for the
-// cutover's check.
-func (a *applier) remember(db int, keys ...string) {
+// remember notes keys of source database db as changed at offset at, for
+// the comparisons while streaming and the cutover's check.
+func (a *applier) remember(db int, at int64, keys ...string) {
 	if !a.many {
 		for _, k := range keys {
-			a.changed[dbKey{db, k}] = struct{}{}
+			a.changed[dbKey{db, k}] = at
 		}
 		if len(a.changed) > maxChanged {
 			a.many, a.changed = true, nil

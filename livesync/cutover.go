@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -22,14 +24,14 @@ import (
 
 // check compares the target with the source while the source's writes
 // are paused: key counts per database, and every key the stream wrote.
-func (a *applier) check(ctx context.Context) (err error) {
+func (a *applier) check(ctx context.Context, changed map[dbKey]int64) (err error) {
 	var diffs []string
 	if !a.countsChecked() {
 		a.say("crs sync: a selection of keys is in effect: the check compares the keys changed during the sync, not the key counts (--verify compares every key selected)")
 	} else if diffs, err = a.checkCounts(ctx); err != nil {
 		return err
 	}
-	n, kdiffs, err := a.checkChanged(ctx)
+	n, kdiffs, err := a.checkChanged(ctx, changed)
 	a.st.Verified = n
 	if err != nil {
 		return err
@@ -170,10 +172,10 @@ func (a *applier) sourceDBs(ctx context.Context, db int) map[int]bool {
 // at most 512 keys each, with DUMP, and calls fn with the source and the
 // target database, the batch, the names the keys take there and the dumps. With at,
 // each batch is read in one transaction with the replication offset of
-// this link's master (DumpsAt), which fn is given; else offset is 0.
-func (a *applier) eachSourceBatch(ctx context.Context, keys map[dbKey]struct{}, at bool, fn func(db, to int, part, names []string, dumps []records.Dumped, offset int64) error) error {
+// this link's master (DumpsAt), which fn is given per key; else nil.
+func (a *applier) eachSourceBatch(ctx context.Context, keys []dbKey, at bool, fn func(db, to int, part, names []string, dumps []records.Dumped, offsets []int64) error) error {
 	byDB := map[int][]string{}
-	for k := range keys {
+	for _, k := range keys {
 		byDB[k.db] = append(byDB[k.db], k.key)
 	}
 	for db, all := range byDB {
@@ -182,17 +184,17 @@ func (a *applier) eachSourceBatch(ctx context.Context, keys map[dbKey]struct{}, 
 			part := all[:min(len(all), 512)]
 			all = all[len(part):]
 			var dumps []records.Dumped
-			var offset int64
+			var offsets []int64
 			var err error
 			if at {
-				dumps, offset, err = a.src.DumpsAt(ctx, a.srcKey, db, part)
+				dumps, offsets, err = a.src.DumpsAt(ctx, a.srcKey, db, part)
 			} else {
 				dumps, err = a.src.Dumps(ctx, db, part)
 			}
 			if err != nil {
 				return err
 			}
-			if err := fn(db, to, part, a.targetNames(part), dumps, offset); err != nil {
+			if err := fn(db, to, part, a.targetNames(part), dumps, offsets); err != nil {
 				return err
 			}
 		}
@@ -219,11 +221,11 @@ func (a *applier) decode(d records.Dumped, db int, key string, recs []*format.Re
 // (another encoding of the same value, another RDB version, or another
 // value) is decoded and checked as crs verify checks it. A key gone from
 // the source must be gone from the target too.
-func (a *applier) checkChanged(ctx context.Context) (int64, []string, error) {
+func (a *applier) checkChanged(ctx context.Context, changed map[dbKey]int64) (int64, []string, error) {
 	var n int64
 	var diffs []string
 	var differ []*format.Record
-	err := a.eachSourceBatch(ctx, a.changed, false, func(_, to int, _, names []string, want []records.Dumped, _ int64) error {
+	err := a.eachSourceBatch(ctx, slices.Collect(maps.Keys(changed)), false, func(_, to int, _, names []string, want []records.Dumped, _ []int64) error {
 		got, err := a.t.dumps(ctx, to, names)
 		if err != nil {
 			return err
@@ -256,7 +258,7 @@ func (a *applier) checkChanged(ctx context.Context) (int64, []string, error) {
 				diffs = append(diffs, fmt.Sprintf("key %q of database %d is missing on the target", name, to))
 			case w.Payload == nil || g.Payload == nil:
 				a.st.Expiring++
-			case bytes.Equal(w.Payload, g.Payload) && absDiff(w.ExpireAtMs, g.ExpireAtMs) <= 1000 && (w.ExpireAtMs == 0) == (g.ExpireAtMs == 0):
+			case sameDump(w, g, readAt):
 			case recs != nil:
 				differ = append(differ, recs...)
 			default:

@@ -80,9 +80,9 @@ type Source interface {
 	// Dumps reads keys of database db with DUMP and PTTL.
 	Dumps(ctx context.Context, db int, keys []string) ([]records.Dumped, error)
 	// DumpsAt reads keys as Dumps does, on the server ("") or the
-	// cluster master named, in one transaction with its replication
-	// offset, which it returns.
-	DumpsAt(ctx context.Context, name string, db int, keys []string) ([]records.Dumped, int64, error)
+	// cluster master named, each in a transaction with its replication
+	// offset, which it returns per key.
+	DumpsAt(ctx context.Context, name string, db int, keys []string) ([]records.Dumped, []int64, error)
 }
 
 // Position is where the target stands in the source's replication
@@ -199,6 +199,9 @@ type Stats struct {
 	Rehearsals int64 `json:"rehearsals,omitempty"`
 	Changed    int64 `json:"keys_changed,omitempty"`
 	Verified   int64 `json:"keys_verified,omitempty"`
+	// Compared counts the changed keys found equal while streaming (the
+	// cutover's check then compares only those changed since).
+	Compared int64 `json:"keys_compared_streaming,omitempty"`
 	// Expiring counts the keys compared that one side held and the other
 	// had deleted on its own clock as their expiry passed.
 	Expiring    int64 `json:"keys_expiring,omitempty"`

@@ -39,7 +39,7 @@ var ErrLostNotifications = errors.New("keyspace notifications were lost")
 func RunNotify(ctx context.Context, opts Options, copy records.Input, src Source, sub Notifications, stderr io.Writer) (err error) {
 	defer sub.Close()
 	a := &applier{opts: opts, src: src, out: stderr, began: time.Now(), notify: true,
-		changed: map[dbKey]struct{}{}, infos: map[string]*cmdInfo{},
+		changed: map[dbKey]int64{}, infos: map[string]*cmdInfo{},
 		st: Stats{ByCommand: map[string]int64{}, Skipped: map[string]int64{}}}
 	a.mode = progress.Resolve(opts.Progress, stderr)
 	if opts.Quiet {
@@ -201,14 +201,14 @@ const notifyInStep = 10_000
 // reread copies keys again from the source: DUMP, decoded, loaded over
 // the target's; a key gone from the source is deleted from the target.
 func (a *applier) reread(ctx context.Context, keys map[dbKey]struct{}) error {
-	taken := make(map[dbKey]struct{}, len(keys))
+	taken := make([]dbKey, 0, len(keys))
 	for k := range keys {
 		if _, ok := a.mapDB(k.db); ok && (!a.selectsKeys() || a.takes(k.key)) {
-			taken[k] = struct{}{}
-			a.remember(k.db, k.key)
+			taken = append(taken, k)
+			a.remember(k.db, 0, k.key)
 		}
 	}
-	return a.eachSourceBatch(ctx, taken, false, func(_, to int, part, names []string, dumps []records.Dumped, _ int64) error {
+	return a.eachSourceBatch(ctx, taken, false, func(_, to int, part, names []string, dumps []records.Dumped, _ []int64) error {
 		gone, err := a.writeKeys(ctx, to, names, dumps)
 		if err != nil {
 			return err
@@ -294,7 +294,7 @@ func (a *applier) notifyCutover(ctx context.Context, d *dirtySet, sub Notificati
 		return false, err
 	}
 	caughtUp := time.Since(pausedAt)
-	if err := a.check(ctx); err != nil {
+	if err := a.check(ctx, a.changed); err != nil {
 		return false, err
 	}
 	if a.opts.VerifyAll != nil {

@@ -74,17 +74,19 @@ func (a *applier) covered(cmd *records.Command, keys []string) (all bool, rest [
 // those the source no longer holds) and leaves out the commands of the
 // stream on them up to that offset.
 func (a *applier) repair(ctx context.Context, keys []dbKey) error {
-	set := make(map[dbKey]struct{}, len(keys))
+	var taken []dbKey
+	seen := make(map[dbKey]bool, len(keys))
 	for _, k := range keys {
-		if _, ok := a.mapDB(k.db); ok {
-			set[k] = struct{}{}
+		if _, ok := a.mapDB(k.db); ok && !seen[k] {
+			seen[k] = true
+			taken = append(taken, k)
 		}
 	}
-	return a.eachSourceBatch(ctx, set, true, func(db, to int, part, names []string, dumps []records.Dumped, offset int64) error {
-		for _, k := range part {
-			a.skip[dbKey{db, k}] = offset
+	return a.eachSourceBatch(ctx, taken, true, func(db, to int, part, names []string, dumps []records.Dumped, offsets []int64) error {
+		for i, k := range part {
+			a.skip[dbKey{db, k}] = offsets[i]
+			a.remember(db, offsets[i], k)
 		}
-		a.remember(db, part...)
 		if _, err := a.writeKeys(ctx, to, names, dumps); err != nil {
 			return err
 		}

@@ -49,7 +49,11 @@ type applier struct {
 	inSync      bool // at the last progress line
 	wasInSync   bool
 	infos       map[string]*cmdInfo
-	changed     map[dbKey]struct{}
+	// changed holds the keys written during the sync and not found equal
+	// on both sides since, with the offset of their last write (see
+	// compare.go); many is set once there were too many to hold.
+	changed map[dbKey]int64
+	cmp     *comparing // a comparison read on the source, not yet on the target
 	// skip holds the keys repaired (read again from the source) and the
 	// source's offset at each read: commands on them up to it are left
 	// out (see repair).
@@ -75,10 +79,16 @@ func (a *applier) stream(ctx context.Context) error {
 	cmds, errc := a.reader(ctx)
 	tick := time.NewTicker(a.opts.Every)
 	defer tick.Stop()
+	cmp := time.NewTicker(compareEvery)
+	defer cmp.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-cmp.C:
+			if err := a.compareStep(ctx); err != nil {
+				return err
+			}
 		case cmd, ok := <-cmds:
 			if err := a.received(ctx, cmd, ok, cmds, errc); err != nil {
 				return err

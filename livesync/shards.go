@@ -50,7 +50,7 @@ func Run(ctx context.Context, opts Options, shards []Shard, src Source, stderr i
 		defer context.AfterFunc(ctx, func() { sh.Link.Close() })()
 		a := &applier{opts: opts, link: sh.Link, src: src, out: stderr, pos: sh.Start, began: c.began,
 			key: sh.Key, srcKey: sh.Source, reach: make(chan int64, 1), reached: make(chan error, 1), resume: make(chan struct{}, 1),
-			changed: map[dbKey]struct{}{}, skip: map[dbKey]int64{}, infos: map[string]*cmdInfo{}, mode: c.mode,
+			changed: map[dbKey]int64{}, skip: map[dbKey]int64{}, infos: map[string]*cmdInfo{}, mode: c.mode,
 			st: Stats{ByCommand: map[string]int64{}, Skipped: map[string]int64{}, Resumed: sh.Snapshot == nil}}
 		if a.t, err = openTarget(ctx, opts.Load.Conn); err != nil {
 			return err
@@ -285,6 +285,7 @@ func (c *controller) stats() Stats {
 		st.NotSelected += s.NotSelected
 		st.ReadAgain += s.ReadAgain
 		st.Repaired += s.Repaired
+		st.Compared += s.Compared
 		st.Expired += s.Expired
 		st.Unrepaired += s.Unrepaired
 		st.Covered += s.Covered
@@ -394,15 +395,18 @@ func (c *controller) cutover(ctx context.Context, rehearsal bool) (done bool, er
 		}
 	}
 	caughtUp := time.Since(pausedAt)
-	// One check for all: every key any link wrote.
-	for _, a := range c.shards[1:] {
-		c.a.many = c.a.many || a.many
-		if !c.a.many {
-			maps.Copy(c.a.changed, a.changed)
+	// One check for all: every key any link wrote and did not find equal
+	// while streaming.
+	changed := c.a.changed
+	if len(c.shards) > 1 {
+		changed = map[dbKey]int64{}
+		for _, a := range c.shards {
+			c.a.many = c.a.many || a.many
+			maps.Copy(changed, a.changed)
 		}
 	}
 	c.a.checkpoints = len(c.shards)
-	if err := c.a.check(ctx); err != nil {
+	if err := c.a.check(ctx, changed); err != nil {
 		return false, err
 	}
 	if c.opts.VerifyAll != nil {
@@ -415,6 +419,11 @@ func (c *controller) cutover(ctx context.Context, rehearsal bool) (done bool, er
 		return false, fmt.Errorf("the pause of %s ran out during the check (it took %s), so writes may have reached the source after it: give a longer --pause", c.opts.Pause, ready.Round(time.Millisecond))
 	}
 	if rehearsal {
+		// Every key was equal as of the pause: those changed after it
+		// are what the next check compares.
+		for _, a := range c.shards {
+			clear(a.changed)
+		}
 		c.a.say("crs sync: rehearsal passed: the target caught up %d ms after the pause began and was checked after %d ms (%d keys compared, 0 differ%s); the pause is over and the sync goes on", caughtUp.Milliseconds(), ready.Milliseconds(), c.a.st.Verified, c.a.countsSaid())
 		return false, nil
 	}
@@ -425,8 +434,12 @@ func (c *controller) cutover(ctx context.Context, rehearsal bool) (done bool, er
 	}
 	done = true
 	c.pausedMs, c.phase = ready.Milliseconds(), "done"
-	c.a.say("crs sync: cutover done at offset %s: the target caught up %d ms after the pause began and was checked and ready after %d ms (%d keys changed during the sync compared, 0 differ%s)",
-		describeOffsets(offsets), caughtUp.Milliseconds(), ready.Milliseconds(), c.a.st.Verified, c.a.countsSaid())
+	compared := int64(0)
+	for _, a := range c.shards {
+		compared += a.st.Compared
+	}
+	c.a.say("crs sync: cutover done at offset %s: the target caught up %d ms after the pause began and was checked and ready after %d ms (of the keys changed during the sync, %d compared in the pause and %d while streaming, 0 differ%s)",
+		describeOffsets(offsets), caughtUp.Milliseconds(), ready.Milliseconds(), c.a.st.Verified, compared, c.a.countsSaid())
 	c.heldMs = c.a.release(ctx, pausedAt, deadline)
 	return true, nil
 }

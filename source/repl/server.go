@@ -312,25 +312,57 @@ func (s *Server) client(ctx context.Context, db int) (redis.UniversalClient, err
 }
 
 // DumpsAt reads keys of database db as Dumps does, on the server ("") or
-// the cluster master at name, in one transaction with its replication
-// offset: the keys as they stood at that offset of its stream.
-func (s *Server) DumpsAt(ctx context.Context, name string, db int, keys []string) ([]records.Dumped, int64, error) {
+// the cluster master at name, each in one transaction with the server's
+// replication offset, which it returns per key: the keys as they stood
+// at that offset of its stream. A cluster node takes a transaction on the
+// keys of one slot, so a cluster's keys are read slot by slot.
+func (s *Server) DumpsAt(ctx context.Context, name string, db int, keys []string) ([]records.Dumped, []int64, error) {
 	c := s.node(name)
 	if s.masters == nil && db != 0 {
 		u, err := s.client(ctx, db)
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, err
 		}
 		var ok bool
 		if c, ok = u.(*redis.Client); !ok {
-			return nil, 0, fmt.Errorf("source: database %d is not a single server's", db)
+			return nil, nil, fmt.Errorf("source: database %d is not a single server's", db)
 		}
 	}
-	out, offset, err := redisconn.DumpsTx(ctx, c, s.srv.AtLeast(7, 0), keys)
-	if err != nil {
-		return nil, 0, fmt.Errorf("source: %w", err)
+	groups := [][]int{}
+	if s.masters == nil {
+		all := make([]int, len(keys))
+		for i := range keys {
+			all[i] = i
+		}
+		groups = append(groups, all)
+	} else {
+		bySlot := map[int]int{}
+		for i, k := range keys {
+			slot := slotmap.Slot(k)
+			g, ok := bySlot[slot]
+			if !ok {
+				g = len(groups)
+				bySlot[slot] = g
+				groups = append(groups, nil)
+			}
+			groups[g] = append(groups[g], i)
+		}
 	}
-	return out, offset, nil
+	out, offsets := make([]records.Dumped, len(keys)), make([]int64, len(keys))
+	for _, g := range groups {
+		part := make([]string, len(g))
+		for j, i := range g {
+			part[j] = keys[i]
+		}
+		dumps, offset, err := redisconn.DumpsTx(ctx, c, s.srv.AtLeast(7, 0), part)
+		if err != nil {
+			return nil, nil, fmt.Errorf("source: %w", err)
+		}
+		for j, i := range g {
+			out[i], offsets[i] = dumps[j], offset
+		}
+	}
+	return out, offsets, nil
 }
 
 // refuseAbove is the min-replicas-to-write that no server reaches.

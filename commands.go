@@ -68,7 +68,7 @@ func dumpCommand() *cli.Command {
 			&cli.Float64Flag{Name: "rate", Usage: "read at most `N` keys a second (0: as fast as it goes), to spare a production server", Destination: &opts.Rate},
 			&cli.Float64Flag{Name: "max-server-cpu", Usage: "hold back while the source uses more than `PCT` percent of a core (INFO cpu, every client's load, measured over a second)", Destination: &maxCPU},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors", Destination: &opts.Quiet},
-			progressFlag(&opts.Progress),
+			progressFlag(&opts.Progress, "5s"),
 			&cli.BoolFlag{Name: "json", Usage: "print the summary as one JSON object (on stderr)", Destination: &opts.JSON},
 		),
 		Action: func(c *cli.Context) error {
@@ -129,7 +129,7 @@ func loadCommand() *cli.Command {
 			&cli.Float64Flag{Name: "max-server-cpu", Usage: "hold the writers back while the target uses more than `PCT` percent of a core (INFO cpu, every client's load, measured over a second)", Destination: &loadOpts.MaxServerCPU},
 			&cli.BoolFlag{Name: "ignore-memory", Usage: "load even when the target's maxmemory looks too small for the dump", Destination: &loadOpts.IgnoreMemory},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors", Destination: &loadOpts.Quiet},
-			progressFlag(&loadOpts.Progress),
+			progressFlag(&loadOpts.Progress, "5s"),
 			&cli.BoolFlag{Name: "json", Usage: "print the summary as one JSON object (on stderr)", Destination: &loadOpts.JSON},
 		),
 		Action: func(c *cli.Context) error {
@@ -226,7 +226,7 @@ func verifyCommand() *cli.Command {
 			&cli.DurationFlag{Name: "tolerance", Value: verifyOpts.Tolerance, Usage: "how far apart two expiries may be and still match", Destination: &verifyOpts.Tolerance},
 			&cli.IntFlag{Name: "show", Value: verifyOpts.Show, Usage: "list this many differences, count the rest", Destination: &verifyOpts.Show},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the summary", Destination: &verifyOpts.Quiet},
-			progressFlag(&verifyOpts.Progress),
+			progressFlag(&verifyOpts.Progress, "5s"),
 		),
 		Action: func(c *cli.Context) error {
 			if err := atMostOneFile(c); err != nil {

@@ -144,11 +144,13 @@ func exitCode(ctx context.Context, err error) int {
 		return 130
 	case errors.As(err, &usage), errors.Is(err, dump.ErrOptions), errors.Is(err, load.ErrOptions):
 		return 2
+	case errors.Is(err, repl.ErrLinkLost):
+		return 7
 	case errors.As(err, &parseErr), errors.As(err, &rdbErr), errors.As(err, &aofErr), errors.Is(err, load.ErrNoInput):
 		return 3
 	case errors.Is(err, livesync.ErrDifferent):
 		return 6
-	case errors.Is(err, livesync.ErrStopped), errors.Is(err, livesync.ErrBusy), errors.Is(err, repl.ErrNoBacklog), errors.Is(err, repl.ErrNotifications), errors.Is(err, livesync.ErrLostNotifications):
+	case errors.Is(err, livesync.ErrStopped), errors.Is(err, livesync.ErrBusy), errors.Is(err, repl.ErrNotMaster), errors.Is(err, repl.ErrNoBacklog), errors.Is(err, repl.ErrNotifications), errors.Is(err, livesync.ErrLostNotifications):
 		return 4
 	case errors.Is(err, load.ErrTargetNotEmpty), errors.Is(err, load.ErrTargetLacks), errors.Is(err, load.ErrTargetMemory), errors.Is(err, dump.ErrTerminal), errors.As(err, &preflight):
 		return 4
@@ -216,8 +218,8 @@ func flagsFirst(app *cli.App, args []string) []string {
 }
 
 // progressFlag is --progress, for both tools.
-func progressFlag(mode *string) cli.Flag {
-	return &cli.StringFlag{Name: "progress", Value: *mode, Usage: "auto (a bar when stderr is a terminal), bar, plain (a line every 5s, for logs) or none", Destination: mode}
+func progressFlag(mode *string, every string) cli.Flag {
+	return &cli.StringFlag{Name: "progress", Value: *mode, Usage: "auto (a bar when stderr is a terminal), bar, plain (a line every " + every + ", for logs) or none", Destination: mode}
 }
 
 // connFlags are the connection flags both commands take, as redis-cli

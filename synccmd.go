@@ -58,7 +58,7 @@ func syncCommand() *cli.Command {
 			&cli.IntFlag{Name: "keys-in-memory", Value: keyset.DefaultLimit, Usage: "keys of the snapshot remembered in memory to catch one twice", Destination: &opts.Load.SeenLimit},
 			&cli.IntFlag{Name: "concurrency", Value: opts.Load.Concurrency, Usage: "writers of the snapshot at once", Destination: &opts.Load.Concurrency},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors", Destination: &opts.Quiet},
-			progressFlag(&opts.Progress),
+			progressFlag(&opts.Progress, "second"),
 			&cli.BoolFlag{Name: "json", Usage: "print progress and the summary as JSON lines (on stderr)", Destination: &opts.JSON},
 		),
 		Action: func(c *cli.Context) error {
@@ -68,6 +68,7 @@ func syncCommand() *cli.Command {
 			if err := sel.into(&from); err != nil {
 				return err
 			}
+			src.Timeout = opts.Load.Conn.Timeout
 			if db, _ := opts.Load.Conn.SelectedDB(); db >= 0 && len(from.Reshape.DBMap) > 0 {
 				return usageError{errors.New("-n (every database into one) and --db-map (each database to its own) do not go together")}
 			}
@@ -100,6 +101,16 @@ func syncCommand() *cli.Command {
 			return runSync(c.Context, opts, src, from, replace, spool, mode)
 		},
 	}
+}
+
+// linkIdle is how long a replication link may stay silent before it
+// counts as lost: --timeout, but never under 15 s (a source pings its
+// replicas every 10 s).
+func linkIdle(timeout time.Duration) time.Duration {
+	if timeout <= 0 {
+		return time.Minute
+	}
+	return max(timeout, 15*time.Second)
 }
 
 // syncSignals turns SIGUSR1 into a cutover and SIGUSR2 into a rehearsal.
@@ -202,7 +213,7 @@ func runSync(ctx context.Context, opts livesync.Options, src redisconn.Options, 
 		if p := positions[i]; p != nil {
 			resume = &repl.Position{ReplID: p.ReplID, Offset: p.Offset, DB: p.DB}
 		}
-		link, err := repl.Dial(ctx, repl.Options{Conn: n.conn, Dir: spool, Idle: time.Minute}, resume)
+		link, err := repl.Dial(ctx, repl.Options{Conn: n.conn, Dir: spool, Idle: linkIdle(opts.Load.Conn.Timeout)}, resume)
 		if errors.Is(err, repl.ErrRefused) && mode == "auto" && held == 0 && i == 0 {
 			if !opts.Quiet && !opts.JSON {
 				fmt.Fprintf(os.Stderr, "crs sync: %v\ncrs sync: so it syncs by keyspace notifications (--mode notify: convergence once writes pause, proved at the cutover; --mode replication stops here instead)\n", err)

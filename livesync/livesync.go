@@ -64,6 +64,9 @@ type Source interface {
 	// Offsets returns the replication offset of the server ("") or of
 	// each master of a cluster (by address).
 	Offsets(ctx context.Context) (map[string]int64, error)
+	// Demoted fails when the server (a master of a cluster) answers and
+	// is no longer a master: a failover demoted it.
+	Demoted(ctx context.Context) error
 	// PauseWrites pauses the writes of the server or of every master
 	// for d at most, and returns each one's offset at the pause.
 	PauseWrites(ctx context.Context, d time.Duration) (map[string]int64, error)

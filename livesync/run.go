@@ -86,15 +86,17 @@ func (a *applier) stream(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-cmp.C:
+			// A comparison that cannot be made now (a server lost: the
+			// link says so) leaves its keys for later, and the cutover.
 			if err := a.compareStep(ctx); err != nil {
-				return err
+				a.cmp = nil
 			}
 		case cmd, ok := <-cmds:
 			if err := a.received(ctx, cmd, ok, cmds, errc); err != nil {
 				return err
 			}
 		case <-tick.C:
-			if err := a.progress(ctx, len(cmds)); err != nil {
+			if err := a.progress(ctx); err != nil {
 				return err
 			}
 			a.publish()
@@ -119,7 +121,12 @@ func (a *applier) stream(ctx context.Context) error {
 // reader has ended (!ok), returns the error that ended it.
 func (a *applier) received(ctx context.Context, cmd *records.Command, ok bool, cmds <-chan *records.Command, errc <-chan error) error {
 	if !ok {
-		return fmt.Errorf("%s: %w", a.link.Name(), <-errc)
+		err := <-errc
+		// A master made a replica drops its own replicas: say why.
+		if derr := a.src.Demoted(ctx); derr != nil && ctx.Err() == nil {
+			return fmt.Errorf("%w: %w", ErrStopped, derr)
+		}
+		return fmt.Errorf("%s: %w", a.link.Name(), err)
 	}
 	batch, err := a.gather(ctx, cmd, cmds)
 	if err != nil {
@@ -216,7 +223,7 @@ func isName(cmd *records.Command, name string) bool { return strings.EqualFold(c
 
 // progress notes where the link is: the lag behind its master, and
 // whether it is in step.
-func (a *applier) progress(ctx context.Context, queued int) error {
+func (a *applier) progress(ctx context.Context) error {
 	if err := a.src.Steady(ctx); err != nil {
 		return fmt.Errorf("%w: %w", ErrStopped, err)
 	}
@@ -233,10 +240,10 @@ func (a *applier) progress(ctx context.Context, queued int) error {
 		a.st.PerSecond = float64(a.st.Applied-a.last.applied) / now.Sub(a.last.at).Seconds()
 	}
 	a.last.at, a.last.applied = now, a.st.Applied
-	// In step: what the link has received is applied, or arrived less
-	// than inStep ago; what the source's offset is ahead by is on the
-	// wire.
-	a.inSync = queued == 0 && a.link.Behind() < inStep && a.st.LagBytes < 1<<20
+	// In step: what the link has received and not applied yet (queued
+	// here or not) arrived less than inStep ago, and less than a MiB is
+	// on the wire. A writer at full rate always has some commands queued.
+	a.inSync = a.link.Behind() < inStep && a.st.LagBytes < 1<<20
 	a.st.InSync = a.inSync
 	return nil
 }

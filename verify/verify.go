@@ -63,7 +63,7 @@ type Result struct {
 	Libraries   int64 // function libraries checked
 	Differences int64
 	Missing     int64 // keys absent from the target
-	Expired     int64 // keys whose expiry passed since the dump: not differences
+	Expired     int64 // keys whose expiry passed since they were read (a dump, or a live source): not differences
 	Shown       []string
 }
 
@@ -109,7 +109,7 @@ func Run(ctx context.Context, opts Options, in records.Input, w io.Writer) error
 	if res.Libraries > 0 {
 		libs = fmt.Sprintf(" and %d function libraries", res.Libraries)
 	}
-	fmt.Fprintf(w, "%s%d keys%s checked, %d differences (%d keys missing), %d keys expired since the dump (not differences)\n",
+	fmt.Fprintf(w, "%s%d keys%s checked, %d differences (%d keys missing), %d keys expired since they were read (not differences)\n",
 		status, res.Keys, libs, res.Differences, res.Missing, res.Expired)
 	if err == nil && res.Differences > 0 {
 		err = fmt.Errorf("%w: %d differences", ErrDifferent, res.Differences)

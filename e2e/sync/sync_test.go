@@ -260,10 +260,10 @@ func TestSyncSourceRestarts(t *testing.T) {
 	w.done.Wait()
 	err := cmd.Wait()
 	out := output()
-	if code := e2e.ExitCodeOf(err); code == 0 || code == 130 || !strings.Contains(out, "the source closed the replication link") {
+	if code := e2e.ExitCodeOf(err); code != 7 || !strings.Contains(out, "the replication link was lost: the source closed it") {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
-	t.Log(e2e.LineWith(out, "closed the replication link"))
+	t.Log(e2e.LineWith(out, "the replication link was lost"))
 }
 
 // TestSyncRefusesACommandTheTargetLacks syncs a server with hash field
@@ -688,4 +688,107 @@ func TestSyncOnePerTarget(t *testing.T) {
 		t.Fatalf("the first sync: exit %d\n%s", e2e.ExitCodeOf(err), output())
 	}
 	assertSynced(t, src, dst, w)
+}
+
+// TestSyncFailedCheckGoesOn: a key written to the target behind the
+// sync's back fails a rehearsal's check, naming the count that differs,
+// and the sync goes on (the pause ended: the writer keeps writing to the
+// source); once the key is gone, the cutover's check passes.
+func TestSyncFailedCheckGoesOn(t *testing.T) {
+	ctx := context.Background()
+	src, dst, w, dir := syncPair(t, 1000)
+	defer w.Stop(t, src)
+	cmd, output := e2e.Start(t, dir, "crs sync --progress plain --source "+src.URL+" -u "+dst.URL)
+	redistest.WaitFor(t, "in sync", func() bool { return strings.Contains(output(), "crs sync: in sync") })
+	dc := redistest.Client(t, dst, 0)
+	dc.Set(ctx, "stray", "1", 0)
+	cmd.Process.Signal(syscall.SIGUSR2)
+	redistest.WaitFor(t, "the rehearsal's check to fail", func() bool { return strings.Contains(output(), "rehearsal FAILED") })
+	if !strings.Contains(output(), "keys without an expiry on the target") {
+		t.Fatalf("the failed check does not say what differed:\n%s", output())
+	}
+	rounds := w.Rounds.Load()
+	redistest.WaitFor(t, "the writer going on after the failed check", func() bool { return w.Rounds.Load() > rounds+100 })
+	dc.Del(ctx, "stray")
+	cmd.Process.Signal(syscall.SIGUSR1)
+	if err := cmd.Wait(); e2e.ExitCodeOf(err) != 0 || !strings.Contains(output(), "cutover done") {
+		t.Fatalf("exit %d\n%s", e2e.ExitCodeOf(err), output())
+	}
+	assertSynced(t, src, dst, w)
+	t.Log(e2e.LineWith(output(), "rehearsal FAILED"))
+}
+
+// TestSyncPreflightFirst: a target that holds keys is refused before the
+// source is asked for a snapshot, naming the databases and the flag crs
+// sync takes (not crsload's --skip-existing); --replace says what it
+// empties, and --cutover is refused up front where the source cannot
+// pause its writes.
+func TestSyncPreflightFirst(t *testing.T) {
+	ctx := context.Background()
+	src, dst := redistest.Start(t), redistest.Start(t)
+	e2e.FillMany(t, src, 100)
+	redistest.Client(t, dst, 3).Set(ctx, "old", "1", 0)
+	dir := t.TempDir()
+	out, code := e2e.Sh(t, dir, "crs sync --cutover --source "+src.URL+" -u "+dst.URL)
+	if code != 4 || !strings.Contains(out, "db 3 holds 1 keys") || !strings.Contains(out, "--replace") || strings.Contains(out, "--skip-existing") || strings.Contains(out, "phase 1") {
+		t.Fatalf("a target that holds keys: exit %d\n%s", code, out)
+	}
+	if n, _ := redistest.Client(t, src, 0).Info(ctx, "replication").Result(); !strings.Contains(n, "connected_slaves:0") {
+		t.Errorf("the source was asked for a snapshot before the pre-flight:\n%s", n)
+	}
+	out, code = e2e.Sh(t, dir, "crs sync --replace --cutover --source "+src.URL+" -u "+dst.URL)
+	if code != 0 || !strings.Contains(out, "--replace empties the whole target (FLUSHALL) before the copy: db 3 holds 1 keys") {
+		t.Fatalf("--replace: exit %d\n%s", code, out)
+	}
+	for _, b := range redistest.Servers(t) {
+		if b.AtLeast(6, 2) {
+			continue
+		}
+		old := redistest.StartBinary(t, b.Path)
+		out, code := e2e.Sh(t, dir, "crs sync --cutover --source "+old.URL+" -u "+redistest.Start(t).URL)
+		if code != 4 || !strings.Contains(out, "--cutover pauses the source's writes") || strings.Contains(out, "phase 1") {
+			t.Fatalf("--cutover from %s: exit %d\n%s", b, code, out)
+		}
+		t.Logf("%s: %s", b, e2e.LineWith(out, "--cutover pauses"))
+	}
+}
+
+// TestSyncSourceCredentials: the source's password comes from
+// CRS_SOURCE_AUTH (REDISCLI_AUTH is the target's), never the URL; a
+// wrong one names the source.
+func TestSyncSourceCredentials(t *testing.T) {
+	src := redistest.Start(t, "--requirepass", "s3cret-src")
+	dst := redistest.Start(t, "--requirepass", "s3cret-dst")
+	c := redis.NewClient(&redis.Options{Addr: src.Addr, Password: "s3cret-src", Protocol: 2})
+	defer c.Close()
+	c.Set(context.Background(), "k", "v", 0)
+	dir := t.TempDir()
+	args := "crs sync --cutover --source " + src.URL + " -u " + dst.URL
+	out, code := e2e.Sh(t, dir, args, "CRS_SOURCE_AUTH=s3cret-src", "REDISCLI_AUTH=s3cret-dst")
+	if code != 0 || !strings.Contains(out, "cutover done") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	out, code = e2e.Sh(t, dir, args+" --replace", "CRS_SOURCE_AUTH=wrong", "REDISCLI_AUTH=s3cret-dst")
+	if code != 5 || !strings.Contains(out, "the source") || strings.Contains(out, "wrong") {
+		t.Fatalf("a wrong source password: exit %d\n%s", code, out)
+	}
+	t.Log(e2e.LineWith(out, "the source"))
+}
+
+// TestSyncSourceDemoted: the source made a replica of another server
+// mid-sync (a failover that demotes it) stops the sync loudly, exit 4,
+// naming its new master, instead of syncing a server whose writes now
+// come from elsewhere.
+func TestSyncSourceDemoted(t *testing.T) {
+	src, dst, other := redistest.Start(t), redistest.Start(t), redistest.Start(t)
+	e2e.FillMany(t, src, 200)
+	cmd, output := e2e.Start(t, t.TempDir(), "crs sync --progress plain --source "+src.URL+" -u "+dst.URL)
+	redistest.WaitFor(t, "in sync", func() bool { return strings.Contains(output(), "crs sync: in sync") })
+	host, port, _ := strings.Cut(other.Addr, ":")
+	redistest.Client(t, src, 0).Do(context.Background(), "REPLICAOF", host, port)
+	err := cmd.Wait()
+	if code := e2e.ExitCodeOf(err); code != 4 || !strings.Contains(output(), "is now a replica (of "+other.Addr) {
+		t.Fatalf("exit %d\n%s", code, output())
+	}
+	t.Log(e2e.LineWith(output(), "is now a replica"))
 }

@@ -122,6 +122,12 @@ func TestSyncGuideKeyspace(t *testing.T) {
 	for _, d := range diffs {
 		t.Error(d)
 	}
+	// The guide's last step: crs verify of the two servers.
+	vout, code := e2e.Sh(t, dir, "crs verify --source "+src.URL+" --target "+dst.URL)
+	if code != 0 || !strings.Contains(vout, " 0 differences") {
+		t.Errorf("crs verify: exit %d\n%s", code, vout)
+	}
+	t.Log(e2e.LineWith(vout, "checked"))
 	t.Log(e2e.LineWith(out, "cutover done"))
 	t.Log(e2e.LineWith(out, "were held"))
 	t.Log(e2e.LineWith(out, "crs sync: done"))

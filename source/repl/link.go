@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,11 @@ type Options struct {
 // ErrNoBacklog is wrapped when the server no longer holds the position a
 // link was to continue from.
 var ErrNoBacklog = errors.New("the source's replication backlog no longer holds the position")
+
+// ErrLinkLost is wrapped when the replication link ends mid-stream: the
+// source closed it (shut down, restarted, dropped crs as a replica) or
+// sent nothing, not even its pings, for the idle time.
+var ErrLinkLost = errors.New("the replication link was lost")
 
 // Link is a replication link: after Dial, the snapshot (for a full
 // resynchronization) is on disk, and the commands that follow it arrive
@@ -67,6 +73,25 @@ type arrival struct {
 	at  time.Time
 }
 
+// removeStaleSpools removes the spool directories in dir (TMPDIR when "")
+// of syncs whose process is gone (killed: a sync that ends removes its
+// own), which would otherwise hold the snapshot and stream for good.
+func removeStaleSpools(dir string) {
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	old, _ := filepath.Glob(filepath.Join(dir, "crs-sync-*-*"))
+	for _, d := range old {
+		pid, err := strconv.Atoi(strings.SplitN(strings.TrimPrefix(filepath.Base(d), "crs-sync-"), "-", 2)[0])
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); errors.Is(err, os.ErrNotExist) {
+			os.RemoveAll(d)
+		}
+	}
+}
+
 // segmentBytes is the size at which the spool moves to a new file.
 const segmentBytes = 64 << 20
 
@@ -95,7 +120,8 @@ func Dial(ctx context.Context, opts Options, from *Position) (_ *Link, err error
 	conn, br := c.Raw()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	dir, err := os.MkdirTemp(opts.Dir, "crs-sync-")
+	removeStaleSpools(opts.Dir)
+	dir, err := os.MkdirTemp(opts.Dir, fmt.Sprintf("crs-sync-%d-", os.Getpid()))
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("spool: %w", err)
@@ -273,9 +299,9 @@ func (l *Link) receive(br io.Reader) {
 	var ne net.Error
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
-		err = fmt.Errorf("the source sent nothing on the replication link for %s (not even its pings): %w", l.opts.Idle, err)
+		err = fmt.Errorf("%w: the source sent nothing on it for %s (not even its pings): %w", ErrLinkLost, l.opts.Idle, err)
 	case errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF):
-		err = fmt.Errorf("the source closed the replication link (it restarted, was shut down, or dropped crs as a replica: see its log)")
+		err = fmt.Errorf("%w: the source closed it (it restarted, was shut down, or dropped crs as a replica: see its log)", ErrLinkLost)
 	}
 	l.mu.Lock()
 	l.err = err

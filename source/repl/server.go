@@ -2,6 +2,7 @@ package repl
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -127,10 +128,28 @@ func (s *Server) Offsets(ctx context.Context) (map[string]int64, error) {
 		if err != nil {
 			return fmt.Errorf("source: info replication: %w", err)
 		}
-		out[name], err = strconv.ParseInt(redisconn.InfoFields(info)["master_repl_offset"], 10, 64)
+		f := redisconn.InfoFields(info)
+		if role := f["role"]; role != "master" {
+			return fmt.Errorf("%w: %s is now a replica (of %s:%s): a failover, or REPLICAOF; its writes now come from its master, which a sync of it does not follow: sync from the new master (crs sync --replace)", ErrNotMaster, c.Options().Addr, f["master_host"], f["master_port"])
+		}
+		out[name], err = strconv.ParseInt(f["master_repl_offset"], 10, 64)
 		return err
 	})
 	return out, err
+}
+
+// ErrNotMaster is wrapped when the source stopped being a master during a
+// sync.
+var ErrNotMaster = errors.New("the source is no longer a master")
+
+// Demoted returns an error wrapping ErrNotMaster when the server (a
+// master of a cluster) answers and is no longer a master; nil otherwise,
+// an unreachable server included.
+func (s *Server) Demoted(ctx context.Context) error {
+	if _, err := s.Offsets(ctx); errors.Is(err, ErrNotMaster) {
+		return err
+	}
+	return nil
 }
 
 // eachNamed runs fn on the server ("") or on every master of a cluster

@@ -13,9 +13,10 @@
 // each tool's peak RSS stays under 64 MiB, and that every key arrives
 // intact (DEBUG DIGEST-VALUE on both servers).
 //
-// The "sync" scenario syncs the keyspace while redis-benchmark writes to
-// the source as fast as it can, and reports the write rate, crs sync's
-// lag meanwhile, and the cutover's pause.
+// The "sync" scenario syncs the keyspace (or -sync-keys small keys) while
+// redis-benchmark writes to the source as fast as it can for -sync-writes,
+// cuts over while it still writes, and reports the write rate, crs sync's
+// applied rate and lag meanwhile, and how long the cutover held writes.
 //
 // The "manykeys" scenario moves 1M and then 10M small keys and checks
 // that each tool's peak RSS stays under 64 MiB whatever the key count,
@@ -50,6 +51,8 @@ func main() {
 	keep := flag.String("keep", "", "keep the dump file at this path, for profiling")
 	scenario := flag.String("scenario", "all", "keyspace, bigkeys, manykeys, sync or all")
 	rounds := flag.Int("rounds", 3, "keyspace: run each tool this many times, and count its best")
+	syncKeys := flag.Int("sync-keys", 0, "sync: that many small keys (DEBUG POPULATE) instead of the guide's keyspace")
+	syncFor := flag.Duration("sync-writes", time.Minute, "sync: how long the writer writes before and through the cutover")
 	flag.Parse()
 	ctx := context.Background()
 	var failed bool
@@ -72,7 +75,7 @@ func main() {
 		}
 	}
 	if *scenario == "all" || *scenario == "sync" {
-		if err := syncBench(ctx, *bin, *scale); err != nil {
+		if err := syncBench(ctx, *bin, *scale, *syncKeys, *syncFor); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			failed = true
 		}

@@ -343,6 +343,7 @@ func (a *applier) applyTx(ctx context.Context, batch, planned []*records.Command
 	queue(-1, "EXEC")
 	var refusal error
 	var lost []dbKey
+	now := time.Now().UnixMilli()
 	err := c.ExecValues(ctx, func(i int, v resp.Value) error {
 		if i == len(sent)-1 && v.Kind == resp.KindArray {
 			// EXEC's replies, in the order queued, MULTI not among them.
@@ -350,7 +351,7 @@ func (a *applier) applyTx(ctx context.Context, batch, planned []*records.Command
 				k := sent[j+1]
 				switch {
 				case k < 0:
-				case lostBy(batch[k], r):
+				case lostBy(batch[k], r, now):
 					lost = append(lost, lostKeys(batch[k])...)
 				case r.Kind == resp.KindError && refusal == nil:
 					refusal = a.refusedInTx(planned[k], r.Str)
@@ -402,6 +403,7 @@ func (a *applier) applyRouted(ctx context.Context, batch, planned []*records.Com
 		sent[n] = append(sent[n], i)
 	}
 	var lost []dbKey
+	now := time.Now().UnixMilli()
 	for n, c := range a.t.conns {
 		if len(sent[n]) == 0 {
 			continue
@@ -418,7 +420,7 @@ func (a *applier) applyRouted(ctx context.Context, batch, planned []*records.Com
 				for j, r := range v.Array {
 					switch {
 					case j >= len(tx):
-					case lostBy(batch[tx[j]], r):
+					case lostBy(batch[tx[j]], r, now):
 						lost = append(lost, lostKeys(batch[tx[j]])...)
 					case r.Kind == resp.KindError && refusal == nil:
 						refusal = a.refusedInTx(planned[tx[j]], r.Str)
@@ -428,7 +430,7 @@ func (a *applier) applyRouted(ctx context.Context, batch, planned []*records.Com
 			case v.Kind == resp.KindStatus && v.Str == "QUEUED":
 				tx = append(tx, k)
 				return nil
-			case lostBy(batch[k], v):
+			case lostBy(batch[k], v, now):
 				lost = append(lost, lostKeys(batch[k])...)
 				return nil
 			}

@@ -28,8 +28,8 @@ func TestLostBy(t *testing.T) {
 		lost  bool
 		keys  []string
 	}{
-		{[]string{"PEXPIREAT", "k", "1"}, zero, true, []string{"k"}},
-		{[]string{"pexpireat", "k", "1"}, one, false, nil},
+		{[]string{"PEXPIREAT", "k", "9000"}, zero, true, []string{"k"}},
+		{[]string{"pexpireat", "k", "9000"}, one, false, nil},
 		{[]string{"PERSIST", "k"}, zero, true, []string{"k"}},
 		{[]string{"EXPIRE", "k", "5"}, zero, true, []string{"k"}},
 		{[]string{"RENAME", "a", "b"}, noKey, true, []string{"a", "b"}},
@@ -37,9 +37,15 @@ func TestLostBy(t *testing.T) {
 		{[]string{"RENAME", "a", "b"}, resp.Value{Kind: resp.KindStatus, Str: "OK"}, false, nil},
 		{[]string{"INCR", "k"}, one, false, nil},
 		{[]string{"DEL", "k"}, zero, false, nil}, // a DEL of nothing is the source's own
+		// An expiry that had passed when the target applied it.
+		{[]string{"PEXPIREAT", "k", "4000"}, one, true, []string{"k"}},
+		{[]string{"PEXPIREAT", "k", "6000"}, one, false, nil},
+		{[]string{"SET", "k", "v", "PXAT", "5000"}, resp.Value{Kind: resp.KindStatus, Str: "OK"}, true, []string{"k"}},
+		{[]string{"SET", "k", "v", "EXAT", "6"}, resp.Value{Kind: resp.KindStatus, Str: "OK"}, false, nil},
+		{[]string{"SET", "k", "v", "KEEPTTL"}, resp.Value{Kind: resp.KindStatus, Str: "OK"}, false, nil},
 	} {
 		c := cmd(0, 10, tt.args...)
-		if got := lostBy(c, tt.reply); got != tt.lost {
+		if got := lostBy(c, tt.reply, 5000); got != tt.lost {
 			t.Errorf("lostBy(%q, %v) = %v", tt.args, tt.reply, got)
 			continue
 		}

@@ -3,6 +3,7 @@ package livesync
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,16 +34,43 @@ import (
 // holds their effect.
 
 // lostBy reports whether the target's reply v to cmd says that the target
-// lacked a key the source held when it ran cmd.
-func lostBy(cmd *records.Command, v resp.Value) bool {
+// lacked a key the source held when it ran cmd, or whether cmd set an
+// expiry that had passed when the target applied it (by now, unix ms):
+// the source wrote a key that lived on there, and may write it again
+// before it expires, which the target would then apply to nothing.
+func lostBy(cmd *records.Command, v resp.Value, now int64) bool {
 	name := strings.ToUpper(cmd.Args[0])
 	switch name {
-	case "PEXPIREAT", "PEXPIRE", "EXPIREAT", "EXPIRE", "PERSIST":
+	case "PEXPIREAT", "EXPIREAT":
+		return (v.Kind == resp.KindInt && v.Int == 0) || expiredOnArrival(cmd.Args[2:3], name == "EXPIREAT", now)
+	case "PEXPIRE", "EXPIRE", "PERSIST":
 		return v.Kind == resp.KindInt && v.Int == 0
 	case "RENAME", "RENAMENX":
 		return v.Kind == resp.KindError && strings.Contains(v.Str, "no such key")
+	case "SET":
+		for i := 3; i+1 < len(cmd.Args); i++ {
+			switch strings.ToUpper(cmd.Args[i]) {
+			case "PXAT":
+				return expiredOnArrival(cmd.Args[i+1:i+2], false, now)
+			case "EXAT":
+				return expiredOnArrival(cmd.Args[i+1:i+2], true, now)
+			}
+		}
 	}
 	return false
+}
+
+// expiredOnArrival reports whether the absolute expiry in at (unix ms, or
+// seconds) had passed by now.
+func expiredOnArrival(at []string, seconds bool, now int64) bool {
+	if len(at) == 0 {
+		return false
+	}
+	t, err := strconv.ParseInt(at[0], 10, 64)
+	if seconds {
+		t *= 1000
+	}
+	return err == nil && t <= now
 }
 
 // covered reports whether every key of cmd (of source database cmd.DB)
@@ -112,13 +140,15 @@ func (a *applier) targetNames(keys []string) []string {
 // is read again from the source, which may hold it still, or hold what
 // the writes the target applied after the expiry made of it.
 func (a *applier) repairExpired(ctx context.Context) error {
-	if a.watch == nil {
-		return nil
+	var expired []dbKey
+	if a.watch != nil {
+		var err error
+		if expired, err = a.watch.take(a.shard); err != nil {
+			return fmt.Errorf("%w: %w (keys the target expires on its own clock can no longer be read again from the source)", ErrStopped, err)
+		}
 	}
-	expired, err := a.watch.take(a.shard)
-	if err != nil {
-		return fmt.Errorf("%w: %w (keys the target expires on its own clock can no longer be read again from the source)", ErrStopped, err)
-	}
+	// The snapshot's keys the load left out as expired, the first time.
+	expired, a.loadExpired = append(expired, a.loadExpired...), nil
 	var lost []dbKey
 	for _, k := range expired {
 		var from []dbKey

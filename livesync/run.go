@@ -62,6 +62,10 @@ type applier struct {
 	// or where the target refuses CONFIG); shard this link's index there.
 	watch *expiryWatch
 	shard int
+	// loadExpired are the keys (of the target) the snapshot's load left
+	// out as already expired, to be read again like those the target
+	// expires.
+	loadExpired []dbKey
 	many  bool // more keys changed than are remembered
 	// rereads are, under a selection by type or size, the keys each
 	// command of the batch being applied writes (see applyJudged).
@@ -229,7 +233,12 @@ func (a *applier) progress(ctx context.Context) error {
 	}
 	offsets, err := a.src.Offsets(ctx)
 	if err != nil {
-		return err
+		if derr := a.src.Demoted(ctx); derr != nil {
+			return fmt.Errorf("%w: %w", ErrStopped, derr)
+		}
+		// A source that cannot be asked now: the link says when it is
+		// gone (closed, or silent for --timeout); the lag waits.
+		return nil
 	}
 	off := offsets[a.srcKey]
 	now := time.Now()

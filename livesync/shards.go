@@ -98,6 +98,9 @@ func (a *applier) start(ctx context.Context, sh Shard, after bool) error {
 	lo := a.opts.Load
 	lo.Quiet = a.opts.Quiet || a.opts.JSON
 	lo.Counter = &progress.Counter{}
+	// A key already expired by the target's clock is left out; the source
+	// may have renewed it since its snapshot (see repair).
+	lo.Expired = func(db int, key string) { a.loadExpired = append(a.loadExpired, dbKey{db, key}) }
 	// A cluster's masters hold different keys: the first load checks that
 	// the target is empty, the later ones add to it.
 	lo.Replace = lo.Replace || after

@@ -71,6 +71,9 @@ func (f *feeder) feed(ctx context.Context, fr records.Reader, st *Stats) error {
 			if f.skipping {
 				st.Expired++
 				f.opts.Counter.Add(1)
+				if f.opts.Expired != nil {
+					f.opts.Expired(it.db, rec.Key)
+				}
 				continue
 			}
 		}

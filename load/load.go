@@ -117,6 +117,10 @@ type Options struct {
 	// Counter, if not nil, counts keys as they are finished (written,
 	// skipped or found expired), of the total the header gives.
 	Counter *progress.Counter
+	// Expired, if not nil, is told each key left out because its expiry
+	// had passed (its target database and name): crs sync reads it again
+	// from the source, which may have kept it alive since its snapshot.
+	Expired func(db int, key string)
 	// SeenLimit is how many keys the load remembers in memory to catch a
 	// key that is in the dump twice; past it, further keys go to a
 	// temporary file, checked once the dump is read (a key found twice

@@ -66,7 +66,7 @@ type applier struct {
 	// out as already expired, to be read again like those the target
 	// expires.
 	loadExpired []dbKey
-	many  bool // more keys changed than are remembered
+	many        bool // more keys changed than are remembered
 	// rereads are, under a selection by type or size, the keys each
 	// command of the batch being applied writes (see applyJudged).
 	rereads [][]dbKey

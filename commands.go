@@ -239,6 +239,9 @@ func verifyCommand() *cli.Command {
 			if (from.File == "") == (from.Scan.Conn.URL == "") {
 				return usageError{errors.New("give either a dump FILE or --source URL")}
 			}
+			if t := verifyOpts.Target; t.URL == "" && t.Host == "" && t.Port == 0 && t.SentinelMaster == "" {
+				return usageError{errors.New("name the server to check: --target URL (or -u URL, or -h/-p); crs verify does not assume 127.0.0.1:6379")}
+			}
 			if err := progress.CheckMode(verifyOpts.Progress); err != nil {
 				return usageError{err}
 			}

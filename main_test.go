@@ -91,6 +91,7 @@ func TestExitCodes(t *testing.T) {
 		{"verify, connection refused", `crs verify -p 1 good.zst`, 5, "crs verify: FAILED after 0 keys checked"},
 		{"stats of a plain JSON file", `crs stats notdump.json`, 3, "line 1: not a crs dump"},
 		{"verify without input", `crs verify -u ` + src.URL, 2, "give either a dump FILE or --source URL"},
+		{"verify of a source, the target forgotten", `crs verify --source ` + src.URL, 2, "name the server to check: --target URL"},
 		{"header cut after a member name", `printf '{"format":"crs","version":1,"field_expiry":\n' > cuthdr.jsonl; crsload --check cuthdr.jsonl`, 3, "line 1: "},
 		{"header cut, stats", `printf '{"format":"crs","version":1,"field_expiry":\n' > cuthdr.jsonl; crs stats cuthdr.jsonl`, 3, "line 1: "},
 		{"header cut, load", `printf '{"format":"crs","version":1,"field_expiry":\n' > cuthdr.jsonl; crsload -u ` + src.URL + ` cuthdr.jsonl`, 3, "line 1: "},

@@ -60,10 +60,17 @@ func StartBinary(t testing.TB, bin string, args ...string) *redisserver.Server {
 // time, so that a busy machine slows them without failing them.
 func WaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
+	WaitWithin(t, time.Minute, what, cond)
+}
+
+// WaitWithin is WaitFor with a deadline of its own, for what takes long
+// on a busy machine (a sync catching up with a writer).
+func WaitWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after a minute waiting for %s", what)
+			t.Fatalf("timed out after %s waiting for %s", d, what)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -22,6 +22,8 @@ type expiryWatch struct {
 	clients []*redis.Client
 	subs    []*redis.PubSub
 	restore []*string // each node's notify-keyspace-events before, nil where unchanged
+	addrs   []string  // each node's address
+	said    []string  // what was put back that a killed sync had left
 	pongs   []chan string
 	// route names the shard (the source master's link) a key of the
 	// target comes from, -1 for none.
@@ -53,7 +55,12 @@ func watchExpiries(ctx context.Context, t *targetSide, route func(dbKey) int) (_
 		if err != nil {
 			return nil, nil, err
 		}
-		w.clients = append(w.clients, c)
+		w.clients, w.addrs = append(w.clients, c), append(w.addrs, n.Address())
+		undone, err := redisconn.UndoLeftover(ctx, n.Address(), "notify-keyspace-events", c)
+		if err != nil {
+			return nil, err, nil
+		}
+		w.said = append(w.said, undone)
 		v, err := c.ConfigGet(ctx, "notify-keyspace-events").Result()
 		cur, ok := v["notify-keyspace-events"]
 		if err != nil || !ok {
@@ -61,6 +68,9 @@ func watchExpiries(ctx context.Context, t *targetSide, route func(dbKey) int) (_
 		}
 		w.restore = append(w.restore, nil)
 		if !expiredOn(cur) {
+			if err := redisconn.NoteConfig(n.Address(), "notify-keyspace-events", cur); err != nil {
+				return nil, nil, fmt.Errorf("note the target's notify-keyspace-events before changing it: %w", err)
+			}
 			if err := c.ConfigSet(ctx, "notify-keyspace-events", cur+"Ex").Err(); err != nil {
 				return nil, fmt.Errorf("CONFIG SET notify-keyspace-events: %w", err), nil
 			}
@@ -191,7 +201,9 @@ func (w *expiryWatch) close(ctx context.Context) {
 	w.wg.Wait()
 	for i, c := range w.clients {
 		if i < len(w.restore) && w.restore[i] != nil {
-			c.ConfigSet(ctx, "notify-keyspace-events", *w.restore[i])
+			if c.ConfigSet(ctx, "notify-keyspace-events", *w.restore[i]).Err() == nil {
+				redisconn.ForgetConfig(w.addrs[i], "notify-keyspace-events")
+			}
 		}
 		c.Close()
 	}

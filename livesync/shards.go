@@ -71,6 +71,11 @@ func Run(ctx context.Context, opts Options, shards []Shard, src Source, stderr i
 	default:
 		defer watch.close(context.WithoutCancel(ctx))
 		c.watch = watch
+		for _, l := range watch.said {
+			if l != "" {
+				c.a.say("crs sync: %s", l)
+			}
+		}
 		for i, a := range c.shards {
 			a.watch, a.shard = watch, i
 		}

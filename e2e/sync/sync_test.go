@@ -792,3 +792,36 @@ func TestSyncSourceDemoted(t *testing.T) {
 	}
 	t.Log(e2e.LineWith(output(), "is now a replica"))
 }
+
+// TestSyncKilledPutsSettingsBack: a sync by notifications killed with
+// SIGKILL leaves the source's notify-keyspace-events on (and the target's
+// expired events, in a sync by replication); the next crs sync puts back
+// what the killed one changed before it changes it again, so that at its
+// end both settings are what they were before either ran.
+func TestSyncKilledPutsSettingsBack(t *testing.T) {
+	ctx := context.Background()
+	src := noReplication(t)
+	dst := redistest.Start(t)
+	e2e.FillMany(t, src, 200)
+	setting := func(s *redisserver.Server) string {
+		v, _ := redistest.Client(t, s, 0).ConfigGet(ctx, "notify-keyspace-events").Result()
+		return v["notify-keyspace-events"]
+	}
+	dir := t.TempDir()
+	args := " --progress plain --source " + src.URL + " -u " + dst.URL
+	cmd, output := e2e.Start(t, dir, "crs sync --mode notify"+args)
+	redistest.WaitFor(t, "in sync", func() bool { return strings.Contains(output(), "crs sync: in sync") })
+	cmd.Process.Kill()
+	cmd.Wait()
+	if setting(src) == "" {
+		t.Fatal("the killed sync left the source's notifications off: nothing to put back")
+	}
+	out, code := e2e.Sh(t, dir, "crs sync --mode notify --replace --cutover"+args)
+	if code != 0 || !strings.Contains(out, "put notify-keyspace-events of "+src.Addr+` back to ""`) {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	if v := setting(src); v != "" {
+		t.Errorf("the source's notify-keyspace-events is %q after the second sync", v)
+	}
+	t.Log(e2e.LineWith(out, "put notify-keyspace-events"))
+}

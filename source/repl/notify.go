@@ -34,17 +34,29 @@ var ErrNotifications = errors.New("keyspace notifications are off")
 // CONFIG SET. It returns the setting to restore at the end (nil when it
 // changed nothing) and a line saying what it did.
 func (s *Server) EnsureNotifications(ctx context.Context) (restore *string, said string, err error) {
+	undone, err := redisconn.UndoLeftover(ctx, s.opts.Address(), "notify-keyspace-events", s.nodes()...)
+	if err != nil {
+		return nil, "", fmt.Errorf("source: %w", err)
+	}
+	if undone != "" {
+		said = undone + "; "
+	}
 	v, err := s.c.ConfigGet(ctx, "notify-keyspace-events").Result()
 	cur, ok := v["notify-keyspace-events"]
 	if err != nil || !ok {
 		return nil, "", fmt.Errorf("%w: CONFIG GET notify-keyspace-events: %v", ErrNoConfig, err)
 	}
 	if hasNotifyFlags(cur) && s.masters == nil {
-		return nil, fmt.Sprintf("the source publishes keyspace notifications (notify-keyspace-events %q)", cur), nil
+		return nil, said + fmt.Sprintf("the source publishes keyspace notifications (notify-keyspace-events %q)", cur), nil
 	}
 	want := cur
 	if !hasNotifyFlags(cur) {
 		want = cur + NotifyFlags
+	}
+	if want != cur {
+		if err := redisconn.NoteConfig(s.opts.Address(), "notify-keyspace-events", cur); err != nil {
+			return nil, "", fmt.Errorf("note the source's notify-keyspace-events before changing it: %w", err)
+		}
 	}
 	// Every master of a cluster publishes its own.
 	err = s.each(func(c *redis.Client) error { return c.ConfigSet(ctx, "notify-keyspace-events", want).Err() })
@@ -52,14 +64,26 @@ func (s *Server) EnsureNotifications(ctx context.Context) (restore *string, said
 		return nil, "", fmt.Errorf("%w: the source's notify-keyspace-events is %q, a sync by notifications needs %s, and CONFIG SET was refused (%v): on a managed service, set notify-keyspace-events = %s in its parameter group", ErrNotifications, cur, NotifyFlags, err, NotifyFlags)
 	}
 	if want == cur {
-		return nil, fmt.Sprintf("the source publishes keyspace notifications (notify-keyspace-events %q, now on every master)", cur), nil
+		return nil, said + fmt.Sprintf("the source publishes keyspace notifications (notify-keyspace-events %q, now on every master)", cur), nil
 	}
-	return &cur, fmt.Sprintf("turned on the source's keyspace notifications (notify-keyspace-events %q, was %q; restored at the end)", want, cur), nil
+	return &cur, said + fmt.Sprintf("turned on the source's keyspace notifications (notify-keyspace-events %q, was %q; restored at the end)", want, cur), nil
 }
 
 // RestoreNotifications sets notify-keyspace-events back.
 func (s *Server) RestoreNotifications(ctx context.Context, v string) error {
-	return s.each(func(c *redis.Client) error { return c.ConfigSet(ctx, "notify-keyspace-events", v).Err() })
+	err := s.each(func(c *redis.Client) error { return c.ConfigSet(ctx, "notify-keyspace-events", v).Err() })
+	if err == nil {
+		redisconn.ForgetConfig(s.opts.Address(), "notify-keyspace-events")
+	}
+	return err
+}
+
+// nodes returns the clients of the server, or of every master.
+func (s *Server) nodes() []*redis.Client {
+	if s.masters == nil {
+		return []*redis.Client{s.c}
+	}
+	return s.masters
 }
 
 // hasNotifyFlags reports whether flags hold K and every class of A.

@@ -68,9 +68,7 @@ func watchExpiries(ctx context.Context, t *targetSide, route func(dbKey) int) (_
 		}
 		w.restore = append(w.restore, nil)
 		if !expiredOn(cur) {
-			if err := redisconn.NoteConfig(n.Address(), "notify-keyspace-events", cur); err != nil {
-				return nil, nil, fmt.Errorf("note the target's notify-keyspace-events before changing it: %w", err)
-			}
+			redisconn.NoteConfig(n.Address(), "notify-keyspace-events", cur)
 			if err := c.ConfigSet(ctx, "notify-keyspace-events", cur+"Ex").Err(); err != nil {
 				return nil, fmt.Errorf("CONFIG SET notify-keyspace-events: %w", err), nil
 			}

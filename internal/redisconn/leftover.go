@@ -31,14 +31,15 @@ type configNote struct {
 func notePath(addr, param string) (string, error) {
 	dir, err := os.UserCacheDir()
 	if err != nil {
-		return "", err
+		dir = os.TempDir() // no HOME: the notes last until TMPDIR is cleaned
 	}
 	name := strings.NewReplacer(":", "_", "/", "_", "[", "", "]", "").Replace(addr) + "-" + param + ".json"
 	return filepath.Join(dir, "crs", "changed", name), nil
 }
 
 // NoteConfig notes that this process sets param of the server at addr,
-// which was was, until ForgetConfig.
+// which was was, until ForgetConfig. Callers go on where it fails: the
+// note only lets a later run undo what a killed one left.
 func NoteConfig(addr, param, was string) error {
 	path, err := notePath(addr, param)
 	if err != nil {

@@ -54,9 +54,7 @@ func (s *Server) EnsureNotifications(ctx context.Context) (restore *string, said
 		want = cur + NotifyFlags
 	}
 	if want != cur {
-		if err := redisconn.NoteConfig(s.opts.Address(), "notify-keyspace-events", cur); err != nil {
-			return nil, "", fmt.Errorf("note the source's notify-keyspace-events before changing it: %w", err)
-		}
+		redisconn.NoteConfig(s.opts.Address(), "notify-keyspace-events", cur)
 	}
 	// Every master of a cluster publishes its own.
 	err = s.each(func(c *redis.Client) error { return c.ConfigSet(ctx, "notify-keyspace-events", want).Err() })

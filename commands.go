@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
@@ -29,12 +30,19 @@ func newApp() *cli.App {
 		Usage:           "move Redis data between servers through a lossless JSON-lines dump",
 		HideHelpCommand: true,
 		OnUsageError:    onUsage,
-		Commands:        []*cli.Command{dumpCommand(), loadCommand(), statsCommand(), verifyCommand(), syncCommand(), completionCommand(), manCommand()},
+		// main answers --version before the commands run; this shows it.
+		Flags:    []cli.Flag{&cli.BoolFlag{Name: "version", Usage: "print the version and the git revision it was built from (crs, crsdump and crsload alike)"}},
+		Commands: []*cli.Command{dumpCommand(), loadCommand(), statsCommand(), verifyCommand(), syncCommand(), completionCommand(), manCommand()},
 	}
 }
 
 // onUsage marks a mistake in the command line for the exit code.
-func onUsage(_ *cli.Context, err error, _ bool) error { return usageError{err} }
+func onUsage(_ *cli.Context, err error, _ bool) error {
+	if strings.Contains(err.Error(), "flag needs an argument: -h") {
+		err = fmt.Errorf("%w (-h is the server's host, as in redis-cli: -h HOST; --help shows the help)", err)
+	}
+	return usageError{err}
+}
 
 // dumpCommand is crsdump: a source (a server, or a file) to a dump.
 func dumpCommand() *cli.Command {

@@ -67,7 +67,10 @@ func main() {
 	}
 	stopProfile := cpuProfile(name)
 	app := newApp()
-	err := app.RunContext(ctx, flagsFirst(app, args))
+	args, err := helpAndCommand(app, name, args)
+	if err == nil {
+		err = app.RunContext(ctx, flagsFirst(app, args))
+	}
 	stopProfile()
 	switch {
 	case err != nil && ctx.Err() != nil:
@@ -76,6 +79,30 @@ func main() {
 		fmt.Fprintf(os.Stderr, "%s: %v%s\n", name, err, redisconn.ACLHint(err))
 	}
 	os.Exit(exitCode(ctx, err))
+}
+
+// helpAndCommand reads what comes before a command: crs help [COMMAND]
+// and crs -h are --help; a word that names no command is a usage error
+// naming the commands there are.
+func helpAndCommand(app *cli.App, name string, args []string) ([]string, error) {
+	if len(args) < 2 {
+		return args, nil
+	}
+	switch first := args[1]; {
+	case first == "-h":
+		return []string{args[0], "--help"}, nil
+	case first == "help" && len(args) > 2 && app.Command(args[2]) != nil:
+		return []string{args[0], args[2], "--help"}, nil
+	case first == "help":
+		return []string{args[0], "--help"}, nil
+	case !strings.HasPrefix(first, "-") && app.Command(first) == nil:
+		var names []string
+		for _, c := range app.Commands {
+			names = append(names, c.Name)
+		}
+		return nil, usageError{fmt.Errorf("no command %q: the commands are %s (%s --help)", first, strings.Join(names, ", "), name)}
+	}
+	return args, nil
 }
 
 // cpuProfile writes a CPU profile of the run to the file CRS_CPUPROFILE

@@ -100,6 +100,13 @@ func TestExitCodes(t *testing.T) {
 		{"stats, flags after the file", `crs stats good.zst --top 5 --json`, 0, `"biggest_keys"`},
 		{"verify, flags after the file", `crs verify good.zst -u ` + src.URL, 0, "1 keys checked, 0 differences"},
 		{"two files", `crs stats good.zst --top 5 good.zst`, 2, "one dump FILE at most"},
+		// What a newcomer types first.
+		{"crs help", `crs help`, 0, "COMMANDS:"},
+		{"crs help sync", `crs help sync`, 0, "--cutover"},
+		{"crs -h", `crs -h`, 0, "COMMANDS:"},
+		{"a command crs lacks", `crs frobnicate`, 2, `crs: no command "frobnicate": the commands are dump, load, stats, verify, sync`},
+		{"-h with no host", `crsload -h`, 2, "-h is the server's host, as in redis-cli"},
+		{"--version in the help", `crs --help`, 0, "--version"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

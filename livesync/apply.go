@@ -3,22 +3,16 @@ package livesync
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/resp"
 	"github.com/crs-tool/crs/records"
-	"github.com/crs-tool/crs/target"
 )
-
-// CheckpointKey is the hash, in database 0 of the target, where a sync
-// records the position of the commands the target holds. The cutover
-// removes it.
-const CheckpointKey = "crs:sync:position"
 
 // maxChanged is how many changed keys are remembered for the cutover's
 // check; past it the check covers key counts, and every key only with
@@ -132,24 +126,6 @@ func xaddIDMP(args []string) bool {
 	return false
 }
 
-// oneDB is the database everything goes into (-n), or -1.
-func (a *applier) oneDB() int {
-	db, _ := a.opts.Load.Conn.SelectedDB()
-	return db
-}
-
-// mapDB returns the target database of source database db, and false
-// when db is not synced.
-func (a *applier) mapDB(db int) (int, bool) {
-	if len(a.opts.Select.DBs) > 0 && !slices.Contains(a.opts.Select.DBs, db) {
-		return 0, false
-	}
-	if one := a.oneDB(); one >= 0 {
-		return one, true
-	}
-	return a.opts.Reshape.DB(db), true
-}
-
 // apply applies batch to the target and moves the position past it.
 func (a *applier) apply(ctx context.Context, batch []*records.Command) error {
 	end := batch[len(batch)-1]
@@ -206,10 +182,19 @@ func (a *applier) apply(ctx context.Context, batch []*records.Command) error {
 func (a *applier) planRepaired(ctx context.Context, batch []*records.Command) (planned []*records.Command, apply []bool, nodes []int, n int, err error) {
 	for {
 		planned = slices.Clone(batch)
+		// A plan thrown away must not count twice (only a sync that has
+		// repaired keys can throw one away).
+		var st Stats
+		var skipped, by map[string]int64
+		if len(a.skip) > 0 {
+			st, skipped, by = a.st, maps.Clone(a.st.Skipped), maps.Clone(a.st.ByCommand)
+		}
 		var extra []dbKey
 		if apply, nodes, n, extra, err = a.plan(ctx, planned); err != nil || len(extra) == 0 {
 			return planned, apply, nodes, n, err
 		}
+		a.st = st
+		a.st.Skipped, a.st.ByCommand = skipped, by
 		if err := a.repair(ctx, extra); err != nil {
 			return nil, nil, nil, 0, err
 		}
@@ -525,119 +510,4 @@ func (a *applier) remember(db int, at int64, keys ...string) {
 			a.many, a.changed = true, nil
 		}
 	}
-}
-
-// selectsKeys reports whether the sync takes only some keys (--match,
-// --exclude).
-func (a *applier) selectsKeys() bool { return len(a.opts.Select.Match)+len(a.opts.Select.Exclude) > 0 }
-
-// takes reports whether the selection takes key.
-func (a *applier) takes(key string) bool {
-	ok, _ := records.Selection{Match: a.opts.Select.Match, Exclude: a.opts.Select.Exclude}.Takes(&format.Record{Key: key})
-	return ok
-}
-
-// renames reports whether keys get other names (--rename, --key-prefix).
-func (a *applier) renames() bool {
-	return len(a.opts.Reshape.Renames) > 0 || a.opts.Reshape.Prefix != ""
-}
-
-// selectKeys applies the selection and the renames to cmd, whose keys are
-// at at: it returns the command to apply (nil: none of its keys is
-// taken), or an error for one that cannot be split or renamed.
-func (a *applier) selectKeys(cmd *records.Command, ci *cmdInfo, keys []string, at []int) (*records.Command, error) {
-	if a.selectsKeys() {
-		n := 0
-		for _, k := range keys {
-			if a.takes(k) {
-				n++
-			}
-		}
-		switch {
-		case n == 0 && len(keys) > 0:
-			return nil, nil
-		case n < len(keys):
-			return nil, fmt.Errorf("%w at offset %d of %s: %s writes keys the selection takes and keys it does not (%q among them), which one command cannot be split into", ErrStopped, cmd.Offset+1, a.link.Name(), ci.name, keys)
-		}
-	}
-	if !a.renames() || len(keys) == 0 {
-		return cmd, nil
-	}
-	if at == nil {
-		return nil, fmt.Errorf("%w at offset %d of %s: %s has its keys where its arguments say, which a rename cannot rewrite", ErrStopped, cmd.Offset+1, a.link.Name(), ci.name)
-	}
-	out := *cmd
-	out.Args = slices.Clone(cmd.Args)
-	for _, i := range at {
-		out.Args[i] = a.opts.Reshape.Key(out.Args[i])
-	}
-	return &out, nil
-}
-
-// checkpointFields are the HSET arguments that record pos.
-func checkpointFields(key string, pos Position, source string) []string {
-	return []string{key, "replid", pos.ReplID, "offset", strconv.FormatInt(pos.Offset, 10), "db", strconv.Itoa(pos.DB), "source", source, "at_ms", strconv.FormatInt(time.Now().UnixMilli(), 10)}
-}
-
-// writeCheckpoint records a.pos on a standalone target (after the
-// snapshot); a cluster target keeps none.
-func (a *applier) writeCheckpoint(ctx context.Context) error {
-	if a.t.cluster {
-		return nil
-	}
-	c := a.t.conns[0]
-	a.t.selectDB(0, 0)
-	f := checkpointFields(a.key, a.pos, a.link.Name())
-	c.Begin("HSET", len(f))
-	for _, s := range f {
-		c.Str(s)
-	}
-	return c.Exec(ctx, func(_ int, r resp.Reply) error {
-		if r.Kind == resp.KindError {
-			return fmt.Errorf("record the position on the target: %w", r.Err())
-		}
-		return nil
-	})
-}
-
-// ReadCheckpoint returns the position a sync recorded on the target in
-// the hash key, and the source it named; nil when there is none.
-func ReadCheckpoint(ctx context.Context, conn redisconn.Options, key string) (*Position, string, error) {
-	tgt, err := target.Open(ctx, conn)
-	if err != nil {
-		return nil, "", err
-	}
-	cluster := tgt.SlotRouted()
-	tgt.Close()
-	if cluster {
-		return nil, "", nil // a cluster target keeps no position
-	}
-	c, err := target.Dial(ctx, conn, "", 0)
-	if err != nil {
-		return nil, "", err
-	}
-	defer c.Close()
-	var pos *Position
-	var source string
-	c.Begin("HGETALL", 1).Str(key)
-	err = c.ExecValues(ctx, func(_ int, v resp.Value) error {
-		if v.Kind == resp.KindError {
-			return fmt.Errorf("read %s on the target: %s", CheckpointKey, v.Str)
-		}
-		f := map[string]string{}
-		for i := 0; i+1 < len(v.Array); i += 2 {
-			f[v.Array[i].Str] = v.Array[i+1].Str
-		}
-		if len(f) == 0 {
-			return nil
-		}
-		off, err1 := strconv.ParseInt(f["offset"], 10, 64)
-		db, err2 := strconv.Atoi(f["db"])
-		if f["replid"] == "" || err1 != nil || err2 != nil {
-			return fmt.Errorf("the target's %s is not a position crs wrote: %v", CheckpointKey, f)
-		}
-		pos, source = &Position{ReplID: f["replid"], Offset: off, DB: db}, f["source"]
-		return nil
-	})
-	return pos, source, err
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/redisconn"
-	"github.com/crs-tool/crs/internal/resp"
 	"github.com/crs-tool/crs/rdb"
 	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/verify"
@@ -335,27 +334,6 @@ func (a *applier) setEntriesRead(ctx context.Context, recs []*format.Record) err
 		}
 	}
 	return nil
-}
-
-// checkpointed reports whether the target holds the sync's position: a
-// standalone target of a sync by replication.
-func (a *applier) checkpointed() bool { return !a.notify && !a.t.cluster }
-
-// dropCheckpoint removes the checkpoint: the target then holds the
-// source's keys and nothing else.
-func (a *applier) dropCheckpoint(ctx context.Context) error {
-	if !a.checkpointed() {
-		return nil
-	}
-	c := a.t.conns[0]
-	a.t.selectDB(0, 0)
-	c.Begin("DEL", 1).Str(a.key)
-	return c.Exec(ctx, func(_ int, r resp.Reply) error {
-		if r.Kind == resp.KindError {
-			return fmt.Errorf("remove %s from the target: %w", CheckpointKey, r.Err())
-		}
-		return nil
-	})
 }
 
 // sliceReader reads records from a slice.

@@ -209,7 +209,7 @@ func (a *applier) reread(ctx context.Context, keys map[dbKey]struct{}) error {
 		}
 	}
 	return a.eachSourceBatch(ctx, taken, false, func(_, to int, part, names []string, dumps []records.Dumped, _ []int64) error {
-		gone, err := a.writeKeys(ctx, to, names, dumps)
+		gone, _, err := a.writeKeys(ctx, to, names, dumps)
 		if err != nil {
 			return err
 		}

@@ -115,8 +115,12 @@ func (a *applier) repair(ctx context.Context, keys []dbKey) error {
 			a.skip[dbKey{db, k}] = offsets[i]
 			a.remember(db, offsets[i], k)
 		}
-		if _, err := a.writeKeys(ctx, to, names, dumps); err != nil {
+		_, inFlight, err := a.writeKeys(ctx, to, names, dumps)
+		if err != nil {
 			return err
+		}
+		for _, i := range inFlight {
+			a.recheck = append(a.recheck, dbKey{db, part[i]})
 		}
 		a.st.Repaired += int64(len(part))
 		return nil
@@ -149,7 +153,10 @@ func (a *applier) repairExpired(ctx context.Context) error {
 	}
 	// The snapshot's keys the load left out as expired, the first time.
 	expired, a.loadExpired = append(expired, a.loadExpired...), nil
-	var lost []dbKey
+	// Keys a repair found expiring as it read them, once more: the source
+	// may have written them since, before they expired there.
+	lost := a.recheck
+	a.recheck = nil
 	for _, k := range expired {
 		var from []dbKey
 		for _, db := range a.sourceDBsOf(k.db) {
@@ -209,20 +216,28 @@ func (a *applier) forget() {
 // writeKeys writes keys of the source, read with DUMP, over the target's
 // keys names of database to: decoded and loaded (a payload of any RDB
 // version), or deleted where the source holds none or the selection
-// leaves the key out. It returns how many were deleted.
-func (a *applier) writeKeys(ctx context.Context, to int, names []string, dumps []records.Dumped) (int, error) {
+// leaves the key out. It returns how many were deleted, and which keys
+// (by index) were deleted as their expiry passes about now: the source
+// held them when it was read and may still have written them before they
+// expired there, commands the target would apply to nothing, so a sync
+// reads them again (see recheck).
+func (a *applier) writeKeys(ctx context.Context, to int, names []string, dumps []records.Dumped) (int, []int, error) {
 	var recs []*format.Record
 	var gone []string
+	var inFlight []int
 	now := time.Now().UnixMilli()
 	for i, d := range dumps {
-		if d.Payload == nil || (d.ExpireAtMs > 0 && d.ExpireAtMs <= now) {
+		if d.Payload != nil && expiring(d, now) {
+			inFlight = append(inFlight, i)
+		}
+		if d.Payload == nil || expiring(d, now) {
 			gone = append(gone, names[i])
 			continue
 		}
 		var err error
 		from := len(recs)
 		if recs, err = a.decode(d, to, names[i], recs); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		if !a.judge(recs[from:]) {
 			recs = recs[:from]
@@ -233,8 +248,8 @@ func (a *applier) writeKeys(ctx context.Context, to int, names []string, dumps [
 		lo := a.opts.Load
 		lo.Replace, lo.Quiet, lo.Counter, lo.Checkpoint, lo.KeysKnown = true, true, nil, "", nil
 		if _, err := load.Load(ctx, &sliceReader{recs: recs}, lo); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 	}
-	return len(gone), a.t.del(ctx, to, gone)
+	return len(gone), inFlight, a.t.del(ctx, to, gone)
 }

@@ -66,7 +66,10 @@ type applier struct {
 	// out as already expired, to be read again like those the target
 	// expires.
 	loadExpired []dbKey
-	many        bool // more keys changed than are remembered
+	// recheck are keys (of the source) a repair found expiring as it read
+	// them, to be read again (see writeKeys).
+	recheck []dbKey
+	many    bool // more keys changed than are remembered
 	// rereads are, under a selection by type or size, the keys each
 	// command of the batch being applied writes (see applyJudged).
 	rereads [][]dbKey

@@ -325,3 +325,43 @@ func TestMaxServerCPU(t *testing.T) {
 	e2e.AssertNoDiff(t, src, dst)
 	t.Log(e2e.LineWith(out, "held back"))
 }
+
+// TestDatabasesPastTheTarget: a dump of a server configured with more
+// databases than the target has. A dump that lists its databases is
+// refused before anything is written; an RDB file, which does not list
+// them, stops at the first key past the target's databases at once
+// (7.0's "ERR DB index is out of range" was retried for --retry-for);
+// --db-map moves the database.
+func TestDatabasesPastTheTarget(t *testing.T) {
+	ctx := context.Background()
+	src := redistest.Start(t, "--databases", "64")
+	redistest.Client(t, src, 3).Set(ctx, "low", "v", 0)
+	redistest.Client(t, src, 57).Set(ctx, "high", "v", 0)
+	if err := redistest.Client(t, src, 0).Save(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if out, code := e2e.Sh(t, dir, "crsdump -q -u "+src.URL+" -o d.zst"); code != 0 {
+		t.Fatalf("dump: %d %s", code, out)
+	}
+	dst := redistest.Start(t)
+	low := redistest.Client(t, dst, 3)
+	out, code := e2e.Sh(t, dir, "crsload -u "+dst.URL+" d.zst")
+	if code != 4 || !strings.Contains(out, "the dump holds keys in db 57 (1 keys), and the target has 16 databases") || !strings.Contains(out, "nothing was written") {
+		t.Errorf("dump listing db 57: exit %d:\n%s", code, out)
+	}
+	if n, _ := low.DBSize(ctx).Result(); n != 0 {
+		t.Errorf("the refused load wrote %d keys", n)
+	}
+	out, code = e2e.Sh(t, dir, "crsload --retry-for 10m -u "+dst.URL+" "+filepath.Join(src.Dir, "dump.rdb"))
+	if code != 4 || !strings.Contains(out, "the load writes to db 57, and the target has 16 databases") || strings.Contains(out, "retrying") {
+		t.Errorf("RDB file with db 57: exit %d:\n%s", code, out)
+	}
+	out, code = e2e.Sh(t, dir, "crsload --replace --db-map 57=5 -u "+dst.URL+" d.zst")
+	if code != 0 {
+		t.Fatalf("--db-map: exit %d:\n%s", code, out)
+	}
+	if v, err := redistest.Client(t, dst, 5).Get(ctx, "high").Result(); err != nil || v != "v" {
+		t.Errorf("db 5 high = %q, %v", v, err)
+	}
+}

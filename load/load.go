@@ -104,6 +104,9 @@ type Options struct {
 	// RetryFor is how long a writer keeps reconnecting and resending
 	// after its connection fails, before it gives up.
 	RetryFor time.Duration
+	// Databases is the target's databases setting, when known (Run
+	// reads it): a record for a database past it stops the load at once.
+	Databases int
 	// Check reads and validates the whole dump and prints what it holds,
 	// without connecting to any server.
 	Check bool

@@ -54,6 +54,7 @@ type targetInfo struct {
 	used       int64         // used_memory of that node
 	policy     string        // its maxmemory_policy
 	keyRules   string        // the ACL user may not write every key: why
+	databases  int           // the databases setting (of the first node), 0 if it would not say
 }
 
 // probe connects to every node of the target and reads what the checks
@@ -71,6 +72,9 @@ func probe(ctx context.Context, opts Options) (targetInfo, error) {
 	}
 	defer closeAll(cs)
 	ti := targetInfo{serverInfo: infos[0], nodes: len(cs), cluster: cluster, keyspace: map[int]int64{}}
+	if kv, err := cs[0].ConfigGet(ctx, "databases").Result(); err == nil {
+		ti.databases, _ = strconv.Atoi(kv["databases"])
+	}
 	for i, c := range cs {
 		if !infos[i].AtLeast(ti.Major, ti.Minor) {
 			ti.serverInfo = infos[i]
@@ -140,6 +144,9 @@ func preflight(hdr format.Header, ti targetInfo, opts Options) []error {
 			problems = append(problems, fmt.Errorf("%w: the dump %s, and a Redis Cluster has database 0 only: use --db 0 to load every database into it (keys that are in two databases then collide, and the load stops)", ErrTargetLacks, what))
 		}
 	}
+	if p := missingDatabases(hdr, ti, opts); p != nil {
+		problems = append(problems, p)
+	}
 	// Each node takes its share of the keys.
 	if need := hdr.MemoryBytes / int64(max(ti.nodes, 1)); need > 0 && ti.maxmemory > 0 && ti.used+need > ti.maxmemory && !opts.IgnoreMemory {
 		what := "the load would stop part way with OOM errors"
@@ -150,6 +157,36 @@ func preflight(hdr format.Header, ti targetInfo, opts Options) []error {
 			ErrTargetMemory, mib(need), mib(ti.used), mib(ti.maxmemory), what))
 	}
 	return problems
+}
+
+// missingDatabases names the databases the dump's header lists that the
+// target does not have (its databases setting), or the one --db names.
+func missingDatabases(hdr format.Header, ti targetInfo, opts Options) error {
+	if ti.databases <= 0 || ti.cluster {
+		return nil
+	}
+	if db, _ := opts.Conn.SelectedDB(); db >= 0 {
+		if db < ti.databases {
+			return nil
+		}
+		return pastDatabases(db, ti.databases)
+	}
+	var past []string
+	for _, d := range hdr.Databases { // as --db-map maps them
+		if d.DB >= ti.databases {
+			past = append(past, fmt.Sprintf("db %d (%d keys)", d.DB, d.Keys))
+		}
+	}
+	if len(past) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: the dump holds keys in %s, and the target has %d databases (its databases setting, 0 to %d): raise it, or move them with --db-map", ErrTargetLacks, strings.Join(past, ", "), ti.databases, ti.databases-1)
+}
+
+// pastDatabases is the error for writing to database db, which a target
+// of n databases does not have.
+func pastDatabases(db, n int) error {
+	return fmt.Errorf("%w: the load writes to db %d, and the target has %d databases (its databases setting, 0 to %d): raise it, or move the database with --db-map %d=N", ErrTargetLacks, db, n, n-1, db)
 }
 
 func notEmpty(busy []string) error {

@@ -19,6 +19,11 @@ type connKey struct {
 	db   int
 }
 
+// final marks an error of connecting that retrying cannot mend.
+type final struct{ error }
+
+func (e final) Unwrap() error { return e.error }
+
 func (w *worker) connFor(ctx context.Context, db int) (*resp.Conn, error) {
 	return w.connTo(ctx, connKey{db: db})
 }
@@ -27,7 +32,16 @@ func (w *worker) connTo(ctx context.Context, k connKey) (*resp.Conn, error) {
 	if c := w.conns[k]; c != nil {
 		return c, nil
 	}
+	if n := w.opts.Databases; n > 0 && k.db >= n {
+		return nil, final{pastDatabases(k.db, n)}
+	}
 	c, err := target.Dial(ctx, w.conn, k.addr, k.db)
+	var refused resp.ServerError
+	if errors.As(err, &refused) && !refused.Passing() {
+		// The server answered and refused (a database it does not have,
+		// a password it does not take): trying again cannot help.
+		return nil, final{fmt.Errorf("db %d: %w", k.db, err)}
+	}
 	if err != nil {
 		return nil, err
 	}

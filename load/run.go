@@ -37,6 +37,7 @@ func Run(ctx context.Context, opts Options, in records.Input, stderr io.Writer) 
 		return check(ctx, opts, in, stderr)
 	}
 	hdr, ti, err := preflightInput(ctx, opts, in, stderr)
+	opts.Databases = ti.databases
 	if err != nil {
 		return err
 	}

@@ -160,6 +160,16 @@ type connError struct{ error }
 
 func (e connError) Unwrap() error { return e.error }
 
+// dialError is a failure to connect as writeRetrying sees it: one to
+// retry, unless the server refused what no retry changes.
+func dialError(err error) error {
+	var f final
+	if errors.As(err, &f) {
+		return err
+	}
+	return connError{err}
+}
+
 // writeRetrying writes items, and when the connection fails, reconnects
 // and sends them again with backoff for up to RetryFor. A resend rewrites
 // each whole key (or first part) from scratch, after a DEL; a batch that
@@ -270,7 +280,7 @@ func (w *worker) begin(c *resp.Conn, p int, kind int8, name string, args int) *r
 func (w *worker) plan(ctx context.Context, db int, items []item) ([]planned, error) {
 	c, err := w.connFor(ctx, db)
 	if err != nil {
-		return nil, connError{err}
+		return nil, dialError(err)
 	}
 	var existing map[int]bool
 	if w.opts.SkipExisting {
@@ -325,7 +335,7 @@ func (w *worker) plan(ctx context.Context, db int, items []item) ([]planned, err
 func (w *worker) send(ctx context.Context, db int, plans []planned, resend bool) error {
 	c, err := w.connFor(ctx, db)
 	if err != nil {
-		return connError{err}
+		return dialError(err)
 	}
 	err = w.sendOn(ctx, c, db, plans, resend)
 	if errors.Is(err, resp.ErrLost) {

@@ -241,7 +241,10 @@ func walkIntset(b []byte, fn func(string) error) error {
 // It checks what Redis checks (zipmapValidateIntegrity): the last byte is
 // the end marker, a length below 254 takes one byte, the map is not empty
 // and its count byte is the count of pairs or 254 (too many to count).
-func walkZipmap(b []byte, fn func(string) error) error {
+// A count byte of 255, which Redis 7.0 and later refuse, is read as the
+// servers that wrote zipmaps read it (any count from 254 is counted) and
+// counted in odd.
+func walkZipmap(b []byte, odd *int64, fn func(string) error) error {
 	if len(b) < 2 {
 		return fmt.Errorf("zipmap of %d bytes is too short", len(b))
 	}
@@ -294,7 +297,9 @@ func walkZipmap(b []byte, fn func(string) error) error {
 			if pairs == 0 {
 				return fmt.Errorf("zipmap is empty")
 			}
-			if b[0] != 254 && int(b[0]) != pairs {
+			if b[0] == 255 {
+				*odd++
+			} else if b[0] != 254 && int(b[0]) != pairs {
 				return fmt.Errorf("zipmap count byte %d, and it holds %d pairs (the file is corrupt)", b[0], pairs)
 			}
 			return nil

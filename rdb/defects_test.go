@@ -89,9 +89,44 @@ func TestDefects(t *testing.T) {
 					t.Errorf("module aux %d %q", d.Stats.ModuleAux, d.Stats.ModuleAuxNames)
 				}
 			}},
-		{name: "a zipmap whose count byte is 255 is refused, as the server refuses it",
-			file:    rdbFile("REDIS", 6, (&buf{}).byte(typeHashZipmap).str("zm").str(string(badZipmap)).b),
-			wantErr: "zipmap count byte 255, and it holds 1 pairs"},
+		{name: "a zipmap whose count byte is 255 is read as the servers that wrote zipmaps read it, and counted",
+			file: rdbFile("REDIS", 3, (&buf{}).byte(typeHashZipmap).str("zm").str(string(badZipmap)).b),
+			want: "0 \"zm\" hash a=1\n",
+			check: func(t *testing.T, d *Decoder) {
+				if d.Stats.OddZipmaps != 1 {
+					t.Errorf("OddZipmaps = %d", d.Stats.OddZipmaps)
+				}
+			}},
+		{name: "a zipmap whose count byte is neither its count nor 254 or more is refused",
+			file:    rdbFile("REDIS", 3, (&buf{}).byte(typeHashZipmap).str("zm").str(string(append([]byte{7}, zipmap("a", "1")[1:]...))).b),
+			wantErr: "zipmap count byte 7, and it holds 1 pairs"},
+		{name: "an expiry in seconds is signed, as servers read it: a top bit set is before 1970",
+			file: rdbFile("REDIS", 6, (&buf{}).byte(opExpire).byte(0x10, 0x32, 0x54, 0xb4).byte(typeString).str("old").str("v").
+				byte(opExpire).byte(0x00, 0xe1, 0xf5, 0x75).byte(typeString).str("new").str("v").b),
+			want: "0 \"old\" string exp1 \"v\"\n0 \"new\" string exp1979048192000 \"v\"\n"},
+		{name: "an expiry in seconds before 1970 has passed, for a decoder given the time",
+			file: rdbFile("REDIS", 6, (&buf{}).byte(opExpire).byte(0x10, 0x32, 0x54, 0xb4).byte(typeString).str("old").str("v").b),
+			opts: Options{NowMs: 1764000000000},
+			check: func(t *testing.T, d *Decoder) {
+				if d.Stats.Expired != 1 {
+					t.Errorf("Expired = %d", d.Stats.Expired)
+				}
+			}},
+		{name: "a value type newer than the file's version is refused, as the servers of that version refuse it",
+			file:    rdbFile("REDIS", 3, (&buf{}).byte(typeHashMeta).str("h").u64(0).len(0).b),
+			wantErr: `db 0 key "h": value type 24 first appears in RDB version 12, and the file says it is version 3`},
+		{name: "an empty value is skipped, counted and named, as Redis 8 skips it",
+			file: rdbFile("REDIS", 9, (&buf{}).byte(typeSet).str("e").len(0).byte(typeString).str("k").str("v").b),
+			want: "0 \"k\" string \"v\"\n",
+			check: func(t *testing.T, d *Decoder) {
+				if d.Stats.EmptyKeys != 1 || strings.Join(d.Stats.EmptyKeyNames, ",") != `"e" (db 0)` {
+					t.Errorf("empty keys %d %q", d.Stats.EmptyKeys, d.Stats.EmptyKeyNames)
+				}
+			}},
+		{name: "bytes after the end of a whole file are refused at any version",
+			file:    append(rdbFile("REDIS", 3, (&buf{}).byte(typeString).str("k").str("v").b), "junk"...),
+			opts:    Options{Whole: true},
+			wantErr: "the RDB data ends here and more bytes follow"},
 		{name: "a zipmap whose count byte is 254 counts itself",
 			file: rdbFile("REDIS", 6, (&buf{}).byte(typeHashZipmap).str("zm").str(string(append([]byte{254}, zipmap("a", "1")[1:]...))).b),
 			want: "0 \"zm\" hash a=1\n"},

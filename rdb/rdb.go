@@ -91,6 +91,16 @@ type Stats struct {
 	// ExpiredFields counts hash fields left out because their expiry had
 	// passed (Options.NowMs), as a server loading the file drops them.
 	ExpiredFields int64
+	// EmptyKeys counts keys whose value held no element, which no server
+	// holds and Redis 8 skips on loading ("empty keys skipped");
+	// EmptyKeyNames names the first few.
+	EmptyKeys     int64
+	EmptyKeyNames []string
+	// OddZipmaps counts zipmaps (hashes of Redis before 2.6) whose count
+	// byte is 255: the servers that wrote zipmaps counted the pairs of
+	// any count byte from 254, as crs does; Redis 7.0 and later refuse
+	// such a file.
+	OddZipmaps int64
 }
 
 // Error is a failure to decode, at a byte offset of the input.
@@ -306,9 +316,11 @@ func (d *Decoder) Decode(ctx context.Context, emit func(*format.Record) error) e
 			v, err = d.in.uint64LE()
 			expire = pastOrAt(int64(v))
 		case opExpire:
+			// Seconds in a signed 32-bit integer, as servers read them
+			// (rdbLoadTime): a top bit set is a time before 1970.
 			var v uint32
 			v, err = d.in.uint32LE()
-			expire = pastOrAt(int64(v) * 1000)
+			expire = pastOrAt(int64(int32(v)) * 1000)
 		case opFreq:
 			_, err = d.in.byte()
 		case opIdle:
@@ -367,18 +379,17 @@ func isEmitError(err error) bool {
 
 // end checks what follows the EOF opcode: the CRC-64 of everything
 // before it (version 5 and later; zero when the server saved without
-// one), and nothing after.
+// one), and, in a whole file of any version, nothing after.
 func (d *Decoder) end() error {
-	if d.info.Version < 5 && d.info.Engine == "redis" {
-		return nil
-	}
-	want := d.in.r.CRC()
-	got, err := d.in.uint64LE()
-	if err != nil {
-		return d.fail(fmt.Errorf("checksum: %w", err))
-	}
-	if got != 0 && got != want && !d.opts.Skim {
-		return &Error{Offset: d.in.off - 8, Err: fmt.Errorf("checksum mismatch: the file says %016x, its bytes give %016x (the file is corrupt)", got, want)}
+	if d.info.Version >= 5 || d.info.Engine != "redis" {
+		want := d.in.r.CRC()
+		got, err := d.in.uint64LE()
+		if err != nil {
+			return d.fail(fmt.Errorf("checksum: %w", err))
+		}
+		if got != 0 && got != want && !d.opts.Skim {
+			return &Error{Offset: d.in.off - 8, Err: fmt.Errorf("checksum mismatch: the file says %016x, its bytes give %016x (the file is corrupt)", got, want)}
+		}
 	}
 	if d.opts.Whole {
 		if b, err := d.in.r.Peek(1); err == nil {

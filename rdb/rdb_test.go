@@ -124,7 +124,7 @@ func fixtures() []struct {
 0 "z" zset m1:1.5 inf:+Inf ninf:-Inf
 0 "h" hash f1=v1 f2=v2
 `},
-		{"zipmap, ziplist list, intsets, zset and hash ziplists, quicklist 1, binary scores", 7, func(w *buf) {
+		{"zipmap, ziplist list, intsets, zset and hash ziplists, quicklist 1, binary scores", 8, func(w *buf) {
 			w.byte(typeHashZipmap).str("zm").str(string(zipmap("a", "1", "long", strings.Repeat("v", 300))))
 			w.byte(typeListZiplist).str("zl").str(string(ziplist("s", int64(7), int64(-100), int64(1000), int64(-70000), int64(1<<30), int64(1<<40), strings.Repeat("x", 70))))
 			w.byte(typeSetIntset).str("is2").str(string(intset(2, -2, 5)))
@@ -144,7 +144,7 @@ func fixtures() []struct {
 0 "q1" list ["a" "b" "3"]
 0 "z2" zset pi:3.141592653589793
 `},
-		{"listpacks, quicklist 2 with a plain node", 10, func(w *buf) {
+		{"listpacks, quicklist 2 with a plain node", 11, func(w *buf) {
 			w.byte(typeHashListpack).str("hl").str(string(listpack("f", "v", "n", int64(-5000), "big", int64(1<<33))))
 			w.byte(typeZSetListpack).str("zl").str(string(listpack("a", "1.25", "b", int64(100))))
 			w.byte(typeSetListpack).str("sl").str(string(listpack("m", int64(127), int64(-1), strings.Repeat("y", 100))))

@@ -44,6 +44,33 @@ const (
 	typeValkeyHashExpiry = 22
 )
 
+// valkeyVersions is the first of Valkey's own RDB versions (Valkey 9
+// writes VALKEY080), whose types typeSince does not list.
+const valkeyVersions = 80
+
+// typeSince is the RDB version that first holds value type t, as Redis
+// numbers them: a file of an older version holding it is corrupt (Redis
+// 6.0 and 7.0 refuse it; 8.x read it, find nothing, and skip the key).
+func typeSince(t byte) int {
+	switch {
+	case t == typeListQuicklist:
+		return 7 // Redis 3.2
+	case t == typeZSet2 || t == typeModulePreGA || t == typeModule2:
+		return 8 // Redis 4.0
+	case t == typeStreamListpacks:
+		return 9 // Redis 5.0
+	case t >= typeHashListpack && t <= typeStreamListpack2:
+		return 10 // Redis 7.0
+	case t == typeSetListpack || t == typeStreamListpack3:
+		return 11 // Redis 7.2
+	case t >= typeHashMetaPreGA && t <= typeHashLpEx:
+		return 12 // Redis 7.4
+	case t == typeStreamListpack4:
+		return 13 // Redis 8.6
+	}
+	return 1
+}
+
 // builder cuts one key's value into records of at most PartElems
 // elements or about PartBytes bytes, emitting each as it fills.
 type builder struct {
@@ -91,10 +118,16 @@ func (b *builder) grew(n int) error {
 	return nil
 }
 
-// finish emits the last record of the key (nothing for an empty value,
-// which Redis never holds).
+// finish emits the last record of the key: nothing for an empty value,
+// which no server holds and Redis 8 skips on loading, counted and named.
 func (b *builder) finish() error {
 	if b.elems == 0 && b.part == 0 {
+		if b.stats != nil && !b.skip {
+			b.stats.EmptyKeys++
+			if len(b.stats.EmptyKeyNames) < 10 {
+				b.stats.EmptyKeyNames = append(b.stats.EmptyKeyNames, fmt.Sprintf("%q (db %d)", b.key, b.db))
+			}
+		}
 		return nil
 	}
 	b.full = false
@@ -205,6 +238,9 @@ func (d *Decoder) key(t byte, expire int64, meta []string, emit func(*format.Rec
 			by = "a server that does not say its version"
 		}
 		return &Error{Offset: at, Err: fmt.Errorf("db %d key %q: value type %d, which crs does not read yet (the file is %s RDB version %d, written by %s)", d.db, kb, t, d.info.Engine, d.info.Version, by)}
+	}
+	if since := typeSince(t); d.info.Version < valkeyVersions && d.info.Version < since {
+		return &Error{Offset: at, Err: fmt.Errorf("db %d key %q: value type %d first appears in RDB version %d, and the file says it is version %d: the servers of its version refuse it (the file is corrupt)", d.db, kb, t, since, d.info.Version)}
 	}
 	if len(meta) > 0 {
 		if !d.opts.DropKeyMeta {
@@ -366,7 +402,9 @@ func (d *Decoder) hash(t byte, b *builder) error {
 			return field(k, v)
 		})
 	case typeHashZipmap:
-		return d.pairBlob(walkZipmap, field)
+		return d.pairBlob(func(b []byte, fn func(string) error) error {
+			return walkZipmap(b, &d.Stats.OddZipmaps, fn)
+		}, field)
 	case typeHashZiplist:
 		return d.pairBlob(walkZiplist, field)
 	case typeHashListpack:

@@ -131,6 +131,9 @@ type Stats struct {
 	LengthMisses   int64         `json:"stream_length_mismatches,omitempty"`  // how many
 	KeyMeta        int64         `json:"dropped_key_metadata,omitempty"`      // keys read without their module key metadata (--drop-key-metadata)
 	KeyMetaKeys    []string      `json:"dropped_key_metadata_keys,omitempty"` // the first few
+	EmptyKeys      int64         `json:"skipped_empty_keys,omitempty"`        // keys whose value held nothing, which no server holds
+	EmptyKeyNames  []string      `json:"skipped_empty_key_names,omitempty"`   // the first few
+	OddZipmaps     int64         `json:"zipmaps_count_255,omitempty"`         // zipmaps whose count byte is 255, read as their servers read them
 	Elapsed        time.Duration `json:"-"`
 }
 
@@ -157,6 +160,9 @@ func (s *Stats) Add(o *Stats) {
 	s.ExpiredFields += o.ExpiredFields
 	s.LengthMisses += o.LengthMisses
 	s.KeyMeta += o.KeyMeta
+	s.EmptyKeys += o.EmptyKeys
+	s.EmptyKeyNames = append(s.EmptyKeyNames, o.EmptyKeyNames...)
+	s.OddZipmaps += o.OddZipmaps
 	s.ModuleAux = append(s.ModuleAux, o.ModuleAux...)
 	s.LengthMismatch = append(s.LengthMismatch, o.LengthMismatch...)
 	s.KeyMetaKeys = append(s.KeyMetaKeys, o.KeyMetaKeys...)
@@ -212,6 +218,12 @@ func (s *Stats) Notes() string {
 	}
 	if s.LengthMisses > 0 {
 		fmt.Fprintf(&b, "; %d STREAMS RECORD A LENGTH OTHER THAN THEIR ENTRIES' COUNT (%s), which a load cannot set: they load with their entries' count", s.LengthMisses, strings.Join(s.LengthMismatch, "; "))
+	}
+	if s.EmptyKeys > 0 {
+		fmt.Fprintf(&b, "; SKIPPED %d keys whose value holds no element, which no server holds (Redis 8 skips them on loading too): %s", s.EmptyKeys, strings.Join(s.EmptyKeyNames, ", "))
+	}
+	if s.OddZipmaps > 0 {
+		fmt.Fprintf(&b, "; read %d zipmaps whose count byte is 255 as the servers that wrote them did (Redis 7.0 and later refuse such a file)", s.OddZipmaps)
 	}
 	if s.KeyMeta > 0 {
 		fmt.Fprintf(&b, "; DROPPED the module key metadata of %d keys (--drop-key-metadata): %s", s.KeyMeta, strings.Join(s.KeyMetaKeys, "; "))

@@ -154,6 +154,22 @@ type ServerError string
 
 func (e ServerError) Error() string { return string(e) }
 
+// Code is the error's first word, its code: ERR, WRONGTYPE, LOADING, ...
+func (e ServerError) Code() string {
+	code, _, _ := strings.Cut(string(e), " ")
+	return code
+}
+
+// Passing reports whether the refusal may pass by trying again later: the
+// server is loading its data, busy with a script, or between masters.
+func (e ServerError) Passing() bool {
+	switch e.Code() {
+	case "LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN":
+		return true
+	}
+	return false
+}
+
 // Exec sends the pending commands and calls fn with each reply, in order.
 // An error from fn stops the reading but not before every reply has been
 // read, so the connection stays usable. A connection failure is returned

@@ -130,6 +130,7 @@ func (s *Source) Dump(ctx context.Context, fw records.Writer, p *progress.Counte
 	st.Expired, st.Databases, st.Functions = ds.Expired, len(dbs), ds.FunctionsPreGA
 	st.ExpiredFields, st.ModuleAux, st.KeyMeta, st.KeyMetaKeys = ds.ExpiredFields, ds.ModuleAuxNames, ds.KeyMeta, ds.KeyMetaKeys
 	st.LengthMisses, st.LengthMismatch = ds.LengthMismatch, ds.LengthMismatchKeys
+	st.EmptyKeys, st.EmptyKeyNames, st.OddZipmaps = ds.EmptyKeys, ds.EmptyKeyNames, ds.OddZipmaps
 	if err != nil {
 		return st, err
 	}

@@ -169,7 +169,7 @@ func exitCode(ctx context.Context, err error) int {
 		return 0
 	case ctx.Err() != nil || errors.Is(err, context.Canceled):
 		return 130
-	case errors.As(err, &usage), errors.Is(err, dump.ErrOptions), errors.Is(err, load.ErrOptions):
+	case errors.As(err, &usage), errors.Is(err, dump.ErrOptions), errors.Is(err, load.ErrOptions), errors.Is(err, redisconn.ErrBadURL):
 		return 2
 	case errors.Is(err, repl.ErrLinkLost):
 		return 7

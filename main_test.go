@@ -88,7 +88,9 @@ func TestExitCodes(t *testing.T) {
 		{"wrong password", `crsdump -u redis://:wrong@` + auth.Addr + ` -o x.zst`, 5, "authentication failed"},
 		{"no password", `crsdump -u ` + auth.URL + ` -o x.zst`, 5, "authentication failed"},
 		{"missing file", `crsload nosuchfile`, 1, "no such file"},
-		{"verify, connection refused", `crs verify -p 1 good.zst`, 5, "crs verify: FAILED after 0 keys checked"},
+		{"verify, connection refused", `crs verify -p 1 good.zst`, 5, "connection refused"},
+		{"a URL without its //", `crsdump -u redis//127.0.0.1:1 -o x.zst`, 2, `bad URL "redis//127.0.0.1:1": it must start with redis://, rediss:// or unix://`},
+		{"a URL with a bad database", `crsload -u redis://127.0.0.1:1/abc good.zst`, 2, `bad URL "redis://127.0.0.1:1/abc"`},
 		{"stats of a plain JSON file", `crs stats notdump.json`, 3, "line 1: not a crs dump"},
 		{"verify without input", `crs verify -u ` + src.URL, 2, "give either a dump FILE or --source URL"},
 		{"verify of a source, the target forgotten", `crs verify --source ` + src.URL, 2, "name the server to check: --target URL"},
@@ -124,6 +126,27 @@ func TestExitCodes(t *testing.T) {
 				t.Errorf("password printed:\n%s", out)
 			}
 		})
+	}
+}
+
+// TestOneLineErrors: a command that fails before its first key says the
+// cause in one line, with no summary of nothing done before it.
+func TestOneLineErrors(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "d.jsonl"), []byte(`{"format":"crs","version":1}`+"\n"+`{"end":true,"records":0,"keys":0,"crc32c":"00000000"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, script := range []string{
+		`crsdump -p 1 -o x.zst`,
+		`crsload -p 1 d.jsonl`,
+		`crs verify -p 1 d.jsonl`,
+		`crs stats -p 1`,
+		`crsdump -u redis//127.0.0.1:1 -o x.zst`,
+	} {
+		out, code := e2e.Sh(t, dir, script)
+		if code == 0 || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+			t.Errorf("%s: exit %d, want one line:\n%s", script, code, out)
+		}
 	}
 }
 

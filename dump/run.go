@@ -148,7 +148,8 @@ func Run(ctx context.Context, in records.Input, opts Options, stdout, stderr io.
 			Written int64   `json:"written_bytes"`
 			Seconds float64 `json:"seconds"`
 		}{st, compressed.n, st.Elapsed.Seconds()}, err)
-	case !opts.Quiet:
+	case !opts.Quiet && (err == nil || st.Records > 0):
+		// A failure before the first record is its cause alone, one line.
 		fmt.Fprintln(stderr, summary(st, compressed.n, err))
 	}
 	return err

@@ -101,6 +101,9 @@ func Run(ctx context.Context, opts Options, in records.Input, w io.Writer) error
 			fmt.Fprintf(w, "... and %d more differences\n", more)
 		}
 	}
+	if err != nil && res.Keys == 0 && res.Libraries == 0 {
+		return err // a failure before the first key is its cause alone, one line
+	}
 	status := "crs verify: "
 	if err != nil {
 		status = "crs verify: FAILED after " // the summary counts only what was checked

@@ -75,6 +75,9 @@ type Options struct {
 	SentinelReplica bool
 }
 
+// ErrBadURL is wrapped by the errors of a server URL that does not parse.
+var ErrBadURL = errors.New("bad URL")
+
 // NewOptions returns the defaults: no URL, default host and port, no db.
 func NewOptions() Options {
 	return Options{DB: -1}
@@ -85,9 +88,12 @@ func NewOptions() Options {
 func (o Options) ClientOptions() (*redis.Options, error) {
 	ro := &redis.Options{Network: "tcp", Addr: "127.0.0.1:6379"}
 	if o.URL != "" {
+		if p, err := url.Parse(o.URL); err != nil || p.Scheme != "redis" && p.Scheme != "rediss" && p.Scheme != "unix" {
+			return nil, fmt.Errorf("%w %q: it must start with redis://, rediss:// or unix://", ErrBadURL, Redact(o.URL))
+		}
 		u, err := redis.ParseURL(o.URL)
 		if err != nil {
-			return nil, fmt.Errorf("bad url %s: %w", Redact(o.URL), err)
+			return nil, fmt.Errorf("%w %q: %s", ErrBadURL, Redact(o.URL), strings.TrimPrefix(err.Error(), "redis: "))
 		}
 		ro = u
 	}
@@ -186,12 +192,12 @@ func (o Options) URLDB() (int, error) {
 	}
 	u, err := url.Parse(o.URL)
 	if err != nil {
-		return -1, fmt.Errorf("bad url %s", Redact(o.URL))
+		return -1, fmt.Errorf("%w %q", ErrBadURL, Redact(o.URL))
 	}
 	if d := u.Query().Get("db"); d != "" {
 		n, err := strconv.Atoi(d)
 		if err != nil || n < 0 {
-			return -1, fmt.Errorf("bad database %q in url", d)
+			return -1, fmt.Errorf("%w %q: bad database %q", ErrBadURL, Redact(o.URL), d)
 		}
 		return n, nil
 	}
@@ -204,7 +210,7 @@ func (o Options) URLDB() (int, error) {
 	}
 	n, err := strconv.Atoi(p)
 	if err != nil || n < 0 {
-		return -1, fmt.Errorf("bad database %q in url", p)
+		return -1, fmt.Errorf("%w %q: bad database %q", ErrBadURL, Redact(o.URL), p)
 	}
 	return n, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -364,4 +365,41 @@ func TestDatabasesPastTheTarget(t *testing.T) {
 	if v, err := redistest.Client(t, dst, 5).Get(ctx, "high").Result(); err != nil || v != "v" {
 		t.Errorf("db 5 high = %q, %v", v, err)
 	}
+}
+
+// TestDryRunAndCutInput: --dry-run runs the real load's pre-flight against
+// the target (it said "the dump is intact" and exited 0 where the load was
+// refused); a cut file half-loaded a target with nothing said of what it
+// left there, and --check-first writes nothing of it.
+func TestDryRunAndCutInput(t *testing.T) {
+	ctx := context.Background()
+	src := redistest.Start(t)
+	e2e.FillMany(t, src, 20_000)
+	dir := t.TempDir()
+	if out, code := e2e.Sh(t, dir, "crsdump -q -u "+src.URL+" -o good.zst && head -c $(( $(wc -c < good.zst) / 2 )) good.zst > cut.zst"); code != 0 {
+		t.Fatalf("dump: %d %s", code, out)
+	}
+	dst := redistest.Start(t)
+	dc := redistest.Client(t, dst, 0)
+	keys := func() int64 { n, _ := dc.DBSize(ctx).Result(); return n }
+	want, _ := redistest.Client(t, src, 0).DBSize(ctx).Result()
+	if out, code := e2e.Sh(t, dir, "crsload --dry-run -u "+dst.URL+" good.zst"); code != 0 || !strings.Contains(out, fmt.Sprintf("the load would write %d keys", want)) || keys() != 0 {
+		t.Errorf("dry run into an empty target: exit %d, %d keys written:\n%s", code, keys(), out)
+	}
+	dc.Set(ctx, "there", "already", 0)
+	if out, code := e2e.Sh(t, dir, "crsload --dry-run -u "+dst.URL+" good.zst"); code != 4 || !strings.Contains(out, "db 0 has 1 keys") {
+		t.Errorf("dry run into a target that is not empty: exit %d:\n%s", code, out)
+	}
+	dc.FlushAll(ctx)
+	if out, code := e2e.Sh(t, dir, "crsload --check-first -u "+dst.URL+" < cut.zst"); code != 3 || !strings.Contains(out, "nothing was written") || keys() != 0 {
+		t.Errorf("--check-first of a cut dump: exit %d, %d keys written:\n%s", code, keys(), out)
+	}
+	out, code := e2e.Sh(t, dir, "crsload -u "+dst.URL+" cut.zst")
+	if code != 3 || keys() == 0 || !strings.Contains(out, "the target now holds the") || !strings.Contains(out, "--resume cannot mend the file") || strings.Contains(out, "continues this load") {
+		t.Errorf("a cut dump: exit %d, %d keys written:\n%s", code, keys(), out)
+	}
+	if out, code := e2e.Sh(t, dir, "crsload --skip-existing -q -u "+dst.URL+" good.zst"); code != 0 {
+		t.Fatalf("the rest, --skip-existing: exit %d:\n%s", code, out)
+	}
+	e2e.AssertNoDiff(t, src, dst)
 }

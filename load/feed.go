@@ -2,6 +2,7 @@ package load
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -46,7 +47,10 @@ func (f *feeder) feed(ctx context.Context, fr records.Reader, st *Stats) error {
 			return f.finishSeen()
 		}
 		if err != nil {
-			return err
+			if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+				return err
+			}
+			return InputError{err}
 		}
 		st.Records++
 		line := records.LineOf(fr, st.Records)

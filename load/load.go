@@ -110,6 +110,14 @@ type Options struct {
 	// Check reads and validates the whole dump and prints what it holds,
 	// without connecting to any server.
 	Check bool
+	// DryRun runs the whole pre-flight against the target (every record
+	// read for what it needs) and reads the whole dump as Check does,
+	// then says what the load would do; it writes nothing.
+	DryRun bool
+	// CheckFirst reads the whole input (its trailer and checksum) before
+	// writing anything, so that a cut or corrupt file writes nothing;
+	// standard input is spooled to a private file to be read twice.
+	CheckFirst bool
 	// Quiet suppresses the summary and the progress display.
 	Quiet bool
 	// Progress is the progress display's mode on stderr: progress.Auto

@@ -36,6 +36,11 @@ func Run(ctx context.Context, opts Options, in records.Input, stderr io.Writer) 
 	if opts.Check {
 		return check(ctx, opts, in, stderr)
 	}
+	if opts.DryRun || opts.CheckFirst {
+		if err := in.Replayable(); err != nil {
+			return err
+		}
+	}
 	hdr, ti, err := preflightInput(ctx, opts, in, stderr)
 	opts.Databases = ti.databases
 	if err != nil {
@@ -43,6 +48,11 @@ func Run(ctx context.Context, opts Options, in records.Input, stderr io.Writer) 
 	}
 	if !opts.Quiet && !opts.JSON {
 		fmt.Fprintln(stderr, preflightReport(hdr, ti))
+	}
+	if opts.DryRun || opts.CheckFirst {
+		if done, err := readFirst(ctx, opts, in, stderr); done || err != nil {
+			return err
+		}
 	}
 	r, err := in.Open(ctx, nil)
 	if err != nil {
@@ -73,10 +83,62 @@ func Run(ctx context.Context, opts Options, in records.Input, stderr io.Writer) 
 	case !opts.Quiet:
 		fmt.Fprintln(stderr, summary(st, err))
 	}
-	if _, serr := os.Stat(opts.Checkpoint); err != nil && opts.Checkpoint != "" && serr == nil {
+	var cut InputError
+	switch _, serr := os.Stat(opts.Checkpoint); {
+	case errors.As(err, &cut) && st.Keys > 0 && !opts.Quiet:
+		fmt.Fprintln(stderr, cutReport(opts, st))
+	case err != nil && opts.Checkpoint != "" && serr == nil:
 		fmt.Fprintln(stderr, "crsload: crsload --resume with the same arguments continues this load from where it stopped")
 	}
 	return err
+}
+
+// InputError is a failure to read the input after the load began
+// writing: the file is cut short or corrupt past that point.
+type InputError struct{ Err error }
+
+func (e InputError) Error() string { return e.Err.Error() }
+func (e InputError) Unwrap() error { return e.Err }
+
+// cutReport says what a load cut short by its input left on the target,
+// and how to keep it or remove it.
+func cutReport(opts Options, st Stats) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "crsload: the target now holds the %d keys written before the input broke, and none after; --resume cannot mend the file. ", st.Keys)
+	b.WriteString("To keep them, load the rest from a whole dump with --skip-existing; ")
+	if opts.Replace || opts.SkipExisting || opts.Resume {
+		b.WriteString("to undo them, load a whole dump with --replace. ")
+	} else {
+		b.WriteString("to remove them, empty the databases this load wrote to (they were empty before it: redis-cli -n DB FLUSHDB) or load a whole dump with --replace. ")
+	}
+	b.WriteString("--check-first reads a file whole before writing anything")
+	return b.String()
+}
+
+// readFirst reads the whole input before anything is written (--dry-run,
+// --check-first). For a dry run it says what the load would do, and done
+// is true.
+func readFirst(ctx context.Context, opts Options, in records.Input, stderr io.Writer) (done bool, err error) {
+	c, err := checkDump(ctx, in)
+	if err != nil {
+		return true, fmt.Errorf("%w; nothing was written", err)
+	}
+	if opts.Quiet {
+		return opts.DryRun, nil
+	}
+	var b strings.Builder
+	if opts.DryRun {
+		fmt.Fprintf(&b, "crsload --dry-run: the input is whole and the target passed the pre-flight: the load would write %d keys", c.Keys)
+	} else {
+		fmt.Fprintf(&b, "crsload: the input is whole (read first, --check-first): %d keys", c.Keys)
+	}
+	b.WriteString(report.TypeCounts(c.ByType))
+	fmt.Fprintf(&b, " in %d records", c.Records)
+	if opts.DryRun {
+		fmt.Fprintf(&b, " to %s; nothing was written", opts.Conn.Address())
+	}
+	fmt.Fprintln(stderr, b.String())
+	return opts.DryRun, nil
 }
 
 // preflightInput checks the target against the dump before anything is
@@ -93,7 +155,7 @@ func preflightInput(ctx context.Context, opts Options, in records.Input, stderr 
 		return hdr, ti, err
 	}
 	problems := preflight(hdr, ti, opts)
-	if needsScan(hdr, ti.serverInfo, opts) {
+	if needsScan(hdr, ti.serverInfo, opts) || opts.DryRun {
 		if err := in.Replayable(); err != nil {
 			return hdr, ti, err
 		}
@@ -133,7 +195,7 @@ func preflightReport(hdr format.Header, ti targetInfo) string {
 	}
 	var b strings.Builder
 	if hdr.Databases == nil {
-		b.WriteString("crsload: pre-flight ok: the dump does not say how many keys it holds (an RDB file)")
+		b.WriteString("crsload: pre-flight ok: the input does not say how many keys it holds")
 	} else {
 		fmt.Fprintf(&b, "crsload: pre-flight ok: the dump holds about %d keys in %d databases", keys, len(hdr.Databases))
 	}

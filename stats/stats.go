@@ -24,6 +24,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/records"
@@ -324,6 +325,10 @@ func (d *DB) finish(patterns []string) {
 // Run collects from in (a dump file, an RDB file, a server) and prints
 // the result to w.
 func Run(ctx context.Context, opts Options, in records.Input, w io.Writer) error {
+	hdr, err := in.Header(ctx)
+	if err != nil {
+		return err
+	}
 	r, err := in.Open(ctx, nil)
 	if err != nil {
 		return err
@@ -343,8 +348,9 @@ func Run(ctx context.Context, opts Options, in records.Input, w io.Writer) error
 	if opts.JSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"databases": dbs, "function_libraries": src.Libraries, "skipped_expired": src.Expired, "commands": commands})
+		return enc.Encode(map[string]any{"source": source{hdr.Source, hdr.Engine, hdr.ServerVersion, hdr.MemoryBytes, hdr.CreatedMs}, "databases": dbs, "function_libraries": src.Libraries, "skipped_expired": src.Expired, "commands": commands})
 	}
+	fmt.Fprintln(w, describeSource(hdr))
 	for _, d := range dbs {
 		printDB(w, d)
 	}
@@ -371,6 +377,35 @@ func Run(ctx context.Context, opts Options, in records.Input, w io.Writer) error
 		}
 	}
 	return nil
+}
+
+// source is what the input says of the server its keys come from.
+type source struct {
+	Address       string `json:"address,omitempty"`
+	Engine        string `json:"engine,omitempty"`
+	ServerVersion string `json:"server_version,omitempty"`
+	MemoryBytes   int64  `json:"memory_bytes,omitempty"` // what its keys took there, as it said (INFO memory)
+	CreatedMs     int64  `json:"created_ms,omitempty"`   // when the keys were read
+}
+
+// describeSource says where the keys come from, and the memory they took
+// there (the migration guide's INFO memory step).
+func describeSource(hdr format.Header) string {
+	var b strings.Builder
+	b.WriteString("source:")
+	if hdr.Engine != "" {
+		fmt.Fprintf(&b, " %s %s", hdr.Engine, hdr.ServerVersion)
+	}
+	if hdr.Source != "" {
+		fmt.Fprintf(&b, " at %s", hdr.Source)
+	}
+	if hdr.MemoryBytes > 0 {
+		fmt.Fprintf(&b, ", its keys took about %.1f MiB there (INFO memory)", float64(hdr.MemoryBytes)/(1<<20))
+	}
+	if hdr.CreatedMs > 0 {
+		fmt.Fprintf(&b, ", read %s", time.UnixMilli(hdr.CreatedMs).UTC().Format(time.RFC3339))
+	}
+	return b.String()
 }
 
 // countCommands counts, by name, the commands that follow in's records

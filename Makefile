@@ -43,6 +43,7 @@ test: deps
 	$(GO) run $(STATICCHECK) ./...
 	$(GO) test -run=NONE -fuzz=FuzzReader -fuzztime=$(TESTFUZZ) -fuzzminimizetime=100x ./format
 	$(GO) test -run=NONE -fuzz=FuzzDecoder -fuzztime=$(RDBTESTFUZZ) -fuzzminimizetime=100x ./rdb
+	$(GO) test -run=NONE -fuzz=FuzzSource -fuzztime=$(TESTFUZZ) -fuzzminimizetime=100x ./source/redisdump
 	$(GOTESTSUM) -- -count=1 -timeout 15m -race $(RACE_PKGS)
 	$(GOTESTSUM) -- -count=1 -timeout 30m ./...
 
@@ -61,6 +62,7 @@ bench: deps build
 fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzReader -fuzztime=$(FUZZTIME) -fuzzminimizetime=10s ./format
 	$(GO) test -run=NONE -fuzz=FuzzDecoder -fuzztime=$(FUZZTIME) -fuzzminimizetime=10s ./rdb
+	$(GO) test -run=NONE -fuzz=FuzzSource -fuzztime=$(FUZZTIME) -fuzzminimizetime=10s ./source/redisdump
 
 clean:
 	rm -rf bin

@@ -101,6 +101,7 @@ type scanner struct {
 	b     []byte
 	i     int
 	arena []byte
+	raw   bool // strings may hold bytes that are not UTF-8 (DecodeLoose)
 }
 
 // intern returns a string holding a copy of v, from the arena.
@@ -234,7 +235,7 @@ func (s *scanner) str() (string, error) {
 		c := s.b[s.i]
 		if c == '"' {
 			v := s.b[start:s.i]
-			if !utf8.Valid(v) {
+			if !s.raw && !utf8.Valid(v) {
 				return "", s.errorf("invalid UTF-8 in string")
 			}
 			s.i++
@@ -255,7 +256,7 @@ func (s *scanner) str() (string, error) {
 		switch {
 		case c == '"':
 			s.i++
-			if !utf8.Valid(buf) {
+			if !s.raw && !utf8.Valid(buf) {
 				return "", s.errorf("invalid UTF-8 in string")
 			}
 			return s.intern(buf), nil

@@ -347,6 +347,11 @@ func summary(st Stats, err error) string {
 	if st.Applied > 0 || st.Commands != nil {
 		fmt.Fprintf(&b, "; then applied %d commands%s", st.Applied, report.TypeCounts(st.Commands))
 	}
+	// Servers write expiries in milliseconds (PEXPIREAT); files of
+	// commands that other tools wrote (redis-dump-go) give whole seconds.
+	if n := st.Commands["EXPIREAT"] + st.Commands["EXPIRE"] + st.Commands["SETEX"]; n > 0 {
+		fmt.Fprintf(&b, "; %d EXPIRIES CAME IN WHOLE SECONDS (EXPIREAT, EXPIRE, SETEX): the file holds no milliseconds of them", n)
+	}
 	if st.ChangesNote != "" {
 		b.WriteString("; " + st.ChangesNote)
 	}

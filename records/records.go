@@ -125,16 +125,19 @@ type Stats struct {
 	TooBig       []string         `json:"left_out_too_big,omitempty"` // the first keys --max-key-bytes left out
 	// What an RDB file held that a server loading it would drop, or that
 	// no command can carry.
-	ExpiredFields  int64         `json:"skipped_expired_fields,omitempty"`    // hash fields whose expiry had passed
-	ModuleAux      []string      `json:"skipped_module_aux,omitempty"`        // modules whose auxiliary data (module state, not keys) was skipped
-	LengthMismatch []string      `json:"stream_length_mismatch,omitempty"`    // streams whose recorded length is not their entries' count (the first few)
-	LengthMisses   int64         `json:"stream_length_mismatches,omitempty"`  // how many
-	KeyMeta        int64         `json:"dropped_key_metadata,omitempty"`      // keys read without their module key metadata (--drop-key-metadata)
-	KeyMetaKeys    []string      `json:"dropped_key_metadata_keys,omitempty"` // the first few
-	EmptyKeys      int64         `json:"skipped_empty_keys,omitempty"`        // keys whose value held nothing, which no server holds
-	EmptyKeyNames  []string      `json:"skipped_empty_key_names,omitempty"`   // the first few
-	OddZipmaps     int64         `json:"zipmaps_count_255,omitempty"`         // zipmaps whose count byte is 255, read as their servers read them
-	Elapsed        time.Duration `json:"-"`
+	ExpiredFields  int64    `json:"skipped_expired_fields,omitempty"`    // hash fields whose expiry had passed
+	ModuleAux      []string `json:"skipped_module_aux,omitempty"`        // modules whose auxiliary data (module state, not keys) was skipped
+	LengthMismatch []string `json:"stream_length_mismatch,omitempty"`    // streams whose recorded length is not their entries' count (the first few)
+	LengthMisses   int64    `json:"stream_length_mismatches,omitempty"`  // how many
+	KeyMeta        int64    `json:"dropped_key_metadata,omitempty"`      // keys read without their module key metadata (--drop-key-metadata)
+	KeyMetaKeys    []string `json:"dropped_key_metadata_keys,omitempty"` // the first few
+	EmptyKeys      int64    `json:"skipped_empty_keys,omitempty"`        // keys whose value held nothing, which no server holds
+	EmptyKeyNames  []string `json:"skipped_empty_key_names,omitempty"`   // the first few
+	OddZipmaps     int64    `json:"zipmaps_count_255,omitempty"`         // zipmaps whose count byte is 255, read as their servers read them
+	// What a file of another tool could not carry.
+	RelativeTTL   int64         `json:"expiries_relative_seconds,omitempty"` // expiries in whole seconds relative to when the file was written, set from when it was read
+	Base64Strings int64         `json:"strings_from_base64,omitempty"`       // strings the file held as base64 (redis-dump -b)
+	Elapsed       time.Duration `json:"-"`
 }
 
 // Add adds o's counts to s.
@@ -163,6 +166,8 @@ func (s *Stats) Add(o *Stats) {
 	s.EmptyKeys += o.EmptyKeys
 	s.EmptyKeyNames = append(s.EmptyKeyNames, o.EmptyKeyNames...)
 	s.OddZipmaps += o.OddZipmaps
+	s.RelativeTTL += o.RelativeTTL
+	s.Base64Strings += o.Base64Strings
 	s.ModuleAux = append(s.ModuleAux, o.ModuleAux...)
 	s.LengthMismatch = append(s.LengthMismatch, o.LengthMismatch...)
 	s.KeyMetaKeys = append(s.KeyMetaKeys, o.KeyMetaKeys...)
@@ -224,6 +229,15 @@ func (s *Stats) Notes() string {
 	}
 	if s.OddZipmaps > 0 {
 		fmt.Fprintf(&b, "; read %d zipmaps whose count byte is 255 as the servers that wrote them did (Redis 7.0 and later refuse such a file)", s.OddZipmaps)
+	}
+	if s.From == "redis-dump" {
+		fmt.Fprintf(&b, "; a redis-dump (Ruby gem) file, whose format holds no streams, module types or hash field expiries")
+		if s.RelativeTTL > 0 {
+			fmt.Fprintf(&b, "; %d EXPIRIES ARE WHOLE SECONDS RELATIVE TO WHEN THE FILE WAS WRITTEN, which it does not record: set from when it was read, as the gem's own loader does, so each key lives that much longer than on its source", s.RelativeTTL)
+		}
+		if s.Base64Strings > 0 {
+			fmt.Fprintf(&b, "; %d strings read from base64 (written with redis-dump -b)", s.Base64Strings)
+		}
 	}
 	if s.KeyMeta > 0 {
 		fmt.Fprintf(&b, "; DROPPED the module key metadata of %d keys (--drop-key-metadata): %s", s.KeyMeta, strings.Join(s.KeyMetaKeys, "; "))

@@ -356,7 +356,7 @@ func Run(ctx context.Context, opts Options, in records.Input, w io.Writer) error
 	}
 	// What is not a key, and what an RDB file held already expired, so
 	// that a file with no keys still says what it holds.
-	if len(dbs) == 0 || src.Libraries > 0 || src.Expired > 0 || src.Unselected > 0 {
+	if len(dbs) == 0 || src.Libraries > 0 || src.Expired > 0 || src.Notes() != "" {
 		var keys int64
 		for _, d := range dbs {
 			keys += d.Keys
@@ -371,7 +371,7 @@ func Run(ctx context.Context, opts Options, in records.Input, w io.Writer) error
 			total += c
 		}
 		sort.Strings(names)
-		fmt.Fprintf(w, "then %d commands (an AOF's, after its base's keys):\n", total)
+		fmt.Fprintf(w, "then %d commands (RESP commands: an AOF's, after its base's keys, or a file of commands such as redis-dump-go writes):\n", total)
 		for _, n := range names {
 			fmt.Fprintf(w, "  %-20s %10d\n", n, commands[n])
 		}

@@ -1,5 +1,7 @@
 // Package pick chooses a source from the command line: a file (a crs
-// dump, zstd or plain, or an RDB file, told apart by their first bytes),
+// dump, zstd or plain, an RDB file, an AOF or a file of commands such as
+// redis-dump-go writes, or the JSON lines of the Ruby redis-dump gem,
+// told apart by their first bytes),
 // standard input, or, without either, the server the connection flags
 // name (one server or a cluster; read with SCAN or a snapshot). It is the
 // one place that knows every kind of source; consumers get a
@@ -12,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/progress"
@@ -22,6 +25,7 @@ import (
 	"github.com/crs-tool/crs/source/cluster"
 	"github.com/crs-tool/crs/source/dumpfile"
 	"github.com/crs-tool/crs/source/rdbfile"
+	"github.com/crs-tool/crs/source/redisdump"
 	"github.com/crs-tool/crs/source/scan"
 	"github.com/crs-tool/crs/source/snapshot"
 )
@@ -118,9 +122,12 @@ func (in *input) Header(ctx context.Context) (format.Header, error) {
 	}
 	defer done()
 	var h format.Header
-	if isRDB(br) {
+	switch {
+	case isRDB(br):
 		h, err = rdbfile.PeekHeader(br, in.Name())
-	} else {
+	case redisdump.Is(br):
+		h = redisdump.Header(in.Name(), time.Now().UnixMilli())
+	default:
 		h, err = dumpfile.PeekHeader(br)
 	}
 	return in.spec.Reshape.Header(h), err
@@ -141,8 +148,15 @@ func (in *input) Open(ctx context.Context, p *progress.Counter) (records.ReadClo
 	}
 	counted := &countingReader{r: br}
 	cbr := bufio.NewReaderSize(counted, 1<<20)
-	if isRDB(br) {
-		s := records.Open(ctx, rdbfile.New(cbr, in.rdbOptions()), p)
+	var src records.Source
+	switch {
+	case isRDB(br):
+		src = rdbfile.New(cbr, in.rdbOptions())
+	case redisdump.Is(br):
+		src = redisdump.New(cbr, in.Name(), time.Now().UnixMilli())
+	}
+	if src != nil {
+		s := records.Open(ctx, src, p)
 		return in.spec.shape(&closer{Wrapped: records.Wrapped{ReadCloser: s}, counted: counted, done: done}), nil
 	}
 	r, err := dumpfile.Open(cbr, p)

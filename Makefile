@@ -16,16 +16,34 @@ GOTESTSUM ?= $(GO) run gotest.tools/gotestsum@v1.13.0 --format testname
 # records' hand-over, the load), tested again under the race detector.
 RACE_PKGS ?= ./records ./livesync ./source/repl ./load ./target
 
-.PHONY: build test demo bench fuzz deps clean man
+.PHONY: build test demo bench fuzz deps clean man install
 
+# Where make build puts the binary; make install copies it to PREFIX.
+BINDIR ?= bin
+PREFIX ?= /usr/local
+
+# A static binary (no C library needed, so a copy runs on any Linux of
+# the same architecture), named crs, crsdump and crsload.
 build:
-	$(GO) build -buildvcs=auto -o bin/crs .
-	ln -f bin/crs bin/crsdump
-	ln -f bin/crs bin/crsload
+	@echo "building $(BINDIR)/crs (the first build fetches and compiles its Go modules: a minute or more)"
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=auto -o $(BINDIR)/crs .
+	ln -f $(BINDIR)/crs $(BINDIR)/crsdump
+	ln -f $(BINDIR)/crs $(BINDIR)/crsload
 
-# The manual page, from the CLI's own definitions.
+# The manual pages, section 1, from the CLI's own definitions.
 man: build
-	bin/crs man > bin/crs.1
+	$(BINDIR)/crs man > $(BINDIR)/crs.1
+	$(BINDIR)/crs man crsdump > $(BINDIR)/crsdump.1
+	$(BINDIR)/crs man crsload > $(BINDIR)/crsload.1
+
+# crs, crsdump and crsload (links to crs) in PREFIX/bin, their manual
+# pages in PREFIX/share/man/man1.
+install: man
+	install -d $(PREFIX)/bin $(PREFIX)/share/man/man1
+	install -m 0755 $(BINDIR)/crs $(PREFIX)/bin/crs
+	ln -sf crs $(PREFIX)/bin/crsdump
+	ln -sf crs $(PREFIX)/bin/crsload
+	install -m 0644 $(BINDIR)/crs.1 $(BINDIR)/crsdump.1 $(BINDIR)/crsload.1 $(PREFIX)/share/man/man1/
 
 deps:
 	@./scripts/deps.sh
@@ -49,7 +67,8 @@ test: deps
 
 # Two throwaway servers, a guide-shaped keyspace, dump, load, counts.
 demo: deps build
-	$(GO) run ./internal/cmd/demo -bin bin
+	@echo "starting the demo (go run compiles it first)"
+	$(GO) run ./internal/cmd/demo -bin $(BINDIR)
 
 # Go benchmarks of the format, then the tools on throwaway servers: peak
 # RSS while moving huge keys (make bench SCALE=0.1 for a quick run).

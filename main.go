@@ -155,6 +155,23 @@ type usageError struct{ error }
 
 func (e usageError) Unwrap() error { return e.error }
 
+// exitCodes says what each code exitCode returns means, for the manual
+// pages; the README's table says the same at length.
+var exitCodes = []struct {
+	code    int
+	meaning string
+}{
+	{0, "success"},
+	{1, "a failure not listed below (a command the server refused, an I/O error)"},
+	{2, "bad usage: an unknown flag, a bad option value, a URL that does not parse"},
+	{3, "bad input: not a dump, corrupt zstd, a malformed, truncated or altered dump (the line is named), a corrupt RDB file (its offset is named), a malformed AOF"},
+	{4, "refused: the pre-flight found problems (the target holds keys, lacks a command or a database the data needs, has too little memory), or crs sync cannot go on (no backlog for its position, another sync writes to the target, a demoted source, no cutover within --cutover-timeout)"},
+	{5, "cannot connect or authenticate; the server refuses replication"},
+	{6, "differences found: crs verify, crsload --verify, or every check of a crs sync cutover"},
+	{7, "crs sync lost its replication link; the same command continues where the source's backlog still holds its position"},
+	{130, "interrupted (Ctrl-C, SIGTERM)"},
+}
+
 func exitCode(ctx context.Context, err error) int {
 	var (
 		rdbErr    *rdb.Error

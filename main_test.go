@@ -208,12 +208,48 @@ COMP_WORDS=(crs load --allow-t); COMP_CWORD=2; _crs; echo "load: ${COMPREPLY[*]}
 	for _, tt := range []struct{ cmd, want string }{
 		{"crs completion zsh", "#compdef crs crsdump crsload"},
 		{"crs completion fish", "complete -c crs"},
+		{"crs completion fish", "complete -c crsdump -l rename -r -d "},
+		{"crs completion fish", "complete -c crsload -l allow-truncated -d "},
 		{"crs man", ".SH NAME"},
+		{"crs man", ".TH crs 1"},
 		{"crs man", "--rename"},
+		{"crs man", ".SH EXIT STATUS"},
+		{"crs man crsdump", ".TH crsdump 1"},
+		{"crs man crsload", ".B 130"},
+		{"crs man crsload", "crsload --dry-run"},
 	} {
 		if out, code := e2e.Sh(t, dir, tt.cmd); code != 0 || !strings.Contains(out, tt.want) {
 			t.Errorf("%s: exit %d, no %q", tt.cmd, code, tt.want)
 		}
+	}
+	// The manual's exit codes are the README's.
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, _ := strings.Cut(string(readme), "\n## Exit codes\n")
+	table, _, _ = strings.Cut(table, "\n## ")
+	var inREADME, inMan []string
+	for _, line := range strings.Split(table, "\n") {
+		if f := strings.Split(line, "|"); len(f) > 2 && strings.TrimSpace(f[1]) != "" && strings.Trim(strings.TrimSpace(f[1]), "0123456789") == "" {
+			inREADME = append(inREADME, strings.TrimSpace(f[1]))
+		}
+	}
+	out, _ = e2e.Sh(t, dir, "crs man")
+	for _, line := range strings.Split(out, "\n") {
+		if code, ok := strings.CutPrefix(line, ".B "); ok && strings.Trim(code, "0123456789") == "" {
+			inMan = append(inMan, code)
+		}
+	}
+	if len(inMan) < 9 || strings.Join(inMan, " ") != strings.Join(inREADME, " ") {
+		t.Errorf("exit codes: the manual has %v, the README %v", inMan, inREADME)
+	}
+	// Fish showed urfave/cli's backticks; bash offered --help twice.
+	if out, _ := e2e.Sh(t, dir, "crs completion fish"); strings.Contains(out, "`") {
+		t.Errorf("fish completion shows backticks:\n%s", e2e.LineWith(out, "`"))
+	}
+	if out, _ := e2e.Sh(t, dir, "crs completion bash"); strings.Contains(out, "--help --help") {
+		t.Errorf("bash completion offers --help twice:\n%s", e2e.LineWith(out, "--help --help"))
 	}
 	if out, code := e2e.Sh(t, dir, "crs completion tcsh"); code != 2 {
 		t.Errorf("crs completion tcsh: exit %d\n%s", code, out)

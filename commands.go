@@ -32,8 +32,21 @@ func newApp() *cli.App {
 		OnUsageError:    onUsage,
 		// main answers --version before the commands run; this shows it.
 		Flags:    []cli.Flag{&cli.BoolFlag{Name: "version", Usage: "print the version and the git revision it was built from (crs, crsdump and crsload alike)"}},
-		Commands: []*cli.Command{dumpCommand(), loadCommand(), statsCommand(), verifyCommand(), syncCommand(), completionCommand(), manCommand()},
+		Commands: logged(dumpCommand(), loadCommand(), statsCommand(), verifyCommand(), syncCommand(), completionCommand(), manCommand()),
 	}
+}
+
+// logged gives the commands that write to standard error --log-format,
+// set before they run.
+func logged(cmds ...*cli.Command) []*cli.Command {
+	for _, c := range cmds {
+		switch c.Name {
+		case "dump", "load", "stats", "verify", "sync":
+			c.Flags = append(c.Flags, &cli.StringFlag{Name: "log-format", Usage: "the lines on stderr as a log: text (each stamped with its time, RFC 3339 in ms) or json (one object a line: time, level, tool, msg); the default is text where stderr is not a terminal", Destination: &logFormat})
+			c.Before = func(c *cli.Context) error { return setLog(c.Command.Name) }
+		}
+	}
+	return cmds
 }
 
 // onUsage marks a mistake in the command line for the exit code.
@@ -52,12 +65,14 @@ func dumpCommand() *cli.Command {
 	from.Scan.KeysKnown = memlimit.Set
 	var sel selectFlags
 	var maxCPU float64
+	var mf metricsFlags
+	var summary summaryFlag
 	return &cli.Command{
 		Name:         "dump",
 		Usage:        "write every key of a server as JSON lines, zstd-compressed, to stdout or -o FILE",
 		UsageText:    "crsdump [options] > FILE.jsonl.zst\ncrs dump [options] -o FILE.jsonl.zst",
 		OnUsageError: onUsage,
-		Flags: append(append(connFlags(&from.Scan.Conn, "dump only this database (a database in the URL does the same)", "every database"), sel.flags()...),
+		Flags: append(append(append(append(connFlags(&from.Scan.Conn, "dump only this database (a database in the URL does the same)", "every database"), sel.flags()...), mf.flags(false)...), summary.flag()),
 			&cli.StringFlag{Name: "input", Aliases: []string{"i", "rdb"}, Usage: "read this `FILE` (- for stdin) instead of a server: an RDB file (a backup, of any Redis or Valkey version) to convert, or a dump to check or recompress", Destination: &from.File},
 			&cli.BoolFlag{Name: "drop-key-metadata", Usage: "of an RDB file or snapshot: read keys that carry module key metadata (Redis 8.6) without it, counting them, instead of failing", Destination: &from.RDB.DropKeyMeta},
 			&cli.BoolFlag{Name: "skip-functions", Usage: "of a server: dump the keys without its function libraries (for an ACL user without +function|list)", Destination: &from.Scan.SkipFunctions},
@@ -83,6 +98,13 @@ func dumpCommand() *cli.Command {
 			if c.NArg() > 0 {
 				return usageError{fmt.Errorf("unexpected argument %q (the dump goes to stdout or -o FILE)", c.Args().First())}
 			}
+			opts.Counter = &progress.Counter{}
+			var stop func()
+			var err error
+			if opts.Summary, stop, err = mf.watch(c.Context, "crsdump", counterEndpoint("dump", opts.Counter), &summary); err != nil {
+				return err
+			}
+			defer stop()
 			if err := sel.into(&from); err != nil {
 				return err
 			}
@@ -97,7 +119,7 @@ func dumpCommand() *cli.Command {
 			}
 			in := pick.Open(from)
 			defer in.Close()
-			return dump.Run(c.Context, in, opts, os.Stdout, os.Stderr)
+			return dump.Run(c.Context, in, opts, os.Stdout, stderr)
 		},
 	}
 }
@@ -109,12 +131,14 @@ func loadCommand() *cli.Command {
 	from := pick.NewSpec()
 	var sel selectFlags
 	var verifyAfterLoad bool
+	var mf metricsFlags
+	var summary summaryFlag
 	return &cli.Command{
 		Name:         "load",
 		Usage:        "replay a dump (zstd or plain, from FILE or stdin) into a server",
 		UsageText:    "crsload [options] < FILE.jsonl.zst\ncrs load [options] FILE.jsonl.zst",
 		OnUsageError: onUsage,
-		Flags: append(append(connFlags(&loadOpts.Conn, "load every record into this database (a database in the URL does the same)", "each record's own"), sel.flags()...),
+		Flags: append(append(append(append(connFlags(&loadOpts.Conn, "load every record into this database (a database in the URL does the same)", "each record's own"), sel.flags()...), mf.flags(false)...), summary.flag()),
 			&cli.StringFlag{Name: "ttl", Value: loadOpts.TTL, Usage: "keep (expire at the same instant), shift (by the time since the dump) or none", Destination: &loadOpts.TTL},
 			&cli.BoolFlag{Name: "replace", Usage: "delete a key that exists in the target before writing it", Destination: &loadOpts.Replace},
 			&cli.BoolFlag{Name: "skip-existing", Usage: "leave a key that exists in the target as it is", Destination: &loadOpts.SkipExisting},
@@ -171,16 +195,22 @@ func loadCommand() *cli.Command {
 				return err
 			}
 			loadOpts.Checkpoint = checkpoint
+			loadOpts.Counter = &progress.Counter{}
+			var stop func()
+			if loadOpts.Summary, stop, err = mf.watch(c.Context, "crsload", counterEndpoint("load", loadOpts.Counter), &summary); err != nil {
+				return err
+			}
+			defer stop()
 			shareCores(loadOpts.Conn)
 			in := pick.Open(from)
 			defer in.Close()
-			if err := load.Run(c.Context, loadOpts, in, os.Stderr); err != nil || !verifyAfterLoad {
+			if err := load.Run(c.Context, loadOpts, in, stderr); err != nil || !verifyAfterLoad {
 				return err
 			}
 			vo := verify.NewOptions()
 			vo.Target = loadOpts.Conn
 			vo.Progress, vo.Quiet = loadOpts.Progress, loadOpts.Quiet
-			return verify.Run(c.Context, vo, in, os.Stderr)
+			return verify.Run(c.Context, vo, in, stderr)
 		},
 	}
 }
@@ -225,12 +255,14 @@ func verifyCommand() *cli.Command {
 	verifyOpts := verify.NewOptions()
 	from := pick.NewSpec()
 	var sel selectFlags
+	var summary summaryFlag
 	return &cli.Command{
 		Name:         "verify",
 		Usage:        "check that a server holds every key of a dump (or of another server) with the same type, value and expiry",
 		UsageText:    "crs verify [options] -u TARGET_URL FILE\ncrs verify --source URL --target URL",
 		OnUsageError: onUsage,
-		Flags: append(append(append(connFlags(&verifyOpts.Target, "the target database to check every record against", "each record's own"), sel.flags()...), sourceConnFlags(&from.Scan.Conn)...),
+		Flags: append(append(append(append(connFlags(&verifyOpts.Target, "the target database to check every record against", "each record's own"), sel.flags()...), sourceConnFlags(&from.Scan.Conn)...), summary.flag()),
+			&cli.BoolFlag{Name: "json", Usage: "print the summary (and the differences it lists) as one JSON object (on stderr)", Destination: &verifyOpts.JSON},
 			&cli.StringFlag{Name: "target", Usage: "the server to check (the same as -u)", Destination: &verifyOpts.Target.URL},
 			&cli.StringFlag{Name: "source", Usage: "compare against this server's keys instead of a dump file", Destination: &from.Scan.Conn.URL},
 			&cli.DurationFlag{Name: "tolerance", Value: verifyOpts.Tolerance, Usage: "how far apart two expiries may be and still match", Destination: &verifyOpts.Tolerance},
@@ -255,9 +287,14 @@ func verifyCommand() *cli.Command {
 			if err := progress.CheckMode(verifyOpts.Progress); err != nil {
 				return usageError{err}
 			}
+			var err error
+			if verifyOpts.Summary, err = summary.open(); err != nil {
+				return err
+			}
+			defer summary.close()
 			in := pick.Open(from)
 			defer in.Close()
-			return verify.Run(c.Context, verifyOpts, in, os.Stderr)
+			return verify.Run(c.Context, verifyOpts, in, stderr)
 		},
 	}
 }

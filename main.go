@@ -19,6 +19,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -30,9 +32,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 
 	"github.com/crs-tool/crs/dump"
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/logline"
 	"github.com/crs-tool/crs/internal/memlimit"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/livesync"
@@ -74,11 +78,52 @@ func main() {
 	stopProfile()
 	switch {
 	case err != nil && ctx.Err() != nil:
-		fmt.Fprintf(os.Stderr, "%s: interrupted\n", name)
+		logError(fmt.Sprintf("%s: interrupted", name))
 	case err != nil:
-		fmt.Fprintf(os.Stderr, "%s: %v%s\n", name, err, redisconn.ACLHint(err))
+		logError(fmt.Sprintf("%s: %v%s", name, err, redisconn.ACLHint(err)))
+	}
+	if lw, ok := stderr.(*logline.Writer); ok {
+		lw.Flush()
 	}
 	os.Exit(exitCode(ctx, err))
+}
+
+// stderr is where the commands write their progress, warnings and
+// summaries: standard error, or a log of it (setLog).
+var (
+	stderr    io.Writer = os.Stderr
+	logFormat string
+)
+
+// setLog makes stderr a log as --log-format says: text or json; by
+// default text where standard error is not a terminal (a file, a pipe, a
+// container's log), where a person does not watch a bar.
+func setLog(cmd string) error {
+	tool := "crs " + cmd
+	if n := filepath.Base(os.Args[0]); n == "crsdump" || n == "crsload" {
+		tool = n
+	}
+	switch logFormat {
+	case "":
+		if term.IsTerminal(int(os.Stderr.Fd())) {
+			return nil
+		}
+		stderr = logline.New(os.Stderr, logline.Text, tool)
+	case logline.Text, logline.JSON:
+		stderr = logline.New(os.Stderr, logFormat, tool)
+	default:
+		return usageError{fmt.Errorf("--log-format must be text or json, not %q", logFormat)}
+	}
+	return nil
+}
+
+// logError writes the line that ends a failed run, as an error of the log.
+func logError(line string) {
+	if lw, ok := stderr.(*logline.Writer); ok {
+		lw.Log(slog.LevelError, line)
+		return
+	}
+	fmt.Fprintln(stderr, line)
 }
 
 // helpAndCommand reads what comes before a command: crs help [COMMAND]

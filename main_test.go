@@ -102,6 +102,10 @@ func TestExitCodes(t *testing.T) {
 		{"stats, flags after the file", `crs stats good.zst --top 5 --json`, 0, `"biggest_keys"`},
 		{"verify, flags after the file", `crs verify good.zst -u ` + src.URL, 0, "1 keys checked, 0 differences"},
 		{"two files", `crs stats good.zst --top 5 good.zst`, 2, "one dump FILE at most"},
+		{"verify --json", `crs verify --json good.zst -u ` + src.URL, 0, `"tool":"crs verify","ok":true,"keys":1,`},
+		{"load --summary-json", `crsload -q --skip-existing --summary-json s.json -u ` + src.URL + ` good.zst && cat s.json`, 0, `"skipped_existing":1`},
+		{"a bad --log-format", `crs stats --log-format xml good.zst`, 2, "--log-format must be text or json"},
+		{"plain lines carry their time", `crsload --log-format text --skip-existing -u ` + src.URL + ` good.zst`, 0, "Z crsload: loaded 0 keys"},
 		// What a newcomer types first.
 		{"crs help", `crs help`, 0, "COMMANDS:"},
 		{"crs help sync", `crs help sync`, 0, "--cutover"},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/crs-tool/crs/internal/keyset"
 	"github.com/crs-tool/crs/internal/memlimit"
+	"github.com/crs-tool/crs/internal/metrics"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/livesync"
 	"github.com/crs-tool/crs/source/pick"
@@ -32,6 +33,8 @@ func syncCommand() *cli.Command {
 	var replace, verifyAll bool
 	var spool string
 	mode := "auto"
+	var mf metricsFlags
+	var summary summaryFlag
 	return &cli.Command{
 		Name:  "sync",
 		Usage: "keep a target in step with a source that takes writes (a replication snapshot, then its write stream), then cut over with a write pause",
@@ -39,7 +42,7 @@ func syncCommand() *cli.Command {
 			"kill -USR1 <pid of crs sync>   # cut over a running sync once in step\n" +
 			"kill -USR2 <pid of crs sync>   # rehearse: pause, check, end the pause, go on",
 		OnUsageError: onUsage,
-		Flags: append(append(append(connFlags(&opts.Load.Conn, "sync every database into this one of the target", "each database its own"), sel.flags()...), sourceConnFlags(&src)...),
+		Flags: append(append(append(append(connFlags(&opts.Load.Conn, "sync every database into this one of the target", "each database its own"), sel.flags()...), sourceConnFlags(&src)...),
 			&cli.StringFlag{Name: "target", Usage: "the server to keep in step (the same as -u)", Destination: &opts.Load.Conn.URL},
 			&cli.StringFlag{Name: "source", Usage: "the server to copy, which may go on taking writes: `URL` (it must allow PSYNC)", Destination: &src.URL, Required: true},
 			&cli.StringFlag{Name: "mode", Value: mode, Usage: "replication (PSYNC: a snapshot, then the write stream; exactly once), notify (SCAN, then every key its keyspace notifications name read again: for sources that refuse replication, such as managed services) or auto (replication where the source allows it)", Destination: &mode},
@@ -60,11 +63,24 @@ func syncCommand() *cli.Command {
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors", Destination: &opts.Quiet},
 			progressFlag(&opts.Progress, "second"),
 			&cli.BoolFlag{Name: "json", Usage: "print progress and the summary as JSON lines (on stderr)", Destination: &opts.JSON},
-		),
+		), append(mf.flags(true), summary.flag())...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usageError{fmt.Errorf("crs sync takes no file (found %q): --source names the server", c.Args().First())}
 			}
+			board := livesync.NewBoard()
+			opts.Board = board
+			var stop func()
+			var err error
+			opts.Summary, stop, err = mf.watch(c.Context, "crs sync", metrics.Endpoint{
+				Collectors: []metrics.Collector{board.Collector()},
+				Status:     func() any { return board.Status() },
+				Health:     func() error { return board.Healthy(mf.maxLag, 3*opts.Every+10*time.Second) },
+			}, &summary)
+			if err != nil {
+				return err
+			}
+			defer stop()
 			if err := sel.into(&from); err != nil {
 				return err
 			}
@@ -77,9 +93,9 @@ func syncCommand() *cli.Command {
 			opts.Load.ProbeKeys, opts.Load.ProbeAny = from.Select.ProbeKeysAs(from.Reshape)
 			opts.Load.SkipUnsupported = opts.SkipUnsupported
 			opts.Load.Replace = replace
-			var stop func()
-			opts.CutoverNow, opts.Rehearse, stop = syncSignals()
-			defer stop()
+			var stopSignals func()
+			opts.CutoverNow, opts.Rehearse, stopSignals = syncSignals()
+			defer stopSignals()
 			if verifyAll {
 				opts.VerifyAll = func(ctx context.Context) error {
 					spec := pick.NewSpec()
@@ -89,7 +105,7 @@ func syncCommand() *cli.Command {
 					defer in.Close()
 					vo := verify.NewOptions()
 					vo.Target, vo.Quiet, vo.Progress = opts.Load.Conn, opts.Quiet, opts.Progress
-					return verify.Run(ctx, vo, in, os.Stderr)
+					return verify.Run(ctx, vo, in, stderr)
 				}
 			}
 			shareCores(opts.Load.Conn)
@@ -135,7 +151,7 @@ func syncSignals() (cutover, rehearse <-chan struct{}, stop func()) {
 
 // runSync finds where the target stands, opens the link and syncs.
 func runSync(ctx context.Context, opts livesync.Options, src redisconn.Options, from pick.Spec, replace bool, spool, mode string) (err error) {
-	release, err := livesync.Claim(ctx, opts, os.Stderr)
+	release, err := livesync.Claim(ctx, opts, stderr)
 	if err != nil {
 		return err
 	}
@@ -216,7 +232,7 @@ func runSync(ctx context.Context, opts livesync.Options, src redisconn.Options, 
 		link, err := repl.Dial(ctx, repl.Options{Conn: n.conn, Dir: spool, Idle: linkIdle(opts.Load.Conn.Timeout)}, resume)
 		if errors.Is(err, repl.ErrRefused) && mode == "auto" && held == 0 && i == 0 {
 			if !opts.Quiet && !opts.JSON {
-				fmt.Fprintf(os.Stderr, "crs sync: %v\ncrs sync: so it syncs by keyspace notifications (--mode notify: convergence once writes pause, proved at the cutover; --mode replication stops here instead)\n", err)
+				fmt.Fprintf(stderr, "crs sync: %v\ncrs sync: so it syncs by keyspace notifications (--mode notify: convergence once writes pause, proved at the cutover; --mode replication stops here instead)\n", err)
 			}
 			return runNotify(ctx, opts, src, server, from, replace)
 		}
@@ -236,7 +252,7 @@ func runSync(ctx context.Context, opts livesync.Options, src redisconn.Options, 
 		}
 		shards = append(shards, sh)
 	}
-	return livesync.Run(ctx, opts, shards, server, os.Stderr)
+	return livesync.Run(ctx, opts, shards, server, stderr)
 }
 
 // runNotify syncs by keyspace notifications: it turns them on where they
@@ -263,7 +279,7 @@ func runNotify(ctx context.Context, opts livesync.Options, src redisconn.Options
 		defer server.RestoreNotifications(context.WithoutCancel(ctx), *restore)
 	}
 	if !opts.Quiet && !opts.JSON {
-		fmt.Fprintf(os.Stderr, "crs sync: %s\n", said)
+		fmt.Fprintf(stderr, "crs sync: %s\n", said)
 	}
 	if replace {
 		if err := flushTarget(ctx, opts.Load.Conn); err != nil {
@@ -292,13 +308,13 @@ func runNotify(ctx context.Context, opts livesync.Options, src redisconn.Options
 	from.File, from.Scan.Conn, from.Scan.AllowChanging = "", src, true
 	in := pick.Open(from)
 	defer in.Close()
-	return livesync.RunNotify(ctx, opts, in, server, notifications{sub}, os.Stderr)
+	return livesync.RunNotify(ctx, opts, in, server, notifications{sub}, stderr)
 }
 
 // say prints a line of crs sync's, where one is said and it may speak.
 func say(opts livesync.Options, line string) {
 	if line != "" && !opts.Quiet && !opts.JSON {
-		fmt.Fprintln(os.Stderr, line)
+		fmt.Fprintln(stderr, line)
 	}
 }
 

@@ -24,6 +24,9 @@ import (
 
 // Options configure crsdump's output. NewOptions holds the defaults.
 type Options struct {
+	// Summary, if not nil, gets the summary as one JSON object at the
+	// end (--summary-json), whatever is printed.
+	Summary io.Writer
 	// Output is a file to write; empty or "-" means standard output.
 	Output string
 	// Compress is "zstd" or "none".
@@ -141,13 +144,17 @@ func Run(ctx context.Context, in records.Input, opts Options, stdout, stderr io.
 			err = fmt.Errorf("write %s: %w", opts.Output, err)
 		}
 	}
+	sum := struct {
+		Stats
+		Written int64   `json:"written_bytes"`
+		Seconds float64 `json:"seconds"`
+	}{st, compressed.n, st.Elapsed.Seconds()}
+	if opts.Summary != nil {
+		report.JSON(opts.Summary, "crsdump", sum, err)
+	}
 	switch {
 	case opts.JSON:
-		report.JSON(stderr, "crsdump", struct {
-			Stats
-			Written int64   `json:"written_bytes"`
-			Seconds float64 `json:"seconds"`
-		}{st, compressed.n, st.Elapsed.Seconds()}, err)
+		report.JSON(stderr, "crsdump", sum, err)
 	case !opts.Quiet && (err == nil || st.Records > 0):
 		// A failure before the first record is its cause alone, one line.
 		fmt.Fprintln(stderr, summary(st, compressed.n, err))

@@ -23,6 +23,7 @@ package livesync
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 
 	"github.com/crs-tool/crs/internal/progress"
@@ -99,6 +100,9 @@ type Position struct {
 
 // Options configure a sync.
 type Options struct {
+	// Summary, if not nil, gets the summary as one JSON object at the
+	// end (--summary-json), whatever is printed.
+	Summary io.Writer
 	// Load is what the snapshot is loaded with, and names the target.
 	Load load.Options
 	// Select chooses what is synced: its DBs (none: every database), and
@@ -140,6 +144,9 @@ type Options struct {
 	Progress string
 	JSON     bool
 	Quiet    bool
+	// Board, if not nil, is kept up to date each tick, for metrics and
+	// a status page.
+	Board *Board
 	// Every is how often a progress line is printed.
 	Every time.Duration
 }

@@ -2,9 +2,13 @@ package livesync
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +17,7 @@ import (
 	"github.com/crs-tool/crs/internal/redistest"
 	"github.com/crs-tool/crs/internal/resp"
 	"github.com/crs-tool/crs/records"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func cmd(db int, end int64, args ...string) *records.Command {
@@ -232,5 +237,40 @@ func TestExpiryWatch(t *testing.T) {
 	w.close(ctx)
 	if v, _ := c.ConfigGet(ctx, "notify-keyspace-events").Result(); v["notify-keyspace-events"] != "" {
 		t.Errorf("notify-keyspace-events left at %q", v["notify-keyspace-events"])
+	}
+}
+
+// TestDashboard: contrib/grafana/crs-sync.json is valid JSON, and every
+// crs_sync_ metric its panels query is one the board serves.
+func TestDashboard(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "contrib", "grafana", "crs-sync.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(b, &dash); err != nil || len(dash.Panels) == 0 {
+		t.Fatalf("dashboard: %v, %d panels", err, len(dash.Panels))
+	}
+	served := map[string]bool{}
+	ch := make(chan *prometheus.Desc, 64)
+	NewBoard().Collector().Describe(ch)
+	close(ch)
+	for d := range ch {
+		name := regexp.MustCompile(`fqName: "([a-z_]+)"`).FindStringSubmatch(d.String())
+		served[name[1]] = true
+	}
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, m := range regexp.MustCompile(`crs_sync_[a-z_]+`).FindAllString(tg.Expr, -1) {
+				if !served[m] {
+					t.Errorf("panel %q queries %s, which crs does not serve", p.Title, m)
+				}
+			}
+		}
 	}
 }

@@ -38,6 +38,7 @@ var ErrLostNotifications = errors.New("keyspace notifications were lost")
 // be stale: crs sync --replace starts over).
 func RunNotify(ctx context.Context, opts Options, copy records.Input, src Source, sub Notifications, stderr io.Writer) (err error) {
 	defer sub.Close()
+	defer func() { opts.Board.end(err) }()
 	a := &applier{opts: opts, src: src, out: stderr, began: time.Now(), notify: true,
 		changed: map[dbKey]int64{}, infos: map[string]*cmdInfo{},
 		st: Stats{ByCommand: map[string]int64{}, Skipped: map[string]int64{}}}
@@ -175,6 +176,7 @@ func (a *applier) notified(ctx context.Context, d *dirtySet, sub Notifications) 
 				a.say("crs sync: in sync: %d keys wait to be read again, the oldest for %d ms, %.1fs after the start", waiting, behind.Milliseconds(), time.Since(a.began).Seconds())
 			}
 			a.showStats(a.st)
+			a.opts.Board.update([]LinkStats{{Link: "notifications", Stats: a.st}}, a.st)
 			behind = 0
 			rehearse, start, err := w.ready(a.st)
 			if err != nil {

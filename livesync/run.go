@@ -294,6 +294,9 @@ func (a *applier) say(format string, args ...any) {
 // (where says the offsets of every master).
 func (a *applier) finishWith(st Stats, pos Position, where string, err error) {
 	st.Offset = pos.Offset
+	if a.opts.Summary != nil {
+		report.JSON(a.opts.Summary, "crs sync", st, err)
+	}
 	if a.opts.JSON {
 		report.JSON(a.out, "crs sync", st, err)
 		return

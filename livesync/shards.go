@@ -39,6 +39,7 @@ type Shard struct {
 // and waits for each link to reach that master's offset. It prints
 // progress and a summary to stderr.
 func Run(ctx context.Context, opts Options, shards []Shard, src Source, stderr io.Writer) (err error) {
+	defer func() { opts.Board.end(err) }()
 	c := &controller{opts: opts, src: src, out: stderr, began: time.Now()}
 	c.mode = progress.Resolve(opts.Progress, stderr)
 	if opts.Quiet {
@@ -180,6 +181,7 @@ func (c *controller) control(ctx context.Context) error {
 		case <-tick.C:
 			st := c.stats()
 			c.a.showStats(st)
+			c.publish(st)
 			if st.InSync && !c.wasInSync {
 				c.wasInSync = true
 				c.a.say("crs sync: in sync: lag %d ms at offset %d (%d bytes on the wire), %.1fs after the start", st.LagMs, st.Offset, st.LagBytes, time.Since(c.began).Seconds())
@@ -192,6 +194,7 @@ func (c *controller) control(ctx context.Context) error {
 				continue
 			}
 			done, err := c.cutover(ctx, rehearse)
+			c.publish(c.stats())
 			if done {
 				return nil
 			}
@@ -277,6 +280,20 @@ func (c *controller) route(k dbKey) int {
 		}
 	}
 	return -1
+}
+
+// publish puts each link's progress and st, the sum, on the board.
+func (c *controller) publish(st Stats) {
+	if c.opts.Board == nil {
+		return
+	}
+	links := make([]LinkStats, len(c.shards))
+	for i, a := range c.shards {
+		a.mu.Lock()
+		links[i] = LinkStats{Link: a.srcKey, Stats: a.shown}
+		a.mu.Unlock()
+	}
+	c.opts.Board.update(links, st)
 }
 
 // stats adds up the shards' progress.

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -43,7 +44,10 @@ const (
 
 // Options configure a load. NewOptions holds the defaults.
 type Options struct {
-	Conn redisconn.Options
+	// Summary, if not nil, gets the summary as one JSON object at the
+	// end (--summary-json), whatever is printed.
+	Summary io.Writer
+	Conn    redisconn.Options
 	// TTL is TTLKeep, TTLShift or TTLNone. It applies to hash field
 	// expiries too.
 	TTL string

@@ -77,6 +77,9 @@ func Run(ctx context.Context, opts Options, in records.Input, stderr io.Writer) 
 	stopProgress()
 	st.Bytes, st.Source = src.InputBytes, src
 	st.Expired += src.Expired // keys an RDB file held already expired
+	if opts.Summary != nil {
+		writeJSON(opts.Summary, st, err)
+	}
 	switch {
 	case opts.JSON:
 		writeJSON(stderr, st, err)

@@ -21,12 +21,16 @@ import (
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/internal/report"
 	"github.com/crs-tool/crs/internal/rtype"
 	"github.com/crs-tool/crs/records"
 )
 
 // Options configure a verification. NewOptions holds the defaults.
 type Options struct {
+	// Summary, if not nil, gets the summary as one JSON object at the
+	// end (--summary-json), whatever is printed.
+	Summary io.Writer
 	// Target is the server checked.
 	Target redisconn.Options
 	// Tolerance is how far apart two expiries may be and still match.
@@ -41,6 +45,8 @@ type Options struct {
 	// Counter, if not nil, counts the keys checked, of the total the
 	// dump's header gives.
 	Counter *progress.Counter
+	// JSON prints the result as one JSON object instead of lines.
+	JSON bool
 }
 
 // NewOptions returns the defaults.
@@ -59,12 +65,12 @@ var ErrDifferent = errors.New("the target differs")
 
 // Result counts what a verification found.
 type Result struct {
-	Keys        int64 // keys checked
-	Libraries   int64 // function libraries checked
-	Differences int64
-	Missing     int64 // keys absent from the target
-	Expired     int64 // keys whose expiry passed since they were read (a dump, or a live source): not differences
-	Shown       []string
+	Keys        int64    `json:"keys"`                    // keys checked
+	Libraries   int64    `json:"function_libraries"`      // function libraries checked
+	Differences int64    `json:"differences"`             // keys that differ, missing ones included
+	Missing     int64    `json:"keys_missing"`            // keys absent from the target
+	Expired     int64    `json:"keys_expired_since_read"` // keys whose expiry passed since they were read (a dump, or a live source): not differences
+	Shown       []string `json:"shown"`                   // the first differences, described
 }
 
 // Run verifies that the target holds what in (a dump file, an RDB file,
@@ -93,6 +99,16 @@ func Run(ctx context.Context, opts Options, in records.Input, w io.Writer) error
 		}
 	}
 	stopProgress()
+	if err == nil && res.Differences > 0 {
+		err = fmt.Errorf("%w: %d differences", ErrDifferent, res.Differences)
+	}
+	if opts.Summary != nil {
+		report.JSON(opts.Summary, "crs verify", res, err)
+	}
+	if opts.JSON {
+		report.JSON(w, "crs verify", res, err)
+		return err
+	}
 	if !opts.Quiet {
 		for _, d := range res.Shown {
 			fmt.Fprintln(w, d)
@@ -105,7 +121,7 @@ func Run(ctx context.Context, opts Options, in records.Input, w io.Writer) error
 		return err // a failure before the first key is its cause alone, one line
 	}
 	status := "crs verify: "
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrDifferent) {
 		status = "crs verify: FAILED after " // the summary counts only what was checked
 	}
 	libs := ""
@@ -114,9 +130,6 @@ func Run(ctx context.Context, opts Options, in records.Input, w io.Writer) error
 	}
 	fmt.Fprintf(w, "%s%d keys%s checked, %d differences (%d keys missing), %d keys expired since they were read (not differences)\n",
 		status, res.Keys, libs, res.Differences, res.Missing, res.Expired)
-	if err == nil && res.Differences > 0 {
-		err = fmt.Errorf("%w: %d differences", ErrDifferent, res.Differences)
-	}
 	return err
 }
 

@@ -46,6 +46,14 @@ func (c *Counter) SetTotal(n int64) {
 	}
 }
 
+// Total is the number of keys expected, 0 when unknown.
+func (c *Counter) Total() int64 {
+	if c == nil {
+		return 0
+	}
+	return c.total.Load()
+}
+
 // Done is the number of keys counted so far.
 func (c *Counter) Done() int64 {
 	if c == nil {

@@ -8,16 +8,19 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"time"
 )
 
-// JSON writes one line holding a JSON object: "tool", "ok", "error" (on
-// failure), then the fields of v, a struct, in its order.
+// JSON writes one line holding a JSON object: "time" (RFC 3339 in ms),
+// "tool", "ok", "error" (on failure), then the fields of v, a struct, in
+// its order.
 func JSON(w io.Writer, tool string, v any, err error) {
 	head := struct {
+		Time  string `json:"time"`
 		Tool  string `json:"tool"`
 		OK    bool   `json:"ok"`
 		Error string `json:"error,omitempty"`
-	}{Tool: tool, OK: err == nil}
+	}{Time: time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"), Tool: tool, OK: err == nil}
 	if err != nil {
 		head.Error = err.Error()
 	}

@@ -74,6 +74,25 @@ func fillStreams(t *testing.T, s *redisserver.Server) {
 	do("XREADGROUP", "GROUP", "g", "c", "COUNT", 1, "STREAMS", "emptied", ">")
 	do("XDEL", "emptied", "5-1", "5-2")
 
+	// Entries still pending, then trimmed, and the source's
+	// max-deleted-entry-id 0-0 (trimming leaves it): the target had the
+	// ID of the last such entry, as deleting crsload's placeholders for
+	// them raised it and XSETID cannot set 0-0 (issue 28, item 5).
+	for i := 1; i <= 6; i++ {
+		do("XADD", "trimmed-pending", fmt.Sprintf("9-%d", i), "n", i)
+	}
+	do("XGROUP", "CREATE", "trimmed-pending", "g", "0")
+	do("XREADGROUP", "GROUP", "g", "c", "COUNT", 10, "STREAMS", "trimmed-pending", ">")
+	do("XTRIM", "trimmed-pending", "MAXLEN", 2)
+	// The same with an entry deleted among the rest, still pending.
+	for i := 1; i <= 6; i++ {
+		do("XADD", "trimmed-and-deleted", fmt.Sprintf("9-%d", i), "n", i)
+	}
+	do("XGROUP", "CREATE", "trimmed-and-deleted", "g", "0")
+	do("XREADGROUP", "GROUP", "g", "c", "COUNT", 10, "STREAMS", "trimmed-and-deleted", ">")
+	do("XTRIM", "trimmed-and-deleted", "MAXLEN", 4)
+	do("XDEL", "trimmed-and-deleted", "9-4")
+
 	// Made by MKSTREAM, never written.
 	do("XGROUP", "CREATE", "never-written", "g", "$", "MKSTREAM")
 }

@@ -142,9 +142,14 @@ func (w *worker) streamCommands(c *resp.Conn, p int, it item, st *keyState) {
 	for _, e := range s.Entries {
 		if e.Deleted {
 			w.begin(c, p, cmdWrite, "XADD", 4).Str(r.Key).Str(e.ID).Str(placeholderField).Str("")
-			st.placeholders = append(st.placeholders, e.ID)
+			if st.entries == 0 {
+				st.lead++
+			} else {
+				st.placeholders = append(st.placeholders, e.ID)
+			}
 			continue
 		}
+		st.entries++
 		w.begin(c, p, cmdWrite, "XADD", 2+len(e.Fields)).Str(r.Key).Str(e.ID)
 		for _, f := range e.Fields {
 			c.Str(f)
@@ -202,11 +207,19 @@ func (w *worker) streamCommands(c *resp.Conn, p int, it item, st *keyState) {
 			}
 		}
 	}
+	// Placeholders among the entries go with XDEL, which raises the
+	// stream's max-deleted-entry-id (XSETID sets it back, unless the
+	// source's is 0-0, which XSETID cannot set); those before every entry
+	// (entries trimmed while pending: all of them where the source never
+	// deleted one) go with an exact XTRIM, which leaves it alone.
 	if len(st.placeholders) > 0 {
 		w.begin(c, p, cmdWrite, "XDEL", 1+len(st.placeholders)).Str(r.Key)
 		for _, id := range st.placeholders {
 			c.Str(id)
 		}
+	}
+	if st.lead > 0 {
+		w.begin(c, p, cmdWrite, "XTRIM", 3).Str(r.Key).Str("MAXLEN").Int(st.entries)
 	}
 	if s.LastID != "" {
 		n := 2

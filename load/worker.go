@@ -74,7 +74,9 @@ const (
 // keyState is what a worker remembers of a key between its parts.
 type keyState struct {
 	skip         bool              // left alone (--skip-existing)
-	placeholders []string          // stream entries to delete after the last part
+	placeholders []string          // stream entries to delete after the last part, after a real one
+	lead         int64             // stream placeholders before the first real entry, trimmed after the last part
+	entries      int64             // a stream's real entries written
 	vset         *format.VectorSet // a vector set's parameters, from its first part
 }
 
@@ -368,7 +370,7 @@ func (w *worker) sendOn(ctx context.Context, c *resp.Conn, db int, plans []plann
 		switch {
 		case resend && pl.it.rec.Part <= 1:
 			w.begin(c, i, cmdRedo, "DEL", 1).Str(pl.it.rec.Key)
-			pl.state.placeholders = nil
+			pl.state.placeholders, pl.state.lead, pl.state.entries = nil, 0, 0
 		case w.opts.Replace && pl.it.rec.Part <= 1:
 			w.begin(c, i, cmdDel, "DEL", 1).Str(pl.it.rec.Key)
 		}

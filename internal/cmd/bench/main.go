@@ -53,6 +53,7 @@ func main() {
 	rounds := flag.Int("rounds", 3, "keyspace: run each tool this many times, and count its best")
 	syncKeys := flag.Int("sync-keys", 0, "sync: that many small keys (DEBUG POPULATE) instead of the guide's keyspace")
 	syncFor := flag.Duration("sync-writes", time.Minute, "sync: how long the writer writes before and through the cutover")
+	syncMetrics := flag.Bool("sync-metrics", false, "sync: run it twice, without and then with --metrics-addr scraped every second, for the metrics' overhead")
 	flag.Parse()
 	ctx := context.Background()
 	var failed bool
@@ -75,9 +76,15 @@ func main() {
 		}
 	}
 	if *scenario == "all" || *scenario == "sync" {
-		if err := syncBench(ctx, *bin, *scale, *syncKeys, *syncFor); err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			failed = true
+		runs := []bool{false}
+		if *syncMetrics {
+			runs = append(runs, true)
+		}
+		for _, m := range runs {
+			if err := syncBench(ctx, *bin, *scale, *syncKeys, *syncFor, m); err != nil {
+				fmt.Fprintln(os.Stderr, "bench:", err)
+				failed = true
+			}
 		}
 	}
 	if failed {

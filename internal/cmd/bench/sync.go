@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -45,7 +47,9 @@ type syncProgress struct {
 // in the pause, and how long the cutover held the writes; then it checks
 // that the target's DEBUG DIGEST is the source's (which refuses writes
 // after the cutover).
-func syncBench(ctx context.Context, bin string, scale float64, populate int, writeFor time.Duration) error {
+//
+// With metrics, crs sync serves --metrics-addr, scraped every second.
+func syncBench(ctx context.Context, bin string, scale float64, populate int, writeFor time.Duration, metrics bool) error {
 	bin, err := filepath.Abs(bin)
 	if err != nil {
 		return err
@@ -78,7 +82,11 @@ func syncBench(ctx context.Context, bin string, scale float64, populate int, wri
 		}
 	}
 	keys, _ := sc.DBSize(ctx).Result()
-	cmd := exec.CommandContext(ctx, filepath.Join(bin, "crs"), "sync", "--json", "--pause", "30s", "--source", src.URL, "-u", dst.URL)
+	args := []string{"sync", "--json", "--pause", "30s", "--source", src.URL, "-u", dst.URL}
+	if metrics {
+		args = append(args, "--metrics-addr", "127.0.0.1:0")
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "crs"), args...)
 	stderr, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -94,6 +102,9 @@ func syncBench(ctx context.Context, bin string, scale float64, populate int, wri
 		defer close(lines)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
+			if _, addr, ok := strings.Cut(sc.Text(), "metrics at http://"); ok {
+				go scrapeEvery(ctx, "http://"+strings.Fields(addr)[0], time.Second)
+			}
 			var p syncProgress
 			if json.Unmarshal(sc.Bytes(), &p) == nil && p.Tool == "crs sync" {
 				lines <- p
@@ -164,6 +175,9 @@ func syncBench(ctx context.Context, bin string, scale float64, populate int, wri
 		return fmt.Errorf("sync: DEBUG DIGEST: %v, %v", erra, errb)
 	}
 	same := a == b
+	if metrics {
+		fmt.Print("sync with --metrics-addr, scraped every second: ")
+	}
 	fmt.Printf("sync: %d keys: snapshot loaded and in step in %.1fs; redis-benchmark -P 8 -c 4 -r 100000 (set, incr, lpush) wrote %d commands in %.0fs at %.0f/s, through the cutover; crs sync's lag at most %d ms (%d bytes); the cutover, asked for %.1fs after the writes began and done %.1fs later: writes held %d ms (target ready after %d ms), keys changed during the sync compared: %d while streaming, %d in the pause; DEBUG DIGEST of the target equals the source's: %v\n",
 		keys, snapshot.Seconds(), writes, time.Since(wstart).Seconds(), rate, maxLagMs, maxLagBytes, cutAt.Sub(wstart).Seconds(), time.Since(cutAt).Seconds(), p.HeldMs, p.PausedMs, p.Compared, p.Verified, same)
 	for _, l := range samples {
@@ -187,4 +201,24 @@ func commandsProcessed(ctx context.Context, c *redis.Client) int64 {
 		n += k
 	}
 	return n
+}
+
+// scrapeEvery reads url every interval, as Prometheus would, until ctx
+// ends or the server is gone.
+func scrapeEvery(ctx context.Context, url string, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		resp, err := http.Get(url)
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
 }

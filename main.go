@@ -239,7 +239,7 @@ func exitCode(ctx context.Context, err error) int {
 		return 3
 	case errors.Is(err, livesync.ErrDifferent):
 		return 6
-	case errors.Is(err, livesync.ErrStopped), errors.Is(err, livesync.ErrBusy), errors.Is(err, repl.ErrNotMaster), errors.Is(err, repl.ErrNoBacklog), errors.Is(err, repl.ErrNotifications), errors.Is(err, livesync.ErrLostNotifications):
+	case errors.Is(err, livesync.ErrStopped), errors.Is(err, livesync.ErrBusy), errors.Is(err, repl.ErrNotMaster), errors.Is(err, repl.ErrFailover), errors.Is(err, repl.ErrNoBacklog), errors.Is(err, repl.ErrNotifications), errors.Is(err, livesync.ErrLostNotifications):
 		return 4
 	case errors.Is(err, load.ErrTargetNotEmpty), errors.Is(err, load.ErrTargetLacks), errors.Is(err, load.ErrTargetMemory), errors.Is(err, dump.ErrTerminal), errors.As(err, &preflight):
 		return 4
@@ -354,7 +354,10 @@ func authFlags(o *redisconn.Options, prefix, env, whose string) []cli.Flag {
 // sourceConnFlags are --source's user, password and TLS flags
 // (--source-user, CRS_SOURCE_AUTH, --source-tls, …).
 func sourceConnFlags(o *redisconn.Options) []cli.Flag {
-	return authFlags(o, "source-", "CRS_SOURCE_AUTH", "the source's ")
+	return append(authFlags(o, "source-", "CRS_SOURCE_AUTH", "the source's "),
+		&cli.StringFlag{Name: "source-sentinel-master", Usage: "the source is the master Sentinel monitors as `NAME`: --source names a sentinel (or --source-sentinel several), asked where it is; crs sync stops (exit 4) when they name another master", Destination: &o.SentinelMaster},
+		&cli.StringFlag{Name: "source-sentinel", Usage: "the source's sentinels, `HOST:PORT[,HOST:PORT…]` (default: --source's address)", Destination: &o.SentinelAddrs},
+	)
 }
 
 // version is the program's name, its module version and the VCS revision

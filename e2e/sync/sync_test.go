@@ -825,3 +825,57 @@ func TestSyncKilledPutsSettingsBack(t *testing.T) {
 	}
 	t.Log(e2e.LineWith(out, "put notify-keyspace-events"))
 }
+
+// TestSyncSourceFailover: a Sentinel-managed source fails over while the
+// old master stays a master (it refuses REPLICAOF, as one cut off from
+// its sentinels would go on): the sync read it on, and no one said so.
+// Now it stops, naming the new master, exit 4; run again against the
+// sentinels, it continues from the target's position on the new master.
+func TestSyncSourceFailover(t *testing.T) {
+	ctx := context.Background()
+	master := redistest.Start(t, "--rename-command", "REPLICAOF", "", "--rename-command", "SLAVEOF", "")
+	e2e.FillMany(t, master, 2000)
+	_, mport, _ := strings.Cut(master.Addr, ":")
+	replica := redistest.Start(t, "--replicaof", "127.0.0.1", mport)
+	sentinels := redistest.StartSentinels(t, master, 3)
+	dst := redistest.Start(t)
+	dir := t.TempDir()
+	args := "crs sync --progress plain --source redis://" + sentinels[0] + " --source-sentinel-master mymaster --source-sentinel " + strings.Join(sentinels, ",") + " -u " + dst.URL
+	cmd, output := e2e.Start(t, dir, args)
+	redistest.WaitFor(t, "in sync", func() bool { return strings.Contains(output(), "crs sync: in sync") })
+	redistest.WaitFor(t, "the replica in step with its master", func() bool {
+		info, _ := redistest.Client(t, replica, 0).Info(ctx, "replication").Result()
+		return strings.Contains(info, "master_link_status:up")
+	})
+	sc := redis.NewClient(&redis.Options{Addr: sentinels[0], Protocol: 2, DisableIdentity: true})
+	defer sc.Close()
+	if err := sc.Do(ctx, "SENTINEL", "FAILOVER", "mymaster").Err(); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	if code := e2e.ExitCodeOf(err); code != 4 || !strings.Contains(output(), "the sentinels now name "+replica.Addr+" as master") {
+		t.Fatalf("exit %d:\n%s", code, output())
+	}
+	if role, _ := redistest.Client(t, master, 0).Do(ctx, "ROLE").Slice(); len(role) == 0 || role[0] != "master" {
+		t.Fatalf("the old master is no longer a master (%v): the test does not test what it says", role)
+	}
+	t.Log(e2e.LineWith(output(), "sentinels now name"))
+	// Again, the same command: it continues on the new master where that
+	// holds what crs applied; where crs applied what the old master took
+	// after the failover (the sentinels' hellos at least), it says so and
+	// --replace starts over.
+	redistest.Client(t, replica, 0).Set(ctx, "after-failover", "1", 0)
+	out, code := e2e.Sh(t, dir, args+" --cutover --pause 30s")
+	switch {
+	case code == 0 && strings.Contains(out, "continuing from offset"):
+	case code == 4 && strings.Contains(out, "which the new master does not hold"):
+		t.Log(e2e.LineWith(out, "does not hold"))
+		if out, code = e2e.Sh(t, dir, args+" --replace --cutover --pause 30s"); code != 0 {
+			t.Fatalf("--replace after the failover: exit %d:\n%s", code, out)
+		}
+	default:
+		info, _ := redistest.Client(t, replica, 0).Info(ctx, "replication").Result()
+		t.Fatalf("the sync again, after the failover: exit %d:\n%s\nthe new master: %s", code, out, info)
+	}
+	e2e.AssertNoDiff(t, replica, dst)
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -25,7 +26,16 @@ type Server struct {
 	dbs     map[int]redis.UniversalClient
 	masters []*redis.Client // a cluster's; nil for one server
 	slots   *slotmap.Map
+	// at is where the sentinels named the master when it was opened (a
+	// Sentinel-managed source), asked again at most every checkEvery.
+	at      string
+	mu      sync.Mutex // over checked
+	checked time.Time
 }
+
+// checkEvery is how often Steady asks a Sentinel-managed source's
+// sentinels where its master is.
+const checkEvery = 2 * time.Second
 
 // OpenServer connects to the server opts names, and to every master when
 // it is a cluster node.
@@ -34,7 +44,15 @@ func OpenServer(ctx context.Context, opts redisconn.Options) (_ *Server, err err
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{c: c, srv: srv, opts: opts}
+	s := &Server{c: c, srv: srv, opts: opts, checked: time.Now()}
+	if opts.SentinelMaster != "" {
+		at, err := redisconn.Resolve(ctx, opts)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		s.at = at.Address()
+	}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -93,6 +111,18 @@ func (s *Server) Describe() string {
 // Steady checks that a cluster's slots are where they were when it was
 // opened: a resharding or a failover during a sync stops it.
 func (s *Server) Steady(ctx context.Context) error {
+	s.mu.Lock()
+	ask := s.at != "" && time.Since(s.checked) >= checkEvery
+	if ask {
+		s.checked = time.Now()
+	}
+	s.mu.Unlock()
+	if ask {
+		// A sentinel that cannot be asked now says nothing of a failover.
+		if now, err := redisconn.Resolve(ctx, s.opts); err == nil && now.Address() != s.at {
+			return fmt.Errorf("%w: the sentinels now name %s as master %q, not %s, which this sync reads (a failover; the old master may still take writes no one should send it): run the same crs sync again: it continues on the new master where that holds what crs applied (what the old master took after the failover, the new one does not: then only --replace starts over)", ErrFailover, now.Address(), s.opts.SentinelMaster, s.at)
+		}
+	}
 	if s.slots == nil {
 		return nil
 	}
@@ -141,6 +171,10 @@ func (s *Server) Offsets(ctx context.Context) (map[string]int64, error) {
 // ErrNotMaster is wrapped when the source stopped being a master during a
 // sync.
 var ErrNotMaster = errors.New("the source is no longer a master")
+
+// ErrFailover is wrapped when the sentinels of a Sentinel-managed source
+// name another master than the one a sync reads.
+var ErrFailover = errors.New("the source failed over")
 
 // Demoted returns an error wrapping ErrNotMaster when the server (a
 // master of a cluster) answers and is no longer a master; nil otherwise,
@@ -204,6 +238,8 @@ func (s *Server) Holds(ctx context.Context, name string, pos Position) error {
 	switch {
 	case f["master_replid"] == pos.ReplID:
 	case f["master_replid2"] == pos.ReplID && pos.Offset+1 <= num("second_repl_offset"):
+	case f["master_replid2"] == pos.ReplID:
+		return fmt.Errorf("%w: the source took over history %s at a failover, at offset %d of it, and crs had applied up to offset %d from the old master: %d bytes it took after the failover, which the new master does not hold", ErrNoBacklog, pos.ReplID, num("second_repl_offset")-1, pos.Offset, pos.Offset+1-num("second_repl_offset"))
 	default:
 		return fmt.Errorf("%w: crs applied the source's history %s up to offset %d, and the source is now on %s (it restarted without its data, or failed over)", ErrNoBacklog, pos.ReplID, pos.Offset, f["master_replid"])
 	}

@@ -82,7 +82,7 @@ func syncBench(ctx context.Context, bin string, scale float64, populate int, wri
 		}
 	}
 	keys, _ := sc.DBSize(ctx).Result()
-	args := []string{"sync", "--json", "--pause", "30s", "--source", src.URL, "-u", dst.URL}
+	args := []string{"sync", "--json", "--pause", "30s", "--cutover-timeout", "3m", "--source", src.URL, "-u", dst.URL}
 	if metrics {
 		args = append(args, "--metrics-addr", "127.0.0.1:0")
 	}

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/dumppayload"
 	"github.com/crs-tool/crs/internal/progress"
 )
 
@@ -271,9 +272,6 @@ type ChangesInput interface {
 	Changes(ctx context.Context) (Changes, func() (note string, err error), error)
 }
 
-// Dumped is a key as DUMP gives it (Payload nil for a key that does not
-// exist), with the instant it expires, in Unix milliseconds (0: never).
-type Dumped struct {
-	Payload    []byte
-	ExpireAtMs int64
-}
+// Dumped is a key as DUMP gives it, with its expiry (see
+// dumppayload.Dumped).
+type Dumped = dumppayload.Dumped

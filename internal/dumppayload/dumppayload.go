@@ -14,6 +14,13 @@ import (
 	"fmt"
 )
 
+// Dumped is a key as DUMP gives it (Payload nil for a key that does not
+// exist), with the instant it expires, in Unix milliseconds (0: never).
+type Dumped struct {
+	Payload    []byte
+	ExpireAtMs int64
+}
+
 // footer is the version and checksum at a payload's end.
 const footer = 10
 

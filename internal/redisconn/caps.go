@@ -67,7 +67,7 @@ func ProbeCaps(ctx context.Context, c redis.Cmdable) (Caps, error) {
 		switch {
 		case err == nil || err == redis.Nil:
 			return true
-		case IsUnknownCommand(err), strings.HasPrefix(err.Error(), "NOPERM"):
+		case IsUnknownCommand(err), IsNoPerm(err):
 			return false
 		}
 		// It exists; the probe's arguments just did not suit it. MEMORY

@@ -8,13 +8,13 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/crs-tool/crs/records"
+	"github.com/crs-tool/crs/internal/dumppayload"
 )
 
 // Dumps reads keys with DUMP on c (a client of one database, or a
 // cluster client), and their expiry: PEXPIRETIME where exact (7.0+), else
 // PTTL added to the time now. Pipelined; one Dumped per key.
-func Dumps(ctx context.Context, c redis.Cmdable, exact bool, keys []string) ([]records.Dumped, error) {
+func Dumps(ctx context.Context, c redis.Cmdable, exact bool, keys []string) ([]dumppayload.Dumped, error) {
 	var d dumpCmds
 	_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		d.queue(ctx, p, exact, keys)
@@ -30,7 +30,7 @@ func Dumps(ctx context.Context, c redis.Cmdable, exact bool, keys []string) ([]r
 // one server's database) with the server's replication offset
 // (master_repl_offset): the keys as they stood at that offset of its
 // replication stream.
-func DumpsTx(ctx context.Context, c *redis.Client, exact bool, keys []string) ([]records.Dumped, int64, error) {
+func DumpsTx(ctx context.Context, c *redis.Client, exact bool, keys []string) ([]dumppayload.Dumped, int64, error) {
 	var d dumpCmds
 	var info *redis.StringCmd
 	_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -68,9 +68,9 @@ func (d *dumpCmds) queue(ctx context.Context, p redis.Pipeliner, exact bool, key
 	}
 }
 
-func (d *dumpCmds) result(exact bool, keys []string) ([]records.Dumped, error) {
+func (d *dumpCmds) result(exact bool, keys []string) ([]dumppayload.Dumped, error) {
 	now := time.Now().UnixMilli()
-	out := make([]records.Dumped, len(keys))
+	out := make([]dumppayload.Dumped, len(keys))
 	for i := range keys {
 		// A key gone is nil; any other refusal (NOPERM among them) must
 		// not pass for one, which a sync would delete from its target.

@@ -479,6 +479,12 @@ func IsUnknownCommand(err error) bool {
 
 // Replies crs tells apart, each matched in one place.
 
+// IsExecAbort reports whether err is EXEC's EXECABORT: a command of the
+// transaction was refused when queued, so none ran.
+func IsExecAbort(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "EXECABORT")
+}
+
 // IsWrongType reports whether err is a WRONGTYPE reply: the key holds
 // another type than the command reads (it changed meanwhile).
 func IsWrongType(err error) bool {

@@ -280,7 +280,7 @@ func (s *Server) PauseWrites(ctx context.Context, d time.Duration) (map[string]i
 		if err != nil {
 			// The refusal of a queued command says more than EXECABORT.
 			for _, cmd := range []redis.Cmder{pause, info} {
-				if cerr := cmd.Err(); cerr != nil && !strings.HasPrefix(cerr.Error(), "EXECABORT") {
+				if cerr := cmd.Err(); cerr != nil && !redisconn.IsExecAbort(cerr) {
 					err = cerr
 					break
 				}

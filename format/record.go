@@ -465,8 +465,8 @@ func parseHash(s *scanner, rec *Record, bs strDecoder) error {
 	if err != nil {
 		return err
 	}
-	if i, j := findDup(len(rec.Hash), func(i int) string { return rec.Hash[i].Name }); i >= 0 {
-		return fmt.Errorf("%w: hash field %q appears twice (fields %d and %d)", ErrRecord, rec.Hash[i].Name, i, j)
+	if err := Unique(rec); err != nil {
+		return err
 	}
 	return nil
 }
@@ -508,6 +508,15 @@ func parseZSet(s *scanner, rec *Record, bs strDecoder) error {
 	})
 	if err != nil {
 		return err
+	}
+	return Unique(rec)
+}
+
+// Unique checks that no hash field or zset member of rec appears twice,
+// which a reader refuses (a server holds each once).
+func Unique(rec *Record) error {
+	if i, j := findDup(len(rec.Hash), func(i int) string { return rec.Hash[i].Name }); i >= 0 {
+		return fmt.Errorf("%w: hash field %q appears twice (fields %d and %d)", ErrRecord, rec.Hash[i].Name, i, j)
 	}
 	if i, j := findDup(len(rec.ZSet), func(i int) string { return rec.ZSet[i].Member }); i >= 0 {
 		return fmt.Errorf("%w: zset member %q appears twice (elements %d and %d)", ErrRecord, rec.ZSet[i].Member, i, j)

@@ -72,9 +72,11 @@ func (s *Source) Dump(ctx context.Context, fw records.Writer, p *progress.Counte
 	st.From = From
 	start := time.Now()
 	defer func() { st.Elapsed = time.Since(start) }()
-	if err := fw.WriteHeader(Header(s.name, s.nowMs)); err != nil {
+	hdr := Header(s.name, s.nowMs)
+	if err := fw.WriteHeader(hdr); err != nil {
 		return st, fmt.Errorf("write: %w", err)
 	}
+	check := format.NewChecker(hdr)
 	br := bufio.NewReaderSize(s.r, 1<<20)
 	dbs := map[int]bool{}
 	for line := 1; ; line++ {
@@ -89,6 +91,16 @@ func (s *Source) Dump(ctx context.Context, fw records.Writer, p *progress.Counte
 		}
 		if len(bytes.TrimSpace(b)) > 0 {
 			rec, err := s.record(b, &st)
+			if err == nil && rec != nil {
+				// What no server holds (a member twice, say) is no key.
+				cerr := check.Check(rec)
+				if cerr == nil {
+					cerr = format.Unique(rec)
+				}
+				if cerr != nil {
+					err = fmt.Errorf("%w: key %q: %w", ErrLine, rec.Key, cerr)
+				}
+			}
 			if err != nil {
 				return st, &format.ParseError{Line: line, Err: err}
 			}

@@ -475,7 +475,7 @@ func (a *applier) keysOf(ctx context.Context, cmd *records.Command, ci *cmdInfo)
 	case ci.movable:
 		// Where the keys are depends on the arguments: the target says.
 		c := a.t.conns[0]
-		c.Begin("COMMAND", len(cmd.Args)).Str("GETKEYS")
+		c.Begin("COMMAND", len(cmd.Args)+1).Str("GETKEYS")
 		for _, s := range cmd.Args {
 			c.Str(s)
 		}

@@ -879,3 +879,35 @@ func TestSyncSourceFailover(t *testing.T) {
 	}
 	e2e.AssertNoDiff(t, replica, dst)
 }
+
+// TestSyncMovableKeys: commands whose keys' places depend on their
+// arguments (ZUNIONSTORE, ZINTERSTORE, SORT … STORE) arrive while the
+// sync streams. crs asks the target where their keys are (COMMAND
+// GETKEYS), and sent that question with one argument too few, which put
+// the connection out of step with its replies.
+func TestSyncMovableKeys(t *testing.T) {
+	ctx := context.Background()
+	src, dst, w, dir := syncPair(t, 500)
+	defer w.Stop(t, src)
+	cmd, output := e2e.Start(t, dir, "crs sync --progress plain --pause 30s --source "+src.URL+" -u "+dst.URL)
+	redistest.WaitFor(t, "in sync", func() bool { return strings.Contains(output(), "crs sync: in sync") })
+	c := redistest.Client(t, src, 0)
+	for i := 0; i < 50; i++ {
+		c.ZAdd(ctx, "mz:a", redis.Z{Score: float64(i), Member: fmt.Sprint(i)})
+		c.ZAdd(ctx, "mz:b", redis.Z{Score: float64(2 * i), Member: fmt.Sprint(i * 3)})
+		c.ZUnionStore(ctx, "mz:union", &redis.ZStore{Keys: []string{"mz:a", "mz:b"}})
+		c.ZInterStore(ctx, "mz:inter", &redis.ZStore{Keys: []string{"mz:a", "mz:b"}, Weights: []float64{1, 2}})
+		c.RPush(ctx, "mz:list", i)
+		c.SortStore(ctx, "mz:list", "mz:sorted", &redis.Sort{Order: "DESC"})
+	}
+	want, _ := c.ZCard(ctx, "mz:union").Result()
+	redistest.WaitFor(t, "the last ZUNIONSTORE on the target", func() bool {
+		n, _ := redistest.Client(t, dst, 0).ZCard(ctx, "mz:union").Result()
+		return n == want
+	})
+	cmd.Process.Signal(syscall.SIGUSR1)
+	if err := cmd.Wait(); e2e.ExitCodeOf(err) != 0 || !strings.Contains(output(), "cutover done") {
+		t.Fatalf("exit %d\n%s", e2e.ExitCodeOf(err), output())
+	}
+	assertSynced(t, src, dst, w)
+}

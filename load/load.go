@@ -191,6 +191,9 @@ type Stats struct {
 	Applied     int64            `json:"commands_applied,omitempty"`
 	Commands    map[string]int64 `json:"commands,omitempty"`
 	ChangesNote string           `json:"commands_note,omitempty"`
+	// Unwrapped counts the transactions (MULTI … EXEC) applied to a
+	// cluster command by command, as a cluster runs none across masters.
+	Unwrapped int64 `json:"transactions_unwrapped,omitempty"`
 	// Source is what the source counted (an RDB file's expired keys and
 	// fields, what no command carries), for the summary.
 	Source  records.Stats `json:"source"`

@@ -355,6 +355,9 @@ func summary(st Stats, err error) string {
 	if n := st.Commands["EXPIREAT"] + st.Commands["EXPIRE"] + st.Commands["SETEX"]; n > 0 {
 		fmt.Fprintf(&b, "; %d EXPIRIES CAME IN WHOLE SECONDS (EXPIREAT, EXPIRE, SETEX): the file holds no milliseconds of them", n)
 	}
+	if st.Unwrapped > 0 {
+		fmt.Fprintf(&b, "; %d transactions applied command by command (a cluster runs none across its masters): the end state is the same, and nothing reads the target meanwhile but what you run", st.Unwrapped)
+	}
 	if st.ChangesNote != "" {
 		b.WriteString("; " + st.ChangesNote)
 	}

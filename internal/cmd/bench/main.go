@@ -53,6 +53,7 @@ func main() {
 	rounds := flag.Int("rounds", 3, "keyspace: run each tool this many times, and count its best")
 	syncKeys := flag.Int("sync-keys", 0, "sync: that many small keys (DEBUG POPULATE) instead of the guide's keyspace")
 	syncFor := flag.Duration("sync-writes", time.Minute, "sync: how long the writer writes before and through the cutover")
+	syncPipeline := flag.Int("sync-pipeline", 8, "sync: redis-benchmark's -P (8: the source's full rate; 1: about a third of it)")
 	syncMetrics := flag.Bool("sync-metrics", false, "sync: run it twice, without and then with --metrics-addr scraped every second, for the metrics' overhead")
 	flag.Parse()
 	ctx := context.Background()
@@ -81,7 +82,7 @@ func main() {
 			runs = append(runs, true)
 		}
 		for _, m := range runs {
-			if err := syncBench(ctx, *bin, *scale, *syncKeys, *syncFor, m); err != nil {
+			if err := syncBench(ctx, *bin, *scale, *syncKeys, *syncFor, m, *syncPipeline); err != nil {
 				fmt.Fprintln(os.Stderr, "bench:", err)
 				failed = true
 			}

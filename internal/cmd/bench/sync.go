@@ -49,7 +49,10 @@ type syncProgress struct {
 // after the cutover).
 //
 // With metrics, crs sync serves --metrics-addr, scraped every second.
-func syncBench(ctx context.Context, bin string, scale float64, populate int, writeFor time.Duration, metrics bool) error {
+//
+// pipeline is redis-benchmark's -P: 8 writes as fast as the source goes;
+// 1, about a third of that, a rate crs keeps up with on a busy machine.
+func syncBench(ctx context.Context, bin string, scale float64, populate int, writeFor time.Duration, metrics bool, pipeline int) error {
 	bin, err := filepath.Abs(bin)
 	if err != nil {
 		return err
@@ -130,7 +133,7 @@ func syncBench(ctx context.Context, bin string, scale float64, populate int, wri
 	// The writer, as fast as it goes, until the cutover refuses it.
 	before := commandsProcessed(ctx, sc)
 	wstart := time.Now()
-	w := exec.CommandContext(ctx, "redis-benchmark", "-p", port(src.Addr), "-t", "set,incr,lpush", "-P", "8", "-c", "4", "-r", "100000", "-n", "1000000000", "-q")
+	w := exec.CommandContext(ctx, "redis-benchmark", "-p", port(src.Addr), "-t", "set,incr,lpush", "-P", strconv.Itoa(pipeline), "-c", "4", "-r", "100000", "-n", "1000000000", "-q")
 	if err := w.Start(); err != nil {
 		return err
 	}
@@ -178,8 +181,8 @@ func syncBench(ctx context.Context, bin string, scale float64, populate int, wri
 	if metrics {
 		fmt.Print("sync with --metrics-addr, scraped every second: ")
 	}
-	fmt.Printf("sync: %d keys: snapshot loaded and in step in %.1fs; redis-benchmark -P 8 -c 4 -r 100000 (set, incr, lpush) wrote %d commands in %.0fs at %.0f/s, through the cutover; crs sync's lag at most %d ms (%d bytes); the cutover, asked for %.1fs after the writes began and done %.1fs later: writes held %d ms (target ready after %d ms), keys changed during the sync compared: %d while streaming, %d in the pause; DEBUG DIGEST of the target equals the source's: %v\n",
-		keys, snapshot.Seconds(), writes, time.Since(wstart).Seconds(), rate, maxLagMs, maxLagBytes, cutAt.Sub(wstart).Seconds(), time.Since(cutAt).Seconds(), p.HeldMs, p.PausedMs, p.Compared, p.Verified, same)
+	fmt.Printf("sync: %d keys: snapshot loaded and in step in %.1fs; redis-benchmark -P %d -c 4 -r 100000 (set, incr, lpush) wrote %d commands in %.0fs at %.0f/s, through the cutover; crs sync's lag at most %d ms (%d bytes); the cutover, asked for %.1fs after the writes began and done %.1fs later: writes held %d ms (target ready after %d ms), keys changed during the sync compared: %d while streaming, %d in the pause; DEBUG DIGEST of the target equals the source's: %v\n",
+		keys, snapshot.Seconds(), pipeline, writes, time.Since(wstart).Seconds(), rate, maxLagMs, maxLagBytes, cutAt.Sub(wstart).Seconds(), time.Since(cutAt).Seconds(), p.HeldMs, p.PausedMs, p.Compared, p.Verified, same)
 	for _, l := range samples {
 		fmt.Println("  " + l)
 	}

@@ -16,7 +16,7 @@ GOTESTSUM ?= $(GO) run gotest.tools/gotestsum@v1.13.0 --format testname
 # records' hand-over, the load), tested again under the race detector.
 RACE_PKGS ?= ./records ./livesync ./source/repl ./load ./target
 
-.PHONY: build test demo bench fuzz deps clean man install
+.PHONY: build test demo bench fuzz deps clean man install chaos
 
 # Where make build puts the binary; make install copies it to PREFIX.
 BINDIR ?= bin
@@ -76,6 +76,12 @@ SCALE ?= 1
 bench: deps build
 	$(GO) test -run=NONE -bench=. -benchmem ./format
 	$(GO) run ./internal/cmd/bench -bin bin -scale $(SCALE)
+
+# The fault campaign of crs sync (e2e/sync/chaos_test.go, build tag
+# chaos): each case a fault at a phase, then the same sync again to a
+# target equal to the source. A row of its table per case in the log.
+chaos: deps
+	$(GOTESTSUM) -- -count=1 -timeout 30m -tags chaos -run TestChaos -v ./e2e/sync
 
 # A longer fuzz run: make fuzz FUZZTIME=10m
 fuzz:

@@ -290,7 +290,11 @@ func (c *controller) publish(st Stats) {
 	links := make([]LinkStats, len(c.shards))
 	for i, a := range c.shards {
 		a.mu.Lock()
-		links[i] = LinkStats{Link: a.srcKey, Stats: a.shown}
+		name := a.srcKey // a cluster's master; one server's link is named by it
+		if name == "" {
+			name = a.link.Name()
+		}
+		links[i] = LinkStats{Link: name, Stats: a.shown}
 		a.mu.Unlock()
 	}
 	c.opts.Board.update(links, st)

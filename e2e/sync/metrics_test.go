@@ -110,7 +110,7 @@ func TestSyncMetrics(t *testing.T) {
 	}
 	err = json.NewDecoder(resp.Body).Decode(&status)
 	resp.Body.Close()
-	if err != nil || !status.Running || status.Total.Phase != "streaming" || len(status.Links) != 1 {
+	if err != nil || !status.Running || status.Total.Phase != "streaming" || len(status.Links) != 1 || status.Links[0].Link != src.Addr {
 		t.Errorf("/status: %v %+v", err, status)
 	}
 	if resp, err := http.Get(base + "/healthz"); err != nil || resp.StatusCode != 200 {

@@ -53,7 +53,10 @@ func TestChaos(t *testing.T) {
 		{name: "the target restarted without persistence (empty)", wait: "crs sync: in sync",
 			fault: func(t *testing.T, r *chaosRun) { r.restart(t, r.dst, "NOSAVE") }},
 		{name: "the source restarted with its data (SHUTDOWN SAVE)", wait: "crs sync: in sync",
-			fault: func(t *testing.T, r *chaosRun) { r.restart(t, r.src, "SAVE") }},
+			fault: func(t *testing.T, r *chaosRun) {
+				r.stopWriter() // its connection ends with the server
+				r.restart(t, r.src, "SAVE")
+			}},
 	}
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,18 +65,20 @@ func TestChaos(t *testing.T) {
 				dst = redistest.Start(t, tt.dstArgs...)
 			}
 			stopped := false
-			defer func() {
+			stopWriter := func() {
 				if !stopped {
+					stopped = true
 					w.Stop(t, src)
 				}
-			}()
+			}
+			defer stopWriter()
 			args := "crs sync --progress plain --timeout 3s --pause 30s --source " + src.URL + " -u " + dst.URL
 			first := args
 			if tt.cutover {
 				first += " --cutover"
 			}
 			cmd, output := e2e.Start(t, dir, first)
-			r := &chaosRun{proc: cmd.Process, src: src, dst: dst}
+			r := &chaosRun{proc: cmd.Process, src: src, dst: dst, stopWriter: stopWriter}
 			redistest.WaitFor(t, tt.wait, func() bool { return strings.Contains(output(), tt.wait) })
 			tt.fault(t, r)
 			err := cmd.Wait()
@@ -98,8 +103,7 @@ func TestChaos(t *testing.T) {
 			case again != 0:
 				t.Fatalf("the run again: exit %d:\n%s", again, out)
 			}
-			w.Stop(t, src)
-			stopped = true
+			stopWriter()
 			assertSynced(t, src, dst, w)
 			t.Logf("ROW | %s | first run: exit %d, %q | again: %s | 0 differences, a = b, every round", tt.name, code, cause, how)
 		})
@@ -108,8 +112,9 @@ func TestChaos(t *testing.T) {
 
 // chaosRun is a case's first run and its servers.
 type chaosRun struct {
-	proc     *os.Process
-	src, dst *redisserver.Server
+	proc       *os.Process
+	src, dst   *redisserver.Server
+	stopWriter func()
 }
 
 func (r *chaosRun) signal(sig syscall.Signal) { r.proc.Signal(sig) }

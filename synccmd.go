@@ -15,6 +15,7 @@ import (
 	"github.com/crs-tool/crs/internal/memlimit"
 	"github.com/crs-tool/crs/internal/metrics"
 	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/internal/report"
 	"github.com/crs-tool/crs/livesync"
 	"github.com/crs-tool/crs/source/pick"
 	"github.com/crs-tool/crs/source/repl"
@@ -119,6 +120,25 @@ func syncCommand() *cli.Command {
 	}
 }
 
+// spoolSpace says how much disk the snapshot takes in the spool before
+// it is asked for, and refuses a spool that cannot hold it.
+func spoolSpace(ctx context.Context, opts livesync.Options, server *repl.Server, spool string) error {
+	need, err := server.SnapshotBytes(ctx)
+	if err != nil {
+		return err
+	}
+	dir := repl.SpoolDir(spool)
+	free, err := repl.FreeBytes(dir)
+	if err != nil {
+		return nil // a file system that will not say: the download says if it fills
+	}
+	if need > free {
+		return fmt.Errorf("%w: the snapshot spools to %s first, about %s (the source's dataset, which its RDB rarely exceeds), and %s is free there: give --spool-dir on a larger disk", livesync.ErrStopped, dir, report.Bytes(need), report.Bytes(free))
+	}
+	say(opts, fmt.Sprintf("crs sync: the snapshot spools to %s: about %s, then the stream that arrives while it loads; %s free there", dir, report.Bytes(need), report.Bytes(free)))
+	return nil
+}
+
 // linkIdle is how long a replication link may stay silent before it
 // counts as lost: --timeout, but never under 15 s (a source pings its
 // replicas every 10 s).
@@ -208,6 +228,11 @@ func runSync(ctx context.Context, opts livesync.Options, src redisconn.Options, 
 		return err
 	}
 	say(opts, said)
+	if held == 0 {
+		if err := spoolSpace(ctx, opts, server, spool); err != nil {
+			return err
+		}
+	}
 	switch {
 	case replace:
 		if err := flushTarget(ctx, opts.Load.Conn); err != nil {

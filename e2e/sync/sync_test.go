@@ -3,6 +3,7 @@ package sync_test
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -182,6 +183,10 @@ func syncPair(t *testing.T, n int, args ...string) (src, dst *redisserver.Server
 func TestSyncCutover(t *testing.T) {
 	src, dst, w, dir := syncPair(t, 5000)
 	out, code := e2e.Sh(t, dir, "crs sync --progress plain --cutover --pause 60s --source "+src.URL+" -u "+dst.URL)
+	// Before the snapshot, what it takes on disk and what is free.
+	if !regexp.MustCompile(`the snapshot spools to \S+: about [0-9.]+ [KMG]?i?B, then the stream that arrives while it loads; [0-9.]+ [KMGT]?i?B free there`).MatchString(out) {
+		t.Errorf("no word of the spool's space:\n%s", out)
+	}
 	if code != 0 || !strings.Contains(out, "crs sync: in sync: lag ") || !strings.Contains(out, "cutover done") {
 		w.Stop(t, src)
 		t.Fatalf("crs sync --cutover: exit %d\n%s", code, out)

@@ -42,8 +42,10 @@ func logged(cmds ...*cli.Command) []*cli.Command {
 	for _, c := range cmds {
 		switch c.Name {
 		case "dump", "load", "stats", "verify", "sync":
-			c.Flags = append(c.Flags, &cli.StringFlag{Name: "log-format", Usage: "the lines on stderr as a log: text (each stamped with its time, RFC 3339 in ms) or json (one object a line: time, level, tool, msg); the default is text where stderr is not a terminal", Destination: &logFormat})
-			c.Before = func(c *cli.Context) error { return setLog(c.Command.Name) }
+			c.Flags = append(c.Flags, &cli.StringFlag{Name: "log-format", Usage: "the lines on stderr as a log: text (each stamped with its time, RFC 3339 in ms) or json (one object a line: time, level, tool, msg); the default is text where stderr is not a terminal, or --progress plain or --json asks for lines", Destination: &logFormat})
+			c.Before = func(c *cli.Context) error {
+				return setLog(c.Command.Name, c.String("progress") == progress.Plain || c.Bool("json"))
+			}
 		}
 	}
 	return cmds

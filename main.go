@@ -97,15 +97,16 @@ var (
 
 // setLog makes stderr a log as --log-format says: text or json; by
 // default text where standard error is not a terminal (a file, a pipe, a
-// container's log), where a person does not watch a bar.
-func setLog(cmd string) error {
+// container's log), where a person does not watch a bar, and where lines
+// are asked for (plain progress, --json: lines, not a bar).
+func setLog(cmd string, lines bool) error {
 	tool := "crs " + cmd
 	if n := filepath.Base(os.Args[0]); n == "crsdump" || n == "crsload" {
 		tool = n
 	}
 	switch logFormat {
 	case "":
-		if term.IsTerminal(int(os.Stderr.Fd())) {
+		if term.IsTerminal(int(os.Stderr.Fd())) && !lines {
 			return nil
 		}
 		stderr = logline.New(os.Stderr, logline.Text, tool)

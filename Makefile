@@ -7,6 +7,8 @@ GO ?= go
 # seeded with the RDB files of every server version (rdb/testdata).
 TESTFUZZ ?= 60000x
 RDBTESTFUZZ ?= 300000x
+# The payload encoder's fuzz restores each input into a real server.
+ENCODEFUZZ ?= 20000x
 FUZZTIME ?= 10s
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # The tests' runner: a line per test as it ends (which passed, which
@@ -62,6 +64,7 @@ test: deps
 	$(GO) test -run=NONE -fuzz=FuzzReader -fuzztime=$(TESTFUZZ) -fuzzminimizetime=100x ./format
 	$(GO) test -run=NONE -fuzz=FuzzDecoder -fuzztime=$(RDBTESTFUZZ) -fuzzminimizetime=100x ./rdb
 	$(GO) test -run=NONE -fuzz=FuzzSource -fuzztime=$(TESTFUZZ) -fuzzminimizetime=100x ./source/redisdump
+	$(GO) test -run=NONE -fuzz=FuzzEncode -fuzztime=$(ENCODEFUZZ) -fuzzminimizetime=100x ./internal/dumppayload
 	$(GOTESTSUM) -- -count=1 -timeout 15m -race $(RACE_PKGS)
 	$(GOTESTSUM) -- -count=1 -timeout 30m ./...
 
@@ -88,6 +91,7 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzReader -fuzztime=$(FUZZTIME) -fuzzminimizetime=10s ./format
 	$(GO) test -run=NONE -fuzz=FuzzDecoder -fuzztime=$(FUZZTIME) -fuzzminimizetime=10s ./rdb
 	$(GO) test -run=NONE -fuzz=FuzzSource -fuzztime=$(FUZZTIME) -fuzzminimizetime=10s ./source/redisdump
+	$(GO) test -run=NONE -fuzz=FuzzEncode -fuzztime=$(FUZZTIME) -fuzzminimizetime=10s ./internal/dumppayload
 
 clean:
 	rm -rf bin

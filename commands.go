@@ -155,6 +155,7 @@ func loadCommand() *cli.Command {
 			&cli.BoolFlag{Name: "drop-stream-idmp", Usage: "load streams into a server before 8.6 without their idempotent-producer state (XCFGSET settings and tracked producer IDs), counting them", Destination: &loadOpts.DropStreamIDMP},
 			&cli.BoolFlag{Name: "drop-field-expiry", Usage: "load hashes without their field expiries when the target cannot set them (Redis before 7.4), counting them", Destination: &loadOpts.DropFieldExpiry},
 			&cli.BoolFlag{Name: "skip-unsupported", Usage: "skip, and count, keys whose DUMP payload the target refuses (another RDB version, a missing module)", Destination: &loadOpts.SkipUnsupported},
+			&cli.StringFlag{Name: "load-by", Value: load.LoadByAuto, Usage: "auto: write a whole string, list, set, hash or sorted set as one RESTORE of a payload crs encodes in the target's own RDB version (Redis 5.0+, where RESTORE is allowed), the rest by commands; commands: every key by the commands that build it", Destination: &loadOpts.LoadBy},
 			&cli.IntFlag{Name: "keys-in-memory", Value: keyset.DefaultLimit, Usage: "keys remembered in memory to catch a key in the dump twice; past this many, further keys go to a temporary file (in TMPDIR), checked at the end", Destination: &loadOpts.SeenLimit},
 			&cli.IntFlag{Name: "concurrency", Value: loadOpts.Concurrency, Usage: "writers at once, each with its own connection", Destination: &loadOpts.Concurrency},
 			&cli.IntFlag{Name: "pipeline", Value: loadOpts.Pipeline, Usage: "most keys one writer sends per round trip", Destination: &loadOpts.Pipeline},

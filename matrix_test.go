@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -115,9 +117,13 @@ func loadAndDiff(t *testing.T, srcBin redistest.Binary, src *redisserver.Server,
 			t.Errorf("a refused load wrote %d keys", n)
 		}
 	}
-	out, code := e2e.Sh(t, dir, "crsload "+strings.Join(flags, " ")+" -u "+dst.URL+" "+file)
+	out, code := e2e.Sh(t, dir, "crsload --summary-json sum.json "+strings.Join(flags, " ")+" -u "+dst.URL+" "+file)
 	if code != 0 {
 		t.Fatalf("load %v: exit %d\n%s", flags, code, out)
+	}
+	// Every server here takes RESTORE: the whole keys go that way.
+	if restored := summaryField(t, filepath.Join(dir, "sum.json"), "keys_restored"); restored == 0 {
+		t.Errorf("no key was written by RESTORE of a payload crs encoded:\n%s", out)
 	}
 	dropCounters := srcBin.StreamCounters && !dstBin.StreamCounters
 	if dropCounters && !strings.Contains(out, "DROPPED the counters of") {
@@ -150,7 +156,35 @@ func loadAndDiff(t *testing.T, srcBin redistest.Binary, src *redisserver.Server,
 		}
 	}
 	keys, _ = redistest.Client(t, dst, 0).DBSize(ctx).Result()
+	// The same file by commands alone, into another server.
+	byCommands := redistest.StartBinary(t, dstBin.Path)
+	if out, code := e2e.Sh(t, dir, "crsload --load-by commands "+strings.Join(flags, " ")+" -u "+byCommands.URL+" "+file); code != 0 {
+		t.Fatalf("load --load-by commands %v: exit %d\n%s", flags, code, out)
+	}
+	diffs, err = redistest.Diff(ctx, dst, byCommands, expiryTolerance(t, dst, byCommands))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range diffs {
+		t.Errorf("restored, and by commands: %s", d)
+		n++
+	}
 	return keys, n, flags
+}
+
+// summaryField reads a number from a --summary-json file.
+func summaryField(t *testing.T, path, name string) float64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	v, _ := m[name].(float64)
+	return v
 }
 
 // TestEveryInputOfTheNewest takes the newest Redis at hand (8.6 and its

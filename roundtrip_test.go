@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -203,8 +204,10 @@ func fileInput(path string) records.Input {
 	return pick.Open(spec)
 }
 
+// TestRoundTrip loads the corpus both ways a key can be written: RESTORE
+// of payloads crs encodes (the default) and commands.
 func TestRoundTrip(t *testing.T) {
-	src, dst := redistest.Start(t), redistest.Start(t)
+	src := redistest.Start(t)
 	soon := fill(t, src)
 	file, dumpSummary := runDump(t, src, nil)
 	if !strings.Contains(dumpSummary, "dumped 26 keys") {
@@ -225,12 +228,28 @@ func TestRoundTrip(t *testing.T) {
 	c := redistest.Client(t, src, 0)
 	waitGone(t, c, soon...)
 
-	summary, err := runLoad(t, dst, file, nil)
+	for _, by := range []string{load.LoadByAuto, load.LoadByCommands} {
+		t.Run(by, func(t *testing.T) { roundTripInto(t, src, c, file, by, soon) })
+	}
+}
+
+func roundTripInto(t *testing.T, src *redisserver.Server, c *redis.Client, file, by string, soon []string) {
+	dst := redistest.Start(t)
+	var sum bytes.Buffer
+	summary, err := runLoad(t, dst, file, func(o *load.Options) { o.LoadBy, o.Summary = by, &sum })
 	if err != nil {
 		t.Fatalf("load: %v\n%s", err, summary)
 	}
 	if !strings.Contains(summary, "skipped 2 already expired") || !strings.Contains(summary, "loaded 24 keys") {
 		t.Errorf("load summary: %s", summary)
+	}
+	var st load.Stats
+	if err := json.Unmarshal(sum.Bytes(), &st); err != nil {
+		t.Fatal(err)
+	}
+	// The default writes the whole keys by RESTORE; commands, none.
+	if restored := st.Restored; (by == load.LoadByAuto) != (restored > 0) {
+		t.Errorf("--load-by %s: %d keys restored whole", by, restored)
 	}
 	e2e.AssertNoDiff(t, src, dst)
 

@@ -46,6 +46,8 @@ func (w *worker) commands(c *resp.Conn, p int, it item, st *keyState) {
 		} else {
 			w.begin(c, p, cmdRestore, "RESTORE", 3).Str(r.Key).Int(0).Str(payload)
 		}
+	case w.encode(c, p, it):
+		expireSet = true
 	case r.Type == format.TypeString:
 		switch {
 		case r.Part > 1:
@@ -97,6 +99,24 @@ func (w *worker) commands(c *resp.Conn, p int, it item, st *keyState) {
 	if it.last && it.exp > 0 && !expireSet {
 		w.begin(c, p, cmdWrite, "PEXPIREAT", 2).Str(r.Key).Int(it.exp)
 	}
+}
+
+// encode writes it as one RESTORE of a payload crs encodes, where the
+// worker has an encoder and it covers the record, and counts it.
+func (w *worker) encode(c *resp.Conn, p int, it item) bool {
+	if w.enc == nil {
+		return false
+	}
+	payload, ok := w.enc.Encode(it.rec)
+	if !ok {
+		return false
+	}
+	if it.exp > 0 {
+		w.begin(c, p, cmdEncoded, "RESTORE", 4).Str(it.rec.Key).Int(it.exp).Bytes(payload).Str("ABSTTL")
+	} else {
+		w.begin(c, p, cmdEncoded, "RESTORE", 3).Str(it.rec.Key).Int(0).Bytes(payload)
+	}
+	return true
 }
 
 // fieldExpiry writes HPEXPIREAT commands for r's field expiries, one per

@@ -27,6 +27,7 @@ import (
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/backoff"
+	"github.com/crs-tool/crs/internal/dumppayload"
 	"github.com/crs-tool/crs/internal/keyset"
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/ratelimit"
@@ -96,6 +97,10 @@ type Options struct {
 	// IgnoreMemory loads even when the target's maxmemory looks too small
 	// for the dump.
 	IgnoreMemory bool
+	// LoadBy is LoadByAuto (the default, ""): a key the target can
+	// restore whole goes as one RESTORE of a payload crs encodes; or
+	// LoadByCommands: every key by the commands that build it.
+	LoadBy string
 	// SkipUnsupported skips, and counts, keys whose DUMP payload the
 	// target refuses (another RDB version, a missing module).
 	SkipUnsupported bool
@@ -172,6 +177,7 @@ type Stats struct {
 	Existing         int64            `json:"skipped_existing"`               // keys skipped because they existed (--skip-existing)
 	Replaced         int64            `json:"replaced"`                       // keys that existed and were replaced (--replace)
 	Unsupported      int64            `json:"skipped_unsupported"`            // keys skipped because the target refused their DUMP payload
+	Restored         int64            `json:"keys_restored"`                  // keys written as one RESTORE (of a payload crs encoded, or one an RDB file or DUMP held)
 	DroppedField     int64            `json:"dropped_field_expiries"`         // field expiries dropped (--drop-field-expiry)
 	DroppedCount     int64            `json:"dropped_stream_counters"`        // streams loaded without their counters (--drop-stream-counters)
 	DroppedIDMP      int64            `json:"dropped_stream_idmp"`            // streams loaded without their idempotent-producer state (--drop-stream-idmp)
@@ -205,6 +211,7 @@ func (s *Stats) add(o *Stats) {
 	s.Existing += o.Existing
 	s.Replaced += o.Replaced
 	s.Unsupported += o.Unsupported
+	s.Restored += o.Restored
 	s.DroppedField += o.DroppedField
 	s.DroppedCount += o.DroppedCount
 	s.DroppedIDMP += o.DroppedIDMP
@@ -255,6 +262,7 @@ type item struct {
 type serverInfo struct {
 	redisconn.Server
 	redisconn.Caps
+	restore restoreInfo
 }
 
 // Load reads records from fr and writes them to the server. It returns
@@ -352,6 +360,9 @@ func Load(ctx context.Context, fr records.Reader, opts Options) (st Stats, err e
 		results[i].ByType = make(map[string]int64)
 		n := i / f.perNode
 		w := &worker{line: lines[i], limiter: limiter, waitReplicas: waitReplicas, conn: nodes[n], tgt: infos[n], opts: opts, st: &results[i], inFlight: f.inFlight, moved: tgt.Moved, redirection: tgt.Redirection}
+		if opts.LoadBy != LoadByCommands && infos[n].restore.RDB > 0 {
+			w.enc = &dumppayload.Encoder{Version: infos[n].restore.RDB, Limits: infos[n].restore.Limits}
+		}
 		ch := f.workers[i]
 		g.Go(func() error { return w.run(ctx, gctx, ch) })
 	}
@@ -396,6 +407,11 @@ func checkOptions(opts Options) error {
 	if err := progress.CheckMode(opts.Progress); err != nil {
 		return fmt.Errorf("%w: %v", ErrOptions, err)
 	}
+	switch opts.LoadBy {
+	case "", LoadByAuto, LoadByCommands:
+	default:
+		return fmt.Errorf("%w: --load-by must be auto or commands, not %q", ErrOptions, opts.LoadBy)
+	}
 	return nil
 }
 
@@ -411,7 +427,10 @@ func applyTTL(policy string, at, shift int64) int64 {
 
 func probeTarget(ctx context.Context, c *redis.Client, srv redisconn.Server) (serverInfo, error) {
 	caps, err := redisconn.ProbeCaps(ctx, c)
-	return serverInfo{Server: srv, Caps: caps}, err
+	if err != nil {
+		return serverInfo{}, err
+	}
+	return serverInfo{Server: srv, Caps: caps, restore: probeRestore(ctx, c, srv)}, nil
 }
 
 func sendItem(ctx context.Context, ch chan<- item, it item) bool {

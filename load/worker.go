@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/dumppayload"
 	"github.com/crs-tool/crs/internal/ratelimit"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/resp"
@@ -50,6 +51,9 @@ type worker struct {
 	asking bool
 	// open is the key whose later parts are still to come, if any.
 	open *keyState
+	// enc encodes whole keys as payloads to RESTORE; nil: every key goes
+	// by commands (--load-by commands, or a target that cannot take it).
+	enc *dumppayload.Encoder
 	// sent describes each command of the pipeline being built.
 	sent []sentCmd
 }
@@ -66,6 +70,7 @@ const (
 	cmdDel     // DEL before a replaced key
 	cmdExists  // EXISTS for --skip-existing
 	cmdRestore // RESTORE of a DUMP payload
+	cmdEncoded // RESTORE of a payload crs encoded
 	cmdRedo    // DEL before a key is sent again after a lost connection
 	cmdAsking  // ASKING before a command sent after an ASK redirection
 	cmdWait    // WAIT for a replica, on a Sentinel-managed master
@@ -239,6 +244,7 @@ type planned struct {
 	// that a summary after a failure says what was written.
 	cmds, replies int
 	refused       bool
+	encoded       bool // written as RESTORE of a payload crs encoded
 	// redirect is the node a cluster sent the key to (MOVED, or ASK with
 	// ask set): none of its commands ran where they were sent.
 	redirect string
@@ -260,6 +266,9 @@ func (w *worker) tally(plans []planned) {
 			w.st.Replaced++
 		}
 		if pl.it.last {
+			if pl.encoded {
+				w.st.Restored++
+			}
 			w.st.Keys++
 			w.st.ByType[pl.it.rec.Type]++
 		}
@@ -361,7 +370,7 @@ func (w *worker) sendOn(ctx context.Context, c *resp.Conn, db int, plans []plann
 	var err error
 	for i := range plans {
 		pl := &plans[i]
-		pl.cmds, pl.replies, pl.refused, pl.failed, pl.redirect = 0, 0, false, false, ""
+		pl.cmds, pl.replies, pl.refused, pl.failed, pl.encoded, pl.redirect = 0, 0, false, false, false, ""
 		if err := w.check(pl.it); err != nil {
 			planErr = &KeyError{Line: pl.it.line, DB: db, Key: pl.it.rec.Key, Err: err}
 			plans = plans[:i]
@@ -398,6 +407,7 @@ func (w *worker) sendOn(ctx context.Context, c *resp.Conn, db int, plans []plann
 		sc := w.sent[j]
 		pl := &plans[sc.plan]
 		pl.replies++
+		pl.encoded = pl.encoded || sc.kind == cmdEncoded || sc.kind == cmdRestore
 		switch {
 		case sc.kind == cmdDel:
 			pl.existed = r.Int > 0
@@ -439,6 +449,10 @@ func (w *worker) sendOn(ctx context.Context, c *resp.Conn, db int, plans []plann
 
 // explain adds what the user needs to a refused command.
 func (w *worker) explain(rec *format.Record, sc sentCmd, err error) error {
+	if sc.kind == cmdEncoded {
+		return fmt.Errorf("the target (%s %s) refused the payload crs encoded for this %s key (RDB version %d): %w; this is a bug in crs: please report it; --load-by commands writes keys without such payloads",
+			w.tgt.Engine, w.tgt.Version, rec.Type, w.enc.Version, err)
+	}
 	if sc.kind == cmdRestore {
 		return fmt.Errorf("the target (%s %s) refused the DUMP payload of this %s key, made with RDB version %d: %w (use --skip-unsupported to skip such keys and count them)",
 			w.tgt.Engine, w.tgt.Version, rec.Type, rec.RDBVersion, err)

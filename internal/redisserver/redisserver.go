@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -88,6 +89,7 @@ func start(ctx context.Context, bin string, extra []string) (*Server, error) {
 		"--protected-mode", "no",
 		"--databases", "16",
 	}
+	args = append(args, debugArgs(bin)...)
 	args = append(args, extra...)
 	s := &Server{
 		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
@@ -103,6 +105,26 @@ func start(ctx context.Context, bin string, extra []string) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// debugOn caches debugArgs by binary.
+var debugOn sync.Map
+
+// debugArgs turns DEBUG on, from loopback, where the binary has the
+// setting (7.0+), so that tests can compare DEBUG DIGEST-VALUE.
+func debugArgs(bin string) []string {
+	on, ok := debugOn.Load(bin)
+	if !ok {
+		out, _ := exec.Command(bin, "--version").Output()
+		_, v, _ := strings.Cut(string(out), " v=")
+		major, _ := strconv.Atoi(strings.SplitN(v, ".", 2)[0])
+		on = major >= 7
+		debugOn.Store(bin, on)
+	}
+	if on.(bool) {
+		return []string{"--enable-debug-command", "local"}
+	}
+	return nil
 }
 
 // run starts the server process and waits until it answers.

@@ -323,7 +323,7 @@ func diffDB(ctx context.Context, ca, cb *redis.Client, tolerance int64, live boo
 	if err != nil {
 		return nil, err
 	}
-	var diffs []string
+	var diffs, same []string
 	inB := make(map[string]bool, len(kb))
 	for _, k := range kb {
 		inB[k] = true
@@ -347,8 +347,17 @@ func diffDB(ctx context.Context, ca, cb *redis.Client, tolerance int64, live boo
 		if live && (va.Type == "none" || vb.Type == "none") && soon(va) && soon(vb) {
 			continue
 		}
-		diffs = append(diffs, compare(k, va, vb, tolerance)...)
+		d := compare(k, va, vb, tolerance)
+		if len(d) == 0 && !live {
+			same = append(same, k)
+		}
+		diffs = append(diffs, d...)
 	}
+	d, err := digestDiffs(ctx, ca, cb, same)
+	if err != nil {
+		return nil, err
+	}
+	diffs = append(diffs, d...)
 	extra := make([]string, 0, len(inB))
 	for k := range inB {
 		extra = append(extra, k)
@@ -367,6 +376,60 @@ func diffDB(ctx context.Context, ca, cb *redis.Client, tolerance int64, live boo
 		diffs = append(diffs, fmt.Sprintf("key %q only in target", k))
 	}
 	return diffs, nil
+}
+
+// digestDiffs compares DEBUG DIGEST-VALUE of keys whose values read the
+// same, where both servers are one version (digests of scores differ
+// between versions) with DEBUG on: it sees what reading cannot, such as a
+// value the server holds other than it answers.
+func digestDiffs(ctx context.Context, ca, cb *redis.Client, keys []string) ([]string, error) {
+	if len(keys) == 0 || !digestable(ctx, ca, cb) {
+		return nil, nil
+	}
+	var diffs []string
+	for len(keys) > 0 {
+		n := min(len(keys), 1000)
+		args := []any{"DEBUG", "DIGEST-VALUE"}
+		for _, k := range keys[:n] {
+			args = append(args, k)
+		}
+		da, err := ca.Do(ctx, args...).StringSlice()
+		if err != nil {
+			return nil, fmt.Errorf("DEBUG DIGEST-VALUE: %w", err)
+		}
+		db, err := cb.Do(ctx, args...).StringSlice()
+		if err != nil {
+			return nil, fmt.Errorf("DEBUG DIGEST-VALUE: %w", err)
+		}
+		for i := range da {
+			if i < len(db) && da[i] != db[i] {
+				diffs = append(diffs, fmt.Sprintf("key %q: DEBUG DIGEST-VALUE %s, target %s", keys[i], da[i], db[i]))
+			}
+		}
+		keys = keys[n:]
+	}
+	return diffs, nil
+}
+
+// digestable reports whether both servers answer DEBUG DIGEST-VALUE and
+// are the same server version.
+func digestable(ctx context.Context, ca, cb *redis.Client) bool {
+	var vs [2]string
+	for i, c := range []*redis.Client{ca, cb} {
+		if err := c.Do(ctx, "DEBUG", "DIGEST-VALUE", "crs:no-such-key").Err(); err != nil {
+			return false
+		}
+		info, err := c.Info(ctx, "server").Result()
+		if err != nil {
+			return false
+		}
+		for _, line := range strings.Split(info, "\n") {
+			if strings.HasPrefix(line, "redis_version:") || strings.HasPrefix(line, "valkey_version:") || strings.HasPrefix(line, "server_name:") {
+				vs[i] += strings.TrimSpace(line) + " "
+			}
+		}
+	}
+	return vs[0] != "" && vs[0] == vs[1]
 }
 
 func compare(k string, a, b Key, tolerance int64) []string {

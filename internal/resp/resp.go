@@ -105,12 +105,22 @@ func (c *Conn) Begin(name string, args int) *Conn {
 
 // Str appends a bulk string argument.
 func (c *Conn) Str(s string) *Conn {
-	c.buf = append(c.buf, '$')
-	c.buf = strconv.AppendInt(c.buf, int64(len(s)), 10)
-	c.buf = append(c.buf, '\r', '\n')
-	c.buf = append(c.buf, s...)
-	c.buf = append(c.buf, '\r', '\n')
+	c.buf = appendBulk(c.buf, s)
 	return c
+}
+
+// Bytes appends a bulk string argument held in b.
+func (c *Conn) Bytes(b []byte) *Conn {
+	c.buf = appendBulk(c.buf, b)
+	return c
+}
+
+func appendBulk[S string | []byte](buf []byte, s S) []byte {
+	buf = append(buf, '$')
+	buf = strconv.AppendInt(buf, int64(len(s)), 10)
+	buf = append(buf, '\r', '\n')
+	buf = append(buf, s...)
+	return append(buf, '\r', '\n')
 }
 
 // Int appends an integer argument.

@@ -1,0 +1,4 @@
+package dumppayload
+
+// ParseInt is parseInt, for the tests of package dumppayload_test.
+var ParseInt = parseInt

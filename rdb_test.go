@@ -92,11 +92,20 @@ func TestRDBFromEveryServer(t *testing.T) {
 				t.Fatalf("verify of the RDB file against its server: exit %d\n%s", code, out)
 			}
 			dst := redistest.StartBinary(t, bin)
-			out, code = e2e.Sh(t, dir, "crsload -u "+dst.URL+" "+file)
+			out, code = e2e.Sh(t, dir, "crsload --summary-json sum.json -u "+dst.URL+" "+file)
 			if code != 0 {
 				t.Fatalf("load of the RDB file: exit %d\n%s", code, out)
 			}
+			if summaryField(t, filepath.Join(dir, "sum.json"), "keys_restored") == 0 {
+				t.Errorf("no key was written by RESTORE of a payload crs encoded:\n%s", out)
+			}
 			assertNoDiffWithin(t, src, dst, expiryTolerance(t, src, dst))
+			// By commands alone, the same.
+			byCommands := redistest.StartBinary(t, bin)
+			if out, code := e2e.Sh(t, dir, "crsload --load-by commands -u "+byCommands.URL+" "+file); code != 0 {
+				t.Fatalf("load of the RDB file by commands: exit %d\n%s", code, out)
+			}
+			assertNoDiffWithin(t, dst, byCommands, expiryTolerance(t, dst, byCommands))
 			t.Logf("%s: %s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(out))
 		})
 	}

@@ -54,6 +54,10 @@ func Run(ctx context.Context, opts Options, in records.Input, stderr io.Writer) 
 			return err
 		}
 	}
+	// An RDB file that the target reads goes as it is, value by value.
+	if p, ok := in.(payloadInput); ok && opts.LoadBy != LoadByCommands && ti.restore.RDB > 0 {
+		p.PayloadsFor(ti.Engine, ti.restore.RDB)
+	}
 	r, err := in.Open(ctx, nil)
 	if err != nil {
 		return err
@@ -94,6 +98,13 @@ func Run(ctx context.Context, opts Options, in records.Input, stderr io.Writer) 
 		fmt.Fprintln(stderr, "crsload: crsload --resume with the same arguments continues this load from where it stopped")
 	}
 	return err
+}
+
+// payloadInput is an input that can hand values over undecoded, as DUMP
+// payloads, to a server of engine writing RDB version rdbVersion (an RDB
+// file the server reads).
+type payloadInput interface {
+	PayloadsFor(engine string, rdbVersion int)
 }
 
 // InputError is a failure to read the input after the load began

@@ -124,3 +124,65 @@ func TestSkim(t *testing.T) {
 		}
 	}
 }
+
+// TestPayloads reads every server's RDB file with its values handed over
+// as DUMP payloads for a server that reads the file: each payload decodes
+// (checksum and all) to the value the file decodes to, and values that
+// are not one blob, or that the server would not read, are decoded.
+func TestPayloads(t *testing.T) {
+	for _, f := range goldenFiles(t) {
+		in, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		full, d, err := decodeAll(t, in, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, _ := d.Info()
+		for _, tgt := range []PayloadTarget{{Engine: info.Engine, RDB: info.Version}, {Engine: "redis", RDB: info.Version - 1}} {
+			passed, _, err := decodeAll(t, in, Options{Payloads: tgt})
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			var payloads int
+			var got []*format.Record
+			for _, r := range passed {
+				if r.Dump == "" || r.Type == "" || !types(r.Type) {
+					got = append(got, r)
+					continue
+				}
+				payloads++
+				if r.RDBVersion != tgt.RDB {
+					t.Errorf("%s: %q stamped %d, want %d", f, r.Key, r.RDBVersion, tgt.RDB)
+				}
+				err := DecodePayload([]byte(r.Dump), r.DB, r.Key, Options{}, func(v *format.Record) error {
+					v.ExpireAtMs = r.ExpireAtMs
+					got = append(got, v)
+					return nil
+				})
+				if err != nil {
+					t.Errorf("%s: payload of %q: %v", f, r.Key, err)
+				}
+			}
+			if want := describe(full); describe(got) != want {
+				t.Errorf("%s: read through payloads for %v:\n%s\nwant:\n%s", f, tgt, describe(got), want)
+			}
+			switch reads := tgt.reads(info.Engine, info.Version); {
+			case reads && payloads == 0:
+				t.Errorf("%s: no value went as a payload for %v", f, tgt)
+			case !reads && payloads > 0:
+				t.Errorf("%s: %d values went as payloads for %v, which does not read the file", f, payloads, tgt)
+			}
+		}
+	}
+}
+
+// types reports whether t is a type the format carries natively.
+func types(t string) bool {
+	switch t {
+	case format.TypeString, format.TypeList, format.TypeSet, format.TypeHash, format.TypeZSet:
+		return true
+	}
+	return false
+}

@@ -17,6 +17,7 @@
 package rdb
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -55,6 +56,13 @@ type Options struct {
 	// their key and type (see skim.go): the records it makes are for
 	// looking at only, and the checksum is not checked.
 	Skim bool
+	// Payloads, where its RDB version is above 0, is a server that reads
+	// this file's encodings (the file's RDB version is not newer than
+	// its own): a string, and a value held in one blob (a listpack,
+	// ziplist or intset, or a list of one node) of at most PartBytes,
+	// is then emitted as a DUMP payload for it (Record.Dump), its bytes
+	// copied, not decoded. Other values are decoded as always.
+	Payloads PayloadTarget
 	// Whole says the input is a file that ends where the RDB data does:
 	// bytes after the checksum are an error (an AOF's commands after an
 	// RDB preamble, say), never ignored.
@@ -120,13 +128,17 @@ var ErrNotRDB = errors.New("not an RDB file")
 
 // Decoder reads one RDB stream.
 type Decoder struct {
-	in    input
-	opts  Options
-	info  Info
-	head  bool // Info has been read
-	next  int  // an opcode read past the aux fields, or -1
-	db    int
-	Stats Stats
+	// passable says the values may go as payloads (Options.Payloads
+	// reads this file); payload is the buffer they are copied into.
+	passable bool
+	payload  bytes.Buffer
+	in       input
+	opts     Options
+	info     Info
+	head     bool // Info has been read
+	next     int  // an opcode read past the aux fields, or -1
+	db       int
+	Stats    Stats
 }
 
 // NewDecoder returns a decoder reading r.
@@ -216,6 +228,7 @@ func (d *Decoder) readMagic() error {
 // fields have said which server wrote it.
 func (d *Decoder) checkVersion() error {
 	v := d.info.Version
+	d.passable = !d.opts.Skim && d.opts.Payloads.reads(d.info.Engine, v)
 	if d.info.Engine == "redis" && v <= MaxVersion || d.info.Engine == "valkey" && v <= MaxValkeyVersion {
 		return nil
 	}

@@ -408,6 +408,18 @@ func FuzzDecoder(f *testing.F) {
 		if err != nil && !errors.As(err, &e) {
 			t.Fatalf("error of another kind: %v", err)
 		}
+		// Handed over as payloads: each one that comes out is whole (it
+		// decodes, checksum and all), or the read fails as above.
+		d = NewDecoder(bytes.NewReader(in), Options{PartElems: 3, PartBytes: 64, Payloads: PayloadTarget{Engine: "redis", RDB: MaxVersion}})
+		err = d.Decode(context.Background(), func(r *format.Record) error {
+			if r.Dump != "" && types(r.Type) {
+				return DecodePayload([]byte(r.Dump), r.DB, r.Key, Options{}, func(*format.Record) error { return nil })
+			}
+			return nil
+		})
+		if err != nil && !errors.As(err, &e) {
+			t.Fatalf("with payloads, an error of another kind: %v", err)
+		}
 	})
 }
 

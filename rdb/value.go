@@ -275,6 +275,11 @@ func (d *Decoder) value(t byte, b *builder) error {
 	if d.opts.Skim && skimmed(t) {
 		return d.skimValue(t, b)
 	}
+	if d.passable && skimmed(t) {
+		if ok, err := d.payloadValue(t, b); ok {
+			return err
+		}
+	}
 	switch b.typ {
 	case format.TypeString:
 		return d.stringValue(b)

@@ -159,6 +159,7 @@ func (w *streamWriter) WriteHeader(h format.Header) error {
 		return errors.New("records: the header written twice")
 	}
 	w.checker = format.NewChecker(h)
+	w.checker.AllowPayloads() // in one process: an RDB file's values may go as payloads
 	w.s.headerc <- h
 	return nil
 }

@@ -167,6 +167,13 @@ func (in *input) Open(ctx context.Context, p *progress.Counter) (records.ReadClo
 	return in.spec.shape(&closer{Wrapped: records.Wrapped{ReadCloser: r}, counted: counted, done: done}), nil
 }
 
+// PayloadsFor makes later Opens of an RDB file hand its values over as
+// DUMP payloads for a server of engine writing RDB version rdbVersion,
+// undecoded, where that server reads the file's encodings.
+func (in *input) PayloadsFor(engine string, rdbVersion int) {
+	in.spec.RDB.Payloads = rdb.PayloadTarget{Engine: engine, RDB: rdbVersion}
+}
+
 // Skim reads an RDB file skimming its values; any other input is read
 // whole.
 func (in *input) Skim(ctx context.Context) (records.ReadCloser, error) {

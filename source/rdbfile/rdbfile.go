@@ -42,6 +42,9 @@ type Options struct {
 	End   *int64
 	// Skim reads for a pre-flight only (rdb.Options.Skim).
 	Skim bool
+	// Payloads hands values over undecoded, as DUMP payloads for that
+	// server, where it reads the file (rdb.Options.Payloads).
+	Payloads rdb.PayloadTarget
 }
 
 // NewOptions returns the defaults, those of a live dump.
@@ -98,7 +101,7 @@ func (s *Source) Dump(ctx context.Context, fw records.Writer, p *progress.Counte
 	st.From = "rdb"
 	start := time.Now()
 	defer func() { st.Elapsed = time.Since(start) }()
-	o := rdb.Options{PartElems: s.opts.PartElems, PartBytes: s.opts.PartBytes, DropKeyMeta: s.opts.DropKeyMeta, Whole: s.opts.Whole, Skim: s.opts.Skim}
+	o := rdb.Options{PartElems: s.opts.PartElems, PartBytes: s.opts.PartBytes, DropKeyMeta: s.opts.DropKeyMeta, Whole: s.opts.Whole, Skim: s.opts.Skim, Payloads: s.opts.Payloads}
 	if !s.opts.KeepExpired {
 		o.NowMs = time.Now().UnixMilli()
 	}

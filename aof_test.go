@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/crs-tool/crs/internal/e2e"
-	"github.com/crs-tool/crs/internal/slotmap"
+	"github.com/crs-tool/crs/internal/keyslot"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crs-tool/crs/internal/redisserver"
@@ -279,7 +279,7 @@ func TestAOFIntoCluster(t *testing.T) {
 	c.Do(ctx, "XGROUP", "CREATE", "stream", "g", "0")
 	c.Do(ctx, "XREADGROUP", "GROUP", "g", "c1", "COUNT", 5, "STREAMS", "stream", ">")
 	cl := redistest.StartCluster(t, 3, 0, "")
-	if slotmap.Slot("tx:a")*3/16384 == slotmap.Slot("tx:b")*3/16384 {
+	if keyslot.Slot("tx:a")*3/16384 == keyslot.Slot("tx:b")*3/16384 {
 		t.Fatal("tx:a and tx:b are on one master: the test does not test transactions across masters")
 	}
 	dir := t.TempDir()

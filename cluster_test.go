@@ -13,12 +13,12 @@ import (
 	"time"
 
 	"github.com/crs-tool/crs/internal/e2e"
+	"github.com/crs-tool/crs/internal/keyslot"
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/redisserver"
 	"github.com/crs-tool/crs/internal/redistest"
-	"github.com/crs-tool/crs/internal/slotmap"
 )
 
 func TestSlotsAgreeWithTheCluster(t *testing.T) {
@@ -29,7 +29,7 @@ func TestSlotsAgreeWithTheCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := slotmap.Slot(k); int64(got) != want {
+		if got := keyslot.Slot(k); int64(got) != want {
 			t.Errorf("Slot(%q) = %d, CLUSTER KEYSLOT says %d", k, got, want)
 		}
 	}
@@ -164,7 +164,7 @@ func TestClusterRoundTrips(t *testing.T) {
 func keysInSlot(slot, n int) []string {
 	var out []string
 	for i := 0; len(out) < n; i++ {
-		if k := fmt.Sprintf("key:%d", i); slotmap.Slot(k) == slot {
+		if k := fmt.Sprintf("key:%d", i); keyslot.Slot(k) == slot {
 			out = append(out, k)
 		}
 	}
@@ -185,7 +185,7 @@ func TestClusterLoadFollowsRedirections(t *testing.T) {
 	moved, asked := keysInSlot(100, 50), keysInSlot(101, 50)
 	var first []string
 	for i := 0; len(first) < 3000; i++ {
-		if k := fmt.Sprintf("other:%d", i); slotmap.Slot(k) != 100 && slotmap.Slot(k) != 101 {
+		if k := fmt.Sprintf("other:%d", i); keyslot.Slot(k) != 100 && keyslot.Slot(k) != 101 {
 			first = append(first, k)
 		}
 	}

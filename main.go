@@ -36,6 +36,7 @@ import (
 
 	"github.com/crs-tool/crs/dump"
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/keyslot"
 	"github.com/crs-tool/crs/internal/logline"
 	"github.com/crs-tool/crs/internal/memlimit"
 	"github.com/crs-tool/crs/internal/redisconn"
@@ -390,7 +391,7 @@ func version(name string) string {
 type selectFlags struct {
 	match, exclude, types, renames cli.StringSlice
 	dbs                            cli.IntSlice
-	dbMap, prefix                  string
+	dbMap, prefix, part            string
 	maxKeyBytes                    int64
 }
 
@@ -400,6 +401,7 @@ func (s *selectFlags) flags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "exclude", Usage: "leave out keys matching this glob `PATTERN` (repeatable)", Destination: &s.exclude},
 		&cli.StringSliceFlag{Name: "type", Usage: "only keys of this `TYPE` (string, list, set, zset, hash, stream, vectorset…; repeatable)", Destination: &s.types},
 		&cli.IntSliceFlag{Name: "from-db", Usage: "only keys of this source database `N` (repeatable)", Destination: &s.dbs},
+		&cli.StringFlag{Name: "part", Usage: "only share `I/N` of the keys: those whose cluster hash slots fall in the I-th of N even slot ranges (function libraries in part 0), so that N processes share the work; auto/N takes I from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job's pod index)", Destination: &s.part},
 		&cli.Int64Flag{Name: "max-key-bytes", Usage: "leave out (naming and counting them) keys whose values take more than `N` bytes; a key read in parts is held until its size is known", Destination: &s.maxKeyBytes},
 		&cli.StringSliceFlag{Name: "rename", Usage: "rename keys: `FROM=TO`, a name or a glob with one '*' kept ('trial_*=free_*'); repeatable, the first match wins", Destination: &s.renames},
 		&cli.StringFlag{Name: "key-prefix", Usage: "put `PREFIX` before every key (after --rename)", Destination: &s.prefix},
@@ -432,6 +434,13 @@ func (s *selectFlags) apply() (records.Selection, error) {
 	sel := records.Selection{Match: s.match.Value(), Exclude: s.exclude.Value(), Types: s.types.Value(), DBs: s.dbs.Value(), MaxKeyBytes: s.maxKeyBytes}
 	if err := sel.Check(); err != nil {
 		return sel, usageError{err}
+	}
+	if s.part != "" {
+		p, err := keyslot.ParsePart(s.part, os.Getenv)
+		if err != nil {
+			return sel, usageError{err}
+		}
+		sel.Part = p
 	}
 	return sel, nil
 }

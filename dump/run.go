@@ -268,10 +268,16 @@ func summary(st Stats, outBytes int64, err error) string {
 	}
 	b.WriteString(st.Notes())
 	b.WriteString(report.HeldBack(st.HeldMs, st.PeakCPU))
+	if st.Part != "" {
+		fmt.Fprintf(&b, "; part %s", st.Part)
+	}
 	if st.ShardsOf > 0 {
-		if st.Shards < st.ShardsOf {
+		switch {
+		case st.Part != "":
+			fmt.Fprintf(&b, ": %d of %d shards read", st.Shards, st.ShardsOf)
+		case st.Shards < st.ShardsOf:
 			fmt.Fprintf(&b, "; node-only: %d of %d shards", st.Shards, st.ShardsOf)
-		} else {
+		default:
 			fmt.Fprintf(&b, "; a cluster of %d shards", st.Shards)
 		}
 		fmt.Fprintf(&b, "; %d keys left out from slots their node did not serve", st.NotOwned)

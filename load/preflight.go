@@ -12,8 +12,8 @@ import (
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/keyset"
+	"github.com/crs-tool/crs/internal/keyslot"
 	"github.com/crs-tool/crs/internal/redisconn"
-	"github.com/crs-tool/crs/internal/slotmap"
 	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/target"
 )
@@ -360,7 +360,7 @@ func scanNeeds(ctx context.Context, in records.Input, t serverInfo, cluster bool
 		if cluster && rec.From != "" && rec.Part <= 1 {
 			// Keys that share a hash tag share a slot, which multi-key
 			// commands on them need: a rename must keep it.
-			if _, tagged := slotmap.Tag(rec.From); tagged && slotmap.Slot(rec.From) != slotmap.Slot(rec.Key) {
+			if _, tagged := keyslot.Tag(rec.From); tagged && keyslot.Slot(rec.From) != keyslot.Slot(rec.Key) {
 				if tagMoves++; len(tagMoved) < 10 {
 					tagMoved = append(tagMoved, fmt.Sprintf("%q → %q", rec.From, rec.Key))
 				}

@@ -117,6 +117,7 @@ type Stats struct {
 	Libraries  int64            `json:"function_libraries"`             // function libraries written
 	Shards     int              `json:"shards,omitempty"`               // cluster shards dumped
 	ShardsOf   int              `json:"shards_of,omitempty"`            // shards the cluster has
+	Part       string           `json:"part,omitempty"`                 // the share of the keys read (--part I/N)
 	Databases  int              `json:"databases"`                      // databases dumped
 	InputBytes int64            `json:"input_bytes,omitempty"`          // bytes of the file read, as given (compressed)
 	// Unselected counts the keys the selection (--match, --exclude,
@@ -175,6 +176,12 @@ func (s *Stats) Add(o *Stats) {
 	for t, n := range o.ByType {
 		s.ByType[t] += n
 	}
+	for why, n := range o.UnselectedBy {
+		if s.UnselectedBy == nil {
+			s.UnselectedBy = make(map[string]int64)
+		}
+		s.UnselectedBy[why] += n
+	}
 }
 
 // Count adds a written record to the counts.
@@ -200,9 +207,9 @@ func (s *Stats) Notes() string {
 	var b strings.Builder
 	if s.Unselected > 0 {
 		var why []string
-		for _, k := range []string{"match", "exclude", "type", "database", "max-key-bytes"} {
+		for _, k := range []string{"match", "exclude", "type", "database", "max-key-bytes", "part"} {
 			if n := s.UnselectedBy[k]; n > 0 {
-				why = append(why, fmt.Sprintf("%d by --%s", n, map[string]string{"match": "match", "exclude": "exclude", "type": "type", "database": "from-db", "max-key-bytes": "max-key-bytes"}[k]))
+				why = append(why, fmt.Sprintf("%d by --%s", n, map[string]string{"match": "match", "exclude": "exclude", "type": "type", "database": "from-db", "max-key-bytes": "max-key-bytes", "part": "part"}[k]))
 			}
 		}
 		fmt.Fprintf(&b, "; left out %d keys the selection does not take (%s)", s.Unselected, strings.Join(why, ", "))

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/keyslot"
 )
 
 // Selection chooses the keys a command works on, the same way on every
@@ -23,11 +24,15 @@ type Selection struct {
 	// up). A key in parts is held until its size is known, up to
 	// MaxKeyBytes.
 	MaxKeyBytes int64
+	// Part, where not whole, takes only the keys whose slots fall in
+	// its range (--part I/N), and function libraries in part 0 alone, so
+	// that N parts together hold every key once.
+	Part keyslot.Part
 }
 
 // Empty reports whether s takes every key.
 func (s Selection) Empty() bool {
-	return len(s.Match) == 0 && len(s.Exclude) == 0 && len(s.Types) == 0 && len(s.DBs) == 0 && s.MaxKeyBytes <= 0
+	return len(s.Match) == 0 && len(s.Exclude) == 0 && len(s.Types) == 0 && len(s.DBs) == 0 && s.MaxKeyBytes <= 0 && s.Part.Whole()
 }
 
 // Check reports a type name that is none.
@@ -43,7 +48,10 @@ func (s Selection) Check() error {
 // Takes reports whether s takes the key of rec, and if not, why.
 func (s Selection) Takes(rec *format.Record) (bool, string) {
 	if rec.Type == format.TypeFunction {
-		return true, ""
+		return s.Part.I == 0, "part"
+	}
+	if !s.Part.Holds(rec.Key) {
+		return false, "part"
 	}
 	if len(s.DBs) > 0 && !slices.Contains(s.DBs, rec.DB) {
 		return false, "database"
@@ -168,6 +176,10 @@ func (r *selected) tooBig(first *format.Record, n int) {
 
 func (r *selected) Close() (Stats, error) {
 	st, err := r.ReadCloser.Close()
+	if !r.s.Part.Whole() {
+		lo, hi := r.s.Part.Range()
+		st.Part = fmt.Sprintf("%s (slots %d-%d)", r.s.Part, lo, hi-1)
+	}
 	// The source counted what it made; what was read is less.
 	st.Unselected += r.total
 	st.Keys -= r.total

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/keyslot"
 )
 
 func TestGlob(t *testing.T) {
@@ -118,5 +119,34 @@ func TestProbeKeys(t *testing.T) {
 	keys, made := Selection{Match: []string{"app:*"}}.ProbeKeysAs(Reshape{Prefix: "new:"})
 	if fmt.Sprint(keys) != "[new:app:acl-probe]" || made {
 		t.Errorf("renamed: %q %v", keys, made)
+	}
+}
+
+// TestSelectPart checks that N parts take every key once, together with
+// its parts, and the function libraries in part 0 alone.
+func TestSelectPart(t *testing.T) {
+	recs := []*format.Record{{Type: format.TypeFunction, Key: "lib", Str: "#!lua name=lib\n"}}
+	for i := 0; i < 200; i++ {
+		recs = append(recs, &format.Record{Key: fmt.Sprintf("k%d", i), Type: format.TypeString, Str: "v"})
+	}
+	taken := map[string]int{}
+	for i := 0; i < 3; i++ {
+		s := Selection{Part: keyslot.Part{I: i, N: 3}}
+		for _, r := range recs {
+			ok, why := s.Takes(r)
+			if ok {
+				taken[r.Key]++
+			} else if why != "part" {
+				t.Errorf("part %d left %q out for %q", i, r.Key, why)
+			}
+			if r.Type == format.TypeFunction && ok != (i == 0) {
+				t.Errorf("part %d takes the function library: %v", i, ok)
+			}
+		}
+	}
+	for _, r := range recs {
+		if taken[r.Key] != 1 {
+			t.Errorf("%q taken by %d parts", r.Key, taken[r.Key])
+		}
 	}
 }

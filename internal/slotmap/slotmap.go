@@ -1,7 +1,6 @@
-// Package slotmap knows what crs needs of Redis Cluster: the hash slot of
-// a key (CRC16 of its hash tag, as the cluster computes it), and the slot
-// map (which master, and which replicas, serve each slot), read with
-// CLUSTER SLOTS from any node.
+// Package slotmap knows what crs needs of Redis Cluster: the slot map
+// (which master, and which replicas, serve each slot), read with CLUSTER
+// SLOTS from any node. Package keyslot computes a key's slot.
 package slotmap
 
 import (
@@ -14,48 +13,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/crs-tool/crs/internal/keyslot"
 	"github.com/crs-tool/crs/internal/redisconn"
 )
-
-// Slots is the number of hash slots.
-const Slots = 16384
-
-// Slot returns the hash slot of key: the CRC16 of its hash tag (the part
-// between the first "{" and the next "}", when not empty), else of all of
-// it, modulo 16384.
-func Slot(key string) int {
-	if tag, ok := Tag(key); ok {
-		key = tag
-	}
-	return int(crc16(key)) % Slots
-}
-
-// Tag returns key's hash tag, and whether it has one.
-func Tag(key string) (string, bool) {
-	if i := strings.IndexByte(key, '{'); i >= 0 {
-		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
-			return key[i+1 : i+1+j], true
-		}
-	}
-	return "", false
-}
-
-// crc16 is CRC-16/XMODEM (polynomial 0x1021, initial 0), as the cluster
-// uses.
-func crc16(s string) uint16 {
-	var crc uint16
-	for i := 0; i < len(s); i++ {
-		crc ^= uint16(s[i]) << 8
-		for b := 0; b < 8; b++ {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return crc
-}
 
 // Node is one server of the cluster.
 type Node struct {
@@ -88,12 +48,12 @@ func (s Shard) SlotsText() string {
 // Map is the slot map: the shards, and the shard that serves each slot.
 type Map struct {
 	Shards []Shard
-	owner  [Slots]int16 // index in Shards, -1 for a slot no one serves
+	owner  [keyslot.Slots]int16 // index in Shards, -1 for a slot no one serves
 }
 
 // Owner returns the index in Shards of the shard that serves key's slot,
 // or -1.
-func (m *Map) Owner(key string) int { return int(m.owner[Slot(key)]) }
+func (m *Map) Owner(key string) int { return int(m.owner[keyslot.Slot(key)]) }
 
 // OwnerOfSlot returns the index in Shards of the shard that serves slot.
 func (m *Map) OwnerOfSlot(slot int) int { return int(m.owner[slot]) }
@@ -156,7 +116,7 @@ func ReadMap(ctx context.Context, c *redis.Client) (*Map, error) {
 			m.Shards = append(m.Shards, sh)
 		}
 		m.Shards[k].Ranges = append(m.Shards[k].Ranges, [2]int{int(s.Start), int(s.End)})
-		for slot := s.Start; slot <= s.End && slot < Slots; slot++ {
+		for slot := s.Start; slot <= s.End && slot < keyslot.Slots; slot++ {
 			m.owner[slot] = int16(k)
 		}
 	}
@@ -186,7 +146,7 @@ func Moved(a, b *Map, max int) ([]string, int) {
 		}
 		return "none"
 	}
-	for slot := 0; slot < Slots; slot++ {
+	for slot := 0; slot < keyslot.Slots; slot++ {
 		if x, y := addr(a, slot), addr(b, slot); x != y {
 			n++
 			if len(out) < max {

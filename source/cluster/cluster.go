@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/keyslot"
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/slotmap"
@@ -36,6 +37,9 @@ type Options struct {
 	// its shard serves), not the whole cluster; the header and the
 	// summary say so.
 	NodeOnly bool
+	// Part, where not whole, skips the shards that serve none of its
+	// slots (the selection takes its keys from the others).
+	Part keyslot.Part
 }
 
 // Source is a Redis Cluster.
@@ -128,6 +132,19 @@ func (s *Source) Dump(ctx context.Context, fw records.Writer, p *progress.Counte
 	return st, nil
 }
 
+// serves reports whether shard sh serves a slot of the part read.
+func (s *Source) serves(sh slotmap.Shard) bool {
+	if s.opts.Part.Whole() {
+		return true
+	}
+	for _, r := range sh.Ranges {
+		if s.opts.Part.Overlaps(r[0], r[1]) {
+			return true
+		}
+	}
+	return false
+}
+
 // prepare readies each shard's node and makes the dump's header.
 func (s *Source) prepare(ctx context.Context, m *slotmap.Map, start time.Time) ([]shardDump, format.Header, error) {
 	// Each shard gets its share of the concurrency, and at least two
@@ -144,6 +161,9 @@ func (s *Source) prepare(ctx context.Context, m *slotmap.Map, start time.Time) (
 		return nil, hdr, err
 	}
 	for k, sh := range m.Shards {
+		if !s.serves(sh) {
+			continue
+		}
 		node := sh.Master
 		readOnly := s.opts.FromReplicas
 		switch {

@@ -303,6 +303,7 @@ func server(ctx context.Context, spec Spec) (records.Source, error) {
 	rdbOpts.PartElems, rdbOpts.PartBytes = spec.Scan.PartElems, int(spec.Scan.PartBytes)
 	// The server does the work where it can: one --match is SCAN MATCH,
 	// one --type SCAN TYPE (the selection still checks every record).
+	spec.Scan.Part = spec.Select.Part
 	spec.Scan.Probe = spec.Select.ProbeKeys()
 	if m := spec.Select.Match; len(m) == 1 && spec.Scan.Match == "" {
 		spec.Scan.Match = m[0]
@@ -314,7 +315,7 @@ func server(ctx context.Context, spec Spec) (records.Source, error) {
 	case isCluster && spec.Snapshot:
 		return nil, fmt.Errorf("--snapshot of a cluster is not supported yet: dump it without --snapshot (every shard with SCAN)")
 	case isCluster:
-		return cluster.New(cluster.Options{Scan: spec.Scan, FromReplicas: spec.FromReplicas, NodeOnly: spec.NodeOnly}), nil
+		return cluster.New(cluster.Options{Scan: spec.Scan, FromReplicas: spec.FromReplicas, NodeOnly: spec.NodeOnly, Part: spec.Select.Part}), nil
 	case spec.FromReplicas || spec.NodeOnly:
 		return nil, fmt.Errorf("--from-replicas and --node-only are for a cluster, and %s is not in cluster mode", spec.Scan.Conn.Address())
 	case spec.Snapshot:

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/crs-tool/crs/internal/keyslot"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/slotmap"
 	"github.com/crs-tool/crs/records"
@@ -393,7 +394,7 @@ func (s *Server) DumpsAt(ctx context.Context, name string, db int, keys []string
 	} else {
 		bySlot := map[int]int{}
 		for i, k := range keys {
-			slot := slotmap.Slot(k)
+			slot := keyslot.Slot(k)
 			g, ok := bySlot[slot]
 			if !ok {
 				g = len(groups)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/keyset"
+	"github.com/crs-tool/crs/internal/keyslot"
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/resp"
@@ -57,6 +58,10 @@ type Options struct {
 	// dump; the others are counted in Stats.NotOwned. A cluster source
 	// keeps the keys of the slots a node served when the dump began.
 	Keep func(key string) bool
+	// Part, where not whole, reads only the keys of its slots (--part);
+	// the others are counted as left out by the selection, their values
+	// never read.
+	Part keyslot.Part
 	// SeenLimit is how many keys of a database the dump remembers in
 	// memory (to write a key SCAN returns twice once); past it, further
 	// keys go to a temporary file and are read after SCAN ends.
@@ -323,6 +328,13 @@ func dumpDB(ctx context.Context, fw records.RecordWriter, opts Options, d format
 	st.Reread += counts.reread
 	st.Changing += counts.changing
 	st.NotOwned += sc.notOwned
+	if sc.outOfPart > 0 {
+		st.Unselected += sc.outOfPart
+		if st.UnselectedBy == nil {
+			st.UnselectedBy = map[string]int64{}
+		}
+		st.UnselectedBy["part"] += sc.outOfPart
+	}
 	st.Vanished += vanished.Load()
 	return err
 }
@@ -381,6 +393,10 @@ func scanKeys(ctx context.Context, c *redis.Client, opts Options, d format.Datab
 				st.notOwned++
 				continue
 			}
+			if !opts.Part.Holds(k) {
+				st.outOfPart++
+				continue
+			}
 			switch v, err := seen.Add(d.DB, k, 0); {
 			case err != nil:
 				return fmt.Errorf("db %d: %w", d.DB, err)
@@ -423,7 +439,7 @@ func scanKeys(ctx context.Context, c *redis.Client, opts Options, d format.Datab
 
 // scanCounts are what scanKeys counts.
 type scanCounts struct {
-	dups, notOwned, deferred, diskBytes int64
+	dups, notOwned, outOfPart, deferred, diskBytes int64
 }
 
 // functions returns the server's function libraries as records; none

@@ -122,6 +122,10 @@ func TestDuplicateKeyInMemoryAndOnDisk(t *testing.T) {
 			opts := NewOptions()
 			opts.Conn.URL = s.URL
 			opts.SeenLimit = tt.limit
+			// By commands, the second write of a key succeeds: only the
+			// set of keys seen finds it (by RESTORE, the target refuses it
+			// first: TestDuplicateKeyRefusedByRestore).
+			opts.LoadBy = LoadByCommands
 			st, err := Load(ctx, format.NewReader(strings.NewReader(handWritten(lines...))), opts)
 			if !errors.Is(err, ErrDuplicateKey) || !strings.Contains(err.Error(), tt.wantLines) || !strings.Contains(err.Error(), fmt.Sprintf(`"k%d"`, tt.dupAt)) {
 				t.Fatalf("err = %v", err)
@@ -133,6 +137,26 @@ func TestDuplicateKeyInMemoryAndOnDisk(t *testing.T) {
 				t.Errorf("keys checked on disk: %d, want %d", st.Deferred, 201-tt.limit)
 			}
 		})
+	}
+}
+
+// TestDuplicateKeyRefusedByRestore: a key repeated past the keys kept in
+// memory is refused as a duplicate, named: by the target, whose RESTORE
+// finds it there, or by the check at the end of the input, whichever
+// comes first.
+func TestDuplicateKeyRefusedByRestore(t *testing.T) {
+	s := redistest.Start(t)
+	lines := []string{`{"format":"crs","version":1,"databases":[{"db":0,"keys":201}]}`}
+	for i := 0; i < 200; i++ {
+		lines = append(lines, fmt.Sprintf(`{"db":0,"key":"k%d","type":"list","value":["a"]}`, i))
+	}
+	lines = append(lines, `{"db":0,"key":"k150","type":"list","value":["a"]}`)
+	opts := NewOptions()
+	opts.Conn.URL = s.URL
+	opts.SeenLimit = 50
+	_, err := Load(context.Background(), format.NewReader(strings.NewReader(handWritten(lines...))), opts)
+	if !errors.Is(err, ErrDuplicateKey) || !strings.Contains(err.Error(), `"k150"`) {
+		t.Fatalf("err = %v", err)
 	}
 }
 

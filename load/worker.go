@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -449,6 +450,11 @@ func (w *worker) sendOn(ctx context.Context, c *resp.Conn, db int, plans []plann
 
 // explain adds what the user needs to a refused command.
 func (w *worker) explain(rec *format.Record, sc sentCmd, err error) error {
+	if sc.kind == cmdEncoded && strings.HasPrefix(err.Error(), "BUSYKEY") {
+		// The target was empty, or the key deleted first: this load wrote
+		// it already (the input holds it twice), or another client did.
+		return fmt.Errorf("%w: the target already holds it: written earlier by this load (the input holds it twice) or by another client since the load began (%v)", ErrDuplicateKey, err)
+	}
 	if sc.kind == cmdEncoded {
 		return fmt.Errorf("the target (%s %s) refused the payload crs encoded for this %s key (RDB version %d): %w; this is a bug in crs: please report it; --load-by commands writes keys without such payloads",
 			w.tgt.Engine, w.tgt.Version, rec.Type, w.enc.Version, err)

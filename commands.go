@@ -1,22 +1,30 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
 	"github.com/crs-tool/crs/dump"
+	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/backoff"
 	"github.com/crs-tool/crs/internal/keyset"
+	"github.com/crs-tool/crs/internal/keyslot"
 	"github.com/crs-tool/crs/internal/memlimit"
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/load"
+	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/source/pick"
 	"github.com/crs-tool/crs/stats"
 	"github.com/crs-tool/crs/verify"
@@ -69,6 +77,7 @@ func dumpCommand() *cli.Command {
 	var maxCPU float64
 	var mf metricsFlags
 	var summary summaryFlag
+	var parts int
 	return &cli.Command{
 		Name:         "dump",
 		Usage:        "write every key of a server as JSON lines, zstd-compressed, to stdout or -o FILE",
@@ -82,7 +91,8 @@ func dumpCommand() *cli.Command {
 			&cli.BoolFlag{Name: "from-replicas", Usage: "of a cluster: read each shard from a replica, to spare the masters", Destination: &from.FromReplicas},
 			&cli.BoolFlag{Name: "node-only", Usage: "of a cluster: dump only the node given (the slots its shard serves), not every shard", Destination: &from.NodeOnly},
 			&cli.BoolFlag{Name: "snapshot", Usage: "read the server through a replication snapshot (REPLCONF, PSYNC): every key from one instant, as the server forks to make it; needs SYNC, which managed services often refuse", Destination: &from.Snapshot},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` (mode 0600, via FILE.tmp, renamed when complete)", Destination: &opts.Output},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` (mode 0600, via FILE.tmp, renamed when complete); a directory (DIR/) holds a dump set: --parts N writes its N parts, --part I/N part I alone", Destination: &opts.Output},
+			&cli.IntFlag{Name: "parts", Usage: "with -o DIR/: write the dump as a set of `N` parts, one share of the keys each (--part I/N), one after another", Destination: &parts},
 			&cli.StringFlag{Name: "compress", Value: opts.Compress, Usage: "zstd or none", Destination: &opts.Compress},
 			&cli.IntFlag{Name: "zstd-level", Value: opts.ZstdLevel, Usage: "zstd level, 1 (fastest) to 4 (smallest)", Destination: &opts.ZstdLevel},
 			&cli.IntFlag{Name: "scan-count", Value: from.Scan.ScanCount, Usage: "SCAN COUNT hint: about how many keys are read per pipelined batch", Destination: &from.Scan.ScanCount},
@@ -119,11 +129,49 @@ func dumpCommand() *cli.Command {
 				defer busy.Close()
 				opts.Busy = busy
 			}
+			if set, ok, err := dumpSet(opts.Output, parts, from.Select.Part); ok || err != nil {
+				if err != nil {
+					return err
+				}
+				open := func(p keyslot.Part) records.Input {
+					spec := from
+					spec.Select.Part = p
+					return pick.Open(spec)
+				}
+				return dump.RunSet(c.Context, open, set, opts, os.Stdout, stderr)
+			}
 			in := pick.Open(from)
 			defer in.Close()
 			return dump.Run(c.Context, in, opts, os.Stdout, stderr)
 		},
 	}
+}
+
+// dumpSet reads the options of a dump set: -o DIR/ (or an existing
+// directory) with --parts N, or --part I/N; ok is false for a dump file.
+func dumpSet(output string, parts int, part keyslot.Part) (set dump.SetOptions, ok bool, err error) {
+	fi, statErr := os.Stat(output)
+	isDir := output != "" && (strings.HasSuffix(output, "/") || statErr == nil && fi.IsDir())
+	switch {
+	case !isDir && parts > 0:
+		return set, false, usageError{fmt.Errorf("--parts writes a dump set into a directory: -o DIR/")}
+	case !isDir:
+		return set, false, nil
+	case parts > 0 && !part.Whole():
+		return set, true, usageError{fmt.Errorf("--parts %d and --part %s: one or the other (--part writes one part of a set of N)", parts, part)}
+	case parts > keyslot.Slots:
+		return set, true, usageError{fmt.Errorf("--parts %d: at most %d, the cluster's slots", parts, keyslot.Slots)}
+	case parts > 0:
+		for i := 0; i < parts; i++ {
+			set.Parts = append(set.Parts, keyslot.Part{I: i, N: parts})
+		}
+	case !part.Whole():
+		set.Parts = []keyslot.Part{part}
+	default:
+		return set, true, usageError{fmt.Errorf("-o %s is a directory: a dump set needs --parts N (all of it here) or --part I/N (one part)", output)}
+	}
+	set.Dir, set.Version = output, version("crs")
+	return set, true, nil
 }
 
 // loadCommand is crsload: a dump into a server.
@@ -224,6 +272,7 @@ func statsCommand() *cli.Command {
 	from := pick.NewSpec()
 	var sel selectFlags
 	var statsPatterns cli.StringSlice
+	var list bool
 	return &cli.Command{
 		Name:         "stats",
 		Usage:        "count keys per database, type, expiry and pattern, and list the biggest, from a dump FILE or a server",
@@ -236,6 +285,7 @@ func statsCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object", Destination: &statsOpts.JSON},
 			&cli.BoolFlag{Name: "node-only", Usage: "of a cluster: count only the shard of the node given (a cluster is counted whole otherwise)", Destination: &from.NodeOnly},
 			&cli.BoolFlag{Name: "from-replicas", Usage: "of a cluster: read each shard from a replica", Destination: &from.FromReplicas},
+			&cli.BoolFlag{Name: "list", Usage: "of a dump set (a directory): list its parts from their entries, reading no dump", Destination: &list},
 		),
 		Action: func(c *cli.Context) error {
 			if err := atMostOneFile(c); err != nil {
@@ -248,9 +298,40 @@ func statsCommand() *cli.Command {
 			statsOpts.Patterns = statsPatterns.Value()
 			in := pick.Open(from)
 			defer in.Close()
+			if list {
+				return listSet(c.Context, in, statsOpts.JSON, os.Stdout)
+			}
 			return stats.Run(c.Context, statsOpts, in, os.Stdout)
 		},
 	}
+}
+
+// listSet prints the parts of a dump set, as pg_restore -l lists an
+// archive's contents: one line a part, from its entry.
+func listSet(ctx context.Context, in records.Input, asJSON bool, w io.Writer) error {
+	if _, err := in.Header(ctx); err != nil {
+		return err
+	}
+	set, ok := in.(interface{ Entries() []format.PartEntry })
+	if !ok {
+		return usageError{fmt.Errorf("--list lists the parts of a dump set (a directory that crsdump -o DIR/ wrote), and %s is not one", in.Name())}
+	}
+	entries := set.Entries()
+	if asJSON {
+		return json.NewEncoder(w).Encode(entries)
+	}
+	var keys int64
+	for _, e := range entries {
+		keys += e.Keys
+	}
+	fmt.Fprintf(w, "; dump set %s: %d of %d parts, %d keys, from %s\n", in.Name(), len(entries), entries[0].Parts, keys, entries[0].Source)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "part\tslots\tkeys\trecords\tbytes\tcrc32c\tfinished\tfile")
+	for _, e := range entries {
+		fmt.Fprintf(tw, "%d/%d\t%d-%d\t%d\t%d\t%d\t%s\t%s\t%s\n", e.Part, e.Parts, e.Slots[0], e.Slots[1], e.Keys, e.Records, e.Bytes, e.CRC32C,
+			time.UnixMilli(e.FinishedMs).UTC().Format(time.RFC3339), e.File)
+	}
+	return tw.Flush()
 }
 
 // verifyCommand is crs verify: a server against a dump or another server.

@@ -211,7 +211,7 @@ var exitCodes = []struct {
 	{0, "success"},
 	{1, "a failure not listed below (a command the server refused, an I/O error)"},
 	{2, "bad usage: an unknown flag, a bad option value, a URL that does not parse"},
-	{3, "bad input: not a dump, corrupt zstd, a malformed, truncated or altered dump (the line is named), a corrupt RDB file (its offset is named), a malformed AOF"},
+	{3, "bad input: not a dump, corrupt zstd, a malformed, truncated or altered dump (the line is named), a corrupt RDB file (its offset is named), a malformed AOF, a dump set with a part missing or cut short (the part is named)"},
 	{4, "refused: the pre-flight found problems (the target holds keys, lacks a command or a database the data needs, has too little memory), or crs sync cannot go on (no backlog for its position, another sync writes to the target, a demoted source, no cutover within --cutover-timeout)"},
 	{5, "cannot connect or authenticate; the server refuses replication"},
 	{6, "differences found: crs verify, crsload --verify, or every check of a crs sync cutover"},
@@ -237,7 +237,7 @@ func exitCode(ctx context.Context, err error) int {
 		return 2
 	case errors.Is(err, repl.ErrLinkLost):
 		return 7
-	case errors.As(err, &parseErr), errors.As(err, &rdbErr), errors.As(err, &aofErr), errors.Is(err, load.ErrNoInput):
+	case errors.As(err, &parseErr), errors.As(err, &rdbErr), errors.As(err, &aofErr), errors.Is(err, load.ErrNoInput), errors.Is(err, format.ErrSet):
 		return 3
 	case errors.Is(err, livesync.ErrDifferent):
 		return 6

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -117,4 +118,86 @@ func mkdir(t *testing.T, dir, name string) string {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// TestDumpSet writes a dump set (crsdump --parts 3 -o DIR/), lists it,
+// loads and verifies it whole and by part, and refuses one with a part
+// missing or cut short, naming it, before writing anything.
+func TestDumpSet(t *testing.T) {
+	src := redistest.Start(t)
+	ctx := context.Background()
+	// The corpus without its keys that expire within seconds: the set is
+	// compared with the source strictly, long after.
+	if soon := fill(t, src); redistest.Client(t, src, 0).Del(ctx, soon...).Err() != nil {
+		t.Fatal("DEL")
+	}
+	e2e.FillMany(t, src, 2000)
+	n, _ := redistest.Client(t, src, 0).DBSize(ctx).Result()
+	dir := t.TempDir()
+	set := filepath.Join(dir, "set") + "/"
+	if out, code := e2e.Sh(t, dir, "crsdump --parts 3 -u "+src.URL+" -o "+set); code != 0 || strings.Count(out, "crsdump: dumped") != 3 {
+		t.Fatalf("dump: exit %d\n%s", code, out)
+	}
+	out, code := e2e.Sh(t, dir, "crs stats --list "+set)
+	if code != 0 || !strings.Contains(out, "3 of 3 parts") || strings.Count(out, "part-000") != 3 {
+		t.Fatalf("stats --list: exit %d\n%s", code, out)
+	}
+	t.Logf("crs stats --list:\n%s", out)
+
+	dst := redistest.Start(t)
+	if out, code := e2e.Sh(t, dir, "crsload -u "+dst.URL+" "+set); code != 0 {
+		t.Fatalf("load: exit %d\n%s", code, out)
+	}
+	e2e.AssertNoDiff(t, src, dst)
+	if out, code := e2e.Sh(t, dir, "crs verify -u "+dst.URL+" "+set); code != 0 || !strings.Contains(out, " 0 differences") {
+		t.Errorf("verify: exit %d\n%s", code, out)
+	}
+
+	// One part alone, as one of N loaders would take it.
+	one := redistest.Start(t)
+	if out, code := e2e.Sh(t, dir, "crsload --part 1/3 -u "+one.URL+" "+set); code != 0 {
+		t.Fatalf("load --part 1/3: exit %d\n%s", code, out)
+	}
+	got, _ := redistest.Client(t, one, 0).DBSize(ctx).Result()
+	if got == 0 || got >= n {
+		t.Errorf("part 1 of 3 loaded %d keys of %d", got, n)
+	}
+
+	// A part cut short, then one missing: refused, naming it, with
+	// nothing written.
+	files, _ := filepath.Glob(filepath.Join(set, "part-0002-of-0003.jsonl*"))
+	if len(files) != 1 {
+		t.Fatalf("part 2's dump: %v", files)
+	}
+	if err := os.Truncate(files[0], 100); err != nil {
+		t.Fatal(err)
+	}
+	empty := redistest.Start(t)
+	out, code = e2e.Sh(t, dir, "crsload -u "+empty.URL+" "+set)
+	if code != 3 || !strings.Contains(out, "part 2 of 3") || !strings.Contains(out, "cut short") {
+		t.Errorf("a part cut short: exit %d\n%s", code, out)
+	}
+	if err := os.Remove(filepath.Join(set, "part-0001-of-0003.json")); err != nil {
+		t.Fatal(err)
+	}
+	out, code = e2e.Sh(t, dir, "crsload -u "+empty.URL+" "+set)
+	if code != 3 || !strings.Contains(out, "part 1 of 3 is missing") {
+		t.Errorf("a part missing: exit %d\n%s", code, out)
+	}
+	if k, _ := redistest.Client(t, empty, 0).DBSize(ctx).Result(); k != 0 {
+		t.Errorf("a refused set wrote %d keys", k)
+	}
+
+	// Three processes, each its part (an Indexed Job's pods), one set.
+	set2 := filepath.Join(dir, "set2") + "/"
+	for i := 0; i < 3; i++ {
+		if out, code := e2e.Sh(t, dir, fmt.Sprintf("env JOB_COMPLETION_INDEX=%d crsdump -q --part auto/3 -u %s -o %s", i, src.URL, set2)); code != 0 {
+			t.Fatalf("part %d: exit %d\n%s", i, code, out)
+		}
+	}
+	again := redistest.Start(t)
+	if out, code := e2e.Sh(t, dir, "crsload -q -u "+again.URL+" "+set2); code != 0 {
+		t.Fatalf("load of the set three processes wrote: exit %d\n%s", code, out)
+	}
+	e2e.AssertNoDiff(t, src, again)
 }

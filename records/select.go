@@ -94,11 +94,13 @@ type selected struct {
 	out     map[string]int64 // keys left out by reason
 	byType  map[string]int64 // and by type
 	total   int64
-	records int64            // records left out
-	held    []*format.Record // the parts of a key whose size is not known yet
-	heldN   int64
-	ready   []*format.Record // parts taken, to return
-	big     []string         // the first keys left out for their size
+	records int64 // records left out
+	// libraries counts the function libraries left to part 0.
+	libraries int64
+	held      []*format.Record // the parts of a key whose size is not known yet
+	heldN     int64
+	ready     []*format.Record // parts taken, to return
+	big       []string         // the first keys left out for their size
 }
 
 func (r *selected) Read() (*format.Record, error) {
@@ -138,6 +140,11 @@ func (r *selected) Read() (*format.Record, error) {
 		}
 		if ok {
 			return rec, nil
+		}
+		if rec.Type == format.TypeFunction {
+			r.libraries++ // another part's: not a key left out
+			r.records++
+			continue
 		}
 		r.out[why]++
 		r.byType[rec.Type]++
@@ -183,6 +190,7 @@ func (r *selected) Close() (Stats, error) {
 	// The source counted what it made; what was read is less.
 	st.Unselected += r.total
 	st.Keys -= r.total
+	st.Libraries -= r.libraries
 	st.Records -= r.records
 	for t, n := range r.byType {
 		if _, ok := st.ByType[t]; !ok {

@@ -69,6 +69,9 @@ func NewSpec() Spec {
 // *.aof, a file of commands) as a records.ChangesInput, anything else as
 // a records.Input. Nothing but an AOF's manifest is read yet.
 func Open(spec Spec) records.Input {
+	if spec.File != "" && spec.File != "-" && format.IsSet(spec.File) {
+		return openSet(spec, spec.File)
+	}
 	if spec.File != "" && spec.File != "-" && isAOFPath(spec.File) {
 		in, err := openAOF(spec)
 		if err != nil {

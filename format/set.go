@@ -1,0 +1,131 @@
+package format
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+)
+
+// SetFormat names a dump set's part entries.
+const SetFormat = "crs-set"
+
+// A dump set is a directory holding a dump in N parts, each an ordinary
+// dump of one share of the keys (crsdump --part I/N), and next to each
+// part its entry: a small JSON object written, atomically, only once the
+// part's dump is complete (FORMAT.md §8). The set is complete when all N
+// entries are there; processes on different machines can each write
+// their parts into one set without telling each other.
+
+// PartEntry describes one part of a dump set.
+type PartEntry struct {
+	Format     string           `json:"format"`  // SetFormat
+	Version    int              `json:"version"` // 1
+	Part       int              `json:"part"`    // I, from 0
+	Parts      int              `json:"parts"`   // N
+	Slots      [2]int           `json:"slots"`   // the cluster hash slots of its keys, both included
+	File       string           `json:"file"`    // the dump's file name, in the set's directory
+	Bytes      int64            `json:"bytes"`   // the file's size
+	CRC32C     string           `json:"crc32c"`  // of the file's bytes, as written (8 hex digits)
+	Records    int64            `json:"records"`
+	Keys       int64            `json:"keys"`
+	KeysByDB   map[string]int64 `json:"keys_by_db"`
+	Source     string           `json:"source"`
+	CRSVersion string           `json:"crs_version"`
+	StartedMs  int64            `json:"started_ms"`
+	FinishedMs int64            `json:"finished_ms"`
+}
+
+// PartName is the name of part i of n, without an extension: the entry is
+// NAME.json, the dump NAME.jsonl.zst (or NAME.jsonl uncompressed).
+func PartName(i, n int) string { return fmt.Sprintf("part-%04d-of-%04d", i, n) }
+
+var entryName = regexp.MustCompile(`^part-(\d{4,})-of-(\d{4,})\.json$`)
+
+// IsSet reports whether dir is a directory holding at least one part
+// entry.
+func IsSet(dir string) bool {
+	names, err := filepath.Glob(filepath.Join(dir, "part-*-of-*.json"))
+	return err == nil && len(names) > 0
+}
+
+// WriteEntry writes e into dir as its part's entry, atomically.
+func WriteEntry(dir string, e PartEntry) error {
+	b, err := json.MarshalIndent(e, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, PartName(e.Part, e.Parts)+".json")
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// ErrSet is wrapped by the errors of a set that is not whole.
+var ErrSet = errors.New("dump set")
+
+// ReadSet reads the part entries of the set in dir, in part order, and
+// checks the set: every part of 0..N-1 there once, with the same N, its
+// file as large as its entry says; or, where the set has of parts, part
+// only alone. Its errors name the part and what is wrong.
+func ReadSet(dir string, only, of int) ([]PartEntry, error) {
+	names, err := filepath.Glob(filepath.Join(dir, "part-*-of-*.json"))
+	if err != nil || len(names) == 0 {
+		return nil, fmt.Errorf("%w %s: no part entries (part-NNNN-of-NNNN.json)", ErrSet, dir)
+	}
+	byPart := map[int]PartEntry{}
+	n := 0
+	for _, name := range names {
+		m := entryName.FindStringSubmatch(filepath.Base(name))
+		if m == nil {
+			continue
+		}
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("%w %s: %v", ErrSet, dir, err)
+		}
+		var e PartEntry
+		if err := json.Unmarshal(b, &e); err != nil || e.Format != SetFormat {
+			return nil, fmt.Errorf("%w %s: %s is not a part entry of a crs dump set", ErrSet, dir, filepath.Base(name))
+		}
+		i, _ := strconv.Atoi(m[1])
+		parts, _ := strconv.Atoi(m[2])
+		switch {
+		case e.Part != i || e.Parts != parts || e.Parts < 1 || e.Part < 0 || e.Part >= e.Parts:
+			return nil, fmt.Errorf("%w %s: %s says it is part %d of %d", ErrSet, dir, filepath.Base(name), e.Part, e.Parts)
+		case n != 0 && e.Parts != n:
+			return nil, fmt.Errorf("%w %s: parts of two sets, of %d and of %d parts: one set to a directory", ErrSet, dir, n, e.Parts)
+		}
+		n = e.Parts
+		byPart[e.Part] = e
+	}
+	var entries []PartEntry
+	for i := 0; i < n; i++ {
+		if of == n && i != only {
+			continue
+		}
+		e, ok := byPart[i]
+		if !ok {
+			return nil, fmt.Errorf("%w %s: part %d of %d is missing (no %s.json: its dump has not finished, or failed; run it again with --part %d/%d)", ErrSet, dir, i, n, PartName(i, n), i, n)
+		}
+		fi, err := os.Stat(filepath.Join(dir, e.File))
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("%w %s: part %d of %d: %v", ErrSet, dir, i, n, err)
+		case fi.Size() != e.Bytes:
+			return nil, fmt.Errorf("%w %s: part %d of %d: %s holds %d bytes where its entry says %d: the file is cut short or changed", ErrSet, dir, i, n, e.File, fi.Size(), e.Bytes)
+		}
+		entries = append(entries, e)
+	}
+	sort.Slice(entries, func(a, b int) bool { return entries[a].Part < entries[b].Part })
+	return entries, nil
+}

@@ -1,0 +1,191 @@
+package pick
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"github.com/crs-tool/crs/format"
+	"github.com/crs-tool/crs/internal/progress"
+	"github.com/crs-tool/crs/records"
+)
+
+// setInput is a dump set (format.ReadSet) read as one dump: its parts one
+// after another, their headers made one. With --part I/N where the set
+// has N parts, part I alone.
+type setInput struct {
+	spec    Spec
+	dir     string
+	entries []format.PartEntry
+}
+
+// openSet reads and checks the set in dir before anything is read of it:
+// a part missing or cut short fails here, naming it.
+func openSet(spec Spec, dir string) records.Input {
+	entries, err := format.ReadSet(dir, spec.Select.Part.I, spec.Select.Part.N)
+	if err != nil {
+		return failed{dir, err}
+	}
+	return &setInput{spec: spec, dir: dir, entries: entries}
+}
+
+// Entries returns the set's part entries, in part order.
+func (s *setInput) Entries() []format.PartEntry { return s.entries }
+
+func (s *setInput) Name() string      { return s.dir }
+func (s *setInput) Replayable() error { return nil }
+func (s *setInput) Close() error      { return nil }
+
+// part is part k's file as an input of its own, neither selected nor
+// reshaped (the set's reader does both, once).
+func (s *setInput) part(k int) *input {
+	spec := s.spec
+	spec.File = filepath.Join(s.dir, s.entries[k].File)
+	spec.Select, spec.Reshape = records.Selection{}, records.Reshape{}
+	return &input{spec: spec, path: spec.File}
+}
+
+func (s *setInput) Header(ctx context.Context) (format.Header, error) {
+	h, err := s.merged(ctx)
+	return s.spec.Reshape.Header(h), err
+}
+
+// merged is the parts' headers made one.
+func (s *setInput) merged(ctx context.Context) (format.Header, error) {
+	var h format.Header
+	for k := range s.entries {
+		ph, err := s.part(k).Header(ctx)
+		if err != nil {
+			return h, err
+		}
+		h = mergeHeaders(h, ph, k == 0)
+	}
+	// Each part's header counts the whole source's keys; the entries
+	// count the part's own.
+	byDB := map[int]int64{}
+	for _, e := range s.entries {
+		for db, n := range e.KeysByDB {
+			d, err := strconv.Atoi(db)
+			if err != nil {
+				return h, fmt.Errorf("%w %s: part %d's keys_by_db names database %q", format.ErrSet, s.dir, e.Part, db)
+			}
+			byDB[d] += n
+		}
+	}
+	h.Databases = h.Databases[:0]
+	for db, n := range byDB {
+		h.Databases = append(h.Databases, format.Database{DB: db, Keys: n})
+	}
+	slices.SortFunc(h.Databases, func(a, b format.Database) int { return a.DB - b.DB })
+	return h, nil
+}
+
+// mergeHeaders adds part header p to the set's header h: keys per
+// database added up, the oldest server version, the earliest time.
+func mergeHeaders(h, p format.Header, first bool) format.Header {
+	if first {
+		p.Databases = slices.Clone(p.Databases)
+		return p
+	}
+	h.CreatedMs = min(h.CreatedMs, p.CreatedMs)
+	h.NoFieldExpiry = h.NoFieldExpiry && p.NoFieldExpiry
+	h.MemoryBytes += p.MemoryBytes
+	for _, m := range p.Modules {
+		if !slices.Contains(h.Modules, m) {
+			h.Modules = append(h.Modules, m)
+		}
+	}
+	if h.Databases == nil || p.Databases == nil {
+		h.Databases = nil // one part does not say: the set does not
+		return h
+	}
+	for _, d := range p.Databases {
+		i := slices.IndexFunc(h.Databases, func(x format.Database) bool { return x.DB == d.DB })
+		if i < 0 {
+			h.Databases = append(h.Databases, d)
+		} else {
+			h.Databases[i].Keys += d.Keys
+		}
+	}
+	slices.SortFunc(h.Databases, func(a, b format.Database) int { return a.DB - b.DB })
+	return h
+}
+
+func (s *setInput) Open(ctx context.Context, p *progress.Counter) (records.ReadCloser, error) {
+	return s.read(ctx, func(in *input) (records.ReadCloser, error) { return in.Open(ctx, p) })
+}
+
+func (s *setInput) Skim(ctx context.Context) (records.ReadCloser, error) {
+	return s.read(ctx, func(in *input) (records.ReadCloser, error) { return in.Skim(ctx) })
+}
+
+func (s *setInput) read(ctx context.Context, open func(*input) (records.ReadCloser, error)) (records.ReadCloser, error) {
+	h, err := s.merged(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.spec.shape(&concat{s: s, open: open, hdr: h}), nil
+}
+
+// concat reads the parts' records one part after another.
+type concat struct {
+	s    *setInput
+	open func(*input) (records.ReadCloser, error)
+	hdr  format.Header
+	k    int                // the next part to open
+	cur  records.ReadCloser // the part being read, nil between parts
+	st   records.Stats      // of the parts read to their end
+}
+
+func (c *concat) Header() (format.Header, error) { return c.hdr, nil }
+
+func (c *concat) Read() (*format.Record, error) {
+	for {
+		if c.cur == nil {
+			if c.k == len(c.s.entries) {
+				return nil, io.EOF
+			}
+			rc, err := c.open(c.s.part(c.k))
+			if err != nil {
+				return nil, err
+			}
+			if _, err := rc.Header(); err != nil {
+				rc.Close()
+				return nil, err
+			}
+			c.cur, c.k = rc, c.k+1
+		}
+		rec, err := c.cur.Read()
+		if err != io.EOF {
+			return rec, err
+		}
+		st, err := c.cur.Close()
+		c.cur = nil
+		c.add(st)
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (c *concat) add(st records.Stats) {
+	if c.st.From == "" {
+		c.st = st
+		return
+	}
+	c.st.Add(&st)
+}
+
+func (c *concat) Close() (records.Stats, error) {
+	var err error
+	if c.cur != nil {
+		var st records.Stats
+		st, err = c.cur.Close()
+		c.cur = nil
+		c.add(st)
+	}
+	return c.st, err
+}

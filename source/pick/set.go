@@ -150,25 +150,35 @@ func (c *concat) Read() (*format.Record, error) {
 			}
 			rc, err := c.open(c.s.part(c.k))
 			if err != nil {
-				return nil, err
+				return nil, c.namedPart(c.k, err)
 			}
 			if _, err := rc.Header(); err != nil {
 				rc.Close()
-				return nil, err
+				return nil, c.namedPart(c.k, err)
 			}
 			c.cur, c.k = rc, c.k+1
 		}
 		rec, err := c.cur.Read()
-		if err != io.EOF {
-			return rec, err
+		switch {
+		case err == nil:
+			return rec, nil
+		case err != io.EOF:
+			return nil, c.named(err)
 		}
 		st, err := c.cur.Close()
 		c.cur = nil
 		c.add(st)
 		if err != nil {
-			return nil, err
+			return nil, c.named(err)
 		}
 	}
+}
+
+// named says which part's file an error of the part being read is of.
+func (c *concat) named(err error) error { return c.namedPart(c.k-1, err) }
+
+func (c *concat) namedPart(k int, err error) error {
+	return fmt.Errorf("%s: %w", filepath.Join(c.s.dir, c.s.entries[k].File), err)
 }
 
 func (c *concat) add(st records.Stats) {

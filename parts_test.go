@@ -6,106 +6,142 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/e2e"
 	"github.com/crs-tool/crs/internal/redistest"
+	"go.yaml.in/yaml/v3"
 )
 
-// TestPartsAcrossProcesses runs what a Kubernetes Indexed Job of three
-// pods would: three crsdump processes, each told its index in
-// JOB_COMPLETION_INDEX (--part auto/3), dump one cluster at once; one of
-// them is killed while it writes and run again, as the Job's retry would.
-// Two processes then load the three parts into another cluster, and
-// crs verify of each part against it finds no difference.
-func TestPartsAcrossProcesses(t *testing.T) {
-	src := redistest.StartCluster(t, 3, 0, "")
-	n := redistest.FillCluster(t, src, 900)
-	dir := t.TempDir()
-	part := func(i int) string { return filepath.Join(dir, fmt.Sprintf("part-%d.zst", i)) }
-	dumpLine := func(i int, flags string) string {
-		return fmt.Sprintf("env JOB_COMPLETION_INDEX=%d crsdump %s --part auto/3 -u %s -o %s", i, flags, src.URL(), part(i))
+// jobSpec is what the test reads of a Kubernetes Job's manifest.
+type jobSpec struct {
+	Kind string `yaml:"kind"`
+	Spec struct {
+		CompletionMode string `yaml:"completionMode"`
+		Completions    int    `yaml:"completions"`
+		Parallelism    int    `yaml:"parallelism"`
+		Template       struct {
+			Spec struct {
+				SecurityContext struct {
+					RunAsNonRoot bool `yaml:"runAsNonRoot"`
+				} `yaml:"securityContext"`
+				Containers []struct {
+					Command []string `yaml:"command"`
+				} `yaml:"containers"`
+			} `yaml:"spec"`
+		} `yaml:"template"`
+	} `yaml:"spec"`
+}
+
+// readJob reads deploy/kubernetes/NAME and checks it is an Indexed Job of
+// one container that runs as a user that is not root.
+func readJob(t *testing.T, name string) jobSpec {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("deploy", "kubernetes", name))
+	if err != nil {
+		t.Fatal(err)
 	}
-	// Part 1, slowed down, is killed once it has begun writing.
-	slow, progress := e2e.Start(t, mkdir(t, dir, "slow"), dumpLine(1, "--progress plain --rate 50"))
+	var j jobSpec
+	if err := yaml.Unmarshal(b, &j); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	s := j.Spec
+	if j.Kind != "Job" || s.CompletionMode != "Indexed" || s.Completions < 2 || s.Parallelism < 1 || len(s.Template.Spec.Containers) != 1 || !s.Template.Spec.SecurityContext.RunAsNonRoot {
+		t.Fatalf("%s is not an Indexed Job of one container run as a user not root: %+v", name, j)
+	}
+	cmd := s.Template.Spec.Containers[0].Command
+	if want := fmt.Sprintf("auto/%d", s.Completions); !slices.Contains(cmd, want) {
+		t.Fatalf("%s: %d completions, and its command %q does not say --part %s", name, s.Completions, cmd, want)
+	}
+	return j
+}
+
+// jobLine is a Job's command as a shell line run here: $(VAR) from vars,
+// the volume's /set/ the directory set.
+func jobLine(cmd []string, vars map[string]string, set string) string {
+	var words []string
+	for _, w := range cmd {
+		for k, v := range vars {
+			w = strings.ReplaceAll(w, "$("+k+")", v)
+		}
+		if w == "/set/" {
+			w = set
+		}
+		words = append(words, "'"+w+"'")
+	}
+	return strings.Join(words, " ")
+}
+
+// TestKubernetesJobs runs the command lines of deploy/kubernetes's two
+// Indexed Jobs as the Jobs would, as local processes each told its index
+// in JOB_COMPLETION_INDEX: the dump Job's pods all at once against a
+// 6-master cluster (one of them killed while it writes and run again, as
+// the Job's retry would), then the load Job's, as many at a time as its
+// parallelism, into another cluster. crs verify of the set against the
+// target, and of the two clusters, finds no difference.
+func TestKubernetesJobs(t *testing.T) {
+	dumpJob, loadJob := readJob(t, "dump-job.yaml"), readJob(t, "load-job.yaml")
+	src := redistest.StartCluster(t, 6, 0, "")
+	n := redistest.FillCluster(t, src, 1200)
+	dir := t.TempDir()
+	set := filepath.Join(dir, "set") + "/"
+	dumpCmd := dumpJob.Spec.Template.Spec.Containers[0].Command
+	line := jobLine(dumpCmd, map[string]string{"SOURCE_URL": src.URL()}, set)
+	parts := dumpJob.Spec.Completions
+	pod := func(i int, line string) string { return fmt.Sprintf("env JOB_COMPLETION_INDEX=%d %s", i, line) }
+
+	// Part 1, slowed down, is killed once it has begun.
+	slow, progress := e2e.Start(t, mkdir(t, dir, "slow"), pod(1, line)+" --progress plain --rate 50")
 	begun := regexp.MustCompile(` [1-9][0-9]*(/[0-9]+)? keys,`)
-	redistest.WaitFor(t, "part 1 to have dumped keys", func() bool {
-		_, err := os.Stat(part(1) + ".tmp")
-		return err == nil && begun.MatchString(progress())
-	})
+	redistest.WaitFor(t, "part 1 to have dumped keys", func() bool { return begun.MatchString(progress()) })
 	slow.Process.Kill()
 	slow.Wait()
-	if _, err := os.Stat(part(1)); err == nil {
-		t.Fatal("a killed part left a whole-looking file")
+	if _, err := os.Stat(filepath.Join(set, format.PartName(1, parts)+".json")); err == nil {
+		t.Fatal("a killed part left its entry")
 	}
-	// The three at once, part 1 again among them.
-	type run struct {
-		wait func() error
-		out  func() string
+	runPods(t, dir, "dump", parts, dumpJob.Spec.Parallelism, func(i int) string { return pod(i, line) })
+	out, code := e2e.Sh(t, dir, "crs stats --list "+set)
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("%d of %d parts, %d keys", parts, parts, n)) {
+		t.Fatalf("stats --list: exit %d\n%s", code, out)
 	}
-	var runs []run
-	for i := 0; i < 3; i++ {
-		cmd, out := e2e.Start(t, mkdir(t, dir, strconv.Itoa(i)), dumpLine(i, ""))
-		runs = append(runs, run{cmd.Wait, out})
-	}
-	total := 0
-	dumped := regexp.MustCompile(`dumped (\d+) keys`)
-	for i, r := range runs {
-		if err := r.wait(); err != nil {
-			t.Fatalf("part %d: %v\n%s", i, err, r.out())
-		}
-		m := dumped.FindStringSubmatch(r.out())
-		// On a cluster that redis-cli --cluster create made, each part is
-		// one master's slots.
-		if m == nil || !strings.Contains(r.out(), fmt.Sprintf("; part %d/3 (slots ", i)) || !strings.Contains(r.out(), ": 1 of 3 shards read") {
-			t.Fatalf("part %d's summary:\n%s", i, r.out())
-		}
-		t.Logf("part %d: %s", i, strings.TrimSpace(r.out()))
-		k, _ := strconv.Atoi(m[1])
-		if k == 0 || k == n {
-			t.Errorf("part %d holds %d of %d keys", i, k, n)
-		}
-		total += k
-	}
-	if total != n {
-		t.Fatalf("the parts hold %d keys, the cluster %d", total, n)
-	}
-	// Two loaders share the three parts (the target is not empty after
-	// the first part: --replace, which the parts' keys never share).
+	t.Logf("the set:\n%s", out)
+
 	dst := redistest.StartCluster(t, 3, 0, "")
-	loads := []string{
-		fmt.Sprintf("crsload -q --replace -u %s %s && crsload -q --replace -u %s %s", dst.URL(), part(0), dst.URL(), part(2)),
-		fmt.Sprintf("crsload -q --replace -u %s %s", dst.URL(), part(1)),
+	loadLine := jobLine(loadJob.Spec.Template.Spec.Containers[0].Command, map[string]string{"TARGET_URL": dst.URL()}, set)
+	runPods(t, dir, "load", loadJob.Spec.Completions, loadJob.Spec.Parallelism, func(i int) string { return pod(i, loadLine) })
+	out, code = e2e.Sh(t, dir, "crs verify -u "+dst.URL()+" "+set)
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("%d keys checked, 0 differences", n)) {
+		t.Errorf("verify of the set: exit %d\n%s", code, out)
 	}
-	var loaders []run
-	for i, l := range loads {
-		cmd, out := e2e.Start(t, mkdir(t, dir, fmt.Sprintf("load%d", i)), "sh -c '"+l+"'")
-		loaders = append(loaders, run{cmd.Wait, out})
-	}
-	for i, r := range loaders {
-		if err := r.wait(); err != nil {
-			t.Fatalf("loader %d: %v\n%s", i, err, r.out())
-		}
-	}
-	checked := regexp.MustCompile(`(\d+) keys checked, 0 differences`)
-	verified := 0
-	for i := 0; i < 3; i++ {
-		out, code := e2e.Sh(t, dir, "crs verify -u "+dst.URL()+" "+part(i))
-		m := checked.FindStringSubmatch(out)
-		if code != 0 || m == nil {
-			t.Fatalf("verify of part %d: exit %d\n%s", i, code, out)
-		}
-		k, _ := strconv.Atoi(m[1])
-		verified += k
-	}
-	if verified != n {
-		t.Errorf("verified %d keys, the source holds %d", verified, n)
-	}
-	out, code := e2e.Sh(t, dir, "crs verify -u "+dst.URL()+" --source "+src.URL())
+	out, code = e2e.Sh(t, dir, "crs verify -u "+dst.URL()+" --source "+src.URL())
 	if code != 0 || !strings.Contains(out, " 0 differences") {
 		t.Errorf("verify of the clusters: exit %d\n%s", code, out)
+	}
+}
+
+// runPods runs a Job's pods 0..completions-1 as processes, parallelism at
+// a time, and fails t on any that fails.
+func runPods(t *testing.T, dir, name string, completions, parallelism int, line func(i int) string) {
+	t.Helper()
+	for first := 0; first < completions; first += parallelism {
+		type pod struct {
+			wait func() error
+			out  func() string
+		}
+		var pods []pod
+		for i := first; i < min(first+parallelism, completions); i++ {
+			cmd, out := e2e.Start(t, mkdir(t, dir, fmt.Sprintf("%s%d", name, i)), line(i))
+			pods = append(pods, pod{cmd.Wait, out})
+		}
+		for k, p := range pods {
+			if err := p.wait(); err != nil {
+				t.Fatalf("%s pod %d: %v\n%s", name, first+k, err, p.out())
+			}
+			t.Logf("%s pod %d: %s", name, first+k, strings.TrimSpace(p.out()))
+		}
 	}
 }
 

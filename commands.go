@@ -157,7 +157,7 @@ func dumpSet(output string, parts int, part keyslot.Part) (set dump.SetOptions, 
 		return set, false, usageError{fmt.Errorf("--parts writes a dump set into a directory: -o DIR/")}
 	case !isDir:
 		return set, false, nil
-	case parts > 0 && !part.Whole():
+	case parts > 0 && part.N > 0:
 		return set, true, usageError{fmt.Errorf("--parts %d and --part %s: one or the other (--part writes one part of a set of N)", parts, part)}
 	case parts > keyslot.Slots:
 		return set, true, usageError{fmt.Errorf("--parts %d: at most %d, the cluster's slots", parts, keyslot.Slots)}
@@ -165,7 +165,7 @@ func dumpSet(output string, parts int, part keyslot.Part) (set dump.SetOptions, 
 		for i := 0; i < parts; i++ {
 			set.Parts = append(set.Parts, keyslot.Part{I: i, N: parts})
 		}
-	case !part.Whole():
+	case part.N > 0: // --part I/N, 0/1 too
 		set.Parts = []keyslot.Part{part}
 	default:
 		return set, true, usageError{fmt.Errorf("-o %s is a directory: a dump set needs --parts N (all of it here) or --part I/N (one part)", output)}

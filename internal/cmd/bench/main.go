@@ -14,6 +14,10 @@
 // against redis-cli --pipe and the server's own load of the RDB file,
 // with the server's CPU per key for each.
 //
+// The "parts" scenario dumps a 6-master cluster of about 3M keys into a
+// dump set by 1, 2 and 3 processes at once and loads it by as many into
+// another, side by side, and measures what a set's entries cost.
+//
 // The "bigkeys" scenario moves one huge key of each kind and checks that
 // each tool's peak RSS stays under 64 MiB, and that every key arrives
 // intact (DEBUG DIGEST-VALUE on both servers).
@@ -54,7 +58,7 @@ func main() {
 	bin := flag.String("bin", "bin", "directory holding crsdump and crsload")
 	scale := flag.Float64("scale", 1, "multiply the sizes by this (0.01 for a quick run)")
 	keep := flag.String("keep", "", "keep the dump file at this path, for profiling")
-	scenario := flag.String("scenario", "all", "keyspace, restore, bigkeys, manykeys, sync or all")
+	scenario := flag.String("scenario", "all", "keyspace, restore, parts, bigkeys, manykeys, sync or all")
 	rounds := flag.Int("rounds", 3, "keyspace: run each tool this many times, and count its best")
 	syncKeys := flag.Int("sync-keys", 0, "sync: that many small keys (DEBUG POPULATE) instead of the guide's keyspace")
 	syncFor := flag.Duration("sync-writes", time.Minute, "sync: how long the writer writes before and through the cutover")
@@ -71,6 +75,12 @@ func main() {
 	}
 	if *scenario == "all" || *scenario == "restore" {
 		if err := restoreBench(ctx, *bin, *scale, max(*rounds, 1)); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			failed = true
+		}
+	}
+	if *scenario == "all" || *scenario == "parts" {
+		if err := partsBench(ctx, *bin, *scale); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			failed = true
 		}

@@ -391,7 +391,7 @@ func version(name string) string {
 type selectFlags struct {
 	match, exclude, types, renames cli.StringSlice
 	dbs                            cli.IntSlice
-	dbMap, prefix, part            string
+	dbMap, prefix, part, partsFile string
 	maxKeyBytes                    int64
 }
 
@@ -401,6 +401,7 @@ func (s *selectFlags) flags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "exclude", Usage: "leave out keys matching this glob `PATTERN` (repeatable)", Destination: &s.exclude},
 		&cli.StringSliceFlag{Name: "type", Usage: "only keys of this `TYPE` (string, list, set, zset, hash, stream, vectorset…; repeatable)", Destination: &s.types},
 		&cli.IntSliceFlag{Name: "from-db", Usage: "only keys of this source database `N` (repeatable)", Destination: &s.dbs},
+		&cli.StringFlag{Name: "parts-file", Usage: "of a dump set: only the parts `FILE` lists, a line each as crs stats --list prints them (I/N first; lines starting with ; and lines removed leave parts out), as pg_restore -L takes a list", Destination: &s.partsFile},
 		&cli.StringFlag{Name: "part", Usage: "only share `I/N` of the keys: those whose cluster hash slots fall in the I-th of N even slot ranges (function libraries in part 0), so that N processes share the work; auto/N takes I from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job's pod index)", Destination: &s.part},
 		&cli.Int64Flag{Name: "max-key-bytes", Usage: "leave out (naming and counting them) keys whose values take more than `N` bytes; a key read in parts is held until its size is known", Destination: &s.maxKeyBytes},
 		&cli.StringSliceFlag{Name: "rename", Usage: "rename keys: `FROM=TO`, a name or a glob with one '*' kept ('trial_*=free_*'); repeatable, the first match wins", Destination: &s.renames},
@@ -449,6 +450,11 @@ func (s *selectFlags) apply() (records.Selection, error) {
 func (s *selectFlags) into(spec *pick.Spec) (err error) {
 	if spec.Select, err = s.apply(); err != nil {
 		return err
+	}
+	if s.partsFile != "" {
+		if spec.SetParts, err = format.ReadPartsList(s.partsFile); err != nil {
+			return usageError{err}
+		}
 	}
 	spec.Reshape, err = s.reshape()
 	return err

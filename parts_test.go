@@ -199,6 +199,26 @@ func TestDumpSet(t *testing.T) {
 		t.Errorf("part 1 of 3 loaded %d keys of %d", got, n)
 	}
 
+	// Parts 0 and 2 by a list, as pg_restore -L takes one: the list
+	// printed, part 1's line removed.
+	var list []string
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(line, "1/3") {
+			list = append(list, line)
+		}
+	}
+	listFile := filepath.Join(dir, "parts.list")
+	if err := os.WriteFile(listFile, []byte(strings.Join(list, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	two := redistest.Start(t)
+	if out, code := e2e.Sh(t, dir, "crsload --parts-file "+listFile+" -u "+two.URL+" "+set); code != 0 {
+		t.Fatalf("load --parts-file: exit %d\n%s", code, out)
+	}
+	if k, _ := redistest.Client(t, two, 0).DBSize(ctx).Result(); k != n-got {
+		t.Errorf("parts 0 and 2 loaded %d keys, want %d (all but part 1's %d)", k, n-got, got)
+	}
+
 	// A part cut short, then one missing: refused, naming it, with
 	// nothing written.
 	files, _ := filepath.Glob(filepath.Join(set, "part-0002-of-0003.jsonl*"))

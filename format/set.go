@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 )
 
 // SetFormat names a dump set's part entries.
@@ -68,6 +69,30 @@ func WriteEntry(dir string, e PartEntry) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// ReadPartsList reads a list of a set's parts, as crs stats --list
+// prints them: a line per part whose first field is I/N; lines that
+// start with ';', blank lines and the heading are passed over.
+func ReadPartsList(path string) ([]int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--parts-file: %w", err)
+	}
+	parts := []int{}
+	for i, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], ";") || f[0] == "part" {
+			continue
+		}
+		is, _, ok := strings.Cut(f[0], "/")
+		n, err := strconv.Atoi(is)
+		if !ok || err != nil || n < 0 {
+			return nil, fmt.Errorf("--parts-file %s: line %d: %q is not a part (I/N first, as crs stats --list prints it)", path, i+1, f[0])
+		}
+		parts = append(parts, n)
+	}
+	return parts, nil
 }
 
 // ErrSet is wrapped by the errors of a set that is not whole.

@@ -58,3 +58,16 @@ func TestReadSet(t *testing.T) {
 		})
 	}
 }
+
+func TestReadPartsList(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "list")
+	os.WriteFile(path, []byte("; dump set x: 3 of 3 parts\npart  slots  keys\n0/3   0-5460  779\n\n2/3   10923-16383  745\n"), 0o600)
+	got, err := ReadPartsList(path)
+	if err != nil || len(got) != 2 || got[0] != 0 || got[1] != 2 {
+		t.Errorf("parts %v, %v; want [0 2]", got, err)
+	}
+	os.WriteFile(path, []byte("zero/3 0-5460\n"), 0o600)
+	if _, err := ReadPartsList(path); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("a bad line: %v", err)
+	}
+}

@@ -52,6 +52,9 @@ type Spec struct {
 	// renames them and maps their databases.
 	Select  records.Selection
 	Reshape records.Reshape
+	// SetParts, when not nil, are the parts of a dump set read
+	// (--parts-file); others are left out. Not a set: an error.
+	SetParts []int
 }
 
 // shape selects and reshapes what rc reads, as spec says.
@@ -71,6 +74,9 @@ func NewSpec() Spec {
 func Open(spec Spec) records.Input {
 	if spec.File != "" && spec.File != "-" && format.IsSet(spec.File) {
 		return openSet(spec, spec.File)
+	}
+	if spec.SetParts != nil {
+		return failed{spec.File, fmt.Errorf("--parts-file selects parts of a dump set (a directory that crsdump -o DIR/ wrote), and %q is not one", spec.File)}
 	}
 	if spec.File != "" && spec.File != "-" && isAOFPath(spec.File) {
 		in, err := openAOF(spec)

@@ -29,6 +29,12 @@ func openSet(spec Spec, dir string) records.Input {
 	if err != nil {
 		return failed{dir, err}
 	}
+	if spec.SetParts != nil {
+		entries = slices.DeleteFunc(entries, func(e format.PartEntry) bool { return !slices.Contains(spec.SetParts, e.Part) })
+		if len(entries) == 0 {
+			return failed{dir, fmt.Errorf("%w %s: --parts-file lists none of its parts", format.ErrSet, dir)}
+		}
+	}
 	return &setInput{spec: spec, dir: dir, entries: entries}
 }
 

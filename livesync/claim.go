@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -59,7 +60,9 @@ func Claim(ctx context.Context, opts Options, stderr io.Writer) (release func(),
 // target. A target that refuses CLIENT LIST is not claimed (warned).
 func claimTarget(ctx context.Context, t *targetSide, say func(string, ...any)) (_ *claim, err error) {
 	host, _ := os.Hostname()
-	me := fmt.Sprintf("%s%d-%d-%s", claimPrefix, time.Now().UnixMilli(), os.Getpid(), strings.ReplaceAll(host, " ", "_"))
+	// The sequence number tells apart two claims of one process in one
+	// millisecond (tests make them).
+	me := fmt.Sprintf("%s%d-%d-%d-%s", claimPrefix, time.Now().UnixMilli(), os.Getpid(), claims.Add(1), strings.ReplaceAll(host, " ", "_"))
 	cl := &claim{}
 	defer func() {
 		if err != nil {
@@ -108,15 +111,25 @@ func earlierSync(list, me string) string {
 		if !strings.HasPrefix(name, claimPrefix) || name == me || !earlier(name, me) {
 			continue
 		}
-		parts := strings.SplitN(strings.TrimPrefix(name, claimPrefix), "-", 3)
+		// ms-pid-seq-host; an earlier crs wrote ms-pid-host.
+		parts := strings.SplitN(strings.TrimPrefix(name, claimPrefix), "-", 4)
 		if len(parts) < 3 {
 			return fmt.Sprintf("client %s (%s)", addr, name)
 		}
+		host := parts[2]
+		if _, err := strconv.Atoi(parts[2]); err == nil && len(parts) == 4 {
+			host = parts[3]
+		} else if len(parts) == 4 {
+			host = parts[2] + "-" + parts[3]
+		}
 		ms, _ := strconv.ParseInt(parts[0], 10, 64)
-		return fmt.Sprintf("pid %s on host %s, since %s (its connection %s)", parts[1], parts[2], time.UnixMilli(ms).Format(time.RFC3339), addr)
+		return fmt.Sprintf("pid %s on host %s, since %s (its connection %s)", parts[1], host, time.UnixMilli(ms).Format(time.RFC3339), addr)
 	}
 	return ""
 }
+
+// claims numbers the claims this process makes.
+var claims atomic.Int64
 
 // earlier orders two claims by their start, then by name.
 func earlier(a, b string) bool {

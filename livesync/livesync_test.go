@@ -116,7 +116,7 @@ func TestExpiring(t *testing.T) {
 }
 
 func TestEarlierSync(t *testing.T) {
-	me := claimPrefix + "2000-10-host"
+	me := claimPrefix + "2000-10-1-host"
 	for _, tt := range []struct {
 		list, want string
 	}{
@@ -124,6 +124,8 @@ func TestEarlierSync(t *testing.T) {
 		{"id=2 addr=1.2.3.4:6 name=" + claimPrefix + "1000-7-other cmd=ping\n", "pid 7 on host other"},
 		{"id=2 addr=1.2.3.4:6 name=" + claimPrefix + "3000-7-other cmd=ping\n", ""}, // later: it gives way
 		{"id=2 addr=1.2.3.4:6 name=" + claimPrefix + "2000-1-a cmd=ping\n", "pid 1 on host a"},
+		{"id=2 addr=1.2.3.4:6 name=" + claimPrefix + "2000-10-0-my-host cmd=ping\n", "pid 10 on host my-host"}, // this process's earlier claim
+		{"id=2 addr=1.2.3.4:6 name=" + claimPrefix + "1500-7-old-host cmd=ping\n", "pid 7 on host old-host"},   // an earlier crs's name
 		{"id=3 addr=x name=someone-else\n", ""},
 	} {
 		got := earlierSync(tt.list, me)

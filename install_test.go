@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/crs-tool/crs/internal/e2e"
 )
 
 // TestInstallAsREADMESays runs the README's install block as written, in
@@ -62,5 +64,21 @@ func TestInstallAsREADMESays(t *testing.T) {
 		if p.Type == elf.PT_INTERP {
 			t.Errorf("crs is linked dynamically (it has an ELF interpreter)")
 		}
+	}
+}
+
+// TestDemo runs the demo, the README's first command (make demo runs
+// it), as a newcomer would: it starts its own servers, moves the
+// keyspace, checks the stats and verify of both sides, and the cluster
+// leg; it exits non-zero on any difference.
+func TestDemo(t *testing.T) {
+	bin := e2e.Binaries(t)
+	cmd := exec.Command("go", "run", "./internal/cmd/demo", "-bin", bin, "-keys", "3000")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the demo: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "the cluster holds what the source held") {
+		t.Errorf("the demo did not reach its end:\n%s", out)
 	}
 }

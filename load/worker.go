@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -420,7 +419,7 @@ func (w *worker) sendOn(ctx context.Context, c *resp.Conn, db int, plans []plann
 			failedOver = "the master is a replica now"
 		case r.Kind != resp.KindError:
 		case w.noteRedirection(r.Text, pl):
-		case sc.kind == cmdRestore && w.opts.SkipUnsupported:
+		case sc.kind == cmdRestore && w.opts.SkipUnsupported && !redisconn.IsBusyKey(r.Err()):
 			pl.failed = true
 		case !pl.failed:
 			pl.refused = true
@@ -450,7 +449,7 @@ func (w *worker) sendOn(ctx context.Context, c *resp.Conn, db int, plans []plann
 
 // explain adds what the user needs to a refused command.
 func (w *worker) explain(rec *format.Record, sc sentCmd, err error) error {
-	if sc.kind == cmdEncoded && strings.HasPrefix(err.Error(), "BUSYKEY") {
+	if (sc.kind == cmdEncoded || sc.kind == cmdRestore) && redisconn.IsBusyKey(err) {
 		// The target was empty, or the key deleted first: this load wrote
 		// it already (the input holds it twice), or another client did.
 		return fmt.Errorf("%w: the target already holds it: written earlier by this load (the input holds it twice) or by another client since the load began (%v)", ErrDuplicateKey, err)

@@ -491,6 +491,12 @@ func IsWrongType(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE")
 }
 
+// IsBusyKey reports whether err is RESTORE's BUSYKEY: the key exists
+// already.
+func IsBusyKey(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "BUSYKEY")
+}
+
 // IsNoSuchKey reports whether err says the key does not exist (XINFO,
 // XCFGSET and the like answer so for a missing key).
 func IsNoSuchKey(err error) bool {

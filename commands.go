@@ -163,7 +163,7 @@ func dumpSet(output string, parts int, part keyslot.Part) (set dump.SetOptions, 
 		return set, true, usageError{fmt.Errorf("--parts %d: at most %d, the cluster's slots", parts, keyslot.Slots)}
 	case parts > 0:
 		for i := 0; i < parts; i++ {
-			set.Parts = append(set.Parts, keyslot.Part{I: i, N: parts})
+			set.Parts = append(set.Parts, keyslot.NewPart(i, parts))
 		}
 	case part.N > 0: // --part I/N, 0/1 too
 		set.Parts = []keyslot.Part{part}

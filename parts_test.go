@@ -102,7 +102,14 @@ func TestKubernetesJobs(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(set, format.PartName(1, parts)+".json")); err == nil {
 		t.Fatal("a killed part left its entry")
 	}
-	runPods(t, dir, "dump", parts, dumpJob.Spec.Parallelism, func(i int) string { return pod(i, line) })
+	outs := runPods(t, dir, "dump", parts, dumpJob.Spec.Parallelism, func(i int) string { return pod(i, line) })
+	// The parts' ranges are redis-cli's: with 3 parts of 6 masters, each
+	// part reads two of them, no more.
+	for i, out := range outs {
+		if !strings.Contains(out, fmt.Sprintf("part %d/%d (slots ", i, parts)) || !strings.Contains(out, ": 2 of 6 shards read") {
+			t.Errorf("dump pod %d read other than its two masters:\n%s", i, out)
+		}
+	}
 	out, code := e2e.Sh(t, dir, "crs stats --list "+set)
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("%d of %d parts, %d keys", parts, parts, n)) {
 		t.Fatalf("stats --list: exit %d\n%s", code, out)
@@ -123,9 +130,10 @@ func TestKubernetesJobs(t *testing.T) {
 }
 
 // runPods runs a Job's pods 0..completions-1 as processes, parallelism at
-// a time, and fails t on any that fails.
-func runPods(t *testing.T, dir, name string, completions, parallelism int, line func(i int) string) {
+// a time, fails t on any that fails, and returns their outputs.
+func runPods(t *testing.T, dir, name string, completions, parallelism int, line func(i int) string) []string {
 	t.Helper()
+	var outs []string
 	for first := 0; first < completions; first += parallelism {
 		type pod struct {
 			wait func() error
@@ -141,8 +149,10 @@ func runPods(t *testing.T, dir, name string, completions, parallelism int, line 
 				t.Fatalf("%s pod %d: %v\n%s", name, first+k, err, p.out())
 			}
 			t.Logf("%s pod %d: %s", name, first+k, strings.TrimSpace(p.out()))
+			outs = append(outs, p.out())
 		}
 	}
+	return outs
 }
 
 // mkdir makes a directory under dir for one background process (each

@@ -52,31 +52,48 @@ func crc16(s string) uint16 {
 
 // Part is share I of N (0 <= I < N) of the keyspace: the keys whose slots
 // fall in the I-th of N ranges of about even size. The zero Part (N 0)
-// is the whole keyspace.
-type Part struct{ I, N int }
+// is the whole keyspace. NewPart and ParsePart work its range out once;
+// a Part made as a literal works it out at each call.
+type Part struct {
+	I, N   int
+	lo, hi int // the range, when hi > 0
+}
+
+// NewPart returns part i of n.
+func NewPart(i, n int) Part {
+	p := Part{I: i, N: n}
+	p.lo, p.hi = p.Range()
+	return p
+}
 
 // Whole reports whether p is the whole keyspace.
 func (p Part) Whole() bool { return p.N <= 1 }
 
-// Range returns p's slots, lo included and hi not. The ranges are those
-// redis-cli --cluster create gives N masters (0-5460, 5461-10922 and
-// 10923-16383 for three), so that on such a cluster each part is one
-// master's keys.
+// Range returns p's slots, lo included and hi not: the range redis-cli
+// --cluster create gives the I-th of N masters (0-5460, 5461-10922 and
+// 10923-16383 for three), computed as it does (in float32, a running
+// sum), so that on such a cluster each part is one master's keys.
 func (p Part) Range() (lo, hi int) {
-	if p.Whole() {
+	switch {
+	case p.hi > 0:
+		return p.lo, p.hi
+	case p.Whole():
 		return 0, Slots
 	}
-	per := float64(Slots) / float64(p.N)
-	first := func(i int) int {
-		switch {
-		case i <= 0:
-			return 0
-		case i >= p.N:
-			return Slots
+	per := float32(Slots) / float32(p.N)
+	first, cursor := 0, float32(0)
+	for i := 0; i < p.N; i++ {
+		last := int(math.Round(float64(cursor + per - 1)))
+		if last >= Slots || i == p.N-1 {
+			last = Slots - 1
 		}
-		return int(math.Round(float64(i-1)*per+per-1)) + 1
+		last = max(last, first)
+		if i == p.I {
+			return first, last + 1
+		}
+		first, cursor = last+1, cursor+per
 	}
-	return first(p.I), first(p.I + 1)
+	return Slots, Slots
 }
 
 // Holds reports whether key is in p.
@@ -116,5 +133,5 @@ func ParsePart(s string, env func(string) string) (Part, error) {
 	if err != nil || i < 0 || i >= n {
 		return Part{}, fmt.Errorf("--part %q: the index %q is not one of 0 to %d", s, is, n-1)
 	}
-	return Part{I: i, N: n}, nil
+	return NewPart(i, n), nil
 }

@@ -59,20 +59,37 @@ func (s *setInput) Header(ctx context.Context) (format.Header, error) {
 	return s.spec.Reshape.Header(h), err
 }
 
-// merged is the parts' headers made one.
+// merged is the parts' headers made one. Each part's header describes
+// what its source held (a server's keys and memory whole, a cluster's
+// for the shards it read); the entries count the part's own keys, and
+// its memory is taken in proportion.
 func (s *setInput) merged(ctx context.Context) (format.Header, error) {
 	var h format.Header
-	for k := range s.entries {
+	byDB := map[int]int64{}
+	for k, e := range s.entries {
 		ph, err := s.part(k).Header(ctx)
 		if err != nil {
 			return h, err
 		}
-		h = mergeHeaders(h, ph, k == 0)
-	}
-	// Each part's header counts the whole source's keys; the entries
-	// count the part's own.
-	byDB := map[int]int64{}
-	for _, e := range s.entries {
+		var srcKeys int64
+		for _, d := range ph.Databases {
+			srcKeys += d.Keys
+		}
+		if srcKeys > e.Keys {
+			ph.MemoryBytes = int64(float64(ph.MemoryBytes) * float64(e.Keys) / float64(srcKeys))
+		}
+		if k == 0 {
+			h = ph
+		} else {
+			h.CreatedMs = min(h.CreatedMs, ph.CreatedMs)
+			h.NoFieldExpiry = h.NoFieldExpiry && ph.NoFieldExpiry
+			h.MemoryBytes += ph.MemoryBytes
+			for _, m := range ph.Modules {
+				if !slices.Contains(h.Modules, m) {
+					h.Modules = append(h.Modules, m)
+				}
+			}
+		}
 		for db, n := range e.KeysByDB {
 			d, err := strconv.Atoi(db)
 			if err != nil {
@@ -81,43 +98,12 @@ func (s *setInput) merged(ctx context.Context) (format.Header, error) {
 			byDB[d] += n
 		}
 	}
-	h.Databases = h.Databases[:0]
+	h.Databases = []format.Database{}
 	for db, n := range byDB {
 		h.Databases = append(h.Databases, format.Database{DB: db, Keys: n})
 	}
 	slices.SortFunc(h.Databases, func(a, b format.Database) int { return a.DB - b.DB })
 	return h, nil
-}
-
-// mergeHeaders adds part header p to the set's header h: keys per
-// database added up, the oldest server version, the earliest time.
-func mergeHeaders(h, p format.Header, first bool) format.Header {
-	if first {
-		p.Databases = slices.Clone(p.Databases)
-		return p
-	}
-	h.CreatedMs = min(h.CreatedMs, p.CreatedMs)
-	h.NoFieldExpiry = h.NoFieldExpiry && p.NoFieldExpiry
-	h.MemoryBytes += p.MemoryBytes
-	for _, m := range p.Modules {
-		if !slices.Contains(h.Modules, m) {
-			h.Modules = append(h.Modules, m)
-		}
-	}
-	if h.Databases == nil || p.Databases == nil {
-		h.Databases = nil // one part does not say: the set does not
-		return h
-	}
-	for _, d := range p.Databases {
-		i := slices.IndexFunc(h.Databases, func(x format.Database) bool { return x.DB == d.DB })
-		if i < 0 {
-			h.Databases = append(h.Databases, d)
-		} else {
-			h.Databases[i].Keys += d.Keys
-		}
-	}
-	slices.SortFunc(h.Databases, func(a, b format.Database) int { return a.DB - b.DB })
-	return h
 }
 
 func (s *setInput) Open(ctx context.Context, p *progress.Counter) (records.ReadCloser, error) {

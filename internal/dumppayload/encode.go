@@ -53,6 +53,7 @@ type Encoder struct {
 	seen    map[string]struct{}
 	ints    []int64
 	order   []int
+	ends    []int
 }
 
 // Encode returns r's value as a DUMP payload, valid until the next call,
@@ -118,27 +119,33 @@ func (e *Encoder) list(elems []string) bool {
 		return true
 	}
 	// Nodes as the server fills them: a node takes an element while it
-	// stays within the size (or count) limit.
-	var nodes [][2]int
-	for i := 0; i < len(elems); {
-		j, sz := i, 7
-		for j < len(elems) && j-i < count {
-			n := entrySize(elems[j])
-			if j > i && sz+n > size {
-				break
-			}
-			sz += n
-			j++
+	// stays within the size (or count) limit. Each element is encoded
+	// once, into the nodes laid end to end in e.lp (one that does not fit
+	// is encoded again, at the start of the next node).
+	e.ends = e.ends[:0]
+	e.lp = listpackHeader(e.lp[:0])
+	node, n := 0, 0
+	for _, s := range elems {
+		mark := len(e.lp)
+		e.lp = appendEntry(e.lp, s)
+		if n == 0 || n < count && len(e.lp)-node+1 <= size {
+			n++
+			continue
 		}
-		nodes = append(nodes, [2]int{i, j})
-		i = j
+		e.lp = listpackEnd(e.lp[:mark], node, n)
+		e.ends = append(e.ends, len(e.lp))
+		node, n = len(e.lp), 1
+		e.lp = appendEntry(listpackHeader(e.lp), s)
 	}
+	e.lp = listpackEnd(e.lp, node, n)
+	e.ends = append(e.ends, len(e.lp))
 	e.buf = append(e.buf, typeQuicklist2)
-	e.buf = appendLen(e.buf, uint64(len(nodes)))
-	for _, n := range nodes {
-		e.lp = listpack(e.lp[:0], elems[n[0]:n[1]])
+	e.buf = appendLen(e.buf, uint64(len(e.ends)))
+	from := 0
+	for _, end := range e.ends {
 		e.buf = appendLen(e.buf, 2) // a packed node
-		e.buf = appendBytes(e.buf, e.lp)
+		e.buf = appendBytes(e.buf, e.lp[from:end])
+		from = end
 	}
 	return true
 }
@@ -224,7 +231,7 @@ func (e *Encoder) hash(fields []format.Field) bool {
 				e.lp = appendEntry(e.lp, f.Name)
 				e.lp = appendEntry(e.lp, f.Value)
 			}
-			e.lp = listpackEnd(e.lp, 2*len(fields))
+			e.lp = listpackEnd(e.lp, 0, 2*len(fields))
 			e.buf = append(e.buf, typeHashLP)
 			e.buf = appendBytes(e.buf, e.lp)
 			return true
@@ -284,7 +291,7 @@ func (e *Encoder) zset(members []format.Member) bool {
 		e.lp = appendEntry(e.lp, members[i].Member)
 		e.lp = appendScore(e.lp, num[:0], members[i].Score)
 	}
-	e.lp = listpackEnd(e.lp, 2*len(members))
+	e.lp = listpackEnd(e.lp, 0, 2*len(members))
 	e.buf = append(e.buf, typeZSetLP)
 	e.buf = appendBytes(e.buf, e.lp)
 	return true
@@ -398,37 +405,20 @@ func listpack(b []byte, elems []string) []byte {
 	for _, s := range elems {
 		b = appendEntry(b, s)
 	}
-	return listpackEnd(b, len(elems))
+	return listpackEnd(b, 0, len(elems))
 }
 
 // listpackHeader leaves room for a listpack's header: its size in bytes
 // (4) and its count of elements (2).
 func listpackHeader(b []byte) []byte { return append(b, 0, 0, 0, 0, 0, 0) }
 
-// listpackEnd ends a listpack begun at b[0] and fills in its header.
-func listpackEnd(b []byte, count int) []byte {
+// listpackEnd ends a listpack of count elements begun at b[start] and
+// fills in its header.
+func listpackEnd(b []byte, start, count int) []byte {
 	b = append(b, 0xff)
-	binary.LittleEndian.PutUint32(b, uint32(len(b)))
-	binary.LittleEndian.PutUint16(b[4:], uint16(min(count, 65535)))
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(b)-start))
+	binary.LittleEndian.PutUint16(b[start+4:], uint16(min(count, 65535)))
 	return b
-}
-
-// entrySize is the bytes s takes in a listpack.
-func entrySize(s string) int {
-	var tmp [16]byte
-	if v, ok := parseInt(s); ok {
-		return len(appendEntryInt(tmp[:0], v))
-	}
-	n := len(s)
-	switch {
-	case n < 64:
-		n++
-	case n < 4096:
-		n += 2
-	default:
-		n += 5
-	}
-	return n + backlenSize(n)
 }
 
 // appendEntry writes s as a listpack entry: an integer where s is one as
@@ -489,20 +479,6 @@ func appendBacklen(b []byte, l int) []byte {
 		return append(b, byte(l>>21), byte(l>>14&127)|128, byte(l>>7&127)|128, byte(l&127)|128)
 	}
 	return append(b, byte(l>>28), byte(l>>21&127)|128, byte(l>>14&127)|128, byte(l>>7&127)|128, byte(l&127)|128)
-}
-
-func backlenSize(l int) int {
-	switch {
-	case l <= 127:
-		return 1
-	case l < 16383:
-		return 2
-	case l < 2097151:
-		return 3
-	case l < 268435455:
-		return 4
-	}
-	return 5
 }
 
 // parseInt reads s as the server reads an integer it may store as one

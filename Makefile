@@ -56,7 +56,8 @@ deps:
 # packages of their own (the root's, e2e/…), which go test runs side by
 # side; each has its timeout set here, well past what it takes on a busy
 # 2-core machine.
-test: deps
+test:
+	@./scripts/deps.sh s3
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	@./scripts/tracked.sh
 	$(GO) vet ./...

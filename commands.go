@@ -23,6 +23,7 @@ import (
 	"github.com/crs-tool/crs/internal/keyslot"
 	"github.com/crs-tool/crs/internal/memlimit"
 	"github.com/crs-tool/crs/internal/progress"
+	"github.com/crs-tool/crs/internal/store"
 	"github.com/crs-tool/crs/load"
 	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/source/pick"
@@ -77,11 +78,11 @@ func dumpCommand() *cli.Command {
 	var maxCPU float64
 	var mf metricsFlags
 	var summary summaryFlag
-	var parts int
+	var parts, uploadMiB int
 	return &cli.Command{
 		Name:         "dump",
 		Usage:        "write every key of a server as JSON lines, zstd-compressed, to stdout or -o FILE",
-		UsageText:    "crsdump [options] > FILE.jsonl.zst\ncrs dump [options] -o FILE.jsonl.zst",
+		UsageText:    "crsdump [options] > FILE.jsonl.zst\ncrs dump [options] -o FILE.jsonl.zst|s3://BUCKET/KEY|gs://…|azblob://…\ncrs dump [options] --parts N -o SET/|s3://BUCKET/SET/",
 		OnUsageError: onUsage,
 		Flags: append(append(append(append(connFlags(&from.Scan.Conn, "dump only this database (a database in the URL does the same)", "every database"), sel.flags()...), mf.flags(false)...), summary.flag()),
 			&cli.StringFlag{Name: "input", Aliases: []string{"i", "rdb"}, Usage: "read this `FILE` (- for stdin) instead of a server: an RDB file (a backup, of any Redis or Valkey version) to convert, or a dump to check or recompress", Destination: &from.File},
@@ -91,7 +92,8 @@ func dumpCommand() *cli.Command {
 			&cli.BoolFlag{Name: "from-replicas", Usage: "of a cluster: read each shard from a replica, to spare the masters", Destination: &from.FromReplicas},
 			&cli.BoolFlag{Name: "node-only", Usage: "of a cluster: dump only the node given (the slots its shard serves), not every shard", Destination: &from.NodeOnly},
 			&cli.BoolFlag{Name: "snapshot", Usage: "read the server through a replication snapshot (REPLCONF, PSYNC): every key from one instant, as the server forks to make it; needs SYNC, which managed services often refuse", Destination: &from.Snapshot},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` (mode 0600, via FILE.tmp, renamed when complete); a directory (DIR/) holds a dump set: --parts N writes its N parts, --part I/N part I alone", Destination: &opts.Output},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` (mode 0600, via FILE.tmp, renamed when complete), or to an object: s3://BUCKET/KEY, gs://…, azblob://… (uploaded as it is written, whole only once complete; credentials from the cloud's standard chain); a directory (DIR/, or a URL ending in /) holds a dump set: --parts N writes its N parts, --part I/N part I alone", Destination: &opts.Output},
+			&cli.IntFlag{Name: "upload-part-mib", Value: 8, Usage: "with -o URL: upload in parts of `MIB` MiB, two at a time (the memory it takes); an object holds at most 10,000 parts, 78 GiB at 8 MiB", Destination: &uploadMiB},
 			&cli.IntFlag{Name: "parts", Usage: "with -o DIR/: write the dump as a set of `N` parts, one share of the keys each (--part I/N), one after another", Destination: &parts},
 			&cli.StringFlag{Name: "compress", Value: opts.Compress, Usage: "zstd or none", Destination: &opts.Compress},
 			&cli.IntFlag{Name: "zstd-level", Value: opts.ZstdLevel, Usage: "zstd level, 1 (fastest) to 4 (smallest)", Destination: &opts.ZstdLevel},
@@ -129,6 +131,13 @@ func dumpCommand() *cli.Command {
 				defer busy.Close()
 				opts.Busy = busy
 			}
+			if opts.Output, err = store.Local(opts.Output); err != nil {
+				return usageError{err}
+			}
+			if uploadMiB < 5 || uploadMiB > 5<<10 {
+				return usageError{fmt.Errorf("--upload-part-mib %d: S3 takes parts of 5 MiB to 5 GiB", uploadMiB)}
+			}
+			opts.PartSize = uploadMiB << 20
 			if set, ok, err := dumpSet(opts.Output, parts, from.Select.Part); ok || err != nil {
 				if err != nil {
 					return err
@@ -136,11 +145,11 @@ func dumpCommand() *cli.Command {
 				open := func(p keyslot.Part) records.Input {
 					spec := from
 					spec.Select.Part = p
-					return pick.Open(spec)
+					return pick.Open(c.Context, spec)
 				}
 				return dump.RunSet(c.Context, open, set, opts, os.Stdout, stderr)
 			}
-			in := pick.Open(from)
+			in := pick.Open(c.Context, from)
 			defer in.Close()
 			return dump.Run(c.Context, in, opts, os.Stdout, stderr)
 		},
@@ -150,8 +159,7 @@ func dumpCommand() *cli.Command {
 // dumpSet reads the options of a dump set: -o DIR/ (or an existing
 // directory) with --parts N, or --part I/N; ok is false for a dump file.
 func dumpSet(output string, parts int, part keyslot.Part) (set dump.SetOptions, ok bool, err error) {
-	fi, statErr := os.Stat(output)
-	isDir := output != "" && (strings.HasSuffix(output, "/") || statErr == nil && fi.IsDir())
+	isDir := output != "" && store.IsDir(output)
 	switch {
 	case !isDir && parts > 0:
 		return set, false, usageError{fmt.Errorf("--parts writes a dump set into a directory: -o DIR/")}
@@ -168,7 +176,7 @@ func dumpSet(output string, parts int, part keyslot.Part) (set dump.SetOptions, 
 	case part.N > 0: // --part I/N, 0/1 too
 		set.Parts = []keyslot.Part{part}
 	default:
-		return set, true, usageError{fmt.Errorf("-o %s is a directory: a dump set needs --parts N (all of it here) or --part I/N (one part)", output)}
+		return set, true, usageError{fmt.Errorf("-o %s is a directory: a dump set needs --parts N (all of it here) or --part I/N (one part)", store.Redact(output))}
 	}
 	set.Dir, set.Version = output, version("crs")
 	return set, true, nil
@@ -186,7 +194,7 @@ func loadCommand() *cli.Command {
 	return &cli.Command{
 		Name:         "load",
 		Usage:        "replay a dump (zstd or plain, from FILE or stdin) into a server",
-		UsageText:    "crsload [options] < FILE.jsonl.zst\ncrs load [options] FILE.jsonl.zst",
+		UsageText:    "crsload [options] < FILE.jsonl.zst\ncrs load [options] FILE.jsonl.zst|SET/|s3://BUCKET/KEY|gs://…|azblob://…",
 		OnUsageError: onUsage,
 		Flags: append(append(append(append(connFlags(&loadOpts.Conn, "load every record into this database (a database in the URL does the same)", "each record's own"), sel.flags()...), mf.flags(false)...), summary.flag()),
 			&cli.StringFlag{Name: "ttl", Value: loadOpts.TTL, Usage: "keep (expire at the same instant), shift (by the time since the dump) or none", Destination: &loadOpts.TTL},
@@ -206,6 +214,7 @@ func loadCommand() *cli.Command {
 			&cli.StringFlag{Name: "load-by", Value: load.LoadByAuto, Usage: "auto: write a whole string, list, set, hash or sorted set as one RESTORE of a payload crs encodes in the target's own RDB version (Redis 5.0+, where RESTORE is allowed), the rest by commands; commands: every key by the commands that build it", Destination: &loadOpts.LoadBy},
 			&cli.IntFlag{Name: "keys-in-memory", Value: keyset.DefaultLimit, Usage: "keys remembered in memory to catch a key in the dump twice; past this many, further keys go to a temporary file (in TMPDIR), checked at the end", Destination: &loadOpts.SeenLimit},
 			&cli.IntFlag{Name: "concurrency", Value: loadOpts.Concurrency, Usage: "writers at once, each with its own connection", Destination: &loadOpts.Concurrency},
+			&cli.IntFlag{Name: "parts-at-once", Usage: "of a dump set: load this many of its parts side by side, each read by its own reader, the writers shared out between them (default: as many as there are cores, at most 4; 1 reads the parts one after another)", Destination: &loadOpts.PartsAtOnce},
 			&cli.IntFlag{Name: "pipeline", Value: loadOpts.Pipeline, Usage: "most keys one writer sends per round trip", Destination: &loadOpts.Pipeline},
 			&cli.Int64Flag{Name: "max-in-flight", Value: loadOpts.MaxInFlight, Usage: "most bytes of records read and not yet written, across all writers", Destination: &loadOpts.MaxInFlight},
 			&cli.DurationFlag{Name: "retry-for", Value: loadOpts.RetryFor, Usage: "keep reconnecting and resending this long after a lost connection", Destination: &loadOpts.RetryFor},
@@ -241,7 +250,7 @@ func loadCommand() *cli.Command {
 				}
 				from.File = "-"
 			}
-			checkpoint, err := checkpointPath(from.File, loadOpts)
+			checkpoint, err := checkpointPath(from.File, fmt.Sprint(from.Select.Part, from.SetParts), loadOpts)
 			if err != nil {
 				return err
 			}
@@ -253,7 +262,7 @@ func loadCommand() *cli.Command {
 			}
 			defer stop()
 			shareCores(loadOpts.Conn)
-			in := pick.Open(from)
+			in := pick.Open(c.Context, from)
 			defer in.Close()
 			if err := load.Run(c.Context, loadOpts, in, stderr); err != nil || !verifyAfterLoad {
 				return err
@@ -296,7 +305,7 @@ func statsCommand() *cli.Command {
 				return err
 			}
 			statsOpts.Patterns = statsPatterns.Value()
-			in := pick.Open(from)
+			in := pick.Open(c.Context, from)
 			defer in.Close()
 			if list {
 				return listSet(c.Context, in, statsOpts.JSON, os.Stdout)
@@ -376,7 +385,7 @@ func verifyCommand() *cli.Command {
 				return err
 			}
 			defer summary.close()
-			in := pick.Open(from)
+			in := pick.Open(c.Context, from)
 			defer in.Close()
 			return verify.Run(c.Context, verifyOpts, in, stderr)
 		},
@@ -384,10 +393,12 @@ func verifyCommand() *cli.Command {
 }
 
 // checkpointPath is where a load of file into opts' target keeps its
-// checkpoint: a file in TMPDIR named by a hash of the file's absolute path,
-// the target and the writers, so that crsload --resume with the same
-// arguments finds it. Standard input has none; --resume refuses it.
-func checkpointPath(file string, opts load.Options) (string, error) {
+// checkpoint: a file in TMPDIR named by a hash of the file's absolute path
+// (or its URL), the share of it loaded (parts, of a dump set: two loaders
+// of one set on one machine each keep their own), the target and the
+// writers, so that crsload --resume with the same arguments finds it.
+// Standard input has none; --resume refuses it.
+func checkpointPath(file, share string, opts load.Options) (string, error) {
 	if file == "" || file == "-" {
 		if opts.Resume {
 			return "", usageError{errors.New("--resume needs the dump as a file argument, to read it again")}
@@ -395,10 +406,13 @@ func checkpointPath(file string, opts load.Options) (string, error) {
 		return "", nil
 	}
 	abs, err := filepath.Abs(file)
+	if store.IsURL(file) {
+		abs, err = file, nil
+	}
 	if err != nil {
 		return "", err
 	}
 	db, _ := opts.Conn.SelectedDB()
-	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%d\x00%d", abs, opts.Conn.Address(), db, opts.Concurrency)))
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%d\x00%d\x00%s", abs, opts.Conn.Address(), db, opts.Concurrency, share)))
 	return filepath.Join(os.TempDir(), fmt.Sprintf("crsload-%x.checkpoint", sum[:8])), nil
 }

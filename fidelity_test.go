@@ -309,7 +309,7 @@ func TestFieldExpiryRefusedOnOldTarget(t *testing.T) {
 				defer f.Close()
 				spec.File, spec.Stdin = "-", f
 			}
-			in := pick.Open(spec)
+			in := pick.Open(context.Background(), spec)
 			defer in.Close()
 			var stderr bytes.Buffer
 			err := load.Run(ctx, opts, in, &stderr)

@@ -40,6 +40,7 @@ import (
 	"github.com/crs-tool/crs/internal/logline"
 	"github.com/crs-tool/crs/internal/memlimit"
 	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/internal/store"
 	"github.com/crs-tool/crs/livesync"
 	"github.com/crs-tool/crs/load"
 	"github.com/crs-tool/crs/rdb"
@@ -448,6 +449,9 @@ func (s *selectFlags) apply() (records.Selection, error) {
 
 // into sets spec's selection and reshape from the flags.
 func (s *selectFlags) into(spec *pick.Spec) (err error) {
+	if spec.File, err = store.Local(spec.File); err != nil {
+		return usageError{err}
+	}
 	if spec.Select, err = s.apply(); err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/e2e"
 	"github.com/crs-tool/crs/internal/redistest"
+	"github.com/crs-tool/crs/internal/s3test"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -30,6 +31,9 @@ type jobSpec struct {
 				} `yaml:"securityContext"`
 				Containers []struct {
 					Command []string `yaml:"command"`
+					Env     []struct {
+						Name string `yaml:"name"`
+					} `yaml:"env"`
 				} `yaml:"containers"`
 			} `yaml:"spec"`
 		} `yaml:"template"`
@@ -52,23 +56,37 @@ func readJob(t *testing.T, name string) jobSpec {
 	if j.Kind != "Job" || s.CompletionMode != "Indexed" || s.Completions < 2 || s.Parallelism < 1 || len(s.Template.Spec.Containers) != 1 || !s.Template.Spec.SecurityContext.RunAsNonRoot {
 		t.Fatalf("%s is not an Indexed Job of one container run as a user not root: %+v", name, j)
 	}
-	cmd := s.Template.Spec.Containers[0].Command
-	if want := fmt.Sprintf("auto/%d", s.Completions); !slices.Contains(cmd, want) {
-		t.Fatalf("%s: %d completions, and its command %q does not say --part %s", name, s.Completions, cmd, want)
+	c := s.Template.Spec.Containers[0]
+	if want := fmt.Sprintf("auto/%d", s.Completions); !slices.Contains(c.Command, want) {
+		t.Fatalf("%s: %d completions, and its command %q does not say --part %s", name, s.Completions, c.Command, want)
 	}
 	return j
 }
 
-// jobLine is a Job's command as a shell line run here: $(VAR) from vars,
-// the volume's /set/ the directory set.
-func jobLine(cmd []string, vars map[string]string, set string) string {
+// jobLine is a Job's command as the arguments of env(1) run here: the
+// environment env (VAR=value), each VAR one that the Job's container sets,
+// then the command with $(VAR) from it.
+func jobLine(t *testing.T, j jobSpec, env []string) string {
+	t.Helper()
+	c := j.Spec.Template.Spec.Containers[0]
 	var words []string
-	for _, w := range cmd {
-		for k, v := range vars {
-			w = strings.ReplaceAll(w, "$("+k+")", v)
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		if !slices.ContainsFunc(c.Env, func(e struct {
+			Name string `yaml:"name"`
+		}) bool {
+			return e.Name == k
+		}) {
+			t.Fatalf("the Job's container does not set %s, which the test sets", k)
 		}
-		if w == "/set/" {
-			w = set
+		words = append(words, "'"+kv+"'")
+		for i, w := range c.Command {
+			c.Command[i] = strings.ReplaceAll(w, "$("+k+")", v)
+		}
+	}
+	for _, w := range c.Command {
+		if strings.Contains(w, "$(") {
+			t.Fatalf("the Job's command %q uses a variable the test does not set", w)
 		}
 		words = append(words, "'"+w+"'")
 	}
@@ -77,19 +95,21 @@ func jobLine(cmd []string, vars map[string]string, set string) string {
 
 // TestKubernetesJobs runs the command lines of deploy/kubernetes's two
 // Indexed Jobs as the Jobs would, as local processes each told its index
-// in JOB_COMPLETION_INDEX: the dump Job's pods all at once against a
-// 6-master cluster (one of them killed while it writes and run again, as
-// the Job's retry would), then the load Job's, as many at a time as its
-// parallelism, into another cluster. crs verify of the set against the
-// target, and of the two clusters, finds no difference.
+// in JOB_COMPLETION_INDEX, with the set in a bucket of an S3-compatible
+// server: the dump Job's pods all at once against a 6-master cluster
+// (one of them killed while it writes and run again, as the Job's retry
+// would), then the load Job's, as many at a time as its parallelism,
+// into another cluster. crs verify of the set against the target, and of
+// the two clusters, finds no difference.
 func TestKubernetesJobs(t *testing.T) {
 	dumpJob, loadJob := readJob(t, "dump-job.yaml"), readJob(t, "load-job.yaml")
+	s3 := s3test.Start(t)
 	src := redistest.StartCluster(t, 6, 0, "")
 	n := redistest.FillCluster(t, src, 1200)
 	dir := t.TempDir()
-	set := filepath.Join(dir, "set") + "/"
-	dumpCmd := dumpJob.Spec.Template.Spec.Containers[0].Command
-	line := jobLine(dumpCmd, map[string]string{"SOURCE_URL": src.URL()}, set)
+	set := s3.URL("set/")
+	env := append(s3.Env(), "SET_URL="+set)
+	line := jobLine(t, dumpJob, append(env, "SOURCE_URL="+src.URL()))
 	parts := dumpJob.Spec.Completions
 	pod := func(i int, line string) string { return fmt.Sprintf("env JOB_COMPLETION_INDEX=%d %s", i, line) }
 
@@ -99,8 +119,10 @@ func TestKubernetesJobs(t *testing.T) {
 	redistest.WaitFor(t, "part 1 to have dumped keys", func() bool { return begun.MatchString(progress()) })
 	slow.Process.Kill()
 	slow.Wait()
-	if _, err := os.Stat(filepath.Join(set, format.PartName(1, parts)+".json")); err == nil {
-		t.Fatal("a killed part left its entry")
+	for _, name := range []string{format.EntryName(1, parts), format.PartName(1, parts) + ".jsonl.zst"} {
+		if _, err := os.Stat(s3.Path("set/" + name)); err == nil {
+			t.Fatalf("a killed part left %s in the bucket", name)
+		}
 	}
 	outs := runPods(t, dir, "dump", parts, dumpJob.Spec.Parallelism, func(i int) string { return pod(i, line) })
 	// The parts' ranges are redis-cli's: with 3 parts of 6 masters, each
@@ -110,16 +132,16 @@ func TestKubernetesJobs(t *testing.T) {
 			t.Errorf("dump pod %d read other than its two masters:\n%s", i, out)
 		}
 	}
-	out, code := e2e.Sh(t, dir, "crs stats --list "+set)
+	out, code := e2e.Sh(t, dir, "crs stats --list '"+set+"'", s3.Env()...)
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("%d of %d parts, %d keys", parts, parts, n)) {
 		t.Fatalf("stats --list: exit %d\n%s", code, out)
 	}
 	t.Logf("the set:\n%s", out)
 
 	dst := redistest.StartCluster(t, 3, 0, "")
-	loadLine := jobLine(loadJob.Spec.Template.Spec.Containers[0].Command, map[string]string{"TARGET_URL": dst.URL()}, set)
+	loadLine := jobLine(t, loadJob, append(env, "TARGET_URL="+dst.URL()))
 	runPods(t, dir, "load", loadJob.Spec.Completions, loadJob.Spec.Parallelism, func(i int) string { return pod(i, loadLine) })
-	out, code = e2e.Sh(t, dir, "crs verify -u "+dst.URL()+" "+set)
+	out, code = e2e.Sh(t, dir, "crs verify -u "+dst.URL()+" '"+set+"'", s3.Env()...)
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("%d keys checked, 0 differences", n)) {
 		t.Errorf("verify of the set: exit %d\n%s", code, out)
 	}
@@ -191,7 +213,7 @@ func TestDumpSet(t *testing.T) {
 	t.Logf("crs stats --list:\n%s", out)
 
 	dst := redistest.Start(t)
-	if out, code := e2e.Sh(t, dir, "crsload -u "+dst.URL+" "+set); code != 0 {
+	if out, code := e2e.Sh(t, dir, "crsload --parts-at-once 3 -u "+dst.URL+" "+set); code != 0 || !strings.Contains(out, "a dump set's 3 parts, 3 at a time") {
 		t.Fatalf("load: exit %d\n%s", code, out)
 	}
 	e2e.AssertNoDiff(t, src, dst)

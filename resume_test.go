@@ -37,17 +37,23 @@ func commandCalls(t *testing.T, s *redisserver.Server) int64 {
 // it returns once more than a part-th of the keys are on the target.
 func loadUntil(t *testing.T, flags string, part int64) (src, dst *redisserver.Server, dir string, cmd *exec.Cmd, output func() string) {
 	t.Helper()
+	return loadOf(t, "d.zst", "", flags, part)
+}
+
+// loadOf is loadUntil of a dump to file, written with dumpFlags too.
+func loadOf(t *testing.T, file, dumpFlags, flags string, part int64) (src, dst *redisserver.Server, dir string, cmd *exec.Cmd, output func() string) {
+	t.Helper()
 	ctx := context.Background()
 	src = redistest.Start(t)
 	e2e.FillMany(t, src, 20_000)
 	dir = t.TempDir()
-	if out, code := e2e.Sh(t, dir, "crsdump -q --part-elems 2 -u "+src.URL+" -o d.zst"); code != 0 {
+	if out, code := e2e.Sh(t, dir, "crsdump -q --part-elems 2 "+dumpFlags+" -u "+src.URL+" -o "+file); code != 0 {
 		t.Fatalf("dump: exit %d\n%s", code, out)
 	}
 	total, _ := redistest.Client(t, src, 0).DBSize(ctx).Result()
 	dst = redistest.Start(t)
 	dc := redistest.Client(t, dst, 0)
-	cmd, output = e2e.Start(t, dir, "crsload --rate 10000 "+flags+" -u "+dst.URL+" d.zst")
+	cmd, output = e2e.Start(t, dir, "crsload --rate 10000 "+flags+" -u "+dst.URL+" "+file)
 	redistest.WaitFor(t, "part of the keys on the target", func() bool {
 		n, _ := dc.DBSize(ctx).Result()
 		return n > total/part
@@ -66,24 +72,37 @@ func TestResumeLoad(t *testing.T) {
 	if code := e2e.ExitCodeOf(err); code != 130 || !strings.Contains(output(), "crsload --resume with the same arguments continues this load") {
 		t.Fatalf("the interrupted load: exit %d\n%s", code, output())
 	}
-	resumeAndCompare(t, dir, src, dst)
+	resumeAndCompare(t, dir, "d.zst", src, dst)
 }
 
-// resumeAndCompare runs crsload --resume of d.zst into dst: the target
+// TestResumeLoadOfSet interrupts the load of a dump set, its parts loaded
+// side by side, and continues it with --resume: each part from its own
+// checkpoint.
+func TestResumeLoadOfSet(t *testing.T) {
+	src, dst, dir, cmd, output := loadOf(t, "d/", "--parts 3", "--parts-at-once 2", 3)
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	if code := e2e.ExitCodeOf(err); code != 130 || !strings.Contains(output(), "crsload --resume with the same arguments continues this load") {
+		t.Fatalf("the interrupted load: exit %d\n%s", code, output())
+	}
+	resumeAndCompare(t, dir, "d/", src, dst)
+}
+
+// resumeAndCompare runs crsload --resume of file into dst: the target
 // must end equal to src, the run send fewer commands than the whole load
 // again, and a second --resume find nothing to resume.
-func resumeAndCompare(t *testing.T, dir string, src, dst *redisserver.Server) {
+func resumeAndCompare(t *testing.T, dir, file string, src, dst *redisserver.Server) {
 	t.Helper()
 	before := commandCalls(t, dst)
-	out, code := e2e.Sh(t, dir, "crsload --resume -u "+dst.URL+" d.zst")
-	if code != 0 || !strings.Contains(out, "resumed: skipped ") {
+	out, code := e2e.Sh(t, dir, "crsload --resume -u "+dst.URL+" "+file)
+	if code != 0 || !strings.Contains(out, "resumed: skipped ") || strings.HasSuffix(file, "/") && !strings.Contains(out, "a dump set's 3 parts") {
 		t.Fatalf("--resume: exit %d\n%s", code, out)
 	}
 	resumed := commandCalls(t, dst) - before
 	e2e.AssertNoDiff(t, src, dst)
 	// The whole load again, for the count.
 	full := redistest.Start(t)
-	if out, code := e2e.Sh(t, dir, "crsload -q --replace -u "+full.URL+" d.zst"); code != 0 {
+	if out, code := e2e.Sh(t, dir, "crsload -q --replace -u "+full.URL+" "+file); code != 0 {
 		t.Fatalf("the whole load: exit %d\n%s", code, out)
 	}
 	whole := commandCalls(t, full)
@@ -92,7 +111,7 @@ func resumeAndCompare(t *testing.T, dir string, src, dst *redisserver.Server) {
 	}
 	t.Logf("%s; the resumed run: %d commands, the whole load again (--replace): %d", strings.TrimSpace(out), resumed, whole)
 	// Nothing is left to resume.
-	if out, code := e2e.Sh(t, dir, "crsload --resume -u "+dst.URL+" d.zst"); code == 0 || !strings.Contains(out, "no checkpoint to resume from") {
+	if out, code := e2e.Sh(t, dir, "crsload --resume -u "+dst.URL+" "+file); code == 0 || !strings.Contains(out, "no checkpoint to resume from") {
 		t.Errorf("a second --resume: exit %d\n%s", code, out)
 	}
 }
@@ -109,7 +128,7 @@ func TestResumeAfterTheTargetIsLost(t *testing.T) {
 		t.Fatalf("the load whose target was lost: exit %d\n%s", code, output())
 	}
 	t.Log(e2e.LineWith(output(), "lost the connection"))
-	resumeAndCompare(t, dir, src, dst)
+	resumeAndCompare(t, dir, "d.zst", src, dst)
 }
 
 // TestResumeAfterACrash kills the load (SIGKILL: its checkpoint lags what

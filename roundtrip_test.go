@@ -178,7 +178,7 @@ func runDump(t *testing.T, s *redisserver.Server, mod func(*dumpSetup)) (string,
 	var stderr bytes.Buffer
 	spec := pick.NewSpec()
 	spec.Scan = opts.Options
-	if err := dump.Run(context.Background(), pick.Open(spec), opts.Out, nil, &stderr); err != nil {
+	if err := dump.Run(context.Background(), pick.Open(context.Background(), spec), opts.Out, nil, &stderr); err != nil {
 		t.Fatalf("dump: %v\n%s", err, stderr.String())
 	}
 	return opts.Out.Output, stderr.String()
@@ -201,7 +201,7 @@ func runLoad(t *testing.T, s *redisserver.Server, file string, mod func(*load.Op
 func fileInput(path string) records.Input {
 	spec := pick.NewSpec()
 	spec.File = path
-	return pick.Open(spec)
+	return pick.Open(context.Background(), spec)
 }
 
 // TestRoundTrip loads the corpus both ways a key can be written: RESTORE

@@ -102,7 +102,7 @@ func syncCommand() *cli.Command {
 					spec := pick.NewSpec()
 					spec.Scan.Conn = src
 					spec.Select, spec.Reshape = from.Select, from.Reshape
-					in := pick.Open(spec)
+					in := pick.Open(c.Context, spec)
 					defer in.Close()
 					vo := verify.NewOptions()
 					vo.Target, vo.Quiet, vo.Progress = opts.Load.Conn, opts.Quiet, opts.Progress
@@ -270,7 +270,7 @@ func runSync(ctx context.Context, opts livesync.Options, src redisconn.Options, 
 		if rep.Full {
 			spec := from
 			spec.File = link.Snapshot()
-			sh.Snapshot = pick.Open(spec)
+			sh.Snapshot = pick.Open(ctx, spec)
 			defer sh.Snapshot.Close()
 		} else {
 			sh.Start.DB = positions[i].DB
@@ -331,7 +331,7 @@ func runNotify(ctx context.Context, opts livesync.Options, src redisconn.Options
 	// A key that changes while SCAN reads it in parts is notified, and
 	// read again after the copy.
 	from.File, from.Scan.Conn, from.Scan.AllowChanging = "", src, true
-	in := pick.Open(from)
+	in := pick.Open(ctx, from)
 	defer in.Close()
 	return livesync.RunNotify(ctx, opts, in, server, notifications{sub}, stderr)
 }

@@ -1,12 +1,14 @@
 // Package dump is crsdump: it writes the dump of a source (a live server,
-// an RDB file, …: any records.Input) to stdout or a file, compressed
-// with zstd, and prints a summary.
+// an RDB file, …: any records.Input) to stdout, a file or an object in a
+// bucket, compressed with zstd, and prints a summary.
 package dump
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
+	"hash/crc32"
 	"io"
 	"os"
 	"strings"
@@ -19,6 +21,7 @@ import (
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/ratelimit"
 	"github.com/crs-tool/crs/internal/report"
+	"github.com/crs-tool/crs/internal/store"
 	"github.com/crs-tool/crs/records"
 )
 
@@ -27,8 +30,12 @@ type Options struct {
 	// Summary, if not nil, gets the summary as one JSON object at the
 	// end (--summary-json), whatever is printed.
 	Summary io.Writer
-	// Output is a file to write; empty or "-" means standard output.
+	// Output is a file or an object to write (a path or a URL, as the
+	// store package takes them); empty or "-" means standard output.
 	Output string
+	// PartSize is the size of the parts an object is uploaded in; 0 means
+	// the store's default.
+	PartSize int
 	// Compress is "zstd" or "none".
 	Compress string
 	// ZstdLevel is the zstd encoder level, 1 (fastest) to 4 (best).
@@ -73,6 +80,8 @@ var ErrTerminal = errors.New("refusing to write compressed data to a terminal: r
 // Run dumps the server to opts.Output (or stdout) and prints a summary to
 // stderr. With an output file, the dump is written to FILE.tmp, synced,
 // and renamed to FILE only when it is complete; the file is mode 0600.
+// An object is uploaded as it is written and made whole only when the
+// dump is complete; a failed dump's upload is aborted.
 func Run(ctx context.Context, in records.Input, opts Options, stdout, stderr io.Writer) (err error) {
 	if err := progress.CheckMode(opts.Progress); err != nil {
 		return fmt.Errorf("%w: %v", ErrOptions, err)
@@ -81,20 +90,15 @@ func Run(ctx context.Context, in records.Input, opts Options, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	out, file, err := openOutput(opts, stdout)
+	out, file, err := openOutput(ctx, opts, stdout)
 	if err != nil {
 		return err
 	}
 	if file != nil {
-		defer func() {
-			if err != nil {
-				file.Close()
-				os.Remove(file.Name())
-			}
-		}()
+		defer file.Abort() // after Commit, nothing
 	}
 
-	compressed := &countingWriter{w: out}
+	compressed := &countingWriter{w: out, crc: crc32.New(castagnoli)}
 	var enc *zstd.Encoder
 	raw := &countingWriter{w: compressed}
 	if opts.Compress == "zstd" {
@@ -134,21 +138,14 @@ func Run(ctx context.Context, in records.Input, opts Options, stdout, stderr io.
 		}
 	}
 	if err == nil && file != nil {
-		if err = file.Sync(); err == nil {
-			err = file.Close()
-		}
-		if err == nil {
-			err = os.Rename(file.Name(), opts.Output)
-		}
-		if err != nil {
-			err = fmt.Errorf("write %s: %w", opts.Output, err)
-		}
+		err = file.Commit()
 	}
 	sum := struct {
 		Stats
 		Written int64   `json:"written_bytes"`
+		CRC32C  string  `json:"written_crc32c"`
 		Seconds float64 `json:"seconds"`
-	}{st, compressed.n, st.Elapsed.Seconds()}
+	}{st, compressed.n, fmt.Sprintf("%08x", compressed.crc.Sum32()), st.Elapsed.Seconds()}
 	if opts.Summary != nil {
 		report.JSON(opts.Summary, "crsdump", sum, err)
 	}
@@ -217,26 +214,20 @@ func checkOutput(opts Options) (zstd.EncoderLevel, error) {
 }
 
 // openOutput returns where the dump goes: standard output (never
-// compressed bytes to a terminal), or FILE.tmp, mode 0600, returned too so
-// that it can be renamed to FILE when the dump is complete.
-func openOutput(opts Options, stdout io.Writer) (io.Writer, *os.File, error) {
+// compressed bytes to a terminal), or a file or object that is whole only
+// once committed, returned too.
+func openOutput(ctx context.Context, opts Options, stdout io.Writer) (io.Writer, *store.Writer, error) {
 	if opts.Output == "" || opts.Output == "-" {
 		if opts.Compress != "none" && isTerminal(stdout) {
 			return nil, nil, ErrTerminal
 		}
 		return stdout, nil, nil
 	}
-	tmp := opts.Output + ".tmp"
-	file, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	w, err := store.Create(ctx, opts.Output, opts.PartSize)
 	if err != nil {
-		return nil, nil, fmt.Errorf("create output: %w", err)
+		return nil, nil, err
 	}
-	if err := file.Chmod(0o600); err != nil {
-		file.Close()
-		os.Remove(tmp)
-		return nil, nil, fmt.Errorf("create output: %w", err)
-	}
-	return file, file, nil
+	return w, w, nil
 }
 
 func summary(st Stats, outBytes int64, err error) string {
@@ -290,14 +281,23 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// countingWriter counts the bytes written through it.
+// castagnoli is CRC-32C's table: a dump set's entries name each part's
+// CRC-32C (FORMAT.md §11), which S3 and GCS check objects with too.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// countingWriter counts the bytes written through it, and with a crc
+// sums them.
 type countingWriter struct {
-	w io.Writer
-	n int64
+	w   io.Writer
+	n   int64
+	crc hash.Hash32
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
+	if c.crc != nil {
+		c.crc.Write(p[:n])
+	}
 	return n, err
 }

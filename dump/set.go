@@ -5,21 +5,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"hash/crc32"
 	"io"
-	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/keyslot"
 	"github.com/crs-tool/crs/internal/progress"
+	"github.com/crs-tool/crs/internal/store"
 	"github.com/crs-tool/crs/records"
 )
 
-// SetOptions are a dump set's: the directory, and which parts of how
-// many this process writes.
+// SetOptions are a dump set's: the directory (a path, or a URL of
+// object storage), and which parts of how many this process writes.
 type SetOptions struct {
 	Dir   string
 	Parts []keyslot.Part
@@ -29,9 +27,10 @@ type SetOptions struct {
 
 // RunSet writes parts of a dump set (format.ReadSet) into dir: for each,
 // the dump of the keys open(part) reads, then its entry, once the dump is
-// whole. Parts are written one after another, each as Run writes a dump.
+// whole (committed: renamed, or its upload completed). Parts are written
+// one after another, each as Run writes a dump.
 func RunSet(ctx context.Context, open func(keyslot.Part) records.Input, set SetOptions, opts Options, stdout, stderr io.Writer) error {
-	if err := os.MkdirAll(set.Dir, 0o755); err != nil {
+	if err := store.MkdirAll(set.Dir); err != nil {
 		return fmt.Errorf("dump set: %w", err)
 	}
 	for _, p := range set.Parts {
@@ -48,7 +47,7 @@ func runPart(ctx context.Context, in records.Input, p keyslot.Part, set SetOptio
 	if opts.Compress == "zstd" {
 		name += ".zst"
 	}
-	opts.Output = filepath.Join(set.Dir, name)
+	opts.Output = store.Join(set.Dir, name)
 	var sum bytes.Buffer
 	if opts.Summary != nil {
 		opts.Summary = io.MultiWriter(opts.Summary, &sum)
@@ -64,37 +63,23 @@ func runPart(ctx context.Context, in records.Input, p keyslot.Part, set SetOptio
 	var st struct {
 		Records int64  `json:"records"`
 		Keys    int64  `json:"keys"`
-		Source  string `json:"-"`
+		Written int64  `json:"written_bytes"`
+		CRC32C  string `json:"written_crc32c"`
 	}
 	if err := json.Unmarshal(sum.Bytes(), &st); err != nil {
 		return fmt.Errorf("read its summary: %w", err)
 	}
-	size, crc, err := fileCRC(opts.Output)
+	lo, hi := p.Range()
+	b, err := json.MarshalIndent(format.PartEntry{
+		Format: format.SetFormat, Version: 1, Part: p.I, Parts: p.N, Slots: [2]int{lo, hi - 1},
+		File: name, Bytes: st.Written, CRC32C: st.CRC32C, Records: st.Records, Keys: st.Keys,
+		KeysByDB: counted.keys, Source: store.Redact(in.Name()), CRSVersion: set.Version,
+		StartedMs: started.UnixMilli(), FinishedMs: time.Now().UnixMilli(),
+	}, "", "  ")
 	if err != nil {
 		return err
 	}
-	lo, hi := p.Range()
-	return format.WriteEntry(set.Dir, format.PartEntry{
-		Format: format.SetFormat, Version: 1, Part: p.I, Parts: p.N, Slots: [2]int{lo, hi - 1},
-		File: name, Bytes: size, CRC32C: fmt.Sprintf("%08x", crc), Records: st.Records, Keys: st.Keys,
-		KeysByDB: counted.keys, Source: in.Name(), CRSVersion: set.Version,
-		StartedMs: started.UnixMilli(), FinishedMs: time.Now().UnixMilli(),
-	})
-}
-
-// fileCRC returns a file's size and CRC-32C.
-func fileCRC(path string) (int64, uint32, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer f.Close()
-	h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return 0, 0, fmt.Errorf("read %s: %w", path, err)
-	}
-	return n, h.Sum32(), nil
+	return store.WriteFile(ctx, store.Join(set.Dir, format.EntryName(p.I, p.N)), append(b, '\n'))
 }
 
 // byDB counts, per database, the keys read from an input.

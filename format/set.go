@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -47,28 +47,13 @@ func PartName(i, n int) string { return fmt.Sprintf("part-%04d-of-%04d", i, n) }
 
 var entryName = regexp.MustCompile(`^part-(\d{4,})-of-(\d{4,})\.json$`)
 
-// IsSet reports whether dir is a directory holding at least one part
-// entry.
-func IsSet(dir string) bool {
-	names, err := filepath.Glob(filepath.Join(dir, "part-*-of-*.json"))
-	return err == nil && len(names) > 0
-}
+// EntryName is the file name of the entry of part i of n.
+func EntryName(i, n int) string { return PartName(i, n) + ".json" }
 
-// WriteEntry writes e into dir as its part's entry, atomically.
-func WriteEntry(dir string, e PartEntry) error {
-	b, err := json.MarshalIndent(e, "", "  ")
-	if err != nil {
-		return err
-	}
-	path := filepath.Join(dir, PartName(e.Part, e.Parts)+".json")
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+// IsSet reports whether fsys holds at least one part entry at its top.
+func IsSet(fsys fs.FS) bool {
+	names, err := fs.Glob(fsys, "part-*-of-*.json")
+	return err == nil && len(names) > 0
 }
 
 // ReadPartsList reads a list of a set's parts, as crs stats --list
@@ -98,40 +83,48 @@ func ReadPartsList(path string) ([]int, error) {
 // ErrSet is wrapped by the errors of a set that is not whole.
 var ErrSet = errors.New("dump set")
 
-// ReadSet reads the part entries of the set in dir, in part order, and
-// checks the set: every part of 0..N-1 there once, with the same N, its
-// file as large as its entry says; or, where the set has of parts, part
-// only alone. Its errors name the part and what is wrong.
-func ReadSet(dir string, only, of int) ([]PartEntry, error) {
-	names, err := filepath.Glob(filepath.Join(dir, "part-*-of-*.json"))
-	if err != nil || len(names) == 0 {
-		return nil, fmt.Errorf("%w %s: no part entries (part-NNNN-of-NNNN.json)", ErrSet, dir)
+// ReadSet reads the part entries of the set at the top of fsys (named
+// dir in errors), in part order, and checks the set: every part of
+// 0..N-1 there once, with the same N, its file as large as its entry
+// says; or, where the set has of parts, part only alone. Its errors name
+// the part and what is wrong. It lists the set once and reads each entry.
+func ReadSet(fsys fs.FS, dir string, only, of int) ([]PartEntry, error) {
+	list, err := fs.ReadDir(fsys, ".")
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %v", ErrSet, dir, err)
 	}
+	sizes := map[string]int64{}
 	byPart := map[int]PartEntry{}
 	n := 0
-	for _, name := range names {
-		m := entryName.FindStringSubmatch(filepath.Base(name))
+	for _, d := range list {
+		if fi, err := d.Info(); err == nil {
+			sizes[d.Name()] = fi.Size()
+		}
+		m := entryName.FindStringSubmatch(d.Name())
 		if m == nil {
 			continue
 		}
-		b, err := os.ReadFile(name)
+		b, err := fs.ReadFile(fsys, d.Name())
 		if err != nil {
 			return nil, fmt.Errorf("%w %s: %v", ErrSet, dir, err)
 		}
 		var e PartEntry
 		if err := json.Unmarshal(b, &e); err != nil || e.Format != SetFormat {
-			return nil, fmt.Errorf("%w %s: %s is not a part entry of a crs dump set", ErrSet, dir, filepath.Base(name))
+			return nil, fmt.Errorf("%w %s: %s is not a part entry of a crs dump set", ErrSet, dir, d.Name())
 		}
 		i, _ := strconv.Atoi(m[1])
 		parts, _ := strconv.Atoi(m[2])
 		switch {
 		case e.Part != i || e.Parts != parts || e.Parts < 1 || e.Part < 0 || e.Part >= e.Parts:
-			return nil, fmt.Errorf("%w %s: %s says it is part %d of %d", ErrSet, dir, filepath.Base(name), e.Part, e.Parts)
+			return nil, fmt.Errorf("%w %s: %s says it is part %d of %d", ErrSet, dir, d.Name(), e.Part, e.Parts)
 		case n != 0 && e.Parts != n:
 			return nil, fmt.Errorf("%w %s: parts of two sets, of %d and of %d parts: one set to a directory", ErrSet, dir, n, e.Parts)
 		}
 		n = e.Parts
 		byPart[e.Part] = e
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%w %s: no part entries (part-NNNN-of-NNNN.json)", ErrSet, dir)
 	}
 	var entries []PartEntry
 	for i := 0; i < n; i++ {
@@ -140,14 +133,14 @@ func ReadSet(dir string, only, of int) ([]PartEntry, error) {
 		}
 		e, ok := byPart[i]
 		if !ok {
-			return nil, fmt.Errorf("%w %s: part %d of %d is missing (no %s.json: its dump has not finished, or failed; run it again with --part %d/%d)", ErrSet, dir, i, n, PartName(i, n), i, n)
+			return nil, fmt.Errorf("%w %s: part %d of %d is missing (no %s: its dump has not finished, or failed; run it again with --part %d/%d)", ErrSet, dir, i, n, EntryName(i, n), i, n)
 		}
-		fi, err := os.Stat(filepath.Join(dir, e.File))
+		size, ok := sizes[e.File]
 		switch {
-		case err != nil:
-			return nil, fmt.Errorf("%w %s: part %d of %d: %v", ErrSet, dir, i, n, err)
-		case fi.Size() != e.Bytes:
-			return nil, fmt.Errorf("%w %s: part %d of %d: %s holds %d bytes where its entry says %d: the file is cut short or changed", ErrSet, dir, i, n, e.File, fi.Size(), e.Bytes)
+		case !ok:
+			return nil, fmt.Errorf("%w %s: part %d of %d: its file %s is not there", ErrSet, dir, i, n, e.File)
+		case size != e.Bytes:
+			return nil, fmt.Errorf("%w %s: part %d of %d: %s holds %d bytes where its entry says %d: the file is cut short or changed", ErrSet, dir, i, n, e.File, size, e.Bytes)
 		}
 		entries = append(entries, e)
 	}

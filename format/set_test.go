@@ -1,44 +1,48 @@
 package format
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/fstest"
 )
 
 // TestReadSet checks what makes a dump set whole, and that each fault is
 // named.
 func TestReadSet(t *testing.T) {
-	write := func(dir string, i, n int, size int64) {
+	write := func(dir fstest.MapFS, i, n int, size int64) {
 		name := PartName(i, n) + ".jsonl.zst"
-		if err := os.WriteFile(filepath.Join(dir, name), make([]byte, 10), 0o600); err != nil {
+		dir[name] = &fstest.MapFile{Data: make([]byte, 10)}
+		b, err := json.Marshal(PartEntry{Format: SetFormat, Version: 1, Part: i, Parts: n, File: name, Bytes: size})
+		if err != nil {
 			t.Fatal(err)
 		}
-		if err := WriteEntry(dir, PartEntry{Format: SetFormat, Version: 1, Part: i, Parts: n, File: name, Bytes: size}); err != nil {
-			t.Fatal(err)
-		}
+		dir[EntryName(i, n)] = &fstest.MapFile{Data: b}
 	}
+	type dir = fstest.MapFS
 	for _, tt := range []struct {
 		name      string
-		make      func(dir string)
+		make      func(dir)
 		only, of  int
 		want, err string
 	}{
-		{"whole", func(d string) { write(d, 0, 2, 10); write(d, 1, 2, 10) }, 0, 0, "0 1", ""},
-		{"a part missing", func(d string) { write(d, 1, 2, 10) }, 0, 0, "", "part 0 of 2 is missing"},
-		{"that part alone", func(d string) { write(d, 1, 2, 10) }, 1, 2, "1", ""},
-		{"another N reads it whole", func(d string) { write(d, 1, 2, 10) }, 1, 3, "", "part 0 of 2 is missing"},
-		{"cut short", func(d string) { write(d, 0, 1, 11) }, 0, 0, "", "holds 10 bytes where its entry says 11"},
-		{"two sets", func(d string) { write(d, 0, 1, 10); write(d, 0, 2, 10) }, 0, 0, "", "parts of two sets"},
-		{"not an entry", func(d string) { os.WriteFile(filepath.Join(d, PartName(0, 1)+".json"), []byte("{}"), 0o600) }, 0, 0, "", "is not a part entry"},
-		{"empty", func(string) {}, 0, 0, "", "no part entries"},
+		{"whole", func(d dir) { write(d, 0, 2, 10); write(d, 1, 2, 10) }, 0, 0, "0 1", ""},
+		{"a part missing", func(d dir) { write(d, 1, 2, 10) }, 0, 0, "", "part 0 of 2 is missing"},
+		{"that part alone", func(d dir) { write(d, 1, 2, 10) }, 1, 2, "1", ""},
+		{"another N reads it whole", func(d dir) { write(d, 1, 2, 10) }, 1, 3, "", "part 0 of 2 is missing"},
+		{"cut short", func(d dir) { write(d, 0, 1, 11) }, 0, 0, "", "holds 10 bytes where its entry says 11"},
+		{"two sets", func(d dir) { write(d, 0, 1, 10); write(d, 0, 2, 10) }, 0, 0, "", "parts of two sets"},
+		{"not an entry", func(d dir) { d[EntryName(0, 1)] = &fstest.MapFile{Data: []byte("{}")} }, 0, 0, "", "is not a part entry"},
+		{"its file gone", func(d dir) { write(d, 0, 1, 10); delete(d, PartName(0, 1)+".jsonl.zst") }, 0, 0, "", "its file part-0000-of-0001.jsonl.zst is not there"},
+		{"empty", func(dir) {}, 0, 0, "", "no part entries"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			tt.make(dir)
-			entries, err := ReadSet(dir, tt.only, tt.of)
+			fsys := dir{}
+			tt.make(fsys)
+			entries, err := ReadSet(fsys, "set", tt.only, tt.of)
 			if tt.err != "" {
 				if err == nil || !errors.Is(err, ErrSet) || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("err = %v, want %q", err, tt.err)

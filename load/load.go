@@ -151,6 +151,11 @@ type Options struct {
 	// it must remember in memory (up to SeenLimit), so that the caller
 	// can size process-wide settings such as the memory limit.
 	KeysKnown func(keys int64)
+	// PartsAtOnce bounds the parts of a dump set loaded side by side
+	// (0: as many as there are cores, at most 4).
+	PartsAtOnce int
+
+	inSet bool // the load is of one part of a set, checked with the set
 }
 
 // NewOptions returns the default options.
@@ -200,6 +205,10 @@ type Stats struct {
 	// Unwrapped counts the transactions (MULTI … EXEC) applied to a
 	// cluster command by command, as a cluster runs none across masters.
 	Unwrapped int64 `json:"transactions_unwrapped,omitempty"`
+	// Parts counts the parts of a dump set loaded side by side,
+	// PartsAtOnce at a time (0 for a dump read as one stream).
+	Parts       int `json:"set_parts,omitempty"`
+	PartsAtOnce int `json:"set_parts_at_once,omitempty"`
 	// Source is what the source counted (an RDB file's expired keys and
 	// fields, what no command carries), for the summary.
 	Source  records.Stats `json:"source"`
@@ -288,10 +297,12 @@ func Load(ctx context.Context, fr records.Reader, opts Options) (st Stats, err e
 	}
 	seen := keyset.NewSeen(opts.SeenLimit, keys)
 	defer seen.Close()
-	if opts.KeysKnown != nil {
+	if opts.KeysKnown != nil && !opts.inSet {
 		opts.KeysKnown(min(keys, int64(keyset.Limit(opts.SeenLimit))))
 	}
-	opts.Counter.SetTotal(keys)
+	if !opts.inSet {
+		opts.Counter.SetTotal(keys)
+	}
 	tgt, err := target.Open(ctx, opts.Conn)
 	if err != nil {
 		return st, err
@@ -311,17 +322,10 @@ func Load(ctx context.Context, fr records.Reader, opts Options) (st Stats, err e
 		f.shift = clock() - hdr.CreatedMs
 	}
 	// Refuse to mix into databases that already hold keys (a resumed load
-	// continues into its own).
-	if !opts.Replace && !opts.SkipExisting && !opts.Resume {
-		dbs, all := mustBeEmpty(hdr, targetDB)
-		if err := checkEmpty(ctx, bases, dbs, all); err != nil {
+	// continues into its own; a part of a set was checked with the set).
+	if !opts.Replace && !opts.SkipExisting && !opts.Resume && !opts.inSet {
+		if f.checked, err = emptyCheck(ctx, bases, hdr, targetDB); err != nil {
 			return st, err
-		}
-		if !all {
-			f.checked = make(map[int]bool)
-			for _, db := range dbs {
-				f.checked[db] = true
-			}
 		}
 	}
 
@@ -456,6 +460,24 @@ func mustBeEmpty(hdr format.Header, targetDB int) (dbs []int, all bool) {
 		dbs = append(dbs, d.DB)
 	}
 	return dbs, false
+}
+
+// emptyCheck fails when a database the load of hdr writes to already
+// holds keys, and returns the databases it found empty, or nil where it
+// checked them all.
+func emptyCheck(ctx context.Context, bases []*redis.Client, hdr format.Header, targetDB int) (map[int]bool, error) {
+	dbs, all := mustBeEmpty(hdr, targetDB)
+	if err := checkEmpty(ctx, bases, dbs, all); err != nil {
+		return nil, err
+	}
+	if all {
+		return nil, nil
+	}
+	checked := make(map[int]bool)
+	for _, db := range dbs {
+		checked[db] = true
+	}
+	return checked, nil
 }
 
 // checkEmpty fails when any of dbs (or, with all, any database at all)

@@ -164,14 +164,14 @@ func TestDuplicateKeyRefusedByRestore(t *testing.T) {
 func stdinInput(r io.Reader) records.Input {
 	spec := pick.NewSpec()
 	spec.File, spec.Stdin = "-", r
-	return pick.Open(spec)
+	return pick.Open(context.Background(), spec)
 }
 
 // fileInput is the dump file at path.
 func fileInput(path string) records.Input {
 	spec := pick.NewSpec()
 	spec.File = path
-	return pick.Open(spec)
+	return pick.Open(context.Background(), spec)
 }
 
 // TestRouteHash pins routeHash to FNV-1a of the database, a 0 byte and

@@ -24,6 +24,8 @@ import (
 type checkpoint struct {
 	Version int     `json:"version"`
 	Writers []int64 `json:"writers"` // per writer, the last line whose record (and every one before it) is written
+	// Done says a part of a set finished (loadParts).
+	Done bool `json:"done,omitempty"`
 }
 
 // ErrNoCheckpoint is returned by --resume when there is nothing to resume.

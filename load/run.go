@@ -58,21 +58,12 @@ func Run(ctx context.Context, opts Options, in records.Input, stderr io.Writer) 
 	if p, ok := in.(payloadInput); ok && opts.LoadBy != LoadByCommands && ti.restore.RDB > 0 {
 		p.PayloadsFor(ti.Engine, ti.restore.RDB)
 	}
-	r, err := in.Open(ctx, nil)
-	if err != nil {
-		return err
-	}
 	if !opts.Quiet && opts.Counter == nil {
 		opts.Counter = &progress.Counter{}
 	}
-	stopProgress := func() {}
-	if !opts.Quiet {
-		stopProgress = progress.Show(stderr, opts.Progress, "crsload", opts.Counter)
-	}
-	st, err := Load(ctx, r, opts)
-	src, serr := r.Close()
-	if err == nil {
-		err = serr
+	st, src, resumable, stopProgress, err := loadInput(ctx, opts, in, hdr, stderr)
+	if st.ByType == nil {
+		return err // nothing was read
 	}
 	// An AOF's commands, after its base's keys.
 	if ci, ok := in.(records.ChangesInput); ok && err == nil {
@@ -91,13 +82,56 @@ func Run(ctx context.Context, opts Options, in records.Input, stderr io.Writer) 
 		fmt.Fprintln(stderr, summary(st, err))
 	}
 	var cut InputError
-	switch _, serr := os.Stat(opts.Checkpoint); {
+	switch {
 	case errors.As(err, &cut) && st.Keys > 0 && !opts.Quiet:
 		fmt.Fprintln(stderr, cutReport(opts, st))
-	case err != nil && opts.Checkpoint != "" && serr == nil:
+	case err != nil && resumable:
 		fmt.Fprintln(stderr, "crsload: crsload --resume with the same arguments continues this load from where it stopped")
 	}
 	return err
+}
+
+// loadInput loads in, showing progress from when it begins: a dump set
+// part by part side by side (loadParts), anything else as one stream. It
+// returns what the load did (ByType nil where it read nothing), what the
+// input counted, whether a checkpoint is left to resume from, and the
+// progress display's stop.
+func loadInput(ctx context.Context, opts Options, in records.Input, hdr format.Header, stderr io.Writer) (st Stats, src records.Stats, resumable bool, stop func(), err error) {
+	var parts []records.Input
+	// A reshaped set goes as one stream: a rename may give keys of two
+	// parts one name, which one reader's check of repeats catches.
+	// A resumed load goes the way the one it continues went, whatever
+	// --parts-at-once says now.
+	if pi, ok := in.(records.PartsInput); ok && !opts.CheckCollisions && len(pi.Parts()) > 1 {
+		if n := len(pi.Parts()); opts.Resume && anyPartCheckpoint(opts.Checkpoint, n) || !opts.Resume && partsAtOnce(opts, n) > 1 {
+			parts = pi.Parts()
+		}
+	}
+	var r records.ReadCloser
+	if parts == nil {
+		if r, err = in.Open(ctx, nil); err != nil {
+			return st, src, false, nil, err
+		}
+	}
+	stop = func() {}
+	if !opts.Quiet {
+		stop = progress.Show(stderr, opts.Progress, "crsload", opts.Counter)
+	}
+	if parts != nil {
+		st = Stats{ByType: make(map[string]int64)}
+		start := time.Now()
+		st.Parts, st.PartsAtOnce = len(parts), partsAtOnce(opts, len(parts))
+		err = loadParts(ctx, opts, hdr, parts, &st, &src)
+		st.Elapsed = time.Since(start)
+		return st, src, opts.Checkpoint != "" && anyPartCheckpoint(opts.Checkpoint, len(parts)), stop, err
+	}
+	st, err = Load(ctx, r, opts)
+	src, serr := r.Close()
+	if err == nil {
+		err = serr
+	}
+	_, cerr := os.Stat(opts.Checkpoint)
+	return st, src, opts.Checkpoint != "" && cerr == nil, stop, err
 }
 
 // payloadInput is an input that can hand values over undecoded, as DUMP
@@ -347,6 +381,9 @@ func summary(st Stats, err error) string {
 	}
 	if st.Resumed > 0 {
 		fmt.Fprintf(&b, "; resumed: skipped %d records written before the load stopped", st.Resumed)
+	}
+	if st.Parts > 0 {
+		fmt.Fprintf(&b, "; a dump set's %d parts, %d at a time", st.Parts, st.PartsAtOnce)
 	}
 	if st.SkippedFunctions > 0 {
 		fmt.Fprintf(&b, "; SKIPPED %d function libraries (--skip-functions)", st.SkippedFunctions)

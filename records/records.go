@@ -279,6 +279,17 @@ type ChangesInput interface {
 	Changes(ctx context.Context) (Changes, func() (note string, err error), error)
 }
 
+// PartsInput is an input made of parts that each read on their own, with
+// the whole's selection and reshaping (a dump set's): a consumer may read
+// them side by side instead of one after another. No two parts hold the
+// same key.
+type PartsInput interface {
+	Input
+	// Parts returns the parts, in order; each is named as a part of the
+	// whole in messages.
+	Parts() []Input
+}
+
 // Dumped is a key as DUMP gives it, with its expiry (see
 // dumppayload.Dumped).
 type Dumped = dumppayload.Dumped

@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
 # Installs what crs's tests, demo and benchmarks run against, when it is
 # missing: redis-server and redis-cli (Debian's packages), zstd and jq (the
-# README's inspection recipes). It installs nothing that is already on the PATH.
+# README's inspection recipes), and with the argument "s3" (make test)
+# versitygw, the S3-compatible server the object-storage tests write to
+# (built from the Go module proxy into $(go env GOPATH)/bin, about 2 minutes
+# the first time). It installs nothing that is already there.
 set -euo pipefail
+VERSITYGW=v1.8.0 # internal/s3test.Version
+gobin="$(go env GOBIN)"
+[ -n "$gobin" ] || gobin="$(go env GOPATH | cut -d: -f1)/bin"
+if [ "${1:-}" = s3 ] && ! command -v versitygw >/dev/null 2>&1 && ! [ -x "$gobin/versitygw" ]; then
+  echo "building versitygw $VERSITYGW (the S3-compatible server of the object-storage tests)" >&2
+  (cd / && GOFLAGS=-mod=mod go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW")
+fi
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools) # redis-cli --cluster create, for the cluster tests

@@ -14,12 +14,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/progress"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/slotmap"
+	"github.com/crs-tool/crs/internal/store"
 	"github.com/crs-tool/crs/rdb"
 	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/source/cluster"
@@ -70,13 +72,20 @@ func NewSpec() Spec {
 
 // Open returns the input spec names: an AOF (a directory, a file named
 // *.aof, a file of commands) as a records.ChangesInput, anything else as
-// a records.Input. Nothing but an AOF's manifest is read yet.
-func Open(spec Spec) records.Input {
-	if spec.File != "" && spec.File != "-" && format.IsSet(spec.File) {
-		return openSet(spec, spec.File)
+// a records.Input. A file may be a URL of object storage (the store
+// package's). Nothing but an AOF's manifest, and the entries of a dump
+// set, is read yet.
+func Open(ctx context.Context, spec Spec) records.Input {
+	if spec.File != "" && spec.File != "-" {
+		if in, ok := openSet(ctx, spec); ok {
+			return in
+		}
 	}
 	if spec.SetParts != nil {
 		return failed{spec.File, fmt.Errorf("--parts-file selects parts of a dump set (a directory that crsdump -o DIR/ wrote), and %q is not one", spec.File)}
+	}
+	if u := store.Redact(spec.File); store.IsURL(u) && (strings.HasSuffix(u, ".aof") || strings.HasSuffix(u, ".manifest")) {
+		return failed{u, fmt.Errorf("%s: an AOF is read from a local file or directory (its parts and manifest together): copy it from the bucket first", u)}
 	}
 	if spec.File != "" && spec.File != "-" && isAOFPath(spec.File) {
 		in, err := openAOF(spec)
@@ -106,7 +115,7 @@ func (in *input) Name() string {
 	case in.spec.File == "-":
 		return "stdin"
 	case in.spec.File != "":
-		return in.spec.File
+		return store.Redact(in.spec.File)
 	}
 	return in.spec.Scan.Conn.Address()
 }
@@ -125,7 +134,7 @@ func (in *input) Header(ctx context.Context) (format.Header, error) {
 		rc.Close()
 		return h, err
 	}
-	br, done, err := in.file(false)
+	br, done, err := in.file(ctx, false)
 	if err != nil {
 		return format.Header{}, err
 	}
@@ -151,7 +160,7 @@ func (in *input) Open(ctx context.Context, p *progress.Counter) (records.ReadClo
 		}
 		return in.spec.shape(records.Open(ctx, src, p)), nil
 	}
-	br, done, err := in.file(true)
+	br, done, err := in.file(ctx, true)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +198,7 @@ func (in *input) Skim(ctx context.Context) (records.ReadCloser, error) {
 	if in.server() {
 		return in.Open(ctx, nil)
 	}
-	br, done, err := in.file(false)
+	br, done, err := in.file(ctx, false)
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +207,7 @@ func (in *input) Skim(ctx context.Context) (records.ReadCloser, error) {
 	if !rdbFile {
 		return in.Open(ctx, nil)
 	}
-	if br, done, err = in.file(true); err != nil {
+	if br, done, err = in.file(ctx, true); err != nil {
 		return nil, err
 	}
 	counted := &countingReader{r: br}
@@ -208,9 +217,10 @@ func (in *input) Skim(ctx context.Context) (records.ReadCloser, error) {
 	return in.spec.shape(&closer{Wrapped: records.Wrapped{ReadCloser: s}, counted: counted, done: done}), nil
 }
 
-// file returns the buffered bytes of the file or of standard input; with
-// consume, standard input is handed over (it can be read once).
-func (in *input) file(consume bool) (*bufio.Reader, func(), error) {
+// file returns the buffered bytes of the file (or object) or of standard
+// input; with consume, standard input is handed over (it can be read
+// once).
+func (in *input) file(ctx context.Context, consume bool) (*bufio.Reader, func(), error) {
 	if in.path == "" {
 		if in.stdin == nil {
 			return nil, nil, fmt.Errorf("standard input was read already")
@@ -221,7 +231,7 @@ func (in *input) file(consume bool) (*bufio.Reader, func(), error) {
 		}
 		return br, func() {}, nil
 	}
-	f, err := os.Open(in.path)
+	f, err := store.Open(ctx, in.path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open input: %w", err)
 	}

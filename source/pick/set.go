@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"path/filepath"
 	"slices"
 	"strconv"
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/progress"
+	"github.com/crs-tool/crs/internal/store"
 	"github.com/crs-tool/crs/records"
 )
 
@@ -22,34 +22,94 @@ type setInput struct {
 	entries []format.PartEntry
 }
 
-// openSet reads and checks the set in dir before anything is read of it:
-// a part missing or cut short fails here, naming it.
-func openSet(spec Spec, dir string) records.Input {
-	entries, err := format.ReadSet(dir, spec.Select.Part.I, spec.Select.Part.N)
+// openSet reads and checks the set spec.File names (a directory, or a
+// URL's prefix) before anything is read of it: a part missing or cut
+// short fails here, naming it. ok is false where spec.File holds no part
+// entries and is not a directory: a file, or an object.
+func openSet(ctx context.Context, spec Spec) (in records.Input, ok bool) {
+	dir := spec.File
+	if !store.IsURL(dir) && !store.IsDir(dir) {
+		return nil, false
+	}
+	fsys, done, err := store.Dir(ctx, dir)
 	if err != nil {
-		return failed{dir, err}
+		return failed{store.Redact(dir), err}, true
+	}
+	defer done()
+	if !format.IsSet(fsys) && !(store.IsURL(dir) && store.IsDir(dir)) {
+		return nil, false // a file, an AOF directory, an object
+	}
+	entries, err := format.ReadSet(fsys, store.Redact(dir), spec.Select.Part.I, spec.Select.Part.N)
+	if err != nil {
+		return failed{store.Redact(dir), err}, true
 	}
 	if spec.SetParts != nil {
 		entries = slices.DeleteFunc(entries, func(e format.PartEntry) bool { return !slices.Contains(spec.SetParts, e.Part) })
 		if len(entries) == 0 {
-			return failed{dir, fmt.Errorf("%w %s: --parts-file lists none of its parts", format.ErrSet, dir)}
+			return failed{store.Redact(dir), fmt.Errorf("%w %s: --parts-file lists none of its parts", format.ErrSet, store.Redact(dir))}, true
 		}
 	}
-	return &setInput{spec: spec, dir: dir, entries: entries}
+	return &setInput{spec: spec, dir: dir, entries: entries}, true
 }
 
 // Entries returns the set's part entries, in part order.
 func (s *setInput) Entries() []format.PartEntry { return s.entries }
 
-func (s *setInput) Name() string      { return s.dir }
+func (s *setInput) Name() string      { return store.Redact(s.dir) }
 func (s *setInput) Replayable() error { return nil }
 func (s *setInput) Close() error      { return nil }
+
+// Parts returns each part as an input of its own, selected and reshaped
+// as the set is (records.PartsInput).
+func (s *setInput) Parts() []records.Input {
+	var parts []records.Input
+	for k := range s.entries {
+		in := s.part(k)
+		in.spec.Select, in.spec.Reshape = s.spec.Select, s.spec.Reshape
+		parts = append(parts, &namedPart{input: in, set: s, k: k})
+	}
+	return parts
+}
+
+// namedPart is a part of a set read on its own: its errors name the part
+// as the set's reader names them.
+type namedPart struct {
+	*input
+	set *setInput
+	k   int
+}
+
+func (p *namedPart) Open(ctx context.Context, c *progress.Counter) (records.ReadCloser, error) {
+	rc, err := p.input.Open(ctx, c)
+	if err != nil {
+		return nil, p.named(err)
+	}
+	return &namedReader{Wrapped: records.Wrapped{ReadCloser: rc}, p: p}, nil
+}
+
+func (p *namedPart) named(err error) error {
+	return fmt.Errorf("%s: %w", store.Redact(store.Join(p.set.dir, p.set.entries[p.k].File)), err)
+}
+
+// namedReader names its part in its errors.
+type namedReader struct {
+	records.Wrapped
+	p *namedPart
+}
+
+func (r *namedReader) Read() (*format.Record, error) {
+	rec, err := r.Wrapped.Read()
+	if err != nil && err != io.EOF {
+		err = r.p.named(err)
+	}
+	return rec, err
+}
 
 // part is part k's file as an input of its own, neither selected nor
 // reshaped (the set's reader does both, once).
 func (s *setInput) part(k int) *input {
 	spec := s.spec
-	spec.File = filepath.Join(s.dir, s.entries[k].File)
+	spec.File = store.Join(s.dir, s.entries[k].File)
 	spec.Select, spec.Reshape = records.Selection{}, records.Reshape{}
 	return &input{spec: spec, path: spec.File}
 }
@@ -170,7 +230,7 @@ func (c *concat) Read() (*format.Record, error) {
 func (c *concat) named(err error) error { return c.namedPart(c.k-1, err) }
 
 func (c *concat) namedPart(k int, err error) error {
-	return fmt.Errorf("%s: %w", filepath.Join(c.s.dir, c.s.entries[k].File), err)
+	return fmt.Errorf("%s: %w", store.Redact(store.Join(c.s.dir, c.s.entries[k].File)), err)
 }
 
 func (c *concat) add(st records.Stats) {

@@ -1,0 +1,106 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go/logging"
+	"gocloud.dev/blob"
+	_ "gocloud.dev/blob/azureblob" // azblob://
+	_ "gocloud.dev/blob/gcsblob"   // gs://
+	"gocloud.dev/blob/s3blob"
+)
+
+// openBucket opens a bucket URL: s3:// by s3Opener, gs:// and azblob://
+// as gocloud.dev/blob does (credentials from Google's application default
+// credentials, Azure's environment and identities).
+func openBucket(ctx context.Context, u *url.URL) (*blob.Bucket, error) {
+	if u.Scheme == s3blob.Scheme {
+		return s3Opener{}.OpenBucketURL(ctx, u)
+	}
+	return blob.OpenBucket(ctx, u.String())
+}
+
+// s3Params are the query parameters an s3:// URL may have.
+var s3Params = []string{"region", "endpoint", "profile", "use_path_style", "disable_https", "anonymous", "ssetype", "kmskeyid"}
+
+// s3Opener opens s3:// URLs as s3blob's opener does, with the SDK's own
+// log silenced: its warnings (a missing instance metadata service while it
+// looks for credentials) would break crs's one line per error. It takes
+// the parameters of s3Params, as gocloud.dev/blob/s3blob documents them.
+type s3Opener struct{}
+
+func (s3Opener) OpenBucketURL(ctx context.Context, u *url.URL) (*blob.Bucket, error) {
+	q := u.Query()
+	opts := []func(*config.LoadOptions) error{
+		config.WithLogger(logging.Nop{}),
+		// Retry each request (an upload's part among them) with backoff,
+		// not limited by the client's retry budget.
+		config.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) { o.RateLimiter = ratelimit.None })
+		}),
+	}
+	var s3opts []func(*s3.Options)
+	var bopts s3blob.Options
+	for k := range q {
+		if !slices.Contains(s3Params, k) {
+			return nil, fmt.Errorf("s3:// URL: unknown query parameter %q (known: %v)", k, s3Params)
+		}
+	}
+	flag := func(k string) (bool, error) {
+		if q.Get(k) == "" {
+			return false, nil
+		}
+		v, err := strconv.ParseBool(q.Get(k))
+		if err != nil {
+			return false, fmt.Errorf("s3:// URL: %s=%q is not true or false", k, q.Get(k))
+		}
+		return v, nil
+	}
+	if v := q.Get("region"); v != "" {
+		opts = append(opts, config.WithRegion(v))
+	}
+	if v := q.Get("profile"); v != "" {
+		opts = append(opts, config.WithSharedConfigProfile(v))
+	}
+	if v, err := flag("anonymous"); err != nil {
+		return nil, err
+	} else if v {
+		opts = append(opts, config.WithCredentialsProvider(aws.AnonymousCredentials{}))
+	}
+	if v := q.Get("endpoint"); v != "" {
+		s3opts = append(s3opts, func(o *s3.Options) { o.BaseEndpoint = aws.String(v) })
+	}
+	if v, err := flag("use_path_style"); err != nil {
+		return nil, err
+	} else if v {
+		s3opts = append(s3opts, func(o *s3.Options) { o.UsePathStyle = true })
+	}
+	if v, err := flag("disable_https"); err != nil {
+		return nil, err
+	} else if v {
+		s3opts = append(s3opts, func(o *s3.Options) { o.EndpointOptions.DisableHTTPS = true })
+	}
+	if v := q.Get("ssetype"); v != "" {
+		bopts.EncryptionType = types.ServerSideEncryption(v)
+		if !slices.Contains(types.ServerSideEncryptionAes256.Values(), bopts.EncryptionType) {
+			return nil, fmt.Errorf("s3:// URL: ssetype=%q is not one of %v", v, types.ServerSideEncryptionAes256.Values())
+		}
+	}
+	bopts.KMSEncryptionID = q.Get("kmskeyid")
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("AWS configuration: %w", err)
+	}
+	bopts.RequestChecksumCalculation = cfg.RequestChecksumCalculation
+	return s3blob.OpenBucket(ctx, s3.NewFromConfig(cfg, s3opts...), u.Host, &bopts)
+}

@@ -189,9 +189,12 @@ type Stats struct {
 	// Expired counts the keys the target expired on its own clock that
 	// were read again from the source; Unrepaired those that were not,
 	// as more than one key of the source takes their name.
-	Expired      int64   `json:"keys_expired_on_target,omitempty"`
-	Unrepaired   int64   `json:"keys_not_repaired,omitempty"`
-	Covered      int64   `json:"commands_covered_by_repairs,omitempty"`
+	Expired    int64 `json:"keys_expired_on_target,omitempty"`
+	Unrepaired int64 `json:"keys_not_repaired,omitempty"`
+	Covered    int64 `json:"commands_covered_by_repairs,omitempty"`
+	// Redirected counts the commands (transactions) a cluster target
+	// sent to another master (MOVED, ASK), sent again there.
+	Redirected   int64   `json:"commands_redirected,omitempty"`
 	Offset       int64   `json:"offset"`
 	SourceOffset int64   `json:"source_offset"`
 	LagBytes     int64   `json:"lag_bytes"`

@@ -330,6 +330,9 @@ func (a *applier) finishWith(st Stats, pos Position, where string, err error) {
 	if st.NotSelected > 0 {
 		fmt.Fprintf(&b, "; left out %d commands on keys the selection does not take", st.NotSelected)
 	}
+	if st.Redirected > 0 {
+		fmt.Fprintf(&b, "; %d commands followed the target cluster's redirections (a slot moving or moved)", st.Redirected)
+	}
 	if st.ReadAgain > 0 {
 		fmt.Fprintf(&b, "; as --type or --max-key-bytes judges a key by what it holds, the %d keys they wrote were read again from the source", st.ReadAgain)
 	}

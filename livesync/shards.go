@@ -318,6 +318,7 @@ func (c *controller) stats() Stats {
 		st.Expired += s.Expired
 		st.Unrepaired += s.Unrepaired
 		st.Covered += s.Covered
+		st.Redirected += s.Redirected
 		st.PerSecond += s.PerSecond
 		st.LagBytes += s.LagBytes
 		st.LagMs = max(st.LagMs, s.LagMs)

@@ -24,6 +24,8 @@ type targetSide struct {
 	dbs     []int // each connection's selected database
 	clients map[int]redis.UniversalClient
 	exact   bool // PEXPIRETIME (7.0+)
+	// others are connections to masters a redirection named, by address.
+	others map[string]*resp.Conn
 }
 
 // openTarget connects to the target's nodes.
@@ -52,10 +54,35 @@ func (t *targetSide) close() {
 	for _, c := range t.conns {
 		c.Close()
 	}
+	for _, c := range t.others {
+		c.Close()
+	}
 	for _, c := range t.clients {
 		c.Close()
 	}
 	t.tgt.Close()
+}
+
+// connTo returns a connection to the master at addr, where a cluster
+// redirected a command: one of the nodes', or one of its own.
+func (t *targetSide) connTo(ctx context.Context, addr string) (*resp.Conn, error) {
+	for i, n := range t.tgt.Nodes() {
+		if n.Address() == addr {
+			return t.conns[i], nil
+		}
+	}
+	if c := t.others[addr]; c != nil {
+		return c, nil
+	}
+	c, err := target.Dial(ctx, t.tgt.Nodes()[0], addr, 0)
+	if err != nil {
+		return nil, err
+	}
+	if t.others == nil {
+		t.others = map[string]*resp.Conn{}
+	}
+	t.others[addr] = c
+	return c, nil
 }
 
 // node returns the index of the connection that takes key.

@@ -466,6 +466,36 @@ func TestSyncIntoCluster(t *testing.T) {
 	t.Log(e2e.LineWith(out, "cutover done"))
 }
 
+// TestSyncIntoReshardingCluster syncs a server into a 3-master cluster
+// while the writer runs, and moves every slot of the first master to the
+// second (redis-cli --cluster reshard: ASK while each slot moves, MOVED
+// after) while the stream is applied: crs follows the redirections, and
+// after the cutover crs verify finds the target equal to the source.
+func TestSyncIntoReshardingCluster(t *testing.T) {
+	dir := t.TempDir()
+	src := redistest.Start(t)
+	e2e.FillMany(t, src, 3000)
+	c3 := redistest.StartCluster(t, 3, 0, "")
+	w := startMixWriter(t, src)
+	defer w.Stop(t, src)
+	cmd, output := e2e.Start(t, dir, "crs sync --progress plain --pause 60s --db 0 --source "+src.URL+" -u "+c3.URL())
+	redistest.WaitFor(t, "the stream phase", func() bool { return strings.Contains(output(), "phase 2") })
+	a, b := c3.Nodes[0], c3.Nodes[1]
+	reshard := fmt.Sprintf("redis-cli --cluster reshard %s --cluster-from %s --cluster-to %s --cluster-slots 16384 --cluster-yes --cluster-pipeline 20 >reshard.log 2>&1 || { tail -5 reshard.log; exit 1; }",
+		a.Addr, redistest.NodeID(t, a), redistest.NodeID(t, b))
+	if out, code := e2e.Sh(t, dir, reshard); code != 0 {
+		cmd.Process.Kill()
+		t.Fatalf("reshard: exit %d\n%s\n%s", code, out, output())
+	}
+	cmd.Process.Signal(syscall.SIGUSR1)
+	if err := cmd.Wait(); e2e.ExitCodeOf(err) != 0 || !strings.Contains(output(), "cutover done") || !strings.Contains(output(), "followed the target cluster's redirections") {
+		t.Fatalf("exit %d\n%s", e2e.ExitCodeOf(err), output())
+	}
+	n, _ := redistest.Client(t, src, 0).DBSize(context.Background()).Result()
+	assertClustersSynced(t, dir, src.URL, c3.URL(), n, c3.Keys(t), c3.Client(t), w)
+	t.Log(e2e.LineWith(output(), "redirections"))
+}
+
 // TestSyncClusterResumes syncs a cluster into a standalone server, one
 // link per master, kills crs mid-stream and runs it again: each link
 // continues from its own position on the target, with no full copy, and

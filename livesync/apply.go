@@ -12,6 +12,7 @@ import (
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/resp"
 	"github.com/crs-tool/crs/records"
+	"github.com/crs-tool/crs/target"
 )
 
 // maxChanged is how many changed keys are remembered for the cutover's
@@ -372,180 +373,61 @@ func lostKeys(cmd *records.Command) []dbKey {
 
 // applyRouted applies the commands of planned apply says to the masters
 // of a cluster target that nodes name, in order on each (a source's
-// transaction as one there); no position is recorded. Commands a master
-// redirects (MOVED once their slot moved, ASK while it moves, a
-// transaction as a whole) are sent again, in their order, where the
-// cluster says, up to five times. It returns the keys the target turned
-// out to lack, as applyTx does.
+// transaction as one there), through the target's Router, which follows
+// the cluster's redirections; no position is recorded. It returns the
+// keys the target turned out to lack, as applyTx does.
 func (a *applier) applyRouted(ctx context.Context, batch, planned []*records.Command, apply []bool, nodes []int) ([]dbKey, error) {
-	groups := make([]routed, len(a.t.conns))
-	for n, c := range a.t.conns {
-		groups[n].conn = c
-	}
-	for i := range planned {
+	var cmds []target.Cmd
+	var idx []int // planned's index of each of cmds
+	for i, cmd := range planned {
 		if apply[i] {
-			groups[nodes[i]].idx = append(groups[nodes[i]].idx, i)
+			cmds, idx = append(cmds, target.Cmd{Args: cmd.Args, Node: nodes[i]}), append(idx, i)
 		}
 	}
 	var lost []dbKey
-	for hop := 0; ; hop++ {
-		var again []redirect
-		for _, g := range groups {
-			if len(g.idx) == 0 {
-				continue
-			}
-			l, r, err := a.sendRouted(ctx, batch, planned, g)
-			if err != nil {
-				return nil, err
-			}
-			lost, again = append(lost, l...), append(again, r...)
-		}
-		if len(again) == 0 {
-			return lost, nil
-		}
-		if hop == 5 {
-			return nil, fmt.Errorf("%w: the target cluster redirected %s %q six times (it is resharding faster than crs follows)", ErrStopped, strings.ToUpper(planned[again[0].idx[0]].Args[0]), firstKey(planned[again[0].idx[0]]))
-		}
-		var err error
-		if groups, err = a.regroup(ctx, again); err != nil {
-			return nil, err
-		}
-	}
-}
-
-// routed is commands of a batch (their indexes, in order) for one
-// connection to a master; ask sends each (each transaction) after ASKING.
-type routed struct {
-	conn *resp.Conn
-	idx  []int
-	ask  bool
-}
-
-// redirect is a command (or a whole transaction) a master sent elsewhere.
-type redirect struct {
-	idx  []int
-	addr string
-	ask  bool
-}
-
-// regroup groups redirected commands by where they go, in their order,
-// after reading the slot map again where one was MOVED.
-func (a *applier) regroup(ctx context.Context, again []redirect) ([]routed, error) {
-	moved := false
-	var groups []routed
-	type where struct {
-		addr string
-		ask  bool
-	}
-	at := map[where]int{}
-	for _, r := range again {
-		moved = moved || !r.ask
-		k := where{r.addr, r.ask}
-		g, ok := at[k]
-		if !ok {
-			c, err := a.t.connTo(ctx, r.addr)
-			if err != nil {
-				return nil, err
-			}
-			g = len(groups)
-			at[k] = g
-			groups = append(groups, routed{conn: c, ask: r.ask})
-		}
-		groups[g].idx = append(groups[g].idx, r.idx...)
-	}
-	if moved {
-		a.t.tgt.Moved(ctx)
-	}
-	for _, g := range groups {
-		slices.Sort(g.idx) // the batch's order
-	}
-	a.st.Redirected += int64(len(again))
-	return groups, nil
-}
-
-// sendRouted sends g's commands in one pipeline and reads their replies:
-// the keys the target lacked, and the commands it redirected.
-func (a *applier) sendRouted(ctx context.Context, batch, planned []*records.Command, g routed) (lost []dbKey, again []redirect, err error) {
-	c := g.conn
-	var sent []int // the batch's index of each command queued, -1 for ASKING
-	multi := false
-	for _, i := range g.idx {
-		cmd := planned[i]
-		// ASKING holds for the next command, or for a whole MULTI … EXEC.
-		if g.ask && !multi {
-			c.Begin("ASKING", 0)
-			sent = append(sent, -1)
-		}
-		multi = isName(cmd, "multi") || multi && !isName(cmd, "exec")
-		c.Begin(cmd.Args[0], len(cmd.Args)-1)
-		for _, s := range cmd.Args[1:] {
-			c.Str(s)
-		}
-		sent = append(sent, i)
-	}
 	var refusal error
-	var tx []int       // the source's transaction open on this master: its queued commands
-	var txAll []int    // and all of it, MULTI to EXEC
-	var txTo *redirect // where a command of it was redirected
+	var tx []int // the source's transaction being read: its queued commands
 	now := time.Now().UnixMilli()
-	err = c.ExecValues(ctx, func(i int, v resp.Value) error {
-		k := sent[i]
-		if k < 0 {
-			return nil // ASKING's OK
-		}
+	before := a.t.router.Redirected
+	err := a.t.router.Send(ctx, cmds, func(j int, v resp.Value) error {
+		k := idx[j]
 		cmd := planned[k]
-		inTx := txAll != nil
-		if inTx || isName(cmd, "multi") {
-			txAll = append(txAll, k)
-		}
-		addr, ask, redirected := "", false, false
-		if v.Kind == resp.KindError {
-			addr, ask, redirected = a.t.tgt.Redirection(v.Str)
-		}
 		switch {
 		case isName(cmd, "multi"):
-			tx, txAll, txTo = tx[:0], []int{k}, nil
-		case isName(cmd, "exec") && txTo != nil:
-			// EXECABORT: nothing of it ran here; all of it goes there.
-			again = append(again, redirect{idx: txAll, addr: txTo.addr, ask: txTo.ask})
-			txAll, txTo = nil, nil
+			tx = tx[:0]
 		case isName(cmd, "exec") && v.Kind == resp.KindArray:
-			for j, r := range v.Array {
+			for n, r := range v.Array {
 				switch {
-				case j >= len(tx):
-				case lostBy(batch[tx[j]], r, now):
-					lost = append(lost, lostKeys(batch[tx[j]])...)
+				case n >= len(tx):
+				case lostBy(batch[tx[n]], r, now):
+					lost = append(lost, lostKeys(batch[tx[n]])...)
 				case r.Kind == resp.KindError && refusal == nil:
-					refusal = a.refusedInTx(planned[tx[j]], r.Str)
+					refusal = a.refusedInTx(planned[tx[n]], r.Str)
 				}
 			}
-			a.count(planned, txAll)
-			txAll = nil
-		case redirected && inTx:
-			if txTo == nil {
-				txTo = &redirect{addr: addr, ask: ask}
-			}
-		case redirected:
-			again = append(again, redirect{idx: []int{k}, addr: addr, ask: ask})
+			a.count(planned, tx)
 		case v.Kind == resp.KindStatus && v.Str == "QUEUED":
 			tx = append(tx, k)
 		case lostBy(batch[k], v, now):
 			lost = append(lost, lostKeys(batch[k])...)
 			a.count(planned, []int{k})
-		case v.Kind == resp.KindError && refusal == nil:
-			refusal = a.refused(cmd, v.Str)
-		case !inTx:
+		case v.Kind == resp.KindError:
+			if refusal == nil {
+				refusal = a.refused(cmd, v.Str)
+			}
+		default:
 			a.count(planned, []int{k})
 		}
 		return nil
 	})
+	a.st.Redirected += a.t.router.Redirected - before
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if refusal != nil {
-		return nil, nil, refusal
+		return nil, refusal
 	}
-	return lost, again, nil
+	return lost, nil
 }
 
 // count adds the commands of planned that sent names (-1: crs's own) to

@@ -24,8 +24,8 @@ type targetSide struct {
 	dbs     []int // each connection's selected database
 	clients map[int]redis.UniversalClient
 	exact   bool // PEXPIRETIME (7.0+)
-	// others are connections to masters a redirection named, by address.
-	others map[string]*resp.Conn
+	// router writes to a cluster's masters (its connections are conns).
+	router *target.Router
 }
 
 // openTarget connects to the target's nodes.
@@ -40,49 +40,23 @@ func openTarget(ctx context.Context, o redisconn.Options) (_ *targetSide, err er
 			t.close()
 		}
 	}()
-	for _, n := range tgt.Nodes() {
-		c, err := target.Dial(ctx, n, "", 0)
-		if err != nil {
-			return nil, err
-		}
-		t.conns, t.dbs = append(t.conns, c), append(t.dbs, 0)
+	if t.router, err = target.NewRouter(ctx, tgt); err != nil {
+		return nil, err
+	}
+	for i := range tgt.Nodes() {
+		t.conns, t.dbs = append(t.conns, t.router.Conn(i)), append(t.dbs, 0)
 	}
 	return t, nil
 }
 
 func (t *targetSide) close() {
-	for _, c := range t.conns {
-		c.Close()
-	}
-	for _, c := range t.others {
-		c.Close()
+	if t.router != nil {
+		t.router.Close() // and conns, its
 	}
 	for _, c := range t.clients {
 		c.Close()
 	}
 	t.tgt.Close()
-}
-
-// connTo returns a connection to the master at addr, where a cluster
-// redirected a command: one of the nodes', or one of its own.
-func (t *targetSide) connTo(ctx context.Context, addr string) (*resp.Conn, error) {
-	for i, n := range t.tgt.Nodes() {
-		if n.Address() == addr {
-			return t.conns[i], nil
-		}
-	}
-	if c := t.others[addr]; c != nil {
-		return c, nil
-	}
-	c, err := target.Dial(ctx, t.tgt.Nodes()[0], addr, 0)
-	if err != nil {
-		return nil, err
-	}
-	if t.others == nil {
-		t.others = map[string]*resp.Conn{}
-	}
-	t.others[addr] = c
-	return c, nil
 }
 
 // node returns the index of the connection that takes key.

@@ -112,18 +112,15 @@ func applyChanges(ctx context.Context, in records.ChangesInput, opts Options, st
 		return err
 	}
 	defer tgt.Close()
-	a := &applying{st: st, tgt: tgt, cluster: tgt.SlotRouted(), limiter: ratelimit.New(opts.Rate)}
-	a.target, _ = opts.Conn.SelectedDB()
-	for _, n := range tgt.Nodes() {
-		c, err := target.Dial(ctx, n, "", 0)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		a.nodes = append(a.nodes, &nodeBatch{c: c})
+	router, err := target.NewRouter(ctx, tgt)
+	if err != nil {
+		return err
 	}
+	defer router.Close()
+	a := &applying{st: st, tgt: tgt, router: router, cluster: tgt.SlotRouted(), limiter: ratelimit.New(opts.Rate)}
+	a.target, _ = opts.Conn.SelectedDB()
 	if a.cluster {
-		a.keys = target.NewKeys(a.nodes[0].c)
+		a.keys = target.NewKeys(router.Conn(0))
 	}
 	if st.Commands == nil {
 		st.Commands = map[string]int64{}
@@ -131,10 +128,10 @@ func applyChanges(ctx context.Context, in records.ChangesInput, opts Options, st
 	for {
 		cmd, err := ch.Next()
 		if errors.Is(err, io.EOF) {
-			return a.flushAll(ctx)
+			return a.flush(ctx)
 		}
 		if err != nil {
-			if ferr := a.flushAll(ctx); ferr != nil {
+			if ferr := a.flush(ctx); ferr != nil {
 				return ferr
 			}
 			return err
@@ -149,22 +146,17 @@ func applyChanges(ctx context.Context, in records.ChangesInput, opts Options, st
 type applying struct {
 	st      *Stats
 	tgt     target.Target
+	router  *target.Router
 	cluster bool
 	keys    *target.Keys // a cluster's: where each command goes
 	target  int          // --db, or -1
 	limiter *ratelimit.Limiter
-	nodes   []*nodeBatch
+	pending []target.Cmd
+	queued  []queued
 }
 
-// nodeBatch is a node's connection, its selected database and the
-// commands queued for it; count is false for the copies of a command
-// sent to every master but the first.
-type nodeBatch struct {
-	c     *resp.Conn
-	db    int
-	batch []queued
-}
-
+// queued is a command of the pending batch; count is false for the
+// copies of a command sent to every master but the first.
 type queued struct {
 	cmd   *records.Command
 	count bool
@@ -187,15 +179,15 @@ func (a *applying) add(ctx context.Context, cmd *records.Command) error {
 		return &CommandError{File: cmd.File, Offset: cmd.Offset, Cmd: strings.ToUpper(cmd.Args[0]), Err: err}
 	}
 	if len(keys) == 0 { // every master, after what came before
-		if err := a.flushAll(ctx); err != nil {
+		if err := a.flush(ctx); err != nil {
 			return err
 		}
-		for i := range a.nodes {
+		for i := range a.tgt.Nodes() {
 			if err := a.queue(ctx, i, cmd, i == 0); err != nil {
 				return err
 			}
 		}
-		return a.flushAll(ctx)
+		return a.flush(ctx)
 	}
 	n := a.tgt.Node(keys[0])
 	for _, k := range keys[1:] {
@@ -207,69 +199,47 @@ func (a *applying) add(ctx context.Context, cmd *records.Command) error {
 	return a.queue(ctx, n, cmd, true)
 }
 
+// queue adds cmd for node to the batch, sent once it holds
+// commandsPerTrip commands a node.
 func (a *applying) queue(ctx context.Context, node int, cmd *records.Command, count bool) error {
-	nb := a.nodes[node]
-	nb.batch = append(nb.batch, queued{cmd, count})
-	if len(nb.batch) >= commandsPerTrip {
-		return a.flush(ctx, nb)
+	db := cmd.DB
+	if a.target >= 0 {
+		db = a.target
+	}
+	a.pending = append(a.pending, target.Cmd{Args: cmd.Args, DB: db, Node: node})
+	a.queued = append(a.queued, queued{cmd, count})
+	if len(a.pending) >= commandsPerTrip*len(a.tgt.Nodes()) {
+		return a.flush(ctx)
 	}
 	return nil
 }
 
-func (a *applying) flushAll(ctx context.Context) error {
-	for _, nb := range a.nodes {
-		if err := a.flush(ctx, nb); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// flush sends a node's queued commands in one round trip. Each reply is
-// judged; the first refusal stops the load, naming the command, its file
-// and offset.
-func (a *applying) flush(ctx context.Context, nb *nodeBatch) error {
-	if len(nb.batch) == 0 {
+// flush sends the queued commands, a round trip a node, through the
+// router (which follows a cluster's redirections). Each reply is judged;
+// the first refusal stops the load, naming the command, its file and
+// offset.
+func (a *applying) flush(ctx context.Context) error {
+	if len(a.pending) == 0 {
 		return nil
 	}
-	var refusal error
-	var sent []queued
-	for _, q := range nb.batch {
-		want := q.cmd.DB
-		if a.target >= 0 {
-			want = a.target
-		}
-		if want != nb.db {
-			nb.c.Begin("SELECT", 1).Int(int64(want))
-			sent = append(sent, queued{})
-			nb.db = want
-		}
-		nb.c.Begin(q.cmd.Args[0], len(q.cmd.Args)-1)
-		for _, arg := range q.cmd.Args[1:] {
-			nb.c.Str(arg)
-		}
-		sent = append(sent, q)
-	}
-	if err := a.limiter.Wait(ctx, len(sent)); err != nil {
+	if err := a.limiter.Wait(ctx, len(a.pending)); err != nil {
 		return err
 	}
-	err := nb.c.Exec(ctx, func(i int, r resp.Reply) error {
-		q := sent[i]
+	var refusal error
+	before := a.router.Redirected
+	err := a.router.Send(ctx, a.pending, func(i int, r resp.Value) error {
+		q := a.queued[i]
 		switch {
-		case q.cmd == nil && r.Kind == resp.KindError:
-			if refusal == nil {
-				refusal = fmt.Errorf("SELECT: %w", r.Err())
-			}
-		case q.cmd == nil:
 		case r.Kind == resp.KindError && refusal == nil:
-			refusal = &CommandError{File: q.cmd.File, Offset: q.cmd.Offset, Cmd: strings.ToUpper(q.cmd.Args[0]), Err: r.Err()}
+			refusal = &CommandError{File: q.cmd.File, Offset: q.cmd.Offset, Cmd: strings.ToUpper(q.cmd.Args[0]), Err: resp.ServerError(r.Str)}
 		case r.Kind != resp.KindError && q.count:
 			a.st.Commands[strings.ToUpper(q.cmd.Args[0])]++
 			a.st.Applied++
 		}
 		return nil
 	})
-	nb.batch = nb.batch[:0]
+	a.st.Redirects += a.router.Redirected - before
+	a.pending, a.queued = a.pending[:0], a.queued[:0]
 	if err != nil {
 		return err
 	}

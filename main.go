@@ -41,6 +41,7 @@ import (
 	"github.com/crs-tool/crs/internal/memlimit"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/store"
+	_ "github.com/crs-tool/crs/internal/store/clouds" // s3://, gs://, azblob://
 	"github.com/crs-tool/crs/livesync"
 	"github.com/crs-tool/crs/load"
 	"github.com/crs-tool/crs/rdb"

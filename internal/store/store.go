@@ -6,8 +6,9 @@
 // application default credentials; Azure's environment and managed
 // identity); no credential is ever taken from, or printed in, a URL.
 //
-// A URL's query configures its bucket, as gocloud.dev/blob documents it
-// (of s3://, the parameters s3Params lists):
+// The clouds are registered by the package internal/store/clouds, which
+// the command imports. A URL's query configures its bucket, as
+// gocloud.dev/blob documents it (of s3://, the parameters clouds lists):
 // s3://crs/dumps/?endpoint=http://127.0.0.1:7070&use_path_style=true
 // names an S3-compatible server; the query is kept when a name is joined
 // to a URL of a directory.
@@ -36,6 +37,24 @@ import (
 
 // schemes are the URL schemes of object storage.
 var schemes = []string{"s3://", "gs://", "azblob://"}
+
+// openers open the buckets of a scheme; Register fills it.
+var openers = map[string]func(context.Context, *url.URL) (*blob.Bucket, error){}
+
+// Register makes open the opener of the buckets of scheme (s3, gs,
+// azblob). It is called from init functions, before any use.
+func Register(scheme string, open func(context.Context, *url.URL) (*blob.Bucket, error)) {
+	openers[scheme] = open
+}
+
+// openBucket opens the bucket of a URL by its scheme's opener.
+func openBucket(ctx context.Context, u *url.URL) (*blob.Bucket, error) {
+	open := openers[u.Scheme]
+	if open == nil {
+		return nil, fmt.Errorf("%s:// is not supported by this build", u.Scheme)
+	}
+	return open(ctx, u)
+}
 
 // IsURL reports whether name is a URL of object storage.
 func IsURL(name string) bool {

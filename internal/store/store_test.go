@@ -12,6 +12,7 @@ import (
 
 	"github.com/crs-tool/crs/internal/s3test"
 	"github.com/crs-tool/crs/internal/store"
+	_ "github.com/crs-tool/crs/internal/store/clouds"
 )
 
 func TestNames(t *testing.T) {

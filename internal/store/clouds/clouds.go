@@ -1,4 +1,9 @@
-package store
+// Package clouds gives the store package its object stores: s3:// (AWS
+// and S3-compatible servers), gs:// (Google Cloud Storage) and azblob://
+// (Azure Blob Storage), through gocloud.dev/blob's drivers. The command
+// imports it; the libraries that read and write files do not, so that
+// their tests build without the clouds' SDKs.
+package clouds
 
 import (
 	"context"
@@ -18,16 +23,18 @@ import (
 	_ "gocloud.dev/blob/azureblob" // azblob://
 	_ "gocloud.dev/blob/gcsblob"   // gs://
 	"gocloud.dev/blob/s3blob"
+
+	"github.com/crs-tool/crs/internal/store"
 )
 
-// openBucket opens a bucket URL: s3:// by s3Opener, gs:// and azblob://
-// as gocloud.dev/blob does (credentials from Google's application default
-// credentials, Azure's environment and identities).
-func openBucket(ctx context.Context, u *url.URL) (*blob.Bucket, error) {
-	if u.Scheme == s3blob.Scheme {
-		return s3Opener{}.OpenBucketURL(ctx, u)
-	}
-	return blob.OpenBucket(ctx, u.String())
+// init registers s3:// (by s3Opener), gs:// and azblob:// (as
+// gocloud.dev/blob opens them: credentials from Google's application
+// default credentials, Azure's environment and identities).
+func init() {
+	store.Register(s3blob.Scheme, s3Opener{}.OpenBucketURL)
+	byBlob := func(ctx context.Context, u *url.URL) (*blob.Bucket, error) { return blob.OpenBucket(ctx, u.String()) }
+	store.Register("gs", byBlob)
+	store.Register("azblob", byBlob)
 }
 
 // s3Params are the query parameters an s3:// URL may have.

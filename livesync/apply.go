@@ -325,7 +325,7 @@ func (a *applier) applyTx(ctx context.Context, batch, planned []*records.Command
 		queue(-1, "SELECT", "0")
 		a.t.dbs[0] = 0
 	}
-	queue(-1, "HSET", checkpointFields(a.key, next, a.link.Name())...)
+	queue(-1, "HSET", append(checkpointFields(a.key, next, a.link.Name()), a.claimedFields(planned, apply)...)...)
 	queue(-1, "EXEC")
 	var refusal error
 	var lost []dbKey

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -274,5 +275,26 @@ func TestDashboard(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestClaimedFields: each stream a group read claims entries in is named
+// in the checkpoint once, by database and key (a key with a colon too).
+func TestClaimedFields(t *testing.T) {
+	a := &applier{}
+	cmd := func(db int, args ...string) *records.Command { return &records.Command{DB: db, Args: args} }
+	planned := []*records.Command{
+		cmd(0, "XCLAIM", "s:1", "g", "c", "0", "1-1", "LASTID", "1-1"),
+		cmd(0, "XCLAIM", "s:1", "g", "c", "0", "1-2", "LASTID", "1-2"),
+		cmd(2, "XCLAIM", "s:1", "g", "c", "0", "1-1"),
+		cmd(0, "SET", "k", "v"),
+		cmd(0, "XCLAIM", "left:out", "g", "c", "0", "1-1"),
+	}
+	got := a.claimedFields(planned, []bool{true, true, true, true, false})
+	if want := []string{"claimed:0:s:1", "1", "claimed:2:s:1", "1"}; !slices.Equal(got, want) {
+		t.Errorf("fields %q, want %q", got, want)
+	}
+	if again := a.claimedFields(planned, []bool{true, true, true, true, true}); !slices.Equal(again, []string{"claimed:0:left:out", "1"}) {
+		t.Errorf("a second batch: %q", again)
 	}
 }

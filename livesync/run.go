@@ -70,6 +70,9 @@ type applier struct {
 	// them, to be read again (see writeKeys).
 	recheck []dbKey
 	many    bool // more keys changed than are remembered
+	// claimed are the streams a group read (XCLAIM … LASTID) touched, and
+	// whether the target's checkpoint names each yet (see lagging.go).
+	claimed map[dbKey]bool
 	// rereads are, under a selection by type or size, the keys each
 	// command of the batch being applied writes (see applyJudged).
 	rereads [][]dbKey

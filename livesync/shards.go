@@ -60,6 +60,11 @@ func Run(ctx context.Context, opts Options, shards []Shard, src Source, stderr i
 		if err := a.probeTarget(ctx); err != nil {
 			return err
 		}
+		if a.st.Resumed {
+			if err := a.readClaimed(ctx); err != nil {
+				return err
+			}
+		}
 		c.shards = append(c.shards, a)
 	}
 	c.a = c.shards[0]

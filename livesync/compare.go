@@ -33,6 +33,9 @@ type comparing struct {
 // compareBatch is the most keys one step compares.
 const compareBatch = 1024
 
+// compareWithin bounds a step's read of a batch on the source.
+const compareWithin = 10 * time.Second
+
 // compareEvery is how often the stream's loop takes a step.
 const compareEvery = 20 * time.Millisecond
 
@@ -81,7 +84,15 @@ func (a *applier) compareStep(ctx context.Context) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	dumps, offsets, err := a.src.DumpsAt(ctx, a.srcKey, db, keys)
+	// A source that does not answer in time is asked again at a later
+	// step: the stream must go on to its link, which says when the source
+	// is gone, rather than wait out every retry of a stopped source.
+	actx, cancel := context.WithTimeout(ctx, compareWithin)
+	defer cancel()
+	dumps, offsets, err := a.src.DumpsAt(actx, a.srcKey, db, keys)
+	if err != nil && actx.Err() != nil && ctx.Err() == nil {
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -231,20 +231,27 @@ func trimTx(batch []*records.Command) []*records.Command {
 
 func isName(cmd *records.Command, name string) bool { return strings.EqualFold(cmd.Args[0], name) }
 
+// askWithin bounds the source's reads of a progress step.
+const askWithin = 3 * time.Second
+
 // progress notes where the link is: the lag behind its master, and
 // whether it is in step.
 func (a *applier) progress(ctx context.Context) error {
-	if err := a.src.Steady(ctx); err != nil {
+	// A source that does not answer within askWithin is asked again at
+	// the next tick: the link says when it is gone (closed, or silent
+	// for --timeout), and the stream must not wait for a stopped source
+	// here meanwhile (it waited out every retry of every read, minutes).
+	actx, cancel := context.WithTimeout(ctx, askWithin)
+	defer cancel()
+	if err := a.src.Steady(actx); err != nil && actx.Err() == nil {
 		return fmt.Errorf("%w: %w", ErrStopped, err)
 	}
-	offsets, err := a.src.Offsets(ctx)
+	offsets, err := a.src.Offsets(actx)
 	if err != nil {
-		if derr := a.src.Demoted(ctx); derr != nil {
+		if derr := a.src.Demoted(actx); derr != nil && actx.Err() == nil {
 			return fmt.Errorf("%w: %w", ErrStopped, derr)
 		}
-		// A source that cannot be asked now: the link says when it is
-		// gone (closed, or silent for --timeout); the lag waits.
-		return nil
+		return nil // the lag waits
 	}
 	off := offsets[a.srcKey]
 	now := time.Now()

@@ -73,6 +73,8 @@ type applier struct {
 	// claimed are the streams a group read (XCLAIM … LASTID) touched, and
 	// whether the target's checkpoint names each yet (see lagging.go).
 	claimed map[dbKey]bool
+	one     int // oneDB's answer, once asked
+	oneOnce sync.Once
 	// rereads are, under a selection by type or size, the keys each
 	// command of the batch being applied writes (see applyJudged).
 	rereads [][]dbKey

@@ -23,12 +23,15 @@ RACE_PKGS ?= ./records ./livesync ./source/repl ./load ./target
 # Where make build puts the binary; make install copies it to PREFIX.
 BINDIR ?= bin
 PREFIX ?= /usr/local
+# make build TAGS=nogcs leaves gs:// out (about 25 MB less resident memory
+# in every crs process); TAGS=noazure azblob://.
+TAGS ?=
 
 # A static binary (no C library needed, so a copy runs on any Linux of
 # the same architecture), named crs, crsdump and crsload.
 build:
 	@echo "building $(BINDIR)/crs (the first build fetches and compiles its Go modules: a minute or more)"
-	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=auto -o $(BINDIR)/crs .
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=auto -tags '$(TAGS)' -o $(BINDIR)/crs .
 	ln -f $(BINDIR)/crs $(BINDIR)/crsdump
 	ln -f $(BINDIR)/crs $(BINDIR)/crsload
 
@@ -61,6 +64,7 @@ test:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	@./scripts/tracked.sh
 	$(GO) vet ./...
+	$(GO) build -tags nogcs,noazure -o /dev/null .
 	$(GO) run $(STATICCHECK) ./...
 	$(GO) test -run=NONE -fuzz=FuzzReader -fuzztime=$(TESTFUZZ) -fuzzminimizetime=100x ./format
 	$(GO) test -run=NONE -fuzz=FuzzDecoder -fuzztime=$(RDBTESTFUZZ) -fuzzminimizetime=100x ./rdb

@@ -51,7 +51,7 @@ func Register(scheme string, open func(context.Context, *url.URL) (*blob.Bucket,
 func openBucket(ctx context.Context, u *url.URL) (*blob.Bucket, error) {
 	open := openers[u.Scheme]
 	if open == nil {
-		return nil, fmt.Errorf("%s:// is not supported by this build", u.Scheme)
+		return nil, fmt.Errorf("%s:// is not in this build of crs (built with -tags nogcs or noazure)", u.Scheme)
 	}
 	return open(ctx, u)
 }

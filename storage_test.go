@@ -119,6 +119,9 @@ func TestObjectStorage(t *testing.T) {
 	if left := files(t, filepath.Join(s3.Root, "crs"), "two"); len(left) > 0 {
 		t.Errorf("a failed upload left %v", left)
 	}
+	if left := s3.Uploads(); len(left) > 0 {
+		t.Errorf("a failed dump left its upload in progress (not aborted): %v", left)
+	}
 
 	// A set in the bucket, one of its objects then cut short.
 	set := s3.URL("set/")
@@ -155,6 +158,19 @@ func TestObjectStorage(t *testing.T) {
 	t.Logf("wrong credentials: %s", out)
 	if code == 0 || strings.Count(strings.TrimSpace(out), "\n") > 0 || strings.Contains(out, "not-the-secret") || !strings.Contains(out, "s3://crs/one/dump.jsonl.zst") {
 		t.Errorf("wrong credentials: exit %d\n%s", code, out)
+	}
+
+	// The source lost while the upload goes well, a part of it on the
+	// server: crsdump aborts the upload (the SDK aborts only its own
+	// failures); nothing of it is left, object or parts.
+	cmd, output := e2e.Start(t, mkdir(t, dir, "lost"), "env AWS_ACCESS_KEY_ID="+s3test.AccessKey+" AWS_SECRET_ACCESS_KEY="+s3test.SecretKey+" crsdump --rate 40 -u "+src.URL+" -o '"+s3.URL("three/dump.jsonl.zst")+"'")
+	redistest.WaitFor(t, "a part of the upload on the server", func() bool { return len(s3.Uploads()) > 0 })
+	src.Kill()
+	if err := cmd.Wait(); e2e.ExitCodeOf(err) == 0 {
+		t.Fatalf("a dump whose source died: exit 0\n%s", output())
+	}
+	if left := append(files(t, filepath.Join(s3.Root, "crs"), "three"), s3.Uploads()...); len(left) > 0 {
+		t.Errorf("a dump whose source died left %v\n%s", left, output())
 	}
 }
 

@@ -172,6 +172,22 @@ func (s *Server) Env() []string {
 	return []string{"AWS_ACCESS_KEY_ID=" + AccessKey, "AWS_SECRET_ACCESS_KEY=" + SecretKey}
 }
 
+// Uploads returns the files of the multipart uploads begun in the bucket
+// and neither completed nor aborted (versitygw keeps them under the
+// bucket's .sgwtmp/multipart until then), as paths from the bucket.
+func (s *Server) Uploads() []string {
+	root := filepath.Join(s.Root, s.Bucket)
+	var found []string
+	filepath.WalkDir(filepath.Join(root, ".sgwtmp", "multipart"), func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(root, path)
+			found = append(found, rel)
+		}
+		return nil
+	})
+	return found
+}
+
 // Path returns where the object key lies in the server's directory.
 func (s *Server) Path(key string) string {
 	return filepath.Join(s.Root, s.Bucket, filepath.FromSlash(key))

@@ -30,6 +30,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
@@ -45,6 +46,19 @@ var openers = map[string]func(context.Context, *url.URL) (*blob.Bucket, error){}
 // azblob). It is called from init functions, before any use.
 func Register(scheme string, open func(context.Context, *url.URL) (*blob.Bucket, error)) {
 	openers[scheme] = open
+}
+
+// leftovers remove what an aborted upload left on the server, by scheme;
+// RegisterLeftovers fills it.
+var leftovers = map[string]func(ctx context.Context, b *blob.Bucket, bucket, key string, since time.Time) error{}
+
+// RegisterLeftovers makes remove what removes, after an upload to key of
+// bucket (b) of scheme begun at since was aborted, what it left on the
+// server: S3 keeps the parts of an upload its client gave up on (the
+// client's own abort is sent with the context already ended) until they
+// are aborted, billed and invisible. It is called from init functions.
+func RegisterLeftovers(scheme string, remove func(ctx context.Context, b *blob.Bucket, bucket, key string, since time.Time) error) {
+	leftovers[scheme] = remove
 }
 
 // openBucket opens the bucket of a URL by its scheme's opener.
@@ -139,6 +153,12 @@ func split(ctx context.Context, name string) (*blob.Bucket, string, error) {
 		return nil, "", fmt.Errorf("open bucket %s://%s: %w", u.Scheme, u.Host, err)
 	}
 	return b, key, nil
+}
+
+// mustParse parses a URL split has parsed already.
+func mustParse(name string) *url.URL {
+	u, _ := url.Parse(name)
+	return u
 }
 
 // Open opens the file or object name for reading.
@@ -303,8 +323,9 @@ func Create(ctx context.Context, name string, partSize int) (*Writer, error) {
 	if partSize <= 0 {
 		partSize = 8 << 20
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	bw, err := b.NewWriter(ctx, key, &blob.WriterOptions{
+	began, u := time.Now(), mustParse(name)
+	wctx, cancel := context.WithCancel(ctx)
+	bw, err := b.NewWriter(wctx, key, &blob.WriterOptions{
 		BufferSize: partSize, MaxConcurrency: 2,
 		ContentType: contentType(key),
 	})
@@ -326,6 +347,12 @@ func Create(ctx context.Context, name string, partSize int) (*Writer, error) {
 		abort: func() {
 			cancel() // an upload whose context ends before Close is not made
 			bw.Close()
+			if remove := leftovers[u.Scheme]; remove != nil {
+				// On a context of its own: the dump's may have ended (^C).
+				rctx, done := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				remove(rctx, b, u.Host, key, began)
+				done()
+			}
 			b.Close()
 		},
 	}, nil

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
@@ -30,8 +31,36 @@ import (
 	"github.com/crs-tool/crs/internal/store"
 )
 
-// init registers s3:// (by s3Opener).
-func init() { store.Register(s3blob.Scheme, s3Opener{}.OpenBucketURL) }
+// init registers s3:// (by s3Opener, and abortUploads for what an
+// aborted upload leaves).
+func init() {
+	store.Register(s3blob.Scheme, s3Opener{}.OpenBucketURL)
+	store.RegisterLeftovers(s3blob.Scheme, abortUploads)
+}
+
+// abortUploads aborts the multipart uploads to key of bucket begun since
+// since (less a minute, for the clocks of client and server), which an
+// aborted Writer left: another process's upload to key, begun before,
+// is left alone.
+func abortUploads(ctx context.Context, b *blob.Bucket, bucket, key string, since time.Time) error {
+	var c *s3.Client
+	if !b.As(&c) {
+		return nil
+	}
+	list, err := c.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket), Prefix: aws.String(key)})
+	if err != nil {
+		return err
+	}
+	for _, up := range list.Uploads {
+		if aws.ToString(up.Key) != key || up.Initiated != nil && up.Initiated.Before(since.Add(-time.Minute)) {
+			continue
+		}
+		if _, err := c.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: aws.String(bucket), Key: up.Key, UploadId: up.UploadId}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // byBlob opens a bucket as gocloud.dev/blob does, with the drivers this
 // build holds (gs://: Google's application default credentials;

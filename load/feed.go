@@ -60,9 +60,9 @@ func (f *feeder) feed(ctx context.Context, fr records.Reader, st *Stats) error {
 			}
 			continue
 		}
-		it := item{rec: rec, db: rec.DB, line: line, last: !rec.More}
+		it := item{Rec: rec, DB: rec.DB, Line: line, Last: !rec.More}
 		if f.targetDB >= 0 {
-			it.db = f.targetDB
+			it.DB = f.targetDB
 		}
 		if rec.Part > 1 {
 			if f.skipping {
@@ -76,18 +76,18 @@ func (f *feeder) feed(ctx context.Context, fr records.Reader, st *Stats) error {
 				st.Expired++
 				f.opts.Counter.Add(1)
 				if f.opts.Expired != nil {
-					f.opts.Expired(it.db, rec.Key)
+					f.opts.Expired(it.DB, rec.Key)
 				}
 				continue
 			}
 		}
-		if it.last {
-			it.exp = f.keyExp
+		if it.Last {
+			it.Exp = f.keyExp
 		}
-		if w := f.route(it.db, rec.Key); f.resume != nil {
+		if w := f.route(it.DB, rec.Key); f.resume != nil {
 			if line <= int(f.resume[w]) {
 				st.Resumed++ // written before the load stopped
-				if it.last {
+				if it.Last {
 					f.opts.Counter.Add(1)
 				}
 				continue
@@ -95,13 +95,13 @@ func (f *feeder) feed(ctx context.Context, fr records.Reader, st *Stats) error {
 			// The checkpoint lags what was written by up to its interval
 			// (all of it after a crash): every key a resumed load sends
 			// goes from scratch, after a DEL, so none is doubled.
-			it.redo = rec.Part <= 1
+			it.Redo = rec.Part <= 1
 		}
-		it.size = min(int64(records.Size(fr, rec)), max(f.opts.MaxInFlight, 1))
-		if err := f.inFlight.Acquire(ctx, it.size); err != nil {
+		it.Size = min(int64(records.Size(fr, rec)), max(f.opts.MaxInFlight, 1))
+		if err := f.inFlight.Acquire(ctx, it.Size); err != nil {
 			return err
 		}
-		if !sendItem(ctx, f.workers[f.route(it.db, rec.Key)], it) {
+		if !sendItem(ctx, f.workers[f.route(it.DB, rec.Key)], it) {
 			return ctx.Err()
 		}
 	}
@@ -111,18 +111,18 @@ func (f *feeder) feed(ctx context.Context, fr records.Reader, st *Stats) error {
 // key is not in the dump twice, and it has not expired (then its parts
 // are skipped).
 func (f *feeder) startKey(ctx context.Context, it *item) error {
-	rec := it.rec
-	if f.checked != nil && !f.checked[it.db] {
-		if err := checkEmpty(ctx, f.bases, []int{it.db}, false); err != nil {
+	rec := it.Rec
+	if f.checked != nil && !f.checked[it.DB] {
+		if err := checkEmpty(ctx, f.bases, []int{it.DB}, false); err != nil {
 			return err
 		}
-		f.checked[it.db] = true
+		f.checked[it.DB] = true
 	}
-	switch v, err := f.seen.Add(it.db, rec.Key, int64(it.line)); {
+	switch v, err := f.seen.Add(it.DB, rec.Key, int64(it.Line)); {
 	case err != nil:
 		return err
 	case v == keyset.Twice:
-		return &format.ParseError{Line: it.line, Err: fmt.Errorf("%w: %q for db %d", ErrDuplicateKey, rec.Key, it.db)}
+		return &format.ParseError{Line: it.Line, Err: fmt.Errorf("%w: %q for db %d", ErrDuplicateKey, rec.Key, it.DB)}
 	}
 	f.keyExp = applyTTL(f.opts.TTL, rec.ExpireAtMs, f.shift)
 	for i := range rec.FieldExpire {

@@ -17,7 +17,6 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -216,6 +215,14 @@ type Stats struct {
 }
 
 func (s *Stats) add(o *Stats) {
+	s.addWritten(&target.WriteStats{Keys: o.Keys, ByType: o.ByType, Existing: o.Existing, Replaced: o.Replaced,
+		Unsupported: o.Unsupported, Restored: o.Restored, DroppedField: o.DroppedField, DroppedCount: o.DroppedCount,
+		DroppedIDMP: o.DroppedIDMP, Retries: o.Retries, Redirects: o.Redirects, VectorsApprox: o.VectorsApprox})
+	s.Resumed += o.Resumed
+}
+
+// addWritten adds what a writer counted.
+func (s *Stats) addWritten(o *target.WriteStats) {
 	s.Keys += o.Keys
 	s.Existing += o.Existing
 	s.Replaced += o.Replaced
@@ -224,7 +231,6 @@ func (s *Stats) add(o *Stats) {
 	s.DroppedField += o.DroppedField
 	s.DroppedCount += o.DroppedCount
 	s.DroppedIDMP += o.DroppedIDMP
-	s.Resumed += o.Resumed
 	s.Retries += o.Retries
 	s.Redirects += o.Redirects
 	s.VectorsApprox += o.VectorsApprox
@@ -242,7 +248,7 @@ var ErrTargetNotEmpty = errors.New("the target database is not empty")
 
 // ErrDuplicateKey is returned when the input holds the same key twice for
 // one target database (as when --db merges two source databases).
-var ErrDuplicateKey = errors.New("key appears twice in the input")
+var ErrDuplicateKey = target.ErrDuplicateKey
 
 // ErrSlotMoved is wrapped when a rename would take keys with a hash tag
 // out of their tag's slot on a cluster target.
@@ -250,22 +256,10 @@ var ErrSlotMoved = errors.New("a rename moves keys out of their hash tag's slot"
 
 // ErrTargetLacks is returned when the dump holds data the target has no
 // command to write, such as hash field expiries before Redis 7.4.
-var ErrTargetLacks = errors.New("the target cannot hold this data")
+var ErrTargetLacks = target.ErrTargetLacks
 
-// elemsPerCommand bounds the elements of one RPUSH, SADD, HSET or ZADD, so
-// that a large value is sent as several moderate commands.
-const elemsPerCommand = 1024
-
-// item is one record on its way to a worker.
-type item struct {
-	rec  *format.Record
-	db   int   // target database
-	exp  int64 // expiry to set after this record, unix ms, or 0
-	last bool  // the record ends its key (a whole key, or its last part)
-	line int
-	size int64 // bytes held against MaxInFlight
-	redo bool  // the first record of a resumed writer: it goes from scratch, after a DEL
-}
+// item is one record on its way to a writer.
+type item = target.Item
 
 // serverInfo is what the loader knows of a server it writes to.
 type serverInfo struct {
@@ -348,7 +342,13 @@ func Load(ctx context.Context, fr records.Reader, opts Options) (st Stats, err e
 	nodes := tgt.Nodes()
 	f.perNode = max(opts.Concurrency/len(nodes), 2)
 	f.workers = make([]chan item, f.perNode*len(nodes))
-	results := make([]Stats, len(f.workers))
+	results := make([]target.WriteStats, len(f.workers))
+	writerOpts := target.WriterOptions{
+		Pipeline: opts.Pipeline, RetryFor: opts.RetryFor, Databases: opts.Databases,
+		Replace: opts.Replace, SkipExisting: opts.SkipExisting, SkipUnsupported: opts.SkipUnsupported,
+		DropFieldExpiry: opts.DropFieldExpiry, DropStreamCounters: opts.DropStreamCounters, DropStreamIDMP: opts.DropStreamIDMP,
+		Limiter: limiter, InFlight: f.inFlight, WaitReplicas: waitReplicas, Written: opts.Counter.Add,
+	}
 	lines := make([]*atomic.Int64, len(f.workers))
 	if opts.Resume {
 		if f.resume, err = readCheckpoint(opts.Checkpoint, len(f.workers)); err != nil {
@@ -361,14 +361,14 @@ func Load(ctx context.Context, fr records.Reader, opts Options) (st Stats, err e
 			lines[i].Store(f.resume[i])
 		}
 		f.workers[i] = make(chan item, max(opts.Pipeline, 1))
-		results[i].ByType = make(map[string]int64)
 		n := i / f.perNode
-		w := &worker{line: lines[i], limiter: limiter, waitReplicas: waitReplicas, conn: nodes[n], tgt: infos[n], opts: opts, st: &results[i], inFlight: f.inFlight, moved: tgt.Moved, redirection: tgt.Redirection}
+		wo := writerOpts
 		if opts.LoadBy != LoadByCommands && infos[n].restore.RDB > 0 {
-			w.enc = &dumppayload.Encoder{Version: infos[n].restore.RDB, Limits: infos[n].restore.Limits}
+			wo.Encoder = &dumppayload.Encoder{Version: infos[n].restore.RDB, Limits: infos[n].restore.Limits}
 		}
+		w := target.NewWriter(tgt, nodes[n], target.Server{Server: infos[n].Server, Caps: infos[n].Caps}, wo, lines[i], &results[i])
 		ch := f.workers[i]
-		g.Go(func() error { return w.run(ctx, gctx, ch) })
+		g.Go(func() error { return w.Run(ctx, gctx, ch) })
 	}
 	g.Go(func() error {
 		defer func() {
@@ -393,7 +393,7 @@ func Load(ctx context.Context, fr records.Reader, opts Options) (st Stats, err e
 		}
 	}
 	for i := range results {
-		st.add(&results[i])
+		st.addWritten(&results[i])
 	}
 	st.Deferred, st.DiskBytes = seen.Deferred()
 	return st, err
@@ -520,22 +520,7 @@ func readOnly(o redisconn.Options) redisconn.Options {
 
 // KeyError is a command the target refused while writing one key, or a
 // record the target cannot hold.
-type KeyError struct {
-	Line int
-	DB   int
-	Key  string
-	Cmd  string
-	Err  error
-}
-
-func (e *KeyError) Error() string {
-	if e.Cmd == "" {
-		return fmt.Sprintf("line %d: db %d key %q: %v", e.Line, e.DB, e.Key, e.Err)
-	}
-	return fmt.Sprintf("line %d: db %d key %q: %s: %v", e.Line, e.DB, e.Key, strings.ToUpper(e.Cmd), e.Err)
-}
-
-func (e *KeyError) Unwrap() error { return e.Err }
+type KeyError = target.KeyError
 
 // sentinelReplicas is how many replicas each batch must reach before it
 // counts: 1 on a Sentinel-managed master that has a replica, else 0.

@@ -8,7 +8,6 @@ import (
 	"hash/crc32"
 	"hash/fnv"
 	"io"
-	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -82,16 +81,6 @@ func TestTargetRefusalNamesKeyAndLine(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "FAILED after writing") {
 		t.Errorf("summary: %s", stderr.String())
-	}
-}
-
-func TestFormatScore(t *testing.T) {
-	for f, want := range map[float64]string{
-		0.1: "0.1", 5e-324: "5e-324", math.Inf(1): "inf", math.Inf(-1): "-inf", 1e21: "1e+21", -3: "-3",
-	} {
-		if got := formatScore(f); got != want {
-			t.Errorf("formatScore(%v) = %q, want %q", f, got, want)
-		}
 	}
 }
 

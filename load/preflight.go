@@ -169,7 +169,7 @@ func missingDatabases(hdr format.Header, ti targetInfo, opts Options) error {
 		if db < ti.databases {
 			return nil
 		}
-		return pastDatabases(db, ti.databases)
+		return target.PastDatabases(db, ti.databases)
 	}
 	var past []string
 	for _, d := range hdr.Databases { // as --db-map maps them
@@ -181,12 +181,6 @@ func missingDatabases(hdr format.Header, ti targetInfo, opts Options) error {
 		return nil
 	}
 	return fmt.Errorf("%w: the dump holds keys in %s, and the target has %d databases (its databases setting, 0 to %d): raise it, or move them with --db-map", ErrTargetLacks, strings.Join(past, ", "), ti.databases, ti.databases-1)
-}
-
-// pastDatabases is the error for writing to database db, which a target
-// of n databases does not have.
-func pastDatabases(db, n int) error {
-	return fmt.Errorf("%w: the load writes to db %d, and the target has %d databases (its databases setting, 0 to %d): raise it, or move the database with --db-map %d=N", ErrTargetLacks, db, n, n-1, db)
 }
 
 func notEmpty(busy []string) error {

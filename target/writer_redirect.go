@@ -1,4 +1,4 @@
-package load
+package target
 
 import (
 	"context"
@@ -6,13 +6,12 @@ import (
 	"fmt"
 
 	"github.com/crs-tool/crs/internal/resp"
-	"github.com/crs-tool/crs/target"
 )
 
 // Where a writer sends a batch: its own node, or, in a cluster, the node a
 // MOVED or ASK reply names.
 
-// connKey names a connection of a worker: its own node's (addr "") or
+// connKey names a connection of a Writer: its own node's (addr "") or
 // another node's that a cluster redirected a key to.
 type connKey struct {
 	addr string
@@ -24,18 +23,18 @@ type final struct{ error }
 
 func (e final) Unwrap() error { return e.error }
 
-func (w *worker) connFor(ctx context.Context, db int) (*resp.Conn, error) {
+func (w *Writer) connFor(ctx context.Context, db int) (*resp.Conn, error) {
 	return w.connTo(ctx, connKey{db: db})
 }
 
-func (w *worker) connTo(ctx context.Context, k connKey) (*resp.Conn, error) {
+func (w *Writer) connTo(ctx context.Context, k connKey) (*resp.Conn, error) {
 	if c := w.conns[k]; c != nil {
 		return c, nil
 	}
-	if n := w.opts.Databases; n > 0 && k.db >= n {
-		return nil, final{pastDatabases(k.db, n)}
+	if n := w.o.Databases; n > 0 && k.db >= n {
+		return nil, final{PastDatabases(k.db, n)}
 	}
-	c, err := target.Dial(ctx, w.conn, k.addr, k.db)
+	c, err := Dial(ctx, w.conn, k.addr, k.db)
 	var refused resp.ServerError
 	if errors.As(err, &refused) && !refused.Passing() {
 		// The server answered and refused (a database it does not have,
@@ -54,8 +53,8 @@ func (w *worker) connTo(ctx context.Context, k connKey) (*resp.Conn, error) {
 
 // noteRedirection reports whether a refusal redirects the plan's key to
 // another node (the target says), and notes where.
-func (w *worker) noteRedirection(refusal string, pl *planned) bool {
-	addr, ask, ok := w.redirection(refusal)
+func (w *Writer) noteRedirection(refusal string, pl *planned) bool {
+	addr, ask, ok := w.tgt.Redirection(refusal)
 	if ok {
 		pl.redirect, pl.ask, pl.refused = addr, ask, true
 	}
@@ -67,7 +66,7 @@ func (w *worker) noteRedirection(refusal string, pl *planned) bool {
 // scratch after a DEL, as after a lost connection; a later part of a
 // key cannot be, and fails saying how to finish. It follows up to five
 // redirections of a key.
-func (w *worker) redirected(ctx context.Context, db int, plans []planned) error {
+func (w *Writer) redirected(ctx context.Context, db int, plans []planned) error {
 	for hop := 0; hop < 5; hop++ {
 		groups := map[connKey][]planned{}
 		asks := map[connKey]bool{}
@@ -75,9 +74,9 @@ func (w *worker) redirected(ctx context.Context, db int, plans []planned) error 
 			if pl.redirect == "" {
 				continue
 			}
-			r := pl.it.rec
+			r := pl.it.Rec
 			if r.Part > 1 {
-				return &KeyError{Line: pl.it.line, DB: db, Key: r.Key, Err: fmt.Errorf("the cluster moved the key's slot to %s between its parts; load the dump again with --replace", pl.redirect)}
+				return &KeyError{Line: pl.it.Line, DB: db, Key: r.Key, Err: fmt.Errorf("the cluster moved the key's slot to %s between its parts; load the dump again with --replace", pl.redirect)}
 			}
 			k := connKey{addr: pl.redirect, db: db}
 			pl.redirect = ""
@@ -89,8 +88,8 @@ func (w *worker) redirected(ctx context.Context, db int, plans []planned) error 
 		}
 		w.st.Redirects++
 		for k := range groups {
-			if !asks[k] && w.moved != nil {
-				w.moved(ctx)
+			if !asks[k] {
+				w.tgt.Moved(ctx)
 				break
 			}
 		}

@@ -1,9 +1,10 @@
-package load
+package target
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -25,38 +26,142 @@ const loadingGroup = "\x00crsload\x00"
 // restore pending entries whose messages were deleted on the source.
 const placeholderField = "\x00crsload-deleted\x00"
 
-// worker writes the records it is sent, a pipeline at a time, on its own
-// connections (one per target database).
-type worker struct {
+// A Writer writes records to one server of a target, a pipeline at a
+// time, on its own connections (one per database): each record by the
+// commands of its type (or one RESTORE of a payload it encodes), a key in
+// parts part by part, its expiry after its last part. A lost connection
+// is retried with back-off; a cluster's MOVED and ASK are followed. The
+// loader runs several on each server; crs sync's repairs go through them
+// too.
+type Writer struct {
 	// line is the last line up to which every record this writer was
 	// given is written, its keys whole (the checkpoint's).
 	line     *atomic.Int64
-	keyFirst int                // the line of the first part of the key in progress
-	limiter  *ratelimit.Limiter // shared by every writer; nil: no limit
+	keyFirst int // the line of the first part of the key in progress
 	conn     redisconn.Options
-	tgt      serverInfo
-	opts     Options
-	st       *Stats
-	inFlight *semaphore.Weighted
+	tgt      Target
+	srv      Server
+	o        WriterOptions
+	st       *WriteStats
 	conns    map[connKey]*resp.Conn
-	// moved tells the target that a cluster answered MOVED.
-	moved func(ctx context.Context)
-	// waitReplicas is how many replicas must have each batch (WAIT) on a
-	// Sentinel-managed master; 0 elsewhere.
-	waitReplicas int
-	// redirection reads a refusal that sends a key to another node.
-	redirection func(refusal string) (addr string, ask, ok bool)
 	// asking makes begin send ASKING before each command: the plans are
 	// going to the node a slot is being migrated to (an ASK redirection).
 	asking bool
 	// open is the key whose later parts are still to come, if any.
 	open *keyState
-	// enc encodes whole keys as payloads to RESTORE; nil: every key goes
-	// by commands (--load-by commands, or a target that cannot take it).
-	enc *dumppayload.Encoder
 	// sent describes each command of the pipeline being built.
 	sent []sentCmd
 }
+
+// Server is what a Writer knows of the server it writes to.
+type Server struct {
+	redisconn.Server
+	redisconn.Caps
+}
+
+// WriterOptions say how a Writer writes.
+type WriterOptions struct {
+	Pipeline int           // records a pipeline holds at most
+	RetryFor time.Duration // how long a lost connection is retried
+	// Databases is how many databases the server has (0: not known): a
+	// record of another fails at once.
+	Databases int
+	// Replace deletes a key before writing it; SkipExisting leaves a key
+	// the server holds alone (and counts it); SkipUnsupported counts a
+	// key whose DUMP payload the server refuses and goes on.
+	Replace, SkipExisting, SkipUnsupported bool
+	// What a server that lacks a command may go without (and each is
+	// counted): hash field expiries (before 7.4), a stream's counters
+	// (before 7.0), its idempotent-producer state (before 8.6.2).
+	DropFieldExpiry, DropStreamCounters, DropStreamIDMP bool
+	// Limiter is shared by every writer (--rate); nil: no limit.
+	Limiter *ratelimit.Limiter
+	// InFlight holds the bytes of the records sent to writers and not
+	// yet written; each Item's Size is released once it is.
+	InFlight *semaphore.Weighted
+	// WaitReplicas is how many replicas must have each batch (WAIT) on a
+	// Sentinel-managed master; 0 elsewhere.
+	WaitReplicas int
+	// Encoder encodes whole keys as payloads to RESTORE; nil: every key
+	// goes by commands (--load-by commands, or a server that cannot).
+	Encoder *dumppayload.Encoder
+	// Written is told how many keys each batch finished; nil: not told.
+	Written func(keys int64)
+}
+
+// An Item is one record on its way to a Writer.
+type Item struct {
+	Rec  *format.Record
+	DB   int   // the database to write it to
+	Exp  int64 // expiry to set after this record, unix ms, or 0
+	Last bool  // the record ends its key (a whole key, or its last part)
+	Line int   // where it is in the input
+	Size int64 // bytes held against InFlight
+	Redo bool  // the first record of a resumed writer: it goes from scratch, after a DEL
+}
+
+// WriteStats counts what a Writer wrote.
+type WriteStats struct {
+	Keys          int64            // keys written
+	ByType        map[string]int64 // keys written per type
+	Existing      int64            // keys left alone (SkipExisting)
+	Replaced      int64            // keys that existed and were replaced (Replace)
+	Unsupported   int64            // keys whose DUMP payload the server refused (SkipUnsupported)
+	Restored      int64            // keys written as one RESTORE
+	DroppedField  int64            // field expiries dropped (DropFieldExpiry)
+	DroppedCount  int64            // streams written without their counters
+	DroppedIDMP   int64            // streams written without their idempotent-producer state
+	Retries       int64            // batches sent again after a lost connection
+	Redirects     int64            // batches sent again where a cluster redirected them
+	VectorsApprox int64            // vector set elements written as dumped
+}
+
+// NewWriter returns a writer to node (one of t's Nodes), a server srv
+// describes. line is where it keeps the line up to which every record it
+// was given is written, its keys whole; it counts what it writes in st.
+func NewWriter(t Target, node redisconn.Options, srv Server, o WriterOptions, line *atomic.Int64, st *WriteStats) *Writer {
+	if st.ByType == nil {
+		st.ByType = map[string]int64{}
+	}
+	return &Writer{line: line, conn: node, tgt: t, srv: srv, o: o, st: st}
+}
+
+// KeyError is a command the target refused while writing one key, or a
+// record the target cannot hold.
+type KeyError struct {
+	Line int
+	DB   int
+	Key  string
+	Cmd  string
+	Err  error
+}
+
+func (e *KeyError) Error() string {
+	if e.Cmd == "" {
+		return fmt.Sprintf("line %d: db %d key %q: %v", e.Line, e.DB, e.Key, e.Err)
+	}
+	return fmt.Sprintf("line %d: db %d key %q: %s: %v", e.Line, e.DB, e.Key, strings.ToUpper(e.Cmd), e.Err)
+}
+
+func (e *KeyError) Unwrap() error { return e.Err }
+
+// ErrDuplicateKey is returned when the input holds the same key twice for
+// one target database (as when --db merges two source databases).
+var ErrDuplicateKey = errors.New("key appears twice in the input")
+
+// ErrTargetLacks is returned when the input holds data the target has no
+// command to write, such as hash field expiries before Redis 7.4.
+var ErrTargetLacks = errors.New("the target cannot hold this data")
+
+// PastDatabases is the error for writing to database db, which a target
+// of n databases does not have.
+func PastDatabases(db, n int) error {
+	return fmt.Errorf("%w: the load writes to db %d, and the target has %d databases (its databases setting, 0 to %d): raise it, or move the database with --db-map %d=N", ErrTargetLacks, db, n, n-1, db)
+}
+
+// elemsPerCommand bounds the elements of one RPUSH, SADD, HSET or ZADD, so
+// that a large value is sent as several moderate commands.
+const elemsPerCommand = 1024
 
 // sentCmd is one command in a pipeline: its name and the plan it writes.
 type sentCmd struct {
@@ -76,7 +181,7 @@ const (
 	cmdWait    // WAIT for a replica, on a Sentinel-managed master
 )
 
-// keyState is what a worker remembers of a key between its parts.
+// keyState is what a Writer remembers of a key between its parts.
 type keyState struct {
 	skip         bool              // left alone (--skip-existing)
 	placeholders []string          // stream entries to delete after the last part, after a real one
@@ -85,21 +190,21 @@ type keyState struct {
 	vset         *format.VectorSet // a vector set's parameters, from its first part
 }
 
-func (w *worker) close() {
+func (w *Writer) close() {
 	for _, c := range w.conns {
 		c.Close()
 	}
 }
 
-// run writes the batches that ch brings until it is closed or group is
+// Run writes the batches that ch brings until it is closed or group is
 // done (another writer failed). Writes run under ctx, the caller's own: a
 // batch under way when another writer fails is finished and its replies
 // read, so that the summary counts every key written; an interrupt (ctx
 // done) stops it at once.
-func (w *worker) run(ctx, group context.Context, ch <-chan item) error {
+func (w *Writer) Run(ctx, group context.Context, ch <-chan Item) error {
 	defer w.close()
-	limit := max(w.opts.Pipeline, 1)
-	batch := make([]item, 0, limit)
+	limit := max(w.o.Pipeline, 1)
+	batch := make([]Item, 0, limit)
 	for it := range ch {
 		if err := group.Err(); err != nil {
 			return err
@@ -121,23 +226,27 @@ func (w *worker) run(ctx, group context.Context, ch <-chan item) error {
 		err := w.flush(ctx, batch)
 		var held, done int64
 		for _, it := range batch {
-			held += it.size
-			if it.last {
+			held += it.Size
+			if it.Last {
 				done++
 			}
 			if err == nil {
-				if it.rec.Part <= 1 {
-					w.keyFirst = it.line
+				if it.Rec.Part <= 1 {
+					w.keyFirst = it.Line
 				}
-				if it.last {
-					w.line.Store(int64(it.line)) // every key up to here is whole
+				if it.Last {
+					w.line.Store(int64(it.Line)) // every key up to here is whole
 				} else if w.line.Load() < int64(w.keyFirst-1) {
 					w.line.Store(int64(w.keyFirst - 1))
 				}
 			}
 		}
-		w.opts.Counter.Add(done)
-		w.inFlight.Release(held)
+		if w.o.Written != nil {
+			w.o.Written(done)
+		}
+		if w.o.InFlight != nil {
+			w.o.InFlight.Release(held)
+		}
 		if err != nil {
 			return err
 		}
@@ -146,11 +255,11 @@ func (w *worker) run(ctx, group context.Context, ch <-chan item) error {
 }
 
 // flush writes a batch, one pipeline per run of records for one database.
-func (w *worker) flush(ctx context.Context, batch []item) error {
+func (w *Writer) flush(ctx context.Context, batch []Item) error {
 	for len(batch) > 0 {
-		db := batch[0].db
+		db := batch[0].DB
 		n := 1
-		for n < len(batch) && batch[n].db == db {
+		for n < len(batch) && batch[n].DB == db {
 			n++
 		}
 		if err := w.writeRetrying(ctx, db, batch[:n]); err != nil {
@@ -182,10 +291,10 @@ func dialError(err error) error {
 // each whole key (or first part) from scratch, after a DEL; a batch that
 // holds a later part of a list, string or stream cannot be sent twice
 // without doubling it, so that fails at once, saying how to finish.
-func (w *worker) writeRetrying(ctx context.Context, db int, items []item) error {
+func (w *Writer) writeRetrying(ctx context.Context, db int, items []Item) error {
 	open := w.open
 	plans, err := w.plan(ctx, db, items)
-	deadline := time.Now().Add(w.opts.RetryFor)
+	deadline := time.Now().Add(w.o.RetryFor)
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		if err == nil {
@@ -199,11 +308,11 @@ func (w *worker) writeRetrying(ctx context.Context, db int, items []item) error 
 		// counted if the batch is not sent again.
 		if it, ok := notResendable(plans); ok && plans != nil {
 			w.tally(plans)
-			return fmt.Errorf("%w; it was writing line %d, a later part of key %q, which cannot be sent twice: load the dump again with --replace", err, it.line, it.rec.Key)
+			return fmt.Errorf("%w; it was writing line %d, a later part of key %q, which cannot be sent twice: load the dump again with --replace", err, it.Line, it.Rec.Key)
 		}
 		if time.Now().Add(backoff).After(deadline) {
 			w.tally(plans)
-			return fmt.Errorf("%w (gave up after retrying for %s)", err, w.opts.RetryFor)
+			return fmt.Errorf("%w (gave up after retrying for %s)", err, w.o.RetryFor)
 		}
 		select {
 		case <-time.After(backoff):
@@ -222,19 +331,19 @@ func (w *worker) writeRetrying(ctx context.Context, db int, items []item) error 
 }
 
 // notResendable returns a record whose commands would double if sent twice.
-func notResendable(plans []planned) (item, bool) {
+func notResendable(plans []planned) (Item, bool) {
 	for _, pl := range plans {
-		r := pl.it.rec
+		r := pl.it.Rec
 		if r.Part > 1 && format.PartsAppend(r.Type) {
 			return pl.it, true
 		}
 	}
-	return item{}, false
+	return Item{}, false
 }
 
-// planned is one item on its way into a pipeline.
+// planned is one Item on its way into a pipeline.
 type planned struct {
-	it      item
+	it      Item
 	state   *keyState
 	failed  bool // the target refused its DUMP payload (--skip-unsupported)
 	existed bool // DEL found it (--replace)
@@ -252,7 +361,7 @@ type planned struct {
 }
 
 // tally counts the plans of the last attempt that the target confirmed.
-func (w *worker) tally(plans []planned) {
+func (w *Writer) tally(plans []planned) {
 	for i := range plans {
 		pl := &plans[i]
 		if pl.replies < pl.cmds || pl.cmds == 0 || pl.refused {
@@ -265,18 +374,18 @@ func (w *worker) tally(plans []planned) {
 		case pl.existed:
 			w.st.Replaced++
 		}
-		if pl.it.last {
+		if pl.it.Last {
 			if pl.encoded {
 				w.st.Restored++
 			}
 			w.st.Keys++
-			w.st.ByType[pl.it.rec.Type]++
+			w.st.ByType[pl.it.Rec.Type]++
 		}
 	}
 }
 
 // begin starts a command for plan p.
-func (w *worker) begin(c *resp.Conn, p int, kind int8, name string, args int) *resp.Conn {
+func (w *Writer) begin(c *resp.Conn, p int, kind int8, name string, args int) *resp.Conn {
 	if w.asking {
 		w.sent = append(w.sent, sentCmd{name: "ASKING", plan: int32(p), kind: cmdAsking})
 		c.Begin("ASKING", 0)
@@ -288,17 +397,17 @@ func (w *worker) begin(c *resp.Conn, p int, kind int8, name string, args int) *r
 // plan decides, for items all of database db, which keys to write (with
 // --skip-existing, after an EXISTS round trip) and carries each key's
 // state across its parts.
-func (w *worker) plan(ctx context.Context, db int, items []item) ([]planned, error) {
+func (w *Writer) plan(ctx context.Context, db int, items []Item) ([]planned, error) {
 	c, err := w.connFor(ctx, db)
 	if err != nil {
 		return nil, dialError(err)
 	}
 	var existing map[int]bool
-	if w.opts.SkipExisting {
+	if w.o.SkipExisting {
 		w.sent = w.sent[:0]
 		for i, it := range items {
-			if it.rec.Part <= 1 {
-				w.begin(c, i, cmdExists, "EXISTS", 1).Str(it.rec.Key)
+			if it.Rec.Part <= 1 {
+				w.begin(c, i, cmdExists, "EXISTS", 1).Str(it.Rec.Key)
 			}
 		}
 		existing = make(map[int]bool)
@@ -320,7 +429,7 @@ func (w *worker) plan(ctx context.Context, db int, items []item) ([]planned, err
 	plans := make([]planned, 0, len(items))
 	for i, it := range items {
 		st := w.open
-		if it.rec.Part <= 1 {
+		if it.Rec.Part <= 1 {
 			st = &keyState{}
 			if existing[i] {
 				st.skip = true
@@ -328,10 +437,10 @@ func (w *worker) plan(ctx context.Context, db int, items []item) ([]planned, err
 			}
 		}
 		if st == nil {
-			return nil, &KeyError{Line: it.line, DB: db, Key: it.rec.Key, Err: fmt.Errorf("part %d without its first part", it.rec.Part)}
+			return nil, &KeyError{Line: it.Line, DB: db, Key: it.Rec.Key, Err: fmt.Errorf("part %d without its first part", it.Rec.Part)}
 		}
 		w.open = st
-		if it.last {
+		if it.Last {
 			w.open = nil
 		}
 		if !st.skip {
@@ -343,7 +452,7 @@ func (w *worker) plan(ctx context.Context, db int, items []item) ([]planned, err
 
 // send writes the planned keys in one pipeline. A resend first deletes
 // each whole key or first part it writes, so that nothing is doubled.
-func (w *worker) send(ctx context.Context, db int, plans []planned, resend bool) error {
+func (w *Writer) send(ctx context.Context, db int, plans []planned, resend bool) error {
 	c, err := w.connFor(ctx, db)
 	if err != nil {
 		return dialError(err)
@@ -362,7 +471,7 @@ func (w *worker) send(ctx context.Context, db int, plans []planned, resend bool)
 
 // sendOn writes the planned keys on c in one pipeline and counts what the
 // server confirmed; keys a cluster redirected are left marked.
-func (w *worker) sendOn(ctx context.Context, c *resp.Conn, db int, plans []planned, resend bool) error {
+func (w *Writer) sendOn(ctx context.Context, c *resp.Conn, db int, plans []planned, resend bool) error {
 	// Build every key's commands; a key the target cannot hold stops the
 	// batch before any of its commands, after what came before it.
 	w.sent = w.sent[:0]
@@ -372,24 +481,24 @@ func (w *worker) sendOn(ctx context.Context, c *resp.Conn, db int, plans []plann
 		pl := &plans[i]
 		pl.cmds, pl.replies, pl.refused, pl.failed, pl.encoded, pl.redirect = 0, 0, false, false, false, ""
 		if err := w.check(pl.it); err != nil {
-			planErr = &KeyError{Line: pl.it.line, DB: db, Key: pl.it.rec.Key, Err: err}
+			planErr = &KeyError{Line: pl.it.Line, DB: db, Key: pl.it.Rec.Key, Err: err}
 			plans = plans[:i]
 			break
 		}
 		switch {
-		case resend && pl.it.rec.Part <= 1:
-			w.begin(c, i, cmdRedo, "DEL", 1).Str(pl.it.rec.Key)
+		case resend && pl.it.Rec.Part <= 1:
+			w.begin(c, i, cmdRedo, "DEL", 1).Str(pl.it.Rec.Key)
 			pl.state.placeholders, pl.state.lead, pl.state.entries = nil, 0, 0
-		case w.opts.Replace && pl.it.rec.Part <= 1:
-			w.begin(c, i, cmdDel, "DEL", 1).Str(pl.it.rec.Key)
+		case w.o.Replace && pl.it.Rec.Part <= 1:
+			w.begin(c, i, cmdDel, "DEL", 1).Str(pl.it.Rec.Key)
 		}
 		w.commands(c, i, pl.it, pl.state)
 	}
 	// On a Sentinel-managed master, a batch counts once a replica has it:
 	// a failover promotes a replica, and what only the old master held is
 	// lost with it.
-	if w.waitReplicas > 0 && len(plans) > 0 {
-		w.begin(c, 0, cmdWait, "WAIT", 2).Int(int64(w.waitReplicas)).Int(5000)
+	if w.o.WaitReplicas > 0 && len(plans) > 0 {
+		w.begin(c, 0, cmdWait, "WAIT", 2).Int(int64(w.o.WaitReplicas)).Int(5000)
 	}
 	for _, sc := range w.sent {
 		plans[sc.plan].cmds++
@@ -399,7 +508,7 @@ func (w *worker) sendOn(ctx context.Context, c *resp.Conn, db int, plans []plann
 	// error.
 	var refusal error
 	// --rate: the commands of this round trip, against every writer's.
-	if err := w.limiter.Wait(ctx, len(w.sent)); err != nil {
+	if err := w.o.Limiter.Wait(ctx, len(w.sent)); err != nil {
 		return err
 	}
 	var failedOver string
@@ -412,19 +521,19 @@ func (w *worker) sendOn(ctx context.Context, c *resp.Conn, db int, plans []plann
 		case sc.kind == cmdDel:
 			pl.existed = r.Int > 0
 		case sc.kind == cmdWait && r.Kind != resp.KindError:
-			if r.Int < int64(w.waitReplicas) {
+			if r.Int < int64(w.o.WaitReplicas) {
 				failedOver = "no replica acknowledged the batch"
 			}
 		case r.Kind == resp.KindError && redisconn.IsReadOnly(r.Err()):
 			failedOver = "the master is a replica now"
 		case r.Kind != resp.KindError:
 		case w.noteRedirection(r.Text, pl):
-		case sc.kind == cmdRestore && w.opts.SkipUnsupported && !redisconn.IsBusyKey(r.Err()):
+		case sc.kind == cmdRestore && w.o.SkipUnsupported && !redisconn.IsBusyKey(r.Err()):
 			pl.failed = true
 		case !pl.failed:
 			pl.refused = true
 			if refusal == nil {
-				refusal = &KeyError{Line: pl.it.line, DB: db, Key: pl.it.rec.Key, Cmd: sc.name, Err: w.explain(pl.it.rec, sc, r.Err())}
+				refusal = &KeyError{Line: pl.it.Line, DB: db, Key: pl.it.Rec.Key, Cmd: sc.name, Err: w.explain(pl.it.Rec, sc, r.Err())}
 			}
 		}
 		return nil
@@ -448,7 +557,7 @@ func (w *worker) sendOn(ctx context.Context, c *resp.Conn, db int, plans []plann
 }
 
 // explain adds what the user needs to a refused command.
-func (w *worker) explain(rec *format.Record, sc sentCmd, err error) error {
+func (w *Writer) explain(rec *format.Record, sc sentCmd, err error) error {
 	if (sc.kind == cmdEncoded || sc.kind == cmdRestore) && redisconn.IsBusyKey(err) {
 		// The target was empty, or the key deleted first: this load wrote
 		// it already (the input holds it twice), or another client did.
@@ -456,45 +565,45 @@ func (w *worker) explain(rec *format.Record, sc sentCmd, err error) error {
 	}
 	if sc.kind == cmdEncoded {
 		return fmt.Errorf("the target (%s %s) refused the payload crs encoded for this %s key (RDB version %d): %w; this is a bug in crs: please report it; --load-by commands writes keys without such payloads",
-			w.tgt.Engine, w.tgt.Version, rec.Type, w.enc.Version, err)
+			w.srv.Engine, w.srv.Version, rec.Type, w.o.Encoder.Version, err)
 	}
 	if sc.kind == cmdRestore {
 		return fmt.Errorf("the target (%s %s) refused the DUMP payload of this %s key, made with RDB version %d: %w (use --skip-unsupported to skip such keys and count them)",
-			w.tgt.Engine, w.tgt.Version, rec.Type, rec.RDBVersion, err)
+			w.srv.Engine, w.srv.Version, rec.Type, rec.RDBVersion, err)
 	}
 	return err
 }
 
 // check reports data in it that the target has no command for.
-func (w *worker) check(it item) error {
-	r := it.rec
-	if len(r.FieldExpire) > 0 && !w.tgt.FieldExpiry && !w.opts.DropFieldExpiry {
-		return fmt.Errorf("%w: %d hash field expiries, and %s %s has no HPEXPIREAT (Redis 7.4+); use --drop-field-expiry to load the fields without them", ErrTargetLacks, len(r.FieldExpire), w.tgt.Engine, w.tgt.Version)
+func (w *Writer) check(it Item) error {
+	r := it.Rec
+	if len(r.FieldExpire) > 0 && !w.srv.FieldExpiry && !w.o.DropFieldExpiry {
+		return fmt.Errorf("%w: %d hash field expiries, and %s %s has no HPEXPIREAT (Redis 7.4+); use --drop-field-expiry to load the fields without them", ErrTargetLacks, len(r.FieldExpire), w.srv.Engine, w.srv.Version)
 	}
 	if r.Stream == nil {
 		return nil
 	}
-	if w.opts.DropStreamCounters && !w.tgt.AtLeast(7, 0) && dropCounters(r.Stream) && it.last {
+	if w.o.DropStreamCounters && !w.srv.AtLeast(7, 0) && dropCounters(r.Stream) && it.Last {
 		w.st.DroppedCount++
 	}
-	if m := r.Stream.IDMP; m != nil && !w.tgt.IDMP {
+	if m := r.Stream.IDMP; m != nil && !w.srv.IDMP {
 		switch {
 		case !format.IDMPState(m):
 			r.Stream.IDMP = nil // the defaults, nothing tracked: nothing lost
-		case w.opts.DropStreamIDMP:
+		case w.o.DropStreamIDMP:
 			r.Stream.IDMP = nil
 			w.st.DroppedIDMP++
 		default:
-			return fmt.Errorf("%w: the stream's idempotent-producer state (idmp-duration %d, idmp-maxsize %d, %d tracked IDs) needs XCFGSET and XIDMPRECORD (Redis 8.6.2+); the target is %s %s; use --drop-stream-idmp to load the stream without it", ErrTargetLacks, m.Duration, m.MaxSize, max(m.Tracked, 0), w.tgt.Engine, w.tgt.Version)
+			return fmt.Errorf("%w: the stream's idempotent-producer state (idmp-duration %d, idmp-maxsize %d, %d tracked IDs) needs XCFGSET and XIDMPRECORD (Redis 8.6.2+); the target is %s %s; use --drop-stream-idmp to load the stream without it", ErrTargetLacks, m.Duration, m.MaxSize, max(m.Tracked, 0), w.srv.Engine, w.srv.Version)
 		}
 	}
 	for _, g := range r.Stream.Groups {
-		if g.LastDeliveredID != "" && g.EntriesRead >= 0 && !w.tgt.AtLeast(7, 0) {
-			return fmt.Errorf("%w: group %q has an entries-read counter, which needs XGROUP CREATE ... ENTRIESREAD (Redis 7.0+); the target is %s %s", ErrTargetLacks, g.Name, w.tgt.Engine, w.tgt.Version)
+		if g.LastDeliveredID != "" && g.EntriesRead >= 0 && !w.srv.AtLeast(7, 0) {
+			return fmt.Errorf("%w: group %q has an entries-read counter, which needs XGROUP CREATE ... ENTRIESREAD (Redis 7.0+); the target is %s %s", ErrTargetLacks, g.Name, w.srv.Engine, w.srv.Version)
 		}
 	}
-	if s := r.Stream; it.last && s.LastID != "" && (s.EntriesAdded >= 0 || s.MaxDeletedID != "") && !w.tgt.AtLeast(7, 0) {
-		return fmt.Errorf("%w: the stream's entries-added and max-deleted-entry-id need XSETID ... ENTRIESADDED MAXDELETEDID (Redis 7.0+); the target is %s %s", ErrTargetLacks, w.tgt.Engine, w.tgt.Version)
+	if s := r.Stream; it.Last && s.LastID != "" && (s.EntriesAdded >= 0 || s.MaxDeletedID != "") && !w.srv.AtLeast(7, 0) {
+		return fmt.Errorf("%w: the stream's entries-added and max-deleted-entry-id need XSETID ... ENTRIESADDED MAXDELETEDID (Redis 7.0+); the target is %s %s", ErrTargetLacks, w.srv.Engine, w.srv.Version)
 	}
 	return nil
 }
@@ -504,7 +613,7 @@ func (w *worker) check(it item) error {
 // scratch, as after a lost connection.
 func redo(plans []planned) bool {
 	for _, pl := range plans {
-		if pl.it.redo {
+		if pl.it.Redo {
 			return true
 		}
 	}

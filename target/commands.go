@@ -1,4 +1,4 @@
-package load
+package target
 
 import (
 	"encoding/binary"
@@ -29,19 +29,19 @@ func dropCounters(s *format.Stream) bool {
 
 // commands writes to c the commands for plan p's record, and those that
 // finish its key when it is the key's last record. check has passed.
-func (w *worker) commands(c *resp.Conn, p int, it item, st *keyState) {
-	r := it.rec
+func (w *Writer) commands(c *resp.Conn, p int, it Item, st *keyState) {
+	r := it.Rec
 	expireSet := false
 	switch {
 	case r.Dump != "":
 		payload := r.Dump
 		// A module type's value reads the same in every RDB version: an
 		// older target takes it stamped with its own.
-		if v := dumppayload.ServerRDB(w.tgt.Engine, w.tgt.Major, w.tgt.Minor); v > 0 && r.RDBVersion > v {
+		if v := dumppayload.ServerRDB(w.srv.Engine, w.srv.Major, w.srv.Minor); v > 0 && r.RDBVersion > v {
 			payload, _ = dumppayload.Restamp(payload, v)
 		}
-		if it.exp > 0 && w.tgt.AtLeast(5, 0) {
-			w.begin(c, p, cmdRestore, "RESTORE", 4).Str(r.Key).Int(it.exp).Str(payload).Str("ABSTTL")
+		if it.Exp > 0 && w.srv.AtLeast(5, 0) {
+			w.begin(c, p, cmdRestore, "RESTORE", 4).Str(r.Key).Int(it.Exp).Str(payload).Str("ABSTTL")
 			expireSet = true
 		} else {
 			w.begin(c, p, cmdRestore, "RESTORE", 3).Str(r.Key).Int(0).Str(payload)
@@ -52,8 +52,8 @@ func (w *worker) commands(c *resp.Conn, p int, it item, st *keyState) {
 		switch {
 		case r.Part > 1:
 			w.begin(c, p, cmdWrite, "APPEND", 2).Str(r.Key).Str(r.Str)
-		case it.exp > 0 && it.last && w.tgt.AtLeast(6, 2):
-			w.begin(c, p, cmdWrite, "SET", 4).Str(r.Key).Str(r.Str).Str("PXAT").Int(it.exp)
+		case it.Exp > 0 && it.Last && w.srv.AtLeast(6, 2):
+			w.begin(c, p, cmdWrite, "SET", 4).Str(r.Key).Str(r.Str).Str("PXAT").Int(it.Exp)
 			expireSet = true
 		default:
 			w.begin(c, p, cmdWrite, "SET", 2).Str(r.Key).Str(r.Str)
@@ -72,7 +72,7 @@ func (w *worker) commands(c *resp.Conn, p int, it item, st *keyState) {
 		}
 	case r.Type == format.TypeHash:
 		cmd := "HSET"
-		if !w.tgt.AtLeast(4, 0) {
+		if !w.srv.AtLeast(4, 0) {
 			cmd = "HMSET"
 		}
 		for i := 0; i < len(r.Hash); i += elemsPerCommand {
@@ -96,36 +96,36 @@ func (w *worker) commands(c *resp.Conn, p int, it item, st *keyState) {
 	case r.Type == format.TypeVectorSet:
 		vectorSetCommands(w, c, p, r, st)
 	}
-	if it.last && it.exp > 0 && !expireSet {
-		w.begin(c, p, cmdWrite, "PEXPIREAT", 2).Str(r.Key).Int(it.exp)
+	if it.Last && it.Exp > 0 && !expireSet {
+		w.begin(c, p, cmdWrite, "PEXPIREAT", 2).Str(r.Key).Int(it.Exp)
 	}
 }
 
 // encode writes it as one RESTORE of a payload crs encodes, where the
-// worker has an encoder and it covers the record, and counts it.
-func (w *worker) encode(c *resp.Conn, p int, it item) bool {
-	if w.enc == nil {
+// Writer has an encoder and it covers the record, and counts it.
+func (w *Writer) encode(c *resp.Conn, p int, it Item) bool {
+	if w.o.Encoder == nil {
 		return false
 	}
-	payload, ok := w.enc.Encode(it.rec)
+	payload, ok := w.o.Encoder.Encode(it.Rec)
 	if !ok {
 		return false
 	}
-	if it.exp > 0 {
-		w.begin(c, p, cmdEncoded, "RESTORE", 4).Str(it.rec.Key).Int(it.exp).Bytes(payload).Str("ABSTTL")
+	if it.Exp > 0 {
+		w.begin(c, p, cmdEncoded, "RESTORE", 4).Str(it.Rec.Key).Int(it.Exp).Bytes(payload).Str("ABSTTL")
 	} else {
-		w.begin(c, p, cmdEncoded, "RESTORE", 3).Str(it.rec.Key).Int(0).Bytes(payload)
+		w.begin(c, p, cmdEncoded, "RESTORE", 3).Str(it.Rec.Key).Int(0).Bytes(payload)
 	}
 	return true
 }
 
 // fieldExpiry writes HPEXPIREAT commands for r's field expiries, one per
 // distinct instant, or counts them as dropped (--drop-field-expiry).
-func (w *worker) fieldExpiry(c *resp.Conn, p int, r *format.Record) {
+func (w *Writer) fieldExpiry(c *resp.Conn, p int, r *format.Record) {
 	if len(r.FieldExpire) == 0 {
 		return
 	}
-	if !w.tgt.FieldExpiry {
+	if !w.srv.FieldExpiry {
 		w.st.DroppedField += int64(len(r.FieldExpire))
 		return
 	}
@@ -154,8 +154,8 @@ func (w *worker) fieldExpiry(c *resp.Conn, p int, r *format.Record) {
 // XGROUP CREATE and CREATECONSUMER, pending entries with XCLAIM ... FORCE
 // at their delivery time and count; after the last part, the placeholders
 // are deleted and XSETID restores the last ID and counters.
-func (w *worker) streamCommands(c *resp.Conn, p int, it item, st *keyState) {
-	r, s := it.rec, it.rec.Stream
+func (w *Writer) streamCommands(c *resp.Conn, p int, it Item, st *keyState) {
+	r, s := it.Rec, it.Rec.Stream
 	if r.Part <= 1 {
 		w.begin(c, p, cmdWrite, "XGROUP", 5).Str("CREATE").Str(r.Key).Str(loadingGroup).Str("$").Str("MKSTREAM")
 	}
@@ -184,7 +184,7 @@ func (w *worker) streamCommands(c *resp.Conn, p int, it item, st *keyState) {
 			}
 		}
 		for _, cs := range g.Consumers {
-			if w.tgt.AtLeast(6, 2) {
+			if w.srv.AtLeast(6, 2) {
 				w.begin(c, p, cmdWrite, "XGROUP", 4).Str("CREATECONSUMER").Str(r.Key).Str(g.Name).Str(cs.Name)
 				continue
 			}
@@ -214,7 +214,7 @@ func (w *worker) streamCommands(c *resp.Conn, p int, it item, st *keyState) {
 			i = j
 		}
 	}
-	if !it.last {
+	if !it.Last {
 		return
 	}
 	if m := s.IDMP; m != nil {
@@ -284,7 +284,7 @@ func formatScore(f float64) string {
 // (internal/vemb); where none is found, the dump's, counted.
 // VADD builds the HNSW graph anew: the elements, vectors and attributes
 // are the source's, the graph's links may differ.
-func vectorSetCommands(w *worker, c *resp.Conn, p int, r *format.Record, st *keyState) {
+func vectorSetCommands(w *Writer, c *resp.Conn, p int, r *format.Record, st *keyState) {
 	if r.Part <= 1 {
 		st.vset = r.VectorSet
 	}

@@ -2,10 +2,10 @@ package livesync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -24,8 +24,6 @@ const maxChanged = 1 << 20
 // where its keys are (COMMAND INFO's first key, last key and step).
 type cmdInfo struct {
 	known               bool
-	first, last, step   int
-	movable             bool
 	name                string // upper case, for counts and messages
 	changesOtherDBs     bool   // MOVE, COPY … DB, SWAPDB: refused under a database map
 	replicationProtocol bool   // PING, REPLCONF: not applied
@@ -63,28 +61,11 @@ func (a *applier) info(ctx context.Context, name string) (*cmdInfo, error) {
 	case "multi", "exec":
 		ci.known = true
 	default:
-		c := a.t.conns[0]
-		c.Begin("COMMAND", 2).Str("INFO").Str(lower)
-		err := c.ExecValues(ctx, func(_ int, v resp.Value) error {
-			if v.Kind == resp.KindError {
-				return fmt.Errorf("command info %s: %s", lower, v.Str)
-			}
-			if len(v.Array) != 1 || v.Array[0].Nil || len(v.Array[0].Array) < 6 {
-				return nil // the target has no such command
-			}
-			d := v.Array[0].Array
-			ci.known = true
-			ci.first, ci.last, ci.step = int(d[3].Int), int(d[4].Int), int(d[5].Int)
-			for _, f := range d[2].Array {
-				if f.Str == "movablekeys" {
-					ci.movable = true
-				}
-			}
-			return nil
-		})
+		spec, err := a.t.keys.Spec(ctx, lower)
 		if err != nil {
 			return nil, err
 		}
+		ci.known = spec.Known
 	}
 	switch lower {
 	case "move", "copy", "swapdb":
@@ -247,7 +228,7 @@ func (a *applier) plan(ctx context.Context, batch []*records.Command) (apply []b
 			}
 			return nil, nil, 0, nil, fmt.Errorf("%w at offset %d of %s: %s %q: %s; the target holds everything before it (crs sync --skip-unsupported skips and counts such commands)", ErrStopped, cmd.Offset+1, a.link.Name(), ci.name, firstKey(cmd), why)
 		}
-		keys, at, err := a.keysOf(ctx, cmd, ci)
+		keys, at, err := a.keysOf(ctx, cmd)
 		if err != nil {
 			return nil, nil, 0, nil, err
 		}
@@ -301,64 +282,41 @@ func (a *applier) plan(ctx context.Context, batch []*records.Command) (apply []b
 // returns the keys (of the source, as batch names them) the target
 // turned out to lack (see repair).
 func (a *applier) applyTx(ctx context.Context, batch, planned []*records.Command, apply []bool, next Position) ([]dbKey, error) {
-	c := a.t.conns[0]
-	var sent []int // the batch's index of each command queued, -1 for crs's own
-	queue := func(i int, name string, args ...string) {
-		c.Begin(name, len(args))
-		for _, s := range args {
-			c.Str(s)
-		}
-		sent = append(sent, i)
-	}
-	queue(-1, "MULTI")
+	var cmds []target.Cmd
+	var idx []int // planned's index of each of cmds
 	for i, cmd := range planned {
-		if !apply[i] {
-			continue
+		if apply[i] {
+			db, _ := a.mapDB(cmd.DB)
+			cmds, idx = append(cmds, target.Cmd{Args: cmd.Args, DB: db}), append(idx, i)
 		}
-		if db, _ := a.mapDB(cmd.DB); db != a.t.dbs[0] {
-			queue(-1, "SELECT", strconv.Itoa(db))
-			a.t.dbs[0] = db
-		}
-		queue(i, cmd.Args[0], cmd.Args[1:]...)
 	}
-	if a.t.dbs[0] != 0 {
-		queue(-1, "SELECT", "0")
-		a.t.dbs[0] = 0
-	}
-	queue(-1, "HSET", append(checkpointFields(a.key, next, a.link.Name()), a.claimedFields(planned, apply)...)...)
-	queue(-1, "EXEC")
+	position := []target.Cmd{{Args: append([]string{"HSET"}, append(checkpointFields(a.key, next, a.link.Name()), a.claimedFields(planned, apply)...)...)}}
 	var refusal error
 	var lost []dbKey
 	now := time.Now().UnixMilli()
-	err := c.ExecValues(ctx, func(i int, v resp.Value) error {
-		if i == len(sent)-1 && v.Kind == resp.KindArray {
-			// EXEC's replies, in the order queued, MULTI not among them.
-			for j, r := range v.Array {
-				k := sent[j+1]
-				switch {
-				case k < 0:
-				case lostBy(batch[k], r, now):
-					lost = append(lost, lostKeys(batch[k])...)
-				case r.Kind == resp.KindError && refusal == nil:
-					refusal = a.refusedInTx(planned[k], r.Str)
-				}
+	err := a.t.router.SendTx(ctx, 0, cmds, position, func(j int, v resp.Value, applied bool) error {
+		k := idx[j]
+		switch {
+		case !applied:
+			if refusal == nil {
+				refusal = a.refused(planned[k], v.Str)
 			}
-		} else if v.Kind == resp.KindError && refusal == nil {
-			var cmd *records.Command
-			if sent[i] >= 0 {
-				cmd = planned[sent[i]]
-			}
-			refusal = a.refused(cmd, v.Str)
+		case lostBy(batch[k], v, now):
+			lost = append(lost, lostKeys(batch[k])...)
+		case v.Kind == resp.KindError && refusal == nil:
+			refusal = a.refusedInTx(planned[k], v.Str)
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	if refusal != nil {
+	switch {
+	case refusal != nil:
 		return nil, refusal
+	case err != nil && errors.Is(err, resp.ErrLost):
+		return nil, err
+	case err != nil:
+		return nil, a.refused(nil, err.Error())
 	}
-	a.count(planned, sent)
+	a.count(planned, idx)
 	return lost, nil
 }
 
@@ -381,7 +339,8 @@ func (a *applier) applyRouted(ctx context.Context, batch, planned []*records.Com
 	var idx []int // planned's index of each of cmds
 	for i, cmd := range planned {
 		if apply[i] {
-			cmds, idx = append(cmds, target.Cmd{Args: cmd.Args, Node: nodes[i]}), append(idx, i)
+			db, _ := a.mapDB(cmd.DB)
+			cmds, idx = append(cmds, target.Cmd{Args: cmd.Args, DB: db, Node: nodes[i]}), append(idx, i)
 		}
 	}
 	var lost []dbKey
@@ -465,33 +424,8 @@ func firstKey(cmd *records.Command) string {
 // keysOf returns the keys cmd writes, and where they are among its
 // arguments (nil for a command whose keys' places depend on its
 // arguments: the target says which they are).
-func (a *applier) keysOf(ctx context.Context, cmd *records.Command, ci *cmdInfo) (keys []string, at []int, err error) {
-	switch {
-	case ci.movable:
-		// Where the keys are depends on the arguments: the target says.
-		c := a.t.conns[0]
-		c.Begin("COMMAND", len(cmd.Args)+1).Str("GETKEYS")
-		for _, s := range cmd.Args {
-			c.Str(s)
-		}
-		err := c.ExecValues(ctx, func(_ int, v resp.Value) error {
-			if v.Kind == resp.KindArray {
-				keys, _ = v.Strings()
-			}
-			return nil
-		})
-		return keys, nil, err
-	case ci.first > 0:
-		last := ci.last
-		if last < 0 {
-			last = len(cmd.Args) + last
-		}
-		step := max(ci.step, 1)
-		for i := ci.first; i <= last && i < len(cmd.Args); i += step {
-			keys, at = append(keys, cmd.Args[i]), append(at, i)
-		}
-	}
-	return keys, at, nil
+func (a *applier) keysOf(ctx context.Context, cmd *records.Command) (keys []string, at []int, err error) {
+	return a.t.keys.Of(ctx, cmd.Args)
 }
 
 // remember notes keys of source database db as changed at offset at, for

@@ -2,6 +2,7 @@ package livesync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -27,19 +28,14 @@ func (a *applier) writeCheckpoint(ctx context.Context) error {
 	if a.t.cluster {
 		return nil
 	}
-	c := a.t.conns[0]
-	a.t.selectDB(0, 0)
-	f := checkpointFields(a.key, a.pos, a.link.Name())
-	c.Begin("HSET", len(f))
-	for _, s := range f {
-		c.Str(s)
+	v, err := a.t.router.Do(ctx, 0, 0, append([]string{"HSET"}, checkpointFields(a.key, a.pos, a.link.Name())...)...)
+	if err == nil && v.Kind == resp.KindError {
+		err = errors.New(v.Str)
 	}
-	return c.Exec(ctx, func(_ int, r resp.Reply) error {
-		if r.Kind == resp.KindError {
-			return fmt.Errorf("record the position on the target: %w", r.Err())
-		}
-		return nil
-	})
+	if err != nil {
+		return fmt.Errorf("record the position on the target: %w", err)
+	}
+	return nil
 }
 
 // ReadCheckpoint returns the position a sync recorded on the target in
@@ -94,13 +90,12 @@ func (a *applier) dropCheckpoint(ctx context.Context) error {
 	if !a.checkpointed() {
 		return nil
 	}
-	c := a.t.conns[0]
-	a.t.selectDB(0, 0)
-	c.Begin("DEL", 1).Str(a.key)
-	return c.Exec(ctx, func(_ int, r resp.Reply) error {
-		if r.Kind == resp.KindError {
-			return fmt.Errorf("remove %s from the target: %w", CheckpointKey, r.Err())
-		}
-		return nil
-	})
+	v, err := a.t.router.Do(ctx, 0, 0, "DEL", a.key)
+	if err == nil && v.Kind == resp.KindError {
+		err = errors.New(v.Str)
+	}
+	if err != nil {
+		return fmt.Errorf("remove %s from the target: %w", CheckpointKey, err)
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,8 +17,10 @@ import (
 
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/redisconn"
+	"github.com/crs-tool/crs/internal/resp"
 	"github.com/crs-tool/crs/rdb"
 	"github.com/crs-tool/crs/records"
+	"github.com/crs-tool/crs/target"
 	"github.com/crs-tool/crs/verify"
 )
 
@@ -320,17 +323,21 @@ func (a *applier) setEntriesRead(ctx context.Context, recs []*format.Record) err
 		if r.Type != format.TypeStream || r.Stream == nil || !a.counters {
 			continue
 		}
-		c, err := a.t.client(ctx, r.DB)
-		if err != nil {
-			return err
-		}
+		var cmds []target.Cmd
 		for _, g := range r.Stream.Groups {
-			if g.EntriesRead < 0 {
-				continue
+			if g.EntriesRead >= 0 {
+				args := []string{"XGROUP", "SETID", r.Key, g.Name, g.LastDeliveredID, "ENTRIESREAD", strconv.FormatInt(g.EntriesRead, 10)}
+				cmds = append(cmds, target.Cmd{Args: args, DB: r.DB, Node: a.t.node(r.Key)})
 			}
-			if err := c.Do(ctx, "XGROUP", "SETID", r.Key, g.Name, g.LastDeliveredID, "ENTRIESREAD", g.EntriesRead).Err(); err != nil {
-				return fmt.Errorf("set a stream group's entries-read on the target: %w", err)
+		}
+		err := a.t.router.Send(ctx, cmds, func(_ int, v resp.Value) error {
+			if v.Kind == resp.KindError {
+				return errors.New(v.Str)
 			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("set a stream group's entries-read on the target: %w", err)
 		}
 	}
 	return nil

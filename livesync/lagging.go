@@ -2,6 +2,7 @@ package livesync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -53,29 +54,28 @@ func (a *applier) readClaimed(ctx context.Context) error {
 	if !a.checkpointed() {
 		return nil
 	}
-	c := a.t.conns[0]
-	a.t.selectDB(0, 0)
-	c.Begin("HKEYS", 1).Str(a.key)
-	return c.ExecValues(ctx, func(_ int, v resp.Value) error {
-		if v.Kind == resp.KindError {
-			return fmt.Errorf("read %s on the target: %s", a.key, v.Str)
+	v, err := a.t.router.Do(ctx, 0, 0, "HKEYS", a.key)
+	if err == nil && v.Kind == resp.KindError {
+		err = errors.New(v.Str)
+	}
+	if err != nil {
+		return fmt.Errorf("read %s on the target: %w", a.key, err)
+	}
+	for _, f := range v.Array {
+		rest, ok := strings.CutPrefix(f.Str, claimedPrefix)
+		if !ok {
+			continue
 		}
-		for _, f := range v.Array {
-			rest, ok := strings.CutPrefix(f.Str, claimedPrefix)
-			if !ok {
-				continue
-			}
-			dbs, key, ok := strings.Cut(rest, ":")
-			db, err := strconv.Atoi(dbs)
-			if !ok || err != nil {
-				continue
-			}
-			if a.claimed == nil {
-				a.claimed = map[dbKey]bool{}
-			}
-			a.claimed[dbKey{db, key}] = true
-			a.remember(db, a.pos.Offset, key)
+		dbs, key, ok := strings.Cut(rest, ":")
+		db, err := strconv.Atoi(dbs)
+		if !ok || err != nil {
+			continue
 		}
-		return nil
-	})
+		if a.claimed == nil {
+			a.claimed = map[dbKey]bool{}
+		}
+		a.claimed[dbKey{db, key}] = true
+		a.remember(db, a.pos.Offset, key)
+	}
+	return nil
 }

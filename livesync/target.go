@@ -2,6 +2,7 @@ package livesync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
@@ -20,12 +21,13 @@ type targetSide struct {
 	conn    redisconn.Options
 	tgt     target.Target
 	cluster bool
-	conns   []*resp.Conn
-	dbs     []int // each connection's selected database
 	clients map[int]redis.UniversalClient
 	exact   bool // PEXPIRETIME (7.0+)
-	// router writes to a cluster's masters (its connections are conns).
+	// router writes to the target's servers (every write of the sync
+	// goes through it).
 	router *target.Router
+	// keys finds the keys of commands, as the target does.
+	keys *target.Keys
 }
 
 // openTarget connects to the target's nodes.
@@ -43,15 +45,13 @@ func openTarget(ctx context.Context, o redisconn.Options) (_ *targetSide, err er
 	if t.router, err = target.NewRouter(ctx, tgt); err != nil {
 		return nil, err
 	}
-	for i := range tgt.Nodes() {
-		t.conns, t.dbs = append(t.conns, t.router.Conn(i)), append(t.dbs, 0)
-	}
+	t.keys = target.NewKeys(t.router)
 	return t, nil
 }
 
 func (t *targetSide) close() {
 	if t.router != nil {
-		t.router.Close() // and conns, its
+		t.router.Close()
 	}
 	for _, c := range t.clients {
 		c.Close()
@@ -61,14 +61,6 @@ func (t *targetSide) close() {
 
 // node returns the index of the connection that takes key.
 func (t *targetSide) node(key string) int { return t.tgt.Node(key) }
-
-// selectDB queues a SELECT on connection i when it is on another database.
-func (t *targetSide) selectDB(i, db int) {
-	if t.dbs[i] != db {
-		t.conns[i].Begin("SELECT", 1).Int(int64(db))
-		t.dbs[i] = db
-	}
-}
 
 // client returns a client of database db (a cluster client on a cluster).
 func (t *targetSide) client(ctx context.Context, db int) (redis.UniversalClient, error) {
@@ -99,16 +91,13 @@ func (t *targetSide) dumps(ctx context.Context, db int, keys []string) ([]record
 // del deletes keys of database db, one DEL each (a cluster's keys are in
 // different slots).
 func (t *targetSide) del(ctx context.Context, db int, keys []string) error {
-	if len(keys) == 0 {
-		return nil
+	cmds := make([]target.Cmd, len(keys))
+	for i, k := range keys {
+		cmds[i] = target.Cmd{Args: []string{"DEL", k}, DB: db, Node: t.node(k)}
 	}
-	c, err := t.client(ctx, db)
-	if err != nil {
-		return err
-	}
-	_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, k := range keys {
-			p.Del(ctx, k)
+	err := t.router.Send(ctx, cmds, func(_ int, v resp.Value) error {
+		if v.Kind == resp.KindError {
+			return errors.New(v.Str)
 		}
 		return nil
 	})

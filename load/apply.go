@@ -120,7 +120,7 @@ func applyChanges(ctx context.Context, in records.ChangesInput, opts Options, st
 	a := &applying{st: st, tgt: tgt, router: router, cluster: tgt.SlotRouted(), limiter: ratelimit.New(opts.Rate)}
 	a.target, _ = opts.Conn.SelectedDB()
 	if a.cluster {
-		a.keys = target.NewKeys(router.Conn(0))
+		a.keys = target.NewKeys(router)
 	}
 	if st.Commands == nil {
 		st.Commands = map[string]int64{}
@@ -174,7 +174,7 @@ func (a *applying) add(ctx context.Context, cmd *records.Command) error {
 		a.st.Unwrapped++
 		return nil
 	}
-	keys, err := a.keys.Of(ctx, cmd.Args)
+	keys, _, err := a.keys.Of(ctx, cmd.Args)
 	if err != nil {
 		return &CommandError{File: cmd.File, Offset: cmd.Offset, Cmd: strings.ToUpper(cmd.Args[0]), Err: err}
 	}

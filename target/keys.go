@@ -11,87 +11,108 @@ import (
 // Keys finds the keys of a write command as a server does, from its
 // COMMAND INFO (first key, last key, step), asked once a command, or,
 // for a command whose keys' places depend on its arguments or on its
-// subcommand (XGROUP CREATE), from COMMAND GETKEYS: what routes a command to the cluster node that holds
-// its keys.
+// subcommand (XGROUP CREATE), from COMMAND GETKEYS: what routes a
+// command to the cluster node that holds its keys, and what crs sync
+// remembers as changed.
 type Keys struct {
-	c     *resp.Conn
-	infos map[string]*keySpec
+	r     *Router
+	infos map[string]*KeySpec
 }
 
-type keySpec struct {
-	first, last, step int
-	movable, known    bool
+// KeySpec is where a command's keys are among its arguments, as COMMAND
+// INFO says.
+type KeySpec struct {
+	// Known is false for a command the server does not have.
+	Known bool
+	// First, Last and Step: the first key's argument (0: none, or its
+	// subcommand's), the last's (negative: from the end), the step.
+	First, Last, Step int
+	// Movable: where the keys are depends on the arguments.
+	Movable bool
 }
 
-// NewKeys asks the server on c (any node of the target).
-func NewKeys(c *resp.Conn) *Keys { return &Keys{c: c, infos: map[string]*keySpec{}} }
+// NewKeys asks the first server of r.
+func NewKeys(r *Router) *Keys { return &Keys{r: r, infos: map[string]*KeySpec{}} }
 
-// Of returns the keys of the command args (its name first); none for a
-// command without keys (FLUSHALL, SCRIPT LOAD, FUNCTION LOAD …). It fails
-// for a command the server does not know.
-func (k *Keys) Of(ctx context.Context, args []string) ([]string, error) {
-	spec, err := k.spec(ctx, args[0])
+// Of returns the keys of the command args (its name first), and where
+// each is among args (nil when the server listed them: their places
+// depend on the arguments); none for a command without keys (FLUSHALL,
+// SCRIPT LOAD, FUNCTION LOAD …). It fails for a command the server does
+// not know.
+func (k *Keys) Of(ctx context.Context, args []string) (keys []string, at []int, err error) {
+	spec, err := k.Spec(ctx, args[0])
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if !spec.Known {
+		return nil, nil, fmt.Errorf("the target has no %s command", strings.ToUpper(args[0]))
 	}
 	// A container's keys (XGROUP CREATE key …) are its subcommand's: the
 	// server says which they are, as for movable keys; an error reply
 	// is a command without keys (SCRIPT LOAD).
-	if spec.movable || spec.first == 0 && len(args) > 1 {
-		k.c.Begin("COMMAND", len(args)+1).Str("GETKEYS")
-		for _, a := range args {
-			k.c.Str(a)
+	if spec.Movable || spec.First == 0 && len(args) > 1 {
+		v, err := k.r.Do(ctx, 0, 0, append([]string{"COMMAND", "GETKEYS"}, args...)...)
+		if v.Kind == resp.KindArray {
+			keys, _ = v.Strings()
 		}
-		var keys []string
-		err := k.c.ExecValues(ctx, func(_ int, v resp.Value) error {
-			if v.Kind == resp.KindArray {
-				keys, _ = v.Strings()
-			}
-			return nil // an error reply: a command without keys
-		})
-		return keys, err
+		if !spec.Movable {
+			at = positions(args, keys)
+		}
+		return keys, at, err
 	}
-	if spec.first <= 0 {
-		return nil, nil
+	if spec.First <= 0 {
+		return nil, nil, nil
 	}
-	last := spec.last
+	last := spec.Last
 	if last < 0 {
 		last += len(args)
 	}
-	var keys []string
-	for i := spec.first; i <= last && i < len(args); i += max(spec.step, 1) {
-		keys = append(keys, args[i])
+	for i := spec.First; i <= last && i < len(args); i += max(spec.Step, 1) {
+		keys, at = append(keys, args[i]), append(at, i)
 	}
-	return keys, nil
+	return keys, at, nil
 }
 
-func (k *Keys) spec(ctx context.Context, name string) (*keySpec, error) {
+// Spec returns where the keys of command name are, asked of the server
+// once.
+func (k *Keys) Spec(ctx context.Context, name string) (*KeySpec, error) {
 	if s := k.infos[name]; s != nil {
 		return s, nil
 	}
 	lower := strings.ToLower(name)
-	s := &keySpec{}
-	k.c.Begin("COMMAND", 2).Str("INFO").Str(lower)
-	err := k.c.ExecValues(ctx, func(_ int, v resp.Value) error {
-		if v.Kind == resp.KindError {
-			return fmt.Errorf("command info %s: %s", lower, v.Str)
-		}
-		if len(v.Array) != 1 || v.Array[0].Nil || len(v.Array[0].Array) < 6 {
-			return nil
-		}
-		d := v.Array[0].Array
-		s.known, s.first, s.last, s.step = true, int(d[3].Int), int(d[4].Int), int(d[5].Int)
-		for _, f := range d[2].Array {
-			s.movable = s.movable || f.Str == "movablekeys"
-		}
-		return nil
-	})
+	v, err := k.r.Do(ctx, 0, 0, "COMMAND", "INFO", lower)
 	if err != nil {
 		return nil, err
 	}
-	if !s.known {
-		return nil, fmt.Errorf("the target has no %s command", strings.ToUpper(lower))
+	if v.Kind == resp.KindError {
+		return nil, fmt.Errorf("command info %s: %s", lower, v.Str)
+	}
+	s := &KeySpec{}
+	if len(v.Array) == 1 && !v.Array[0].Nil && len(v.Array[0].Array) >= 6 {
+		d := v.Array[0].Array
+		s.Known, s.First, s.Last, s.Step = true, int(d[3].Int), int(d[4].Int), int(d[5].Int)
+		for _, f := range d[2].Array {
+			s.Movable = s.Movable || f.Str == "movablekeys"
+		}
 	}
 	k.infos[name] = s
 	return s, nil
+}
+
+// positions finds where keys, in their order, are among a subcommand's
+// args (after the command and its subcommand); nil if one is not there.
+func positions(args, keys []string) []int {
+	var at []int
+	i := 2
+	for _, key := range keys {
+		for i < len(args) && args[i] != key {
+			i++
+		}
+		if i == len(args) {
+			return nil
+		}
+		at = append(at, i)
+		i++
+	}
+	return at
 }

@@ -52,9 +52,91 @@ func NewRouter(ctx context.Context, tgt Target) (*Router, error) {
 	return r, nil
 }
 
-// Conn returns the connection to server i (in Nodes), for what the
-// caller sends itself (a transaction with its position, a probe).
-func (r *Router) Conn(i int) *resp.Conn { return r.conns[i] }
+// Do sends one command to database db of server node (in Nodes) and
+// returns its reply, after any redirections.
+func (r *Router) Do(ctx context.Context, node, db int, args ...string) (resp.Value, error) {
+	var out resp.Value
+	err := r.Send(ctx, []Cmd{{Args: args, DB: db, Node: node}}, func(_ int, v resp.Value) error {
+		out = v
+		return nil
+	})
+	return out, err
+}
+
+// SendTx sends cmds to server node (in Nodes) as one transaction, MULTI
+// … EXEC, with the commands of position (crs's own: where a stream's
+// commands are up to) last in it: the server applies all of them or
+// none. It calls reply with each of cmds' replies (its index in cmds):
+// EXEC's result for it (applied), or the server's refusal to queue it
+// (not applied: then EXEC applied nothing). A refusal of a command of
+// position is the error. No redirection is followed: a transaction goes
+// to a server that holds every key of it.
+func (r *Router) SendTx(ctx context.Context, node int, cmds, position []Cmd, reply func(i int, v resp.Value, applied bool) error) error {
+	c, db := r.conns[node], &r.dbs[node]
+	const own = -1
+	var sent []int // cmds' index of each command queued, or own
+	queue := func(i int, cmd Cmd) {
+		if cmd.DB != *db {
+			c.Begin("SELECT", 1).Str(strconv.Itoa(cmd.DB))
+			sent, *db = append(sent, own), cmd.DB
+		}
+		c.Begin(cmd.Args[0], len(cmd.Args)-1)
+		for _, s := range cmd.Args[1:] {
+			c.Str(s)
+		}
+		sent = append(sent, i)
+	}
+	before := *db
+	c.Begin("MULTI", 0)
+	sent = append(sent, own)
+	for i, cmd := range cmds {
+		queue(i, cmd)
+	}
+	for _, cmd := range position {
+		queue(own, cmd)
+	}
+	c.Begin("EXEC", 0)
+	var stop, refused error
+	queueRefused := false
+	err := c.ExecValues(ctx, func(j int, v resp.Value) error {
+		switch {
+		case stop != nil:
+		case j == len(sent): // EXEC: the replies of those queued, in order
+			if v.Kind != resp.KindArray {
+				*db = before // the SELECTs queued did not run either
+				if refused == nil && !queueRefused {
+					refused = fmt.Errorf("EXEC: %s", v.Str)
+				}
+				return nil
+			}
+			for n, e := range v.Array {
+				switch i := sent[n+1]; {
+				case i >= 0:
+					stop = reply(i, e, true)
+				case e.Kind == resp.KindError && refused == nil:
+					refused = fmt.Errorf("%s", e.Str)
+				}
+				if stop != nil {
+					break
+				}
+			}
+		case v.Kind != resp.KindError:
+		case sent[j] >= 0:
+			queueRefused = true
+			stop = reply(sent[j], v, false)
+		case refused == nil:
+			refused = fmt.Errorf("%s", v.Str)
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return err
+	case stop != nil:
+		return stop
+	}
+	return refused
+}
 
 // Close closes the connections.
 func (r *Router) Close() {

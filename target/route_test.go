@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/crs-tool/crs/internal/redisconn"
@@ -104,5 +105,71 @@ func TestRouterFollows(t *testing.T) {
 	}
 	if got.Kind != resp.KindInt || got.Int != 2 || r.Redirected != before+1 {
 		t.Errorf("APPEND during the migration: %+v, %d redirections", got, r.Redirected-before)
+	}
+}
+
+// TestSendTx: a transaction with its position applies all of it or
+// nothing. Commands of several databases go with SELECTs crs adds (and
+// their replies are not handed over); a command the server refuses to
+// queue leaves everything unapplied, the position too, and the
+// connection on the database it was on; one that fails inside EXEC is
+// handed over as applied, the rest applied with it.
+func TestSendTx(t *testing.T) {
+	ctx := context.Background()
+	s := redistest.Start(t)
+	o := redisconn.NewOptions()
+	o.URL = s.URL
+	tgt, err := Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tgt.Close()
+	r, err := NewRouter(ctx, tgt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	c0, c3 := redistest.Client(t, s, 0), redistest.Client(t, s, 3)
+	position := func(at string) []Cmd { return []Cmd{{Args: []string{"HSET", "pos", "at", at}}} }
+	type got struct {
+		i       int
+		v       string
+		applied bool
+	}
+	send := func(cmds []Cmd, at string) ([]got, error) {
+		var out []got
+		err := r.SendTx(ctx, 0, cmds, position(at), func(i int, v resp.Value, applied bool) error {
+			out = append(out, got{i, fmt.Sprintf("%v %s %d", v.Kind == resp.KindError, v.Str, v.Int), applied})
+			return nil
+		})
+		return out, err
+	}
+
+	replies, err := send([]Cmd{{Args: []string{"SET", "a", "1"}, DB: 3}, {Args: []string{"INCR", "n"}}, {Args: []string{"INCR", "n"}, DB: 3}}, "1")
+	if err != nil || len(replies) != 3 || !replies[0].applied || replies[2].v != "false  1" {
+		t.Fatalf("replies %v, %v", replies, err)
+	}
+	if c3.Get(ctx, "a").Val() != "1" || c0.Get(ctx, "n").Val() != "1" || c0.HGet(ctx, "pos", "at").Val() != "1" {
+		t.Fatal("the transaction was not applied where its commands said")
+	}
+
+	// Refused while queued (wrong arity): nothing applied.
+	replies, err = send([]Cmd{{Args: []string{"SET", "b", "1"}, DB: 5}, {Args: []string{"GET"}, DB: 5}}, "2")
+	if err != nil || len(replies) != 1 || replies[0].i != 1 || replies[0].applied {
+		t.Fatalf("replies %v, %v", replies, err)
+	}
+	if c0.HGet(ctx, "pos", "at").Val() != "1" || redistest.Client(t, s, 5).Exists(ctx, "b").Val() != 0 {
+		t.Fatal("an aborted transaction applied something")
+	}
+
+	// Failing inside EXEC: handed over as applied, the others applied;
+	// the connection is still on database 0 after the aborted one.
+	c0.Set(ctx, "str", "x", 0)
+	replies, err = send([]Cmd{{Args: []string{"INCR", "str"}}, {Args: []string{"SET", "c", "1"}}}, "3")
+	if err != nil || len(replies) != 2 || !replies[0].applied || !strings.HasPrefix(replies[0].v, "true") {
+		t.Fatalf("replies %v, %v", replies, err)
+	}
+	if c0.Get(ctx, "c").Val() != "1" || c0.HGet(ctx, "pos", "at").Val() != "3" {
+		t.Fatal("the rest of a transaction with a failing command was not applied on database 0")
 	}
 }

@@ -17,9 +17,9 @@ import (
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/report"
 	"github.com/crs-tool/crs/livesync"
+	"github.com/crs-tool/crs/records"
 	"github.com/crs-tool/crs/source/pick"
 	"github.com/crs-tool/crs/source/repl"
-	"github.com/crs-tool/crs/target"
 	"github.com/crs-tool/crs/verify"
 )
 
@@ -33,7 +33,6 @@ func syncCommand() *cli.Command {
 	var sel selectFlags
 	var replace, verifyAll bool
 	var spool string
-	mode := "auto"
 	var mf metricsFlags
 	var summary summaryFlag
 	return &cli.Command{
@@ -46,7 +45,7 @@ func syncCommand() *cli.Command {
 		Flags: append(append(append(append(connFlags(&opts.Load.Conn, "sync every database into this one of the target", "each database its own"), sel.flags()...), sourceConnFlags(&src)...),
 			&cli.StringFlag{Name: "target", Usage: "the server to keep in step (the same as -u)", Destination: &opts.Load.Conn.URL},
 			&cli.StringFlag{Name: "source", Usage: "the server to copy, which may go on taking writes: `URL` (it must allow PSYNC)", Destination: &src.URL, Required: true},
-			&cli.StringFlag{Name: "mode", Value: mode, Usage: "replication (PSYNC: a snapshot, then the write stream; exactly once), notify (SCAN, then every key its keyspace notifications name read again: for sources that refuse replication, such as managed services) or auto (replication where the source allows it)", Destination: &mode},
+			&cli.StringFlag{Name: "mode", Value: opts.Mode, Usage: "replication (PSYNC: a snapshot, then the write stream; exactly once), notify (SCAN, then every key its keyspace notifications name read again: for sources that refuse replication, such as managed services) or auto (replication where the source allows it)", Destination: &opts.Mode},
 			&cli.BoolFlag{Name: "cutover", Usage: "once in step, pause the source's writes (CLIENT PAUSE … WRITE), apply the rest, check the target and exit", Destination: &opts.Cutover},
 			&cli.DurationFlag{Name: "pause", Value: opts.Pause, Usage: "the longest the cutover pauses the source's writes; the pause ends as soon as the target is checked (the source then refuses writes) and runs out by itself", Destination: &opts.Pause},
 			&cli.IntFlag{Name: "cutover-attempts", Value: opts.CutoverAttempts, Usage: "cutovers whose check fails that are tried (the sync goes on between them) before giving up", Destination: &opts.CutoverAttempts},
@@ -110,33 +109,19 @@ func syncCommand() *cli.Command {
 				}
 			}
 			shareCores(opts.Load.Conn)
-			switch mode {
-			case "auto", "replication", "notify":
+			switch opts.Mode {
+			case livesync.ModeAuto, livesync.ModeReplication, livesync.ModeNotify:
 			default:
-				return usageError{fmt.Errorf("--mode must be auto, replication or notify, not %q", mode)}
+				return usageError{fmt.Errorf("--mode must be auto, replication or notify, not %q", opts.Mode)}
 			}
-			return runSync(c.Context, opts, src, from, replace, spool, mode)
+			server, err := repl.OpenServer(c.Context, src)
+			if err != nil {
+				return fmt.Errorf("the source: %w", err)
+			}
+			defer server.Close()
+			return livesync.Start(c.Context, opts, origin{Server: server, conn: src, from: from, spool: spool, idle: linkIdle(opts.Load.Conn.Timeout)}, stderr)
 		},
 	}
-}
-
-// spoolSpace says how much disk the snapshot takes in the spool before
-// it is asked for, and refuses a spool that cannot hold it.
-func spoolSpace(ctx context.Context, opts livesync.Options, server *repl.Server, spool string) error {
-	need, err := server.SnapshotBytes(ctx)
-	if err != nil {
-		return err
-	}
-	dir := repl.SpoolDir(spool)
-	free, err := repl.FreeBytes(dir)
-	if err != nil {
-		return nil // a file system that will not say: the download says if it fills
-	}
-	if need > free {
-		return fmt.Errorf("%w: the snapshot spools to %s first, about %s (the source's dataset, which its RDB rarely exceeds), and %s is free there: give --spool-dir on a larger disk", livesync.ErrStopped, dir, report.Bytes(need), report.Bytes(free))
-	}
-	say(opts, fmt.Sprintf("crs sync: the snapshot spools to %s: about %s, then the stream that arrives while it loads; %s free there", dir, report.Bytes(need), report.Bytes(free)))
-	return nil
 }
 
 // linkIdle is how long a replication link may stay silent before it
@@ -169,180 +154,6 @@ func syncSignals() (cutover, rehearse <-chan struct{}, stop func()) {
 	return cut, reh, func() { signal.Stop(sigs); close(sigs) }
 }
 
-// runSync finds where the target stands, opens the link and syncs.
-func runSync(ctx context.Context, opts livesync.Options, src redisconn.Options, from pick.Spec, replace bool, spool, mode string) (err error) {
-	release, err := livesync.Claim(ctx, opts, stderr)
-	if err != nil {
-		return err
-	}
-	defer release()
-	server, err := repl.OpenServer(ctx, src)
-	if err != nil {
-		return fmt.Errorf("the source: %w", err)
-	}
-	defer server.Close()
-	// The cutover's check (and a sync by notifications) reads the keys
-	// changed during the sync as this does: a refusal is found now, not
-	// in the cutover's pause.
-	if _, err := server.Dumps(ctx, 0, from.Select.ProbeKeys()); redisconn.IsNoPerm(err) {
-		return &redisconn.Error{Addr: src.Address(), Err: fmt.Errorf("crs sync reads the keys changed during the sync (DUMP, for the cutover's check), and the ACL user may not (--match chooses keys it may read): %w", err)}
-	} else if err != nil {
-		return err
-	}
-	if mode == "notify" {
-		return runNotify(ctx, opts, src, server, from, replace)
-	}
-	// One replication link per server: the source, or each master.
-	type node struct {
-		name, key string
-		conn      redisconn.Options
-	}
-	nodes := []node{{key: livesync.CheckpointKey, conn: src}}
-	if masters, ok := server.Cluster(); ok {
-		nodes = nil
-		for _, m := range masters {
-			nodes = append(nodes, node{name: m, key: livesync.CheckpointKey + ":" + m, conn: src.At(m)})
-		}
-		// A cluster has database 0 only, which its snapshots do not say.
-		if db, _ := opts.Load.Conn.SelectedDB(); db < 0 && len(opts.Reshape.DBMap) == 0 {
-			opts.Load.Conn.DB = 0
-		}
-	}
-	positions := make([]*livesync.Position, len(nodes))
-	held := 0
-	for i, n := range nodes {
-		pos, source, err := livesync.ReadCheckpoint(ctx, opts.Load.Conn, n.key)
-		if err != nil {
-			return err
-		}
-		if pos != nil && !replace {
-			if err := server.Holds(ctx, n.name, repl.Position{ReplID: pos.ReplID, Offset: pos.Offset}); err != nil {
-				return fmt.Errorf("the target holds a sync from %s up to offset %d, which cannot continue: %w; crs sync --replace empties the target and starts over", source, pos.Offset, err)
-			}
-			positions[i] = pos
-			held++
-		}
-	}
-	said, err := livesync.Preflight(ctx, opts, held == 0, replace, server.Pausable())
-	if err != nil {
-		return err
-	}
-	say(opts, said)
-	if held == 0 {
-		if err := spoolSpace(ctx, opts, server, spool); err != nil {
-			return err
-		}
-	}
-	switch {
-	case replace:
-		if err := flushTarget(ctx, opts.Load.Conn); err != nil {
-			return err
-		}
-	case held > 0 && held < len(nodes):
-		return fmt.Errorf("%w: the target holds the positions of %d of the source's %d masters (its masters changed since): crs sync --replace empties the target and starts over", livesync.ErrStopped, held, len(nodes))
-	}
-	var shards []livesync.Shard
-	defer func() {
-		if err != nil {
-			for _, sh := range shards {
-				sh.Link.Close()
-			}
-		}
-	}()
-	for i, n := range nodes {
-		var resume *repl.Position
-		if p := positions[i]; p != nil {
-			resume = &repl.Position{ReplID: p.ReplID, Offset: p.Offset, DB: p.DB}
-		}
-		link, err := repl.Dial(ctx, repl.Options{Conn: n.conn, Dir: spool, Idle: linkIdle(opts.Load.Conn.Timeout)}, resume)
-		if errors.Is(err, repl.ErrRefused) && mode == "auto" && held == 0 && i == 0 {
-			if !opts.Quiet && !opts.JSON {
-				fmt.Fprintf(stderr, "crs sync: %v\ncrs sync: so it syncs by keyspace notifications (--mode notify: convergence once writes pause, proved at the cutover; --mode replication stops here instead)\n", err)
-			}
-			return runNotify(ctx, opts, src, server, from, replace)
-		}
-		if err != nil {
-			return err
-		}
-		rep := link.Reply()
-		sh := livesync.Shard{Link: link, Key: n.key, Source: n.name,
-			Start: livesync.Position{ReplID: rep.Position.ReplID, Offset: rep.Position.Offset}}
-		if rep.Full {
-			spec := from
-			spec.File = link.Snapshot()
-			sh.Snapshot = pick.Open(ctx, spec)
-			defer sh.Snapshot.Close()
-		} else {
-			sh.Start.DB = positions[i].DB
-		}
-		shards = append(shards, sh)
-	}
-	return livesync.Run(ctx, opts, shards, server, stderr)
-}
-
-// runNotify syncs by keyspace notifications: it turns them on where they
-// are off (and back at the end), subscribes, and copies with SCAN.
-func runNotify(ctx context.Context, opts livesync.Options, src redisconn.Options, server *repl.Server, from pick.Spec, replace bool) error {
-	if pos, _, err := livesync.ReadCheckpoint(ctx, opts.Load.Conn, livesync.CheckpointKey); err != nil {
-		return err
-	} else if pos != nil && !replace {
-		return fmt.Errorf("%w: the target holds the position of a sync by replication (%s): a sync by notifications starts from an empty target (--replace empties it)", livesync.ErrStopped, livesync.CheckpointKey)
-	}
-	checked, err := livesync.Preflight(ctx, opts, true, replace, nil)
-	if err != nil {
-		return err
-	}
-	say(opts, checked)
-	restore, said, err := server.EnsureNotifications(ctx)
-	probe := errors.Is(err, repl.ErrNoConfig)
-	if probe {
-		said = "CONFIG is refused, so crs writes probe keys to see that the source publishes every keyspace notification it needs"
-	} else if err != nil {
-		return err
-	}
-	if restore != nil {
-		defer server.RestoreNotifications(context.WithoutCancel(ctx), *restore)
-	}
-	if !opts.Quiet && !opts.JSON {
-		fmt.Fprintf(stderr, "crs sync: %s\n", said)
-	}
-	if replace {
-		if err := flushTarget(ctx, opts.Load.Conn); err != nil {
-			return err
-		}
-	}
-	nodes := []redisconn.Options{src}
-	if masters, ok := server.Cluster(); ok {
-		nodes = nil
-		for _, m := range masters {
-			nodes = append(nodes, src.At(m))
-		}
-	}
-	sub, err := repl.Subscribe(ctx, nodes...)
-	if err != nil {
-		return err
-	}
-	if probe {
-		if err := server.ProbeNotifications(ctx, sub, 10*time.Second); err != nil {
-			sub.Close()
-			return err
-		}
-	}
-	// A key that changes while SCAN reads it in parts is notified, and
-	// read again after the copy.
-	from.File, from.Scan.Conn, from.Scan.AllowChanging = "", src, true
-	in := pick.Open(ctx, from)
-	defer in.Close()
-	return livesync.RunNotify(ctx, opts, in, server, notifications{sub}, stderr)
-}
-
-// say prints a line of crs sync's, where one is said and it may speak.
-func say(opts livesync.Options, line string) {
-	if line != "" && !opts.Quiet && !opts.JSON {
-		fmt.Fprintln(stderr, line)
-	}
-}
-
 // notifications gives a repl.Subscription to livesync.
 type notifications struct{ *repl.Subscription }
 
@@ -351,24 +162,109 @@ func (n notifications) Next() (int, string, bool, error) {
 	return e.DB, e.Key, e.Barrier, err
 }
 
-// flushTarget empties the target (every master of a cluster) for
-// --replace.
-func flushTarget(ctx context.Context, o redisconn.Options) error {
-	tgt, err := target.Open(ctx, o)
+// origin is the source of crs sync over package repl: its server, its
+// replication links (their snapshots read as records) and its keyspace
+// notifications (with a SCAN of its keys).
+type origin struct {
+	*repl.Server
+	conn  redisconn.Options
+	from  pick.Spec
+	spool string
+	idle  time.Duration
+}
+
+func (o origin) Address() string { return o.conn.Address() }
+
+func (o origin) Links() ([]string, bool) {
+	if masters, ok := o.Cluster(); ok {
+		return masters, true
+	}
+	return []string{""}, false
+}
+
+func (o origin) Holds(ctx context.Context, name string, pos livesync.Position) error {
+	return o.Server.Holds(ctx, name, repl.Position{ReplID: pos.ReplID, Offset: pos.Offset})
+}
+
+// SpoolSpace says how much disk the snapshot takes in the spool before
+// it is asked for, and refuses a spool that cannot hold it.
+func (o origin) SpoolSpace(ctx context.Context) (string, error) {
+	need, err := o.SnapshotBytes(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
-	defer tgt.Close()
-	for _, n := range tgt.Nodes() {
-		c, _, err := redisconn.Open(ctx, n, 0, 1)
-		if err != nil {
-			return err
-		}
-		err = c.FlushAll(ctx).Err()
-		c.Close()
-		if err != nil {
-			return fmt.Errorf("--replace: flushall on the target: %w", err)
+	dir := repl.SpoolDir(o.spool)
+	free, err := repl.FreeBytes(dir)
+	if err != nil {
+		return "", nil // a file system that will not say: the download says if it fills
+	}
+	if need > free {
+		return "", fmt.Errorf("%w: the snapshot spools to %s first, about %s (the source's dataset, which its RDB rarely exceeds), and %s is free there: give --spool-dir on a larger disk", livesync.ErrStopped, dir, report.Bytes(need), report.Bytes(free))
+	}
+	return fmt.Sprintf("crs sync: the snapshot spools to %s: about %s, then the stream that arrives while it loads; %s free there", dir, report.Bytes(need), report.Bytes(free)), nil
+}
+
+func (o origin) Dial(ctx context.Context, name string, resume *livesync.Position) (livesync.Shard, error) {
+	conn := o.conn
+	if name != "" {
+		conn = o.conn.At(name)
+	}
+	var from *repl.Position
+	if resume != nil {
+		from = &repl.Position{ReplID: resume.ReplID, Offset: resume.Offset, DB: resume.DB}
+	}
+	link, err := repl.Dial(ctx, repl.Options{Conn: conn, Dir: o.spool, Idle: o.idle}, from)
+	if err != nil {
+		return livesync.Shard{}, err
+	}
+	rep := link.Reply()
+	sh := livesync.Shard{Link: link, Start: livesync.Position{ReplID: rep.Position.ReplID, Offset: rep.Position.Offset}}
+	if rep.Full {
+		spec := o.from
+		spec.File = link.Snapshot()
+		sh.Snapshot = pick.Open(ctx, spec)
+	} else if resume != nil {
+		sh.Start.DB = resume.DB
+	}
+	return sh, nil
+}
+
+func (o origin) Refused(err error) bool { return errors.Is(err, repl.ErrRefused) }
+
+func (o origin) Notifications(ctx context.Context) (livesync.Notifications, records.Input, string, func(), error) {
+	restore, said, err := o.EnsureNotifications(ctx)
+	probe := errors.Is(err, repl.ErrNoConfig)
+	if probe {
+		said = "CONFIG is refused, so crs writes probe keys to see that the source publishes every keyspace notification it needs"
+	} else if err != nil {
+		return nil, nil, "", nil, err
+	}
+	done := func() {}
+	if restore != nil {
+		done = func() { o.RestoreNotifications(context.WithoutCancel(ctx), *restore) }
+	}
+	nodes := []redisconn.Options{o.conn}
+	if masters, ok := o.Cluster(); ok {
+		nodes = nil
+		for _, m := range masters {
+			nodes = append(nodes, o.conn.At(m))
 		}
 	}
-	return nil
+	sub, err := repl.Subscribe(ctx, nodes...)
+	if err != nil {
+		done()
+		return nil, nil, "", nil, err
+	}
+	if probe {
+		if err := o.ProbeNotifications(ctx, sub, 10*time.Second); err != nil {
+			sub.Close()
+			done()
+			return nil, nil, "", nil, err
+		}
+	}
+	// A key that changes while SCAN reads it in parts is notified, and
+	// read again after the copy.
+	from := o.from
+	from.File, from.Scan.Conn, from.Scan.AllowChanging = "", o.conn, true
+	return notifications{sub}, pick.Open(ctx, from), said, done, nil
 }

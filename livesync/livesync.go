@@ -132,6 +132,9 @@ type Options struct {
 	// SkipUnsupported skips, and counts, commands the target lacks
 	// instead of stopping.
 	SkipUnsupported bool
+	// Mode is how Start follows the source: ModeAuto, ModeReplication
+	// or ModeNotify. Load.Replace empties the target first.
+	Mode string
 	// VerifyAll, when set, checks every key at the cutover (crs verify
 	// of the whole source, while its writes are paused) beside the keys
 	// written during the sync.
@@ -153,7 +156,7 @@ type Options struct {
 
 // NewOptions returns the defaults.
 func NewOptions() Options {
-	return Options{Load: load.NewOptions(), Pause: 10 * time.Second, CutoverAttempts: 3, CutoverTimeout: 30 * time.Minute, Every: time.Second, Progress: progress.Auto, PartElems: 5000, PartBytes: 1 << 20}
+	return Options{Load: load.NewOptions(), Mode: ModeAuto, Pause: 10 * time.Second, CutoverAttempts: 3, CutoverTimeout: 30 * time.Minute, Every: time.Second, Progress: progress.Auto, PartElems: 5000, PartBytes: 1 << 20}
 }
 
 // ErrDifferent is returned when the cutover's check finds the target

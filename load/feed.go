@@ -160,11 +160,7 @@ func (f *feeder) function(ctx context.Context, rec *format.Record, line int, st 
 		return nil
 	}
 	for _, c := range f.bases {
-		args := []interface{}{"FUNCTION", "LOAD"}
-		if f.opts.Replace {
-			args = append(args, "REPLACE")
-		}
-		err := c.Do(ctx, append(args, rec.Str)...).Err()
+		err := target.LoadLibrary(ctx, c, rec.Str, f.opts.Replace)
 		switch {
 		case err == nil:
 		case redisconn.IsUnknownCommand(err):

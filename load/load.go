@@ -172,6 +172,12 @@ func NewOptions() Options {
 	return o
 }
 
+// The ways --load-by writes a key.
+const (
+	LoadByAuto     = "auto"     // RESTORE of a payload crs encodes, where the target takes it
+	LoadByCommands = "commands" // the commands that build the value
+)
+
 // Stats counts what a load did.
 type Stats struct {
 	Records          int64            `json:"records"`                        // records read
@@ -265,7 +271,7 @@ type item = target.Item
 type serverInfo struct {
 	redisconn.Server
 	redisconn.Caps
-	restore restoreInfo
+	restore target.RestoreInfo
 }
 
 // Load reads records from fr and writes them to the server. It returns
@@ -434,7 +440,7 @@ func probeTarget(ctx context.Context, c *redis.Client, srv redisconn.Server) (se
 	if err != nil {
 		return serverInfo{}, err
 	}
-	return serverInfo{Server: srv, Caps: caps, restore: probeRestore(ctx, c, srv)}, nil
+	return serverInfo{Server: srv, Caps: caps, restore: target.ProbeRestore(ctx, c, srv)}, nil
 }
 
 func sendItem(ctx context.Context, ch chan<- item, it item) bool {

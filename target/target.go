@@ -1,10 +1,24 @@
-// Package target is where records go: one standalone server, or a Redis
-// Cluster whose masters each take the keys of their slots. A Target says
-// which servers there are, which one takes a key, what a refusal that
-// redirects means, and learns where keys go when the cluster says they
-// moved; the loader writes through it and never asks which kind it is.
-// A new kind of target (a Sentinel-managed master) is one new type here
-// and one case in Open.
+// Package target is where writes go, and the only package that sends
+// them: one standalone server, a Redis Cluster whose masters each take
+// the keys of their slots, or the master a set of sentinels names.
+//
+// A Target says which servers there are, which one takes a key, what a
+// refusal that redirects means, and learns where keys go when a cluster
+// says they moved. Two seams write through it:
+//
+//   - a Writer takes records (a dump's, a snapshot's, keys a sync reads
+//     again): the commands of each type or one RESTORE of a payload it
+//     encodes, pipelined, a lost connection retried with back-off, MOVED
+//     and ASK followed (writer.go, commands.go, writer_redirect.go);
+//   - a Router takes batches of commands (an AOF's, a replication
+//     stream's): in order on each server, redirections followed, a
+//     transaction whole; SendTx sends a batch with a position in one
+//     MULTI … EXEC (route.go).
+//
+// Keys finds a command's keys as the server does (keys.go). A new kind of
+// target is one new type implementing Target here and one case in Open;
+// the Writer and the Router then write to it unchanged. TestOnlyTargetWrites
+// checks that no other package of crs sends a write.
 package target
 
 import (
@@ -161,4 +175,20 @@ func (c *clusterTarget) Moved(ctx context.Context) {
 	if m, err := slotmap.ReadMap(ctx, c.seed); err == nil && m.Uncovered() == 0 {
 		c.m.Store(m)
 	}
+}
+
+// FlushAll empties every server of t (FLUSHALL on each master).
+func FlushAll(ctx context.Context, t Target) error {
+	for _, n := range t.Nodes() {
+		c, _, err := redisconn.Open(ctx, n, 0, 1)
+		if err != nil {
+			return err
+		}
+		err = c.FlushAll(ctx).Err()
+		c.Close()
+		if err != nil {
+			return fmt.Errorf("flushall on %s: %w", n.Address(), err)
+		}
+	}
+	return nil
 }

@@ -1,4 +1,4 @@
-package load
+package target
 
 import (
 	"context"
@@ -11,27 +11,21 @@ import (
 	"github.com/crs-tool/crs/internal/redisconn"
 )
 
-// The ways --load-by writes a key.
-const (
-	LoadByAuto     = "auto"     // RESTORE of a payload crs encodes, where the target takes it
-	LoadByCommands = "commands" // the commands that build the value
-)
-
-// restoreInfo is what a target needs for keys written as RESTORE of a
+// RestoreInfo is what a server needs for keys written as RESTORE of a
 // payload crs encodes: the RDB version it reads and its settings for the
 // compact encodings. RDB is 0 where it cannot take them.
-type restoreInfo struct {
+type RestoreInfo struct {
 	RDB    int
 	Limits dumppayload.Limits
 	// Why says why RDB is 0, for the pre-flight's report.
 	Why string
 }
 
-// probeRestore learns whether a target takes RESTORE (a server too old,
+// ProbeRestore learns whether the server on c takes RESTORE (a server too old,
 // or an ACL or a managed service that denies it, does not) and its
 // encoding settings (the defaults, where CONFIG is denied).
-func probeRestore(ctx context.Context, c *redis.Client, srv redisconn.Server) restoreInfo {
-	ri := restoreInfo{RDB: dumppayload.ServerRDB(srv.Engine, srv.Major, srv.Minor), Limits: dumppayload.DefaultLimits()}
+func ProbeRestore(ctx context.Context, c *redis.Client, srv redisconn.Server) RestoreInfo {
+	ri := RestoreInfo{RDB: dumppayload.ServerRDB(srv.Engine, srv.Major, srv.Minor), Limits: dumppayload.DefaultLimits()}
 	if ri.RDB < 9 {
 		ri.RDB, ri.Why = 0, "the target's RDB version is not known (RESTORE ... ABSTTL needs Redis 5.0+)"
 		return ri
@@ -74,4 +68,14 @@ func readLimits(kv map[string]string, l dumppayload.Limits) dumppayload.Limits {
 	get(&l.SetValue, "set-max-listpack-value")
 	get(&l.ListSize, "list-max-listpack-size", "list-max-ziplist-size")
 	return l
+}
+
+// LoadLibrary loads a function library's code on the server c is a
+// client of (FUNCTION LOAD, REPLACE when replace says).
+func LoadLibrary(ctx context.Context, c *redis.Client, code string, replace bool) error {
+	args := []interface{}{"FUNCTION", "LOAD"}
+	if replace {
+		args = append(args, "REPLACE")
+	}
+	return c.Do(ctx, append(args, code)...).Err()
 }

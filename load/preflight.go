@@ -294,6 +294,8 @@ func moduleNeed(typ string, t serverInfo, opts Options) *need {
 type need struct {
 	what  string // what the keys have
 	cmd   string // the command, and the version that brought it
+	hint  string // the option that loads without it
+	dump  bool   // counted as the dump's (function libraries), not as keys'
 	lacks bool   // the target lacks it
 	n     int
 	keys  []string // the first few
@@ -315,6 +317,153 @@ func (n *need) add(rec *format.Record) {
 	n.n++
 }
 
+// problem is the error of a need the target lacks that keys have; nil
+// when there is none.
+func (n *need) problem(t serverInfo) error {
+	if !n.lacks || n.n == 0 {
+		return nil
+	}
+	more := ""
+	if n.n > len(n.keys) {
+		more = fmt.Sprintf(" and %d more", n.n-len(n.keys))
+	}
+	has := fmt.Sprintf("%d keys have %s", n.n, n.what)
+	if n.dump {
+		has = fmt.Sprintf("the dump holds %d %s", n.n, n.what)
+	}
+	return fmt.Errorf("%w: %s, which need %s, and the target is %s %s: %s%s%s",
+		ErrTargetLacks, has, n.cmd, t.Engine, t.Version, strings.Join(n.keys, ", "), more, n.hint)
+}
+
+// needs is what scanNeeds counts: the data the target lacks commands
+// for, keys written twice, hash tags a rename moves.
+type needs struct {
+	t                                            serverInfo
+	opts                                         Options
+	cluster                                      bool
+	fieldExp, streams, counters, functions, idmp *need
+	modules                                      map[string]*need
+	moduleOrder                                  []*need
+	seen                                         *keyset.Seen // nil: no check of keys written twice
+	collided, tagMoved                           []string
+	collisions, tagMoves                         int64
+}
+
+func newNeeds(t serverInfo, cluster bool, opts Options) *needs {
+	n := &needs{t: t, opts: opts, cluster: cluster, modules: map[string]*need{},
+		fieldExp: &need{what: "hash field expiries", cmd: "HPEXPIREAT (Redis 7.4+)", lacks: !t.FieldExpiry && !opts.DropFieldExpiry,
+			hint: "; use --drop-field-expiry to load them without"},
+		streams: &need{what: "streams", cmd: "XADD (Redis 5.0+)", lacks: !t.AtLeast(5, 0)},
+		counters: &need{what: "stream counters (entries-read, entries-added, max-deleted-entry-id)", cmd: "XSETID ... ENTRIESADDED MAXDELETEDID and XGROUP CREATE ... ENTRIESREAD (Redis 7.0+)", lacks: !t.AtLeast(7, 0) && !opts.DropStreamCounters,
+			hint: "; use --drop-stream-counters to load the streams (entries, groups, consumers, pending entries) without the counters"},
+		functions: &need{what: "function libraries", cmd: "FUNCTION LOAD (Redis 7.0+)", lacks: !t.AtLeast(7, 0) && !opts.SkipFunctions, dump: true,
+			hint: "; use --skip-functions to load the keys without them"},
+		idmp: &need{what: "streams' idempotent-producer state (idmp settings other than the defaults, or tracked producer IDs)", cmd: "XCFGSET and XIDMPRECORD (Redis 8.6.2+)", lacks: !t.IDMP && !opts.DropStreamIDMP,
+			hint: "; use --drop-stream-idmp to load the streams without it (a producer that retries after the move may then add an entry twice)"},
+	}
+	if opts.CheckCollisions {
+		n.seen = keyset.NewSeen(opts.SeenLimit, 0)
+	}
+	return n
+}
+
+// add counts what rec has.
+func (n *needs) add(rec *format.Record) error {
+	if rec.Type == format.TypeFunction {
+		n.functions.add(rec)
+		return nil
+	}
+	if n.cluster && rec.From != "" && rec.Part <= 1 {
+		// Keys that share a hash tag share a slot, which multi-key
+		// commands on them need: a rename must keep it.
+		if _, tagged := keyslot.Tag(rec.From); tagged && keyslot.Slot(rec.From) != keyslot.Slot(rec.Key) {
+			if n.tagMoves++; len(n.tagMoved) < 10 {
+				n.tagMoved = append(n.tagMoved, fmt.Sprintf("%q → %q", rec.From, rec.Key))
+			}
+		}
+	}
+	if n.seen != nil && rec.Part <= 1 {
+		v, err := n.seen.Add(rec.DB, rec.Key, 0)
+		if err != nil {
+			return err
+		}
+		if v == keyset.Twice {
+			n.collide(rec.DB, rec.Key)
+		}
+	}
+	if len(rec.FieldExpire) > 0 {
+		n.fieldExp.add(rec)
+	}
+	if rec.Type == format.TypeVectorSet || rec.Dump != "" {
+		m, known := n.modules[rec.Type]
+		if !known {
+			m = moduleNeed(rec.Type, n.t, n.opts)
+			n.modules[rec.Type] = m
+			if m != nil {
+				n.moduleOrder = append(n.moduleOrder, m)
+			}
+		}
+		if m != nil {
+			m.add(rec)
+		}
+	}
+	if s := rec.Stream; s != nil {
+		n.stream(rec, s)
+	}
+	return nil
+}
+
+// stream counts what a stream record has.
+func (n *needs) stream(rec *format.Record, s *format.Stream) {
+	n.streams.add(rec)
+	if format.IDMPState(s.IDMP) {
+		n.idmp.add(rec)
+	}
+	if s.LastID != "" && (s.EntriesAdded >= 0 || s.MaxDeletedID != "") {
+		n.counters.add(rec)
+	}
+	for _, g := range s.Groups {
+		if g.LastDeliveredID != "" && g.EntriesRead >= 0 {
+			n.counters.add(rec)
+		}
+	}
+}
+
+func (n *needs) collide(db int, key string) {
+	if n.collisions++; len(n.collided) < 10 {
+		n.collided = append(n.collided, fmt.Sprintf("%q (db %d)", key, db))
+	}
+}
+
+// problems finishes the count (the keys remembered on disk) and returns
+// the problems found.
+func (n *needs) problems() ([]error, error) {
+	if n.seen != nil {
+		err := n.seen.Finish(func(db int, key string, _ int64, dup bool) error {
+			if dup {
+				n.collide(db, key)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	var problems []error
+	if n.tagMoves > 0 {
+		problems = append(problems, fmt.Errorf("%w: %d keys with a hash tag would go to another slot than their tag's (the keys that share their tag would no longer share a slot, which multi-key commands and transactions on them need): %s; keep the {tag} part in --rename", ErrSlotMoved, n.tagMoves, strings.Join(n.tagMoved, ", ")))
+	}
+	if n.collisions > 0 {
+		problems = append(problems, fmt.Errorf("%w: %d keys would be written twice, two source keys becoming one on the target (by --rename, --key-prefix or --db-map, or a dump that holds a key twice): %s", ErrDuplicateKey, n.collisions, strings.Join(n.collided, ", ")))
+	}
+	for _, m := range append([]*need{n.functions, n.fieldExp, n.streams, n.counters, n.idmp}, n.moduleOrder...) {
+		if err := m.problem(n.t); err != nil {
+			problems = append(problems, err)
+		}
+	}
+	return problems, nil
+}
+
 // scanNeeds reads the whole dump in and returns the problems of the data
 // the target has no command for.
 func scanNeeds(ctx context.Context, in records.Input, t serverInfo, cluster bool, opts Options) (_ []error, err error) {
@@ -327,128 +476,12 @@ func scanNeeds(ctx context.Context, in records.Input, t serverInfo, cluster bool
 			err = serr
 		}
 	}()
-	fieldExp := &need{what: "hash field expiries", cmd: "HPEXPIREAT (Redis 7.4+)", lacks: !t.FieldExpiry && !opts.DropFieldExpiry}
-	streams := &need{what: "streams", cmd: "XADD (Redis 5.0+)", lacks: !t.AtLeast(5, 0)}
-	counters := &need{what: "stream counters (entries-read, entries-added, max-deleted-entry-id)", cmd: "XSETID ... ENTRIESADDED MAXDELETEDID and XGROUP CREATE ... ENTRIESREAD (Redis 7.0+)", lacks: !t.AtLeast(7, 0) && !opts.DropStreamCounters}
-	functions := &need{what: "function libraries", cmd: "FUNCTION LOAD (Redis 7.0+)", lacks: !t.AtLeast(7, 0) && !opts.SkipFunctions}
-	idmp := &need{what: "streams' idempotent-producer state (idmp settings other than the defaults, or tracked producer IDs)", cmd: "XCFGSET and XIDMPRECORD (Redis 8.6.2+)", lacks: !t.IDMP && !opts.DropStreamIDMP}
-	modules := map[string]*need{}
-	var moduleOrder []*need
-	var seen *keyset.Seen
-	var collided, tagMoved []string
-	var collisions, tagMoves int64
-	if opts.CheckCollisions {
-		seen = keyset.NewSeen(opts.SeenLimit, 0)
-		defer seen.Close()
+	n := newNeeds(t, cluster, opts)
+	if n.seen != nil {
+		defer n.seen.Close()
 	}
-	collide := func(db int, key string) {
-		if collisions++; len(collided) < 10 {
-			collided = append(collided, fmt.Sprintf("%q (db %d)", key, db))
-		}
-	}
-	err = records.Each(ctx, r, func(rec *format.Record) error {
-		if rec.Type == format.TypeFunction {
-			functions.add(rec)
-			return nil
-		}
-		if cluster && rec.From != "" && rec.Part <= 1 {
-			// Keys that share a hash tag share a slot, which multi-key
-			// commands on them need: a rename must keep it.
-			if _, tagged := keyslot.Tag(rec.From); tagged && keyslot.Slot(rec.From) != keyslot.Slot(rec.Key) {
-				if tagMoves++; len(tagMoved) < 10 {
-					tagMoved = append(tagMoved, fmt.Sprintf("%q → %q", rec.From, rec.Key))
-				}
-			}
-		}
-		if seen != nil && rec.Part <= 1 {
-			v, err := seen.Add(rec.DB, rec.Key, 0)
-			if err != nil {
-				return err
-			}
-			if v == keyset.Twice {
-				collide(rec.DB, rec.Key)
-			}
-		}
-		if len(rec.FieldExpire) > 0 {
-			fieldExp.add(rec)
-		}
-		if rec.Type == format.TypeVectorSet || rec.Dump != "" {
-			n, seen := modules[rec.Type]
-			if !seen {
-				n = moduleNeed(rec.Type, t, opts)
-				modules[rec.Type] = n
-				if n != nil {
-					moduleOrder = append(moduleOrder, n)
-				}
-			}
-			if n != nil {
-				n.add(rec)
-			}
-		}
-		s := rec.Stream
-		if s == nil {
-			return nil
-		}
-		streams.add(rec)
-		if format.IDMPState(s.IDMP) {
-			idmp.add(rec)
-		}
-		if s.LastID != "" && (s.EntriesAdded >= 0 || s.MaxDeletedID != "") {
-			counters.add(rec)
-		}
-		for _, g := range s.Groups {
-			if g.LastDeliveredID != "" && g.EntriesRead >= 0 {
-				counters.add(rec)
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := records.Each(ctx, r, n.add); err != nil {
 		return nil, err
 	}
-	if seen != nil {
-		err := seen.Finish(func(db int, key string, _ int64, dup bool) error {
-			if dup {
-				collide(db, key)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	var problems []error
-	if tagMoves > 0 {
-		problems = append(problems, fmt.Errorf("%w: %d keys with a hash tag would go to another slot than their tag's (the keys that share their tag would no longer share a slot, which multi-key commands and transactions on them need): %s; keep the {tag} part in --rename", ErrSlotMoved, tagMoves, strings.Join(tagMoved, ", ")))
-	}
-	if collisions > 0 {
-		problems = append(problems, fmt.Errorf("%w: %d keys would be written twice, two source keys becoming one on the target (by --rename, --key-prefix or --db-map, or a dump that holds a key twice): %s", ErrDuplicateKey, collisions, strings.Join(collided, ", ")))
-	}
-	for _, n := range append([]*need{functions, fieldExp, streams, counters, idmp}, moduleOrder...) {
-		if !n.lacks || n.n == 0 {
-			continue
-		}
-		more := ""
-		if n.n > len(n.keys) {
-			more = fmt.Sprintf(" and %d more", n.n-len(n.keys))
-		}
-		hint := ""
-		switch n {
-		case fieldExp:
-			hint = "; use --drop-field-expiry to load them without"
-		case counters:
-			hint = "; use --drop-stream-counters to load the streams (entries, groups, consumers, pending entries) without the counters"
-		case functions:
-			hint = "; use --skip-functions to load the keys without them"
-		case idmp:
-			hint = "; use --drop-stream-idmp to load the streams without it (a producer that retries after the move may then add an entry twice)"
-		}
-		has := fmt.Sprintf("%d keys have %s", n.n, n.what)
-		if n == functions {
-			has = fmt.Sprintf("the dump holds %d %s", n.n, n.what)
-		}
-		problems = append(problems, fmt.Errorf("%w: %s, which need %s, and the target is %s %s: %s%s%s",
-			ErrTargetLacks, has, n.cmd, t.Engine, t.Version, strings.Join(n.keys, ", "), more, hint))
-	}
-	return problems, nil
+	return n.problems()
 }

@@ -16,9 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/keyspace"
 	"github.com/crs-tool/crs/internal/redisserver"
 	"github.com/crs-tool/crs/internal/redistest"
+	"github.com/crs-tool/crs/rdb"
 )
 
 var (
@@ -60,6 +62,11 @@ func Binaries(t testing.TB) string {
 // Main runs a package's tests (call it from TestMain) and removes the
 // binaries after.
 func Main(m *testing.M) {
+	// Streams' tracked idempotent IDs are compared from their DUMP
+	// payloads, which rdb reads.
+	redistest.PayloadDecoder = func(payload []byte, key string, emit func(*format.Record) error) error {
+		return rdb.DecodePayload(payload, 0, key, rdb.Options{}, emit)
+	}
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)

@@ -20,7 +20,6 @@ import (
 	"github.com/crs-tool/crs/format"
 	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/redisserver"
-	"github.com/crs-tool/crs/rdb"
 )
 
 // The tests' clients stay quiet as crs's do: go-redis logs each failed
@@ -221,15 +220,24 @@ func readStream(ctx context.Context, c *redis.Client, key string) (_, idmp []str
 	return out, idmp, nil
 }
 
+// PayloadDecoder decodes a key's DUMP payload to its records: what a
+// stream's tracked idempotent IDs are read from (no command lists them).
+// A test package that compares such streams sets it (to rdb's decoder:
+// redistest imports no source).
+var PayloadDecoder func(payload []byte, key string, emit func(*format.Record) error) error
+
 // trackedIDs lists a stream's tracked idempotent IDs, one line a
 // producer, from its DUMP payload.
 func trackedIDs(ctx context.Context, c *redis.Client, key string) ([]string, error) {
+	if PayloadDecoder == nil {
+		return nil, fmt.Errorf("stream %q tracks idempotent IDs, and redistest.PayloadDecoder is not set to read them", key)
+	}
 	payload, err := c.Dump(ctx, key).Result()
 	if err != nil {
 		return nil, err
 	}
 	var out []string
-	err = rdb.DecodePayload([]byte(payload), 0, key, rdb.Options{}, func(rec *format.Record) error {
+	err = PayloadDecoder([]byte(payload), key, func(rec *format.Record) error {
 		if rec.Stream != nil && rec.Stream.IDMP != nil {
 			for _, p := range rec.Stream.IDMP.Producers {
 				out = append(out, fmt.Sprintf("producer %q: %q", p.PID, p.IIDs))

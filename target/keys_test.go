@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/redistest"
 )
 
@@ -17,18 +16,8 @@ import (
 func TestKeysOf(t *testing.T) {
 	ctx := context.Background()
 	s := redistest.Start(t)
-	o := redisconn.NewOptions()
-	o.URL = s.URL
-	tgt, err := Open(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tgt.Close()
-	r, err := NewRouter(ctx, tgt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	tgt := openTarget(t, s.URL)
+	r := openRouter(t, tgt)
 	k := NewKeys(r)
 	for _, tt := range []struct {
 		cmd     string

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/crs-tool/crs/internal/redisconn"
 	"github.com/crs-tool/crs/internal/redistest"
 	"github.com/crs-tool/crs/internal/resp"
 )
@@ -20,18 +19,8 @@ import (
 func TestRouterFollows(t *testing.T) {
 	ctx := context.Background()
 	c := redistest.StartCluster(t, 3, 0, "")
-	o := redisconn.NewOptions()
-	o.URL = c.Nodes[0].URL
-	tgt, err := Open(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tgt.Close()
-	r, err := NewRouter(ctx, tgt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	tgt := openTarget(t, c.Nodes[0].URL)
+	r := openRouter(t, tgt)
 	cc := c.Client(t)
 	wrong := func(key string) int { return (tgt.Node(key) + 1) % 3 }
 
@@ -117,18 +106,8 @@ func TestRouterFollows(t *testing.T) {
 func TestSendTx(t *testing.T) {
 	ctx := context.Background()
 	s := redistest.Start(t)
-	o := redisconn.NewOptions()
-	o.URL = s.URL
-	tgt, err := Open(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tgt.Close()
-	r, err := NewRouter(ctx, tgt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	tgt := openTarget(t, s.URL)
+	r := openRouter(t, tgt)
 	c0, c3 := redistest.Client(t, s, 0), redistest.Client(t, s, 3)
 	position := func(at string) []Cmd { return []Cmd{{Args: []string{"HSET", "pos", "at", at}}} }
 	type got struct {

@@ -17,18 +17,13 @@ import (
 func TestClusterRouting(t *testing.T) {
 	ctx := context.Background()
 	c := redistest.StartCluster(t, 3, 0, "")
-	o := redisconn.NewOptions()
-	o.URL = c.Nodes[1].URL
-	tgt, err := Open(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tgt.Close()
+	tgt := openTarget(t, c.Nodes[1].URL)
 	if !tgt.SlotRouted() || len(tgt.Nodes()) != 3 {
 		t.Fatalf("a cluster of 3 masters opened as %d nodes, slot-routed %v", len(tgt.Nodes()), tgt.SlotRouted())
 	}
 	conns := make([]*resp.Conn, 3)
 	for i, n := range tgt.Nodes() {
+		var err error
 		if conns[i], err = Dial(ctx, n, "", 0); err != nil {
 			t.Fatal(err)
 		}
@@ -72,14 +67,32 @@ func TestClusterRouting(t *testing.T) {
 // TestStandalone: one server takes every key.
 func TestStandalone(t *testing.T) {
 	s := redistest.Start(t)
+	tgt := openTarget(t, s.URL)
+	if tgt.SlotRouted() || len(tgt.Nodes()) != 1 || tgt.Node("anything") != 0 || !strings.Contains(tgt.Nodes()[0].Address(), s.Addr) {
+		t.Errorf("a standalone server opened as %v", tgt.Nodes())
+	}
+}
+
+// openTarget opens the target at url, closed when the test ends.
+func openTarget(t *testing.T, url string) Target {
+	t.Helper()
 	o := redisconn.NewOptions()
-	o.URL = s.URL
+	o.URL = url
 	tgt, err := Open(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tgt.Close()
-	if tgt.SlotRouted() || len(tgt.Nodes()) != 1 || tgt.Node("anything") != 0 || !strings.Contains(tgt.Nodes()[0].Address(), s.Addr) {
-		t.Errorf("a standalone server opened as %v", tgt.Nodes())
+	t.Cleanup(tgt.Close)
+	return tgt
+}
+
+// openRouter connects a Router to tgt's servers, closed when the test ends.
+func openRouter(t *testing.T, tgt Target) *Router {
+	t.Helper()
+	r, err := NewRouter(context.Background(), tgt)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(r.Close)
+	return r
 }

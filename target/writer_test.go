@@ -81,13 +81,7 @@ func records(from int, suffix string) []Item {
 func TestWriterRetriesLostConnection(t *testing.T) {
 	ctx := context.Background()
 	s := redistest.Start(t)
-	o := redisconn.NewOptions()
-	o.URL = s.URL
-	tgt, err := Open(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tgt.Close()
+	tgt := openTarget(t, s.URL)
 	c := redistest.Client(t, s, 0)
 	st, err := writeAll(t, tgt, 0, [][]Item{records(1, "1"), records(6, "2")}, func(n int) {
 		if n == 0 {
@@ -121,13 +115,7 @@ func TestWriterRetriesLostConnection(t *testing.T) {
 func TestWriterFollowsMoved(t *testing.T) {
 	ctx := context.Background()
 	cl := redistest.StartCluster(t, 3, 0, "")
-	o := redisconn.NewOptions()
-	o.URL = cl.Nodes[0].URL
-	tgt, err := Open(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tgt.Close()
+	tgt := openTarget(t, cl.Nodes[0].URL)
 	var batches [][]Item
 	for i := 0; i < 6; i++ {
 		batches = append(batches, records(1+5*i, fmt.Sprint(i)))

@@ -10,7 +10,7 @@
 //   - rdb/value.go: its RDB encodings, decoded to records;
 //   - source/scan/read.go: read whole over SCAN, and source/scan/big.go
 //     in windows when large;
-//   - load/commands.go: the commands that write it;
+//   - target/commands.go: the commands that write it;
 //   - verify/values.go: how two values of it are compared.
 //
 // A type with more to it than elements gets a file of its own in a layer

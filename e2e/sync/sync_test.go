@@ -554,6 +554,14 @@ func TestSyncSelection(t *testing.T) {
 				c.Incr(ctx, fmt.Sprintf("app:%d", i%300))
 				c.Incr(ctx, fmt.Sprintf("other:%d", i%300))
 				c.RPush(ctx, "app:list", i)
+				if i%50 == 0 {
+					// A container's keys (XGROUP CREATE key …) are renamed
+					// and chosen like any other's.
+					for _, s := range []string{"app:stream", "other:stream"} {
+						c.XGroupCreateMkStream(ctx, s, fmt.Sprintf("g%d", i), "$")
+						c.XAdd(ctx, &redis.XAddArgs{Stream: s, Values: []any{"i", i}})
+					}
+				}
 			}
 		}()
 		flags := " --match 'app:*' --key-prefix new:"

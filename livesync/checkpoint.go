@@ -2,7 +2,6 @@ package livesync
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -28,11 +27,7 @@ func (a *applier) writeCheckpoint(ctx context.Context) error {
 	if a.t.cluster {
 		return nil
 	}
-	v, err := a.t.router.Do(ctx, 0, 0, append([]string{"HSET"}, checkpointFields(a.key, a.pos, a.link.Name())...)...)
-	if err == nil && v.Kind == resp.KindError {
-		err = errors.New(v.Str)
-	}
-	if err != nil {
+	if _, err := a.t.router.Do(ctx, 0, 0, append([]string{"HSET"}, checkpointFields(a.key, a.pos, a.link.Name())...)...); err != nil {
 		return fmt.Errorf("record the position on the target: %w", err)
 	}
 	return nil
@@ -90,11 +85,7 @@ func (a *applier) dropCheckpoint(ctx context.Context) error {
 	if !a.checkpointed() {
 		return nil
 	}
-	v, err := a.t.router.Do(ctx, 0, 0, "DEL", a.key)
-	if err == nil && v.Kind == resp.KindError {
-		err = errors.New(v.Str)
-	}
-	if err != nil {
+	if _, err := a.t.router.Do(ctx, 0, 0, "DEL", a.key); err != nil {
 		return fmt.Errorf("remove %s from the target: %w", CheckpointKey, err)
 	}
 	return nil

@@ -2,12 +2,10 @@ package livesync
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
-	"github.com/crs-tool/crs/internal/resp"
 	"github.com/crs-tool/crs/records"
 )
 
@@ -55,9 +53,6 @@ func (a *applier) readClaimed(ctx context.Context) error {
 		return nil
 	}
 	v, err := a.t.router.Do(ctx, 0, 0, "HKEYS", a.key)
-	if err == nil && v.Kind == resp.KindError {
-		err = errors.New(v.Str)
-	}
 	if err != nil {
 		return fmt.Errorf("read %s on the target: %w", a.key, err)
 	}

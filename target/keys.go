@@ -2,6 +2,7 @@ package target
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -9,11 +10,11 @@ import (
 )
 
 // Keys finds the keys of a write command as a server does, from its
-// COMMAND INFO (first key, last key, step), asked once a command, or,
-// for a command whose keys' places depend on its arguments or on its
-// subcommand (XGROUP CREATE), from COMMAND GETKEYS: what routes a
-// command to the cluster node that holds its keys, and what crs sync
-// remembers as changed.
+// COMMAND INFO (first key, last key, step), asked once a command (once a
+// subcommand, XGROUP|CREATE, for a command that has them), or, for a
+// command whose keys' places depend on its arguments, from COMMAND
+// GETKEYS: what routes a command to the cluster node that holds its keys,
+// and what crs sync remembers as changed.
 type Keys struct {
 	r     *Router
 	infos map[string]*KeySpec
@@ -29,6 +30,9 @@ type KeySpec struct {
 	First, Last, Step int
 	// Movable: where the keys are depends on the arguments.
 	Movable bool
+	// Subcommands: the command is a container (XGROUP, Redis 7.0+),
+	// whose keys are where its subcommand's spec says.
+	Subcommands bool
 }
 
 // NewKeys asks the first server of r.
@@ -47,18 +51,24 @@ func (k *Keys) Of(ctx context.Context, args []string) (keys []string, at []int, 
 	if !spec.Known {
 		return nil, nil, fmt.Errorf("the target has no %s command", strings.ToUpper(args[0]))
 	}
-	// A container's keys (XGROUP CREATE key …) are its subcommand's: the
-	// server says which they are, as for movable keys; an error reply
-	// is a command without keys (SCRIPT LOAD).
-	if spec.Movable || spec.First == 0 && len(args) > 1 {
+	// A container's keys (XGROUP CREATE key …) are its subcommand's.
+	if spec.Subcommands && len(args) > 1 {
+		sub, err := k.Spec(ctx, args[0]+"|"+args[1])
+		if err != nil {
+			return nil, nil, err
+		}
+		if sub.Known {
+			spec = sub
+		}
+	}
+	if spec.Movable {
 		v, err := k.r.Do(ctx, 0, 0, append([]string{"COMMAND", "GETKEYS"}, args...)...)
-		if v.Kind == resp.KindArray {
-			keys, _ = v.Strings()
+		var refused resp.ServerError
+		if errors.As(err, &refused) {
+			return nil, nil, nil // the server finds no keys in it
 		}
-		if !spec.Movable {
-			at = positions(args, keys)
-		}
-		return keys, at, err
+		keys, _ = v.Strings()
+		return keys, nil, err
 	}
 	if spec.First <= 0 {
 		return nil, nil, nil
@@ -82,10 +92,7 @@ func (k *Keys) Spec(ctx context.Context, name string) (*KeySpec, error) {
 	lower := strings.ToLower(name)
 	v, err := k.r.Do(ctx, 0, 0, "COMMAND", "INFO", lower)
 	if err != nil {
-		return nil, err
-	}
-	if v.Kind == resp.KindError {
-		return nil, fmt.Errorf("command info %s: %s", lower, v.Str)
+		return nil, fmt.Errorf("command info %s: %w", lower, err)
 	}
 	s := &KeySpec{}
 	if len(v.Array) == 1 && !v.Array[0].Nil && len(v.Array[0].Array) >= 6 {
@@ -94,25 +101,8 @@ func (k *Keys) Spec(ctx context.Context, name string) (*KeySpec, error) {
 		for _, f := range d[2].Array {
 			s.Movable = s.Movable || f.Str == "movablekeys"
 		}
+		s.Subcommands = len(d) > 9 && len(d[9].Array) > 0
 	}
 	k.infos[name] = s
 	return s, nil
-}
-
-// positions finds where keys, in their order, are among a subcommand's
-// args (after the command and its subcommand); nil if one is not there.
-func positions(args, keys []string) []int {
-	var at []int
-	i := 2
-	for _, key := range keys {
-		for i < len(args) && args[i] != key {
-			i++
-		}
-		if i == len(args) {
-			return nil
-		}
-		at = append(at, i)
-		i++
-	}
-	return at
 }

@@ -10,9 +10,10 @@ import (
 )
 
 // TestKeysOf: the keys of a command, and where they are, as the server
-// says: from COMMAND INFO's first, last and step; from COMMAND GETKEYS
-// for a container's subcommand (placed among the arguments) and for
-// movable keys (not placed).
+// says: from COMMAND INFO's first, last and step, a container's from its
+// subcommand's (XGROUP|CREATE); from COMMAND GETKEYS only for movable
+// keys (not placed), so a command without keys (PUBLISH, propagated to
+// replicas) costs no round trip.
 func TestKeysOf(t *testing.T) {
 	ctx := context.Background()
 	s := redistest.Start(t)
@@ -32,6 +33,8 @@ func TestKeysOf(t *testing.T) {
 		{cmd: "XGROUP SETID st g 0-1", keys: []string{"st"}, at: []int{2}},
 		{cmd: "ZUNIONSTORE d 2 a b", keys: []string{"d", "a", "b"}},
 		{cmd: "FLUSHALL"},
+		{cmd: "PUBLISH ch message"},
+		{cmd: "FUNCTION LOAD code"},
 		{cmd: "NOSUCHCOMMAND x", failing: "has no NOSUCHCOMMAND"},
 	} {
 		keys, at, err := k.Of(ctx, strings.Fields(tt.cmd))
@@ -45,5 +48,18 @@ func TestKeysOf(t *testing.T) {
 		case !slices.Equal(keys, tt.keys) || !slices.Equal(at, tt.at):
 			t.Errorf("%s: keys %q at %v, want %q at %v", tt.cmd, keys, at, tt.keys, tt.at)
 		}
+	}
+	// Asked again: nothing more than the one movable command's GETKEYS.
+	for _, cmd := range []string{"XGROUP CREATE s g $", "PUBLISH ch m", "SET k v"} {
+		if _, _, err := k.Of(ctx, strings.Fields(cmd)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stats, err := redistest.Client(t, s, 0).Info(ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(stats, "cmdstat_command|getkeys:calls=1,"); n != 1 {
+		t.Errorf("COMMAND GETKEYS asked other than once (for ZUNIONSTORE):\n%s", stats)
 	}
 }

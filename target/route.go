@@ -53,13 +53,17 @@ func NewRouter(ctx context.Context, tgt Target) (*Router, error) {
 }
 
 // Do sends one command to database db of server node (in Nodes) and
-// returns its reply, after any redirections.
+// returns its reply, after any redirections; an error reply is returned
+// as a resp.ServerError.
 func (r *Router) Do(ctx context.Context, node, db int, args ...string) (resp.Value, error) {
 	var out resp.Value
 	err := r.Send(ctx, []Cmd{{Args: args, DB: db, Node: node}}, func(_ int, v resp.Value) error {
 		out = v
 		return nil
 	})
+	if err == nil && out.Kind == resp.KindError {
+		err = resp.ServerError(out.Str)
+	}
 	return out, err
 }
 

@@ -3,6 +3,7 @@ package sync_test
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -444,14 +445,8 @@ func TestSyncClusterToCluster(t *testing.T) {
 // its slot; a cluster target keeps no position, so a sync stopped part
 // way starts over only with --replace.
 func TestSyncIntoCluster(t *testing.T) {
-	dir := t.TempDir()
-	src := redistest.Start(t)
-	e2e.FillMany(t, src, 3000)
-	c3 := redistest.StartCluster(t, 3, 0, "")
-	w := startMixWriter(t, src)
+	dir, src, c3, w, cmd, _ := syncIntoCluster(t, "")
 	defer w.Stop(t, src)
-	cmd, output := e2e.Start(t, dir, "crs sync --progress plain --db 0 --source "+src.URL+" -u "+c3.URL())
-	redistest.WaitFor(t, "the stream phase", func() bool { return strings.Contains(output(), "phase 2") })
 	cmd.Process.Kill()
 	cmd.Wait()
 	if out, code := e2e.Sh(t, dir, "crs sync --db 0 --source "+src.URL+" -u "+c3.URL()); code != 4 || !strings.Contains(out, "--replace") {
@@ -466,20 +461,29 @@ func TestSyncIntoCluster(t *testing.T) {
 	t.Log(e2e.LineWith(out, "cutover done"))
 }
 
+// syncIntoCluster starts a server of 3,000 keys, a writer on it and a
+// 3-master cluster, and crs sync (with flags) from the one into the
+// other; it returns once the sync streams.
+func syncIntoCluster(t *testing.T, flags string) (dir string, src *redisserver.Server, c3 *redistest.Cluster, w *writer, cmd *exec.Cmd, output func() string) {
+	t.Helper()
+	dir = t.TempDir()
+	src = redistest.Start(t)
+	e2e.FillMany(t, src, 3000)
+	c3 = redistest.StartCluster(t, 3, 0, "")
+	w = startMixWriter(t, src)
+	cmd, output = e2e.Start(t, dir, "crs sync --progress plain"+flags+" --db 0 --source "+src.URL+" -u "+c3.URL())
+	redistest.WaitFor(t, "the stream phase", func() bool { return strings.Contains(output(), "phase 2") })
+	return dir, src, c3, w, cmd, output
+}
+
 // TestSyncIntoReshardingCluster syncs a server into a 3-master cluster
 // while the writer runs, and moves every slot of the first master to the
 // second (redis-cli --cluster reshard: ASK while each slot moves, MOVED
 // after) while the stream is applied: crs follows the redirections, and
 // after the cutover crs verify finds the target equal to the source.
 func TestSyncIntoReshardingCluster(t *testing.T) {
-	dir := t.TempDir()
-	src := redistest.Start(t)
-	e2e.FillMany(t, src, 3000)
-	c3 := redistest.StartCluster(t, 3, 0, "")
-	w := startMixWriter(t, src)
+	dir, src, c3, w, cmd, output := syncIntoCluster(t, " --pause 60s")
 	defer w.Stop(t, src)
-	cmd, output := e2e.Start(t, dir, "crs sync --progress plain --pause 60s --db 0 --source "+src.URL+" -u "+c3.URL())
-	redistest.WaitFor(t, "the stream phase", func() bool { return strings.Contains(output(), "phase 2") })
 	a, b := c3.Nodes[0], c3.Nodes[1]
 	reshard := fmt.Sprintf("redis-cli --cluster reshard %s --cluster-from %s --cluster-to %s --cluster-slots 16384 --cluster-yes --cluster-pipeline 20 >reshard.log 2>&1 || { tail -5 reshard.log; exit 1; }",
 		a.Addr, redistest.NodeID(t, a), redistest.NodeID(t, b))

@@ -311,10 +311,10 @@ func (a *applier) applyTx(ctx context.Context, batch, planned []*records.Command
 	switch {
 	case refusal != nil:
 		return nil, refusal
-	case err != nil && errors.Is(err, resp.ErrLost):
-		return nil, err
-	case err != nil:
+	case errors.As(err, new(resp.ServerError)):
 		return nil, a.refused(nil, err.Error())
+	case err != nil:
+		return nil, err // the connection lost, ^C
 	}
 	a.count(planned, idx)
 	return lost, nil

@@ -69,12 +69,13 @@ func (r *Router) Do(ctx context.Context, node, db int, args ...string) (resp.Val
 
 // SendTx sends cmds to server node (in Nodes) as one transaction, MULTI
 // … EXEC, with the commands of position (crs's own: where a stream's
-// commands are up to) last in it: the server applies all of them or
-// none. It calls reply with each of cmds' replies (its index in cmds):
-// EXEC's result for it (applied), or the server's refusal to queue it
-// (not applied: then EXEC applied nothing). A refusal of a command of
-// position is the error. No redirection is followed: a transaction goes
-// to a server that holds every key of it.
+// commands are up to) last in it: the server runs all of them or none
+// (one that fails inside EXEC does not undo the others). It calls reply
+// with each of cmds' replies (its index in cmds): EXEC's result for it
+// (applied), or the server's refusal to queue it (not applied: then EXEC
+// ran nothing). A refusal of a command of position is the error, a
+// resp.ServerError. No redirection is followed: a transaction goes to a
+// server that holds every key of it.
 func (r *Router) SendTx(ctx context.Context, node int, cmds, position []Cmd, reply func(i int, v resp.Value, applied bool) error) error {
 	c, db := r.conns[node], &r.dbs[node]
 	const own = -1
@@ -109,7 +110,7 @@ func (r *Router) SendTx(ctx context.Context, node int, cmds, position []Cmd, rep
 			if v.Kind != resp.KindArray {
 				*db = before // the SELECTs queued did not run either
 				if refused == nil && !queueRefused {
-					refused = fmt.Errorf("EXEC: %s", v.Str)
+					refused = fmt.Errorf("EXEC: %w", resp.ServerError(v.Str))
 				}
 				return nil
 			}
@@ -118,7 +119,7 @@ func (r *Router) SendTx(ctx context.Context, node int, cmds, position []Cmd, rep
 				case i >= 0:
 					stop = reply(i, e, true)
 				case e.Kind == resp.KindError && refused == nil:
-					refused = fmt.Errorf("%s", e.Str)
+					refused = resp.ServerError(e.Str)
 				}
 				if stop != nil {
 					break
@@ -129,7 +130,7 @@ func (r *Router) SendTx(ctx context.Context, node int, cmds, position []Cmd, rep
 			queueRefused = true
 			stop = reply(sent[j], v, false)
 		case refused == nil:
-			refused = fmt.Errorf("%s", v.Str)
+			refused = resp.ServerError(v.Str)
 		}
 		return nil
 	})

@@ -2,6 +2,7 @@ package target
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -150,5 +151,12 @@ func TestSendTx(t *testing.T) {
 	}
 	if c0.Get(ctx, "c").Val() != "1" || c0.HGet(ctx, "pos", "at").Val() != "3" {
 		t.Fatal("the rest of a transaction with a failing command was not applied on database 0")
+	}
+
+	// The position refused (a string where its hash goes): the error is
+	// the server's, not the connection's.
+	err = r.SendTx(ctx, 0, []Cmd{{Args: []string{"SET", "d", "1"}}}, []Cmd{{Args: []string{"HSET", "str", "at", "4"}}}, func(int, resp.Value, bool) error { return nil })
+	if !errors.As(err, new(resp.ServerError)) || !strings.Contains(err.Error(), "WRONGTYPE") {
+		t.Errorf("a refused position: %v", err)
 	}
 }

@@ -69,13 +69,3 @@ func readLimits(kv map[string]string, l dumppayload.Limits) dumppayload.Limits {
 	get(&l.ListSize, "list-max-listpack-size", "list-max-ziplist-size")
 	return l
 }
-
-// LoadLibrary loads a function library's code on the server c is a
-// client of (FUNCTION LOAD, REPLACE when replace says).
-func LoadLibrary(ctx context.Context, c *redis.Client, code string, replace bool) error {
-	args := []interface{}{"FUNCTION", "LOAD"}
-	if replace {
-		args = append(args, "REPLACE")
-	}
-	return c.Do(ctx, append(args, code)...).Err()
-}

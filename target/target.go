@@ -192,3 +192,13 @@ func FlushAll(ctx context.Context, t Target) error {
 	}
 	return nil
 }
+
+// LoadLibrary loads a function library's code on the server c is a
+// client of (FUNCTION LOAD, REPLACE when replace says).
+func LoadLibrary(ctx context.Context, c *redis.Client, code string, replace bool) error {
+	args := []interface{}{"FUNCTION", "LOAD"}
+	if replace {
+		args = append(args, "REPLACE")
+	}
+	return c.Do(ctx, append(args, code)...).Err()
+}

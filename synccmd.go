@@ -222,6 +222,11 @@ func (o origin) Dial(ctx context.Context, name string, resume *livesync.Position
 	if rep.Full {
 		spec := o.from
 		spec.File = link.Snapshot()
+		// A key whose expiry passes between the snapshot and its load is
+		// left out by the load, which names it to the sync to read again
+		// from the source (the source may have renewed it since): the
+		// decoder must not drop it first, unnamed.
+		spec.RDB.KeepExpired = true
 		sh.Snapshot = pick.Open(ctx, spec)
 	} else if resume != nil {
 		sh.Start.DB = resume.DB

@@ -958,3 +958,63 @@ func TestSyncMovableKeys(t *testing.T) {
 	}
 	assertSynced(t, src, dst, w)
 }
+
+// TestSyncKeyExpiringBeforeItsLoad: a key of the snapshot whose expiry
+// passes before the snapshot is loaded, and which the source renewed
+// after the snapshot was taken (a rate-limit count: INCR, PEXPIRE),
+// arrives with the source's value: the loader leaves it out and names
+// it, and the sync reads it again from the source. (The RDB decoder used
+// to drop it, unnamed, and the stream's INCR then made it 1 on the
+// target: the cutover's check failed, exit 6.) The source
+// writes its RDB slowly (rdb-key-save-delay), so the transfer outlasts
+// the key's TTL, set before the snapshot began, whatever the machine's
+// speed; the renewal runs once the snapshot is under way, and its INCR's
+// reply shows it came before the expiry (else it runs again with a
+// longer TTL).
+func TestSyncKeyExpiringBeforeItsLoad(t *testing.T) {
+	ctx := context.Background()
+	for ttl := 3 * time.Second; ; ttl *= 2 {
+		src := redistest.Start(t, "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0")
+		c := redistest.Client(t, src, 0)
+		const keys = 2000
+		p := c.Pipeline()
+		for i := range keys {
+			p.Set(ctx, fmt.Sprintf("k:%d", i), i, 0)
+		}
+		if _, err := p.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		delay := (ttl + time.Second).Microseconds() / keys
+		if err := c.ConfigSet(ctx, "rdb-key-save-delay", fmt.Sprint(delay)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		c.Set(ctx, "count", 5, ttl)
+		dst := redistest.Start(t)
+		cmd, output := e2e.Start(t, t.TempDir(), "crs sync --cutover --pause 60s --progress plain --source "+src.URL+" -u "+dst.URL)
+		redistest.WaitFor(t, "the snapshot under way", func() bool {
+			return strings.Contains(c.Info(ctx, "persistence").Val(), "rdb_bgsave_in_progress:1")
+		})
+		if n, err := c.Incr(ctx, "count").Result(); err != nil || n != 6 {
+			// The renewal came after the expiry: this machine is slow.
+			cmd.Process.Kill()
+			cmd.Wait()
+			if ttl > 20*time.Second {
+				t.Fatalf("the renewal never came before the key's expiry (INCR: %d, %v)", n, err)
+			}
+			continue
+		}
+		c.PExpire(ctx, "count", time.Hour)
+		if err := cmd.Wait(); e2e.ExitCodeOf(err) != 0 || !strings.Contains(output(), "cutover done") {
+			t.Fatalf("exit %d\n%s", e2e.ExitCodeOf(err), output())
+		}
+		d := redistest.Client(t, dst, 0)
+		if v, ttl := d.Get(ctx, "count").Val(), d.PTTL(ctx, "count").Val(); v != "6" || ttl < 50*time.Minute {
+			t.Errorf("the target's count: %q expiring in %s, want \"6\" in about an hour\n%s", v, ttl, output())
+		}
+		if n := d.DBSize(ctx).Val(); n != keys+1 {
+			t.Errorf("the target holds %d keys, want %d", n, keys+1)
+		}
+		t.Log(e2e.LineWith(output(), "crs sync: done"))
+		return
+	}
+}
